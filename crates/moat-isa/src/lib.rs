@@ -13,6 +13,7 @@ pub mod datafile;
 pub mod disasm;
 pub mod insn;
 pub mod opcode;
+pub mod program;
 
 pub use asm::{assemble, assemble_bytes, AsmError, AsmErrorKind};
 pub use disasm::{disasm, disasm_one};
@@ -21,3 +22,4 @@ pub use insn::{
     DecodeErrorKind, Endian, Insn, JmpCond, LddwKind, Operand, RawInsn, Reg, Size, SxBits, Width,
     INSN_SIZE,
 };
+pub use program::{Program, ProgramError};

@@ -1,0 +1,136 @@
+//! moat: a userspace eBPF runtime.
+//!
+//! This facade is the crate embedders use. A [`Runtime`] holds the helper functions programs may call;
+//! it loads bytecode or assembly into a [`LoadedProgram`], checking its structure, and runs it on a
+//! context buffer with the chosen [`Engine`].
+//!
+//! ```
+//! let rt = moat::Runtime::new();
+//! let prog = rt.load_asm("mov %r0, %r2\nadd %r0, 1\nexit").unwrap();
+//! assert_eq!(prog.run(&mut [0u8; 4]).unwrap(), 5);
+//! ```
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod helpers;
+
+use moat_interp::{HelperRegistry, NoMaps, Prepared};
+use moat_isa::datafile::DataFileError;
+use moat_isa::{AsmError, Program, ProgramError};
+use thiserror::Error;
+
+pub use moat_interp::{HelperCtx, HelperError, RunError, RunErrorKind};
+pub use moat_isa::datafile::DataFile;
+
+/// Everything that can go wrong loading or running a program.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Assembly text did not assemble.
+    #[error("assembly: {0}")]
+    Asm(#[from] AsmError),
+    /// A conformance data file is malformed.
+    #[error("data file: {0}")]
+    DataFile(#[from] DataFileError),
+    /// Bytecode is malformed (decoding or structure).
+    #[error("bytecode: {0}")]
+    Program(#[from] ProgramError),
+    /// The program refers to something the runtime lacks (a helper, a map).
+    #[error("load: {0}")]
+    Prepare(#[from] moat_interp::PrepareError),
+    /// The program failed at run time.
+    #[error("run: {0}")]
+    Run(#[from] RunError),
+}
+
+/// How a program is executed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Engine {
+    /// The safe interpreter.
+    #[default]
+    Interp,
+}
+
+/// A runtime: the helpers and settings programs are loaded with.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    helpers: HelperRegistry,
+    budget: u64,
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Runtime::new()
+    }
+}
+
+impl Runtime {
+    /// A runtime with moat's standard helpers.
+    pub fn new() -> Runtime {
+        let mut helpers = HelperRegistry::new();
+        helpers::register_standard(&mut helpers);
+        Runtime {
+            helpers,
+            budget: moat_interp::DEFAULT_BUDGET,
+        }
+    }
+
+    /// Registers an embedder's helper under `id` (replacing any helper with that id).
+    pub fn register_helper(
+        &mut self,
+        id: u32,
+        name: &str,
+        func: impl Fn(&mut HelperCtx<'_>, [u64; 5]) -> Result<u64, HelperError> + Send + Sync + 'static,
+    ) {
+        self.helpers.register(id, name, func);
+    }
+
+    /// Sets how many instructions one run may execute before it is stopped.
+    pub fn set_budget(&mut self, budget: u64) {
+        self.budget = budget;
+    }
+
+    /// Loads bytecode (8-byte little-endian slots).
+    pub fn load_bytecode(&self, bytes: &[u8]) -> Result<LoadedProgram, Error> {
+        let program = Program::new(bytes)?;
+        let mut prepared = Prepared::new(&program, &self.helpers, &NoMaps)?;
+        prepared.set_budget(self.budget);
+        Ok(LoadedProgram { program, prepared })
+    }
+
+    /// Assembles and loads assembly text.
+    pub fn load_asm(&self, source: &str) -> Result<LoadedProgram, Error> {
+        self.load_bytecode(&moat_isa::assemble_bytes(source)?)
+    }
+
+    /// Loads the program of a conformance data file (`-- raw` if present, else `-- asm`).
+    pub fn load_data_file(&self, file: &DataFile) -> Result<LoadedProgram, Error> {
+        self.load_bytecode(&file.program()?)
+    }
+}
+
+/// A loaded, structurally checked program, ready to run.
+#[derive(Debug, Clone)]
+pub struct LoadedProgram {
+    program: Program,
+    prepared: Prepared,
+}
+
+impl LoadedProgram {
+    /// Runs the program on `ctx` (`r1` = its address, `r2` = its length) and returns `r0`.
+    pub fn run(&self, ctx: &mut [u8]) -> Result<u64, Error> {
+        Ok(self.prepared.run(ctx)?)
+    }
+
+    /// The checked program.
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    /// The program's bytecode.
+    pub fn bytecode(&self) -> Vec<u8> {
+        self.program.to_bytes()
+    }
+}
