@@ -1059,7 +1059,7 @@ impl Prepared {
                         let Some(Some(dest)) = self.op_of_slot.get(slot).copied() else {
                             return Err(self.err(at, RunErrorKind::BadCallTarget { target }));
                         };
-                        self.push_frame(&mut frames, &mut r, mem, stack_top, at)?;
+                        self.push_frame(frames.len(), &mut r, mem, stack_top, at)?;
                         frames.push(Frame {
                             ret: pc,
                             saved: [r[6], r[7], r[8], r[9]],
@@ -1076,7 +1076,7 @@ impl Prepared {
                     }
                 }
                 K::CallLocal => {
-                    self.push_frame(&mut frames, &mut r, mem, stack_top, at)?;
+                    self.push_frame(frames.len(), &mut r, mem, stack_top, at)?;
                     frames.push(Frame {
                         ret: pc,
                         saved: [r[6], r[7], r[8], r[9]],
@@ -1098,15 +1098,15 @@ impl Prepared {
     }
 
     /// Checks the depth and moves `r10` and the stack window down one frame.
-    fn push_frame<T>(
+    fn push_frame(
         &self,
-        frames: &mut Vec<T>,
+        callers: usize,
         r: &mut [u64; 16],
         mem: &mut MemoryMap,
         stack_top: u64,
         at: usize,
     ) -> Result<(), RunError> {
-        if frames.len() + 1 >= MAX_CALL_DEPTH {
+        if callers + 1 >= MAX_CALL_DEPTH {
             return Err(self.err(at, RunErrorKind::CallDepth));
         }
         r[10] -= STACK_FRAME_SIZE as u64;

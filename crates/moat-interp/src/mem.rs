@@ -136,7 +136,7 @@ impl MemoryMap {
 
     /// Atomically applies `f` to the 64-bit word at `addr` (8-aligned, checked) and returns the old value.
     pub(crate) fn atomic64(&self, addr: u64, f: impl Fn(&AtomicU64) -> u64) -> Option<u64> {
-        if addr % 8 != 0 || !self.check(addr, 8, true) {
+        if !addr.is_multiple_of(8) || !self.check(addr, 8, true) {
             return None;
         }
         // SAFETY: the word is inside a writable region valid for the run and 8-aligned, as AtomicU64
@@ -147,7 +147,7 @@ impl MemoryMap {
 
     /// Atomically applies `f` to the 32-bit word at `addr` (4-aligned, checked) and returns the old value.
     pub(crate) fn atomic32(&self, addr: u64, f: impl Fn(&AtomicU32) -> u32) -> Option<u32> {
-        if addr % 4 != 0 || !self.check(addr, 4, true) {
+        if !addr.is_multiple_of(4) || !self.check(addr, 4, true) {
             return None;
         }
         // SAFETY: as in `atomic64`, with the 4-byte alignment AtomicU32 requires.

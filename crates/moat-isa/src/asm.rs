@@ -559,7 +559,9 @@ fn parse_line(l: &Line<'_>, labels: &HashMap<&str, usize>) -> Result<Insn, AsmEr
     }
     if let Some(rest) = m.strip_prefix("ldx") {
         let (signed, sz) = match rest.strip_prefix('s') {
-            Some(s) if s != "" && size_from_suffix(s).is_some_and(|z| z != Size::DW) => (true, s),
+            Some(s) if !s.is_empty() && size_from_suffix(s).is_some_and(|z| z != Size::DW) => {
+                (true, s)
+            }
             _ => (false, rest),
         };
         if let Some(size) = size_from_suffix(sz) {

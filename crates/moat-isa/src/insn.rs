@@ -929,7 +929,7 @@ pub fn decode_one(slot: RawInsn, next: Option<RawInsn>) -> Result<Insn, DecodeEr
 
 /// Decodes a whole program. Each returned instruction is paired with its slot index.
 pub fn decode(bytes: &[u8]) -> Result<Vec<(usize, Insn)>, DecodeError> {
-    if bytes.len() % INSN_SIZE != 0 {
+    if !bytes.len().is_multiple_of(INSN_SIZE) {
         return Err(DecodeError {
             pc: bytes.len() / INSN_SIZE,
             kind: DecodeErrorKind::TrailingBytes { len: bytes.len() },
