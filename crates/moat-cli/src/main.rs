@@ -101,16 +101,16 @@ fn run(args: RunArgs) -> Result<()> {
     }
     let EngineArg::Interp = args.engine;
     let prog = input.load(&rt)?;
-    let name = args.file.display();
+    let name = input.path();
     if args.repeat > 1 {
         let start = Instant::now();
         for _ in 0..args.repeat {
-            prog.run(&mut mem).with_context(|| format!("{name}"))?;
+            prog.run(&mut mem).with_context(|| name.to_string())?;
         }
         let per_run = start.elapsed().as_nanos() as f64 / args.repeat as f64;
         println!("{per_run:.1} ns/run");
     }
-    let r0 = prog.run(&mut mem).with_context(|| format!("{name}"))?;
+    let r0 = prog.run(&mut mem).with_context(|| name.to_string())?;
     println!("{r0:#x}");
     Ok(())
 }
@@ -120,13 +120,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Asm { file, output } => Input::read(&file).and_then(|input| {
-            let bytes = input.bytecode()?;
+            let bytes = input.bytecode().with_context(|| input.path().to_string())?;
             std::fs::write(&output, &bytes)
                 .with_context(|| format!("cannot write {}", output.display()))
         }),
         Command::Disasm { file, pc } => Input::read(&file).and_then(|input| {
-            let bytes = input.bytecode()?;
-            let insns = moat_isa::decode(&bytes).with_context(|| format!("{}", file.display()))?;
+            let bytes = input.bytecode().with_context(|| input.path().to_string())?;
+            let insns = moat_isa::decode(&bytes).with_context(|| input.path().to_string())?;
             print!("{}", moat_isa::disasm(&insns, pc));
             Ok(())
         }),

@@ -1,0 +1,157 @@
+//! The `moat` command end to end: outputs, exit codes and one-line errors on malformed input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn moat(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_moat"))
+        .args(args)
+        .output()
+        .expect("moat runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn conformance(name: &str) -> PathBuf {
+    std::env::var_os("MOAT_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+        .join("conformance/tests")
+        .join(name)
+}
+
+fn temp_file(name: &str, contents: &[u8]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("moat-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, contents).expect("write temp file");
+    path
+}
+
+/// Asserts a failed command: exit code 1 and a single `error:` line naming `what`.
+fn assert_one_line_error(o: &Output, what: &str) {
+    assert_eq!(o.status.code(), Some(1), "stderr: {}", stderr(o));
+    let err = stderr(o);
+    assert_eq!(err.lines().count(), 1, "one line expected: {err}");
+    assert!(err.starts_with("error: ") && err.contains(what), "{err}");
+}
+
+#[test]
+fn run_prints_r0_as_hex_on_the_last_line() {
+    let o = moat(&[
+        "run",
+        conformance("prime.data").to_str().unwrap_or_default(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).lines().last(), Some("0x1"));
+}
+
+#[test]
+fn run_takes_memory_from_hex_or_a_file() {
+    let prog = temp_file(
+        "len.s",
+        b"mov %r0, %r2\nldxb %r1, [%r1]\nadd %r0, %r1\nexit\n",
+    );
+    let p = prog.to_str().unwrap_or_default();
+    let o = moat(&["run", p, "--mem", "10 00 00"]);
+    assert_eq!(stdout(&o).trim(), "0x13");
+    let mem = temp_file("mem.bin", &[0xf0; 8]);
+    let o = moat(&["run", p, "--mem-file", mem.to_str().unwrap_or_default()]);
+    assert_eq!(stdout(&o).trim(), "0xf8");
+}
+
+#[test]
+fn repeat_prints_ns_per_run_before_r0() {
+    let o = moat(&[
+        "run",
+        "--repeat",
+        "50",
+        conformance("prime.data").to_str().unwrap_or_default(),
+    ]);
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    let ns: f64 = lines[0]
+        .strip_suffix(" ns/run")
+        .expect("ns/run line")
+        .parse()
+        .expect("float");
+    assert!(ns > 0.0);
+    assert_eq!(lines[1], "0x1");
+}
+
+#[test]
+fn asm_and_disasm_round_trip() {
+    let src = conformance("call_local.data");
+    let out = temp_file("call_local.bin", b"");
+    let o = moat(&[
+        "asm",
+        src.to_str().unwrap_or_default(),
+        "-o",
+        out.to_str().unwrap_or_default(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = moat(&["disasm", out.to_str().unwrap_or_default()]);
+    assert!(stdout(&o).contains("call local +"), "{}", stdout(&o));
+    let text = temp_file("again.s", &o.stdout);
+    let again = temp_file("again.bin", b"");
+    let o = moat(&[
+        "asm",
+        text.to_str().unwrap_or_default(),
+        "-o",
+        again.to_str().unwrap_or_default(),
+    ]);
+    assert!(o.status.success());
+    assert_eq!(std::fs::read(&out).ok(), std::fs::read(&again).ok());
+}
+
+#[test]
+fn malformed_input_gives_one_line_errors() {
+    let truncated = temp_file("truncated.bin", &[0xb7, 0, 0, 0, 1, 0, 0, 0, 0x95, 0, 0]);
+    for verb in ["run", "disasm"] {
+        let o = moat(&[verb, truncated.to_str().unwrap_or_default()]);
+        assert_one_line_error(&o, "instruction 1");
+    }
+    let unknown = temp_file("unknown.s", b"mov %r0, 1\nfrob %r0\nexit\n");
+    for verb in ["run", "disasm"] {
+        let o = moat(&[verb, unknown.to_str().unwrap_or_default()]);
+        assert_one_line_error(&o, "line 2: unknown mnemonic `frob`");
+    }
+    let o = moat(&[
+        "asm",
+        unknown.to_str().unwrap_or_default(),
+        "-o",
+        "/dev/null",
+    ]);
+    assert_one_line_error(&o, "line 2");
+    let label = temp_file("label.s", b"ja nowhere\nexit\n");
+    let o = moat(&["run", label.to_str().unwrap_or_default()]);
+    assert_one_line_error(&o, "line 1: unknown label `nowhere`");
+    let oob = temp_file("oob.s", b"ldxdw %r0, [%r1+8]\nexit\n");
+    let o = moat(&["run", oob.to_str().unwrap_or_default(), "--mem", "00"]);
+    assert_one_line_error(&o, "instruction 0: load of 8 bytes");
+    let o = moat(&["run", "/nonexistent/prog.s"]);
+    assert_one_line_error(&o, "cannot read /nonexistent/prog.s");
+    let o = moat(&["run", label.to_str().unwrap_or_default(), "--mem", "zz"]);
+    assert_one_line_error(&o, "invalid hex byte `zz`");
+}
+
+#[test]
+fn every_verb_has_help() {
+    for verb in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["asm", "--help"],
+        &["disasm", "--help"],
+    ] {
+        let o = moat(verb);
+        assert!(o.status.success());
+        assert!(stdout(&o).contains("Usage"), "{}", stdout(&o));
+    }
+}

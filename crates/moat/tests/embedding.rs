@@ -1,0 +1,58 @@
+//! The embedding API: host-defined helpers, typed errors from helpers, sharing programs across threads.
+
+use moat::{Error, HelperError, RunErrorKind, Runtime};
+
+fn runtime_with_sum_helper() -> Runtime {
+    let mut rt = Runtime::new();
+    rt.register_helper(1000, "host_sum_bytes", |ctx, args| {
+        let bytes = ctx.read(1, args[0], args[1])?;
+        Ok(bytes.iter().map(|&b| u64::from(b)).sum())
+    });
+    rt
+}
+
+#[test]
+fn embedder_helpers_read_program_memory_through_checks() {
+    let rt = runtime_with_sum_helper();
+    let prog = rt.load_asm("call 1000\nexit").expect("loads");
+    assert_eq!(prog.run(&mut [1, 2, 3, 250]).expect("runs"), 256);
+}
+
+#[test]
+fn helper_argument_outside_memory_is_a_typed_error() {
+    let rt = runtime_with_sum_helper();
+    // Ask for one byte more than the context holds.
+    let prog = rt.load_asm("add %r2, 1\ncall 1000\nexit").expect("loads");
+    let err = prog.run(&mut [1, 2, 3]).expect_err("must fail");
+    let Error::Run(run) = err else {
+        panic!("not a run error: {err:?}")
+    };
+    assert_eq!(run.pc, 1);
+    assert!(matches!(
+        run.kind,
+        RunErrorKind::Helper {
+            id: 1000,
+            source: HelperError::OutOfBounds { arg: 1, len: 4, .. },
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_loaded_program_runs_on_many_threads() {
+    let rt = Runtime::new();
+    let prog = rt
+        .load_asm("mov %r0, 0\nloop:\njeq %r2, 0, done\nldxb %r3, [%r1]\nadd %r0, %r3\nadd %r1, 1\nsub %r2, 1\nja loop\ndone:\nexit")
+        .expect("loads");
+    std::thread::scope(|s| {
+        for t in 0..4u8 {
+            let prog = &prog;
+            s.spawn(move || {
+                for _ in 0..1000 {
+                    let mut mem = [t; 16];
+                    assert_eq!(prog.run(&mut mem).expect("runs"), 16 * u64::from(t));
+                }
+            });
+        }
+    });
+}

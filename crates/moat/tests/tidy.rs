@@ -1,0 +1,110 @@
+//! Repository conventions checked as tests: every Rust file starts with a `//!` doc, and crate
+//! dependencies point only the way ARCHITECTURE.md says.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        let name = entry.file_name();
+        if path.is_dir() && name != "target" && name != "regressions" {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_rust_file_starts_with_a_module_doc() {
+    let mut files = Vec::new();
+    rust_files(&workspace().join("crates"), &mut files);
+    rust_files(&workspace().join("fuzz/fuzz_targets"), &mut files);
+    let missing: Vec<String> = files
+        .iter()
+        .filter(|f| {
+            let text = std::fs::read_to_string(f).unwrap_or_default();
+            !text.trim_start().starts_with("//!")
+        })
+        .map(|f| f.display().to_string())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "files without a leading //! doc:\n{}",
+        missing.join("\n")
+    );
+}
+
+/// The moat crates each crate may use as a normal (non-dev) dependency: ARCHITECTURE.md's layers.
+fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
+    BTreeMap::from([
+        ("moat-isa", &[][..]),
+        ("moat-obj", &["moat-isa"][..]),
+        ("moat-interp", &["moat-isa"][..]),
+        ("moat-maps", &[][..]),
+        (
+            "moat",
+            &["moat-isa", "moat-obj", "moat-interp", "moat-maps"][..],
+        ),
+        ("moat-cli", &["moat", "moat-isa"][..]),
+        ("moat-kernel", &["moat-isa"][..]),
+    ])
+}
+
+/// The `moat-*` names under `[dependencies]` of a manifest.
+fn moat_dependencies(manifest: &str) -> Vec<String> {
+    let mut in_deps = false;
+    let mut deps = Vec::new();
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_deps = line == "[dependencies]";
+            continue;
+        }
+        if in_deps
+            && (line.starts_with("moat-") || line.starts_with("moat ") || line.starts_with("moat="))
+        {
+            if let Some(name) = line.split(['=', ' ']).next() {
+                deps.push(name.to_string());
+            }
+        }
+    }
+    deps
+}
+
+#[test]
+fn dependencies_point_one_way() {
+    let allowed = allowed();
+    let mut problems = Vec::new();
+    let Ok(entries) = std::fs::read_dir(workspace().join("crates")) else {
+        panic!("no crates directory");
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Ok(manifest) = std::fs::read_to_string(entry.path().join("Cargo.toml")) else {
+            continue;
+        };
+        if name == "moat-bench" {
+            continue; // Benchmarks may use anything; nothing may use them.
+        }
+        let Some(ok) = allowed.get(name.as_str()) else {
+            problems.push(format!(
+                "{name}: not described in ARCHITECTURE.md / this test"
+            ));
+            continue;
+        };
+        for dep in moat_dependencies(&manifest) {
+            if !ok.contains(&dep.as_str()) {
+                problems.push(format!("{name} must not depend on {dep}"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
