@@ -4,6 +4,7 @@
 //! five argument registers and a [`HelperCtx`] through which it reads and writes program memory, checked
 //! against the same [`MemoryMap`] as the program's own loads and stores.
 
+use crate::interp::{Prepared, RunError, RunState, MAX_CALL_DEPTH, STACK_FRAME_SIZE};
 use crate::mem::MemoryMap;
 use std::collections::HashMap;
 use std::fmt;
@@ -35,15 +36,96 @@ pub enum HelperError {
     /// The helper failed for another reason.
     #[error("{0}")]
     Failed(String),
+    /// A program callback the helper ran (e.g. `bpf_loop`'s) failed.
+    #[error("callback failed: {0}")]
+    Callback(Box<RunError>),
 }
 
-/// What a helper may do to the running program: access its memory.
+/// Maximum number of tail calls in one run, as in the kernel.
+pub const MAX_TAIL_CALLS: u32 = 33;
+
+/// What a helper may do to the running program: access its memory, call its functions back, tail-call.
 pub struct HelperCtx<'a> {
     /// The program's memory; every access a helper makes on the program's behalf goes through it.
     pub mem: &'a mut MemoryMap,
+    pub(crate) prog: &'a Prepared,
+    /// `r10` of the calling frame.
+    pub(crate) frame_top: u64,
+    /// Frames in use, the caller's included.
+    pub(crate) depth: usize,
+    pub(crate) state: &'a mut RunState,
+    pub(crate) tail_call: &'a mut Option<(Arc<Prepared>, u64)>,
 }
 
 impl HelperCtx<'_> {
+    /// Calls the program's function at code address `addr` (a value of `lddw rX, code(off)`) with
+    /// `args` in `r1`-`r5`, in a new frame below the caller's, and returns its `r0`. This is how
+    /// `bpf_loop` and `bpf_for_each_map_elem` run their callbacks.
+    pub fn call_function(
+        &mut self,
+        arg: u8,
+        addr: u64,
+        args: [u64; 5],
+    ) -> Result<u64, HelperError> {
+        let entry = self
+            .prog
+            .function_at(addr)
+            .ok_or_else(|| HelperError::BadArgument {
+                arg,
+                reason: format!("0x{addr:x} is not a function of the program"),
+            })?;
+        if self.depth + 1 > MAX_CALL_DEPTH {
+            return Err(HelperError::BadArgument {
+                arg,
+                reason: format!("callback would exceed {MAX_CALL_DEPTH} frames"),
+            });
+        }
+        let frame_top = self.frame_top - STACK_FRAME_SIZE as u64;
+        let result = self
+            .prog
+            .exec(self.mem, args, frame_top, entry, self.depth, self.state)
+            .map_err(|e| HelperError::Callback(Box::new(e)));
+        self.mem.set_stack_window(
+            self.frame_top - STACK_FRAME_SIZE as u64,
+            self.state.stack_top,
+        );
+        result
+    }
+
+    /// Requests a tail call: once the helper returns, `target` runs in place of the rest of the
+    /// calling function, with `ctx` in `r1`. Fails (and the program goes on) after
+    /// [`MAX_TAIL_CALLS`] tail calls in one run, as in the kernel.
+    pub fn tail_call(&mut self, target: Arc<Prepared>, ctx: u64) -> Result<(), HelperError> {
+        if self.state.tail_calls >= MAX_TAIL_CALLS {
+            return Err(HelperError::Failed(format!(
+                "more than {MAX_TAIL_CALLS} tail calls"
+            )));
+        }
+        self.state.tail_calls += 1;
+        *self.tail_call = Some((target, ctx));
+        Ok(())
+    }
+
+    /// Tail calls taken so far in this run.
+    pub fn tail_calls(&self) -> u32 {
+        self.state.tail_calls
+    }
+
+    /// Runs `f` with `data` temporarily accessible to the program (e.g. a key passed to a callback);
+    /// `f` receives its address.
+    pub fn with_region<R>(
+        &mut self,
+        data: &mut [u8],
+        writable: bool,
+        f: impl FnOnce(&mut HelperCtx<'_>, u64) -> R,
+    ) -> R {
+        let addr = data.as_mut_ptr() as u64;
+        self.mem.add_slice(data, writable);
+        let result = f(self, addr);
+        self.mem.remove(addr);
+        result
+    }
+
     /// Copies `len` bytes from program memory at `addr` (argument `arg`, for the error).
     pub fn read(&self, arg: u8, addr: u64, len: u64) -> Result<Vec<u8>, HelperError> {
         usize::try_from(len)

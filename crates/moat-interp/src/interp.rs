@@ -700,8 +700,12 @@ impl Prepared {
         let mut stack = [0u64; MAX_CALL_DEPTH * STACK_FRAME_SIZE / 8];
         let base = stack.as_mut_ptr() as u64;
         let top = base + (MAX_CALL_DEPTH * STACK_FRAME_SIZE) as u64;
-        mem.set_stack_window(top - STACK_FRAME_SIZE as u64, top);
-        let result = self.exec(mem, args, top);
+        let mut state = RunState {
+            budget: self.budget,
+            tail_calls: 0,
+            stack_top: top,
+        };
+        let result = self.exec(mem, args, top, 0, 0, &mut state);
         // The stack dies with this call: make sure no later access can reach it.
         mem.set_stack_window(0, 0);
         result
@@ -715,7 +719,17 @@ impl Prepared {
     }
 
     #[allow(clippy::too_many_lines)]
-    fn exec(&self, mem: &mut MemoryMap, args: [u64; 5], frame_top: u64) -> Result<u64, RunError> {
+    /// Runs from operation `entry` in a fresh frame whose `r10` is `frame_top`; `depth` frames are
+    /// already in use below it (callers of a callback). Returns `r0` at the entry function's exit.
+    pub(crate) fn exec(
+        &self,
+        mem: &mut MemoryMap,
+        args: [u64; 5],
+        frame_top: u64,
+        entry: usize,
+        depth: usize,
+        state: &mut RunState,
+    ) -> Result<u64, RunError> {
         struct Frame {
             ret: usize,
             saved: [u64; 4],
@@ -724,11 +738,11 @@ impl Prepared {
         let mut r = [0u64; 16];
         r[1..6].copy_from_slice(&args);
         r[10] = frame_top;
-        let stack_top = frame_top;
+        let stack_top = state.stack_top;
+        mem.set_stack_window(frame_top - STACK_FRAME_SIZE as u64, stack_top);
         let packet = mem.regions().first().map_or((0, 0), |p| (p.start, p.len));
         let ops = &self.ops[..];
-        let mut budget = self.budget;
-        let mut pc = 0usize;
+        let mut pc = entry;
         macro_rules! d {
             ($op:expr) => {
                 r[usize::from($op.dst & 15)]
@@ -799,6 +813,21 @@ impl Prepared {
                 }
             }};
         }
+        // Returns from the current function: to the caller's frame, or out of `exec`.
+        macro_rules! exit_function {
+            () => {
+                match frames.pop() {
+                    None => return Ok(r[0]),
+                    Some(frame) => {
+                        r[6..10].copy_from_slice(&frame.saved);
+                        r[10] += STACK_FRAME_SIZE as u64;
+                        let lo = r[10] - STACK_FRAME_SIZE as u64;
+                        mem.set_stack_window(lo, stack_top);
+                        pc = frame.ret;
+                    }
+                }
+            };
+        }
         macro_rules! jump {
             ($op:expr, $cond:expr) => {
                 if $cond {
@@ -812,7 +841,7 @@ impl Prepared {
             let Some(&op) = ops.get(pc) else {
                 return Err(self.err(at.saturating_sub(1), RunErrorKind::FellOffEnd));
             };
-            if budget == 0 {
+            if state.budget == 0 {
                 return Err(self.err(
                     at,
                     RunErrorKind::Budget {
@@ -820,7 +849,7 @@ impl Prepared {
                     },
                 ));
             }
-            budget -= 1;
+            state.budget -= 1;
             pc += 1;
             let imm = op.imm;
             match op.kind {
@@ -1050,16 +1079,27 @@ impl Prepared {
                             },
                         ));
                     };
-                    r[0] = self.call_helper(mem, at, *id, name, func, &r)?;
+                    let call = HelperCall {
+                        at,
+                        id: *id,
+                        name,
+                        func,
+                    };
+                    match self.call_helper(mem, call, &r, depth + frames.len(), state)? {
+                        HelperOutcome::Return(v) => r[0] = v,
+                        HelperOutcome::TailCalled(v) => {
+                            r[0] = v;
+                            exit_function!();
+                        }
+                    }
                 }
                 K::CallX => {
                     let target = d!(op);
                     if target & CODE_ADDRESS_MASK == CODE_ADDRESS_TAG {
-                        let slot = (target & 0xffff_ffff) as usize;
-                        let Some(Some(dest)) = self.op_of_slot.get(slot).copied() else {
+                        let Some(dest) = self.function_at(target) else {
                             return Err(self.err(at, RunErrorKind::BadCallTarget { target }));
                         };
-                        self.push_frame(frames.len(), &mut r, mem, stack_top, at)?;
+                        self.push_frame(depth + frames.len(), &mut r, mem, stack_top, at)?;
                         frames.push(Frame {
                             ret: pc,
                             saved: [r[6], r[7], r[8], r[9]],
@@ -1072,27 +1112,30 @@ impl Prepared {
                         let Some((id, helper)) = helper else {
                             return Err(self.err(at, RunErrorKind::BadCallTarget { target }));
                         };
-                        r[0] = self.call_helper(mem, at, id, &helper.name, &helper.func, &r)?;
+                        let call = HelperCall {
+                            at,
+                            id,
+                            name: &helper.name,
+                            func: &helper.func,
+                        };
+                        match self.call_helper(mem, call, &r, depth + frames.len(), state)? {
+                            HelperOutcome::Return(v) => r[0] = v,
+                            HelperOutcome::TailCalled(v) => {
+                                r[0] = v;
+                                exit_function!();
+                            }
+                        }
                     }
                 }
                 K::CallLocal => {
-                    self.push_frame(frames.len(), &mut r, mem, stack_top, at)?;
+                    self.push_frame(depth + frames.len(), &mut r, mem, stack_top, at)?;
                     frames.push(Frame {
                         ret: pc,
                         saved: [r[6], r[7], r[8], r[9]],
                     });
                     pc = op.target as usize;
                 }
-                K::Exit => match frames.pop() {
-                    None => return Ok(r[0]),
-                    Some(frame) => {
-                        r[6..10].copy_from_slice(&frame.saved);
-                        r[10] += STACK_FRAME_SIZE as u64;
-                        let lo = r[10] - STACK_FRAME_SIZE as u64;
-                        mem.set_stack_window(lo, stack_top);
-                        pc = frame.ret;
-                    }
-                },
+                K::Exit => exit_function!(),
             }
         }
     }
@@ -1117,24 +1160,80 @@ impl Prepared {
     fn call_helper(
         &self,
         mem: &mut MemoryMap,
-        at: usize,
-        id: u32,
-        name: &str,
-        func: &Arc<HelperFn>,
+        call: HelperCall<'_>,
         r: &[u64; 16],
-    ) -> Result<u64, RunError> {
-        let mut ctx = HelperCtx { mem };
-        func(&mut ctx, [r[1], r[2], r[3], r[4], r[5]]).map_err(|source| {
+        callers: usize,
+        state: &mut RunState,
+    ) -> Result<HelperOutcome, RunError> {
+        let mut tail_call = None;
+        let result = {
+            let mut ctx = HelperCtx {
+                mem: &mut *mem,
+                prog: self,
+                frame_top: r[10],
+                depth: callers + 1,
+                state: &mut *state,
+                tail_call: &mut tail_call,
+            };
+            (call.func)(&mut ctx, [r[1], r[2], r[3], r[4], r[5]])
+        };
+        // A callback may have moved the stack window: restore the caller's.
+        mem.set_stack_window(r[10] - STACK_FRAME_SIZE as u64, state.stack_top);
+        let value = result.map_err(|source| {
             self.err(
-                at,
+                call.at,
                 RunErrorKind::Helper {
-                    id,
-                    name: name.to_string(),
+                    id: call.id,
+                    name: call.name.to_string(),
                     source,
                 },
             )
-        })
+        })?;
+        let Some((next, ctx_arg)) = tail_call else {
+            return Ok(HelperOutcome::Return(value));
+        };
+        // The tail-called program replaces the rest of the current function, in its frame.
+        let v = next.exec(mem, [ctx_arg, 0, 0, 0, 0], r[10], 0, callers, state)?;
+        mem.set_stack_window(r[10] - STACK_FRAME_SIZE as u64, state.stack_top);
+        Ok(HelperOutcome::TailCalled(v))
     }
+
+    /// The operation index of the function at code address `addr` (from `lddw rX, code(off)`).
+    pub(crate) fn function_at(&self, addr: u64) -> Option<usize> {
+        if addr & CODE_ADDRESS_MASK != CODE_ADDRESS_TAG {
+            return None;
+        }
+        let slot = usize::try_from(addr & 0xffff_ffff).ok()?;
+        self.op_of_slot
+            .get(slot)
+            .copied()
+            .flatten()
+            .map(|i| i as usize)
+    }
+}
+
+/// State shared by every frame, callback and tail call of one run.
+pub(crate) struct RunState {
+    /// Instructions left.
+    pub(crate) budget: u64,
+    /// Tail calls taken so far.
+    pub(crate) tail_calls: u32,
+    /// One past the highest stack address.
+    pub(crate) stack_top: u64,
+}
+
+struct HelperCall<'a> {
+    at: usize,
+    id: u32,
+    name: &'a str,
+    func: &'a Arc<HelperFn>,
+}
+
+enum HelperOutcome {
+    /// The helper returned this value.
+    Return(u64),
+    /// The helper tail-called another program, which returned this value.
+    TailCalled(u64),
 }
 
 fn sdiv64(a: u64, b: u64) -> u64 {

@@ -17,7 +17,7 @@ mod helpers;
 mod interp;
 mod mem;
 
-pub use helpers::{Helper, HelperCtx, HelperError, HelperFn, HelperRegistry};
+pub use helpers::{Helper, HelperCtx, HelperError, HelperFn, HelperRegistry, MAX_TAIL_CALLS};
 pub use interp::{
     LddwResolver, NoMaps, PrepareError, Prepared, RunError, RunErrorKind, CODE_ADDRESS_TAG,
     DEFAULT_BUDGET, MAX_CALL_DEPTH, STACK_FRAME_SIZE,

@@ -5,7 +5,7 @@
 //! a label or a signed slot offset (`+3`, `-2`); the undefined label `exit` names the last `exit`. Calls: `call 5` (helper), `call local NAME`,
 //! `call kfunc N`, `call %r2` (callx). Atomics: `lock [fetch] add[32] [%r10-8], %r1`, `lock xchg`,
 //! `lock cmpxchg`. `lddw` takes a 64-bit value or a pseudo source: `map_fd(N)`, `map_value(N, OFF)`,
-//! `map_idx(N)`, `map_idx_value(N, OFF)`, `var_addr(N)`, `code(OFF)`.
+//! `map_idx(N)`, `map_idx_value(N, OFF)`, `var_addr(N)`, `code(OFF)` or `code(LABEL)`.
 //! 32-bit immediates are a decimal in `i32` range or a hexadecimal up to `0xffffffff`; anything else is
 //! refused rather than truncated.
 
@@ -389,7 +389,11 @@ fn split_width(m: &str) -> (&str, Width) {
     }
 }
 
-fn parse_lddw_value(s: &str) -> Result<(LddwKind, i32, i32), AsmErrorKind> {
+fn parse_lddw_value(
+    s: &str,
+    pc: usize,
+    labels: &HashMap<&str, usize>,
+) -> Result<(LddwKind, i32, i32), AsmErrorKind> {
     let kinds = [
         ("map_idx_value", LddwKind::MapIdxValue),
         ("map_value", LddwKind::MapValue),
@@ -408,6 +412,10 @@ fn parse_lddw_value(s: &str) -> Result<(LddwKind, i32, i32), AsmErrorKind> {
             let parts: Vec<&str> = args.split(';').flat_map(|p| p.split(' ')).collect();
             let parts: Vec<&str> = parts.into_iter().filter(|p| !p.is_empty()).collect();
             return match parts.as_slice() {
+                // A function by label: the offset from the slot after lddw's first.
+                [a] if kind == LddwKind::Code && labels.contains_key(a) => {
+                    Ok((kind, target32(a, pc, labels)?, 0))
+                }
                 [a] => Ok((kind, parse_imm32(a)?, 0)),
                 [a, b] => Ok((kind, parse_imm32(a)?, parse_imm32(b)?)),
                 _ => Err(AsmErrorKind::InvalidNumber(s.to_string())),
@@ -438,7 +446,7 @@ fn parse_line(l: &Line<'_>, labels: &HashMap<&str, usize>) -> Result<Insn, AsmEr
             });
         }
         let dst = parse_reg(ops[0])?;
-        let (kind, imm, next_imm) = parse_lddw_value(ops[1])?;
+        let (kind, imm, next_imm) = parse_lddw_value(ops[1], l.pc, labels)?;
         return Ok(Insn::LoadImm64 {
             dst,
             kind,
