@@ -1104,7 +1104,7 @@ impl Prepared {
                             ret: pc,
                             saved: [r[6], r[7], r[8], r[9]],
                         });
-                        pc = dest as usize;
+                        pc = dest;
                     } else {
                         let helper = u32::try_from(target)
                             .ok()
