@@ -15,6 +15,7 @@
 
 mod helpers;
 mod interp;
+mod lowmem;
 mod mem;
 
 pub use helpers::{Helper, HelperCtx, HelperError, HelperFn, HelperRegistry, MAX_TAIL_CALLS};
@@ -22,4 +23,5 @@ pub use interp::{
     LddwResolver, NoMaps, PrepareError, Prepared, RunError, RunErrorKind, CODE_ADDRESS_TAG,
     DEFAULT_BUDGET, MAX_CALL_DEPTH, STACK_FRAME_SIZE,
 };
+pub use lowmem::LowBuffer;
 pub use mem::{MemoryMap, Region};

@@ -1,15 +1,86 @@
-//! moat's standard helper functions, under the Linux kernel's numeric ids and with its semantics.
+//! moat's standard helper functions that need no maps, under the Linux kernel's numeric ids and with
+//! its semantics (return values, error codes, truncation rules).
 
-use moat_interp::HelperRegistry;
+use crate::trace::TraceLog;
+use moat_interp::{HelperCtx, HelperError, HelperRegistry};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-/// `bpf_ktime_get_ns`.
-pub const KTIME_GET_NS: u32 = 5;
-/// `bpf_get_prandom_u32`.
-pub const GET_PRANDOM_U32: u32 = 7;
-/// `bpf_get_smp_processor_id`.
-pub const GET_SMP_PROCESSOR_ID: u32 = 8;
+/// Helper ids, as in the kernel's `enum bpf_func_id`.
+pub mod id {
+    /// `bpf_map_lookup_elem`.
+    pub const MAP_LOOKUP_ELEM: u32 = 1;
+    /// `bpf_map_update_elem`.
+    pub const MAP_UPDATE_ELEM: u32 = 2;
+    /// `bpf_map_delete_elem`.
+    pub const MAP_DELETE_ELEM: u32 = 3;
+    /// `bpf_probe_read`.
+    pub const PROBE_READ: u32 = 4;
+    /// `bpf_ktime_get_ns`.
+    pub const KTIME_GET_NS: u32 = 5;
+    /// `bpf_trace_printk`.
+    pub const TRACE_PRINTK: u32 = 6;
+    /// `bpf_get_prandom_u32`.
+    pub const GET_PRANDOM_U32: u32 = 7;
+    /// `bpf_get_smp_processor_id`.
+    pub const GET_SMP_PROCESSOR_ID: u32 = 8;
+    /// `bpf_tail_call`.
+    pub const TAIL_CALL: u32 = 12;
+    /// `bpf_get_current_pid_tgid`.
+    pub const GET_CURRENT_PID_TGID: u32 = 14;
+    /// `bpf_get_current_uid_gid`.
+    pub const GET_CURRENT_UID_GID: u32 = 15;
+    /// `bpf_get_current_comm`.
+    pub const GET_CURRENT_COMM: u32 = 16;
+    /// `bpf_map_push_elem`.
+    pub const MAP_PUSH_ELEM: u32 = 87;
+    /// `bpf_map_pop_elem`.
+    pub const MAP_POP_ELEM: u32 = 88;
+    /// `bpf_map_peek_elem`.
+    pub const MAP_PEEK_ELEM: u32 = 89;
+    /// `bpf_spin_lock`.
+    pub const SPIN_LOCK: u32 = 93;
+    /// `bpf_spin_unlock`.
+    pub const SPIN_UNLOCK: u32 = 94;
+    /// `bpf_strtol`.
+    pub const STRTOL: u32 = 105;
+    /// `bpf_strtoul`.
+    pub const STRTOUL: u32 = 106;
+    /// `bpf_probe_read_user`.
+    pub const PROBE_READ_USER: u32 = 112;
+    /// `bpf_probe_read_kernel`.
+    pub const PROBE_READ_KERNEL: u32 = 113;
+    /// `bpf_probe_read_user_str`.
+    pub const PROBE_READ_USER_STR: u32 = 114;
+    /// `bpf_probe_read_kernel_str`.
+    pub const PROBE_READ_KERNEL_STR: u32 = 115;
+    /// `bpf_ktime_get_boot_ns`.
+    pub const KTIME_GET_BOOT_NS: u32 = 125;
+    /// `bpf_ringbuf_output`.
+    pub const RINGBUF_OUTPUT: u32 = 130;
+    /// `bpf_ringbuf_reserve`.
+    pub const RINGBUF_RESERVE: u32 = 131;
+    /// `bpf_ringbuf_submit`.
+    pub const RINGBUF_SUBMIT: u32 = 132;
+    /// `bpf_ringbuf_discard`.
+    pub const RINGBUF_DISCARD: u32 = 133;
+    /// `bpf_ringbuf_query`.
+    pub const RINGBUF_QUERY: u32 = 134;
+    /// `bpf_for_each_map_elem`.
+    pub const FOR_EACH_MAP_ELEM: u32 = 164;
+    /// `bpf_snprintf`.
+    pub const SNPRINTF: u32 = 165;
+    /// `bpf_loop`.
+    pub const LOOP: u32 = 181;
+}
+
+/// Negative errno values helpers return, as `u64` two's complement.
+pub(crate) fn neg_errno(errno: i32) -> u64 {
+    (-i64::from(errno)) as u64
+}
+pub(crate) const EFAULT: i32 = 14;
+pub(crate) const EINVAL: i32 = 22;
+pub(crate) const ERANGE: i32 = 34;
 
 fn monotonic_ns() -> u64 {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
@@ -28,13 +99,363 @@ fn prandom_u32() -> u32 {
     (x >> 32) as u32
 }
 
-/// Registers the helpers that need no maps.
-pub fn register_standard(registry: &mut HelperRegistry) {
-    registry.register(KTIME_GET_NS, "bpf_ktime_get_ns", |_, _| Ok(monotonic_ns()));
-    registry.register(GET_PRANDOM_U32, "bpf_get_prandom_u32", |_, _| {
+/// The CPU the calling thread runs on, for per-CPU maps; 0 where unknown.
+pub(crate) fn current_cpu() -> usize {
+    rustix::thread::sched_getcpu()
+}
+
+/// Copies `size` bytes from `src` to `dst` if `src` is readable; otherwise zeroes `dst` and returns
+/// `-EFAULT`, as the kernel does for a faulting `bpf_probe_read_*`.
+fn probe_read(ctx: &mut HelperCtx<'_>, args: [u64; 5]) -> Result<u64, HelperError> {
+    let (dst, size, src) = (args[0], args[1], args[2]);
+    let size_usize = usize::try_from(size).map_err(|_| HelperError::BadArgument {
+        arg: 2,
+        reason: format!("size {size} too large"),
+    })?;
+    match ctx.mem.read_bytes(src, size_usize) {
+        Some(bytes) => {
+            ctx.write(1, dst, &bytes)?;
+            Ok(0)
+        }
+        None => {
+            ctx.write(1, dst, &vec![0; size_usize])?;
+            Ok(neg_errno(EFAULT))
+        }
+    }
+}
+
+/// Copies a NUL-terminated string of at most `size - 1` bytes and terminates it; returns the length
+/// with the NUL, or `-EFAULT` when the first byte is unreadable.
+fn probe_read_str(ctx: &mut HelperCtx<'_>, args: [u64; 5]) -> Result<u64, HelperError> {
+    let (dst, size, src) = (args[0], args[1], args[2]);
+    if size == 0 {
+        return Ok(0);
+    }
+    let mut out = Vec::new();
+    while (out.len() as u64) < size - 1 {
+        match ctx.mem.read_bytes(src.wrapping_add(out.len() as u64), 1) {
+            Some(b) if b[0] == 0 => break,
+            Some(b) => out.push(b[0]),
+            None if out.is_empty() => {
+                ctx.write(1, dst, &[0])?;
+                return Ok(neg_errno(EFAULT));
+            }
+            None => break,
+        }
+    }
+    out.push(0);
+    ctx.write(1, dst, &out)?;
+    Ok(out.len() as u64)
+}
+
+/// Reads a NUL-terminated string from program memory (at most `max` bytes).
+fn read_cstr(ctx: &HelperCtx<'_>, arg: u8, addr: u64, max: usize) -> Result<Vec<u8>, HelperError> {
+    let mut out = Vec::new();
+    while out.len() < max {
+        let b = ctx.read(arg, addr.wrapping_add(out.len() as u64), 1)?;
+        if b[0] == 0 {
+            return Ok(out);
+        }
+        out.push(b[0]);
+    }
+    Ok(out)
+}
+
+/// Formats `fmt` with the kernel's `bpf_trace_printk`/`bpf_snprintf` conversions: `%d %i %u %x %X %c
+/// %s %p %%` with `l`/`ll` length modifiers and a field width. `%s` arguments are read from program
+/// memory with `read_str`.
+pub(crate) fn format_printf(
+    fmt: &[u8],
+    args: &[u64],
+    mut read_str: impl FnMut(u64) -> Result<Vec<u8>, HelperError>,
+) -> Result<Vec<u8>, HelperError> {
+    let mut out = Vec::new();
+    let mut next = args.iter();
+    let mut i = 0;
+    let bad = |reason: String| HelperError::BadArgument { arg: 1, reason };
+    while let Some(&c) = fmt.get(i) {
+        i += 1;
+        if c != b'%' {
+            out.push(c);
+            continue;
+        }
+        if fmt.get(i) == Some(&b'%') {
+            out.push(b'%');
+            i += 1;
+            continue;
+        }
+        let zero_pad = fmt.get(i) == Some(&b'0');
+        let mut width = 0usize;
+        while let Some(d) = fmt.get(i).filter(|d| d.is_ascii_digit()) {
+            width = width
+                .saturating_mul(10)
+                .saturating_add(usize::from(d - b'0'));
+            i += 1;
+        }
+        let mut longs = 0;
+        while fmt.get(i) == Some(&b'l') {
+            longs += 1;
+            i += 1;
+        }
+        let conv = *fmt
+            .get(i)
+            .ok_or_else(|| bad("format ends inside a conversion".into()))?;
+        i += 1;
+        let arg = *next
+            .next()
+            .ok_or_else(|| bad(format!("format needs more than {} arguments", args.len())))?;
+        let text: Vec<u8> = match conv {
+            b'd' | b'i' => {
+                let v = if longs > 0 {
+                    arg as i64
+                } else {
+                    i64::from(arg as i32)
+                };
+                v.to_string().into_bytes()
+            }
+            b'u' => {
+                let v = if longs > 0 {
+                    arg
+                } else {
+                    u64::from(arg as u32)
+                };
+                v.to_string().into_bytes()
+            }
+            b'x' | b'X' => {
+                let v = if longs > 0 {
+                    arg
+                } else {
+                    u64::from(arg as u32)
+                };
+                let s = if conv == b'x' {
+                    format!("{v:x}")
+                } else {
+                    format!("{v:X}")
+                };
+                s.into_bytes()
+            }
+            b'p' => format!("0x{arg:x}").into_bytes(),
+            b'c' => vec![arg as u8],
+            b's' => read_str(arg)?,
+            other => return Err(bad(format!("unsupported conversion %{}", other as char))),
+        };
+        if text.len() < width {
+            let pad = if zero_pad && conv != b's' { b'0' } else { b' ' };
+            out.extend(std::iter::repeat_n(pad, width - text.len()));
+        }
+        out.extend(text);
+    }
+    Ok(out)
+}
+
+/// Parses like the kernel's `bpf_strtol`/`bpf_strtoul`: leading spaces, an optional sign (signed only),
+/// base from the low bits of `flags` (0 = detect `0x`/`0` prefixes, 8, 10, 16). Returns the characters
+/// consumed and the value, or the negative errno.
+pub(crate) fn parse_integer(buf: &[u8], flags: u64, signed: bool) -> Result<(usize, i128), i32> {
+    let base = flags & 0x1f;
+    if !matches!(base, 0 | 8 | 10 | 16) || flags & !0x1f != 0 {
+        return Err(EINVAL);
+    }
+    let mut i = 0;
+    while buf.get(i).is_some_and(u8::is_ascii_whitespace) {
+        i += 1;
+    }
+    let mut negative = false;
+    if buf.get(i) == Some(&b'-') {
+        if !signed {
+            return Err(EINVAL);
+        }
+        negative = true;
+        i += 1;
+    }
+    let mut base = base as u32;
+    let has_hex_prefix = buf.get(i) == Some(&b'0')
+        && matches!(buf.get(i + 1), Some(b'x' | b'X'))
+        && buf.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
+    if (base == 0 || base == 16) && has_hex_prefix {
+        base = 16;
+        i += 2;
+    } else if base == 0 {
+        base = if buf.get(i) == Some(&b'0') { 8 } else { 10 };
+    }
+    let start = i;
+    let mut value: i128 = 0;
+    while let Some(d) = buf.get(i).and_then(|c| (*c as char).to_digit(base)) {
+        value = value * i128::from(base) + i128::from(d);
+        if value > i128::from(u64::MAX) {
+            return Err(ERANGE);
+        }
+        i += 1;
+    }
+    if i == start {
+        return Err(EINVAL);
+    }
+    let value = if negative { -value } else { value };
+    let fits = if signed {
+        i64::try_from(value).is_ok()
+    } else {
+        u64::try_from(value).is_ok()
+    };
+    if !fits {
+        return Err(ERANGE);
+    }
+    Ok((i, value))
+}
+
+fn strto(ctx: &mut HelperCtx<'_>, args: [u64; 5], signed: bool) -> Result<u64, HelperError> {
+    let len = usize::try_from(args[1])
+        .unwrap_or(usize::MAX)
+        .min(64 * 1024);
+    let buf = ctx.read(1, args[0], len as u64)?;
+    match parse_integer(&buf, args[2], signed) {
+        Ok((consumed, value)) => {
+            ctx.write(4, args[3], &(value as i64).to_le_bytes())?;
+            Ok(consumed as u64)
+        }
+        Err(errno) => Ok(neg_errno(errno)),
+    }
+}
+
+/// Registers the helpers that need no maps. `trace_printk` writes to `trace`.
+pub(crate) fn register_standard(registry: &mut HelperRegistry, trace: TraceLog) {
+    registry.register(id::KTIME_GET_NS, "bpf_ktime_get_ns", |_, _| {
+        Ok(monotonic_ns())
+    });
+    registry.register(id::KTIME_GET_BOOT_NS, "bpf_ktime_get_boot_ns", |_, _| {
+        Ok(monotonic_ns())
+    });
+    registry.register(id::GET_PRANDOM_U32, "bpf_get_prandom_u32", |_, _| {
         Ok(u64::from(prandom_u32()))
     });
-    registry.register(GET_SMP_PROCESSOR_ID, "bpf_get_smp_processor_id", |_, _| {
+    registry.register(
+        id::GET_SMP_PROCESSOR_ID,
+        "bpf_get_smp_processor_id",
+        |_, _| Ok(current_cpu() as u64),
+    );
+    registry.register(
+        id::GET_CURRENT_PID_TGID,
+        "bpf_get_current_pid_tgid",
+        |_, _| {
+            let tgid = u64::from(std::process::id());
+            let tid = rustix::thread::gettid().as_raw_nonzero().get() as u64;
+            Ok((tgid << 32) | (tid & 0xffff_ffff))
+        },
+    );
+    registry.register(
+        id::GET_CURRENT_UID_GID,
+        "bpf_get_current_uid_gid",
+        |_, _| {
+            let uid = u64::from(rustix::process::getuid().as_raw());
+            let gid = u64::from(rustix::process::getgid().as_raw());
+            Ok((gid << 32) | uid)
+        },
+    );
+    registry.register(id::GET_CURRENT_COMM, "bpf_get_current_comm", |ctx, args| {
+        let mut comm = std::fs::read("/proc/thread-self/comm").unwrap_or_default();
+        if comm.last() == Some(&b'\n') {
+            comm.pop();
+        }
+        let size = usize::try_from(args[1]).unwrap_or(0);
+        if size == 0 {
+            return Ok(neg_errno(EINVAL));
+        }
+        comm.truncate(size.saturating_sub(1).min(15));
+        comm.resize(size.min(16), 0);
+        ctx.write(1, args[0], &comm)?;
         Ok(0)
     });
+    for (id, name) in [
+        (id::PROBE_READ, "bpf_probe_read"),
+        (id::PROBE_READ_USER, "bpf_probe_read_user"),
+        (id::PROBE_READ_KERNEL, "bpf_probe_read_kernel"),
+    ] {
+        registry.register(id, name, probe_read);
+    }
+    for (id, name) in [
+        (id::PROBE_READ_USER_STR, "bpf_probe_read_user_str"),
+        (id::PROBE_READ_KERNEL_STR, "bpf_probe_read_kernel_str"),
+    ] {
+        registry.register(id, name, probe_read_str);
+    }
+    registry.register(id::STRTOL, "bpf_strtol", |ctx, args| strto(ctx, args, true));
+    registry.register(id::STRTOUL, "bpf_strtoul", |ctx, args| {
+        strto(ctx, args, false)
+    });
+    registry.register(id::TRACE_PRINTK, "bpf_trace_printk", move |ctx, args| {
+        let size = usize::try_from(args[1]).unwrap_or(0).min(1024);
+        let fmt = ctx.read(1, args[0], size as u64)?;
+        let fmt = fmt.split(|&b| b == 0).next().unwrap_or(&[]).to_vec();
+        let line = format_printf(&fmt, &args[2..5], |addr| read_cstr(ctx, 3, addr, 256))?;
+        let text = String::from_utf8_lossy(&line)
+            .trim_end_matches('\n')
+            .to_string();
+        let len = line.len() as u64;
+        trace.push(text);
+        Ok(len)
+    });
+    registry.register(id::SNPRINTF, "bpf_snprintf", |ctx, args| {
+        let (out, out_size, fmt_addr, data, data_len) =
+            (args[0], args[1], args[2], args[3], args[4]);
+        if data_len % 8 != 0 || data_len > 8 * 12 {
+            return Ok(neg_errno(EINVAL));
+        }
+        let fmt = read_cstr(ctx, 3, fmt_addr, 1024)?;
+        let raw = ctx.read(4, data, data_len)?;
+        let values: Vec<u64> = raw
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+            .collect();
+        let mut text = match format_printf(&fmt, &values, |addr| read_cstr(ctx, 4, addr, 256)) {
+            Ok(t) => t,
+            Err(_) => return Ok(neg_errno(EINVAL)),
+        };
+        let needed = text.len() as u64 + 1;
+        if out_size > 0 {
+            let keep = usize::try_from(out_size - 1).unwrap_or(0).min(text.len());
+            text.truncate(keep);
+            text.push(0);
+            ctx.write(1, out, &text)?;
+        }
+        Ok(needed)
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fmt(f: &str, args: &[u64]) -> String {
+        let out = format_printf(f.as_bytes(), args, |_| Ok(b"str".to_vec())).expect("formats");
+        String::from_utf8(out).expect("utf8")
+    }
+
+    #[test]
+    fn printf_conversions_follow_the_kernel() {
+        assert_eq!(
+            fmt("a=%d b=%u c=%x", &[u64::MAX, u64::MAX, 255]),
+            "a=-1 b=4294967295 c=ff"
+        );
+        assert_eq!(
+            fmt("%lld %llu %lx %s %%", &[u64::MAX, u64::MAX, 255, 0]),
+            "-1 18446744073709551615 ff str %"
+        );
+        assert_eq!(fmt("%08x|%4d", &[0xab, 7]), "000000ab|   7");
+        assert!(format_printf(b"%d %d", &[1], |_| Ok(vec![])).is_err());
+    }
+
+    #[test]
+    fn strtol_follows_the_kernel() {
+        assert_eq!(parse_integer(b"  -42abc", 0, true), Ok((5, -42)));
+        assert_eq!(parse_integer(b"0x1f", 0, true), Ok((4, 31)));
+        assert_eq!(parse_integer(b"017", 0, false), Ok((3, 15)));
+        assert_eq!(parse_integer(b"ff", 16, false), Ok((2, 255)));
+        assert_eq!(parse_integer(b"-1", 10, false), Err(EINVAL));
+        assert_eq!(parse_integer(b"xyz", 10, true), Err(EINVAL));
+        assert_eq!(
+            parse_integer(b"99999999999999999999", 10, false),
+            Err(ERANGE)
+        );
+        assert_eq!(parse_integer(b"9223372036854775808", 10, true), Err(ERANGE));
+        assert_eq!(parse_integer(b"1", 3, true), Err(EINVAL));
+    }
 }

@@ -13,7 +13,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod helpers;
+pub mod helpers;
+mod trace;
 
 use moat_interp::{HelperRegistry, NoMaps, Prepared};
 use moat_isa::datafile::DataFileError;
@@ -22,6 +23,7 @@ use thiserror::Error;
 
 pub use moat_interp::{HelperCtx, HelperError, RunError, RunErrorKind};
 pub use moat_isa::datafile::DataFile;
+pub use trace::TraceLog;
 
 /// Everything that can go wrong loading or running a program.
 #[derive(Debug, Error)]
@@ -58,6 +60,7 @@ pub enum Engine {
 pub struct Runtime {
     helpers: HelperRegistry,
     budget: u64,
+    trace: TraceLog,
 }
 
 impl Default for Runtime {
@@ -70,10 +73,12 @@ impl Runtime {
     /// A runtime with moat's standard helpers.
     pub fn new() -> Runtime {
         let mut helpers = HelperRegistry::new();
-        helpers::register_standard(&mut helpers);
+        let trace = TraceLog::default();
+        helpers::register_standard(&mut helpers, trace.clone());
         Runtime {
             helpers,
             budget: moat_interp::DEFAULT_BUDGET,
+            trace,
         }
     }
 
@@ -85,6 +90,11 @@ impl Runtime {
         func: impl Fn(&mut HelperCtx<'_>, [u64; 5]) -> Result<u64, HelperError> + Send + Sync + 'static,
     ) {
         self.helpers.register(id, name, func);
+    }
+
+    /// The log `bpf_trace_printk` writes to.
+    pub fn trace_log(&self) -> &TraceLog {
+        &self.trace
     }
 
     /// Sets how many instructions one run may execute before it is stopped.
