@@ -5,7 +5,8 @@
 //! through [`MemoryMap`]; the loop counts executed instructions against a budget.
 
 use crate::helpers::{HelperCtx, HelperError, HelperFn, HelperRegistry};
-use crate::mem::{MemoryMap, ORDER};
+use crate::mem::{MemoryMap, Region, ORDER};
+use std::any::Any;
 use moat_isa::{
     AluOp, AtomicOp, CallTarget, Endian, Insn, JmpCond, LddwKind, Operand, Program, Size, SxBits,
     Width,
@@ -328,6 +329,18 @@ pub struct Prepared {
     helpers: Vec<(u32, String, Arc<HelperFn>)>,
     registry: HelperRegistry,
     budget: u64,
+    /// Memory every run may access (map storage), with what keeps it alive.
+    static_regions: Vec<Region>,
+    keep_alive: Vec<Arc<dyn Any + Send + Sync>>,
+}
+
+/// A buffer a program may access during one run.
+#[derive(Debug)]
+pub struct Buffer<'a> {
+    /// The bytes.
+    pub bytes: &'a mut [u8],
+    /// Whether the program may store to them.
+    pub writable: bool,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -678,6 +691,8 @@ impl Prepared {
             helpers,
             registry: registry.clone(),
             budget: DEFAULT_BUDGET,
+            static_regions: Vec::new(),
+            keep_alive: Vec::new(),
         })
     }
 
@@ -686,17 +701,47 @@ impl Prepared {
         self.budget = budget;
     }
 
+    /// Adds memory every run of the program may access, such as a map's storage.
+    ///
+    /// # Safety
+    /// `region` must stay valid for reads (and writes, when writable) while `keep_alive` lives, and may
+    /// be accessed concurrently only through atomics or by code that tolerates racing program stores
+    /// (map helpers copy values under their own locks; programs race on values as in the kernel).
+    pub unsafe fn add_static_region(&mut self, region: Region, keep_alive: Arc<dyn Any + Send + Sync>) {
+        self.static_regions.push(region);
+        self.keep_alive.push(keep_alive);
+    }
+
     /// Runs the program on a context buffer: `r1` = its address, `r2` = its length.
     pub fn run(&self, ctx: &mut [u8]) -> Result<u64, RunError> {
-        let mut mem = MemoryMap::new();
         let args = [ctx.as_mut_ptr() as u64, ctx.len() as u64, 0, 0, 0];
-        mem.add_slice(ctx, true);
+        self.run_with(
+            &mut [Buffer {
+                bytes: ctx,
+                writable: true,
+            }],
+            args,
+        )
+    }
+
+    /// Runs the program with `buffers` accessible (the first is the packet of legacy `ldabs`/`ldind`
+    /// loads) and `r1`-`r5` = `args`.
+    pub fn run_with(&self, buffers: &mut [Buffer<'_>], args: [u64; 5]) -> Result<u64, RunError> {
+        let mut mem = MemoryMap::new();
+        for b in buffers.iter_mut() {
+            mem.add_slice(b.bytes, b.writable);
+        }
+        for r in &self.static_regions {
+            // SAFETY: `add_static_region`'s contract: the region lives while `self.keep_alive` does,
+            // which outlives this run since `self` is borrowed for it.
+            unsafe { mem.add_raw(*r) };
+        }
         self.run_in(&mut mem, args)
     }
 
     /// Runs the program with the regions of `mem` (besides its own stack) and `r1`-`r5` = `args`.
     /// The first region, if any, is the packet for the legacy `ldabs`/`ldind` loads.
-    pub fn run_in(&self, mem: &mut MemoryMap, args: [u64; 5]) -> Result<u64, RunError> {
+    fn run_in(&self, mem: &mut MemoryMap, args: [u64; 5]) -> Result<u64, RunError> {
         let mut stack = [0u64; MAX_CALL_DEPTH * STACK_FRAME_SIZE / 8];
         let base = stack.as_mut_ptr() as u64;
         let top = base + (MAX_CALL_DEPTH * STACK_FRAME_SIZE) as u64;

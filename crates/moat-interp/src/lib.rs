@@ -20,7 +20,7 @@ mod mem;
 
 pub use helpers::{Helper, HelperCtx, HelperError, HelperFn, HelperRegistry, MAX_TAIL_CALLS};
 pub use interp::{
-    LddwResolver, NoMaps, PrepareError, Prepared, RunError, RunErrorKind, CODE_ADDRESS_TAG,
+    Buffer, LddwResolver, NoMaps, PrepareError, Prepared, RunError, RunErrorKind, CODE_ADDRESS_TAG,
     DEFAULT_BUDGET, MAX_CALL_DEPTH, STACK_FRAME_SIZE,
 };
 pub use lowmem::LowBuffer;

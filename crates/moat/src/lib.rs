@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod context;
 pub mod helpers;
 mod trace;
 
@@ -21,6 +22,7 @@ use moat_isa::datafile::DataFileError;
 use moat_isa::{AsmError, Program, ProgramError};
 use thiserror::Error;
 
+pub use context::{ContextError, ProgType, UnknownProgType, MAX_PACKET};
 pub use moat_interp::{HelperCtx, HelperError, RunError, RunErrorKind};
 pub use moat_isa::datafile::DataFile;
 pub use trace::TraceLog;
@@ -44,6 +46,9 @@ pub enum Error {
     /// The program failed at run time.
     #[error("run: {0}")]
     Run(#[from] RunError),
+    /// The program's context could not be built for this input.
+    #[error("context: {0}")]
+    Context(#[from] ContextError),
 }
 
 /// How a program is executed.
@@ -102,12 +107,25 @@ impl Runtime {
         self.budget = budget;
     }
 
-    /// Loads bytecode (8-byte little-endian slots).
+    /// Loads bytecode (8-byte little-endian slots) with the generic buffer context.
     pub fn load_bytecode(&self, bytes: &[u8]) -> Result<LoadedProgram, Error> {
+        self.load_bytecode_as(bytes, ProgType::Buffer)
+    }
+
+    /// Loads bytecode as a program of type `prog_type`.
+    pub fn load_bytecode_as(
+        &self,
+        bytes: &[u8],
+        prog_type: ProgType,
+    ) -> Result<LoadedProgram, Error> {
         let program = Program::new(bytes)?;
         let mut prepared = Prepared::new(&program, &self.helpers, &NoMaps)?;
         prepared.set_budget(self.budget);
-        Ok(LoadedProgram { program, prepared })
+        Ok(LoadedProgram {
+            program,
+            prepared,
+            prog_type,
+        })
     }
 
     /// Assembles and loads assembly text.
@@ -126,12 +144,20 @@ impl Runtime {
 pub struct LoadedProgram {
     program: Program,
     prepared: Prepared,
+    prog_type: ProgType,
 }
 
 impl LoadedProgram {
-    /// Runs the program on `ctx` (`r1` = its address, `r2` = its length) and returns `r0`.
-    pub fn run(&self, ctx: &mut [u8]) -> Result<u64, Error> {
-        Ok(self.prepared.run(ctx)?)
+    /// Runs the program on `input` and returns `r0`. For the buffer type `r1` = the input's address
+    /// and `r2` = its length; packet types get their kernel context over the input as the packet,
+    /// which is copied back after the run.
+    pub fn run(&self, input: &mut [u8]) -> Result<u64, Error> {
+        Ok(context::run(&self.prepared, self.prog_type, input)??)
+    }
+
+    /// The program's type.
+    pub fn prog_type(&self) -> ProgType {
+        self.prog_type
     }
 
     /// The checked program.

@@ -1,0 +1,216 @@
+//! Program types and the context each gives its program.
+//!
+//! A program's type decides what `r1` points to at entry. The generic *buffer* context (the CLI's and
+//! the conformance suite's) passes the input's address in `r1` and its length in `r2`. Packet program
+//! types get the kernel's context structures, `struct xdp_md` and `struct __sk_buff`, whose packet
+//! pointers are 32-bit fields: moat builds them in memory below 4 GiB ([`moat_interp::LowBuffer`]) so
+//! those fields hold real addresses and clang-compiled programs run unchanged.
+
+use moat_interp::{Buffer, LowBuffer, Prepared, RunError};
+use std::cell::RefCell;
+use thiserror::Error;
+
+/// What kind of program this is, which decides its context. Names follow libbpf's section names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ProgType {
+    /// Generic: `r1` = input address, `r2` = input length.
+    Buffer,
+    /// XDP: `r1` = `struct xdp_md` over the input packet.
+    Xdp,
+    /// tc classifier: `r1` = `struct __sk_buff` over the input packet.
+    SchedCls,
+    /// Socket filter: `r1` = `struct __sk_buff` over the input packet (legacy `ldabs` reads it).
+    SocketFilter,
+    /// cgroup skb: `r1` = `struct __sk_buff`.
+    CgroupSkb,
+    /// Tracing kinds (kprobe, tracepoint, raw tracepoint, perf event): `r1` = the input as the
+    /// probe's context (registers or tracepoint record).
+    Tracing,
+}
+
+/// An unknown `--type` name.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error(
+    "unknown program type `{0}` (known: buffer, xdp, tc, socket, cgroup_skb, kprobe, tracepoint)"
+)]
+pub struct UnknownProgType(pub String);
+
+impl ProgType {
+    /// The type libbpf gives a program in section `section`; `None` where the name says nothing
+    /// (`2/7`, `tail-3`, `.text`, ...).
+    pub fn from_section(section: &str) -> Option<ProgType> {
+        let prefix = section.split('/').next().unwrap_or(section);
+        Some(match prefix {
+            "xdp" | "xdp.frags" => ProgType::Xdp,
+            "tc" | "classifier" | "tcx" | "action" => ProgType::SchedCls,
+            "socket" => ProgType::SocketFilter,
+            "cgroup_skb" => ProgType::CgroupSkb,
+            "kprobe" | "kretprobe" | "uprobe" | "uretprobe" | "tracepoint" | "tp"
+            | "raw_tracepoint" | "raw_tp" | "perf_event" | "fentry" | "fexit" | "usdt" => {
+                ProgType::Tracing
+            }
+            _ if section.starts_with("cgroup/skb") => ProgType::CgroupSkb,
+            _ => return None,
+        })
+    }
+
+    /// Parses a `--type` name.
+    pub fn parse(name: &str) -> Result<ProgType, UnknownProgType> {
+        Ok(match name {
+            "buffer" => ProgType::Buffer,
+            "xdp" => ProgType::Xdp,
+            "tc" | "sched_cls" | "classifier" => ProgType::SchedCls,
+            "socket" | "socket_filter" => ProgType::SocketFilter,
+            "cgroup_skb" => ProgType::CgroupSkb,
+            "kprobe" | "tracepoint" | "tracing" | "raw_tracepoint" | "perf_event" => {
+                ProgType::Tracing
+            }
+            other => return Err(UnknownProgType(other.to_string())),
+        })
+    }
+
+    /// The kernel's `BPF_PROG_TYPE_*` number for loading the same program into Linux.
+    pub fn kernel_type(self) -> u32 {
+        match self {
+            ProgType::Buffer | ProgType::SocketFilter => 1,
+            ProgType::Xdp => 6,
+            ProgType::SchedCls => 3,
+            ProgType::CgroupSkb => 8,
+            ProgType::Tracing => 2,
+        }
+    }
+}
+
+/// Why a context could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ContextError {
+    /// The packet does not fit the context buffer.
+    #[error("packet of {len} bytes exceeds the {max}-byte limit of packet contexts")]
+    PacketTooLarge {
+        /// The packet length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Memory below 4 GiB could not be mapped.
+    #[error("cannot map packet memory below 4 GiB: {0}")]
+    LowMemory(String),
+}
+
+/// Size of `struct xdp_md`.
+const XDP_MD_SIZE: usize = 24;
+/// Size of `struct __sk_buff`.
+const SK_BUFF_SIZE: usize = 192;
+/// Where the packet starts in the low buffer: after the context, with headroom like the kernel's.
+const PACKET_OFFSET: usize = 256;
+/// Bytes of low memory per thread for packet contexts.
+const LOW_BUFFER_SIZE: usize = 64 * 1024;
+/// The largest packet a packet context takes.
+pub const MAX_PACKET: usize = LOW_BUFFER_SIZE - PACKET_OFFSET;
+
+thread_local! {
+    static LOW: RefCell<Option<LowBuffer>> = const { RefCell::new(None) };
+}
+
+fn put_u32(buf: &mut [u8], off: usize, v: u32) {
+    if let Some(dst) = buf.get_mut(off..off + 4) {
+        dst.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// Runs `prog` of type `ty` on `input`, copying a packet back after the run (programs may rewrite it).
+pub(crate) fn run(
+    prog: &Prepared,
+    ty: ProgType,
+    input: &mut [u8],
+) -> Result<Result<u64, RunError>, ContextError> {
+    match ty {
+        ProgType::Buffer | ProgType::Tracing => {
+            let args = [input.as_mut_ptr() as u64, input.len() as u64, 0, 0, 0];
+            Ok(prog.run_with(
+                &mut [Buffer {
+                    bytes: input,
+                    writable: true,
+                }],
+                args,
+            ))
+        }
+        ProgType::Xdp | ProgType::SchedCls | ProgType::SocketFilter | ProgType::CgroupSkb => {
+            if input.len() > MAX_PACKET {
+                return Err(ContextError::PacketTooLarge {
+                    len: input.len(),
+                    max: MAX_PACKET,
+                });
+            }
+            LOW.with(|cell| {
+                let mut slot = cell.borrow_mut();
+                if slot.is_none() {
+                    let buffer = LowBuffer::new(LOW_BUFFER_SIZE)
+                        .map_err(|e| ContextError::LowMemory(e.to_string()))?;
+                    *slot = Some(buffer);
+                }
+                let Some(low) = slot.as_mut() else {
+                    return Err(ContextError::LowMemory("no buffer".into()));
+                };
+                Ok(run_packet(prog, ty, low.as_mut_slice(), input))
+            })
+        }
+    }
+}
+
+fn run_packet(
+    prog: &Prepared,
+    ty: ProgType,
+    low: &mut [u8],
+    input: &mut [u8],
+) -> Result<u64, RunError> {
+    let base = low.as_ptr() as u64;
+    // Below 4 GiB by construction of `LowBuffer`, so these fit the 32-bit fields.
+    let data = (base + PACKET_OFFSET as u64) as u32;
+    let data_end = data.wrapping_add(input.len() as u32);
+    let (ctx, rest) = low.split_at_mut(PACKET_OFFSET);
+    ctx.fill(0);
+    let packet = &mut rest[..input.len()];
+    packet.copy_from_slice(input);
+    let ctx_size = if ty == ProgType::Xdp {
+        // struct xdp_md { data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex }
+        put_u32(ctx, 0, data);
+        put_u32(ctx, 4, data_end);
+        put_u32(ctx, 8, data);
+        put_u32(ctx, 12, 1);
+        XDP_MD_SIZE
+    } else {
+        // struct __sk_buff: len, pkt_type, mark, queue_mapping, protocol, ..., ifindex at 40,
+        // data at 76, data_end at 80.
+        put_u32(ctx, 0, input.len() as u32);
+        let proto = input
+            .get(12..14)
+            .map_or(0, |p| u32::from(u16::from_le_bytes([p[0], p[1]])));
+        put_u32(ctx, 16, proto);
+        put_u32(ctx, 36, 1);
+        put_u32(ctx, 40, 1);
+        put_u32(ctx, 76, data);
+        put_u32(ctx, 80, data_end);
+        SK_BUFF_SIZE
+    };
+    let ctx_addr = ctx.as_ptr() as u64;
+    let result = {
+        let (ctx_fields, _) = ctx.split_at_mut(ctx_size);
+        // The packet comes first: legacy `ldabs`/`ldind` loads read it.
+        let mut buffers = [
+            Buffer {
+                bytes: &mut *packet,
+                writable: true,
+            },
+            Buffer {
+                bytes: ctx_fields,
+                writable: ty != ProgType::Xdp,
+            },
+        ];
+        prog.run_with(&mut buffers, [ctx_addr, 0, 0, 0, 0])
+    };
+    input.copy_from_slice(packet);
+    result
+}
