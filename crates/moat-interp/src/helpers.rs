@@ -106,6 +106,24 @@ impl HelperCtx<'_> {
         Ok(())
     }
 
+    /// Atomically replaces the 4-aligned `u32` at `addr` with `new` if it equals `current`; returns the
+    /// value found (argument `arg`, for the error). Spin locks in map values use it.
+    pub fn compare_exchange_u32(
+        &self,
+        arg: u8,
+        addr: u64,
+        current: u32,
+        new: u32,
+    ) -> Result<u32, HelperError> {
+        self.mem
+            .atomic32(addr, |c| {
+                match c.compare_exchange(current, new, crate::mem::ORDER, crate::mem::ORDER) {
+                    Ok(v) | Err(v) => v,
+                }
+            })
+            .ok_or(HelperError::OutOfBounds { arg, addr, len: 4 })
+    }
+
     /// Tail calls taken so far in this run.
     pub fn tail_calls(&self) -> u32 {
         self.state.tail_calls

@@ -81,6 +81,7 @@ pub(crate) fn neg_errno(errno: i32) -> u64 {
 pub(crate) const EFAULT: i32 = 14;
 pub(crate) const EINVAL: i32 = 22;
 pub(crate) const ERANGE: i32 = 34;
+pub(crate) const E2BIG: i32 = 7;
 
 fn monotonic_ns() -> u64 {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
@@ -396,7 +397,7 @@ pub(crate) fn register_standard(registry: &mut HelperRegistry, trace: TraceLog) 
     registry.register(id::SNPRINTF, "bpf_snprintf", |ctx, args| {
         let (out, out_size, fmt_addr, data, data_len) =
             (args[0], args[1], args[2], args[3], args[4]);
-        if data_len % 8 != 0 || data_len > 8 * 12 {
+        if !data_len.is_multiple_of(8) || data_len > 8 * 12 {
             return Ok(neg_errno(EINVAL));
         }
         let fmt = read_cstr(ctx, 3, fmt_addr, 1024)?;

@@ -10,21 +10,27 @@
 //! assert_eq!(prog.run(&mut [0u8; 4]).unwrap(), 5);
 //! ```
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 mod context;
 pub mod helpers;
+mod maphelpers;
 mod trace;
 
-use moat_interp::{HelperRegistry, NoMaps, Prepared};
+use moat_interp::{HelperRegistry, Prepared, Region};
 use moat_isa::datafile::DataFileError;
 use moat_isa::{AsmError, Program, ProgramError};
+use std::sync::{Arc, RwLock, Weak};
 use thiserror::Error;
 
 pub use context::{ContextError, ProgType, UnknownProgType, MAX_PACKET};
+pub use maphelpers::{MapTable, MAP_HANDLE_TAG};
 pub use moat_interp::{HelperCtx, HelperError, RunError, RunErrorKind};
 pub use moat_isa::datafile::DataFile;
+pub use moat_maps::{
+    Map, MapDef, MapError, MapType, BPF_ANY, BPF_EXIST, BPF_F_RDONLY_PROG, BPF_NOEXIST,
+};
 pub use trace::TraceLog;
 
 /// Everything that can go wrong loading or running a program.
@@ -60,12 +66,32 @@ pub enum Engine {
     Interp,
 }
 
+/// Every program a runtime loaded, by id: what `prog_array` maps hold and tail calls jump to.
+#[derive(Debug, Default)]
+pub(crate) struct ProgramTable {
+    programs: RwLock<Vec<Weak<Prepared>>>,
+}
+
+impl ProgramTable {
+    fn add(&self, prog: &Arc<Prepared>) -> u32 {
+        let mut programs = self.programs.write().unwrap_or_else(|e| e.into_inner());
+        programs.push(Arc::downgrade(prog));
+        (programs.len() - 1) as u32
+    }
+
+    pub(crate) fn get(&self, id: u32) -> Option<Arc<Prepared>> {
+        let programs = self.programs.read().unwrap_or_else(|e| e.into_inner());
+        programs.get(id as usize).and_then(Weak::upgrade)
+    }
+}
+
 /// A runtime: the helpers and settings programs are loaded with.
 #[derive(Debug, Clone)]
 pub struct Runtime {
     helpers: HelperRegistry,
     budget: u64,
     trace: TraceLog,
+    programs: Arc<ProgramTable>,
 }
 
 impl Default for Runtime {
@@ -84,10 +110,12 @@ impl Runtime {
             helpers,
             budget: moat_interp::DEFAULT_BUDGET,
             trace,
+            programs: Arc::default(),
         }
     }
 
-    /// Registers an embedder's helper under `id` (replacing any helper with that id).
+    /// Registers an embedder's helper under `id` (replacing any helper with that id; the map helpers,
+    /// ids 1-3, 12, 87-89, 130-134, 164 and 181, are bound to each program's maps and take precedence).
     pub fn register_helper(
         &mut self,
         id: u32,
@@ -112,19 +140,58 @@ impl Runtime {
         self.load_bytecode_as(bytes, ProgType::Buffer)
     }
 
-    /// Loads bytecode as a program of type `prog_type`.
+    /// Loads bytecode as a program of type `prog_type`, without maps.
     pub fn load_bytecode_as(
         &self,
         bytes: &[u8],
         prog_type: ProgType,
     ) -> Result<LoadedProgram, Error> {
+        self.load_with_maps(bytes, prog_type, &[])
+    }
+
+    /// Creates a map (kernel semantics, storage on the heap).
+    pub fn create_map(&self, def: MapDef) -> Result<Arc<Map>, MapError> {
+        Map::create(def).map(Arc::new)
+    }
+
+    /// Loads bytecode whose `lddw rX, map_idx(N)` / `map_idx_value(N, OFF)` refer to `maps[N]`.
+    #[expect(
+        unsafe_code,
+        reason = "hands map storage to the interpreter as accessible memory"
+    )]
+    pub fn load_with_maps(
+        &self,
+        bytes: &[u8],
+        prog_type: ProgType,
+        maps: &[Arc<Map>],
+    ) -> Result<LoadedProgram, Error> {
         let program = Program::new(bytes)?;
-        let mut prepared = Prepared::new(&program, &self.helpers, &NoMaps)?;
+        let table = Arc::new(MapTable::new(maps.to_vec()));
+        let mut registry = self.helpers.clone();
+        maphelpers::register(&mut registry, &table, Arc::downgrade(&self.programs));
+        let mut prepared = Prepared::new(&program, &registry, &*table)?;
         prepared.set_budget(self.budget);
+        for map in maps {
+            let writable = map.def().flags & moat_maps::BPF_F_RDONLY_PROG == 0;
+            for r in map.value_regions() {
+                let region = Region {
+                    start: r.addr as u64,
+                    len: r.len as u64,
+                    writable,
+                };
+                // SAFETY: the region is the map's value storage, which lives as long as the map; the
+                // `Arc` handed over as keep-alive keeps the map alive as long as the program.
+                unsafe { prepared.add_static_region(region, map.clone()) };
+            }
+        }
+        let prepared = Arc::new(prepared);
+        let id = self.programs.add(&prepared);
         Ok(LoadedProgram {
             program,
             prepared,
             prog_type,
+            maps: table,
+            id,
         })
     }
 
@@ -143,8 +210,10 @@ impl Runtime {
 #[derive(Debug, Clone)]
 pub struct LoadedProgram {
     program: Program,
-    prepared: Prepared,
+    prepared: Arc<Prepared>,
     prog_type: ProgType,
+    maps: Arc<MapTable>,
+    id: u32,
 }
 
 impl LoadedProgram {
@@ -158,6 +227,16 @@ impl LoadedProgram {
     /// The program's type.
     pub fn prog_type(&self) -> ProgType {
         self.prog_type
+    }
+
+    /// The program's id in its runtime: the value to store in a `prog_array` map to tail-call it.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// The maps the program uses, in `map_idx` order.
+    pub fn maps(&self) -> &[Arc<Map>] {
+        self.maps.maps()
     }
 
     /// The checked program.

@@ -62,13 +62,23 @@ fn xdp_programs_see_their_packet_through_32_bit_context_fields() {
     let rt = Runtime::new();
     let src = "ldxw %r2, [%r1]\nldxw %r3, [%r1+4]\nmov %r0, %r3\nsub %r0, %r2\nldxb %r4, [%r2]\nadd %r0, %r4\nstb [%r2+1], 0x77\nexit";
     let bytes = moat_isa::assemble_bytes(src).expect("assembles");
-    let prog = rt.load_bytecode_as(&bytes, moat::ProgType::Xdp).expect("loads");
+    let prog = rt
+        .load_bytecode_as(&bytes, moat::ProgType::Xdp)
+        .expect("loads");
     let mut packet = [5u8, 0, 0];
     assert_eq!(prog.run(&mut packet).expect("runs"), 3 + 5);
-    assert_eq!(packet, [5, 0x77, 0], "the program's packet writes are copied back");
+    assert_eq!(
+        packet,
+        [5, 0x77, 0],
+        "the program's packet writes are copied back"
+    );
     // The context itself is read-only for XDP, as in the kernel.
     let bytes = moat_isa::assemble_bytes("stw [%r1], 0\nmov %r0, 0\nexit").expect("assembles");
-    let prog = rt.load_bytecode_as(&bytes, moat::ProgType::Xdp).expect("loads");
+    let prog = rt
+        .load_bytecode_as(&bytes, moat::ProgType::Xdp)
+        .expect("loads");
     let err = prog.run(&mut packet).expect_err("context store");
-    assert!(matches!(err, Error::Run(ref r) if matches!(r.kind, RunErrorKind::OutOfBounds { write: true, .. })));
+    assert!(
+        matches!(err, Error::Run(ref r) if matches!(r.kind, RunErrorKind::OutOfBounds { write: true, .. }))
+    );
 }

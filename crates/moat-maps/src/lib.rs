@@ -1,0 +1,61 @@
+//! eBPF maps with the Linux kernel's semantics, for a userspace runtime whose programs (interpreted or
+//! JIT-compiled) receive raw pointers to map values.
+//!
+//! [`Map`] implements hash, array, program-array, per-CPU hash and array, LRU hash (plain and per-CPU),
+//! LPM-trie, queue, stack and ring-buffer maps ([`MapType`]). Definitions are checked like the kernel's
+//! `map_alloc_check`, operations take the kernel's flags, and every error maps to the errno the kernel
+//! would return ([`MapError::errno`]).
+//!
+//! Values live at fixed, 8-byte-aligned addresses for the map's lifetime (preallocated slots, never
+//! moved), so programs may keep pointers from [`Map::lookup_ptr`] and access values in place, also
+//! atomically. All such storage comes from one [`MapMemory`] trait ([`HeapMemory`] by default), so a
+//! runtime can put it in a shared pool or an isolation domain, and [`Map::value_regions`] tells which
+//! ranges programs may touch.
+//!
+//! ```
+//! use moat_maps::{Map, MapDef, MapError, MapType, BPF_ANY, BPF_NOEXIST};
+//!
+//! let map = Map::create(MapDef::new(MapType::Hash, 4, 8, 2).with_name("counts"))?;
+//! map.update(&1u32.to_ne_bytes(), &10u64.to_ne_bytes(), BPF_ANY)?;
+//! assert_eq!(map.lookup(&1u32.to_ne_bytes())?, 10u64.to_ne_bytes());
+//! let again = map.update(&1u32.to_ne_bytes(), &11u64.to_ne_bytes(), BPF_NOEXIST);
+//! assert_eq!(again.map_err(|e| e.errno()), Err(-17)); // -EEXIST
+//!
+//! // What a program's `bpf_map_lookup_elem` gets: the value's address, valid while `map` lives.
+//! let ptr = map.lookup_ptr(&1u32.to_ne_bytes(), 0).expect("present");
+//! assert!(map.value_regions()[0].contains(ptr.as_ptr() as usize, 8));
+//! # Ok::<(), MapError>(())
+//! ```
+//!
+//! This crate depends on no other moat crate: it knows nothing of instructions, programs or the
+//! verifier. Checks that the kernel leaves to the verifier (a program writing past its value, a
+//! read-only map written by a program) are not made here. All `unsafe` code is in the `mem` module.
+
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+mod array;
+mod def;
+mod error;
+mod hash;
+mod lpm;
+mod map;
+mod mem;
+mod queue;
+mod ringbuf;
+mod value;
+
+pub use def::{
+    possible_cpus, MapDef, MapType, BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_F_MMAPABLE,
+    BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC, BPF_F_NUMA_NODE, BPF_F_RDONLY, BPF_F_RDONLY_PROG,
+    BPF_F_WRONLY, BPF_F_WRONLY_PROG, BPF_F_ZERO_SEED, BPF_NOEXIST, KMALLOC_MAX_SIZE,
+    LPM_DATA_SIZE_MAX, LPM_KEY_HEADER, MAX_CPUS, MAX_MAP_BYTES, PAGE_SIZE, PCPU_MIN_UNIT_SIZE,
+};
+pub use error::{errno, MapError};
+pub use map::{Keys, Map, MemRegion};
+pub use mem::{HeapMemory, MapMemory};
+pub use ringbuf::{
+    BPF_RB_AVAIL_DATA, BPF_RB_CONS_POS, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_PROD_POS,
+    BPF_RB_RING_SIZE, BPF_RINGBUF_BUSY_BIT, BPF_RINGBUF_DISCARD_BIT, BPF_RINGBUF_HDR_SZ,
+    RINGBUF_MAX_RECORD_SZ,
+};

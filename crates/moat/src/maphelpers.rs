@@ -1,0 +1,329 @@
+//! The maps a program may use, how it names them, and the helpers that operate on them.
+//!
+//! A program refers to its maps by index into its [`MapTable`]: `lddw rX, map_idx(N)` loads the map's
+//! *handle* (a tagged number, not a dereferenceable address, like the kernel's opaque map pointer) and
+//! `lddw rX, map_idx_value(N, OFF)` the address of byte `OFF` of an array map's first value (global
+//! data). Map helpers decode handles against the calling program's own table only, so a forged handle
+//! can never reach another program's maps. Every value pointer a helper hands out lies in a region the
+//! program's runs may access ([`moat_interp::Prepared::add_static_region`]).
+
+use crate::helpers::{current_cpu, id, neg_errno, E2BIG, EINVAL};
+use crate::ProgramTable;
+use moat_interp::{HelperCtx, HelperError, HelperRegistry, LddwResolver};
+use moat_isa::LddwKind;
+use moat_maps::{Map, MapType};
+use std::sync::{Arc, Weak};
+
+/// Tag of map handles; the low 32 bits are the index into the program's [`MapTable`].
+pub const MAP_HANDLE_TAG: u64 = 0x6d61_7000_0000_0000;
+const MAP_HANDLE_MASK: u64 = 0xffff_ff00_0000_0000;
+/// The most iterations `bpf_loop` accepts, as in the kernel.
+const MAX_LOOPS: u64 = 1 << 23;
+
+/// The maps one program uses, indexed as its `map_idx` references.
+#[derive(Debug, Clone, Default)]
+pub struct MapTable {
+    maps: Vec<Arc<Map>>,
+}
+
+impl MapTable {
+    /// A table of `maps`, in index order.
+    pub fn new(maps: Vec<Arc<Map>>) -> MapTable {
+        MapTable { maps }
+    }
+
+    /// The maps.
+    pub fn maps(&self) -> &[Arc<Map>] {
+        &self.maps
+    }
+
+    fn get(&self, arg: u8, handle: u64) -> Result<&Arc<Map>, HelperError> {
+        let bad = || HelperError::BadArgument {
+            arg,
+            reason: format!("0x{handle:x} is not a map of this program"),
+        };
+        if handle & MAP_HANDLE_MASK != MAP_HANDLE_TAG {
+            return Err(bad());
+        }
+        let index = usize::try_from(handle & 0xffff_ffff).map_err(|_| bad())?;
+        self.maps.get(index).ok_or_else(bad)
+    }
+
+    fn of_type(
+        &self,
+        arg: u8,
+        handle: u64,
+        ok: &[MapType],
+        helper: &str,
+    ) -> Result<&Arc<Map>, HelperError> {
+        let map = self.get(arg, handle)?;
+        if ok.contains(&map.map_type()) {
+            Ok(map)
+        } else {
+            Err(HelperError::BadArgument {
+                arg,
+                reason: format!(
+                    "{helper} does not work on {} map `{}`",
+                    map.map_type().name(),
+                    map.name()
+                ),
+            })
+        }
+    }
+
+    /// The ring buffer map whose data area holds `addr` (a reservation).
+    fn ringbuf_holding(&self, addr: u64) -> Option<&Arc<Map>> {
+        self.maps.iter().find(|m| {
+            m.map_type() == MapType::RingBuf
+                && m.value_regions()
+                    .iter()
+                    .any(|r| usize::try_from(addr).is_ok_and(|a| r.contains(a, 1)))
+        })
+    }
+}
+
+impl LddwResolver for MapTable {
+    fn resolve(&self, kind: LddwKind, imm: i32, next_imm: i32) -> Result<u64, String> {
+        let index = usize::try_from(imm).map_err(|_| format!("negative map index {imm}"))?;
+        let map = self
+            .maps
+            .get(index)
+            .ok_or_else(|| format!("map index {index} out of range ({} maps)", self.maps.len()))?;
+        match kind {
+            LddwKind::MapIdx | LddwKind::MapFd => Ok(MAP_HANDLE_TAG | index as u64),
+            LddwKind::MapIdxValue | LddwKind::MapValue => {
+                if map.map_type() != MapType::Array {
+                    return Err(format!(
+                        "map `{}` is not an array: no direct value access",
+                        map.name()
+                    ));
+                }
+                let off = u64::try_from(next_imm)
+                    .map_err(|_| format!("negative value offset {next_imm}"))?;
+                if off >= u64::from(map.def().value_size) {
+                    return Err(format!(
+                        "offset {off} is past the value of map `{}`",
+                        map.name()
+                    ));
+                }
+                let value = map
+                    .lookup_ptr(&0u32.to_ne_bytes(), 0)
+                    .ok_or_else(|| format!("map `{}` has no element 0", map.name()))?;
+                Ok(value.as_ptr() as u64 + off)
+            }
+            other => Err(format!("{other:?} is not supported")),
+        }
+    }
+}
+
+fn key_of(ctx: &HelperCtx<'_>, map: &Map, arg: u8, addr: u64) -> Result<Vec<u8>, HelperError> {
+    ctx.read(arg, addr, u64::from(map.def().key_size))
+}
+
+fn value_of(ctx: &HelperCtx<'_>, map: &Map, arg: u8, addr: u64) -> Result<Vec<u8>, HelperError> {
+    ctx.read(arg, addr, u64::from(map.def().value_size))
+}
+
+fn status(result: Result<(), moat_maps::MapError>) -> u64 {
+    match result {
+        Ok(()) => 0,
+        Err(e) => e.errno() as i64 as u64,
+    }
+}
+
+fn cpu_of(map: &Map) -> usize {
+    current_cpu() % map.cpus().max(1)
+}
+
+const KEYED: &[MapType] = &[
+    MapType::Hash,
+    MapType::Array,
+    MapType::PercpuHash,
+    MapType::PercpuArray,
+    MapType::LruHash,
+    MapType::LruPercpuHash,
+    MapType::LpmTrie,
+];
+const QUEUES: &[MapType] = &[MapType::Queue, MapType::Stack];
+
+/// Registers the map helpers of a program whose maps are `table`; `programs` resolves tail-call targets.
+pub(crate) fn register(
+    registry: &mut HelperRegistry,
+    table: &Arc<MapTable>,
+    programs: Weak<ProgramTable>,
+) {
+    let t = table.clone();
+    registry.register(id::MAP_LOOKUP_ELEM, "bpf_map_lookup_elem", move |ctx, a| {
+        let map = t.of_type(1, a[0], KEYED, "bpf_map_lookup_elem")?;
+        let key = key_of(ctx, map, 2, a[1])?;
+        Ok(map
+            .lookup_ptr(&key, cpu_of(map))
+            .map_or(0, |p| p.as_ptr() as u64))
+    });
+    let t = table.clone();
+    registry.register(id::MAP_UPDATE_ELEM, "bpf_map_update_elem", move |ctx, a| {
+        let map = t.of_type(1, a[0], KEYED, "bpf_map_update_elem")?;
+        let key = key_of(ctx, map, 2, a[1])?;
+        let value = value_of(ctx, map, 3, a[2])?;
+        Ok(status(map.update_on_cpu(&key, &value, a[3], cpu_of(map))))
+    });
+    let t = table.clone();
+    registry.register(id::MAP_DELETE_ELEM, "bpf_map_delete_elem", move |ctx, a| {
+        let map = t.of_type(1, a[0], KEYED, "bpf_map_delete_elem")?;
+        let key = key_of(ctx, map, 2, a[1])?;
+        Ok(status(map.delete(&key)))
+    });
+    let t = table.clone();
+    registry.register(id::MAP_PUSH_ELEM, "bpf_map_push_elem", move |ctx, a| {
+        let map = t.of_type(1, a[0], QUEUES, "bpf_map_push_elem")?;
+        let value = value_of(ctx, map, 2, a[1])?;
+        Ok(status(map.push(&value, a[2])))
+    });
+    for (helper, name, pop) in [
+        (id::MAP_POP_ELEM, "bpf_map_pop_elem", true),
+        (id::MAP_PEEK_ELEM, "bpf_map_peek_elem", false),
+    ] {
+        let t = table.clone();
+        registry.register(helper, name, move |ctx, a| {
+            let map = t.of_type(1, a[0], QUEUES, name)?;
+            let mut out = vec![0; map.def().value_size as usize];
+            let result = if pop {
+                map.pop_into(&mut out)
+            } else {
+                map.peek_into(&mut out)
+            };
+            if result.is_ok() {
+                ctx.write(2, a[1], &out)?;
+            }
+            Ok(status(result))
+        });
+    }
+    let t = table.clone();
+    registry.register(id::RINGBUF_OUTPUT, "bpf_ringbuf_output", move |ctx, a| {
+        let map = t.of_type(1, a[0], &[MapType::RingBuf], "bpf_ringbuf_output")?;
+        let data = ctx.read(2, a[1], a[2])?;
+        Ok(status(map.ringbuf_output(&data, a[3])))
+    });
+    let t = table.clone();
+    registry.register(id::RINGBUF_RESERVE, "bpf_ringbuf_reserve", move |_, a| {
+        let map = t.of_type(1, a[0], &[MapType::RingBuf], "bpf_ringbuf_reserve")?;
+        if a[2] != 0 {
+            return Ok(0);
+        }
+        Ok(map
+            .ringbuf_reserve(a[1], a[2])
+            .map_or(0, |p| p.as_ptr() as u64))
+    });
+    for (helper, name, submit) in [
+        (id::RINGBUF_SUBMIT, "bpf_ringbuf_submit", true),
+        (id::RINGBUF_DISCARD, "bpf_ringbuf_discard", false),
+    ] {
+        let t = table.clone();
+        registry.register(helper, name, move |_, a| {
+            let map = t
+                .ringbuf_holding(a[0])
+                .ok_or_else(|| HelperError::BadArgument {
+                    arg: 1,
+                    reason: format!("0x{:x} is not a ring buffer reservation", a[0]),
+                })?;
+            let ptr = a[0] as usize as *mut u8;
+            let result = if submit {
+                map.ringbuf_submit(ptr, a[1])
+            } else {
+                map.ringbuf_discard(ptr, a[1])
+            };
+            result.map_err(|e| HelperError::BadArgument {
+                arg: 1,
+                reason: e.to_string(),
+            })?;
+            Ok(0)
+        });
+    }
+    let t = table.clone();
+    registry.register(id::RINGBUF_QUERY, "bpf_ringbuf_query", move |_, a| {
+        let map = t.of_type(1, a[0], &[MapType::RingBuf], "bpf_ringbuf_query")?;
+        Ok(map.ringbuf_query(a[1]))
+    });
+    let t = table.clone();
+    registry.register(id::TAIL_CALL, "bpf_tail_call", move |ctx, a| {
+        let map = t.of_type(2, a[1], &[MapType::ProgArray], "bpf_tail_call")?;
+        let index = u32::try_from(a[2]).unwrap_or(u32::MAX);
+        let Some(target) = map
+            .get_prog(index)
+            .and_then(|prog| programs.upgrade().and_then(|p| p.get(prog)))
+        else {
+            return Ok(neg_errno(moat_maps::errno::ENOENT));
+        };
+        match ctx.tail_call(target, a[0]) {
+            Ok(()) => Ok(0),
+            Err(_) => Ok(neg_errno(E2BIG)),
+        }
+    });
+    let t = table.clone();
+    registry.register(
+        id::FOR_EACH_MAP_ELEM,
+        "bpf_for_each_map_elem",
+        move |ctx, a| {
+            let map = t.of_type(1, a[0], KEYED, "bpf_for_each_map_elem")?;
+            if a[3] != 0 {
+                return Ok(neg_errno(EINVAL));
+            }
+            let cpu = cpu_of(map);
+            let keys: Vec<Vec<u8>> = map.keys().collect();
+            let mut visited = 0u64;
+            for mut key in keys {
+                let Some(value) = map.lookup_ptr(&key, cpu) else {
+                    continue;
+                };
+                visited += 1;
+                let stop = ctx.with_region(&mut key, false, |ctx, key_addr| {
+                    ctx.call_function(2, a[1], [a[0], key_addr, value.as_ptr() as u64, a[2], 0])
+                })?;
+                if stop != 0 {
+                    break;
+                }
+            }
+            Ok(visited)
+        },
+    );
+    registry.register(id::LOOP, "bpf_loop", |ctx, a| {
+        if a[3] != 0 {
+            return Ok(neg_errno(EINVAL));
+        }
+        if a[0] > MAX_LOOPS {
+            return Ok(neg_errno(E2BIG));
+        }
+        let mut i = 0;
+        while i < a[0] {
+            let stop = ctx.call_function(2, a[1], [i, a[2], 0, 0, 0])?;
+            i += 1;
+            if stop != 0 {
+                break;
+            }
+        }
+        Ok(i)
+    });
+    registry.register(id::SPIN_LOCK, "bpf_spin_lock", |ctx, a| {
+        let mut spins: u64 = 0;
+        while ctx.compare_exchange_u32(1, a[0], 0, 1)? != 0 {
+            spins += 1;
+            if spins.is_multiple_of(64) {
+                std::thread::yield_now();
+            }
+            if spins > 100_000_000 {
+                return Err(HelperError::Failed("spin lock never released".into()));
+            }
+            std::hint::spin_loop();
+        }
+        Ok(0)
+    });
+    registry.register(id::SPIN_UNLOCK, "bpf_spin_unlock", |ctx, a| {
+        if ctx.compare_exchange_u32(1, a[0], 1, 0)? != 1 {
+            return Err(HelperError::BadArgument {
+                arg: 1,
+                reason: "lock is not held".into(),
+            });
+        }
+        Ok(0)
+    });
+}

@@ -1,0 +1,187 @@
+//! Programs using maps through the helpers, with host-created maps: kernel semantics seen from both
+//! sides, and handles and pointers that cannot be forged.
+
+use moat::{Error, HelperError, Map, MapDef, MapType, ProgType, RunErrorKind, Runtime, BPF_ANY};
+use std::sync::Arc;
+
+fn load(rt: &Runtime, src: &str, maps: &[Arc<Map>]) -> moat::LoadedProgram {
+    let bytes = moat_isa::assemble_bytes(src).expect("assembles");
+    rt.load_with_maps(&bytes, ProgType::Buffer, maps)
+        .expect("loads")
+}
+
+/// Increments the u64 counter stored under the u32 key at the start of the input.
+const COUNT: &str = "
+    mov %r6, %r1
+    lddw %r1, map_idx(0)
+    mov %r2, %r6
+    call 1
+    jeq %r0, 0, insert
+    lock add [%r0], %r7
+    ldxdw %r0, [%r0]
+    exit
+insert:
+    stdw [%r10-8], 1
+    lddw %r1, map_idx(0)
+    mov %r2, %r6
+    mov %r3, %r10
+    add %r3, -8
+    mov %r4, 1
+    call 2
+    exit
+";
+
+#[test]
+fn a_hash_map_counts_across_runs_and_the_host_sees_it() {
+    let rt = Runtime::new();
+    let map = rt
+        .create_map(MapDef::new(MapType::Hash, 4, 8, 16).with_name("counts"))
+        .expect("map");
+    let src = COUNT.replace("mov %r6, %r1", "mov %r6, %r1\nmov %r7, 1");
+    let prog = load(&rt, &src, &[map.clone()]);
+    for _ in 0..3 {
+        prog.run(&mut 7u32.to_ne_bytes()).expect("runs");
+    }
+    prog.run(&mut 9u32.to_ne_bytes()).expect("runs");
+    assert_eq!(
+        map.lookup(&7u32.to_ne_bytes()).expect("present"),
+        3u64.to_ne_bytes()
+    );
+    assert_eq!(
+        map.lookup(&9u32.to_ne_bytes()).expect("present"),
+        1u64.to_ne_bytes()
+    );
+}
+
+#[test]
+fn forged_map_handles_are_refused_by_the_helper() {
+    let rt = Runtime::new();
+    let map = rt
+        .create_map(MapDef::new(MapType::Array, 4, 8, 1))
+        .expect("map");
+    // Index 1 does not exist in this program's table; a raw number is no handle at all.
+    for handle in ["lddw %r1, 0x6d61700000000001", "mov %r1, 12345"] {
+        let src = format!("{handle}\nstw [%r10-4], 0\nmov %r2, %r10\nadd %r2, -4\ncall 1\nexit");
+        let prog = load(&rt, &src, &[map.clone()]);
+        let err = prog.run(&mut []).expect_err("forged handle");
+        let Error::Run(run) = err else {
+            panic!("{err:?}")
+        };
+        assert!(matches!(
+            run.kind,
+            RunErrorKind::Helper {
+                id: 1,
+                source: HelperError::BadArgument { arg: 1, .. },
+                ..
+            }
+        ));
+    }
+}
+
+#[test]
+fn global_data_is_reached_directly_and_read_only_data_stays_read_only() {
+    let rt = Runtime::new();
+    let data = rt
+        .create_map(MapDef::new(MapType::Array, 4, 16, 1).with_name(".data"))
+        .expect("map");
+    data.update(&0u32.to_ne_bytes(), &[5u8; 16], BPF_ANY)
+        .expect("init");
+    let rodata = rt
+        .create_map(
+            MapDef::new(MapType::Array, 4, 8, 1)
+                .with_name(".rodata")
+                .with_flags(moat::BPF_F_RDONLY_PROG),
+        )
+        .expect("map");
+    let prog = load(
+        &rt,
+        "lddw %r1, map_idx_value(0, 8)\nldxb %r0, [%r1]\nstb [%r1+1], 9\nexit",
+        &[data.clone()],
+    );
+    assert_eq!(prog.run(&mut []).expect("runs"), 5);
+    assert_eq!(data.lookup(&0u32.to_ne_bytes()).expect("value")[9], 9);
+    let prog = load(
+        &rt,
+        "lddw %r1, map_idx_value(0, 0)\nstb [%r1], 1\nmov %r0, 0\nexit",
+        &[rodata],
+    );
+    let err = prog.run(&mut []).expect_err("read-only");
+    assert!(
+        matches!(err, Error::Run(ref r) if matches!(r.kind, RunErrorKind::OutOfBounds { write: true, .. }))
+    );
+}
+
+#[test]
+fn queues_ring_buffers_and_loops_work_from_programs() {
+    let rt = Runtime::new();
+    let queue = rt
+        .create_map(MapDef::new(MapType::Queue, 0, 8, 4))
+        .expect("queue");
+    let ring = rt
+        .create_map(MapDef::new(MapType::RingBuf, 0, 0, 4096))
+        .expect("ringbuf");
+    // Push 1..=3 with bpf_loop, pop one, emit it through the ring buffer.
+    let src = "
+        mov %r1, 3
+        lddw %r2, code(push)
+        mov %r3, 0
+        mov %r4, 0
+        call 181
+        lddw %r1, map_idx(0)
+        mov %r2, %r10
+        add %r2, -8
+        call 88
+        lddw %r1, map_idx(1)
+        mov %r2, %r10
+        add %r2, -8
+        mov %r3, 8
+        mov %r4, 0
+        call 130
+        exit
+    push:
+        add %r1, 1
+        stxdw [%r10-8], %r1
+        lddw %r1, map_idx(0)
+        mov %r2, %r10
+        add %r2, -8
+        mov %r3, 0
+        call 87
+        mov %r0, 0
+        exit";
+    let prog = load(&rt, src, &[queue.clone(), ring.clone()]);
+    assert_eq!(prog.run(&mut []).expect("runs"), 0);
+    let mut events = Vec::new();
+    ring.ringbuf_consume(&mut |rec| events.push(rec.to_vec()))
+        .expect("consume");
+    assert_eq!(events, vec![1u64.to_ne_bytes().to_vec()]);
+    assert_eq!(queue.pop().expect("2 left"), 2u64.to_ne_bytes());
+}
+
+#[test]
+fn tail_calls_go_through_a_prog_array() {
+    let rt = Runtime::new();
+    let progs = rt
+        .create_map(MapDef::new(MapType::ProgArray, 4, 4, 4))
+        .expect("prog array");
+    let target = load(&rt, "mov %r0, 42\nexit", &[]);
+    progs
+        .update(&1u32.to_ne_bytes(), &target.id().to_ne_bytes(), BPF_ANY)
+        .expect("set");
+    let src = "mov %r6, %r1\nlddw %r2, map_idx(0)\nmov %r3, %r6\ncall 12\nmov %r0, 7\nexit";
+    let caller = load(
+        &rt,
+        &src.replace("mov %r3, %r6", "mov %r3, 1"),
+        &[progs.clone()],
+    );
+    assert_eq!(
+        caller.run(&mut []).expect("runs"),
+        42,
+        "slot 1 holds the target"
+    );
+    let caller = load(&rt, &src.replace("mov %r3, %r6", "mov %r3, 2"), &[progs]);
+    assert_eq!(
+        caller.run(&mut []).expect("runs"),
+        7,
+        "an empty slot falls through"
+    );
+}
