@@ -38,7 +38,7 @@ fn a_hash_map_counts_across_runs_and_the_host_sees_it() {
         .create_map(MapDef::new(MapType::Hash, 4, 8, 16).with_name("counts"))
         .expect("map");
     let src = COUNT.replace("mov %r6, %r1", "mov %r6, %r1\nmov %r7, 1");
-    let prog = load(&rt, &src, &[map.clone()]);
+    let prog = load(&rt, &src, std::slice::from_ref(&map));
     for _ in 0..3 {
         prog.run(&mut 7u32.to_ne_bytes()).expect("runs");
     }
@@ -62,7 +62,7 @@ fn forged_map_handles_are_refused_by_the_helper() {
     // Index 1 does not exist in this program's table; a raw number is no handle at all.
     for handle in ["lddw %r1, 0x6d61700000000001", "mov %r1, 12345"] {
         let src = format!("{handle}\nstw [%r10-4], 0\nmov %r2, %r10\nadd %r2, -4\ncall 1\nexit");
-        let prog = load(&rt, &src, &[map.clone()]);
+        let prog = load(&rt, &src, std::slice::from_ref(&map));
         let err = prog.run(&mut []).expect_err("forged handle");
         let Error::Run(run) = err else {
             panic!("{err:?}")
@@ -96,7 +96,7 @@ fn global_data_is_reached_directly_and_read_only_data_stays_read_only() {
     let prog = load(
         &rt,
         "lddw %r1, map_idx_value(0, 8)\nldxb %r0, [%r1]\nstb [%r1+1], 9\nexit",
-        &[data.clone()],
+        std::slice::from_ref(&data),
     );
     assert_eq!(prog.run(&mut []).expect("runs"), 5);
     assert_eq!(data.lookup(&0u32.to_ne_bytes()).expect("value")[9], 9);
@@ -171,7 +171,7 @@ fn tail_calls_go_through_a_prog_array() {
     let caller = load(
         &rt,
         &src.replace("mov %r3, %r6", "mov %r3, 1"),
-        &[progs.clone()],
+        std::slice::from_ref(&progs),
     );
     assert_eq!(
         caller.run(&mut []).expect("runs"),
