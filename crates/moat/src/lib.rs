@@ -16,6 +16,7 @@
 mod context;
 pub mod helpers;
 mod maphelpers;
+mod object;
 mod trace;
 
 use moat_interp::{HelperRegistry, Prepared, Region};
@@ -31,6 +32,8 @@ pub use moat_isa::datafile::DataFile;
 pub use moat_maps::{
     Map, MapDef, MapError, MapType, BPF_ANY, BPF_EXIST, BPF_F_RDONLY_PROG, BPF_NOEXIST,
 };
+pub use moat_obj::{ObjError, Object};
+pub use object::{LoadedObject, ObjectOptions};
 pub use trace::TraceLog;
 
 /// Everything that can go wrong loading or running a program.
@@ -55,6 +58,64 @@ pub enum Error {
     /// The program's context could not be built for this input.
     #[error("context: {0}")]
     Context(#[from] ContextError),
+    /// An ELF object is malformed.
+    #[error("object: {0}")]
+    Object(#[from] ObjError),
+    /// A map could not be created or initialised.
+    #[error("map `{name}`: {source}")]
+    Map {
+        /// The map's name.
+        name: String,
+        /// Why.
+        #[source]
+        source: MapError,
+    },
+    /// A program refers to a symbol the object does not define (e.g. an undefined `memset`).
+    #[error("program `{program}`: instruction {insn} refers to undefined symbol `{symbol}`")]
+    Unresolved {
+        /// The program.
+        program: String,
+        /// The symbol.
+        symbol: String,
+        /// The referring instruction.
+        insn: usize,
+    },
+    /// The object has no program of that name.
+    #[error("no program `{name}` (the object has: {})", available.join(", "))]
+    NoSuchProgram {
+        /// The name asked for.
+        name: String,
+        /// The programs there are.
+        available: Vec<String>,
+    },
+    /// The program exists but could not be loaded.
+    #[error("program `{name}` could not be loaded: {source}")]
+    ProgramUnavailable {
+        /// The program.
+        name: String,
+        /// Why.
+        #[source]
+        source: Arc<Error>,
+    },
+    /// An error in a named program.
+    #[error("program `{program}`: {source}")]
+    InProgram {
+        /// The program.
+        program: String,
+        /// The error.
+        #[source]
+        source: Box<Error>,
+    },
+}
+
+impl Error {
+    /// This error, said of program `name`.
+    pub fn in_program(self, name: &str) -> Error {
+        Error::InProgram {
+            program: name.to_string(),
+            source: Box::new(self),
+        }
+    }
 }
 
 /// How a program is executed.
