@@ -1,9 +1,10 @@
-//! Program files the CLI accepts, recognised by content and extension: conformance data files,
-//! assembly text and raw bytecode.
+//! Program files the CLI accepts, recognised by content and extension: ELF objects, conformance data
+//! files, assembly text and raw bytecode.
 
-use anyhow::{Context, Result};
-use moat::{DataFile, LoadedProgram, Runtime};
+use anyhow::{bail, Context, Result};
+use moat::{DataFile, LoadedObject, LoadedProgram, Map, Object, ObjectOptions, Runtime};
 use std::path::Path;
+use std::sync::Arc;
 
 /// A program file, read and classified, with its path for error messages.
 pub struct Input {
@@ -12,6 +13,8 @@ pub struct Input {
 }
 
 enum Kind {
+    /// An ELF object.
+    Object(Vec<u8>),
     /// A conformance test file.
     Data(DataFile),
     /// Assembly source.
@@ -20,14 +23,49 @@ enum Kind {
     Bytecode(Vec<u8>),
 }
 
+/// A loaded program, with the object it came from (whose maps it uses), if any.
+pub enum Loaded {
+    /// A program from an object.
+    FromObject(LoadedObject, String),
+    /// A standalone program.
+    Standalone(LoadedProgram),
+}
+
+impl Loaded {
+    /// The program to run.
+    pub fn program(&self) -> Result<&LoadedProgram> {
+        match self {
+            Loaded::FromObject(obj, name) => Ok(obj.program(name)?),
+            Loaded::Standalone(p) => Ok(p),
+        }
+    }
+
+    /// The maps the program uses, with their names.
+    pub fn maps(&self) -> Vec<(String, Arc<Map>)> {
+        match self {
+            Loaded::FromObject(obj, _) => obj
+                .maps()
+                .map(|(n, m)| (n.to_string(), m.clone()))
+                .collect(),
+            Loaded::Standalone(p) => p
+                .maps()
+                .iter()
+                .map(|m| (m.name().to_string(), m.clone()))
+                .collect(),
+        }
+    }
+}
+
 impl Input {
-    /// Reads and classifies `path`: `.data` files are conformance tests, `.bin`/`.bpf` files and any
-    /// non-text file are bytecode, other text is assembly.
+    /// Reads and classifies `path`: ELF files are objects, `.data` files conformance tests, `.bin`
+    /// and `.bpf` files and any other non-text file bytecode, other text assembly.
     pub fn read(path: &Path) -> Result<Input> {
         let name = path.display().to_string();
         let bytes = std::fs::read(path).with_context(|| format!("cannot read {name}"))?;
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-        let kind = if matches!(ext, "bin" | "bpf") {
+        let kind = if bytes.starts_with(b"\x7fELF") {
+            Kind::Object(bytes)
+        } else if matches!(ext, "bin" | "bpf") {
             Kind::Bytecode(bytes)
         } else {
             match String::from_utf8(bytes) {
@@ -41,6 +79,11 @@ impl Input {
         Ok(Input { path: name, kind })
     }
 
+    /// The path the input was read from.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
     /// The input memory the file itself provides (a data file's `-- mem`), else none.
     pub fn default_mem(&self) -> Vec<u8> {
         match &self.kind {
@@ -49,24 +92,72 @@ impl Input {
         }
     }
 
-    /// The program's bytecode.
-    pub fn bytecode(&self) -> Result<Vec<u8>> {
+    /// The parsed object, for object files.
+    pub fn object(&self) -> Result<Option<Object>> {
+        match &self.kind {
+            Kind::Object(bytes) => Ok(Some(
+                Object::parse(bytes).with_context(|| self.path.clone())?,
+            )),
+            _ => Ok(None),
+        }
+    }
+
+    /// The program's bytecode (for an object, program `program`'s, linked and relocated).
+    pub fn bytecode(&self, program: Option<&str>) -> Result<Vec<u8>> {
         let bytes = match &self.kind {
-            Kind::Data(d) => d.program()?,
-            Kind::Asm(text) => moat_isa::assemble_bytes(text)?,
+            Kind::Data(d) => d.program().with_context(|| self.path.clone())?,
+            Kind::Asm(text) => moat_isa::assemble_bytes(text).with_context(|| self.path.clone())?,
             Kind::Bytecode(b) => b.clone(),
+            Kind::Object(_) => {
+                let Some(obj) = self.object()? else {
+                    bail!("not an object")
+                };
+                let name = choose_program(&obj, program, &self.path)?;
+                let spec = obj.program(&name).with_context(|| self.path.clone())?;
+                spec.bytecode.clone()
+            }
         };
         Ok(bytes)
     }
 
-    /// The path the input was read from.
-    pub fn path(&self) -> &str {
-        &self.path
+    /// Loads the program into `rt`: for an object, every program and map, then picks `program`.
+    pub fn load(
+        &self,
+        rt: &Runtime,
+        options: ObjectOptions,
+        program: Option<&str>,
+    ) -> Result<Loaded> {
+        if let Kind::Object(bytes) = &self.kind {
+            let obj = rt
+                .load_object(bytes, options)
+                .with_context(|| self.path.clone())?;
+            let name = choose_program(obj.object(), program, &self.path)?;
+            return Ok(Loaded::FromObject(obj, name));
+        }
+        let bytes = self.bytecode(None)?;
+        let prog_type = options.prog_type.unwrap_or(moat::ProgType::Buffer);
+        let prog = rt
+            .load_bytecode_as(&bytes, prog_type)
+            .with_context(|| self.path.clone())?;
+        Ok(Loaded::Standalone(prog))
     }
+}
 
-    /// Loads the program into `rt`.
-    pub fn load(&self, rt: &Runtime) -> Result<LoadedProgram> {
-        let bytes = self.bytecode().with_context(|| self.path.clone())?;
-        rt.load_bytecode(&bytes).with_context(|| self.path.clone())
+/// The program to use: the one named, or the object's only program.
+pub fn choose_program(obj: &Object, wanted: Option<&str>, path: &str) -> Result<String> {
+    if let Some(name) = wanted {
+        return Ok(name.to_string());
+    }
+    match obj.programs.as_slice() {
+        [only] => Ok(only.name.clone()),
+        [] => bail!("{path}: the object has no programs"),
+        many => bail!(
+            "{path}: the object has {} programs, choose one with --program ({})",
+            many.len(),
+            many.iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }

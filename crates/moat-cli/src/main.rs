@@ -1,12 +1,14 @@
-//! The `moat` command line: run, assemble and disassemble eBPF programs.
+//! The `moat` command line: run, inspect, assemble and disassemble eBPF programs.
 
 #![forbid(unsafe_code)]
 
 mod input;
+mod report;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use input::Input;
+use moat::{ObjectOptions, ProgType, Runtime};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -22,9 +24,16 @@ struct Cli {
 enum Command {
     /// Run a program and print r0 (as `0x…`) on the last line.
     ///
-    /// FILE is a conformance test file (`.data`, whose `-- mem` is the input), an assembly file, or raw
-    /// bytecode (`.bin`). At entry r1 holds the input memory's address and r2 its length.
+    /// FILE is an ELF object (`clang -target bpf`), a conformance test file (`.data`, whose `-- mem`
+    /// is the input), an assembly file, or raw bytecode (`.bin`). With the generic buffer type, r1
+    /// holds the input's address and r2 its length; packet types (xdp, tc, socket) get the kernel's
+    /// context over the input as the packet.
     Run(RunArgs),
+    /// List an object's programs, maps and sections.
+    Inspect {
+        /// The ELF object.
+        file: PathBuf,
+    },
     /// Assemble a text file into bytecode.
     Asm {
         /// Assembly source (or a `.data` file, whose program is taken).
@@ -33,13 +42,16 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
-    /// Disassemble bytecode (or the program of a `.data` or assembly file).
+    /// Disassemble bytecode, or the program(s) of an object, `.data` or assembly file.
     Disasm {
         /// The file to disassemble.
         file: PathBuf,
         /// Prefix each instruction with its slot index.
         #[arg(long)]
         pc: bool,
+        /// For an object: only this program.
+        #[arg(long)]
+        program: Option<String>,
     },
 }
 
@@ -53,6 +65,13 @@ enum EngineArg {
 struct RunArgs {
     /// The program file.
     file: PathBuf,
+    /// For an object: the program to run (function name, or section name where it has none).
+    #[arg(long)]
+    program: Option<String>,
+    /// Program type (buffer, xdp, tc, socket, cgroup_skb, kprobe, tracepoint); by default from the
+    /// object's section name, else buffer.
+    #[arg(long = "type", value_name = "TYPE")]
+    prog_type: Option<String>,
     /// Input memory as hex bytes (spaces allowed), e.g. `"aa bb 01"`.
     #[arg(long, conflicts_with = "mem_file")]
     mem: Option<String>,
@@ -68,6 +87,9 @@ struct RunArgs {
     /// Instruction budget of one run (stops runaway loops).
     #[arg(long)]
     budget: Option<u64>,
+    /// After the run, print the contents of every map the program uses.
+    #[arg(long)]
+    dump_maps: bool,
 }
 
 fn parse_hex_bytes(text: &str) -> Result<Vec<u8>> {
@@ -95,22 +117,32 @@ fn run(args: RunArgs) -> Result<()> {
         }
         (None, None) => input.default_mem(),
     };
-    let mut rt = moat::Runtime::new();
+    let prog_type = args.prog_type.as_deref().map(ProgType::parse).transpose()?;
+    let mut rt = Runtime::new();
     if let Some(budget) = args.budget {
         rt.set_budget(budget);
     }
     let EngineArg::Interp = args.engine;
-    let prog = input.load(&rt)?;
+    let loaded = input.load(&rt, ObjectOptions { prog_type }, args.program.as_deref())?;
     let name = input.path();
+    let prog = loaded.program().with_context(|| name.to_string())?;
     if args.repeat > 1 {
         let start = Instant::now();
         for _ in 0..args.repeat {
             prog.run(&mut mem).with_context(|| name.to_string())?;
         }
         let per_run = start.elapsed().as_nanos() as f64 / args.repeat as f64;
+        rt.trace_log().drain();
         println!("{per_run:.1} ns/run");
     }
-    let r0 = prog.run(&mut mem).with_context(|| name.to_string())?;
+    let result = prog.run(&mut mem).with_context(|| name.to_string());
+    for line in rt.trace_log().drain() {
+        println!("trace: {line}");
+    }
+    let r0 = result?;
+    if args.dump_maps {
+        report::dump_maps(loaded.maps());
+    }
     println!("{r0:#x}");
     Ok(())
 }
@@ -119,17 +151,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(args),
+        Command::Inspect { file } => Input::read(&file).and_then(|input| report::inspect(&input)),
         Command::Asm { file, output } => Input::read(&file).and_then(|input| {
-            let bytes = input.bytecode().with_context(|| input.path().to_string())?;
+            let bytes = input.bytecode(None)?;
             std::fs::write(&output, &bytes)
                 .with_context(|| format!("cannot write {}", output.display()))
         }),
-        Command::Disasm { file, pc } => Input::read(&file).and_then(|input| {
-            let bytes = input.bytecode().with_context(|| input.path().to_string())?;
-            let insns = moat_isa::decode(&bytes).with_context(|| input.path().to_string())?;
-            print!("{}", moat_isa::disasm(&insns, pc));
-            Ok(())
-        }),
+        Command::Disasm { file, pc, program } => {
+            Input::read(&file).and_then(|input| report::disasm(&input, pc, program.as_deref()))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,11 +6,11 @@
 
 use crate::helpers::{HelperCtx, HelperError, HelperFn, HelperRegistry};
 use crate::mem::{MemoryMap, Region, ORDER};
-use std::any::Any;
 use moat_isa::{
     AluOp, AtomicOp, CallTarget, Endian, Insn, JmpCond, LddwKind, Operand, Program, Size, SxBits,
     Width,
 };
+use std::any::Any;
 use std::sync::Arc;
 use thiserror::Error;
 
@@ -105,7 +105,7 @@ pub enum RunErrorKind {
         target: u64,
     },
     /// A helper refused its arguments or failed.
-    #[error("helper {name} (#{id}): {source}")]
+    #[error("helper {name} (#{id})")]
     Helper {
         /// The helper id.
         id: u32,
@@ -707,7 +707,11 @@ impl Prepared {
     /// `region` must stay valid for reads (and writes, when writable) while `keep_alive` lives, and may
     /// be accessed concurrently only through atomics or by code that tolerates racing program stores
     /// (map helpers copy values under their own locks; programs race on values as in the kernel).
-    pub unsafe fn add_static_region(&mut self, region: Region, keep_alive: Arc<dyn Any + Send + Sync>) {
+    pub unsafe fn add_static_region(
+        &mut self,
+        region: Region,
+        keep_alive: Arc<dyn Any + Send + Sync>,
+    ) {
         self.static_regions.push(region);
         self.keep_alive.push(keep_alive);
     }

@@ -57,7 +57,7 @@ pub enum DataFileError {
     #[error("no program: the file has neither an `-- asm` nor a `-- raw` section")]
     NoProgram,
     /// The `-- asm` section does not assemble.
-    #[error("in `-- asm` (starting at line {first_line}): {source}")]
+    #[error("in `-- asm` (starting at line {first_line})")]
     Asm {
         /// Line of the file where the asm section starts (its line 1).
         first_line: usize,

@@ -41,28 +41,28 @@ pub use trace::TraceLog;
 #[non_exhaustive]
 pub enum Error {
     /// Assembly text did not assemble.
-    #[error("assembly: {0}")]
+    #[error(transparent)]
     Asm(#[from] AsmError),
     /// A conformance data file is malformed.
-    #[error("data file: {0}")]
+    #[error(transparent)]
     DataFile(#[from] DataFileError),
     /// Bytecode is malformed (decoding or structure).
-    #[error("bytecode: {0}")]
+    #[error(transparent)]
     Program(#[from] ProgramError),
     /// The program refers to something the runtime lacks (a helper, a map).
-    #[error("load: {0}")]
+    #[error(transparent)]
     Prepare(#[from] moat_interp::PrepareError),
     /// The program failed at run time.
-    #[error("run: {0}")]
+    #[error(transparent)]
     Run(#[from] RunError),
     /// The program's context could not be built for this input.
-    #[error("context: {0}")]
+    #[error(transparent)]
     Context(#[from] ContextError),
     /// An ELF object is malformed.
-    #[error("object: {0}")]
+    #[error(transparent)]
     Object(#[from] ObjError),
     /// A map could not be created or initialised.
-    #[error("map `{name}`: {source}")]
+    #[error("map `{name}`")]
     Map {
         /// The map's name.
         name: String,
@@ -89,7 +89,7 @@ pub enum Error {
         available: Vec<String>,
     },
     /// The program exists but could not be loaded.
-    #[error("program `{name}` could not be loaded: {source}")]
+    #[error("program `{name}` could not be loaded")]
     ProgramUnavailable {
         /// The program.
         name: String,
@@ -98,7 +98,7 @@ pub enum Error {
         source: Arc<Error>,
     },
     /// An error in a named program.
-    #[error("program `{program}`: {source}")]
+    #[error("program `{program}`")]
     InProgram {
         /// The program.
         program: String,
