@@ -9,7 +9,9 @@
 //! * The input memory (`-- mem`) lives in the value of a one-element array map rather than in the
 //!   packet. The verifier knows a map value's size statically, so the constant-offset loads and stores
 //!   of these tests are provably in bounds; packet accesses would need an explicit `data_end` check,
-//!   which no conformance program makes. A prologue `lddw r1, map_value(mem, 0); mov r2, LEN` sets up
+//!   which no conformance program makes. (Passing `-- mem` as the XDP packet instead, with a prologue
+//!   `r1 = data; r2 = data_end - data`, gave 260 agreements, 52 rejections "R1 offset is outside of the
+//!   packet" and one difference, `mem-len.data`, whose packet had to be padded to 14 bytes.) A prologue `lddw r1, map_value(mem, 0); mov r2, LEN` sets up
 //!   the conformance convention (`r1` = address, `r2` = exact length); without `-- mem` it is
 //!   `mov r1, 0; mov r2, 0`. The prologue is prepended, so relative jumps, `call local` and code
 //!   pointers inside the program are unaffected.
