@@ -7,9 +7,13 @@
 //! # Conventions
 //!
 //! * **Programs.** Every executable section other than `.text` holds programs, one per function symbol
-//!   (`STT_FUNC`, or a global `NOTYPE` symbol in old objects); code without a symbol is one program named
-//!   after its section (OVS's `tail-N`, Cilium's `2/7`). `.text` holds sub-programs; only in objects that
-//!   have no other code are its global functions the programs.
+//!   (`STT_FUNC`, or a global `NOTYPE` symbol in old objects) except static functions that are called
+//!   (those are sub-programs); code without a symbol is one program named after its section (OVS's
+//!   `tail-N`, Cilium's `2/7`). `.text` holds sub-programs; only in objects that have no other code are
+//!   its global functions the programs (PREVAIL's test objects).
+//! * **Relocations** (`SHT_REL`, and `SHT_RELA` from very old LLVM) must sit on an `lddw` or `call` of
+//!   a code section, with type `R_BPF_64_64`, `R_BPF_64_32` or 0 (old LLVM), a valid symbol and a
+//!   target that is code, a map definition or global data; anything else is a typed error.
 //! * **Linking.** A program's bytecode is its own function followed by every function it reaches by a
 //!   local call (`call` with `src = 1`) or a function address (`lddw` with `src = 4`), each once,
 //!   breadth first, with the instruction's `imm` rewritten to the new relative offset (`pc + 1 + imm`),
