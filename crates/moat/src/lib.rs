@@ -18,6 +18,7 @@ pub mod helpers;
 mod maphelpers;
 mod object;
 mod trace;
+mod verifying;
 
 use moat_interp::{HelperRegistry, Prepared, Region};
 use moat_isa::datafile::DataFileError;
@@ -33,8 +34,10 @@ pub use moat_maps::{
     Map, MapDef, MapError, MapType, BPF_ANY, BPF_EXIST, BPF_F_RDONLY_PROG, BPF_NOEXIST,
 };
 pub use moat_obj::{ObjError, Object};
+pub use moat_verify::{Rejection, VerifiedProgram};
 pub use object::{LoadedObject, ObjectOptions};
 pub use trace::TraceLog;
+pub use verifying::Verification;
 
 /// Everything that can go wrong loading or running a program.
 #[derive(Debug, Error)]
@@ -97,6 +100,9 @@ pub enum Error {
         #[source]
         source: Arc<Error>,
     },
+    /// The verifier rejected the program.
+    #[error("verifier: {0}")]
+    Verify(Box<Rejection>),
     /// An error in a named program.
     #[error("program `{program}`")]
     InProgram {
@@ -153,6 +159,9 @@ pub struct Runtime {
     budget: u64,
     trace: TraceLog,
     programs: Arc<ProgramTable>,
+    verification: Verification,
+    buffer_size: Option<u64>,
+    verifier_log: bool,
 }
 
 impl Default for Runtime {
@@ -172,7 +181,26 @@ impl Runtime {
             budget: moat_interp::DEFAULT_BUDGET,
             trace,
             programs: Arc::default(),
+            verification: Verification::default(),
+            buffer_size: None,
+            verifier_log: false,
         }
+    }
+
+    /// Sets how programs are verified before they run (privileged rules by default).
+    pub fn set_verification(&mut self, verification: Verification) {
+        self.verification = verification;
+    }
+
+    /// Sets the input size the verifier assumes for buffer-context programs. Without it, buffer
+    /// programs are not verified: their safety then rests on the engines' run-time checks alone.
+    pub fn set_buffer_size(&mut self, size: u64) {
+        self.buffer_size = Some(size);
+    }
+
+    /// Keeps the verifier's per-instruction log (`LoadedProgram::verified`, rejections).
+    pub fn set_verifier_log(&mut self, log: bool) {
+        self.verifier_log = log;
     }
 
     /// Registers an embedder's helper under `id` (replacing any helper with that id; the map helpers,
@@ -227,6 +255,24 @@ impl Runtime {
         maps: &[Arc<Map>],
     ) -> Result<LoadedProgram, Error> {
         let program = Program::new(bytes)?;
+        // A buffer program is verified only when the buffer's size is known (`set_buffer_size`);
+        // otherwise its safety rests on the engines' run-time checks alone.
+        let skip = self.verification == Verification::Off
+            || (prog_type == ProgType::Buffer && self.buffer_size.is_none());
+        let verified = if skip {
+            None
+        } else {
+            let context = verifying::context(prog_type, self.buffer_size.unwrap_or(0));
+            verifying::verify(
+                &program,
+                self.verification,
+                context,
+                maps,
+                &self.helpers,
+                self.verifier_log,
+            )
+            .map_err(Error::Verify)?
+        };
         let table = Arc::new(MapTable::new(maps.to_vec()));
         let mut registry = self.helpers.clone();
         maphelpers::register(&mut registry, &table, Arc::downgrade(&self.programs));
@@ -253,6 +299,7 @@ impl Runtime {
             prog_type,
             maps: table,
             id,
+            verified,
         })
     }
 
@@ -263,7 +310,12 @@ impl Runtime {
 
     /// Loads the program of a conformance data file (`-- raw` if present, else `-- asm`).
     pub fn load_data_file(&self, file: &DataFile) -> Result<LoadedProgram, Error> {
-        self.load_bytecode(&file.program()?)
+        let mut rt = self.clone();
+        if rt.buffer_size.is_none() {
+            // The file says what memory the program gets: verify against that.
+            rt.buffer_size = Some(file.mem.len() as u64);
+        }
+        rt.load_bytecode(&file.program()?)
     }
 }
 
@@ -275,6 +327,7 @@ pub struct LoadedProgram {
     prog_type: ProgType,
     maps: Arc<MapTable>,
     id: u32,
+    verified: Option<VerifiedProgram>,
 }
 
 impl LoadedProgram {
@@ -283,6 +336,11 @@ impl LoadedProgram {
     /// which is copied back after the run.
     pub fn run(&self, input: &mut [u8]) -> Result<u64, Error> {
         Ok(context::run(&self.prepared, self.prog_type, input)??)
+    }
+
+    /// What the verifier proved, unless verification was off.
+    pub fn verified(&self) -> Option<&VerifiedProgram> {
+        self.verified.as_ref()
     }
 
     /// The program's type.

@@ -71,7 +71,7 @@ impl Runtime {
                     }));
                 }
                 self.load_with_maps(&spec.bytecode, prog_type, &maps)
-                    .map_err(|e| Arc::new(e.in_program(&spec.name)))
+                    .map_err(|e| Arc::new(with_source_line(e, spec).in_program(&spec.name)))
             })
             .collect::<Vec<_>>();
         let loaded = LoadedObject {
@@ -81,6 +81,19 @@ impl Runtime {
         };
         loaded.preset_program_arrays()?;
         Ok(loaded)
+    }
+}
+
+/// Adds the C source line (from BTF line info) to a verifier rejection.
+fn with_source_line(error: Error, spec: &moat_obj::ProgramSpec) -> Error {
+    match error {
+        Error::Verify(mut rejection) => {
+            if let Some(l) = spec.line_at(rejection.error.pc) {
+                rejection.error.line = Some(format!("{}:{}: {}", l.file, l.line, l.text.trim()));
+            }
+            Error::Verify(rejection)
+        }
+        other => other,
     }
 }
 

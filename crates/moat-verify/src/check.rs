@@ -1,0 +1,1787 @@
+//! The analysis: depth-first abstract interpretation of every path, with state pruning at branch
+//! targets, infinite-loop detection and a complexity limit, as the kernel's `do_check` does.
+
+use crate::env::{Arg, Callback, Context, Env, FieldKind, HelperProto, MapClass, Ret};
+use crate::error::{Reason, VerifyError};
+use crate::facts::{Facts, MemAccess};
+use crate::scalar::Scalar;
+use crate::state::{Byte, Frame, Reg, Region, State, STACK_SIZE};
+use moat_isa::{
+    AluOp, AtomicOp, CallTarget, Endian, Insn, JmpCond, LddwKind, Operand, Program, Size, Width,
+};
+use std::collections::HashMap;
+
+/// Most call frames, as in the kernel.
+pub const MAX_CALL_FRAMES: usize = 8;
+/// Most states kept per instruction for pruning.
+const MAX_STATES_PER_INSN: usize = 64;
+/// The largest packet a packet program gets (moat's packet contexts hold under 64 KiB).
+const MAX_PACKET_LEN: u64 = 0xffff;
+/// The most iterations `bpf_loop` takes.
+const MAX_LOOPS: u64 = 1 << 23;
+
+/// Statistics of one verification.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Instructions processed, over all paths.
+    pub insns_processed: u64,
+    /// States stored for pruning.
+    pub states: u64,
+    /// Most states stored at once.
+    pub peak_states: u64,
+    /// Paths cut short because an earlier state covered them.
+    pub pruned: u64,
+}
+
+struct Checkpoint {
+    state: State,
+    /// Paths still running that passed through this checkpoint.
+    pending: u32,
+}
+
+struct Job {
+    pc: usize,
+    state: State,
+    ancestors: Vec<(usize, usize)>,
+}
+
+enum Step {
+    Next(usize),
+    Branch {
+        taken: (usize, State),
+        fall: Option<(usize, State)>,
+    },
+    Done,
+}
+
+pub(crate) struct Checker<'p, 'e> {
+    prog: &'p Program,
+    env: &'p Env<'e>,
+    /// Whether each slot starts an instruction that can be jumped to.
+    prune_point: Vec<bool>,
+    checkpoints: HashMap<usize, Vec<Checkpoint>>,
+    stats: Stats,
+    next_id: u32,
+    pub(crate) facts: Facts,
+    pub(crate) log: Vec<String>,
+    pkt_ids: std::cell::Cell<u32>,
+}
+
+type R<T> = Result<T, Box<VerifyError>>;
+
+impl<'p, 'e> Checker<'p, 'e> {
+    pub(crate) fn new(prog: &'p Program, env: &'p Env<'e>) -> Checker<'p, 'e> {
+        let mut prune_point = vec![false; prog.slots()];
+        for &(pc, insn) in prog.insns() {
+            if let Some(t) = insn.branch_target(pc).and_then(|t| usize::try_from(t).ok()) {
+                if let Some(p) = prune_point.get_mut(t) {
+                    *p = true;
+                }
+            }
+            if matches!(insn, Insn::Jmp { .. }) {
+                if let Some(p) = prune_point.get_mut(pc + 1) {
+                    *p = true;
+                }
+            }
+        }
+        Checker {
+            prog,
+            env,
+            prune_point,
+            checkpoints: HashMap::new(),
+            stats: Stats::default(),
+            next_id: 1,
+            facts: Facts::default(),
+            log: Vec::new(),
+            pkt_ids: std::cell::Cell::new(0),
+        }
+    }
+
+    fn insn_at(&self, pc: usize) -> Option<Insn> {
+        self.prog
+            .index_of_slot(pc)
+            .and_then(|i| self.prog.insns().get(i))
+            .map(|(_, insn)| *insn)
+    }
+
+    fn err(&self, pc: usize, state: &State, reason: Reason) -> Box<VerifyError> {
+        Box::new(VerifyError {
+            pc,
+            insn: self
+                .insn_at(pc)
+                .map(|i| moat_isa::disasm_one(&i))
+                .unwrap_or_default(),
+            state: state.describe(),
+            reason,
+            line: None,
+        })
+    }
+
+    fn fresh_id(&mut self) -> u32 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn initial_state(&self) -> State {
+        let mut frame = Frame::new(0, None);
+        match &self.env.context {
+            Context::Buffer { size } => {
+                frame.regs[1] = Reg::ptr(
+                    Region::Mem {
+                        size: *size,
+                        writable: true,
+                    },
+                    0,
+                );
+                frame.regs[2] = Reg::Scalar(Scalar::constant(*size));
+            }
+            Context::Struct { .. } => frame.regs[1] = Reg::ptr(Region::Ctx, 0),
+        }
+        State {
+            frames: vec![frame],
+            refs: Vec::new(),
+            packet_len: 0,
+            packet_ranges: Vec::new(),
+        }
+    }
+
+    pub(crate) fn run(&mut self) -> R<Stats> {
+        let mut jobs = vec![Job {
+            pc: 0,
+            state: self.initial_state(),
+            ancestors: Vec::new(),
+        }];
+        while let Some(job) = jobs.pop() {
+            self.run_path(job, &mut jobs)?;
+        }
+        Ok(self.stats)
+    }
+
+    fn finish_path(&mut self, ancestors: &[(usize, usize)]) {
+        for &(pc, i) in ancestors {
+            if let Some(cp) = self.checkpoints.get_mut(&pc).and_then(|v| v.get_mut(i)) {
+                cp.pending = cp.pending.saturating_sub(1);
+            }
+        }
+    }
+
+    fn run_path(&mut self, job: Job, jobs: &mut Vec<Job>) -> R<()> {
+        let Job {
+            mut pc,
+            mut state,
+            mut ancestors,
+        } = job;
+        loop {
+            self.stats.insns_processed += 1;
+            if self.stats.insns_processed > self.env.complexity_limit {
+                return Err(self.err(
+                    pc,
+                    &state,
+                    Reason::TooComplex {
+                        limit: self.env.complexity_limit,
+                    },
+                ));
+            }
+            if self.prune_point.get(pc).copied().unwrap_or(false) {
+                let mut new_checkpoint = true;
+                if let Some(cps) = self.checkpoints.get(&pc) {
+                    for (i, cp) in cps.iter().enumerate() {
+                        if cp.pending == 0 && cp.state.covers(&state) {
+                            self.stats.pruned += 1;
+                            self.finish_path(&ancestors);
+                            return Ok(());
+                        }
+                        if cp.pending > 0 && cp.state == state && ancestors.contains(&(pc, i)) {
+                            return Err(self.err(pc, &state, Reason::InfiniteLoop));
+                        }
+                    }
+                    new_checkpoint = cps.len() < MAX_STATES_PER_INSN;
+                }
+                if new_checkpoint {
+                    let cps = self.checkpoints.entry(pc).or_default();
+                    cps.push(Checkpoint {
+                        state: state.clone(),
+                        pending: 1,
+                    });
+                    ancestors.push((pc, cps.len() - 1));
+                    self.stats.states += 1;
+                    self.stats.peak_states = self.stats.peak_states.max(self.stats.states);
+                }
+            }
+            let Some(insn) = self.insn_at(pc) else {
+                return Err(self.err(pc, &state, Reason::FallsOffEnd));
+            };
+            if self.env.log {
+                self.log.push(format!(
+                    "{pc}: {} ; {}",
+                    moat_isa::disasm_one(&insn),
+                    state.describe()
+                ));
+            }
+            match self.step(pc, insn, &mut state)? {
+                Step::Next(next) => pc = next,
+                Step::Done => {
+                    self.finish_path(&ancestors);
+                    return Ok(());
+                }
+                Step::Branch { taken, fall } => match fall {
+                    None => {
+                        pc = taken.0;
+                        state = taken.1;
+                    }
+                    Some(fall) => {
+                        for &(cpc, i) in &ancestors {
+                            if let Some(cp) =
+                                self.checkpoints.get_mut(&cpc).and_then(|v| v.get_mut(i))
+                            {
+                                cp.pending += 1;
+                            }
+                        }
+                        jobs.push(Job {
+                            pc: taken.0,
+                            state: taken.1,
+                            ancestors: ancestors.clone(),
+                        });
+                        pc = fall.0;
+                        state = fall.1;
+                    }
+                },
+            }
+        }
+    }
+
+    fn read_reg(&self, pc: usize, state: &State, r: moat_isa::Reg) -> R<Reg> {
+        let v = state.reg(r.index());
+        if v == Reg::NotInit {
+            return Err(self.err(pc, state, Reason::UninitRegister { reg: r.num() }));
+        }
+        Ok(v)
+    }
+
+    fn operand(&self, pc: usize, state: &State, src: Operand) -> R<Reg> {
+        match src {
+            Operand::Reg(r) => self.read_reg(pc, state, r),
+            Operand::Imm(i) => Ok(Reg::Scalar(Scalar::constant(i64::from(i) as u64))),
+        }
+    }
+
+    #[allow(clippy::too_many_lines)]
+    fn step(&mut self, pc: usize, insn: Insn, st: &mut State) -> R<Step> {
+        let next = pc + insn.slots();
+        match insn {
+            Insn::Alu {
+                width,
+                op,
+                dst,
+                src,
+            } => {
+                let s = self.operand(pc, st, src)?;
+                let d = if matches!(op, AluOp::Mov | AluOp::MovSx(_)) {
+                    Reg::NotInit
+                } else {
+                    self.read_reg(pc, st, dst)?
+                };
+                // Shifts by an immediate outside 0..width are masked like any other shift (RFC 9669);
+                // the kernel refuses them, moat accepts them as the safe operations they are.
+                let v = self.alu(pc, st, width, op, d, s)?;
+                st.set(dst.index(), v);
+                Ok(Step::Next(next))
+            }
+            Insn::Neg { width, dst } => {
+                let Reg::Scalar(v) = self.read_reg(pc, st, dst)? else {
+                    return Err(self.err(pc, st, Reason::PointerArithmetic { what: "negation" }));
+                };
+                st.set(dst.index(), Reg::Scalar(v.neg(width)));
+                Ok(Step::Next(next))
+            }
+            Insn::Endian { kind, bits, dst } => {
+                let Reg::Scalar(v) = self.read_reg(pc, st, dst)? else {
+                    return Err(self.err(pc, st, Reason::PointerArithmetic { what: "byte swap" }));
+                };
+                let out = match (kind, v.as_const()) {
+                    (_, Some(c)) => Scalar::constant(match (kind, bits) {
+                        (Endian::ToLe, 16) => u64::from(c as u16),
+                        (Endian::ToLe, 32) => u64::from(c as u32),
+                        (Endian::ToLe, _) => c,
+                        (_, 16) => u64::from((c as u16).swap_bytes()),
+                        (_, 32) => u64::from((c as u32).swap_bytes()),
+                        (_, _) => c.swap_bytes(),
+                    }),
+                    (Endian::ToLe, None) if bits == 64 => v,
+                    (_, None) if bits < 64 => Scalar::urange(0, (1u64 << bits) - 1),
+                    _ => Scalar::UNKNOWN,
+                };
+                st.set(dst.index(), Reg::Scalar(out));
+                Ok(Step::Next(next))
+            }
+            Insn::Load {
+                size,
+                signed,
+                dst,
+                src,
+                off,
+            } => {
+                let base = self.read_reg(pc, st, src)?;
+                let v = self.mem_access(pc, st, base, i64::from(off), size, Access::Read)?;
+                let v = match v {
+                    Some(r) => r,
+                    None => Reg::Scalar(loaded(size, signed)),
+                };
+                st.set(dst.index(), v);
+                Ok(Step::Next(next))
+            }
+            Insn::Store {
+                size,
+                dst,
+                off,
+                src,
+            } => {
+                let base = self.read_reg(pc, st, dst)?;
+                let value = self.operand(pc, st, src)?;
+                self.mem_access(pc, st, base, i64::from(off), size, Access::Write(value))?;
+                Ok(Step::Next(next))
+            }
+            Insn::Atomic {
+                size,
+                op,
+                dst,
+                off,
+                src,
+            } => {
+                let base = self.read_reg(pc, st, dst)?;
+                let value = self.read_reg(pc, st, src)?;
+                if op == AtomicOp::CmpXchg {
+                    self.read_reg(pc, st, moat_isa::Reg::R0)?;
+                }
+                if value.is_pointer() {
+                    return Err(self.err(
+                        pc,
+                        st,
+                        Reason::PointerLeak {
+                            into: "memory (atomic)",
+                        },
+                    ));
+                }
+                if !matches!(
+                    base,
+                    Reg::Ptr {
+                        region: Region::Stack { .. } | Region::MapValue { .. } | Region::Mem { .. },
+                        ..
+                    }
+                ) {
+                    return Err(self.err(
+                        pc,
+                        st,
+                        Reason::BadAtomicTarget {
+                            what: base.to_string(),
+                        },
+                    ));
+                }
+                self.mem_access(pc, st, base, i64::from(off), size, Access::Read)?;
+                self.mem_access(pc, st, base, i64::from(off), size, Access::Write(value))?;
+                let out = Reg::Scalar(loaded(size, false));
+                match op {
+                    AtomicOp::CmpXchg => st.set(0, out),
+                    AtomicOp::Xchg
+                    | AtomicOp::Add { fetch: true }
+                    | AtomicOp::Or { fetch: true }
+                    | AtomicOp::And { fetch: true }
+                    | AtomicOp::Xor { fetch: true } => st.set(src.index(), out),
+                    _ => {}
+                }
+                Ok(Step::Next(next))
+            }
+            Insn::LoadImm64 {
+                dst,
+                kind,
+                imm,
+                next_imm,
+            } => {
+                let v = match kind {
+                    LddwKind::Imm => Reg::Scalar(Scalar::constant(
+                        (u64::from(next_imm as u32) << 32) | u64::from(imm as u32),
+                    )),
+                    LddwKind::MapIdx | LddwKind::MapIdxValue => {
+                        let map = usize::try_from(imm)
+                            .ok()
+                            .filter(|m| *m < self.env.maps.len())
+                            .ok_or_else(|| {
+                                self.err(
+                                    pc,
+                                    st,
+                                    Reason::UnknownMap {
+                                        index: i64::from(imm),
+                                    },
+                                )
+                            })?;
+                        if kind == LddwKind::MapIdx {
+                            Reg::Map { map }
+                        } else {
+                            if self.env.maps[map].map_type != crate::env::map_type::ARRAY {
+                                return Err(self.err(
+                                    pc,
+                                    st,
+                                    Reason::DirectValueAccess {
+                                        map: self.env.maps[map].name.clone(),
+                                    },
+                                ));
+                            }
+                            Reg::ptr(Region::MapValue { map }, i64::from(next_imm))
+                        }
+                    }
+                    LddwKind::Code => Reg::Func {
+                        pc: (pc as i64 + 1 + i64::from(imm)) as usize,
+                    },
+                    other => {
+                        return Err(self.err(
+                            pc,
+                            st,
+                            Reason::UnsupportedLddw {
+                                kind: format!("{other:?}"),
+                            },
+                        ));
+                    }
+                };
+                st.set(dst.index(), v);
+                Ok(Step::Next(next))
+            }
+            Insn::LoadAbs { .. } | Insn::LoadInd { .. } => {
+                let allowed = matches!(
+                    self.env.context,
+                    Context::Struct {
+                        legacy_packet_loads: true,
+                        ..
+                    }
+                );
+                if !allowed {
+                    return Err(self.err(pc, st, Reason::LegacyPacketLoad));
+                }
+                if !matches!(
+                    st.reg(6),
+                    Reg::Ptr {
+                        region: Region::Ctx,
+                        off: 0,
+                        ..
+                    }
+                ) {
+                    return Err(self.err(pc, st, Reason::LegacyPacketLoadNeedsCtxInR6));
+                }
+                if let Insn::LoadInd { src, .. } = insn {
+                    if !matches!(self.read_reg(pc, st, src)?, Reg::Scalar(_)) {
+                        return Err(self.err(
+                            pc,
+                            st,
+                            Reason::PointerArithmetic {
+                                what: "ldind offset",
+                            },
+                        ));
+                    }
+                }
+                for r in 1..=5 {
+                    st.set(r, Reg::NotInit);
+                }
+                st.set(0, Reg::unknown());
+                Ok(Step::Next(next))
+            }
+            Insn::Ja { .. } => Ok(Step::Next(self.target(pc, insn))),
+            Insn::Jmp {
+                width,
+                cond,
+                dst,
+                src,
+                ..
+            } => self.branch(pc, next, insn, st, width, cond, dst, src),
+            Insn::Call(CallTarget::Helper(id)) => self.call_helper(pc, next, st, id),
+            Insn::Call(CallTarget::Local(_)) => {
+                let t = self.target(pc, insn);
+                self.call_function(pc, st, t, next, false)?;
+                Ok(Step::Next(t))
+            }
+            Insn::Call(CallTarget::Kfunc(id)) => Err(self.err(pc, st, Reason::Kfunc { id })),
+            Insn::CallX { dst } => match self.read_reg(pc, st, dst)? {
+                Reg::Func { pc: target } => {
+                    self.call_function(pc, st, target, next, false)?;
+                    Ok(Step::Next(target))
+                }
+                // A helper id known at verification time: the same as `call id`.
+                Reg::Scalar(s) if s.as_const().is_some_and(|v| i32::try_from(v).is_ok()) => {
+                    let id = s
+                        .as_const()
+                        .and_then(|v| i32::try_from(v).ok())
+                        .unwrap_or(-1);
+                    self.call_helper(pc, next, st, id)
+                }
+                other => Err(self.err(
+                    pc,
+                    st,
+                    Reason::CallxTarget {
+                        what: other.to_string(),
+                    },
+                )),
+            },
+            Insn::Exit => self.exit(pc, st),
+        }
+    }
+
+    fn target(&self, pc: usize, insn: Insn) -> usize {
+        insn.branch_target(pc)
+            .and_then(|t| usize::try_from(t).ok())
+            .unwrap_or(pc)
+    }
+
+    fn alu(&mut self, pc: usize, st: &State, width: Width, op: AluOp, d: Reg, s: Reg) -> R<Reg> {
+        let priv_ = self.env.privileged;
+        match (d, s) {
+            (_, s) if matches!(op, AluOp::Mov) && width == Width::W64 => Ok(s),
+            (_, Reg::Scalar(v)) if matches!(op, AluOp::Mov | AluOp::MovSx(_)) => {
+                Ok(Reg::Scalar(Scalar::UNKNOWN.alu(op, &v, width)))
+            }
+            (_, s) if matches!(op, AluOp::Mov | AluOp::MovSx(_)) => {
+                // A 32-bit copy (or sign extension) of a pointer: a number, and a leak for unprivileged.
+                if !priv_ {
+                    return Err(self.err(
+                        pc,
+                        st,
+                        Reason::PointerLeak {
+                            into: "a 32-bit register copy",
+                        },
+                    ));
+                }
+                let _ = s;
+                Ok(Reg::Scalar(if width == Width::W32 {
+                    Scalar::any_u32()
+                } else {
+                    Scalar::UNKNOWN
+                }))
+            }
+            (Reg::Scalar(a), Reg::Scalar(b)) => Ok(Reg::Scalar(a.alu(op, &b, width))),
+            (
+                Reg::Ptr {
+                    null_id: Some(_), ..
+                },
+                _,
+            )
+            | (
+                _,
+                Reg::Ptr {
+                    null_id: Some(_), ..
+                },
+            ) => Err(self.err(pc, st, Reason::NullablePointerArithmetic)),
+            (
+                Reg::Ptr {
+                    region,
+                    off,
+                    var,
+                    null_id,
+                },
+                Reg::Scalar(b),
+            ) if width == Width::W64 && matches!(op, AluOp::Add | AluOp::Sub) => {
+                if matches!(region, Region::PacketEnd) {
+                    return Err(self.err(
+                        pc,
+                        st,
+                        Reason::PointerArithmetic {
+                            what: "arithmetic on pkt_end",
+                        },
+                    ));
+                }
+                Ok(self.ptr_add(region, off, var, null_id, &b, op == AluOp::Sub))
+            }
+            (
+                Reg::Scalar(a),
+                Reg::Ptr {
+                    region,
+                    off,
+                    var,
+                    null_id,
+                },
+            ) if width == Width::W64 && op == AluOp::Add => {
+                Ok(self.ptr_add(region, off, var, null_id, &a, false))
+            }
+            // `data_end - data` and other distances within the packet: at most the largest packet.
+            (
+                Reg::Ptr {
+                    region: r1,
+                    off: o1,
+                    var: v1,
+                    ..
+                },
+                Reg::Ptr {
+                    region: r2,
+                    off: o2,
+                    var: v2,
+                    ..
+                },
+            ) if op == AluOp::Sub && r1 != r2 && is_pkt(&d) && is_pkt(&s) => {
+                let base = Scalar::urange(0, MAX_PACKET_LEN);
+                let delta = Scalar::constant((o1 - o2) as u64);
+                let diff = v1.alu(AluOp::Sub, &v2, Width::W64);
+                Ok(Reg::Scalar(base.alu(AluOp::Add, &delta, width).alu(
+                    AluOp::Add,
+                    &diff,
+                    width,
+                )))
+            }
+            (
+                Reg::Ptr {
+                    region: r1,
+                    off: o1,
+                    var: v1,
+                    ..
+                },
+                Reg::Ptr {
+                    region: r2,
+                    off: o2,
+                    var: v2,
+                    ..
+                },
+            ) if width == Width::W64 && op == AluOp::Sub && r1 == r2 => {
+                // The distance between two pointers into the same region is a number.
+                let base = Scalar::constant((o1 - o2) as u64);
+                let diff = v1.alu(AluOp::Sub, &v2, Width::W64);
+                Ok(Reg::Scalar(base.alu(AluOp::Add, &diff, Width::W64)))
+            }
+            _ if priv_
+                && matches!(d, Reg::Ptr { .. } | Reg::Map { .. } | Reg::Func { .. })
+                && matches!(
+                    op,
+                    AluOp::And
+                        | AluOp::Or
+                        | AluOp::Xor
+                        | AluOp::Lsh
+                        | AluOp::Rsh
+                        | AluOp::Arsh
+                        | AluOp::Mul
+                        | AluOp::Div
+                        | AluOp::Mod
+                        | AluOp::SDiv
+                        | AluOp::SMod
+                        | AluOp::Sub
+                        | AluOp::Add
+                ) =>
+            {
+                Err(self.err(pc, st, Reason::PointerArithmetic { what: alu_name(op) }))
+            }
+            _ => Err(self.err(pc, st, Reason::PointerArithmetic { what: alu_name(op) })),
+        }
+    }
+
+    fn next_pkt_id(&self) -> u32 {
+        let id = self.pkt_ids.get() + 1;
+        self.pkt_ids.set(id);
+        id
+    }
+
+    fn ptr_add(
+        &self,
+        region: Region,
+        off: i64,
+        var: Scalar,
+        null_id: Option<u32>,
+        s: &Scalar,
+        sub: bool,
+    ) -> Reg {
+        match s.as_const() {
+            Some(c) => {
+                let c = c as i64;
+                Reg::Ptr {
+                    region,
+                    off: if sub {
+                        off.wrapping_sub(c)
+                    } else {
+                        off.wrapping_add(c)
+                    },
+                    var,
+                    null_id,
+                }
+            }
+            None => {
+                let op = if sub { AluOp::Sub } else { AluOp::Add };
+                // A new variable offset into the packet: bounds proven so far do not carry over.
+                let region = match region {
+                    Region::Packet { .. } => Region::Packet {
+                        id: self.next_pkt_id(),
+                    },
+                    other => other,
+                };
+                Reg::Ptr {
+                    region,
+                    off,
+                    var: var.alu(op, s, Width::W64),
+                    null_id,
+                }
+            }
+        }
+    }
+
+    /// Checks a memory access of `size` at `base + off`; for reads returns the loaded register when
+    /// it is more than an unknown number (a filled spill, a context pointer field).
+    fn mem_access(
+        &mut self,
+        pc: usize,
+        st: &mut State,
+        base: Reg,
+        off: i64,
+        size: Size,
+        access: Access,
+    ) -> R<Option<Reg>> {
+        let n = size.bytes() as i64;
+        let Reg::Ptr {
+            region,
+            off: poff,
+            var,
+            null_id,
+        } = base
+        else {
+            return Err(self.err(
+                pc,
+                st,
+                Reason::NotAPointer {
+                    what: base.to_string(),
+                },
+            ));
+        };
+        if null_id.is_some() {
+            return Err(self.err(
+                pc,
+                st,
+                Reason::MaybeNull {
+                    what: base.to_string(),
+                },
+            ));
+        }
+        let lo = poff.saturating_add(off).saturating_add(var.smin);
+        let hi = poff
+            .saturating_add(off)
+            .saturating_add(var.smax)
+            .saturating_add(n);
+        let writing = matches!(access, Access::Write(_));
+        if let Access::Write(v) = access {
+            if v.is_pointer() && !self.env.privileged && !matches!(region, Region::Stack { .. }) {
+                return Err(self.err(pc, st, Reason::PointerLeak { into: "memory" }));
+            }
+        }
+        let bad = |me: &Self, st: &State, limit: u64| {
+            me.err(
+                pc,
+                st,
+                Reason::OutOfBounds {
+                    region: region.to_string(),
+                    lo,
+                    hi,
+                    limit,
+                },
+            )
+        };
+        let result = match region {
+            Region::Stack { frame } => {
+                if var.as_const().is_none() {
+                    return Err(self.err(pc, st, Reason::VariableStackAccess));
+                }
+                if lo < -STACK_SIZE || hi > 0 {
+                    return Err(bad(self, st, STACK_SIZE as u64));
+                }
+                let depth = (-lo) as u32;
+                if let Some(f) = st.frames.get_mut(frame) {
+                    f.stack_depth = f.stack_depth.max(depth.div_ceil(8) * 8);
+                }
+                let total: u32 = st.frames.iter().map(|f| f.stack_depth).sum();
+                if total > STACK_SIZE as u32 {
+                    return Err(self.err(pc, st, Reason::StackTooDeep { bytes: total }));
+                }
+                self.stack_access(pc, st, frame, lo, n, access)?
+            }
+            Region::Ctx => return self.ctx_access(pc, st, lo, hi, var, size, access).map(Some),
+            Region::Mem {
+                size: limit,
+                writable,
+            } => {
+                if lo < 0 || hi > limit as i64 {
+                    return Err(bad(self, st, limit));
+                }
+                if writing && !writable {
+                    return Err(self.err(
+                        pc,
+                        st,
+                        Reason::ReadOnly {
+                            region: region.to_string(),
+                        },
+                    ));
+                }
+                None
+            }
+            Region::MapValue { map } => {
+                let info = &self.env.maps[map];
+                let limit = u64::from(info.value_size);
+                if lo < 0 || hi > limit as i64 {
+                    return Err(bad(self, st, limit));
+                }
+                if writing && info.read_only {
+                    return Err(self.err(
+                        pc,
+                        st,
+                        Reason::ReadOnly {
+                            region: format!("map `{}`", info.name),
+                        },
+                    ));
+                }
+                None
+            }
+            Region::PacketMeta => return Err(bad(self, st, 0)),
+            Region::Packet { id } => {
+                // Offsets relative to the pointer's variable start (the packet start when id is 0).
+                let (lo, hi, known) = if id == 0 {
+                    (lo, hi, st.packet_len)
+                } else {
+                    let fixed = poff.saturating_add(off);
+                    (
+                        fixed.saturating_add(var.smin.min(0)),
+                        fixed.saturating_add(n),
+                        st.packet_range(id),
+                    )
+                };
+                if lo < 0 || var.smin < 0 || hi > known as i64 {
+                    return Err(self.err(pc, st, Reason::PacketOutOfBounds { lo, hi, known }));
+                }
+                if writing
+                    && !matches!(
+                        self.env.context,
+                        Context::Struct {
+                            packet_writable: true,
+                            ..
+                        }
+                    )
+                {
+                    return Err(self.err(
+                        pc,
+                        st,
+                        Reason::ReadOnly {
+                            region: "packet".into(),
+                        },
+                    ));
+                }
+                None
+            }
+            Region::PacketEnd => return Err(bad(self, st, 0)),
+            Region::Ringbuf { size: limit, .. } => {
+                if lo < 0 || hi > limit as i64 {
+                    return Err(bad(self, st, limit));
+                }
+                None
+            }
+        };
+        self.facts.record(pc, MemAccess { region, lo, hi });
+        Ok(result)
+    }
+
+    fn stack_access(
+        &self,
+        pc: usize,
+        st: &mut State,
+        frame: usize,
+        lo: i64,
+        n: i64,
+        access: Access,
+    ) -> R<Option<Reg>> {
+        let start = (STACK_SIZE + lo) as usize;
+        let privileged = self.env.privileged;
+        let Some(f) = st.frames.get_mut(frame) else {
+            return Ok(None);
+        };
+        match access {
+            Access::Write(v) => {
+                if n == 8 && start.is_multiple_of(8) {
+                    let slot = &mut f.stack[start / 8];
+                    slot.bytes = [Byte::Spill; 8];
+                    slot.spill = Some(v);
+                } else {
+                    for b in start..start + n as usize {
+                        let slot = &mut f.stack[b / 8];
+                        if slot.spill.is_some() {
+                            // A partial overwrite destroys the spilled register.
+                            if slot.spill.is_some_and(|r| r.is_pointer()) && !privileged {
+                                let st_copy = st.clone();
+                                return Err(self.err(
+                                    pc,
+                                    &st_copy,
+                                    Reason::PartialPointerOverwrite,
+                                ));
+                            }
+                            slot.spill = None;
+                            slot.bytes =
+                                slot.bytes
+                                    .map(|b| if b == Byte::Spill { Byte::Data } else { b });
+                        }
+                        slot.bytes[b % 8] = Byte::Data;
+                    }
+                }
+                Ok(None)
+            }
+            Access::Read => {
+                if n == 8 && start.is_multiple_of(8) {
+                    if let Some(r) = f.stack[start / 8].spill {
+                        return Ok(Some(r));
+                    }
+                }
+                let mut uninit = false;
+                let mut pointer = false;
+                for b in start..start + n as usize {
+                    let slot = &f.stack[b / 8];
+                    match slot.bytes[b % 8] {
+                        Byte::Uninit => uninit = true,
+                        Byte::Spill if slot.spill.is_some_and(|r| r.is_pointer()) => pointer = true,
+                        _ => {}
+                    }
+                }
+                if uninit && !privileged {
+                    let st_copy = st.clone();
+                    return Err(self.err(pc, &st_copy, Reason::UninitStack { off: lo }));
+                }
+                if pointer && !privileged {
+                    let st_copy = st.clone();
+                    return Err(self.err(pc, &st_copy, Reason::PartialPointerRead));
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn ctx_access(
+        &self,
+        pc: usize,
+        st: &State,
+        lo: i64,
+        hi: i64,
+        var: Scalar,
+        size: Size,
+        access: Access,
+    ) -> R<Reg> {
+        let Context::Struct {
+            name,
+            fields,
+            size: ctx_size,
+            ..
+        } = &self.env.context
+        else {
+            return Err(self.err(
+                pc,
+                st,
+                Reason::OutOfBounds {
+                    region: "ctx".into(),
+                    lo,
+                    hi,
+                    limit: 0,
+                },
+            ));
+        };
+        if var.as_const().is_none() {
+            return Err(self.err(pc, st, Reason::VariableCtxAccess));
+        }
+        let field = fields
+            .iter()
+            .find(|f| lo >= i64::from(f.off) && hi <= i64::from(f.off + f.size));
+        let Some(field) = field else {
+            return Err(self.err(
+                pc,
+                st,
+                Reason::BadCtxAccess {
+                    ctx: name,
+                    off: lo,
+                    size: size.bytes(),
+                    ctx_size: *ctx_size,
+                },
+            ));
+        };
+        let exact = lo == i64::from(field.off) && size.bytes() as u32 == field.size;
+        match access {
+            Access::Write(v) => {
+                if !field.writable || field.kind != FieldKind::Scalar || !exact {
+                    return Err(self.err(
+                        pc,
+                        st,
+                        Reason::ReadOnly {
+                            region: format!("{name} field at offset {lo}"),
+                        },
+                    ));
+                }
+                if v.is_pointer() {
+                    return Err(self.err(
+                        pc,
+                        st,
+                        Reason::PointerLeak {
+                            into: "the context",
+                        },
+                    ));
+                }
+                Ok(Reg::NotInit)
+            }
+            Access::Read => Ok(match field.kind {
+                FieldKind::Scalar => Reg::Scalar(loaded(size, false)),
+                kind => {
+                    if !exact {
+                        return Err(self.err(
+                            pc,
+                            st,
+                            Reason::BadCtxAccess {
+                                ctx: name,
+                                off: lo,
+                                size: size.bytes(),
+                                ctx_size: *ctx_size,
+                            },
+                        ));
+                    }
+                    Reg::ptr(
+                        match kind {
+                            FieldKind::PacketData => Region::Packet { id: 0 },
+                            FieldKind::PacketEnd => Region::PacketEnd,
+                            _ => Region::PacketMeta,
+                        },
+                        0,
+                    )
+                }
+            }),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn branch(
+        &mut self,
+        pc: usize,
+        next: usize,
+        insn: Insn,
+        st: &mut State,
+        width: Width,
+        cond: JmpCond,
+        dst: moat_isa::Reg,
+        src: Operand,
+    ) -> R<Step> {
+        let target = self.target(pc, insn);
+        let a = self.read_reg(pc, st, dst)?;
+        let b = self.operand(pc, st, src)?;
+        let src_reg = match src {
+            Operand::Reg(r) => Some(r.index()),
+            Operand::Imm(_) => None,
+        };
+        let both = |st: &State| {
+            Ok(Step::Branch {
+                taken: (target, st.clone()),
+                fall: Some((next, st.clone())),
+            })
+        };
+        match (a, b) {
+            (Reg::Scalar(x), Reg::Scalar(y)) => {
+                let (t, f) = x.branch(cond, &y, width);
+                let mk = |v: Option<Scalar>, taken: bool| {
+                    v.map(|v| {
+                        let mut s = st.clone();
+                        s.set(dst.index(), Reg::Scalar(v));
+                        if let Some(sr) = src_reg {
+                            // Refine the other side too, with the mirrored condition.
+                            let c = if taken {
+                                cond
+                            } else {
+                                crate::scalar::negate(cond)
+                            };
+                            if let (Some(m), true) = (mirror(c), cond != JmpCond::Set) {
+                                let (yt, _) = y.branch(m, &v, width);
+                                if let Some(yt) = yt {
+                                    s.set(sr, Reg::Scalar(yt));
+                                }
+                            }
+                        }
+                        s
+                    })
+                };
+                let ts = mk(t, true);
+                let fs = mk(f, false);
+                match (ts, fs) {
+                    (Some(t), Some(f)) => Ok(Step::Branch {
+                        taken: (target, t),
+                        fall: Some((next, f)),
+                    }),
+                    (Some(t), None) => Ok(Step::Branch {
+                        taken: (target, t),
+                        fall: None,
+                    }),
+                    (None, Some(f)) => Ok(Step::Branch {
+                        taken: (next, f),
+                        fall: None,
+                    }),
+                    (None, None) => Ok(Step::Done),
+                }
+            }
+            // Null checks.
+            (
+                Reg::Ptr {
+                    null_id: Some(id), ..
+                },
+                Reg::Scalar(z),
+            )
+            | (
+                Reg::Scalar(z),
+                Reg::Ptr {
+                    null_id: Some(id), ..
+                },
+            ) if z.as_const() == Some(0)
+                && matches!(cond, JmpCond::Eq | JmpCond::Ne)
+                && width == Width::W64 =>
+            {
+                let mut null = st.clone();
+                let mut non_null = st.clone();
+                null.for_each_reg(|r| {
+                    if matches!(r, Reg::Ptr { null_id: Some(i), .. } if *i == id) {
+                        *r = Reg::Scalar(Scalar::constant(0));
+                    }
+                });
+                if null.refs.contains(&id) {
+                    // A failed reservation holds nothing to release.
+                    null.refs.retain(|r| *r != id);
+                }
+                non_null.for_each_reg(|r| {
+                    if let Reg::Ptr { null_id, .. } = r {
+                        if *null_id == Some(id) {
+                            *null_id = None;
+                        }
+                    }
+                });
+                let (taken, fall) = if cond == JmpCond::Eq {
+                    (null, non_null)
+                } else {
+                    (non_null, null)
+                };
+                Ok(Step::Branch {
+                    taken: (target, taken),
+                    fall: Some((next, fall)),
+                })
+            }
+            // Packet bounds checks.
+            (
+                Reg::Ptr {
+                    region: Region::Packet { id },
+                    off,
+                    var,
+                    null_id: None,
+                },
+                Reg::Ptr {
+                    region: Region::PacketEnd,
+                    ..
+                },
+            )
+            | (
+                Reg::Ptr {
+                    region: Region::PacketEnd,
+                    ..
+                },
+                Reg::Ptr {
+                    region: Region::Packet { id },
+                    off,
+                    var,
+                    null_id: None,
+                },
+            ) if width == Width::W64 => {
+                let ptr_first = matches!(
+                    a,
+                    Reg::Ptr {
+                        region: Region::Packet { .. },
+                        ..
+                    }
+                );
+                // Normalise to "ptr CMP end".
+                let c = if ptr_first { Some(cond) } else { mirror(cond) };
+                // Bytes proven from the packet start (id 0) or from the variable start (same id).
+                let reach = if id == 0 {
+                    off.saturating_add(var.smin)
+                } else {
+                    off
+                };
+                let reach = reach.max(0) as u64;
+                let mut taken = st.clone();
+                let mut fall = st.clone();
+                match c {
+                    // ptr > end: taken proves nothing; not taken: ptr <= end.
+                    Some(JmpCond::Gt) => fall.prove_packet_range(id, reach),
+                    Some(JmpCond::Ge) => fall.prove_packet_range(id, reach + 1),
+                    Some(JmpCond::Lt) => taken.prove_packet_range(id, reach + 1),
+                    Some(JmpCond::Le) => taken.prove_packet_range(id, reach),
+                    _ => {}
+                }
+                Ok(Step::Branch {
+                    taken: (target, taken),
+                    fall: Some((next, fall)),
+                })
+            }
+            (a, b) => {
+                if !(self.env.privileged || is_pkt(&a) && is_pkt(&b)) {
+                    return Err(self.err(pc, st, Reason::PointerComparison));
+                }
+                both(st)
+            }
+        }
+    }
+
+    /// Pushes a frame for a call to the function at slot `target`; `return_to` is where the caller
+    /// continues.
+    fn call_function(
+        &mut self,
+        pc: usize,
+        st: &mut State,
+        target: usize,
+        return_to: usize,
+        callback: bool,
+    ) -> R<()> {
+        if st.frames.len() >= MAX_CALL_FRAMES {
+            return Err(self.err(
+                pc,
+                st,
+                Reason::CallDepth {
+                    frames: st.frames.len() + 1,
+                },
+            ));
+        }
+        let depth = st.frames.len();
+        let mut frame = Frame::new(depth, Some(return_to));
+        frame.callback = callback;
+        for r in 1..=5 {
+            frame.regs[r] = st.reg(r);
+        }
+        self.facts.record_call(pc, target);
+        st.frames.push(frame);
+        Ok(())
+    }
+
+    fn exit(&mut self, pc: usize, st: &mut State) -> R<Step> {
+        let r0 = self.read_reg(pc, st, moat_isa::Reg::R0)?;
+        let frame = st.frame().clone();
+        match frame.return_to {
+            None => {
+                if !st.refs.is_empty() {
+                    return Err(self.err(
+                        pc,
+                        st,
+                        Reason::UnreleasedReference {
+                            count: st.refs.len(),
+                        },
+                    ));
+                }
+                if r0.is_pointer() && !self.env.privileged {
+                    return Err(self.err(
+                        pc,
+                        st,
+                        Reason::PointerLeak {
+                            into: "the return value",
+                        },
+                    ));
+                }
+                Ok(Step::Done)
+            }
+            Some(ret) => {
+                let r0 = if frame.callback {
+                    match r0 {
+                        Reg::Scalar(s) if s.umax <= 1 => Reg::unknown(),
+                        _ => {
+                            return Err(self.err(
+                                pc,
+                                st,
+                                Reason::CallbackReturn {
+                                    what: r0.to_string(),
+                                },
+                            ))
+                        }
+                    }
+                } else {
+                    r0
+                };
+                st.frames.pop();
+                if st.frames.is_empty() {
+                    return Err(self.err(pc, st, Reason::FallsOffEnd));
+                }
+                st.set(0, r0);
+                for r in 1..=5 {
+                    st.set(r, Reg::NotInit);
+                }
+                Ok(Step::Next(ret))
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_lines)]
+    fn call_helper(&mut self, pc: usize, next: usize, st: &mut State, id: i32) -> R<Step> {
+        let proto: Option<HelperProto> = u32::try_from(id).ok().and_then(|i| (self.env.helpers)(i));
+        let Some(proto) = proto else {
+            return Err(self.err(pc, st, Reason::UnknownHelper { id }));
+        };
+        let mut map: Option<usize> = None;
+        let mut released: Option<u32> = None;
+        let mut func: Option<usize> = None;
+        let mut mem_arg: Option<(usize, Reg, bool)> = None;
+        let mut alloc_size: u64 = 0;
+        for (i, arg) in proto.args.iter().enumerate() {
+            let r = i + 1;
+            if *arg == Arg::None {
+                continue;
+            }
+            let v = self.read_reg(
+                pc,
+                st,
+                moat_isa::Reg::new(r as u8).unwrap_or(moat_isa::Reg::R0),
+            )?;
+            let bad = |me: &Self, st: &State, expected: &'static str| {
+                me.err(
+                    pc,
+                    st,
+                    Reason::HelperArg {
+                        helper: proto.name.clone(),
+                        arg: r as u8,
+                        expected,
+                        found: v.to_string(),
+                    },
+                )
+            };
+            match arg {
+                Arg::None | Arg::Anything | Arg::AnyAddr => {}
+                Arg::Scalar => {
+                    if !matches!(v, Reg::Scalar(_)) && !self.env.privileged {
+                        return Err(bad(self, st, "a number"));
+                    }
+                }
+                Arg::Map(class) => {
+                    let Reg::Map { map: m } = v else {
+                        return Err(bad(self, st, "a map"));
+                    };
+                    if !class.accepts(self.env.maps[m].map_type) {
+                        return Err(bad(self, st, map_class_name(*class)));
+                    }
+                    map = Some(m);
+                }
+                Arg::MapKey | Arg::MapValue | Arg::MapValueOut => {
+                    let Some(m) = map else {
+                        return Err(bad(self, st, "a map before this argument"));
+                    };
+                    let info = &self.env.maps[m];
+                    let len = if *arg == Arg::MapKey {
+                        info.key_size
+                    } else {
+                        info.value_size
+                    };
+                    let write = *arg == Arg::MapValueOut;
+                    self.check_mem_arg(pc, st, &proto.name, r, v, u64::from(len), write)?;
+                }
+                Arg::MemIn | Arg::MemOut | Arg::MemInOrNull => {
+                    mem_arg = Some((r, v, *arg == Arg::MemOut));
+                    if *arg == Arg::MemInOrNull
+                        && matches!(v, Reg::Scalar(s) if s.as_const() == Some(0))
+                    {
+                        mem_arg = None;
+                    }
+                }
+                Arg::Size | Arg::SizeOrZero => {
+                    let Reg::Scalar(s) = v else {
+                        return Err(bad(self, st, "a size"));
+                    };
+                    if *arg == Arg::Size && s.umin == 0 {
+                        return Err(bad(self, st, "a non-zero size"));
+                    }
+                    if s.umax > (1 << 29) {
+                        return Err(bad(self, st, "a bounded size"));
+                    }
+                    if let Some((mr, mv, write)) = mem_arg.take() {
+                        if s.umax > 0 {
+                            self.check_mem_arg(pc, st, &proto.name, mr, mv, s.umax, write)?;
+                        }
+                    }
+                }
+                Arg::AllocSize => {
+                    let Some(c) = (match v {
+                        Reg::Scalar(s) => s.as_const(),
+                        _ => None,
+                    }) else {
+                        return Err(bad(self, st, "a constant size"));
+                    };
+                    alloc_size = c;
+                }
+                Arg::Ctx => {
+                    if !matches!(
+                        v,
+                        Reg::Ptr {
+                            region: Region::Ctx,
+                            off: 0,
+                            ..
+                        }
+                    ) {
+                        return Err(bad(self, st, "the context pointer"));
+                    }
+                }
+                Arg::Func => {
+                    let Reg::Func { pc: f } = v else {
+                        return Err(bad(self, st, "a function"));
+                    };
+                    func = Some(f);
+                }
+                Arg::RingbufMem => {
+                    let Reg::Ptr {
+                        region: Region::Ringbuf { ref_id, .. },
+                        off: 0,
+                        null_id: None,
+                        ..
+                    } = v
+                    else {
+                        return Err(bad(self, st, "an unmodified ring buffer reservation"));
+                    };
+                    released = Some(ref_id);
+                }
+                Arg::Long => self.check_mem_arg(pc, st, &proto.name, r, v, 8, true)?,
+                Arg::SpinLock => {
+                    if !matches!(
+                        v,
+                        Reg::Ptr {
+                            region: Region::MapValue { .. },
+                            null_id: None,
+                            ..
+                        }
+                    ) {
+                        return Err(bad(self, st, "a lock in a map value"));
+                    }
+                    self.check_mem_arg(pc, st, &proto.name, r, v, 4, true)?;
+                }
+                Arg::ConstStr => {
+                    let ok = matches!(v, Reg::Ptr { region: Region::MapValue { map }, null_id: None, .. } if self.env.maps[map].read_only);
+                    if !ok {
+                        return Err(bad(self, st, "a string in read-only map memory"));
+                    }
+                }
+            }
+            self.facts.record_arg(pc, r as u8, v);
+        }
+        if let Some(id) = released {
+            if !st.refs.contains(&id) {
+                return Err(self.err(pc, st, Reason::ReleasedTwice));
+            }
+            st.refs.retain(|r| *r != id);
+            st.for_each_reg(|r| {
+                if matches!(r, Reg::Ptr { region: Region::Ringbuf { ref_id, .. }, .. } if *ref_id == id) {
+                    *r = Reg::unknown();
+                }
+            });
+        }
+        // The callback runs (once, as the kernel verifies it) before the helper returns.
+        if let (Some(f), cb) = (func, proto.callback) {
+            let ctx_arg = match cb {
+                Callback::Loop => st.reg(3),
+                Callback::ForEachMapElem => st.reg(3),
+                Callback::None => Reg::NotInit,
+            };
+            if cb == Callback::Loop {
+                if let Reg::Scalar(n) = st.reg(1) {
+                    if n.umin > MAX_LOOPS {
+                        return Err(self.err(
+                            pc,
+                            st,
+                            Reason::HelperArg {
+                                helper: proto.name.clone(),
+                                arg: 1,
+                                expected: "at most 8388608 iterations",
+                                found: st.reg(1).to_string(),
+                            },
+                        ));
+                    }
+                }
+            }
+            let mut cb_state = st.clone();
+            self.call_function(pc, &mut cb_state, f, next, true)?;
+            let depth = cb_state.frames.len() - 1;
+            let frame = cb_state.frame_mut();
+            for r in 1..=5 {
+                frame.regs[r] = Reg::NotInit;
+            }
+            let _ = depth;
+            match cb {
+                Callback::Loop => {
+                    frame.regs[1] = Reg::Scalar(Scalar::any_u32());
+                    frame.regs[2] = ctx_arg;
+                }
+                Callback::ForEachMapElem => {
+                    let m = map.unwrap_or(0);
+                    let info = &self.env.maps[m];
+                    frame.regs[1] = Reg::Map { map: m };
+                    frame.regs[2] = Reg::ptr(
+                        Region::Mem {
+                            size: u64::from(info.key_size),
+                            writable: false,
+                        },
+                        0,
+                    );
+                    frame.regs[3] = Reg::ptr(Region::MapValue { map: m }, 0);
+                    frame.regs[4] = ctx_arg;
+                }
+                Callback::None => {}
+            }
+            // Return value and clobbers after the callback returns to `next` are set by `exit` (r0 =
+            // unknown number); continue in the callback.
+            *st = cb_state;
+            return Ok(Step::Next(f));
+        }
+        for r in 1..=5 {
+            st.set(r, Reg::NotInit);
+        }
+        let r0 = match proto.ret {
+            Ret::Integer => Reg::unknown(),
+            Ret::Void => Reg::NotInit,
+            Ret::MapValueOrNull => {
+                let m = map.unwrap_or(0);
+                let id = self.fresh_id();
+                Reg::Ptr {
+                    region: Region::MapValue { map: m },
+                    off: 0,
+                    var: Scalar::constant(0),
+                    null_id: Some(id),
+                }
+            }
+            Ret::RingbufMemOrNull => {
+                let id = self.fresh_id();
+                st.refs.push(id);
+                Reg::Ptr {
+                    region: Region::Ringbuf {
+                        size: alloc_size,
+                        ref_id: id,
+                    },
+                    off: 0,
+                    var: Scalar::constant(0),
+                    null_id: Some(id),
+                }
+            }
+        };
+        st.set(0, r0);
+        Ok(Step::Next(next))
+    }
+
+    /// Checks that `v` points to `len` accessible bytes (initialised unless `write`).
+    #[allow(clippy::too_many_arguments)]
+    fn check_mem_arg(
+        &mut self,
+        pc: usize,
+        st: &mut State,
+        helper: &str,
+        arg: usize,
+        v: Reg,
+        len: u64,
+        write: bool,
+    ) -> R<()> {
+        let Reg::Ptr {
+            region,
+            off,
+            var,
+            null_id,
+        } = v
+        else {
+            return Err(self.err(
+                pc,
+                st,
+                Reason::HelperArg {
+                    helper: helper.to_string(),
+                    arg: arg as u8,
+                    expected: "a pointer to memory",
+                    found: v.to_string(),
+                },
+            ));
+        };
+        if null_id.is_some() {
+            return Err(self.err(
+                pc,
+                st,
+                Reason::MaybeNull {
+                    what: v.to_string(),
+                },
+            ));
+        }
+        if matches!(region, Region::Ctx | Region::PacketEnd | Region::PacketMeta) {
+            return Err(self.err(
+                pc,
+                st,
+                Reason::HelperArg {
+                    helper: helper.to_string(),
+                    arg: arg as u8,
+                    expected: "a pointer to stack, map value, packet or buffer memory",
+                    found: v.to_string(),
+                },
+            ));
+        }
+        // Check every byte as a 1-byte access: bounds per region, and initialisation on the stack.
+        let len_i = i64::try_from(len).unwrap_or(i64::MAX);
+        let lo = off.saturating_add(var.smin);
+        let hi = off.saturating_add(var.smax).saturating_add(len_i);
+        let check = |me: &Self, st: &State, limit: i64, name: String| -> R<()> {
+            if lo < 0 || hi > limit {
+                return Err(me.err(
+                    pc,
+                    st,
+                    Reason::HelperMemOutOfBounds {
+                        helper: helper.to_string(),
+                        arg: arg as u8,
+                        region: name,
+                        lo,
+                        hi,
+                        limit,
+                    },
+                ));
+            }
+            Ok(())
+        };
+        match region {
+            Region::Stack { frame } => {
+                if var.as_const().is_none() {
+                    return Err(self.err(pc, st, Reason::VariableStackAccess));
+                }
+                if lo < -STACK_SIZE || hi > 0 {
+                    return Err(self.err(
+                        pc,
+                        st,
+                        Reason::HelperMemOutOfBounds {
+                            helper: helper.to_string(),
+                            arg: arg as u8,
+                            region: region.to_string(),
+                            lo,
+                            hi,
+                            limit: 0,
+                        },
+                    ));
+                }
+                let privileged = self.env.privileged;
+                let uninit = st.frames.get_mut(frame).and_then(|f| {
+                    f.stack_depth = f.stack_depth.max((-lo) as u32);
+                    for b in (lo + STACK_SIZE) as usize..(hi + STACK_SIZE) as usize {
+                        let slot = &mut f.stack[b / 8];
+                        if write {
+                            if slot.spill.take().is_some() {
+                                slot.bytes = [Byte::Data; 8];
+                            }
+                            slot.bytes[b % 8] = Byte::Data;
+                        } else if slot.bytes[b % 8] == Byte::Uninit && !privileged {
+                            return Some(b as i64 - STACK_SIZE);
+                        }
+                    }
+                    None
+                });
+                if let Some(off) = uninit {
+                    return Err(self.err(pc, st, Reason::UninitStack { off }));
+                }
+                let total: u32 = st.frames.iter().map(|f| f.stack_depth).sum();
+                if total > STACK_SIZE as u32 {
+                    return Err(self.err(pc, st, Reason::StackTooDeep { bytes: total }));
+                }
+            }
+            Region::Mem { size, writable } => {
+                check(self, st, size as i64, region.to_string())?;
+                if write && !writable {
+                    return Err(self.err(
+                        pc,
+                        st,
+                        Reason::ReadOnly {
+                            region: region.to_string(),
+                        },
+                    ));
+                }
+            }
+            Region::MapValue { map } => {
+                let info = &self.env.maps[map];
+                check(
+                    self,
+                    st,
+                    i64::from(info.value_size),
+                    format!("map `{}`", info.name),
+                )?;
+                if write && info.read_only {
+                    return Err(self.err(
+                        pc,
+                        st,
+                        Reason::ReadOnly {
+                            region: format!("map `{}`", info.name),
+                        },
+                    ));
+                }
+            }
+            Region::Packet { id } => {
+                let known = st.packet_range(id) as i64;
+                let (lo, hi) = if id == 0 {
+                    (lo, hi)
+                } else {
+                    (off, off.saturating_add(len_i))
+                };
+                if lo < 0 || var.smin < 0 || hi > known {
+                    return Err(self.err(
+                        pc,
+                        st,
+                        Reason::PacketOutOfBounds {
+                            lo,
+                            hi,
+                            known: known as u64,
+                        },
+                    ));
+                }
+            }
+            Region::Ringbuf { size, .. } => check(self, st, size as i64, region.to_string())?,
+            Region::Ctx | Region::PacketEnd | Region::PacketMeta => {}
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Access {
+    Read,
+    Write(Reg),
+}
+
+fn is_pkt(r: &Reg) -> bool {
+    matches!(
+        r,
+        Reg::Ptr {
+            region: Region::Packet { .. } | Region::PacketEnd | Region::PacketMeta,
+            ..
+        }
+    )
+}
+
+/// `a cond b` ⇔ `b mirror(cond) a`.
+fn mirror(cond: JmpCond) -> Option<JmpCond> {
+    Some(match cond {
+        JmpCond::Eq => JmpCond::Eq,
+        JmpCond::Ne => JmpCond::Ne,
+        JmpCond::Gt => JmpCond::Lt,
+        JmpCond::Ge => JmpCond::Le,
+        JmpCond::Lt => JmpCond::Gt,
+        JmpCond::Le => JmpCond::Ge,
+        JmpCond::Sgt => JmpCond::Slt,
+        JmpCond::Sge => JmpCond::Sle,
+        JmpCond::Slt => JmpCond::Sgt,
+        JmpCond::Sle => JmpCond::Sge,
+        JmpCond::Set => return None,
+    })
+}
+
+fn loaded(size: Size, signed: bool) -> Scalar {
+    let bits = size.bytes() as u32 * 8;
+    if bits == 64 {
+        return Scalar::UNKNOWN;
+    }
+    let u = Scalar::urange(0, (1u64 << bits) - 1);
+    if signed {
+        u.sign_extend(bits)
+    } else {
+        u
+    }
+}
+
+fn alu_name(op: AluOp) -> &'static str {
+    moat_isa::disasm::alu_mnemonic(op)
+}
+
+fn map_class_name(c: MapClass) -> &'static str {
+    match c {
+        MapClass::Keyed => "a hash, array or LPM map",
+        MapClass::Queue => "a queue or stack map",
+        MapClass::RingBuf => "a ring buffer map",
+        MapClass::ProgArray => "a program array",
+        MapClass::Any => "a map",
+    }
+}

@@ -1,0 +1,263 @@
+//! Rejections: the instruction, its disassembly, the register state and a one-line reason.
+
+use std::fmt;
+use thiserror::Error;
+
+/// Why a program was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum Reason {
+    /// The bytecode is not well formed.
+    #[error("{0}")]
+    Malformed(String),
+    /// An instruction no path reaches.
+    #[error("unreachable instruction")]
+    Unreachable,
+    /// A call cycle among functions.
+    #[error("recursive call: {chain}")]
+    Recursion {
+        /// The functions in the cycle, by first slot.
+        chain: String,
+    },
+    /// More nested calls than allowed.
+    #[error("call depth {frames} exceeds 8 frames")]
+    CallDepth {
+        /// The depth reached.
+        frames: usize,
+    },
+    /// The frames of the call chain use more than 512 bytes of stack together.
+    #[error("combined stack size of {bytes} bytes exceeds 512")]
+    StackTooDeep {
+        /// Bytes used.
+        bytes: u32,
+    },
+    /// Execution may run past the last instruction.
+    #[error("execution falls through the end of the program")]
+    FallsOffEnd,
+    /// A register read before it is written.
+    #[error("r{reg} is read before it is written (!read_ok)")]
+    UninitRegister {
+        /// The register.
+        reg: u8,
+    },
+    /// Arithmetic the pointer rules forbid.
+    #[error("pointer arithmetic with {what} prohibited")]
+    PointerArithmetic {
+        /// The operation.
+        what: &'static str,
+    },
+    /// Arithmetic on a pointer that may be null.
+    #[error("pointer arithmetic on a pointer that may be null prohibited")]
+    NullablePointerArithmetic,
+    /// A memory access through something that is not a pointer.
+    #[error("invalid memory access: {what} is not a pointer")]
+    NotAPointer {
+        /// The register's state.
+        what: String,
+    },
+    /// A dereference of a pointer that may be null.
+    #[error("invalid memory access: {what} may be null, check it first")]
+    MaybeNull {
+        /// The register's state.
+        what: String,
+    },
+    /// An access outside its region.
+    #[error("invalid access to {region}: bytes {lo}..{hi} outside 0..{limit}")]
+    OutOfBounds {
+        /// The region.
+        region: String,
+        /// First byte.
+        lo: i64,
+        /// One past the last byte.
+        hi: i64,
+        /// The region's size.
+        limit: u64,
+    },
+    /// A packet access beyond what comparisons with `data_end` proved.
+    #[error("invalid access to packet: bytes {lo}..{hi}, only {known} bytes proven by checks against data_end")]
+    PacketOutOfBounds {
+        /// First byte.
+        lo: i64,
+        /// One past the last byte.
+        hi: i64,
+        /// Bytes proven to exist.
+        known: u64,
+    },
+    /// A stack access whose offset is not a constant.
+    #[error("variable stack access prohibited")]
+    VariableStackAccess,
+    /// A context access whose offset is not a constant.
+    #[error("variable context access prohibited")]
+    VariableCtxAccess,
+    /// A context access that matches no field (or the wrong size).
+    #[error("invalid {ctx} access: offset {off}, size {size} (context is {ctx_size} bytes)")]
+    BadCtxAccess {
+        /// The context structure.
+        ctx: &'static str,
+        /// Offset.
+        off: i64,
+        /// Access size.
+        size: usize,
+        /// The structure's size.
+        ctx_size: u32,
+    },
+    /// A store to read-only memory.
+    #[error("write into read-only {region}")]
+    ReadOnly {
+        /// What was written.
+        region: String,
+    },
+    /// A pointer stored or returned where an unprivileged loader forbids it.
+    #[error("pointer leaks into {into}")]
+    PointerLeak {
+        /// Where.
+        into: &'static str,
+    },
+    /// An uninitialised stack read by an unprivileged program.
+    #[error("invalid read from stack at offset {off}: uninitialised")]
+    UninitStack {
+        /// Offset from the frame pointer.
+        off: i64,
+    },
+    /// Part of a spilled pointer read back (unprivileged).
+    #[error("partial read of a spilled pointer")]
+    PartialPointerRead,
+    /// Part of a spilled pointer overwritten (unprivileged).
+    #[error("partial overwrite of a spilled pointer")]
+    PartialPointerOverwrite,
+    /// A pointer comparison (unprivileged).
+    #[error("pointer comparison prohibited")]
+    PointerComparison,
+    /// An atomic operation on memory that does not allow it.
+    #[error("atomic operation on {what} prohibited")]
+    BadAtomicTarget {
+        /// The base register's state.
+        what: String,
+    },
+    /// `lddw` names a map the program does not have.
+    #[error("lddw refers to map index {index}, which does not exist")]
+    UnknownMap {
+        /// The index.
+        index: i64,
+    },
+    /// Direct value access to a map that is not an array.
+    #[error("direct value access to non-array map `{map}`")]
+    DirectValueAccess {
+        /// The map.
+        map: String,
+    },
+    /// An `lddw` pseudo source moat does not support.
+    #[error("unsupported lddw source {kind}")]
+    UnsupportedLddw {
+        /// The kind.
+        kind: String,
+    },
+    /// `ldabs`/`ldind` in a program type without them.
+    #[error("legacy packet loads (ldabs/ldind) are only allowed in socket filter and tc programs")]
+    LegacyPacketLoad,
+    /// `ldabs`/`ldind` without the context in `r6`.
+    #[error("legacy packet loads need the context pointer in r6")]
+    LegacyPacketLoadNeedsCtxInR6,
+    /// A call to a helper without a prototype.
+    #[error("unknown helper #{id}")]
+    UnknownHelper {
+        /// The id.
+        id: i32,
+    },
+    /// A helper argument of the wrong kind.
+    #[error("{helper} argument {arg}: expected {expected}, found {found}")]
+    HelperArg {
+        /// The helper.
+        helper: String,
+        /// 1-based argument.
+        arg: u8,
+        /// What it takes.
+        expected: &'static str,
+        /// What it got.
+        found: String,
+    },
+    /// A helper memory argument that is not entirely accessible.
+    #[error("{helper} argument {arg}: bytes {lo}..{hi} of {region} outside 0..{limit}")]
+    HelperMemOutOfBounds {
+        /// The helper.
+        helper: String,
+        /// 1-based argument.
+        arg: u8,
+        /// The region.
+        region: String,
+        /// First byte.
+        lo: i64,
+        /// One past the last byte.
+        hi: i64,
+        /// The region's size.
+        limit: i64,
+    },
+    /// A reservation released twice, or one never taken.
+    #[error("releasing a reference that is not held")]
+    ReleasedTwice,
+    /// Exit with a reservation still held.
+    #[error("{count} ring buffer reservation(s) not released on this path (unreleased reference)")]
+    UnreleasedReference {
+        /// How many.
+        count: usize,
+    },
+    /// A callback returning something other than 0 or 1.
+    #[error("callback must return 0 or 1, returns {what}")]
+    CallbackReturn {
+        /// The returned state.
+        what: String,
+    },
+    /// `callx` through something that is not a known function.
+    #[error("callx target {what} is not a known function")]
+    CallxTarget {
+        /// The register's state.
+        what: String,
+    },
+    /// A kfunc call.
+    #[error("kfunc calls (BTF id {id}) are not supported")]
+    Kfunc {
+        /// The BTF id.
+        id: i32,
+    },
+    /// A loop that returns to an identical state.
+    #[error("infinite loop detected")]
+    InfiniteLoop,
+    /// The analysis exceeded its budget (a loop without a proven bound, or a huge program).
+    #[error("program too complex: more than {limit} instructions processed (loop without a proven bound?)")]
+    TooComplex {
+        /// The limit.
+        limit: u64,
+    },
+}
+
+/// A rejection at one instruction.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub struct VerifyError {
+    /// Slot index of the instruction.
+    pub pc: usize,
+    /// Its disassembly.
+    pub insn: String,
+    /// The registers of the current frame on the failing path.
+    pub state: String,
+    /// Why.
+    pub reason: Reason,
+    /// The C source line, where line info names one (`file:line: text`).
+    pub line: Option<String>,
+}
+
+impl fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "instruction {}", self.pc)?;
+        if !self.insn.is_empty() {
+            write!(f, " (`{}`)", self.insn)?;
+        }
+        write!(f, ": {}", self.reason)?;
+        if let Some(line) = &self.line {
+            write!(f, "\n  source: {line}")?;
+        }
+        if !self.state.is_empty() {
+            write!(f, "\n  state: {}", self.state)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,390 @@
+//! Abstract machine states: what each register and stack byte may hold at one point of one path.
+
+use crate::scalar::Scalar;
+use std::fmt;
+
+/// Bytes of stack per frame.
+pub const STACK_SIZE: i64 = 512;
+/// Stack slots (8 bytes each) per frame.
+pub const SLOTS: usize = 64;
+
+/// What a pointer points into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Region {
+    /// The context structure.
+    Ctx,
+    /// The stack of frame `frame` (0 = the main function).
+    Stack {
+        /// The frame's depth.
+        frame: usize,
+    },
+    /// A buffer of known size (the generic context, a callback's key).
+    Mem {
+        /// Its size.
+        size: u64,
+        /// Whether stores are allowed.
+        writable: bool,
+    },
+    /// A value of map `map`.
+    MapValue {
+        /// Index into the environment's maps.
+        map: usize,
+    },
+    /// The packet data. Pointers with a variable offset get their own `id` (0: constant offsets from
+    /// the packet start); bounds proven for one of them hold for every pointer with the same id.
+    Packet {
+        /// Which variable offset this pointer shares (0 for none).
+        id: u32,
+    },
+    /// The end of the packet (not dereferenceable).
+    PacketEnd,
+    /// The packet metadata.
+    PacketMeta,
+    /// A ring buffer reservation.
+    Ringbuf {
+        /// Reserved size.
+        size: u64,
+        /// The reference to release.
+        ref_id: u32,
+    },
+}
+
+impl fmt::Display for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Region::Ctx => write!(f, "ctx"),
+            Region::Stack { frame } => write!(f, "fp{frame}"),
+            Region::Mem { size, .. } => write!(f, "mem({size})"),
+            Region::MapValue { map } => write!(f, "map_value(map#{map})"),
+            Region::Packet { id: 0 } => write!(f, "pkt"),
+            Region::Packet { id } => write!(f, "pkt#{id}"),
+            Region::PacketEnd => write!(f, "pkt_end"),
+            Region::PacketMeta => write!(f, "pkt_meta"),
+            Region::Ringbuf { size, ref_id } => write!(f, "ringbuf_mem({size}, ref {ref_id})"),
+        }
+    }
+}
+
+/// What a register holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reg {
+    /// Never written on this path.
+    NotInit,
+    /// A number.
+    Scalar(Scalar),
+    /// A pointer: `region` start + `off` + a value of `var`. `null_id` is set while it may still be
+    /// null (every register with the same id is the same pointer).
+    Ptr {
+        /// Where it points.
+        region: Region,
+        /// Constant offset.
+        off: i64,
+        /// Variable offset.
+        var: Scalar,
+        /// Set while the pointer may be null.
+        null_id: Option<u32>,
+    },
+    /// A map handle (`lddw rX, map_idx(N)`).
+    Map {
+        /// Index into the environment's maps.
+        map: usize,
+    },
+    /// A function's address (`lddw rX, code(OFF)`), as an instruction index.
+    Func {
+        /// The function's first instruction (slot index).
+        pc: usize,
+    },
+}
+
+impl Reg {
+    /// An unknown number.
+    pub fn unknown() -> Reg {
+        Reg::Scalar(Scalar::UNKNOWN)
+    }
+
+    /// A pointer at `off` into `region`.
+    pub fn ptr(region: Region, off: i64) -> Reg {
+        Reg::Ptr {
+            region,
+            off,
+            var: Scalar::constant(0),
+            null_id: None,
+        }
+    }
+
+    /// Whether the register holds a pointer of any kind (a leak if stored or returned unprivileged).
+    pub fn is_pointer(&self) -> bool {
+        matches!(self, Reg::Ptr { .. } | Reg::Map { .. } | Reg::Func { .. })
+    }
+
+    /// Whether `self` (an earlier state's register) covers every value `new` may hold, so that
+    /// everything proven from `self` holds for `new`.
+    pub fn covers(&self, new: &Reg) -> bool {
+        match (self, new) {
+            (Reg::NotInit, _) => true,
+            (Reg::Scalar(a), Reg::Scalar(b)) => a.contains(b),
+            (
+                Reg::Ptr {
+                    region: r1,
+                    off: o1,
+                    var: v1,
+                    null_id: n1,
+                },
+                Reg::Ptr {
+                    region: r2,
+                    off: o2,
+                    var: v2,
+                    null_id: n2,
+                },
+            ) => r1 == r2 && o1 == o2 && n1 == n2 && v1.contains(v2),
+            (a, b) => a == b,
+        }
+    }
+}
+
+impl fmt::Display for Reg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reg::NotInit => write!(f, "uninit"),
+            Reg::Scalar(s) => write_scalar(f, s),
+            Reg::Ptr {
+                region,
+                off,
+                var,
+                null_id,
+            } => {
+                write!(f, "{region}")?;
+                if null_id.is_some() {
+                    write!(f, "_or_null")?;
+                }
+                write!(f, "{off:+}")?;
+                if var.as_const() != Some(0) {
+                    write!(f, "+var(")?;
+                    write_scalar(f, var)?;
+                    write!(f, ")")?;
+                }
+                Ok(())
+            }
+            Reg::Map { map } => write!(f, "map_ptr(map#{map})"),
+            Reg::Func { pc } => write!(f, "func@{pc}"),
+        }
+    }
+}
+
+fn write_scalar(f: &mut fmt::Formatter<'_>, s: &Scalar) -> fmt::Result {
+    match s.as_const() {
+        Some(v) if v as i64 >= -4096 && (v as i64) < 65536 => write!(f, "{}", v as i64),
+        Some(v) => write!(f, "{v:#x}"),
+        None if s.umin == 0 && s.umax == u64::MAX && s.smin == i64::MIN && s.smax == i64::MAX => {
+            write!(f, "scalar")
+        }
+        None => {
+            write!(f, "scalar(")?;
+            if s.umin != 0 || s.umax != u64::MAX {
+                write!(f, "u{}..={}", s.umin, s.umax)?;
+            }
+            if s.smin != i64::MIN || s.smax != i64::MAX {
+                if s.umin != 0 || s.umax != u64::MAX {
+                    write!(f, ",")?;
+                }
+                write!(f, "s{}..={}", s.smin, s.smax)?;
+            }
+            write!(f, ")")
+        }
+    }
+}
+
+/// What one stack byte holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Byte {
+    /// Never written.
+    Uninit,
+    /// Written data (a number, or bytes of a pointer written partially).
+    Data,
+    /// Part of a spilled register (see the slot's `spill`).
+    Spill,
+}
+
+/// One 8-byte stack slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Slot {
+    /// Each byte's state.
+    pub bytes: [Byte; 8],
+    /// The register spilled here by an aligned 8-byte store.
+    pub spill: Option<Reg>,
+}
+
+impl Slot {
+    const EMPTY: Slot = Slot {
+        bytes: [Byte::Uninit; 8],
+        spill: None,
+    };
+
+    fn covers(&self, new: &Slot) -> bool {
+        for (o, n) in self.bytes.iter().zip(&new.bytes) {
+            let ok = match (o, n) {
+                (Byte::Uninit, _) => true,
+                (Byte::Data, Byte::Data | Byte::Uninit) => true,
+                // Old data covers a spilled number, not a spilled pointer.
+                (Byte::Data, Byte::Spill) => matches!(new.spill, Some(Reg::Scalar(_))),
+                (Byte::Spill, Byte::Spill) => true,
+                _ => false,
+            };
+            if !ok {
+                return false;
+            }
+        }
+        match (&self.spill, &new.spill) {
+            (Some(o), Some(n)) => o.covers(n),
+            _ => true,
+        }
+    }
+}
+
+/// One function's frame.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Frame {
+    /// `r0`-`r10`.
+    pub regs: [Reg; 11],
+    /// The 512-byte stack, as 64 slots.
+    pub stack: Vec<Slot>,
+    /// Where to continue in the caller (slot index), `None` in the main function.
+    pub return_to: Option<usize>,
+    /// For a callback frame: the helper's prototype index isn't needed; `true` when returning must
+    /// produce the helper's result in `r0`.
+    pub callback: bool,
+    /// Deepest stack byte used (bytes below the frame pointer).
+    pub stack_depth: u32,
+}
+
+impl Frame {
+    /// A fresh frame at depth `depth` with the frame pointer set.
+    pub fn new(depth: usize, return_to: Option<usize>) -> Frame {
+        let mut regs = [Reg::NotInit; 11];
+        regs[10] = Reg::ptr(Region::Stack { frame: depth }, 0);
+        Frame {
+            regs,
+            stack: vec![Slot::EMPTY; SLOTS],
+            return_to,
+            callback: false,
+            stack_depth: 0,
+        }
+    }
+
+    fn covers(&self, new: &Frame) -> bool {
+        self.return_to == new.return_to
+            && self.callback == new.callback
+            && self.regs.iter().zip(&new.regs).all(|(o, n)| o.covers(n))
+            && self.stack.iter().zip(&new.stack).all(|(o, n)| o.covers(n))
+    }
+}
+
+/// The state of one path at one instruction.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct State {
+    /// Call frames, the main function first.
+    pub frames: Vec<Frame>,
+    /// Acquired references not yet released (ring buffer reservations).
+    pub refs: Vec<u32>,
+    /// Bytes of packet known to exist (from comparisons with `data_end`).
+    pub packet_len: u64,
+    /// For packet pointers with a variable offset (by id): bytes known to exist from their
+    /// variable start.
+    pub packet_ranges: Vec<(u32, u64)>,
+}
+
+impl State {
+    /// The current (innermost) frame.
+    pub fn frame(&self) -> &Frame {
+        self.frames
+            .last()
+            .unwrap_or_else(|| unreachable!("a state always has a frame"))
+    }
+
+    /// The current frame, mutably.
+    pub fn frame_mut(&mut self) -> &mut Frame {
+        self.frames
+            .last_mut()
+            .unwrap_or_else(|| unreachable!("a state always has a frame"))
+    }
+
+    /// Register `r` of the current frame.
+    pub fn reg(&self, r: usize) -> Reg {
+        self.frame().regs.get(r).copied().unwrap_or(Reg::NotInit)
+    }
+
+    /// Sets register `r` of the current frame.
+    pub fn set(&mut self, r: usize, v: Reg) {
+        if let Some(slot) = self.frame_mut().regs.get_mut(r) {
+            *slot = v;
+        }
+    }
+
+    /// Whether everything proven from `self` (an earlier visit) holds for `new`.
+    pub fn covers(&self, new: &State) -> bool {
+        self.frames.len() == new.frames.len()
+            && self.refs == new.refs
+            && self.packet_len <= new.packet_len
+            && self
+                .packet_ranges
+                .iter()
+                .all(|(id, r)| new.packet_range(*id) >= *r)
+            && self
+                .frames
+                .iter()
+                .zip(&new.frames)
+                .all(|(o, n)| o.covers(n))
+    }
+
+    /// Bytes known to exist from the variable start of packet pointers with `id`.
+    pub fn packet_range(&self, id: u32) -> u64 {
+        if id == 0 {
+            return self.packet_len;
+        }
+        self.packet_ranges
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map_or(0, |(_, r)| *r)
+    }
+
+    /// Records that `bytes` bytes exist from the variable start of packet pointers with `id`.
+    pub fn prove_packet_range(&mut self, id: u32, bytes: u64) {
+        if id == 0 {
+            self.packet_len = self.packet_len.max(bytes);
+        } else if let Some(e) = self.packet_ranges.iter_mut().find(|(i, _)| *i == id) {
+            e.1 = e.1.max(bytes);
+        } else {
+            self.packet_ranges.push((id, bytes));
+            self.packet_ranges.sort_unstable();
+        }
+    }
+
+    /// Applies `f` to every register and spilled register of every frame.
+    pub fn for_each_reg(&mut self, mut f: impl FnMut(&mut Reg)) {
+        for frame in &mut self.frames {
+            frame.regs.iter_mut().for_each(&mut f);
+            for slot in &mut frame.stack {
+                if let Some(r) = slot.spill.as_mut() {
+                    f(r);
+                }
+            }
+        }
+    }
+
+    /// A one-line dump of the current frame's initialised registers.
+    pub fn describe(&self) -> String {
+        let regs: Vec<String> = self
+            .frame()
+            .regs
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| **r != Reg::NotInit)
+            .map(|(i, r)| format!("r{i}={r}"))
+            .collect();
+        let mut s = regs.join(" ");
+        if self.packet_len > 0 {
+            s.push_str(&format!(" pkt_len>={}", self.packet_len));
+        }
+        s
+    }
+}
