@@ -4,8 +4,8 @@
 //! five argument registers and a [`HelperCtx`] through which it reads and writes program memory, checked
 //! against the same [`MemoryMap`] as the program's own loads and stores.
 
-use crate::interp::{Prepared, RunError, RunState, MAX_CALL_DEPTH, STACK_FRAME_SIZE};
-use crate::mem::MemoryMap;
+use crate::interp::{RunError, MAX_CALL_DEPTH, STACK_FRAME_SIZE};
+use crate::mem::{MemoryMap, RunState};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -44,17 +44,75 @@ pub enum HelperError {
 /// Maximum number of tail calls in one run, as in the kernel.
 pub const MAX_TAIL_CALLS: u32 = 33;
 
+/// A program as helpers see it, whatever engine runs it: callbacks run its functions
+/// ([`HelperCtx::call_function`]) and tail calls run it whole ([`HelperCtx::tail_call`]). The
+/// interpreter's [`crate::Prepared`] and the JIT's compiled programs implement it.
+pub trait ProgramRunner: Send + Sync {
+    /// Whether `addr` (a code address, the value of `lddw rX, code(off)`) names an instruction of the
+    /// program.
+    fn is_function(&self, addr: u64) -> bool;
+
+    /// Runs the function at code address `addr` with `args` in `r1`-`r5`, in a fresh frame whose `r10`
+    /// is `frame_top`, with `depth` frames already in use, and returns its `r0`.
+    fn run_function(
+        &self,
+        mem: &mut MemoryMap,
+        addr: u64,
+        args: [u64; 5],
+        frame_top: u64,
+        depth: usize,
+        state: &mut RunState,
+    ) -> Result<u64, RunError>;
+
+    /// Runs the whole program as a tail call: from its first instruction, with `r1` = `ctx`, in the
+    /// frame whose `r10` is `frame_top` (the caller's), and returns its `r0`.
+    fn run_tail(
+        &self,
+        mem: &mut MemoryMap,
+        ctx: u64,
+        frame_top: u64,
+        depth: usize,
+        state: &mut RunState,
+    ) -> Result<u64, RunError>;
+}
+
+/// A pending tail call: the program to run and its `r1`.
+pub type TailCall = Option<(Arc<dyn ProgramRunner>, u64)>;
+
 /// What a helper may do to the running program: access its memory, call its functions back, tail-call.
 pub struct HelperCtx<'a> {
     /// The program's memory; every access a helper makes on the program's behalf goes through it.
     pub mem: &'a mut MemoryMap,
-    pub(crate) prog: &'a Prepared,
+    prog: &'a dyn ProgramRunner,
     /// `r10` of the calling frame.
-    pub(crate) frame_top: u64,
+    frame_top: u64,
     /// Frames in use, the caller's included.
-    pub(crate) depth: usize,
-    pub(crate) state: &'a mut RunState,
-    pub(crate) tail_call: &'a mut Option<(Arc<Prepared>, u64)>,
+    depth: usize,
+    state: &'a mut RunState,
+    tail_call: &'a mut TailCall,
+}
+
+impl<'a> HelperCtx<'a> {
+    /// The context of a helper called by `prog` from the frame whose `r10` is `frame_top`, with
+    /// `depth` frames in use (the caller's included). A tail call the helper requests is left in
+    /// `tail_call` for the engine to run once the helper returns.
+    pub fn new(
+        mem: &'a mut MemoryMap,
+        prog: &'a dyn ProgramRunner,
+        frame_top: u64,
+        depth: usize,
+        state: &'a mut RunState,
+        tail_call: &'a mut TailCall,
+    ) -> HelperCtx<'a> {
+        HelperCtx {
+            mem,
+            prog,
+            frame_top,
+            depth,
+            state,
+            tail_call,
+        }
+    }
 }
 
 impl HelperCtx<'_> {
@@ -67,13 +125,12 @@ impl HelperCtx<'_> {
         addr: u64,
         args: [u64; 5],
     ) -> Result<u64, HelperError> {
-        let entry = self
-            .prog
-            .function_at(addr)
-            .ok_or_else(|| HelperError::BadArgument {
+        if !self.prog.is_function(addr) {
+            return Err(HelperError::BadArgument {
                 arg,
                 reason: format!("0x{addr:x} is not a function of the program"),
-            })?;
+            });
+        }
         if self.depth + 1 > MAX_CALL_DEPTH {
             return Err(HelperError::BadArgument {
                 arg,
@@ -83,19 +140,16 @@ impl HelperCtx<'_> {
         let frame_top = self.frame_top - STACK_FRAME_SIZE as u64;
         let result = self
             .prog
-            .exec(self.mem, args, frame_top, entry, self.depth, self.state)
+            .run_function(self.mem, addr, args, frame_top, self.depth, self.state)
             .map_err(|e| HelperError::Callback(Box::new(e)));
-        self.mem.set_stack_window(
-            self.frame_top - STACK_FRAME_SIZE as u64,
-            self.state.stack_top,
-        );
+        self.mem.enter_frame(self.frame_top, self.state);
         result
     }
 
     /// Requests a tail call: once the helper returns, `target` runs in place of the rest of the
     /// calling function, with `ctx` in `r1`. Fails (and the program goes on) after
     /// [`MAX_TAIL_CALLS`] tail calls in one run, as in the kernel.
-    pub fn tail_call(&mut self, target: Arc<Prepared>, ctx: u64) -> Result<(), HelperError> {
+    pub fn tail_call(&mut self, target: Arc<dyn ProgramRunner>, ctx: u64) -> Result<(), HelperError> {
         if self.state.tail_calls >= MAX_TAIL_CALLS {
             return Err(HelperError::Failed(format!(
                 "more than {MAX_TAIL_CALLS} tail calls"

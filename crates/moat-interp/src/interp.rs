@@ -4,8 +4,8 @@
 //! pseudo sources to values, so the loop does one dispatch per instruction. Every memory access goes
 //! through [`MemoryMap`]; the loop counts executed instructions against a budget.
 
-use crate::helpers::{HelperCtx, HelperError, HelperFn, HelperRegistry};
-use crate::mem::{MemoryMap, Region, ORDER};
+use crate::helpers::{HelperCtx, HelperError, HelperFn, HelperRegistry, ProgramRunner};
+use crate::mem::{MemoryMap, Region, RunState, ORDER};
 use moat_isa::{
     AluOp, AtomicOp, CallTarget, Endian, Insn, JmpCond, LddwKind, Operand, Program, Size, SxBits,
     Width,
@@ -701,6 +701,21 @@ impl Prepared {
         self.budget = budget;
     }
 
+    /// The instruction budget of each run.
+    pub fn budget(&self) -> u64 {
+        self.budget
+    }
+
+    /// The memory every run may access besides its buffers and stack (see [`Prepared::add_static_region`]).
+    pub fn static_regions(&self) -> &[Region] {
+        &self.static_regions
+    }
+
+    /// What keeps the static regions alive.
+    pub fn keep_alive(&self) -> &[Arc<dyn Any + Send + Sync>] {
+        &self.keep_alive
+    }
+
     /// Adds memory every run of the program may access, such as a map's storage.
     ///
     /// # Safety
@@ -746,18 +761,10 @@ impl Prepared {
     /// Runs the program with the regions of `mem` (besides its own stack) and `r1`-`r5` = `args`.
     /// The first region, if any, is the packet for the legacy `ldabs`/`ldind` loads.
     fn run_in(&self, mem: &mut MemoryMap, args: [u64; 5]) -> Result<u64, RunError> {
-        let mut stack = [0u64; MAX_CALL_DEPTH * STACK_FRAME_SIZE / 8];
-        let base = stack.as_mut_ptr() as u64;
-        let top = base + (MAX_CALL_DEPTH * STACK_FRAME_SIZE) as u64;
-        let mut state = RunState {
-            budget: self.budget,
-            tail_calls: 0,
-            stack_top: top,
-        };
-        let result = self.exec(mem, args, top, 0, 0, &mut state);
-        // The stack dies with this call: make sure no later access can reach it.
-        mem.set_stack_window(0, 0);
-        result
+        crate::mem::with_stack(self.budget, mem, |mem, state| {
+            let top = state.stack_top;
+            self.exec(mem, args, top, 0, 0, state)
+        })
     }
 
     fn err(&self, op_index: usize, kind: RunErrorKind) -> RunError {
@@ -787,8 +794,7 @@ impl Prepared {
         let mut r = [0u64; 16];
         r[1..6].copy_from_slice(&args);
         r[10] = frame_top;
-        let stack_top = state.stack_top;
-        mem.set_stack_window(frame_top - STACK_FRAME_SIZE as u64, stack_top);
+        mem.enter_frame(frame_top, state);
         let packet = mem.regions().first().map_or((0, 0), |p| (p.start, p.len));
         let ops = &self.ops[..];
         let mut pc = entry;
@@ -870,8 +876,7 @@ impl Prepared {
                     Some(frame) => {
                         r[6..10].copy_from_slice(&frame.saved);
                         r[10] += STACK_FRAME_SIZE as u64;
-                        let lo = r[10] - STACK_FRAME_SIZE as u64;
-                        mem.set_stack_window(lo, stack_top);
+                        mem.enter_frame(r[10], state);
                         pc = frame.ret;
                     }
                 }
@@ -1148,7 +1153,7 @@ impl Prepared {
                         let Some(dest) = self.function_at(target) else {
                             return Err(self.err(at, RunErrorKind::BadCallTarget { target }));
                         };
-                        self.push_frame(depth + frames.len(), &mut r, mem, stack_top, at)?;
+                        self.push_frame(depth + frames.len(), &mut r, mem, state, at)?;
                         frames.push(Frame {
                             ret: pc,
                             saved: [r[6], r[7], r[8], r[9]],
@@ -1177,7 +1182,7 @@ impl Prepared {
                     }
                 }
                 K::CallLocal => {
-                    self.push_frame(depth + frames.len(), &mut r, mem, stack_top, at)?;
+                    self.push_frame(depth + frames.len(), &mut r, mem, state, at)?;
                     frames.push(Frame {
                         ret: pc,
                         saved: [r[6], r[7], r[8], r[9]],
@@ -1195,14 +1200,14 @@ impl Prepared {
         callers: usize,
         r: &mut [u64; 16],
         mem: &mut MemoryMap,
-        stack_top: u64,
+        state: &RunState,
         at: usize,
     ) -> Result<(), RunError> {
         if callers + 1 >= MAX_CALL_DEPTH {
             return Err(self.err(at, RunErrorKind::CallDepth));
         }
         r[10] -= STACK_FRAME_SIZE as u64;
-        mem.set_stack_window(r[10] - STACK_FRAME_SIZE as u64, stack_top);
+        mem.enter_frame(r[10], state);
         Ok(())
     }
 
@@ -1216,18 +1221,18 @@ impl Prepared {
     ) -> Result<HelperOutcome, RunError> {
         let mut tail_call = None;
         let result = {
-            let mut ctx = HelperCtx {
-                mem: &mut *mem,
-                prog: self,
-                frame_top: r[10],
-                depth: callers + 1,
-                state: &mut *state,
-                tail_call: &mut tail_call,
-            };
+            let mut ctx = HelperCtx::new(
+                &mut *mem,
+                self,
+                r[10],
+                callers + 1,
+                &mut *state,
+                &mut tail_call,
+            );
             (call.func)(&mut ctx, [r[1], r[2], r[3], r[4], r[5]])
         };
         // A callback may have moved the stack window: restore the caller's.
-        mem.set_stack_window(r[10] - STACK_FRAME_SIZE as u64, state.stack_top);
+        mem.enter_frame(r[10], state);
         let value = result.map_err(|source| {
             self.err(
                 call.at,
@@ -1242,8 +1247,8 @@ impl Prepared {
             return Ok(HelperOutcome::Return(value));
         };
         // The tail-called program replaces the rest of the current function, in its frame.
-        let v = next.exec(mem, [ctx_arg, 0, 0, 0, 0], r[10], 0, callers, state)?;
-        mem.set_stack_window(r[10] - STACK_FRAME_SIZE as u64, state.stack_top);
+        let v = next.run_tail(mem, ctx_arg, r[10], callers, state)?;
+        mem.enter_frame(r[10], state);
         Ok(HelperOutcome::TailCalled(v))
     }
 
@@ -1259,16 +1264,6 @@ impl Prepared {
             .flatten()
             .map(|i| i as usize)
     }
-}
-
-/// State shared by every frame, callback and tail call of one run.
-pub(crate) struct RunState {
-    /// Instructions left.
-    pub(crate) budget: u64,
-    /// Tail calls taken so far.
-    pub(crate) tail_calls: u32,
-    /// One past the highest stack address.
-    pub(crate) stack_top: u64,
 }
 
 struct HelperCall<'a> {
@@ -1321,5 +1316,40 @@ fn smod32(a: u64, b: u64) -> u64 {
         u64::from(a as u32)
     } else {
         u64::from(a.wrapping_rem(b) as u32)
+    }
+}
+
+impl ProgramRunner for Prepared {
+    fn is_function(&self, addr: u64) -> bool {
+        self.function_at(addr).is_some()
+    }
+
+    fn run_function(
+        &self,
+        mem: &mut MemoryMap,
+        addr: u64,
+        args: [u64; 5],
+        frame_top: u64,
+        depth: usize,
+        state: &mut RunState,
+    ) -> Result<u64, RunError> {
+        let Some(entry) = self.function_at(addr) else {
+            return Err(RunError {
+                pc: 0,
+                kind: RunErrorKind::BadCallTarget { target: addr },
+            });
+        };
+        self.exec(mem, args, frame_top, entry, depth, state)
+    }
+
+    fn run_tail(
+        &self,
+        mem: &mut MemoryMap,
+        ctx: u64,
+        frame_top: u64,
+        depth: usize,
+        state: &mut RunState,
+    ) -> Result<u64, RunError> {
+        self.exec(mem, [ctx, 0, 0, 0, 0], frame_top, 0, depth, state)
     }
 }

@@ -18,10 +18,12 @@ mod interp;
 mod lowmem;
 mod mem;
 
-pub use helpers::{Helper, HelperCtx, HelperError, HelperFn, HelperRegistry, MAX_TAIL_CALLS};
+pub use helpers::{
+    Helper, HelperCtx, HelperError, HelperFn, HelperRegistry, ProgramRunner, TailCall, MAX_TAIL_CALLS,
+};
 pub use interp::{
     Buffer, LddwResolver, NoMaps, PrepareError, Prepared, RunError, RunErrorKind, CODE_ADDRESS_TAG,
     DEFAULT_BUDGET, MAX_CALL_DEPTH, STACK_FRAME_SIZE,
 };
 pub use lowmem::LowBuffer;
-pub use mem::{MemoryMap, Region};
+pub use mem::{MemoryMap, Region, RunState, STACK_BYTES};

@@ -6,7 +6,93 @@
 //! below are sound because a region is only ever added for memory that stays valid and exclusively
 //! available to the program for the whole run (see [`MemoryMap::add_raw`]).
 
+use crate::interp::{MAX_CALL_DEPTH, STACK_FRAME_SIZE};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// Bytes of one run's stack: [`MAX_CALL_DEPTH`] frames of [`STACK_FRAME_SIZE`] bytes.
+pub const STACK_BYTES: u64 = (MAX_CALL_DEPTH * STACK_FRAME_SIZE) as u64;
+
+/// State shared by every frame, callback and tail call of one run, whatever engine runs them: the
+/// instruction budget left, the tail calls taken and where the run's stack is.
+#[derive(Debug)]
+pub struct RunState {
+    /// Instructions left.
+    pub(crate) budget: u64,
+    /// Tail calls taken so far.
+    pub(crate) tail_calls: u32,
+    /// One past the highest stack address.
+    pub(crate) stack_top: u64,
+    /// Opaque data of the engine that started the run (the JIT's run context), 0 for the interpreter.
+    engine_data: u64,
+}
+
+impl RunState {
+    /// The state of a run whose stack is the [`STACK_BYTES`] bytes below `stack_top`.
+    ///
+    /// # Safety
+    /// `[stack_top - STACK_BYTES, stack_top)` must be valid for reads and writes, and accessed only by
+    /// the run (through [`MemoryMap`]s whose stack window comes from this state), until the run ends and
+    /// every such map has left the stack ([`MemoryMap::leave_stack`]).
+    pub unsafe fn new(budget: u64, stack_top: u64) -> RunState {
+        RunState {
+            budget,
+            tail_calls: 0,
+            stack_top,
+            engine_data: 0,
+        }
+    }
+
+    /// Instructions left in the run's budget.
+    pub fn budget(&self) -> u64 {
+        self.budget
+    }
+
+    /// Sets the instructions left.
+    pub fn set_budget(&mut self, budget: u64) {
+        self.budget = budget;
+    }
+
+    /// One past the highest address of the run's stack.
+    pub fn stack_top(&self) -> u64 {
+        self.stack_top
+    }
+
+    /// Tail calls taken so far in the run.
+    pub fn tail_calls(&self) -> u32 {
+        self.tail_calls
+    }
+
+    /// The data the engine that started the run attached to it (0 if none).
+    pub fn engine_data(&self) -> u64 {
+        self.engine_data
+    }
+
+    /// Attaches engine data to the run.
+    ///
+    /// # Safety
+    /// Engines trust this value to describe their own per-run context: only the engine that created the
+    /// state may set it, to a value that stays valid for the run.
+    pub unsafe fn set_engine_data(&mut self, data: u64) {
+        self.engine_data = data;
+    }
+}
+
+/// Runs `f` with a fresh zeroed stack of [`STACK_BYTES`] and the run state describing it; afterwards
+/// `mem` no longer reaches the stack.
+pub(crate) fn with_stack<R>(
+    budget: u64,
+    mem: &mut MemoryMap,
+    f: impl FnOnce(&mut MemoryMap, &mut RunState) -> R,
+) -> R {
+    let mut stack = [0u64; STACK_BYTES as usize / 8];
+    let top = stack.as_mut_ptr() as u64 + STACK_BYTES;
+    // SAFETY: `stack` is a local array of STACK_BYTES bytes, alive until this function returns; only
+    // the run accesses it (through `mem`), and `mem` leaves it before we return.
+    let mut state = unsafe { RunState::new(budget, top) };
+    let result = f(mem, &mut state);
+    mem.leave_stack();
+    result
+}
 
 /// One contiguous range of host memory a program may access.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,9 +160,24 @@ impl MemoryMap {
         &self.regions
     }
 
-    pub(crate) fn set_stack_window(&mut self, lo: u64, hi: u64) {
-        self.stack_lo = lo;
-        self.stack_hi = hi;
+    /// Makes the frames of the run's stack from the one whose top is `frame_top` up to the stack's top
+    /// accessible (the live frames: the current one and its callers'). A `frame_top` outside the stack of
+    /// `state` makes no stack accessible at all.
+    pub fn enter_frame(&mut self, frame_top: u64, state: &RunState) {
+        let base = state.stack_top - STACK_BYTES;
+        match frame_top.checked_sub(STACK_FRAME_SIZE as u64) {
+            Some(lo) if lo >= base && frame_top <= state.stack_top => {
+                self.stack_lo = lo;
+                self.stack_hi = state.stack_top;
+            }
+            _ => self.leave_stack(),
+        }
+    }
+
+    /// Makes no stack accessible (the run's stack is gone).
+    pub fn leave_stack(&mut self) {
+        self.stack_lo = 0;
+        self.stack_hi = 0;
     }
 
     /// Whether `len` bytes at `addr` are accessible (for writing when `write`).
