@@ -92,6 +92,14 @@ impl Input {
         }
     }
 
+    /// The raw bytes of an object file.
+    pub fn object_bytes(&self) -> Option<&[u8]> {
+        match &self.kind {
+            Kind::Object(bytes) => Some(bytes),
+            _ => None,
+        }
+    }
+
     /// The parsed object, for object files.
     pub fn object(&self) -> Result<Option<Object>> {
         match &self.kind {

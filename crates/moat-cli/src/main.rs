@@ -4,11 +4,12 @@
 
 mod input;
 mod report;
+mod verify;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use input::Input;
-use moat::{ObjectOptions, ProgType, Runtime};
+use moat::{ObjectOptions, ProgType, Runtime, Verification};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -29,6 +30,27 @@ enum Command {
     /// holds the input's address and r2 its length; packet types (xdp, tc, socket) get the kernel's
     /// context over the input as the packet.
     Run(RunArgs),
+    /// Verify a program (or every program of an object): print OK with statistics, or the rejection
+    /// with its instruction, source line and register state.
+    Verify {
+        /// The program file (object, `.data`, assembly or bytecode).
+        file: PathBuf,
+        /// For an object: only this program (function or section name).
+        #[arg(long)]
+        program: Option<String>,
+        /// Program type (buffer, xdp, tc, socket, cgroup_skb, kprobe, tracepoint).
+        #[arg(long = "type", value_name = "TYPE")]
+        prog_type: Option<String>,
+        /// Apply the rules of an unprivileged loader.
+        #[arg(long)]
+        unprivileged: bool,
+        /// Print the register state at every instruction processed.
+        #[arg(long)]
+        log: bool,
+        /// Input memory size assumed for buffer programs (default: a `.data` file's `-- mem`, else 0).
+        #[arg(long)]
+        mem_size: Option<u64>,
+    },
     /// List an object's programs, maps and sections.
     Inspect {
         /// The ELF object.
@@ -90,6 +112,12 @@ struct RunArgs {
     /// After the run, print the contents of every map the program uses.
     #[arg(long)]
     dump_maps: bool,
+    /// Run without verifying first (the engines' run-time checks still apply).
+    #[arg(long)]
+    no_verify: bool,
+    /// Verify with the rules of an unprivileged loader.
+    #[arg(long)]
+    unprivileged: bool,
 }
 
 fn parse_hex_bytes(text: &str) -> Result<Vec<u8>> {
@@ -122,6 +150,12 @@ fn run(args: RunArgs) -> Result<()> {
     if let Some(budget) = args.budget {
         rt.set_budget(budget);
     }
+    rt.set_buffer_size(mem.len() as u64);
+    rt.set_verification(match (args.no_verify, args.unprivileged) {
+        (true, _) => Verification::Off,
+        (false, true) => Verification::Unprivileged,
+        (false, false) => Verification::Privileged,
+    });
     let EngineArg::Interp = args.engine;
     let loaded = input.load(&rt, ObjectOptions { prog_type }, args.program.as_deref())?;
     let name = input.path();
@@ -151,6 +185,27 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(args),
+        Command::Verify {
+            file,
+            program,
+            prog_type,
+            unprivileged,
+            log,
+            mem_size,
+        } => Input::read(&file).and_then(|input| {
+            let prog_type = prog_type.as_deref().map(ProgType::parse).transpose()?;
+            let buffer_size = mem_size.unwrap_or(input.default_mem().len() as u64);
+            verify::verify(
+                &input,
+                &verify::VerifyArgs {
+                    program: program.as_deref(),
+                    prog_type,
+                    unprivileged,
+                    log,
+                    buffer_size,
+                },
+            )
+        }),
         Command::Inspect { file } => Input::read(&file).and_then(|input| report::inspect(&input)),
         Command::Asm { file, output } => Input::read(&file).and_then(|input| {
             let bytes = input.bytecode(None)?;

@@ -40,19 +40,36 @@ impl ProgType {
     /// The type libbpf gives a program in section `section`; `None` where the name says nothing
     /// (`2/7`, `tail-3`, `.text`, ...).
     pub fn from_section(section: &str) -> Option<ProgType> {
-        let prefix = section.split('/').next().unwrap_or(section);
-        Some(match prefix {
-            "xdp" | "xdp.frags" => ProgType::Xdp,
-            "tc" | "classifier" | "tcx" | "action" => ProgType::SchedCls,
-            "socket" => ProgType::SocketFilter,
-            "cgroup_skb" => ProgType::CgroupSkb,
-            "kprobe" | "kretprobe" | "uprobe" | "uretprobe" | "tracepoint" | "tp"
-            | "raw_tracepoint" | "raw_tp" | "perf_event" | "fentry" | "fexit" | "usdt" => {
-                ProgType::Tracing
-            }
-            _ if section.starts_with("cgroup/skb") => ProgType::CgroupSkb,
-            _ => return None,
-        })
+        let prefixes: [(&str, ProgType); 22] = [
+            ("xdp", ProgType::Xdp),
+            ("tc", ProgType::SchedCls),
+            ("classifier", ProgType::SchedCls),
+            ("action", ProgType::SchedCls),
+            ("socket", ProgType::SocketFilter),
+            ("cgroup_skb", ProgType::CgroupSkb),
+            ("cgroup/skb", ProgType::CgroupSkb),
+            ("kprobe", ProgType::Tracing),
+            ("kretprobe", ProgType::Tracing),
+            ("uprobe", ProgType::Tracing),
+            ("uretprobe", ProgType::Tracing),
+            ("tracepoint", ProgType::Tracing),
+            ("tp/", ProgType::Tracing),
+            ("tp_btf", ProgType::Tracing),
+            ("raw_tracepoint", ProgType::Tracing),
+            ("raw_tp", ProgType::Tracing),
+            ("perf_event", ProgType::Tracing),
+            ("fentry", ProgType::Tracing),
+            ("fexit", ProgType::Tracing),
+            ("usdt", ProgType::Tracing),
+            ("ksyscall", ProgType::Tracing),
+            ("kretsyscall", ProgType::Tracing),
+        ];
+        // libbpf (and the old samples' loader) match section names by prefix: `socket1`, `xdp_prog`,
+        // `kprobe/sys_write`.
+        prefixes
+            .iter()
+            .find(|(p, _)| section.starts_with(p))
+            .map(|(_, t)| *t)
     }
 
     /// Parses a `--type` name.

@@ -267,10 +267,11 @@ impl Runtime {
                 &program,
                 self.verification,
                 context,
-                maps,
+                maps.iter().map(|m| verifying::map_info(m)).collect(),
                 &self.helpers,
                 self.verifier_log,
             )
+            .map(Some)
             .map_err(Error::Verify)?
         };
         let table = Arc::new(MapTable::new(maps.to_vec()));

@@ -30,7 +30,45 @@ fn map_def(spec: &MapSpec) -> Result<MapDef, MapError> {
     )
 }
 
+/// The verdict on one program of an object verified without loading it.
+pub type Verdict = Result<moat_verify::VerifiedProgram, Error>;
+
 impl Runtime {
+    /// Verifies every program of an object without creating its maps or loading anything: the
+    /// verifier needs only the maps' descriptions, so this works for objects whose map types moat
+    /// cannot create (perf event arrays, devmaps, ...). Uses this runtime's verification rules
+    /// (privileged unless set otherwise; `Off` is treated as privileged).
+    pub fn verify_object(&self, bytes: &[u8], options: ObjectOptions) -> Result<Vec<(String, Verdict)>, Error> {
+        let object = Object::parse(bytes)?;
+        let maps: Vec<moat_verify::MapInfo> = object.maps.iter().map(crate::verifying::spec_info).collect();
+        let mode = self.verification;
+        Ok(object
+            .programs
+            .iter()
+            .map(|spec| {
+                let prog_type = options
+                    .prog_type
+                    .or_else(|| ProgType::from_section(&spec.section))
+                    .unwrap_or(ProgType::Buffer);
+                let verdict = (|| {
+                    if let Some(u) = spec.unresolved.first() {
+                        return Err(Error::Unresolved {
+                            program: spec.name.clone(),
+                            symbol: u.symbol.clone(),
+                            insn: u.insn,
+                        });
+                    }
+                    let program = moat_isa::Program::new(&spec.bytecode)?;
+                    let context = crate::verifying::context(prog_type, self.buffer_size.unwrap_or(0));
+                    crate::verifying::verify(&program, mode, context, maps.clone(), &self.helpers, self.verifier_log)
+                        .map_err(Error::Verify)
+                })()
+                .map_err(|e| with_source_line(e, spec));
+                (spec.name.clone(), verdict)
+            })
+            .collect())
+    }
+
     /// Parses an ELF object, creates its maps (global data initialised) and loads every program.
     ///
     /// A program that cannot be loaded (say, it calls an undefined function) does not fail the

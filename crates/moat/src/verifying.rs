@@ -5,7 +5,6 @@ use crate::{Map, ProgType};
 use moat_interp::HelperRegistry;
 use moat_isa::Program;
 use moat_verify::{Context, Env, HelperProto, MapInfo, Rejection, VerifiedProgram};
-use std::sync::Arc;
 
 /// How strictly programs are checked before they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -34,6 +33,18 @@ pub(crate) fn context(prog_type: ProgType, buffer_size: u64) -> Context {
     }
 }
 
+/// The verifier's description of a map an object declares.
+pub(crate) fn spec_info(spec: &moat_obj::MapSpec) -> MapInfo {
+    MapInfo {
+        name: spec.name.clone(),
+        map_type: spec.map_type,
+        key_size: spec.key_size,
+        value_size: spec.value_size,
+        max_entries: spec.max_entries,
+        read_only: spec.flags & moat_maps::BPF_F_RDONLY_PROG != 0,
+    }
+}
+
 /// The verifier's description of a map.
 pub(crate) fn map_info(map: &Map) -> MapInfo {
     let def = map.def();
@@ -47,28 +58,25 @@ pub(crate) fn map_info(map: &Map) -> MapInfo {
     }
 }
 
-/// Verifies `program`; `None` when verification is off.
+/// Verifies `program` (`Off` is treated as privileged: callers skip verification themselves).
 pub(crate) fn verify(
     program: &Program,
     mode: Verification,
     context: Context,
-    maps: &[Arc<Map>],
+    maps: Vec<MapInfo>,
     helpers: &HelperRegistry,
     log: bool,
-) -> Result<Option<VerifiedProgram>, Box<Rejection>> {
-    if mode == Verification::Off {
-        return Ok(None);
-    }
+) -> Result<VerifiedProgram, Box<Rejection>> {
     let protos = |id: u32| {
         HelperProto::kernel(id).or_else(|| helpers.get(id).map(|h| HelperProto::opaque(&h.name)))
     };
     let env = Env {
         context,
-        maps: maps.iter().map(|m| map_info(m)).collect(),
+        maps,
         helpers: &protos,
-        privileged: mode == Verification::Privileged,
+        privileged: mode != Verification::Unprivileged,
         complexity_limit: moat_verify::env::DEFAULT_COMPLEXITY_LIMIT,
         log,
     };
-    moat_verify::verify(program, &env).map(Some)
+    moat_verify::verify(program, &env)
 }
