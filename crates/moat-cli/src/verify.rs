@@ -3,7 +3,7 @@
 
 use crate::input::Input;
 use anyhow::{bail, Result};
-use moat::{Error, ObjectOptions, ProgType, Rejection, Runtime, VerifiedProgram, Verification};
+use moat::{Error, ObjectOptions, ProgType, Rejection, Runtime, Verification, VerifiedProgram};
 
 /// Options of `moat verify`.
 pub struct VerifyArgs<'a> {
@@ -89,7 +89,12 @@ pub fn verify(input: &Input, args: &VerifyArgs<'_>) -> Result<()> {
     let mut all_ok = true;
     if let Some(bytes) = input.object_bytes() {
         let obj = moat::Object::parse(bytes)?;
-        let verdicts = rt.verify_object(bytes, ObjectOptions { prog_type: args.prog_type })?;
+        let verdicts = rt.verify_object(
+            bytes,
+            ObjectOptions {
+                prog_type: args.prog_type,
+            },
+        )?;
         let mut matched = false;
         for (spec, (name, verdict)) in obj.programs.iter().zip(&verdicts) {
             if args.program.is_some_and(|p| p != name && p != spec.section) {
