@@ -93,6 +93,65 @@ pub fn programs() -> Vec<BenchProgram> {
     ]
 }
 
+/// The JIT benchmark's programs (issue 6): [`programs`] plus `fnv1a`, `memcpy` and `strcmp`
+/// (`programs/*.asm`), all on 1500-byte inputs where they read memory.
+pub fn jit_programs() -> Vec<BenchProgram> {
+    let program = |name, source: &'static str, input: Vec<u8>, expected| BenchProgram {
+        name,
+        source,
+        bytecode: moat_isa::assemble_bytes(source)
+            .unwrap_or_else(|e| panic!("programs/{name}.asm: {e}")),
+        input,
+        expected,
+    };
+    let packet = packet();
+    let memcpy_result = u64::from(u32::from_le_bytes([
+        packet[740],
+        packet[741],
+        packet[742],
+        packet[743],
+    ]));
+    let mut all = programs();
+    all.push(program(
+        "fnv1a",
+        include_str!("../programs/fnv1a.asm"),
+        packet.clone(),
+        fnv1a_folded(&packet),
+    ));
+    all.push(program(
+        "memcpy",
+        include_str!("../programs/memcpy.asm"),
+        packet,
+        memcpy_result,
+    ));
+    all.push(program(
+        "strcmp",
+        include_str!("../programs/strcmp.asm"),
+        strings(),
+        0,
+    ));
+    all
+}
+
+/// FNV-1a (64-bit) of `data`, folded to 32 bits (the reference for `programs/fnv1a.asm`).
+pub fn fnv1a_folded(data: &[u8]) -> u64 {
+    let h = data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (h ^ (h >> 32)) & 0xffff_ffff
+}
+
+/// The input of `programs/strcmp.asm`: two equal NUL-terminated 700-character strings at 0 and 750.
+pub fn strings() -> Vec<u8> {
+    let mut buf = vec![0u8; PACKET_LEN];
+    for i in 0..700 {
+        let c = b'a' + (i % 26) as u8;
+        buf[i] = c;
+        buf[750 + i] = c;
+    }
+    buf
+}
+
 /// A deterministic 1500-byte pseudo-random packet (xorshift32 bytes).
 pub fn packet() -> Vec<u8> {
     let mut x: u32 = 0x1234_5678;
@@ -160,10 +219,20 @@ pub struct MoatEngine {
 }
 
 impl MoatEngine {
-    /// Loads `program` into a default runtime.
+    /// Loads `program` into a default runtime, for the interpreter.
     pub fn new(program: &BenchProgram) -> Result<MoatEngine, moat::Error> {
+        MoatEngine::with_engine(program, moat::Engine::Interp)
+    }
+
+    /// Loads `program` into a default runtime, for `engine`.
+    pub fn with_engine(
+        program: &BenchProgram,
+        engine: moat::Engine,
+    ) -> Result<MoatEngine, moat::Error> {
+        let mut rt = moat::Runtime::new();
+        rt.set_engine(engine);
         Ok(MoatEngine {
-            prog: moat::Runtime::new().load_bytecode(&program.bytecode)?,
+            prog: rt.load_bytecode(&program.bytecode)?,
             input: program.input.clone(),
         })
     }

@@ -2,14 +2,36 @@
 
 #![forbid(unsafe_code)]
 
+/// `println!` that ends the process quietly when stdout is closed (`moat disasm … | head`) instead
+/// of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(141);
+        }
+    }};
+}
+
+/// `print!` with the same behaviour as [`out!`].
+macro_rules! out_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if write!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(141);
+        }
+    }};
+}
+
 mod input;
+mod pool;
 mod report;
 mod verify;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use input::Input;
-use moat::{ObjectOptions, ProgType, Runtime, Verification};
+use moat::{Engine, ObjectOptions, ProgType, Runtime, Verification};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -51,6 +73,12 @@ enum Command {
         #[arg(long)]
         mem_size: Option<u64>,
     },
+    /// Persistent map pools: create, inspect, verify, and read or write their maps.
+    Pool {
+        /// What to do.
+        #[command(subcommand)]
+        command: pool::PoolCommand,
+    },
     /// List an object's programs, maps and sections.
     Inspect {
         /// The ELF object.
@@ -63,6 +91,17 @@ enum Command {
         /// Where to write the bytecode.
         #[arg(short, long)]
         output: PathBuf,
+    },
+    /// Compile a program with the JIT and show the generated x86-64 code, disassembled.
+    JitDump {
+        /// The program file (as for `run`).
+        file: PathBuf,
+        /// For an object: the program to compile.
+        #[arg(long)]
+        program: Option<String>,
+        /// Program type, as for `run`.
+        #[arg(long = "type", value_name = "TYPE")]
+        prog_type: Option<String>,
     },
     /// Disassemble bytecode, or the program(s) of an object, `.data` or assembly file.
     Disasm {
@@ -79,8 +118,19 @@ enum Command {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum EngineArg {
+    /// The JIT compiler to x86-64 (where supported; the interpreter elsewhere).
+    Jit,
     /// The safe interpreter.
     Interp,
+}
+
+impl EngineArg {
+    fn engine(self) -> Engine {
+        match self {
+            EngineArg::Jit if Engine::Jit.is_supported() => Engine::Jit,
+            EngineArg::Jit | EngineArg::Interp => Engine::Interp,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -101,7 +151,7 @@ struct RunArgs {
     #[arg(long)]
     mem_file: Option<PathBuf>,
     /// Execution engine.
-    #[arg(long, value_enum, default_value = "interp")]
+    #[arg(long, value_enum, default_value = "jit")]
     engine: EngineArg,
     /// Run N times on the same input and print the average `ns/run` before r0.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
@@ -156,7 +206,7 @@ fn run(args: RunArgs) -> Result<()> {
         (false, true) => Verification::Unprivileged,
         (false, false) => Verification::Privileged,
     });
-    let EngineArg::Interp = args.engine;
+    rt.set_engine(args.engine.engine());
     let loaded = input.load(&rt, ObjectOptions { prog_type }, args.program.as_deref())?;
     let name = input.path();
     let prog = loaded.program().with_context(|| name.to_string())?;
@@ -167,17 +217,36 @@ fn run(args: RunArgs) -> Result<()> {
         }
         let per_run = start.elapsed().as_nanos() as f64 / args.repeat as f64;
         rt.trace_log().drain();
-        println!("{per_run:.1} ns/run");
+        out!("{per_run:.1} ns/run");
     }
     let result = prog.run(&mut mem).with_context(|| name.to_string());
     for line in rt.trace_log().drain() {
-        println!("trace: {line}");
+        out!("trace: {line}");
     }
     let r0 = result?;
     if args.dump_maps {
         report::dump_maps(loaded.maps());
     }
-    println!("{r0:#x}");
+    out!("{r0:#x}");
+    Ok(())
+}
+
+/// `moat jit-dump`: the program compiled by the JIT (unverified: the dump shows every check).
+fn jit_dump(file: &std::path::Path, program: Option<&str>, prog_type: Option<&str>) -> Result<()> {
+    if !Engine::Jit.is_supported() {
+        bail!("the JIT needs x86-64 Linux");
+    }
+    let input = Input::read(file)?;
+    let prog_type = prog_type.map(ProgType::parse).transpose()?;
+    let mut rt = Runtime::new();
+    rt.set_engine(Engine::Jit);
+    rt.set_verification(Verification::Off);
+    let loaded = input.load(&rt, ObjectOptions { prog_type }, program)?;
+    let prog = loaded.program().with_context(|| input.path().to_string())?;
+    match prog.jit_disassembly() {
+        Some(text) => print!("{text}"),
+        None => bail!("{}: not compiled by the JIT", input.path()),
+    }
     Ok(())
 }
 
@@ -206,12 +275,18 @@ fn main() -> ExitCode {
                 },
             )
         }),
+        Command::Pool { command } => pool::run(command),
         Command::Inspect { file } => Input::read(&file).and_then(|input| report::inspect(&input)),
         Command::Asm { file, output } => Input::read(&file).and_then(|input| {
             let bytes = input.bytecode(None)?;
             std::fs::write(&output, &bytes)
                 .with_context(|| format!("cannot write {}", output.display()))
         }),
+        Command::JitDump {
+            file,
+            program,
+            prog_type,
+        } => jit_dump(&file, program.as_deref(), prog_type.as_deref()),
         Command::Disasm { file, pc, program } => {
             Input::read(&file).and_then(|input| report::disasm(&input, pc, program.as_deref()))
         }

@@ -23,7 +23,7 @@ pub fn inspect(input: &Input) -> Result<()> {
     let obj = input
         .object()?
         .with_context(|| format!("{}: not an ELF object", input.path()))?;
-    print!("{}", describe(input.path(), &obj));
+    out_raw!("{}", describe(input.path(), &obj));
     Ok(())
 }
 
@@ -103,7 +103,7 @@ pub fn disasm(input: &Input, with_pc: bool, program: Option<&str>) -> Result<()>
     let Some(obj) = input.object()? else {
         let bytes = input.bytecode(None)?;
         let insns = moat_isa::decode(&bytes).with_context(|| input.path().to_string())?;
-        print!("{}", moat_isa::disasm(&insns, with_pc));
+        out_raw!("{}", moat_isa::disasm(&insns, with_pc));
         return Ok(());
     };
     let names: Vec<String> = match program {
@@ -114,22 +114,22 @@ pub fn disasm(input: &Input, with_pc: bool, program: Option<&str>) -> Result<()>
         let spec = obj
             .program(&name)
             .with_context(|| input.path().to_string())?;
-        println!("{}:  # section {}", spec.name, spec.section);
+        out!("{}:  # section {}", spec.name, spec.section);
         let insns = moat_isa::decode(&spec.bytecode)
             .with_context(|| format!("{}: program {}", input.path(), spec.name))?;
         let mut last_line = None;
         for (pc, insn) in &insns {
-            if let Some(line) = spec.line_info.iter().find(|l| l.insn == *pc) {
+            if let Some(line) = spec.line_info.iter().find(|l| l.insn == *pc && l.line > 0) {
                 if last_line != Some((line.file.clone(), line.line)) {
-                    println!("    # {}:{}: {}", line.file, line.line, line.text.trim());
+                    out!("    # {}:{}: {}", line.file, line.line, line.text.trim());
                     last_line = Some((line.file.clone(), line.line));
                 }
             }
             let text = moat_isa::disasm_one(insn);
             if with_pc {
-                println!("{pc:5}: {text}");
+                out!("{pc:5}: {text}");
             } else {
-                println!("    {text}");
+                out!("    {text}");
             }
         }
     }
@@ -144,9 +144,9 @@ pub fn dump_maps(maps: Vec<(String, Arc<Map>)>) {
             MapType::RingBuf => {
                 let mut records = Vec::new();
                 let _ = map.ringbuf_consume(&mut |r| records.push(hex(r)));
-                println!("map {name} ({}, {} records):", t.name(), records.len());
+                out!("map {name} ({}, {} records):", t.name(), records.len());
                 for r in records {
-                    println!("  {r}");
+                    out!("  {r}");
                 }
             }
             MapType::Queue | MapType::Stack => {
@@ -154,9 +154,9 @@ pub fn dump_maps(maps: Vec<(String, Arc<Map>)>) {
                 while let Ok(v) = map.pop() {
                     values.push(hex(&v));
                 }
-                println!("map {name} ({}, {} values):", t.name(), values.len());
+                out!("map {name} ({}, {} values):", t.name(), values.len());
                 for v in values {
-                    println!("  {v}");
+                    out!("  {v}");
                 }
             }
             _ => {
@@ -165,9 +165,9 @@ pub fn dump_maps(maps: Vec<(String, Arc<Map>)>) {
                     .filter_map(|k| map.lookup(&k).ok().map(|v| (k, v)))
                     .filter(|(_, v)| t != MapType::Array || v.iter().any(|&b| b != 0))
                     .collect();
-                println!("map {name} ({}, {} entries):", t.name(), entries.len());
+                out!("map {name} ({}, {} entries):", t.name(), entries.len());
                 for (k, v) in entries {
-                    println!("  {} => {}", hex(&k), hex(&v));
+                    out!("  {} => {}", hex(&k), hex(&v));
                 }
             }
         }

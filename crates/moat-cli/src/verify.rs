@@ -44,9 +44,9 @@ fn rejection(e: &Error) -> Option<&Rejection> {
 
 fn report_ok(name: &str, v: &VerifiedProgram, log: bool) -> bool {
     if log {
-        v.log().iter().for_each(|l| println!("  {l}"));
+        v.log().iter().for_each(|l| out!("  {l}"));
     }
-    println!("{}", ok_line(name, v));
+    out!("{}", ok_line(name, v));
     true
 }
 
@@ -54,11 +54,11 @@ fn report_err(name: &str, e: &Error, log: bool) -> bool {
     match rejection(e) {
         Some(r) => {
             if log {
-                r.log.iter().for_each(|l| println!("  {l}"));
+                r.log.iter().for_each(|l| out!("  {l}"));
             }
-            println!("{name}: REJECTED {r}");
+            out!("{name}: REJECTED {r}");
         }
-        None => println!("{name}: NOT LOADED {e}"),
+        None => out!("{name}: NOT LOADED {e}"),
     }
     false
 }
@@ -68,7 +68,7 @@ fn report(name: &str, result: Result<&moat::LoadedProgram, &Error>, log: bool) -
         Ok(p) => match p.verified() {
             Some(v) => report_ok(name, v, log),
             None => {
-                println!("{name}: not verified");
+                out!("{name}: not verified");
                 false
             }
         },

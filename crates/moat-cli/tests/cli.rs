@@ -394,3 +394,59 @@ fn verify_log_shows_register_states() {
         "{out}"
     );
 }
+
+#[test]
+fn pools_keep_maps_across_processes_and_report_corruption() {
+    let path = temp_file("test.pool", b"");
+    std::fs::remove_file(&path).ok();
+    let p = path.to_str().unwrap_or_default();
+    let ok = |args: &[&str]| {
+        let o = moat(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    assert!(ok(&["pool", "create", p, "--size", "4M"]).contains("4194304 bytes"));
+    ok(&[
+        "pool",
+        "create-map",
+        p,
+        "counters",
+        "--key-size",
+        "4",
+        "--value-size",
+        "8",
+        "--max-entries",
+        "16",
+    ]);
+    // Each command is its own process: what one writes, the next reads from the file.
+    ok(&[
+        "pool",
+        "update",
+        p,
+        "counters",
+        "01000000",
+        "2a00000000000000",
+    ]);
+    ok(&[
+        "pool",
+        "update",
+        p,
+        "counters",
+        "02000000",
+        "0700000000000000",
+    ]);
+    ok(&["pool", "delete", p, "counters", "02000000"]);
+    let dump = ok(&["pool", "dump", p, "counters"]);
+    assert!(
+        dump.contains("map counters (1 entries):\n  01 00 00 00 => 2a 00 00 00 00 00 00 00"),
+        "{dump}"
+    );
+    assert!(ok(&["pool", "inspect", p]).contains("map counters: hash key 4 value 8 entries 1/16"));
+    assert!(ok(&["pool", "verify", p]).contains("elements: 1"));
+    // A damaged header is named, never silently used.
+    let mut bytes = std::fs::read(&path).expect("pool");
+    bytes[40] ^= 0xff;
+    std::fs::write(&path, &bytes).expect("write");
+    let o = moat(&["pool", "inspect", p]);
+    assert_one_line_error(&o, "header checksum at offset");
+}

@@ -149,7 +149,11 @@ impl HelperCtx<'_> {
     /// Requests a tail call: once the helper returns, `target` runs in place of the rest of the
     /// calling function, with `ctx` in `r1`. Fails (and the program goes on) after
     /// [`MAX_TAIL_CALLS`] tail calls in one run, as in the kernel.
-    pub fn tail_call(&mut self, target: Arc<dyn ProgramRunner>, ctx: u64) -> Result<(), HelperError> {
+    pub fn tail_call(
+        &mut self,
+        target: Arc<dyn ProgramRunner>,
+        ctx: u64,
+    ) -> Result<(), HelperError> {
         if self.state.tail_calls >= MAX_TAIL_CALLS {
             return Err(HelperError::Failed(format!(
                 "more than {MAX_TAIL_CALLS} tail calls"

@@ -19,7 +19,8 @@ mod lowmem;
 mod mem;
 
 pub use helpers::{
-    Helper, HelperCtx, HelperError, HelperFn, HelperRegistry, ProgramRunner, TailCall, MAX_TAIL_CALLS,
+    Helper, HelperCtx, HelperError, HelperFn, HelperRegistry, ProgramRunner, TailCall,
+    MAX_TAIL_CALLS,
 };
 pub use interp::{
     Buffer, LddwResolver, NoMaps, PrepareError, Prepared, RunError, RunErrorKind, CODE_ADDRESS_TAG,

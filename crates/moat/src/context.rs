@@ -6,7 +6,8 @@
 //! pointers are 32-bit fields: moat builds them in memory below 4 GiB ([`moat_interp::LowBuffer`]) so
 //! those fields hold real addresses and clang-compiled programs run unchanged.
 
-use moat_interp::{Buffer, LowBuffer, Prepared, RunError};
+use crate::Exec;
+use moat_interp::{Buffer, LowBuffer, RunError};
 use std::cell::RefCell;
 use thiserror::Error;
 
@@ -37,6 +38,14 @@ pub enum ProgType {
 pub struct UnknownProgType(pub String);
 
 impl ProgType {
+    /// Whether the type's context is a packet (XDP, tc, socket, cgroup skb).
+    pub fn is_packet(self) -> bool {
+        matches!(
+            self,
+            ProgType::Xdp | ProgType::SchedCls | ProgType::SocketFilter | ProgType::CgroupSkb
+        )
+    }
+
     /// The type libbpf gives a program in section `section`; `None` where the name says nothing
     /// (`2/7`, `tail-3`, `.text`, ...).
     pub fn from_section(section: &str) -> Option<ProgType> {
@@ -139,7 +148,7 @@ fn put_u32(buf: &mut [u8], off: usize, v: u32) {
 
 /// Runs `prog` of type `ty` on `input`, copying a packet back after the run (programs may rewrite it).
 pub(crate) fn run(
-    prog: &Prepared,
+    prog: &Exec,
     ty: ProgType,
     input: &mut [u8],
 ) -> Result<Result<u64, RunError>, ContextError> {
@@ -178,7 +187,7 @@ pub(crate) fn run(
 }
 
 fn run_packet(
-    prog: &Prepared,
+    prog: &Exec,
     ty: ProgType,
     low: &mut [u8],
     input: &mut [u8],

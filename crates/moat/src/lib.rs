@@ -20,7 +20,7 @@ mod object;
 mod trace;
 mod verifying;
 
-use moat_interp::{HelperRegistry, Prepared, Region};
+use moat_interp::{HelperRegistry, Prepared, ProgramRunner, Region};
 use moat_isa::datafile::DataFileError;
 use moat_isa::{AsmError, Program, ProgramError};
 use std::sync::{Arc, RwLock, Weak};
@@ -34,7 +34,8 @@ pub use moat_maps::{
     Map, MapDef, MapError, MapType, BPF_ANY, BPF_EXIST, BPF_F_RDONLY_PROG, BPF_NOEXIST,
 };
 pub use moat_obj::{ObjError, Object};
-pub use moat_verify::{Rejection, VerifiedProgram};
+pub use moat_pool as pool;
+pub use moat_verify::{Arg, Callback, HelperProto, MapClass, Rejection, Ret, VerifiedProgram};
 pub use object::{LoadedObject, ObjectOptions};
 pub use trace::TraceLog;
 pub use verifying::Verification;
@@ -55,6 +56,10 @@ pub enum Error {
     /// The program refers to something the runtime lacks (a helper, a map).
     #[error(transparent)]
     Prepare(#[from] moat_interp::PrepareError),
+    /// The JIT could not compile the program.
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    #[error(transparent)]
+    Jit(#[from] moat_jit::JitError),
     /// The program failed at run time.
     #[error(transparent)]
     Run(#[from] RunError),
@@ -125,28 +130,89 @@ impl Error {
 }
 
 /// How a program is executed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Engine {
     /// The safe interpreter.
-    #[default]
     Interp,
+    /// The JIT compiler to x86-64 (`moat-jit`), with the interpreter's semantics.
+    Jit,
+}
+
+impl Engine {
+    /// Whether the engine runs on this machine (the JIT needs x86-64 Linux).
+    pub fn is_supported(self) -> bool {
+        match self {
+            Engine::Interp => true,
+            Engine::Jit => cfg!(all(target_arch = "x86_64", target_os = "linux")),
+        }
+    }
+}
+
+impl Default for Engine {
+    /// The JIT where it is supported, the interpreter elsewhere.
+    fn default() -> Engine {
+        if Engine::Jit.is_supported() {
+            Engine::Jit
+        } else {
+            Engine::Interp
+        }
+    }
+}
+
+/// A loaded program in the form its engine runs.
+#[derive(Debug, Clone)]
+pub(crate) enum Exec {
+    Interp(Arc<Prepared>),
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    Jit(Arc<moat_jit::JitProgram>),
+}
+
+impl Exec {
+    pub(crate) fn run_with(
+        &self,
+        buffers: &mut [moat_interp::Buffer<'_>],
+        args: [u64; 5],
+    ) -> Result<u64, RunError> {
+        match self {
+            Exec::Interp(p) => p.run_with(buffers, args),
+            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+            Exec::Jit(p) => p.run_with(buffers, args),
+        }
+    }
+
+    fn runner(&self) -> Arc<dyn ProgramRunner> {
+        match self {
+            Exec::Interp(p) => p.clone(),
+            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+            Exec::Jit(p) => p.clone(),
+        }
+    }
 }
 
 /// Every program a runtime loaded, by id: what `prog_array` maps hold and tail calls jump to.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct ProgramTable {
-    programs: RwLock<Vec<Weak<Prepared>>>,
+    programs: RwLock<Vec<Weak<dyn ProgramRunner>>>,
+}
+
+impl std::fmt::Debug for ProgramTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let programs = self.programs.read().unwrap_or_else(|e| e.into_inner());
+        f.debug_struct("ProgramTable")
+            .field("programs", &programs.len())
+            .finish()
+    }
 }
 
 impl ProgramTable {
-    fn add(&self, prog: &Arc<Prepared>) -> u32 {
+    fn add(&self, prog: &Arc<dyn ProgramRunner>) -> u32 {
         let mut programs = self.programs.write().unwrap_or_else(|e| e.into_inner());
         programs.push(Arc::downgrade(prog));
         (programs.len() - 1) as u32
     }
 
-    pub(crate) fn get(&self, id: u32) -> Option<Arc<Prepared>> {
+    pub(crate) fn get(&self, id: u32) -> Option<Arc<dyn ProgramRunner>> {
         let programs = self.programs.read().unwrap_or_else(|e| e.into_inner());
         programs.get(id as usize).and_then(Weak::upgrade)
     }
@@ -162,6 +228,8 @@ pub struct Runtime {
     verification: Verification,
     buffer_size: Option<u64>,
     verifier_log: bool,
+    engine: Engine,
+    protos: std::collections::HashMap<u32, HelperProto>,
 }
 
 impl Default for Runtime {
@@ -184,7 +252,33 @@ impl Runtime {
             verification: Verification::default(),
             buffer_size: None,
             verifier_log: false,
+            engine: Engine::default(),
+            protos: std::collections::HashMap::new(),
         }
+    }
+
+    /// Sets the engine programs loaded from now on run with ([`Engine::default`]: the JIT where
+    /// supported). An unsupported engine falls back to the interpreter.
+    pub fn set_engine(&mut self, engine: Engine) {
+        self.engine = engine;
+    }
+
+    /// The engine programs are loaded for.
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// Registers an embedder's helper with its prototype, so the verifier checks its arguments (kinds,
+    /// memory sizes, map classes) like a kernel helper's. Helpers registered without one get an opaque
+    /// prototype: initialised arguments, checked at run time by the helper itself.
+    pub fn register_helper_with_proto(
+        &mut self,
+        id: u32,
+        proto: HelperProto,
+        func: impl Fn(&mut HelperCtx<'_>, [u64; 5]) -> Result<u64, HelperError> + Send + Sync + 'static,
+    ) {
+        self.helpers.register(id, proto.name.clone(), func);
+        self.protos.insert(id, proto);
     }
 
     /// Sets how programs are verified before they run (privileged rules by default).
@@ -269,6 +363,7 @@ impl Runtime {
                 context,
                 maps.iter().map(|m| verifying::map_info(m)).collect(),
                 &self.helpers,
+                &self.protos,
                 self.verifier_log,
             )
             .map(Some)
@@ -292,16 +387,54 @@ impl Runtime {
                 unsafe { prepared.add_static_region(region, map.clone()) };
             }
         }
-        let prepared = Arc::new(prepared);
-        let id = self.programs.add(&prepared);
+        let exec = self.compile(
+            &program,
+            &registry,
+            &table,
+            prepared,
+            prog_type,
+            verified.as_ref(),
+        )?;
+        let id = self.programs.add(&exec.runner());
         Ok(LoadedProgram {
             program,
-            prepared,
+            exec,
             prog_type,
             maps: table,
             id,
             verified,
         })
+    }
+
+    /// The program in the form the runtime's engine runs.
+    #[cfg_attr(
+        not(all(target_arch = "x86_64", target_os = "linux")),
+        expect(unused_variables, reason = "only the JIT uses them")
+    )]
+    fn compile(
+        &self,
+        program: &Program,
+        registry: &HelperRegistry,
+        table: &MapTable,
+        prepared: Prepared,
+        prog_type: ProgType,
+        verified: Option<&VerifiedProgram>,
+    ) -> Result<Exec, Error> {
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        if self.engine == Engine::Jit {
+            // Facts are used only where the verified memory cannot shrink at run time: packet
+            // programs (packet bounds are checked against `data_end` in the program itself), not
+            // buffer programs, whose input may be shorter than the size they were verified for.
+            let safe: Vec<bool> = match verified {
+                Some(v) if prog_type.is_packet() => (0..program.slots())
+                    .map(|slot| v.facts().access_proven(slot))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let jit = moat_jit::JitProgram::new(program, registry, table, prepared, &safe)?;
+            return Ok(Exec::Jit(Arc::new(jit)));
+        }
+        Ok(Exec::Interp(Arc::new(prepared)))
     }
 
     /// Assembles and loads assembly text.
@@ -324,7 +457,7 @@ impl Runtime {
 #[derive(Debug, Clone)]
 pub struct LoadedProgram {
     program: Program,
-    prepared: Arc<Prepared>,
+    exec: Exec,
     prog_type: ProgType,
     maps: Arc<MapTable>,
     id: u32,
@@ -336,7 +469,25 @@ impl LoadedProgram {
     /// and `r2` = its length; packet types get their kernel context over the input as the packet,
     /// which is copied back after the run.
     pub fn run(&self, input: &mut [u8]) -> Result<u64, Error> {
-        Ok(context::run(&self.prepared, self.prog_type, input)??)
+        Ok(context::run(&self.exec, self.prog_type, input)??)
+    }
+
+    /// The engine the program runs with.
+    pub fn engine(&self) -> Engine {
+        match self.exec {
+            Exec::Interp(_) => Engine::Interp,
+            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+            Exec::Jit(_) => Engine::Jit,
+        }
+    }
+
+    /// The JIT's machine code for the program, disassembled (`None` for the interpreter).
+    pub fn jit_disassembly(&self) -> Option<String> {
+        match &self.exec {
+            Exec::Interp(_) => None,
+            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+            Exec::Jit(p) => Some(p.disassemble()),
+        }
     }
 
     /// What the verifier proved, unless verification was off.

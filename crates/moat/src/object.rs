@@ -38,9 +38,17 @@ impl Runtime {
     /// verifier needs only the maps' descriptions, so this works for objects whose map types moat
     /// cannot create (perf event arrays, devmaps, ...). Uses this runtime's verification rules
     /// (privileged unless set otherwise; `Off` is treated as privileged).
-    pub fn verify_object(&self, bytes: &[u8], options: ObjectOptions) -> Result<Vec<(String, Verdict)>, Error> {
+    pub fn verify_object(
+        &self,
+        bytes: &[u8],
+        options: ObjectOptions,
+    ) -> Result<Vec<(String, Verdict)>, Error> {
         let object = Object::parse(bytes)?;
-        let maps: Vec<moat_verify::MapInfo> = object.maps.iter().map(crate::verifying::spec_info).collect();
+        let maps: Vec<moat_verify::MapInfo> = object
+            .maps
+            .iter()
+            .map(crate::verifying::spec_info)
+            .collect();
         let mode = self.verification;
         Ok(object
             .programs
@@ -59,9 +67,18 @@ impl Runtime {
                         });
                     }
                     let program = moat_isa::Program::new(&spec.bytecode)?;
-                    let context = crate::verifying::context(prog_type, self.buffer_size.unwrap_or(0));
-                    crate::verifying::verify(&program, mode, context, maps.clone(), &self.helpers, self.verifier_log)
-                        .map_err(Error::Verify)
+                    let context =
+                        crate::verifying::context(prog_type, self.buffer_size.unwrap_or(0));
+                    crate::verifying::verify(
+                        &program,
+                        mode,
+                        context,
+                        maps.clone(),
+                        &self.helpers,
+                        &self.protos,
+                        self.verifier_log,
+                    )
+                    .map_err(Error::Verify)
                 })()
                 .map_err(|e| with_source_line(e, spec));
                 (spec.name.clone(), verdict)

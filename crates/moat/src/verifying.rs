@@ -5,6 +5,7 @@ use crate::{Map, ProgType};
 use moat_interp::HelperRegistry;
 use moat_isa::Program;
 use moat_verify::{Context, Env, HelperProto, MapInfo, Rejection, VerifiedProgram};
+use std::collections::HashMap;
 
 /// How strictly programs are checked before they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -65,10 +66,15 @@ pub(crate) fn verify(
     context: Context,
     maps: Vec<MapInfo>,
     helpers: &HelperRegistry,
+    embedder_protos: &HashMap<u32, HelperProto>,
     log: bool,
 ) -> Result<VerifiedProgram, Box<Rejection>> {
     let protos = |id: u32| {
-        HelperProto::kernel(id).or_else(|| helpers.get(id).map(|h| HelperProto::opaque(&h.name)))
+        embedder_protos
+            .get(&id)
+            .cloned()
+            .or_else(|| HelperProto::kernel(id))
+            .or_else(|| helpers.get(id).map(|h| HelperProto::opaque(&h.name)))
     };
     let env = Env {
         context,

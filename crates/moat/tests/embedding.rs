@@ -84,3 +84,41 @@ fn xdp_programs_see_their_packet_through_32_bit_context_fields() {
         matches!(err, Error::Run(ref r) if matches!(r.kind, RunErrorKind::OutOfBounds { write: true, .. }))
     );
 }
+
+#[test]
+fn embedder_helpers_with_prototypes_are_checked_by_the_verifier() {
+    let mut rt = Runtime::new();
+    rt.set_buffer_size(8);
+    let proto = moat::HelperProto {
+        name: "host_checksum".into(),
+        args: [
+            moat::Arg::MemIn,
+            moat::Arg::Size,
+            moat::Arg::None,
+            moat::Arg::None,
+            moat::Arg::None,
+        ],
+        ret: moat::Ret::Integer,
+        callback: moat::Callback::None,
+    };
+    rt.register_helper_with_proto(1001, proto, |ctx, args| {
+        Ok(ctx
+            .read(1, args[0], args[1])?
+            .iter()
+            .map(|&b| u64::from(b))
+            .sum())
+    });
+    // 8 bytes of the 8-byte context: accepted and run.
+    let prog = rt
+        .load_asm("mov %r2, 8\ncall 1001\nexit")
+        .expect("verified");
+    assert_eq!(prog.run(&mut [1; 8]).expect("runs"), 8);
+    // 16 bytes: the verifier proves the helper would read past the context.
+    let err = rt
+        .load_asm("mov %r2, 16\ncall 1001\nexit")
+        .expect_err("rejected");
+    assert!(
+        matches!(err, Error::Verify(ref r) if r.error.pc == 1),
+        "{err}"
+    );
+}

@@ -165,3 +165,51 @@ fn lpm_routes_by_longest_prefix() {
     assert_eq!(prog.run(&mut packet("udp-10.1.bin")).expect("runs"), 2);
     assert_eq!(prog.run(&mut packet("arp.bin")).expect("runs"), 0);
 }
+
+#[test]
+fn request_filter_policy_allows_denies_and_counts() {
+    let mut rt = Runtime::new();
+    rt.set_buffer_size(76);
+    let bytes = std::fs::read(root().join("examples/c/request_filter.o")).expect("object");
+    let obj = rt
+        .load_object(
+            &bytes,
+            ObjectOptions {
+                prog_type: Some(moat::ProgType::Buffer),
+            },
+        )
+        .expect("loads");
+    let policy = obj.program("filter").expect("program");
+    assert!(
+        policy.verified().is_some(),
+        "verified against the 76-byte request"
+    );
+    obj.map("admins")
+        .expect("map")
+        .update(&[10, 0, 0, 1], &[1], BPF_ANY)
+        .expect("admin");
+    let request = |ip: [u8; 4], path: &str| {
+        let mut b = ip.to_vec();
+        b.extend_from_slice(&1u32.to_ne_bytes());
+        b.extend_from_slice(&(path.len() as u32).to_ne_bytes());
+        let mut p = [0u8; 64];
+        p[..path.len()].copy_from_slice(path.as_bytes());
+        b.extend_from_slice(&p);
+        b
+    };
+    let verdicts: Vec<u64> = [
+        ([10, 0, 0, 1], "/admin/users"),
+        ([10, 0, 0, 2], "/index.html"),
+        ([10, 0, 0, 2], "/admin/delete"),
+        ([10, 0, 0, 2], "/about"),
+        ([10, 0, 0, 2], "/contact"),
+    ]
+    .iter()
+    .map(|(ip, path)| policy.run(&mut request(*ip, path)).expect("runs"))
+    .collect();
+    assert_eq!(
+        verdicts,
+        [1, 1, 0, 1, 0],
+        "admin path for admins only; three requests per client"
+    );
+}

@@ -7,8 +7,9 @@
 //! and loaded as XDP with the object's license. Program arrays get the same handlers in both (slot 6 =
 //! `handle_tcp`, slot 17 = `handle_udp`: a kernel program descriptor, a moat program id) and LPM tries
 //! the same routes. Then the same packets go through both, one at a time (`BPF_PROG_TEST_RUN` with the
-//! packet as `data_in` in the kernel, [`moat::LoadedProgram::run`] in moat), and after every packet the
-//! return value, the packet and every map's full contents are compared:
+//! packet as `data_in` in the kernel, [`moat::LoadedProgram::run`] in moat, once per moat engine: the
+//! interpreter, and the JIT where it is supported), and after every packet the return value, the
+//! packet and every map's full contents are compared:
 //!
 //! * Return values: the kernel reports the low 32 bits of `r0` only, so moat's `r0` is compared on its
 //!   low 32 bits (XDP verdicts are 32-bit; `globals` returns an `int`).
@@ -33,7 +34,7 @@
 //!
 //! The test prints `skipped: <reason>` and passes when `bpf()` is unusable here.
 
-use moat::{LoadedObject, MapType, Object, ObjectOptions, Runtime, BPF_ANY};
+use moat::{Engine, LoadedObject, MapType, Object, ObjectOptions, Runtime, BPF_ANY};
 use moat_isa::{Insn, LddwKind};
 use moat_kernel::{create_map, load_program, KernelError, LoadOptions, ProgType};
 use moat_obj::MapSpec;
@@ -350,12 +351,12 @@ struct Tally {
     maps: usize,
     moat_only_runs: usize,
     records: usize,
-    rejected: Vec<String>,
+    rejected: BTreeSet<String>,
     differences: Vec<String>,
 }
 
 /// Runs one example through moat only (the kernel refused it): results against the source's model.
-fn moat_only(tally: &mut Tally, stem: &str, program: &str, obj: &LoadedObject) {
+fn moat_only(tally: &mut Tally, stem: &str, label: &str, program: &str, obj: &LoadedObject) {
     let prog = obj.program(program).expect("moat loads the program");
     for (i, name) in PACKETS.iter().enumerate() {
         let mut p = packet(name);
@@ -367,19 +368,22 @@ fn moat_only(tally: &mut Tally, stem: &str, program: &str, obj: &LoadedObject) {
         match prog.run(&mut p) {
             Ok(r0) if r0 == expected => {}
             Ok(r0) => tally.differences.push(format!(
-                "{stem}: packet #{i} {name}: moat r0 {r0:#x}, the source promises {expected:#x}"
+                "{label}: packet #{i} {name}: moat r0 {r0:#x}, the source promises {expected:#x}"
             )),
             Err(e) => tally
                 .differences
-                .push(format!("{stem}: packet #{i} {name}: moat failed: {e}")),
+                .push(format!("{label}: packet #{i} {name}: moat failed: {e}")),
         }
     }
 }
 
-fn compare(tally: &mut Tally, stem: &str, program: &str) {
+/// Compares one example, run by moat with `engine`, with the kernel.
+fn compare(tally: &mut Tally, stem: &str, program: &str, engine: Engine) {
     let bytes =
         std::fs::read(root().join("examples/c").join(format!("{stem}.o"))).expect("example object");
-    let rt = Runtime::new();
+    let label = format!("{stem} ({engine:?})");
+    let mut rt = Runtime::new();
+    rt.set_engine(engine);
     let obj = rt
         .load_object(&bytes, ObjectOptions::default())
         .expect("moat loads the example");
@@ -399,8 +403,8 @@ fn compare(tally: &mut Tally, stem: &str, program: &str) {
                     "{stem}: the kernel refused `{prog}` without `{needle}`:\n{log}"
                 ));
             }
-            tally.rejected.push(format!("{stem} ({needle})"));
-            moat_only(tally, stem, program, &obj);
+            tally.rejected.insert(format!("{stem} ({needle})"));
+            moat_only(tally, stem, &label, program, &obj);
             return;
         }
         (Err((prog, log)), None) => {
@@ -413,9 +417,10 @@ fn compare(tally: &mut Tally, stem: &str, program: &str) {
     kernel.setup();
     let kprog = &kernel.programs[program];
     let mprog = obj.program(program).expect("moat loads the program");
+    assert_eq!(mprog.engine(), engine, "{label}: the engine asked for");
     let mut events = Vec::new();
     for (i, name) in PACKETS.iter().enumerate() {
-        let what = format!("{stem}: packet #{i} {name}");
+        let what = format!("{label}: packet #{i} {name}");
         let input = packet(name);
         let run = kprog.test_run(&input, None, 1).expect("kernel test run");
         let mut moat_packet = input.clone();
@@ -459,7 +464,7 @@ fn compare(tally: &mut Tally, stem: &str, program: &str) {
         tally.records += records.len();
         if records != events {
             tally.differences.push(format!(
-                "{stem}: ring buffer `{}`: moat's records {records:02x?}, expected {events:02x?}",
+                "{label}: ring buffer `{}`: moat's records {records:02x?}, expected {events:02x?}",
                 spec.name
             ));
         }
@@ -473,11 +478,15 @@ fn kernel_and_moat_agree_on_the_c_examples() {
         return;
     }
     let mut tally = Tally::default();
+    let engines = [Engine::Interp, Engine::Jit];
+    let engines: Vec<Engine> = engines.into_iter().filter(|e| e.is_supported()).collect();
     for (stem, program) in EXAMPLES {
-        compare(&mut tally, stem, program);
+        for &engine in &engines {
+            compare(&mut tally, stem, program, engine);
+        }
     }
     println!(
-        "kernel examples: {} objects, {} runs, {} maps compared, {} differences",
+        "kernel examples: {} objects, {} runs, {} maps compared, {} differences (moat engines: {engines:?})",
         EXAMPLES.len(),
         tally.runs,
         tally.maps,
@@ -485,7 +494,7 @@ fn kernel_and_moat_agree_on_the_c_examples() {
     );
     println!(
         "  kernel refused: {}; moat alone against the source: {} runs; moat ring records checked: {}",
-        tally.rejected.join(", "),
+        tally.rejected.iter().cloned().collect::<Vec<_>>().join(", "),
         tally.moat_only_runs,
         tally.records
     );

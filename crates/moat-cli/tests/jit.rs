@@ -1,0 +1,58 @@
+//! `moat run --engine jit|interp` and `moat jit-dump`: both engines give the same result and timing
+//! line; the dump shows the entry trampoline and every instruction's code.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn moat(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_moat"))
+        .args(args)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+        .output()
+        .expect("moat runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn both_engines_run_with_repeat_and_agree() {
+    for engine in ["jit", "interp"] {
+        let out = moat(&[
+            "run",
+            "crates/moat-bench/programs/prime.asm",
+            "--engine",
+            engine,
+            "--repeat",
+            "3",
+        ]);
+        assert!(out.status.success(), "{engine}: {out:?}");
+        let text = stdout(&out);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines.first().is_some_and(|l| l.ends_with(" ns/run")),
+            "{engine}: {text}"
+        );
+        assert_eq!(lines.last(), Some(&"0x1"), "{engine}");
+    }
+}
+
+#[test]
+fn jit_dump_disassembles_every_instruction() {
+    let out = moat(&["jit-dump", "crates/moat-bench/programs/loop_sum.asm"]);
+    if !cfg!(all(target_arch = "x86_64", target_os = "linux")) {
+        assert!(!out.status.success());
+        return;
+    }
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    assert!(text.starts_with("entry trampoline:"), "{text}");
+    for slot in 0..6 {
+        assert!(
+            text.contains(&format!("insn {slot}:")),
+            "insn {slot} missing:\n{text}"
+        );
+    }
+    assert!(text.contains("ret"));
+}

@@ -1,0 +1,243 @@
+//! moat's JIT: checked eBPF programs compiled to x86-64 machine code.
+//!
+//! [`JitProgram::new`] compiles a [`moat_isa::Program`] in one pass (a direct emitter, registers
+//! pinned like the Linux kernel's JIT) into shared executable memory ([`codemem`], packed like the
+//! kernel's BPF prog pack). The compiled program has the interpreter's semantics exactly
+//! ([`moat_interp::Prepared`]): the same helpers through the same [`HelperRegistry`], the same `lddw`
+//! values from the same [`LddwResolver`], the same memory regions, limits and typed errors at the same
+//! instruction. Memory accesses the verifier did not prove safe are checked at run time against the
+//! run's [`moat_interp::MemoryMap`]; the instruction budget is counted per basic block, exactly.
+//!
+//! Running compiled code needs no `unsafe` from the caller: all of it is in `codemem` (the
+//! executable memory) and `run` (entering generated code and the Rust functions it calls).
+
+#![deny(missing_docs)]
+#![cfg(all(target_arch = "x86_64", target_os = "linux"))]
+
+pub mod codemem;
+mod dump;
+mod emit;
+pub mod fuzz;
+mod run;
+
+use moat_interp::{
+    Buffer, HelperRegistry, LddwResolver, MemoryMap, PrepareError, Prepared, ProgramRunner, Region,
+    RunError, RunState, CODE_ADDRESS_TAG,
+};
+use moat_isa::Program;
+use thiserror::Error;
+
+pub use codemem::{CodeStats, StrategyFigures};
+
+/// Why a program could not be compiled.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum JitError {
+    /// The program refers to something the runtime lacks (a helper, a map), as for the interpreter.
+    #[error(transparent)]
+    Prepare(#[from] PrepareError),
+    /// Executable memory could not be mapped.
+    #[error("cannot map executable memory")]
+    Memory(#[source] std::io::Error),
+}
+
+/// A program compiled to native code, with the interpreter's form of it for runs the JIT did not
+/// start (a tail call from an interpreted program).
+pub struct JitProgram {
+    prepared: Prepared,
+    code: codemem::CodePiece,
+    /// Native address of the instruction at each slot (0: none), read by `callx`.
+    table: Box<[u64]>,
+    helpers: Vec<emit::ResolvedHelper>,
+    registry: HelperRegistry,
+    blocks: Vec<Vec<usize>>,
+    slot_offsets: Vec<u32>,
+    body_end: u32,
+}
+
+impl std::fmt::Debug for JitProgram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JitProgram")
+            .field("code", &self.code)
+            .field("slots", &self.table.len())
+            .finish()
+    }
+}
+
+impl JitProgram {
+    /// Compiles `program`, resolving helpers in `registry` and `lddw` pseudo sources with `resolver`
+    /// exactly as `prepared` (the interpreter's form of the same program, with its budget and static
+    /// regions) did. `safe`, indexed by slot, marks the memory accesses the verifier proved in bounds;
+    /// those loads and stores run unchecked (atomics keep their check). Pass `&[]` to keep every check.
+    pub fn new(
+        program: &Program,
+        registry: &HelperRegistry,
+        resolver: &dyn LddwResolver,
+        prepared: Prepared,
+        safe: &[bool],
+    ) -> Result<JitProgram, JitError> {
+        let mut table = vec![0u64; program.slots()].into_boxed_slice();
+        let compiled = emit::compile(
+            program,
+            registry,
+            resolver,
+            safe,
+            run::thunks(),
+            table.as_ptr() as u64,
+        )?;
+        let code = codemem::CodePiece::new(&compiled.code).map_err(JitError::Memory)?;
+        for (entry, off) in table.iter_mut().zip(&compiled.slot_offsets) {
+            if *off != u32::MAX {
+                *entry = code.addr() + u64::from(*off);
+            }
+        }
+        Ok(JitProgram {
+            prepared,
+            code,
+            table,
+            helpers: compiled.helpers,
+            registry: registry.clone(),
+            blocks: compiled.blocks,
+            slot_offsets: compiled.slot_offsets,
+            body_end: compiled.body_end,
+        })
+    }
+
+    /// Runs the program on a context buffer: `r1` = its address, `r2` = its length.
+    pub fn run(&self, ctx: &mut [u8]) -> Result<u64, RunError> {
+        let args = [ctx.as_mut_ptr() as u64, ctx.len() as u64, 0, 0, 0];
+        self.run_with(
+            &mut [Buffer {
+                bytes: ctx,
+                writable: true,
+            }],
+            args,
+        )
+    }
+
+    /// Runs the program with `buffers` accessible (the first is the packet of legacy `ldabs`/`ldind`
+    /// loads) and `r1`-`r5` = `args`, as [`Prepared::run_with`].
+    pub fn run_with(&self, buffers: &mut [Buffer<'_>], args: [u64; 5]) -> Result<u64, RunError> {
+        run::run_fresh(self, buffers, args)
+    }
+
+    /// The interpreter's form of the program.
+    pub fn prepared(&self) -> &Prepared {
+        &self.prepared
+    }
+
+    /// Bytes of machine code.
+    pub fn code_len(&self) -> usize {
+        self.code.bytes().len()
+    }
+
+    /// The machine code.
+    pub fn code(&self) -> &[u8] {
+        self.code.bytes()
+    }
+
+    /// The generated machine code, disassembled (Intel syntax), each eBPF instruction's code under
+    /// its slot index.
+    pub fn disassemble(&self) -> String {
+        dump::disassemble(
+            self.code.bytes(),
+            self.code.addr(),
+            &self.slot_offsets,
+            self.body_end,
+        )
+    }
+
+    pub(crate) fn code_addr(&self) -> u64 {
+        self.code.addr()
+    }
+
+    pub(crate) fn budget(&self) -> u64 {
+        self.prepared.budget()
+    }
+
+    pub(crate) fn static_regions(&self) -> &[Region] {
+        self.prepared.static_regions()
+    }
+
+    pub(crate) fn registry(&self) -> &HelperRegistry {
+        &self.registry
+    }
+
+    pub(crate) fn helper(&self, index: u32) -> Option<&emit::ResolvedHelper> {
+        self.helpers.get(index as usize)
+    }
+
+    pub(crate) fn block_slots(&self, block: usize) -> Option<&Vec<usize>> {
+        self.blocks.get(block)
+    }
+
+    /// The native address of the instruction at `slot`.
+    pub(crate) fn native(&self, slot: usize) -> Option<u64> {
+        self.table.get(slot).copied().filter(|&a| a != 0)
+    }
+
+    fn native_of_code_address(&self, addr: u64) -> Option<u64> {
+        if addr & 0xffff_0000_0000_0000 != CODE_ADDRESS_TAG {
+            return None;
+        }
+        self.native((addr & 0xffff_ffff) as usize)
+    }
+}
+
+impl ProgramRunner for JitProgram {
+    fn is_function(&self, addr: u64) -> bool {
+        self.native_of_code_address(addr).is_some()
+    }
+
+    fn run_function(
+        &self,
+        mem: &mut MemoryMap,
+        addr: u64,
+        args: [u64; 5],
+        frame_top: u64,
+        depth: usize,
+        state: &mut RunState,
+    ) -> Result<u64, RunError> {
+        match (
+            run::jit_ctx(state),
+            self.native_of_code_address(addr),
+            run::valid_frame(state, frame_top),
+        ) {
+            (Some(ctx), Some(native), true) => {
+                // SAFETY: `jit_ctx` found the context of a JIT run at the stack top of `state`,
+                // `frame_top` is a frame of that stack and `native` an instruction of this program;
+                // `mem`'s regions are valid for the run by `MemoryMap`'s own contract.
+                unsafe { run::enter(self, ctx, mem, state, native, args, frame_top) }
+            }
+            _ => self
+                .prepared
+                .run_function(mem, addr, args, frame_top, depth, state),
+        }
+    }
+
+    fn run_tail(
+        &self,
+        mem: &mut MemoryMap,
+        ctx: u64,
+        frame_top: u64,
+        depth: usize,
+        state: &mut RunState,
+    ) -> Result<u64, RunError> {
+        match (
+            run::jit_ctx(state),
+            self.native(0),
+            run::valid_frame(state, frame_top),
+        ) {
+            (Some(c), Some(native), true) => {
+                // SAFETY: as in `run_function`, for the program's first instruction.
+                unsafe { run::enter(self, c, mem, state, native, [ctx, 0, 0, 0, 0], frame_top) }
+            }
+            _ => self.prepared.run_tail(mem, ctx, frame_top, depth, state),
+        }
+    }
+}
+
+/// Executable memory in use by all compiled programs of the process.
+pub fn code_stats() -> CodeStats {
+    codemem::stats()
+}

@@ -1,0 +1,17 @@
+# rule: a variable offset into a map value bounded by a mask is safe (twin of mapval-oob-variable).
+# context: buffer 8
+# map: values array 4 8 1
+# accept
+stw [%r10-4], 0             # 0: key = 0
+mov %r2, %r10               # 1
+add %r2, -4                 # 2
+lddw %r1, map_idx(0)        # 3
+call 1                      # 5: bpf_map_lookup_elem
+jeq %r0, 0, out             # 6
+ldxb %r1, [%r0+0]           # 7
+and %r1, 7                  # 8
+add %r0, %r1                # 9
+ldxb %r1, [%r0+0]           # 10
+out:
+mov %r0, 0
+exit

@@ -1,0 +1,8 @@
+# rule: an unprivileged program may not byte-swap a pointer.
+# context: buffer 8
+# unprivileged
+# reject: PointerArithmetic at 1
+mov %r1, %r10
+be16 %r1
+mov %r0, 0
+exit
