@@ -231,6 +231,9 @@ impl MoatEngine {
     ) -> Result<MoatEngine, moat::Error> {
         let mut rt = moat::Runtime::new();
         rt.set_engine(engine);
+        // Verified for its input, as moat runs programs: the JIT then drops the checks of accesses
+        // the verifier proved in bounds.
+        rt.set_buffer_size(program.input.len() as u64);
         Ok(MoatEngine {
             prog: rt.load_bytecode(&program.bytecode)?,
             input: program.input.clone(),

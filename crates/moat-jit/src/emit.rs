@@ -182,6 +182,7 @@ pub(crate) fn compile(
     registry: &HelperRegistry,
     resolver: &dyn LddwResolver,
     safe: &[bool],
+    count_budget: bool,
     thunks: Thunks,
     table: u64,
 ) -> Result<Compiled, PrepareError> {
@@ -213,7 +214,7 @@ pub(crate) fn compile(
     for (i, &(pc, insn)) in insns.iter().enumerate() {
         let label = e.labels[i];
         dynasm!(e.asm ; .arch x64 ; =>label);
-        if let Some(b) = block_of[i] {
+        if let (true, Some(b)) = (count_budget, block_of[i]) {
             let n = block_list.get(b as usize).map_or(0, Vec::len);
             e.budget(b, n);
         }

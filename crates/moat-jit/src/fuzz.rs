@@ -688,7 +688,7 @@ pub fn run_both(case: &Case) -> Result<(Outcome, Outcome), Skip> {
     let registry = registry();
     let prepared =
         Prepared::new(&program, &registry, &NoMaps).map_err(|e| Skip::Malformed(e.to_string()))?;
-    let jit = JitProgram::new(&program, &registry, &NoMaps, prepared.clone(), &[])
+    let jit = JitProgram::new(&program, &registry, &NoMaps, prepared.clone(), &[], false)
         .map_err(|e| Skip::Malformed(e.to_string()))?;
     let mut buf = case.mem.clone();
     let base = buf.as_ptr() as u64;

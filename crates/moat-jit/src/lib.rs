@@ -69,12 +69,15 @@ impl JitProgram {
     /// exactly as `prepared` (the interpreter's form of the same program, with its budget and static
     /// regions) did. `safe`, indexed by slot, marks the memory accesses the verifier proved in bounds;
     /// those loads and stores run unchecked (atomics keep their check). Pass `&[]` to keep every check.
+    /// `terminates` says the verifier proved every path ends (it explored them all): the code then
+    /// counts no instruction budget, as the kernel's JIT; unverified programs must pass `false`.
     pub fn new(
         program: &Program,
         registry: &HelperRegistry,
         resolver: &dyn LddwResolver,
         prepared: Prepared,
         safe: &[bool],
+        terminates: bool,
     ) -> Result<JitProgram, JitError> {
         let mut table = vec![0u64; program.slots()].into_boxed_slice();
         let compiled = emit::compile(
@@ -82,6 +85,7 @@ impl JitProgram {
             registry,
             resolver,
             safe,
+            !terminates,
             run::thunks(),
             table.as_ptr() as u64,
         )?;

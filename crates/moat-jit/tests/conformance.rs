@@ -37,8 +37,8 @@ fn conformance_programs_agree_with_the_interpreter() {
         let Ok(prepared) = Prepared::new(&program, &registry, &NoMaps) else {
             continue;
         };
-        let jit =
-            JitProgram::new(&program, &registry, &NoMaps, prepared.clone(), &[]).expect("compiles");
+        let jit = JitProgram::new(&program, &registry, &NoMaps, prepared.clone(), &[], false)
+            .expect("compiles");
         let mut m1 = file.mem.clone();
         let mut m2 = file.mem.clone();
         let a = prepared.run(&mut m1);

@@ -1487,6 +1487,7 @@ impl<'p, 'e> Checker<'p, 'e> {
                     }
                 }
             }
+            self.facts.approximate = true;
             let mut cb_state = st.clone();
             self.call_function(pc, &mut cb_state, f, next, true)?;
             let depth = cb_state.frames.len() - 1;

@@ -25,6 +25,9 @@ pub struct Facts {
     pub helper_args: HashMap<(usize, u8), Vec<Reg>>,
     /// Local calls and callbacks: (call site slot, callee slot).
     pub calls: Vec<(usize, usize)>,
+    /// Set when a helper callback (`bpf_loop`, `bpf_for_each_map_elem`) was verified for one
+    /// invocation only: then no access counts as proven, since later invocations may see other types.
+    pub approximate: bool,
 }
 
 impl Facts {
@@ -51,6 +54,6 @@ impl Facts {
     /// Whether the memory access at `slot` was proven in bounds (every load/store of a verified
     /// program that can run was).
     pub fn access_proven(&self, slot: usize) -> bool {
-        self.accesses.contains_key(&slot)
+        !self.approximate && self.accesses.contains_key(&slot)
     }
 }

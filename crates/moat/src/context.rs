@@ -120,6 +120,16 @@ pub enum ContextError {
         /// The limit.
         max: usize,
     },
+    /// A buffer program was verified for a larger input.
+    #[error(
+        "input of {len} bytes is shorter than the {verified} bytes the program was verified for"
+    )]
+    InputTooSmall {
+        /// The input's length.
+        len: usize,
+        /// The size it was verified for.
+        verified: u64,
+    },
     /// Memory below 4 GiB could not be mapped.
     #[error("cannot map packet memory below 4 GiB: {0}")]
     LowMemory(String),

@@ -396,6 +396,10 @@ impl Runtime {
             verified.as_ref(),
         )?;
         let id = self.programs.add(&exec.runner());
+        let verified_size = match (prog_type, &verified) {
+            (ProgType::Buffer, Some(_)) => self.buffer_size,
+            _ => None,
+        };
         Ok(LoadedProgram {
             program,
             exec,
@@ -403,6 +407,7 @@ impl Runtime {
             maps: table,
             id,
             verified,
+            verified_size,
         })
     }
 
@@ -423,15 +428,20 @@ impl Runtime {
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
         if self.engine == Engine::Jit {
             // Facts are used only where the verified memory cannot shrink at run time: packet
-            // programs (packet bounds are checked against `data_end` in the program itself), not
-            // buffer programs, whose input may be shorter than the size they were verified for.
+            // programs (packet bounds are checked against `data_end` in the program itself) and
+            // buffer programs, whose runs refuse inputs shorter than the size they were verified for.
             let safe: Vec<bool> = match verified {
-                Some(v) if prog_type.is_packet() => (0..program.slots())
+                Some(v) if prog_type.is_packet() || prog_type == ProgType::Buffer => (0..program
+                    .slots())
                     .map(|slot| v.facts().access_proven(slot))
                     .collect(),
                 _ => Vec::new(),
             };
-            let jit = moat_jit::JitProgram::new(program, registry, table, prepared, &safe)?;
+            // A verified program terminates on every path (the verifier explored them all), so its
+            // code counts no budget, like the kernel's; unverified programs keep the budget.
+            let terminates = verified.is_some_and(|v| !v.facts().approximate);
+            let jit =
+                moat_jit::JitProgram::new(program, registry, table, prepared, &safe, terminates)?;
             return Ok(Exec::Jit(Arc::new(jit)));
         }
         Ok(Exec::Interp(Arc::new(prepared)))
@@ -462,13 +472,24 @@ pub struct LoadedProgram {
     maps: Arc<MapTable>,
     id: u32,
     verified: Option<VerifiedProgram>,
+    /// For buffer programs: the input size they were verified for.
+    verified_size: Option<u64>,
 }
 
 impl LoadedProgram {
     /// Runs the program on `input` and returns `r0`. For the buffer type `r1` = the input's address
     /// and `r2` = its length; packet types get their kernel context over the input as the packet,
-    /// which is copied back after the run.
+    /// which is copied back after the run. A buffer program verified for an `N`-byte input refuses
+    /// shorter inputs.
     pub fn run(&self, input: &mut [u8]) -> Result<u64, Error> {
+        if let (ProgType::Buffer, Some(size)) = (self.prog_type, self.verified_size) {
+            if (input.len() as u64) < size {
+                return Err(Error::Context(ContextError::InputTooSmall {
+                    len: input.len(),
+                    verified: size,
+                }));
+            }
+        }
         Ok(context::run(&self.exec, self.prog_type, input)??)
     }
 

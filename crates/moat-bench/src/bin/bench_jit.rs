@@ -230,6 +230,7 @@ fn compile_times() -> String {
                 &moat_interp::NoMaps,
                 prepared.clone(),
                 &[],
+                false,
             )
             .unwrap(),
         );
@@ -258,9 +259,16 @@ fn compile_times() -> String {
             })
         })
         .unwrap_or((0.0, f64::NAN));
-    let code = moat_jit::JitProgram::new(&program, &registry, &moat_interp::NoMaps, prepared, &[])
-        .unwrap()
-        .code_len();
+    let code = moat_jit::JitProgram::new(
+        &program,
+        &registry,
+        &moat_interp::NoMaps,
+        prepared,
+        &[],
+        false,
+    )
+    .unwrap()
+    .code_len();
     format!(
         "| program of {insns} instructions | µs per 1 000 instructions |\n|---|--:|\n\
          | moat interpreter: lowering (`Prepared::new`) | {prepare:.1} |\n\
@@ -284,7 +292,8 @@ fn code_memory() -> String {
     let progs: Vec<moat_jit::JitProgram> = (0..1000)
         .map(|_| {
             let p = moat_interp::Prepared::new(&program, &registry, &moat_interp::NoMaps).unwrap();
-            moat_jit::JitProgram::new(&program, &registry, &moat_interp::NoMaps, p, &[]).unwrap()
+            moat_jit::JitProgram::new(&program, &registry, &moat_interp::NoMaps, p, &[], false)
+                .unwrap()
         })
         .collect();
     let after = (moat_jit::code_stats(), mappings());
