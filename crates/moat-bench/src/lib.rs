@@ -231,6 +231,8 @@ impl MoatEngine {
     ) -> Result<MoatEngine, moat::Error> {
         let mut rt = moat::Runtime::new();
         rt.set_engine(engine);
+        // The engines alone: isolation's per-run cost is measured by `bench_isolation`.
+        rt.set_isolation(moat::Isolation::None);
         // Verified for its input, as moat runs programs: the JIT then drops the checks of accesses
         // the verifier proved in bounds.
         rt.set_buffer_size(program.input.len() as u64);

@@ -168,6 +168,14 @@ struct RunArgs {
     /// Verify with the rules of an unprivileged loader.
     #[arg(long)]
     unprivileged: bool,
+    /// Isolation of the program's domain: none, sfi or mpk (default: mpk where protection keys
+    /// exist, else sfi).
+    #[arg(long, value_parser = parse_isolation)]
+    isolation: Option<moat::Isolation>,
+}
+
+fn parse_isolation(name: &str) -> Result<moat::Isolation, moat::UnknownIsolation> {
+    moat::Isolation::parse(name)
 }
 
 fn parse_hex_bytes(text: &str) -> Result<Vec<u8>> {
@@ -207,6 +215,7 @@ fn run(args: RunArgs) -> Result<()> {
         (false, false) => Verification::Privileged,
     });
     rt.set_engine(args.engine.engine());
+    rt.set_isolation(args.isolation.unwrap_or_else(moat::Isolation::detect));
     let loaded = input.load(&rt, ObjectOptions { prog_type }, args.program.as_deref())?;
     let name = input.path();
     let prog = loaded.program().with_context(|| name.to_string())?;

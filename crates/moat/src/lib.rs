@@ -23,6 +23,7 @@ mod verifying;
 use moat_interp::{HelperRegistry, Prepared, ProgramRunner, Region};
 use moat_isa::datafile::DataFileError;
 use moat_isa::{AsmError, Program, ProgramError};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use thiserror::Error;
 
@@ -30,6 +31,7 @@ pub use context::{ContextError, ProgType, UnknownProgType, MAX_PACKET};
 pub use maphelpers::{MapTable, MAP_HANDLE_TAG};
 pub use moat_interp::{HelperCtx, HelperError, RunError, RunErrorKind};
 pub use moat_isa::datafile::DataFile;
+pub use moat_isolate::{Domain, IsolateError, Isolation, UnknownIsolation};
 pub use moat_maps::{
     Map, MapDef, MapError, MapType, BPF_ANY, BPF_EXIST, BPF_F_RDONLY_PROG, BPF_NOEXIST,
 };
@@ -108,6 +110,17 @@ pub enum Error {
     /// The verifier rejected the program.
     #[error("verifier: {0}")]
     Verify(Box<Rejection>),
+    /// A protection domain could not be made (`mpk` without protection keys, no address space).
+    #[error(transparent)]
+    Isolation(#[from] IsolateError),
+    /// The program ended with too many isolation violations and no longer runs.
+    #[error("program `{program}` is disabled after {violations} isolation violations")]
+    Disabled {
+        /// The program.
+        program: String,
+        /// Violations counted.
+        violations: u32,
+    },
     /// An error in a named program.
     #[error("program `{program}`")]
     InProgram {
@@ -193,8 +206,12 @@ impl Exec {
 /// Every program a runtime loaded, by id: what `prog_array` maps hold and tail calls jump to.
 #[derive(Default)]
 pub(crate) struct ProgramTable {
-    programs: RwLock<Vec<Weak<dyn ProgramRunner>>>,
+    /// Each program with the identities of its maps (what its runs may reach).
+    programs: RwLock<Vec<TableEntry>>,
 }
+
+/// A program of the table and the identities of its maps.
+type TableEntry = (Weak<dyn ProgramRunner>, Vec<usize>);
 
 impl std::fmt::Debug for ProgramTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -206,15 +223,27 @@ impl std::fmt::Debug for ProgramTable {
 }
 
 impl ProgramTable {
-    fn add(&self, prog: &Arc<dyn ProgramRunner>) -> u32 {
+    fn add(&self, prog: &Arc<dyn ProgramRunner>, maps: &MapTable) -> u32 {
         let mut programs = self.programs.write().unwrap_or_else(|e| e.into_inner());
-        programs.push(Arc::downgrade(prog));
+        programs.push((Arc::downgrade(prog), maphelpers::identities(maps.maps())));
         (programs.len() - 1) as u32
     }
 
-    pub(crate) fn get(&self, id: u32) -> Option<Arc<dyn ProgramRunner>> {
+    /// Program `id` as a tail-call target of a program whose maps are `caller`: `Ok(None)` if there
+    /// is no such program, an error if it may reach a map the caller may not (another domain's).
+    pub(crate) fn get_within(
+        &self,
+        id: u32,
+        caller: &[usize],
+    ) -> Result<Option<Arc<dyn ProgramRunner>>, ()> {
         let programs = self.programs.read().unwrap_or_else(|e| e.into_inner());
-        programs.get(id as usize).and_then(Weak::upgrade)
+        let Some((prog, maps)) = programs.get(id as usize) else {
+            return Ok(None);
+        };
+        if !maps.iter().all(|m| caller.contains(m)) {
+            return Err(());
+        }
+        Ok(prog.upgrade())
     }
 }
 
@@ -230,6 +259,8 @@ pub struct Runtime {
     verifier_log: bool,
     engine: Engine,
     protos: std::collections::HashMap<u32, HelperProto>,
+    isolation: Isolation,
+    violation_limit: u32,
 }
 
 impl Default for Runtime {
@@ -254,6 +285,37 @@ impl Runtime {
             verifier_log: false,
             engine: Engine::default(),
             protos: std::collections::HashMap::new(),
+            isolation: Isolation::Sfi,
+            violation_limit: DEFAULT_VIOLATION_LIMIT,
+        }
+    }
+
+    /// Sets how programs loaded from now on are isolated ([`Isolation::Sfi`] by default; the CLI
+    /// defaults to [`Isolation::detect`]). Under `Sfi` and `Mpk` every object (and every program loaded
+    /// on its own) gets a [`Domain`]: the object's maps are allocated in it and buffer contexts are
+    /// copied into it for each run; `Mpk` also tags it with a protection key (loading fails with
+    /// [`Error::Isolation`] where keys are unavailable). `None` is the behaviour before isolation:
+    /// maps on the heap, contexts in place. The engines' checks stay on in every mode.
+    pub fn set_isolation(&mut self, isolation: Isolation) {
+        self.isolation = isolation;
+    }
+
+    /// The isolation programs are loaded with.
+    pub fn isolation(&self) -> Isolation {
+        self.isolation
+    }
+
+    /// Sets after how many isolation violations (runs ending with an out-of-bounds access, a bad
+    /// atomic, a bad call target or a refused helper argument) a program is disabled; 0: never.
+    pub fn set_violation_limit(&mut self, limit: u32) {
+        self.violation_limit = limit;
+    }
+
+    /// A domain for a new object or program, unless isolation is `None`.
+    pub(crate) fn new_domain(&self) -> Result<Option<Domain>, Error> {
+        match self.isolation {
+            Isolation::None => Ok(None),
+            other => Ok(Some(Domain::new(other)?)),
         }
     }
 
@@ -337,16 +399,42 @@ impl Runtime {
         Map::create(def).map(Arc::new)
     }
 
-    /// Loads bytecode whose `lddw rX, map_idx(N)` / `map_idx_value(N, OFF)` refer to `maps[N]`.
-    #[expect(
-        unsafe_code,
-        reason = "hands map storage to the interpreter as accessible memory"
-    )]
+    /// Loads bytecode whose `lddw rX, map_idx(N)` / `map_idx_value(N, OFF)` refer to `maps[N]`. The
+    /// program gets a domain of its own (unless isolation is `None`), holding its context copies; maps
+    /// created with [`Runtime::create_map`] stay on the heap.
     pub fn load_with_maps(
         &self,
         bytes: &[u8],
         prog_type: ProgType,
         maps: &[Arc<Map>],
+    ) -> Result<LoadedProgram, Error> {
+        let domain = self.new_domain()?;
+        self.load_in(bytes, prog_type, maps, domain)
+    }
+
+    /// Loads a program into an existing `domain`, whose maps (created with
+    /// `Map::create_in(def, domain.memory())`) it may share with the domain's other programs.
+    pub fn load_in_domain(
+        &self,
+        bytes: &[u8],
+        prog_type: ProgType,
+        maps: &[Arc<Map>],
+        domain: &Domain,
+    ) -> Result<LoadedProgram, Error> {
+        self.load_in(bytes, prog_type, maps, Some(domain.clone()))
+    }
+
+    /// Loads a program into `domain` (see [`Runtime::load_with_maps`]).
+    #[expect(
+        unsafe_code,
+        reason = "hands map storage to the interpreter as accessible memory"
+    )]
+    pub(crate) fn load_in(
+        &self,
+        bytes: &[u8],
+        prog_type: ProgType,
+        maps: &[Arc<Map>],
+        domain: Option<Domain>,
     ) -> Result<LoadedProgram, Error> {
         let program = Program::new(bytes)?;
         // A buffer program is verified only when the buffer's size is known (`set_buffer_size`);
@@ -395,7 +483,7 @@ impl Runtime {
             prog_type,
             verified.as_ref(),
         )?;
-        let id = self.programs.add(&exec.runner());
+        let id = self.programs.add(&exec.runner(), &table);
         let verified_size = match (prog_type, &verified) {
             (ProgType::Buffer, Some(_)) => self.buffer_size,
             _ => None,
@@ -408,6 +496,12 @@ impl Runtime {
             id,
             verified,
             verified_size,
+            domain,
+            guard: Arc::new(Guard {
+                name: format!("#{id}"),
+                violations: AtomicU32::new(0),
+                limit: self.violation_limit,
+            }),
         })
     }
 
@@ -463,6 +557,26 @@ impl Runtime {
     }
 }
 
+/// Violations after which a program is disabled by default ([`Runtime::set_violation_limit`]).
+pub const DEFAULT_VIOLATION_LIMIT: u32 = 3;
+
+/// Whether a run error is an isolation violation: an access outside the program's memory, a bad
+/// atomic, a call to something that is not the program's, or a helper argument refused by the audit
+/// (a pointer outside the program's memory, a handle or value not the program's).
+pub fn is_violation(e: &RunError) -> bool {
+    match &e.kind {
+        RunErrorKind::OutOfBounds { .. }
+        | RunErrorKind::BadAtomic { .. }
+        | RunErrorKind::BadCallTarget { .. } => true,
+        RunErrorKind::Helper { source, .. } => match source {
+            HelperError::OutOfBounds { .. } | HelperError::BadArgument { .. } => true,
+            HelperError::Callback(inner) => is_violation(inner),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
 /// A loaded, structurally checked program, ready to run.
 #[derive(Debug, Clone)]
 pub struct LoadedProgram {
@@ -474,6 +588,30 @@ pub struct LoadedProgram {
     verified: Option<VerifiedProgram>,
     /// For buffer programs: the input size they were verified for.
     verified_size: Option<u64>,
+    /// The protection domain (`None` without isolation).
+    domain: Option<Domain>,
+    /// Name and violation count, shared by clones.
+    guard: Arc<Guard>,
+}
+
+/// What disables a program after too many violations.
+#[derive(Debug)]
+pub(crate) struct Guard {
+    /// The program's name (its function in an object, else `#id`), for errors.
+    pub(crate) name: String,
+    violations: AtomicU32,
+    limit: u32,
+}
+
+impl Guard {
+    /// A fresh guard with the same limit, for program `name`.
+    pub(crate) fn renamed(&self, name: &str) -> Guard {
+        Guard {
+            name: name.to_string(),
+            violations: AtomicU32::new(self.violations.load(Ordering::Relaxed)),
+            limit: self.limit,
+        }
+    }
 }
 
 impl LoadedProgram {
@@ -481,7 +619,17 @@ impl LoadedProgram {
     /// and `r2` = its length; packet types get their kernel context over the input as the packet,
     /// which is copied back after the run. A buffer program verified for an `N`-byte input refuses
     /// shorter inputs.
+    ///
+    /// A run that ends with an isolation violation ([`is_violation`]) is counted; once the runtime's
+    /// violation limit is reached, runs fail with [`Error::Disabled`].
     pub fn run(&self, input: &mut [u8]) -> Result<u64, Error> {
+        let seen = self.guard.violations.load(Ordering::Relaxed);
+        if self.guard.limit > 0 && seen >= self.guard.limit {
+            return Err(Error::Disabled {
+                program: self.guard.name.clone(),
+                violations: seen,
+            });
+        }
         if let (ProgType::Buffer, Some(size)) = (self.prog_type, self.verified_size) {
             if (input.len() as u64) < size {
                 return Err(Error::Context(ContextError::InputTooSmall {
@@ -490,7 +638,45 @@ impl LoadedProgram {
                 }));
             }
         }
-        Ok(context::run(&self.exec, self.prog_type, input)??)
+        let result = self.run_isolated(input)?;
+        if let Err(e) = &result {
+            if is_violation(e) {
+                self.guard.violations.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(result?)
+    }
+
+    /// Runs in the program's domain: buffer and tracing inputs are copied into its context area
+    /// (packet contexts stay in their low-memory buffer), under the domain's PKRU with `mpk`.
+    fn run_isolated(&self, input: &mut [u8]) -> Result<Result<u64, RunError>, ContextError> {
+        let Some(domain) = &self.domain else {
+            return context::run(&self.exec, self.prog_type, input);
+        };
+        let _pkru = domain.pkey().map(moat_isolate::mpk::PkruGuard::enter);
+        if matches!(self.prog_type, ProgType::Buffer | ProgType::Tracing) {
+            if let Some(result) =
+                domain.with_context(input, |ctx| context::run(&self.exec, self.prog_type, ctx))
+            {
+                return result;
+            }
+        }
+        context::run(&self.exec, self.prog_type, input)
+    }
+
+    /// The program's name: its function in an object, `#id` otherwise.
+    pub fn name(&self) -> &str {
+        &self.guard.name
+    }
+
+    /// The program's protection domain (`None` when loaded without isolation).
+    pub fn domain(&self) -> Option<&Domain> {
+        self.domain.as_ref()
+    }
+
+    /// Isolation violations counted so far.
+    pub fn violations(&self) -> u32 {
+        self.guard.violations.load(Ordering::Relaxed)
     }
 
     /// The engine the program runs with.

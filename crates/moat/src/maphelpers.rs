@@ -20,6 +20,15 @@ const MAP_HANDLE_MASK: u64 = 0xffff_ff00_0000_0000;
 /// The most iterations `bpf_loop` accepts, as in the kernel.
 const MAX_LOOPS: u64 = 1 << 23;
 
+/// The identities of `maps` (their addresses), sorted: what the program table compares to keep tail
+/// calls inside a domain.
+pub(crate) fn identities(maps: &[Arc<Map>]) -> Vec<usize> {
+    let mut ids: Vec<usize> = maps.iter().map(|m| Arc::as_ptr(m) as usize).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 /// The maps one program uses, indexed as its `map_idx` references.
 #[derive(Debug, Clone, Default)]
 pub struct MapTable {
@@ -245,14 +254,24 @@ pub(crate) fn register(
         Ok(map.ringbuf_query(a[1]))
     });
     let t = table.clone();
+    let own = identities(table.maps());
     registry.register(id::TAIL_CALL, "bpf_tail_call", move |ctx, a| {
         let map = t.of_type(2, a[1], &[MapType::ProgArray], "bpf_tail_call")?;
         let index = u32::try_from(a[2]).unwrap_or(u32::MAX);
-        let Some(target) = map
-            .get_prog(index)
-            .and_then(|prog| programs.upgrade().and_then(|p| p.get(prog)))
-        else {
-            return Ok(neg_errno(moat_maps::errno::ENOENT));
+        // A tail call runs the target with the caller's memory, so it may only reach a program whose
+        // maps are all the caller's too: never a program of another object (another domain).
+        let target = match map.get_prog(index).map(|prog| {
+            let table = programs.upgrade();
+            (prog, table.map(|p| p.get_within(prog, &own)))
+        }) {
+            Some((_, Some(Ok(Some(target))))) => target,
+            Some((prog, Some(Err(())))) => {
+                return Err(HelperError::BadArgument {
+                    arg: 3,
+                    reason: format!("program {prog} belongs to another domain"),
+                })
+            }
+            _ => return Ok(neg_errno(moat_maps::errno::ENOENT)),
         };
         match ctx.tail_call(target, a[0]) {
             Ok(()) => Ok(0),

@@ -93,10 +93,15 @@ impl Runtime {
     /// (`.values = { [i] = &prog }`) are filled with the programs' ids.
     pub fn load_object(&self, bytes: &[u8], options: ObjectOptions) -> Result<LoadedObject, Error> {
         let object = Object::parse(bytes)?;
+        // One domain per object: its programs share its maps, which live in the domain.
+        let domain = self.new_domain()?;
         let mut maps = Vec::with_capacity(object.maps.len());
         for spec in &object.maps {
             let map = map_def(spec)
-                .and_then(Map::create)
+                .and_then(|def| match &domain {
+                    Some(d) => Map::create_in(def, d.memory()),
+                    None => Map::create(def),
+                })
                 .map_err(|source| Error::Map {
                     name: spec.name.clone(),
                     source,
@@ -125,7 +130,11 @@ impl Runtime {
                         insn: u.insn,
                     }));
                 }
-                self.load_with_maps(&spec.bytecode, prog_type, &maps)
+                self.load_in(&spec.bytecode, prog_type, &maps, domain.clone())
+                    .map(|mut p| {
+                        p.guard = Arc::new(p.guard.renamed(&spec.name));
+                        p
+                    })
                     .map_err(|e| Arc::new(with_source_line(e, spec).in_program(&spec.name)))
             })
             .collect::<Vec<_>>();

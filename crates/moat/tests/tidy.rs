@@ -53,6 +53,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("moat-verify", &["moat-isa"][..]),
         ("moat-jit", &["moat-isa", "moat-interp", "moat-verify"][..]),
         ("moat-pool", &["moat-maps"][..]),
+        ("moat-isolate", &["moat-maps"][..]),
         (
             "moat",
             &[
@@ -63,6 +64,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "moat-jit",
                 "moat-maps",
                 "moat-pool",
+                "moat-isolate",
             ][..],
         ),
         ("moat-cli", &["moat", "moat-isa"][..]),

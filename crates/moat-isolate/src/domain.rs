@@ -1,0 +1,380 @@
+//! Protection domains: one guarded, aligned arena per loaded object or program, holding what its
+//! programs may touch: the memory of its maps ([`DomainMemory`]), a context area runs copy their
+//! input into, and a stack area held for the engines.
+//!
+//! Layout of the arena (offsets from [`Domain::base`], which is a multiple of [`Domain::size`]):
+//!
+//! ```text
+//! guard (PROT_NONE) | stack (4 KiB, held) | context (64 KiB) | map heap ... | uncommitted | guard
+//! ```
+//!
+//! Only the allocated prefix is readable and writable; the rest of the arena and the guards fault.
+
+use crate::mpk::Pkey;
+use crate::sys::{ContextToken, Reservation};
+use crate::{IsolateError, Isolation};
+use moat_maps::MapError;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Bytes of the stack area held in every domain (the engines' eBPF stack: 8 frames of 512 bytes).
+pub const STACK_AREA: usize = 4096;
+/// Bytes of the context area: the largest input a run copies into its domain.
+pub const CONTEXT_AREA: usize = 64 * 1024;
+/// Default arena size (virtual; only what is allocated is committed).
+pub const DEFAULT_ARENA: usize = 64 << 20;
+/// Bytes of guard on each side of the arena.
+pub const GUARD: usize = 64 * 1024;
+/// Granularity in which the arena is committed.
+const COMMIT_STEP: usize = 64 * 1024;
+const HEAP_START: usize = STACK_AREA + CONTEXT_AREA;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+#[derive(Debug)]
+struct Heap {
+    /// Next unallocated offset.
+    next: usize,
+    /// Committed prefix of the arena.
+    committed: usize,
+    /// Freed ranges (offset, size), zeroed, reused for requests that fit them exactly in size.
+    free: Vec<(usize, usize)>,
+    /// Bytes currently allocated to maps.
+    allocated: usize,
+}
+
+#[derive(Debug)]
+struct Inner {
+    id: u64,
+    isolation: Isolation,
+    arena: Reservation,
+    heap: Mutex<Heap>,
+    context: Mutex<ContextToken>,
+    /// The key the arena is tagged with (`mpk` only). Declared after `arena` so the memory is
+    /// unmapped before the key is freed.
+    pkey: Option<Pkey>,
+}
+
+/// A protection domain (cheap to clone: clones share it). The arena is unmapped when the last clone
+/// and the last map allocated from it are gone.
+#[derive(Debug, Clone)]
+pub struct Domain {
+    inner: Arc<Inner>,
+}
+
+/// What a domain uses, for reports and benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DomainStats {
+    /// Reserved virtual bytes of the arena (guards excluded).
+    pub reserved: usize,
+    /// Committed (readable and writable) bytes.
+    pub committed: usize,
+    /// Bytes allocated to maps.
+    pub allocated: usize,
+}
+
+impl Domain {
+    /// A domain of the default arena size for `isolation` (`Mpk` allocates and tags a key).
+    pub fn new(isolation: Isolation) -> Result<Domain, IsolateError> {
+        Domain::with_arena(isolation, DEFAULT_ARENA)
+    }
+
+    /// A domain whose arena is `arena` bytes (a power of two, at least 128 KiB).
+    pub fn with_arena(isolation: Isolation, arena: usize) -> Result<Domain, IsolateError> {
+        if !arena.is_power_of_two() || arena < 2 * HEAP_START {
+            return Err(IsolateError::ArenaSize { size: arena });
+        }
+        let pkey = match isolation {
+            Isolation::Mpk => Some(Pkey::alloc()?),
+            Isolation::None | Isolation::Sfi => None,
+        };
+        let reservation = Reservation::new(arena, GUARD).map_err(IsolateError::Map)?;
+        let committed = HEAP_START.next_multiple_of(COMMIT_STEP);
+        reservation
+            .commit(0, committed, pkey.as_ref().map(Pkey::key))
+            .map_err(IsolateError::Map)?;
+        Ok(Domain {
+            inner: Arc::new(Inner {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                isolation,
+                arena: reservation,
+                heap: Mutex::new(Heap {
+                    next: HEAP_START,
+                    committed,
+                    free: Vec::new(),
+                    allocated: 0,
+                }),
+                context: Mutex::new(ContextToken::new(STACK_AREA, CONTEXT_AREA)),
+                pkey,
+            }),
+        })
+    }
+
+    /// The domain's process-unique id.
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// The isolation the domain was made for.
+    pub fn isolation(&self) -> Isolation {
+        self.inner.isolation
+    }
+
+    /// The arena's first address (a multiple of [`Domain::size`]).
+    pub fn base(&self) -> u64 {
+        self.inner.arena.base() as u64
+    }
+
+    /// The arena's size in bytes (a power of two).
+    pub fn size(&self) -> u64 {
+        self.inner.arena.size() as u64
+    }
+
+    /// Whether `[addr, addr + len)` lies inside the arena. Since the arena is aligned to its size, this
+    /// is one mask and compare for accesses that do not straddle its end.
+    pub fn contains(&self, addr: u64, len: u64) -> bool {
+        let Some(off) = addr.checked_sub(self.base()) else {
+            return false;
+        };
+        off < self.size() && len <= self.size() - off
+    }
+
+    /// The stack area held for the engines: `(start, len)`.
+    pub fn stack_area(&self) -> (u64, u64) {
+        (self.base(), STACK_AREA as u64)
+    }
+
+    /// The protection key of an `mpk` domain.
+    pub fn pkey(&self) -> Option<&Pkey> {
+        self.inner.pkey.as_ref()
+    }
+
+    /// Map memory allocated from this domain's arena: maps created with it
+    /// (`Map::create_in`) live inside the domain.
+    pub fn memory(&self) -> Arc<dyn moat_maps::MapMemory> {
+        Arc::new(DomainMemory {
+            domain: self.clone(),
+        })
+    }
+
+    /// What the domain uses.
+    pub fn stats(&self) -> DomainStats {
+        let heap = lock(&self.inner.heap);
+        DomainStats {
+            reserved: self.inner.arena.size(),
+            committed: heap.committed,
+            allocated: heap.allocated,
+        }
+    }
+
+    /// Runs `f` on a copy of `input` in the domain's context area and copies the result back. Returns
+    /// `None` (without calling `f`) when `input` is larger than the area or the area is in use by a
+    /// concurrent run of the same domain; callers then run on `input` itself.
+    pub fn with_context<R>(&self, input: &mut [u8], f: impl FnOnce(&mut [u8]) -> R) -> Option<R> {
+        if input.len() > CONTEXT_AREA {
+            return None;
+        }
+        let mut token = self.inner.context.try_lock().ok()?;
+        let area = self
+            .inner
+            .arena
+            .slice_mut(STACK_AREA, input.len(), &mut token)?;
+        area.copy_from_slice(input);
+        let result = f(area);
+        input.copy_from_slice(area);
+        area.fill(0);
+        Some(result)
+    }
+
+    fn alloc_addr(&self, size: usize, align: usize) -> Result<usize, MapError> {
+        let oom = MapError::OutOfMemory { size };
+        if size == 0 || !align.is_power_of_two() {
+            return Err(oom);
+        }
+        let mut heap = lock(&self.inner.heap);
+        if let Some(i) = heap
+            .free
+            .iter()
+            .position(|&(off, len)| len == size && off.is_multiple_of(align))
+        {
+            let (off, _) = heap.free.swap_remove(i);
+            heap.allocated += size;
+            return Ok(self.inner.arena.base() + off);
+        }
+        let off = heap.next.next_multiple_of(align.max(16));
+        let end = off.checked_add(size).ok_or(oom.clone())?;
+        if end > self.inner.arena.size() {
+            return Err(oom);
+        }
+        if end > heap.committed {
+            let to = end
+                .next_multiple_of(COMMIT_STEP)
+                .min(self.inner.arena.size());
+            self.inner
+                .arena
+                .commit(
+                    heap.committed,
+                    to - heap.committed,
+                    self.inner.pkey.as_ref().map(Pkey::key),
+                )
+                .map_err(|_| oom)?;
+            heap.committed = to;
+        }
+        heap.next = end;
+        heap.allocated += size;
+        Ok(self.inner.arena.base() + off)
+    }
+
+    fn free_addr(&self, addr: usize, size: usize) {
+        let Some(off) = addr.checked_sub(self.inner.arena.base()) else {
+            return;
+        };
+        // Secure deletion: the next owner of the range (possibly another map) sees zeroes.
+        self.inner.arena.zero(off, size);
+        let mut heap = lock(&self.inner.heap);
+        heap.allocated = heap.allocated.saturating_sub(size);
+        heap.free.push((off, size));
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// [`moat_maps::MapMemory`] from a domain's arena (implemented in `sys`, the crate's unsafe module).
+#[derive(Debug)]
+pub struct DomainMemory {
+    domain: Domain,
+}
+
+impl DomainMemory {
+    pub(crate) fn alloc_addr(&self, size: usize, align: usize) -> Result<usize, MapError> {
+        self.domain.alloc_addr(size, align)
+    }
+
+    pub(crate) fn free_addr(&self, addr: usize, size: usize) {
+        self.domain.free_addr(addr, size);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use moat_maps::{Map, MapDef, MapType, BPF_ANY};
+
+    #[test]
+    fn arena_is_aligned_and_maps_live_inside_it() {
+        let d = Domain::new(Isolation::Sfi).expect("domain");
+        assert_eq!(d.base() % d.size(), 0);
+        assert!(d.size().is_power_of_two());
+        let map = Map::create_in(MapDef::new(MapType::Hash, 4, 64, 100), d.memory()).expect("map");
+        map.update(&1u32.to_ne_bytes(), &[7; 64], BPF_ANY)
+            .expect("update");
+        for r in map.value_regions() {
+            assert!(d.contains(r.addr as u64, r.len as u64), "{r:?}");
+        }
+        let v = map.lookup_ptr(&1u32.to_ne_bytes(), 0).expect("value");
+        assert!(d.contains(v.as_ptr() as u64, 64));
+        assert!(d.stats().allocated > 0);
+        assert!(!d.contains(d.base() + d.size() - 4, 8), "straddles the end");
+        assert!(!d.contains(d.base() - 1, 1));
+    }
+
+    #[test]
+    fn freed_memory_is_zeroed_and_reused() {
+        let d = Domain::with_arena(Isolation::Sfi, 1 << 20).expect("domain");
+        let a = Map::create_in(MapDef::new(MapType::Array, 4, 8, 4), d.memory()).expect("map");
+        a.update(&0u32.to_ne_bytes(), &[0xff; 8], BPF_ANY)
+            .expect("set");
+        let first = a.value_regions()[0];
+        let used = d.stats().allocated;
+        drop(a);
+        assert_eq!(d.stats().allocated, 0);
+        let b = Map::create_in(MapDef::new(MapType::Array, 4, 8, 4), d.memory()).expect("map");
+        assert_eq!(b.value_regions()[0].addr, first.addr, "reused");
+        assert_eq!(d.stats().allocated, used);
+        assert_eq!(b.lookup(&0u32.to_ne_bytes()).expect("elem"), vec![0; 8]);
+    }
+
+    #[test]
+    fn a_full_arena_refuses_maps() {
+        let d = Domain::with_arena(Isolation::Sfi, 256 << 10).expect("domain");
+        let big = Map::create_in(MapDef::new(MapType::Array, 4, 4096, 1024), d.memory());
+        assert!(matches!(big, Err(MapError::OutOfMemory { .. })), "{big:?}");
+    }
+
+    #[test]
+    fn contexts_are_copied_in_and_back() {
+        let d = Domain::new(Isolation::Sfi).expect("domain");
+        let mut input = [1u8, 2, 3];
+        let addr = d
+            .with_context(&mut input, |ctx| {
+                ctx[0] = 9;
+                ctx.as_ptr() as u64
+            })
+            .expect("fits");
+        assert!(d.contains(addr, 3));
+        assert_eq!(input, [9, 2, 3]);
+        let mut huge = vec![0u8; CONTEXT_AREA + 1];
+        assert!(d.with_context(&mut huge, |_| ()).is_none());
+    }
+
+    #[test]
+    fn bad_arena_sizes_are_refused() {
+        assert!(matches!(
+            Domain::with_arena(Isolation::Sfi, 3 << 20),
+            Err(IsolateError::ArenaSize { .. })
+        ));
+        assert!(matches!(
+            Domain::with_arena(Isolation::Sfi, 4096),
+            Err(IsolateError::ArenaSize { .. })
+        ));
+    }
+
+    /// The permissions `/proc/self/maps` gives the page holding `addr`.
+    fn perms_at(addr: u64) -> Option<String> {
+        let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+        maps.lines().find_map(|l| {
+            let (range, rest) = l.split_once(' ')?;
+            let (lo, hi) = range.split_once('-')?;
+            let (lo, hi) = (
+                u64::from_str_radix(lo, 16).ok()?,
+                u64::from_str_radix(hi, 16).ok()?,
+            );
+            (lo <= addr && addr < hi).then(|| rest.split(' ').next().unwrap_or("").to_string())
+        })
+    }
+
+    #[test]
+    fn guards_and_uncommitted_arena_are_inaccessible() {
+        let d = Domain::with_arena(Isolation::Sfi, 1 << 20).expect("domain");
+        assert_eq!(
+            perms_at(d.base() - 1).as_deref(),
+            Some("---p"),
+            "leading guard"
+        );
+        assert_eq!(
+            perms_at(d.base() + d.size()).as_deref(),
+            Some("---p"),
+            "trailing guard"
+        );
+        assert_eq!(
+            perms_at(d.base() + d.size() - 1).as_deref(),
+            Some("---p"),
+            "uncommitted"
+        );
+        assert_eq!(
+            perms_at(d.base()).as_deref(),
+            Some("rw-p"),
+            "stack and context"
+        );
+    }
+
+    #[test]
+    fn domains_are_disjoint() {
+        let a = Domain::new(Isolation::Sfi).expect("a");
+        let b = Domain::new(Isolation::Sfi).expect("b");
+        assert_ne!(a.id(), b.id());
+        assert!(!a.contains(b.base(), 1) && !b.contains(a.base(), 1));
+    }
+}

@@ -1,0 +1,6 @@
+# Adds 2^64 - 8 to the context pointer so it wraps to 8 bytes below the context.
+# expect: OutOfBounds at 3
+lddw %r3, 0xfffffffffffffff8
+add %r1, %r3
+ldxdw %r0, [%r1]
+exit

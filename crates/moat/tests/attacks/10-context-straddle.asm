@@ -1,0 +1,7 @@
+# Reads 8 bytes starting 4 bytes before the end of the context (r1 + r2 - 4).
+# expect: OutOfBounds at 3
+add %r1, %r2
+sub %r1, 4
+mov %r0, 0
+ldxdw %r0, [%r1]
+exit

@@ -1,0 +1,1801 @@
+//! moat's verifier against the Linux kernel's, program by program (issue 5, item 8c).
+//!
+//! The corpus:
+//!
+//! * every rule file of `crates/moat-verify/tests/rules/*.asm` (their headers parsed as
+//!   `moat-verify/tests/rules.rs` does), verified by moat with [`moat_verify::verify`];
+//! * every program of the C examples `examples/c/*.o`;
+//! * every program of every object under `../shared/objects` (see its README).
+//!
+//! Objects are verified by moat with [`Runtime::verify_object`] and loaded into the kernel with
+//! `BPF_PROG_LOAD` after their maps are created with `BPF_MAP_CREATE` (global data written at key 0) and
+//! their `lddw` map references rewritten from moat's map indices (`src = 5`/`6`) to the kernel maps'
+//! descriptors (`src = 1`/`2`), as `kernel_examples.rs` does. Hash-like maps are created with at most
+//! 1024 entries (Cilium's connection tables ask for millions; the verifier never looks at a hash
+//! map's size); every other map keeps its definition.
+//!
+//! Program types. The section name decides, by libbpf's conventions ([`target`]): `xdp` (kernel type
+//! 6), `socket` (1), `tc`/`classifier` (3), `action` (4), `cgroup_skb`/`cgroup/skb` (8), `kprobe`/`uprobe`
+//! (2), `tracepoint` (5), `raw_tracepoint` (17), `perf_event` (7); moat checks the last four with its
+//! tracing context. Where the name says nothing, the project's loader decided, and so does this test:
+//! the old Cilium objects are tc programs except in the `*xdp*` objects (XDP), as the PREVAIL verifier
+//! also assumes; OVS's datapath is tc except its `xdp`/`af_xdp` sections; the tc samples of
+//! `linux/` and `prototype-kernel/` whose sections are named after their function are tc; Suricata's
+//! filters and load balancer are socket filters (`SO_ATTACH_BPF`); any other unknown section is a
+//! socket filter, PREVAIL's default for these samples. Rule files map their `# context:` to
+//! moat's context and a kernel type: `xdp` 6, `tc` 3, `socket` 1, `cgroup-skb` 8, `tracing` 2 (kprobe,
+//! whose context is `struct pt_regs`, 168 bytes, as moat's tracing context), and `buffer N` to XDP
+//! with a prologue `lddw r1, map_value(mem, 0); mov r2, N` where `mem` is an extra one-element array
+//! of `N`-byte values (the trick of `kernel_conformance.rs`: a map value's size is known statically).
+//! A rule file's `# unprivileged` flag is ignored here: the privileged comparison verifies every file
+//! as root, the unprivileged one every file unprivileged, in moat and in the kernel alike. Maps are
+//! created as libbpf would: perf event arrays get 4-byte keys and values and, when unsized, one entry
+//! per CPU (Falco's loader sizes its unsized scratch arrays the same way); ring buffers get no key or
+//! value size.
+//!
+//! A program that does not reach both verifiers is *excluded* and counted by reason: moat has no
+//! context for its type (sockops, cgroup sock/sock_addr, LWT; the embedder-defined context of an
+//! example), the kernel attaches its type by BTF id (fentry/fexit), one of its maps cannot be created
+//! without BTF or an inner map (map-in-map), the kernel refuses it for want of BTF (function info for
+//! a callback passed with `lddw BPF_PSEUDO_FUNC`; a map's BTF for `bpf_spin_lock`), it calls an
+//! undefined function (Falco's `memset`), or its object does not parse (`invalid/`). Everything else
+//! is *compared*: both accept, both reject (for whatever reasons), or one rejects.
+//!
+//! Every disagreement must be listed in [`ROOT_DISAGREEMENTS`] (or [`UNPRIVILEGED_DISAGREEMENTS`])
+//! with a one-line explanation: a kernel-specific rule moat does not copy, a moat limitation (it refuses
+//! something safe), or a moat bug (it accepts something unsafe: a FIXME). The lists must be exact, so
+//! a new disagreement, or one that went away, fails the test. The test prints the table of counts,
+//! the agreement rate overall and on the kernel's rejections, and every disagreement with moat's
+//! reason and the end of the kernel's log.
+//!
+//! The unprivileged comparison re-runs this test binary under `setpriv` with only `CAP_BPF` and
+//! `CAP_NET_ADMIN` (uid 0 keeps no other capability: the bounding set is cut to these two), so the
+//! kernel applies the rules of `bpf_capable()` without `perfmon_capable()` (no pointer leaks, no
+//! uninitialised stack, Spectre v1/v4 sanitation), and moat runs with [`Verification::Unprivileged`].
+//! Tracing programs need `CAP_PERFMON` and are excluded there.
+//!
+//! `verification_speed` (release builds only) times moat against the kernel's `BPF_PROG_LOAD` on the
+//! examples, the largest Cilium programs and a generated program of over 10 000 instructions, for
+//! BENCHMARKS.md.
+//!
+//! The lists were made on Linux 6.18 (x86_64, root, lockdown=integrity, no
+//! CONFIG_BPF_KPROBE_OVERRIDE). Every test prints `skipped: <reason>` and passes where `bpf()` is
+//! unusable. `MOAT_KERNEL_VERIFIER_VERBOSE=1` prints every compared program's verdicts and
+//! `MOAT_KERNEL_VERIFIER_LOG_LINES=N` keeps more of the kernel's log.
+
+use moat::{ObjectOptions, ProgType, Runtime, Verification};
+use moat_isa::{Insn, LddwKind};
+use moat_kernel::{create_map, load_program, KernelError, LoadOptions, ProgType as KernelType};
+use moat_obj::{MapSpec, Object};
+use moat_verify::{Context, Env, MapInfo};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+// Why moat and the kernel disagree, by category. "moat bug": moat accepts something unsafe (a FIXME,
+// with a rule file showing it). "moat limitation": moat refuses something safe the kernel proves.
+// "moat stricter": a rule moat applies to every loader that the kernel applies to unprivileged ones
+// only. "kernel-specific rule", "prototype difference" and "kernel configuration": the kernel
+// refuses for reasons that are not about memory safety in moat (helper availability, Spectre
+// hardening, this kernel's build).
+
+const BUG_STALE_STACK: &str = "moat bug (FIXME, rules/call-stale-stack-pointer.asm): a pointer into a \
+    returned function's stack frame is accepted and dereferenced; the kernel refuses to return a stack \
+    pointer to the caller";
+const BUG_CTX_SOCKET_WRITE: &str = "moat bug (FIXME, rules/ctx-socket-write-mark.asm): moat's socket \
+    filter __sk_buff lets mark, priority, ... be written; the kernel allows socket filters cb[] only";
+const BUG_PKT_INVALIDATION: &str =
+    "moat bug (FIXME, rules/pkt-after-adjust-head.asm): packet pointers \
+    stay valid after helpers that move packet data; the kernel invalidates them";
+const BUG_TAIL_CALL_REF: &str =
+    "moat bug (FIXME, rules/ringbuf-held-across-tail-call.asm): a tail call \
+    with a ring buffer reservation held is accepted; the kernel refuses the reference leak";
+const BUG_LEAK_HELPER: &str =
+    "moat bug (FIXME, rules/leak-ptr-via-helper-unpriv.asm): unprivileged, a \
+    spilled pointer can be passed as helper input memory (bpf_map_update_elem's value) and so be \
+    stored in a map; the kernel refuses to read spilled pointers as helper memory";
+const LIM_META: &str = "moat limitation (FIXME, rules/pkt-meta-checked.asm): no data_meta ranges: \
+    comparing data_meta with data proves nothing and every pkt_meta access is refused";
+const LIM_VAR_STACK: &str = "moat limitation (FIXME, rules/stack-variable-offset-priv.asm): every \
+    variable-offset stack access is refused; the kernel allows bounded ones (to root; unprivileged it \
+    refuses them at the pointer arithmetic)";
+const LIM_STATES: &str =
+    "moat limitation: too complex for moat's pruning (at most 64 states kept per \
+    instruction, no precision or liveness tracking) within 1M processed instructions; the kernel \
+    accepts it";
+const LIM_SUB32: &str = "moat limitation: `sub32` of two pointers into the packet is refused; the \
+    kernel lets a privileged program make a number of it";
+const LIM_HELPER_118: &str = "moat limitation: no prototype for helper 118 (bpf_jiffies64)";
+const LIM_HELPER_99: &str =
+    "moat limitation: no prototype for helper 99 (bpf_skc_lookup_tcp, which \
+    returns a socket reference to release)";
+const LIM_UNINIT_PATH: &str =
+    "moat limitation (FIXME, rules/uninit-r0-dead-path.asm): Program::new's \
+    must-be-initialised analysis is path-insensitive; the kernel proves no feasible path reads the \
+    register uninitialised";
+const LIM_NARROW_SPILL: &str = "moat limitation: a 4-byte spill of a known number (the flag at fp-272) \
+    reads back unknown because only aligned 8-byte spills are tracked, so moat explores an infeasible \
+    path (flag set, pointer at fp-280 null) and reports a null dereference; the kernel keeps narrow \
+    scalar spills";
+const LIM_PERF_EVENT_CTX: &str =
+    "moat limitation: the perf_event context (struct bpf_perf_event_data, \
+    184 bytes) is modelled as struct pt_regs (168 bytes), so sample_period at 168 is refused";
+const LIM_SKB_FIELDS: &str = "moat limitation: moat's __sk_buff ends with `family` (offset 92); \
+    data_meta (offset 140) and the later fields are missing";
+const STRICT_PTR_CTX: &str =
+    "moat stricter: a pointer stored into the context is refused for every \
+    loader; the kernel allows root";
+const STRICT_ATOMIC: &str =
+    "moat stricter: an atomic operation with a pointer operand is refused for \
+    every loader; the kernel allows root";
+const STRICT_NEG: &str =
+    "moat stricter: negating a pointer is refused for every loader; the kernel \
+    makes a number of it for root";
+const STRICT_BSWAP: &str =
+    "moat stricter: byte-swapping a pointer is refused for every loader; the \
+    kernel makes a number of it for root";
+const STRICT_CMP_ZERO: &str = "moat limitation (FIXME, rules/leak-ptr-compare-zero-unpriv.asm): \
+    unprivileged, comparing a map value pointer already known non-null with 0 is refused; the kernel \
+    knows the outcome and allows it";
+const KERNEL_NARROW_CTX: &str = "kernel-specific rule: xdp_md fields can only be loaded whole (4 \
+    bytes); moat accepts narrower loads, which are safe";
+const KERNEL_REGISTER_FILL: &str =
+    "kernel-specific rule: part of a spilled pointer can never be read \
+    back (\"invalid size of register fill\"); moat lets a privileged program read it as a number";
+const KERNEL_HELPER_TYPE: &str = "kernel-specific rule: helpers are allowed per program type \
+    (bpf_skb_store_bytes is not available to socket filters); moat checks prototypes only";
+const KERNEL_TAIL_CALL_VOID: &str =
+    "prototype difference: the kernel's bpf_tail_call returns void, so r0 \
+    is uninitialised when it falls through; moat's prototype returns an integer";
+const KERNEL_CONFIG_WRITE_USER: &str =
+    "kernel configuration: bpf_probe_write_user is unavailable under \
+    this kernel's lockdown (integrity)";
+const KERNEL_CONFIG_OVERRIDE: &str = "kernel configuration: bpf_override_return needs \
+    CONFIG_BPF_KPROBE_OVERRIDE, which this kernel lacks";
+const SPECTRE_PKT_ARITH: &str = "kernel-specific rule (Spectre v1 hardening, no CAP_PERFMON): no \
+    variable-offset arithmetic on packet pointers (\"prohibited for !root\"); moat proves bounds and \
+    leaves speculation aside";
+const KERNEL_PTR_SUB: &str =
+    "kernel-specific rule (no CAP_PERFMON): no subtraction of two pointers, \
+    even data_end - data; moat allows a distance within one region, which reveals no address";
+const KERNEL_PERFMON_HELPER: &str =
+    "kernel-specific rule (no CAP_PERFMON): bpf_trace_printk needs \
+    CAP_PERFMON; moat does not restrict helpers by privilege";
+const KERNEL_TAIL_CALL_POISON: &str = "kernel-specific rule (Spectre v1 hardening, no CAP_PERFMON): a \
+    tail call site reached with different program arrays is refused (\"tail_call abusing map_ptr\")";
+const KERNEL_LOOP_UNPRIV: &str = "kernel-specific behaviour (no CAP_PERFMON): the kernel loses the \
+    loop counter's exact value, finds an equal state at the loop head and reports an infinite loop; \
+    moat follows the 10 iterations";
+
+/// Disagreements of the privileged comparison (moat privileged, the kernel as root): (origin,
+/// program, why).
+const ROOT_DISAGREEMENTS: &[(&str, &str, &str)] = &[
+    ("call-stale-stack-pointer.asm", "-", BUG_STALE_STACK),
+    ("ctx-narrow-read-xdp.asm", "-", KERNEL_NARROW_CTX),
+    ("ctx-pointer-store-unpriv.asm", "-", STRICT_PTR_CTX),
+    ("ctx-socket-write-mark.asm", "-", BUG_CTX_SOCKET_WRITE),
+    ("leak-atomic.asm", "-", STRICT_ATOMIC),
+    ("pkt-after-adjust-head.asm", "-", BUG_PKT_INVALIDATION),
+    ("pkt-meta-checked.asm", "-", LIM_META),
+    ("ptr-byteswap-unpriv.asm", "-", STRICT_BSWAP),
+    ("ptr-neg-unpriv.asm", "-", STRICT_NEG),
+    ("ringbuf-held-across-tail-call.asm", "-", BUG_TAIL_CALL_REF),
+    ("spill-partial-read-priv.asm", "-", KERNEL_REGISTER_FILL),
+    ("spill-partial-read-unpriv.asm", "-", KERNEL_REGISTER_FILL),
+    ("stack-variable-offset-priv.asm", "-", LIM_VAR_STACK),
+    ("stack-variable-offset-unpriv.asm", "-", LIM_VAR_STACK),
+    ("uninit-r0-dead-path.asm", "-", LIM_UNINIT_PATH),
+    ("build/bounded_loop.o", "test_bounded_loop", LIM_STATES),
+    (
+        "build/correlated_branch2.o",
+        "ConvergedBranch",
+        KERNEL_HELPER_TYPE,
+    ),
+    ("build/stackok.o", "func", LIM_VAR_STACK),
+    ("build/tail_call.o", "caller", KERNEL_TAIL_CALL_VOID),
+    ("build/twostackvars.o", "func", LIM_VAR_STACK),
+    ("cilium/bpf_lxc.o", "tail_handle_ipv6", LIM_STATES),
+    ("cilium/bpf_lxc.o", "tail_handle_ipv4", LIM_STATES),
+    ("cilium/bpf_lxc.o", "tail_ipv6_policy", LIM_STATES),
+    (
+        "cilium/bpf_xdp_dsr_linux.o",
+        "tail_nodeport_nat_ipv6",
+        LIM_SUB32,
+    ),
+    (
+        "cilium/bpf_xdp_dsr_linux.o",
+        "tail_rev_nodeport_lb6",
+        LIM_HELPER_118,
+    ),
+    (
+        "cilium/bpf_xdp_dsr_linux.o",
+        "tail_handle_nat_fwd_ipv6",
+        LIM_SUB32,
+    ),
+    (
+        "cilium/bpf_xdp_dsr_linux.o",
+        "tail_nodeport_nat_ipv4",
+        LIM_STATES,
+    ),
+    (
+        "cilium/bpf_xdp_dsr_linux.o",
+        "tail_rev_nodeport_lb4",
+        LIM_HELPER_118,
+    ),
+    (
+        "cilium/bpf_xdp_dsr_linux.o",
+        "tail_handle_nat_fwd_ipv4",
+        LIM_HELPER_118,
+    ),
+    ("cilium/bpf_xdp_dsr_linux.o", "bpf_xdp_entry", LIM_META),
+    (
+        "cilium/bpf_xdp_snat_linux.o",
+        "tail_nodeport_nat_ipv6",
+        LIM_SUB32,
+    ),
+    (
+        "cilium/bpf_xdp_snat_linux.o",
+        "tail_rev_nodeport_lb6",
+        LIM_HELPER_118,
+    ),
+    (
+        "cilium/bpf_xdp_snat_linux.o",
+        "tail_handle_nat_fwd_ipv6",
+        LIM_SUB32,
+    ),
+    (
+        "cilium/bpf_xdp_snat_linux.o",
+        "tail_nodeport_nat_ipv4",
+        LIM_STATES,
+    ),
+    (
+        "cilium/bpf_xdp_snat_linux.o",
+        "tail_rev_nodeport_lb4",
+        LIM_HELPER_118,
+    ),
+    (
+        "cilium/bpf_xdp_snat_linux.o",
+        "tail_handle_nat_fwd_ipv4",
+        LIM_HELPER_118,
+    ),
+    ("cilium/bpf_xdp_snat_linux.o", "bpf_xdp_entry", LIM_META),
+    (
+        "cilium-core/bpf_lxc.o",
+        "tail_nodeport_nat_egress_ipv4",
+        LIM_NARROW_SPILL,
+    ),
+    (
+        "cilium-core/bpf_lxc.o",
+        "tail_handle_ipv6_cont",
+        LIM_HELPER_99,
+    ),
+    ("cilium-core/bpf_lxc.o", "tail_handle_ipv6", LIM_SUB32),
+    (
+        "cilium-core/bpf_lxc.o",
+        "tail_handle_ipv4_cont",
+        LIM_HELPER_99,
+    ),
+    ("cilium-core/bpf_lxc.o", "tail_ipv6_policy", LIM_HELPER_99),
+    ("cilium-core/bpf_lxc.o", "tail_ipv6_to_endpoint", LIM_SUB32),
+    ("cilium-core/bpf_lxc.o", "tail_ipv4_policy", LIM_HELPER_99),
+    (
+        "cilium-core/bpf_xdp.o",
+        "tail_nodeport_ipv6_dsr",
+        LIM_STATES,
+    ),
+    (
+        "cilium-core/bpf_xdp.o",
+        "tail_nodeport_rev_dnat_ingress_ipv6",
+        LIM_STATES,
+    ),
+    (
+        "cilium-core/bpf_xdp.o",
+        "tail_nodeport_rev_dnat_egress_ipv6",
+        LIM_STATES,
+    ),
+    (
+        "cilium-core/bpf_xdp.o",
+        "tail_nodeport_nat_ingress_ipv6",
+        LIM_UNINIT_PATH,
+    ),
+    (
+        "cilium-core/bpf_xdp.o",
+        "tail_nodeport_nat_egress_ipv6",
+        LIM_STATES,
+    ),
+    (
+        "cilium-core/bpf_xdp.o",
+        "tail_nodeport_rev_dnat_ipv4",
+        LIM_STATES,
+    ),
+    (
+        "cilium-core/bpf_xdp.o",
+        "tail_nodeport_nat_ingress_ipv4",
+        LIM_STATES,
+    ),
+    ("cilium-core/bpf_xdp.o", "cil_xdp_entry", LIM_UNINIT_PATH),
+    (
+        "linux/test_probe_write_user_kern.o",
+        "bpf_prog1",
+        KERNEL_CONFIG_WRITE_USER,
+    ),
+    ("linux/trace_event_kern.o", "bpf_prog1", LIM_PERF_EVENT_CTX),
+    ("linux/tracex7_kern.o", "bpf_prog1", KERNEL_CONFIG_OVERRIDE),
+    ("linux/xdp2skb_meta_kern.o", "_xdp_mark", LIM_META),
+    ("linux/xdp2skb_meta_kern.o", "_tc_mark", LIM_SKB_FIELDS),
+    (
+        "new_linux/tracex7_kern.o",
+        "bpf_prog1",
+        KERNEL_CONFIG_OVERRIDE,
+    ),
+];
+/// Disagreements of the unprivileged comparison (moat unprivileged, the kernel with CAP_BPF and
+/// CAP_NET_ADMIN only).
+const UNPRIVILEGED_DISAGREEMENTS: &[(&str, &str, &str)] = &[
+    ("call-stale-stack-pointer.asm", "-", BUG_STALE_STACK),
+    ("ctx-narrow-read-xdp.asm", "-", KERNEL_NARROW_CTX),
+    ("ctx-socket-write-mark.asm", "-", BUG_CTX_SOCKET_WRITE),
+    ("leak-ptr-compare-zero-unpriv.asm", "-", STRICT_CMP_ZERO),
+    ("leak-ptr-via-helper-unpriv.asm", "-", BUG_LEAK_HELPER),
+    ("loop-bounded.asm", "-", KERNEL_LOOP_UNPRIV),
+    ("pkt-after-adjust-head.asm", "-", BUG_PKT_INVALIDATION),
+    ("pkt-meta-checked.asm", "-", LIM_META),
+    ("pkt-var-offset-rechecked.asm", "-", SPECTRE_PKT_ARITH),
+    ("ringbuf-held-across-tail-call.asm", "-", BUG_TAIL_CALL_REF),
+    ("uninit-r0-dead-path.asm", "-", LIM_UNINIT_PATH),
+    ("counter.o", "count_packets", KERNEL_PTR_SUB),
+    ("globals.o", "use_globals", KERNEL_PTR_SUB),
+    ("build/bounded_loop.o", "test_bounded_loop", LIM_STATES),
+    (
+        "build/correlated_branch2.o",
+        "ConvergedBranch",
+        KERNEL_HELPER_TYPE,
+    ),
+    ("build/exposeptr.o", "func", BUG_LEAK_HELPER),
+    (
+        "build/packet_access.o",
+        "test_packet_access",
+        SPECTRE_PKT_ARITH,
+    ),
+    ("build/tail_call.o", "caller", KERNEL_TAIL_CALL_VOID),
+    ("cilium/bpf_lxc.o", "tail_handle_ipv4", LIM_STATES),
+    ("cilium/bpf_lxc.o", "tail_ipv6_policy", LIM_STATES),
+    ("cilium/bpf_netdev.o", "tail_handle_ipv4", STRICT_CMP_ZERO),
+    (
+        "cilium/bpf_overlay.o",
+        "from_overlay",
+        KERNEL_TAIL_CALL_POISON,
+    ),
+    (
+        "cilium/bpf_xdp_dsr_linux.o",
+        "__send_drop_notify",
+        KERNEL_PTR_SUB,
+    ),
+    (
+        "cilium/bpf_xdp_dsr_linux.o",
+        "tail_nodeport_ipv6_dsr",
+        SPECTRE_PKT_ARITH,
+    ),
+    (
+        "cilium/bpf_xdp_dsr_linux.o",
+        "tail_nodeport_ipv4_dsr",
+        SPECTRE_PKT_ARITH,
+    ),
+    (
+        "cilium/bpf_xdp_snat_linux.o",
+        "__send_drop_notify",
+        KERNEL_PTR_SUB,
+    ),
+    (
+        "cilium-core/bpf_lxc.o",
+        "tail_nodeport_nat_egress_ipv4",
+        LIM_NARROW_SPILL,
+    ),
+    ("cilium-core/bpf_xdp.o", "tail_drop_notify", KERNEL_PTR_SUB),
+    (
+        "cilium-core/bpf_xdp.o",
+        "tail_nodeport_ipv4_dsr",
+        SPECTRE_PKT_ARITH,
+    ),
+    (
+        "cilium-core/bpf_xdp.o",
+        "tail_nodeport_nat_egress_ipv4",
+        SPECTRE_PKT_ARITH,
+    ),
+    (
+        "linux/tc_l2_redirect_kern.o",
+        "_l2_to_iptun_ingress_forward",
+        KERNEL_PERFMON_HELPER,
+    ),
+    (
+        "linux/tc_l2_redirect_kern.o",
+        "_l2_to_iptun_ingress_redirect",
+        KERNEL_PERFMON_HELPER,
+    ),
+    (
+        "linux/tc_l2_redirect_kern.o",
+        "_l2_to_ip6tun_ingress_redirect",
+        KERNEL_PERFMON_HELPER,
+    ),
+    (
+        "linux/test_cgrp2_tc_kern.o",
+        "handle_egress",
+        KERNEL_PERFMON_HELPER,
+    ),
+    ("linux/xdp1_kern.o", "xdp_prog1", SPECTRE_PKT_ARITH),
+    ("linux/xdp2_kern.o", "xdp_prog1", SPECTRE_PKT_ARITH),
+    ("linux/xdp2skb_meta_kern.o", "_xdp_mark", LIM_META),
+    ("linux/xdp2skb_meta_kern.o", "_tc_mark", LIM_SKB_FIELDS),
+    ("linux/xdp_adjust_tail_kern.o", "_xdp_icmp", KERNEL_PTR_SUB),
+    (
+        "linux/xdp_redirect_cpu_kern.o",
+        "xdp_prognum3_proto_separate",
+        SPECTRE_PKT_ARITH,
+    ),
+    (
+        "linux/xdp_redirect_cpu_kern.o",
+        "xdp_prognum4_ddos_filter_pktgen",
+        SPECTRE_PKT_ARITH,
+    ),
+    (
+        "linux/xdp_redirect_cpu_kern.o",
+        "xdp_prognum5_lb_hash_ip_pairs",
+        SPECTRE_PKT_ARITH,
+    ),
+    (
+        "linux/xdp_sample_pkts_kern.o",
+        "xdp_sample_prog",
+        KERNEL_PTR_SUB,
+    ),
+    ("ovs/datapath.o", "tail-32", KERNEL_PERFMON_HELPER),
+    ("ovs/datapath.o", "tail-33", KERNEL_PERFMON_HELPER),
+    ("ovs/datapath.o", "tail-0", KERNEL_PERFMON_HELPER),
+    ("ovs/datapath.o", "xdp", KERNEL_PERFMON_HELPER),
+    ("ovs/datapath.o", "tail-35", KERNEL_PERFMON_HELPER),
+    ("ovs/datapath.o", "ingress", KERNEL_PERFMON_HELPER),
+    ("ovs/datapath.o", "egress", KERNEL_PERFMON_HELPER),
+    ("ovs/datapath.o", "downcall", KERNEL_PERFMON_HELPER),
+    (
+        "prototype-kernel/xdp_bench02_drop_pattern_kern.o",
+        "xdp_prog",
+        SPECTRE_PKT_ARITH,
+    ),
+    (
+        "prototype-kernel/xdp_redirect_cpu_kern.o",
+        "xdp_prognum3_proto_separate",
+        SPECTRE_PKT_ARITH,
+    ),
+    (
+        "prototype-kernel/xdp_redirect_cpu_kern.o",
+        "xdp_prognum4_ddos_filter_pktgen",
+        SPECTRE_PKT_ARITH,
+    ),
+    (
+        "prototype-kernel/xdp_redirect_cpu_kern.o",
+        "xdp_prognum5_ip_l3_flow_hash",
+        SPECTRE_PKT_ARITH,
+    ),
+    (
+        "prototype-kernel/xdp_tcpdump_kern.o",
+        "_xdp_prog0",
+        KERNEL_PTR_SUB,
+    ),
+    (
+        "prototype-kernel/xdp_ttl_kern.o",
+        "xdp_ttl_program",
+        SPECTRE_PKT_ARITH,
+    ),
+    ("suricata/xdp_filter.o", "xdp_hashfilter", SPECTRE_PKT_ARITH),
+];
+
+/// Set in the child process that runs the unprivileged comparison.
+const UNPRIVILEGED_CHILD: &str = "MOAT_KERNEL_VERIFIER_UNPRIVILEGED_CHILD";
+/// Set in a child process that measures moat's peak memory on one object.
+const MEMORY_CHILD: &str = "MOAT_KERNEL_VERIFIER_MEMORY_CHILD";
+
+/// `BPF_F_RDONLY_PROG`.
+const RDONLY_PROG: u32 = 1 << 7;
+/// Hash-like maps are created with at most this many entries (see the module comment).
+const MAX_HASH_ENTRIES: u32 = 1024;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn shared() -> PathBuf {
+    std::env::var_os("MOAT_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared"))
+}
+
+/// A verdict, with a one-line reason for rejections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Verdict {
+    Accept,
+    Reject(String),
+}
+
+impl Verdict {
+    fn accepted(&self) -> bool {
+        matches!(self, Verdict::Accept)
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Verdict::Accept => "accept".to_string(),
+            Verdict::Reject(why) => format!("reject: {why}"),
+        }
+    }
+}
+
+/// What happened to one program.
+#[derive(Debug, Clone)]
+enum Outcome {
+    /// Both verifiers judged it.
+    Compared { moat: Verdict, kernel: Verdict },
+    /// It did not reach both verifiers; the category says why.
+    Excluded(String),
+}
+
+/// One program of the corpus.
+#[derive(Debug, Clone)]
+struct Case {
+    /// `rules`, `examples` or `objects`.
+    corpus: &'static str,
+    /// The file, relative to its corpus directory.
+    origin: String,
+    program: String,
+    /// Instruction slots.
+    insns: usize,
+    outcome: Outcome,
+    /// moat's verification time (accepted programs only).
+    moat_time: Option<Duration>,
+    /// The kernel's `BPF_PROG_LOAD` wall time (loaded programs only).
+    kernel_time: Option<Duration>,
+}
+
+// ------------------------------------------------------------------------------------------------
+// Program types
+
+/// Where a program runs: moat's program type (its context) and the kernel's.
+#[derive(Debug, Clone, Copy)]
+struct Target {
+    moat: ProgType,
+    kernel: KernelType,
+}
+
+fn t(moat: ProgType, kernel: KernelType) -> Result<Target, String> {
+    Ok(Target { moat, kernel })
+}
+
+/// The program type of a program in `section` of the object `origin` (relative to its corpus
+/// directory), or why it cannot be compared.
+fn target(corpus: &str, origin: &str, section: &str) -> Result<Target, String> {
+    use KernelType as K;
+    use ProgType as M;
+    // Per-object decisions where the section name says nothing.
+    if origin.starts_with("cilium/") {
+        return if origin.contains("xdp") {
+            t(M::Xdp, K::Xdp)
+        } else {
+            t(M::SchedCls, K::SchedCls)
+        };
+    }
+    if origin == "ovs/datapath.o" {
+        return if section.ends_with("xdp") {
+            t(M::Xdp, K::Xdp)
+        } else {
+            t(M::SchedCls, K::SchedCls)
+        };
+    }
+    if [
+        "linux/tc_l2_redirect_kern.o",
+        "linux/tcbpf1_kern.o",
+        "linux/test_cgrp2_tc_kern.o",
+        "prototype-kernel/tc_bench01_redirect_kern.o",
+    ]
+    .contains(&origin)
+    {
+        return t(M::SchedCls, K::SchedCls);
+    }
+    if origin == "linux/lwt_len_hist_kern.o" {
+        return Err("no moat context for the program type (lwt)".into());
+    }
+    let prefixed = |prefixes: &[&str]| prefixes.iter().any(|p| section.starts_with(p));
+    if prefixed(&["xdp"]) {
+        t(M::Xdp, K::Xdp)
+    } else if prefixed(&["socket"]) {
+        t(M::SocketFilter, K::SocketFilter)
+    } else if prefixed(&["tc", "classifier"]) {
+        t(M::SchedCls, K::SchedCls)
+    } else if prefixed(&["action"]) {
+        t(M::SchedCls, K::SchedAct)
+    } else if prefixed(&["cgroup_skb/", "cgroup/skb"]) {
+        t(M::CgroupSkb, K::CgroupSkb)
+    } else if prefixed(&[
+        "kprobe/",
+        "kretprobe/",
+        "uprobe",
+        "uretprobe",
+        "ksyscall/",
+        "kretsyscall/",
+    ]) {
+        t(M::Tracing, K::Kprobe)
+    } else if prefixed(&["tracepoint/", "tp/"]) {
+        t(M::Tracing, K::Tracepoint)
+    } else if prefixed(&["raw_tracepoint/", "raw_tp/"]) {
+        t(M::Tracing, K::RawTracepoint)
+    } else if prefixed(&["perf_event"]) {
+        t(M::Tracing, K::PerfEvent)
+    } else if prefixed(&["fentry/", "fexit/", "fmod_ret/", "tp_btf/", "lsm/", "iter/"]) {
+        Err("the kernel attaches the program type by BTF id".into())
+    } else if prefixed(&[
+        "sockops",
+        "cgroup/",
+        "lwt",
+        "sk_skb",
+        "sk_msg",
+        "flow_dissector",
+        "sk_lookup",
+    ]) {
+        Err(format!(
+            "no moat context for the program type ({})",
+            section.split('/').next().unwrap_or(section)
+        ))
+    } else if corpus == "examples" {
+        Err("embedder-defined context: no kernel program type".into())
+    } else {
+        // PREVAIL's default for the samples' unnamed sections.
+        t(M::SocketFilter, K::SocketFilter)
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// The kernel side
+
+/// Why tracing programs are excluded from the unprivileged comparison.
+const PERFMON: &str = "tracing program types need CAP_PERFMON";
+
+/// Whether loading a program of this type needs CAP_PERFMON (tracing).
+fn needs_perfmon(t: KernelType) -> bool {
+    matches!(
+        t,
+        KernelType::Kprobe
+            | KernelType::Tracepoint
+            | KernelType::RawTracepoint
+            | KernelType::PerfEvent
+    )
+}
+
+/// Rewrites moat's `lddw` map references to kernel map descriptors (`-1` for a map the kernel lacks)
+/// and prepends `prologue`.
+fn kernel_insns(insns: &[Insn], fds: &[i32], prologue: &[Insn]) -> Vec<u8> {
+    let fd = |index: i32| {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| fds.get(i).copied())
+            .unwrap_or(-1)
+    };
+    let mut out = prologue.to_vec();
+    out.extend(insns.iter().map(|insn| match *insn {
+        Insn::LoadImm64 {
+            dst,
+            kind: LddwKind::MapIdx,
+            imm,
+            next_imm,
+        } => Insn::LoadImm64 {
+            dst,
+            kind: LddwKind::MapFd,
+            imm: fd(imm),
+            next_imm,
+        },
+        Insn::LoadImm64 {
+            dst,
+            kind: LddwKind::MapIdxValue,
+            imm,
+            next_imm,
+        } => Insn::LoadImm64 {
+            dst,
+            kind: LddwKind::MapValue,
+            imm: fd(imm),
+            next_imm,
+        },
+        other => other,
+    }));
+    moat_isa::encode(&out)
+}
+
+/// Creates a map in the kernel as the test's conventions say.
+fn kernel_map(
+    map_type: u32,
+    key: u32,
+    value: u32,
+    entries: u32,
+    flags: u32,
+    data: &[u8],
+) -> Result<moat_kernel::Map, String> {
+    if matches!(map_type, 12 | 13) {
+        return Err("map-in-map needs an inner map descriptor".into());
+    }
+    let cpus = || {
+        moat_kernel::possible_cpus()
+            .ok()
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(1)
+    };
+    let (key, value, entries) = match map_type {
+        // Hash-like maps: the size does not matter to the verifier (see the module comment).
+        1 | 5 | 9 | 10 => (key, value, entries.min(MAX_HASH_ENTRIES)),
+        // libbpf gives perf event arrays 4-byte keys and values (whatever BTF declares) and as many
+        // entries as CPUs when unsized; Falco's loader sizes its unsized scratch arrays the same way.
+        4 => (4, 4, if entries == 0 { cpus() } else { entries }),
+        2 if entries == 0 => (key, value, cpus()),
+        // libbpf ignores the key and value types a ring buffer declares in BTF.
+        27 => (0, 0, entries),
+        _ => (key, value, entries),
+    };
+    let map = create_map(map_type, key, value, entries, flags)
+        .map_err(|e| format!("map type {map_type} cannot be created: {e}"))?;
+    if !data.is_empty() {
+        map.update(&0u32.to_ne_bytes(), data, 0)
+            .map_err(|e| format!("global data: {e}"))?;
+    }
+    Ok(map)
+}
+
+/// Messages of kernel refusals that happen before its verifier can judge the program.
+const KERNEL_EXCLUSIONS: &[(&str, &str)] = &[
+    (
+        "missing btf func_info",
+        "the kernel needs BTF function info (a callback passed with lddw BPF_PSEUDO_FUNC)",
+    ),
+    (
+        "has to have BTF in order to use bpf_spin_lock",
+        "the kernel needs the map's BTF to find a bpf_spin_lock",
+    ),
+];
+
+/// The kernel's verdict; `Err` when the program does not reach its verifier.
+fn kernel_verdict(
+    bytes: &[u8],
+    kernel: KernelType,
+    license: &str,
+    kern_version: u32,
+) -> Result<(Verdict, Option<Duration>), String> {
+    let mut options = LoadOptions::new(kernel);
+    options.license = license.to_string();
+    options.kern_version = kern_version;
+    match load_program(bytes, &options) {
+        Ok(p) => Ok((Verdict::Accept, Some(p.load_time()))),
+        Err(KernelError::Load { errno, log }) => {
+            if let Some((_, why)) = KERNEL_EXCLUSIONS.iter().find(|(m, _)| log.contains(m)) {
+                return Err((*why).to_string());
+            }
+            let tail: Vec<&str> = log
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with("processed ") && !l.starts_with(';'))
+                .collect();
+            let lines = std::env::var("MOAT_KERNEL_VERIFIER_LOG_LINES")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(2);
+            let tail = tail[tail.len().saturating_sub(lines)..].join(" | ");
+            let errno = std::io::Error::from_raw_os_error(errno);
+            Ok((Verdict::Reject(format!("{errno}: {tail}")), None))
+        }
+        Err(KernelError::Unavailable { reason }) => Err(format!("not permitted here: {reason}")),
+        Err(e) => panic!("BPF_PROG_LOAD: {e}"),
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Rule files
+
+/// A rule file's header, as far as this test needs it (see `moat-verify/tests/rules.rs`).
+struct RuleHeader {
+    /// The context's name and argument (`buffer 8`, `xdp`, ...).
+    context: (String, u64),
+    /// Map type, key, value, entries, read-only.
+    maps: Vec<(u32, u32, u32, u32, bool)>,
+    limit: Option<u64>,
+}
+
+fn rule_map_type(name: &str) -> u32 {
+    name.parse().unwrap_or(match name {
+        "hash" => 1,
+        "array" => 2,
+        "prog_array" => 3,
+        "perf_event_array" => 4,
+        "percpu_hash" => 5,
+        "percpu_array" => 6,
+        "lru_hash" => 9,
+        "lpm_trie" => 11,
+        "queue" => 22,
+        "stack" => 23,
+        "ringbuf" => 27,
+        other => panic!("unknown map type `{other}`"),
+    })
+}
+
+fn rule_header(source: &str) -> RuleHeader {
+    let mut header = RuleHeader {
+        context: ("buffer".into(), 64),
+        maps: Vec::new(),
+        limit: None,
+    };
+    for line in source.lines() {
+        let Some(comment) = line.trim().strip_prefix('#') else {
+            continue;
+        };
+        let Some((key, value)) = comment.split_once(':') else {
+            continue;
+        };
+        let words: Vec<&str> = value.split_whitespace().collect();
+        let num = |i: usize| -> u32 {
+            words
+                .get(i)
+                .and_then(|w| w.parse().ok())
+                .unwrap_or_else(|| panic!("bad header `{line}`"))
+        };
+        match key.trim() {
+            "context" => {
+                let name = words.first().copied().unwrap_or("buffer").to_string();
+                let default = if name == "tracing" { 168 } else { 64 };
+                let arg = words.get(1).and_then(|w| w.parse().ok()).unwrap_or(default);
+                header.context = (name, arg);
+            }
+            "map" => header.maps.push((
+                rule_map_type(words.get(1).copied().unwrap_or("")),
+                num(2),
+                num(3),
+                num(4),
+                words.get(5) == Some(&"ro"),
+            )),
+            "limit" => header.limit = value.trim().parse().ok(),
+            _ => {}
+        }
+    }
+    header
+}
+
+fn rule_files() -> Vec<PathBuf> {
+    let dir = root().join("crates/moat-verify/tests/rules");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("rule files")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "asm"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn rule_case(path: &Path, privileged: bool) -> Case {
+    let source = std::fs::read_to_string(path).expect("readable rule file");
+    let header = rule_header(&source);
+    let origin = path
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let insns = moat_isa::assemble(&source).expect("rule files assemble");
+    let bytes = moat_isa::encode(&insns);
+    let (name, arg) = (header.context.0.as_str(), header.context.1);
+    let (context, kernel) = match name {
+        "buffer" => (Context::Buffer { size: arg }, KernelType::Xdp),
+        "xdp" => (Context::xdp(), KernelType::Xdp),
+        "tc" => (Context::sk_buff(true), KernelType::SchedCls),
+        "socket" => (Context::sk_buff(false), KernelType::SocketFilter),
+        "cgroup-skb" => (Context::sk_buff(false), KernelType::CgroupSkb),
+        "tracing" => (
+            Context::tracing(u32::try_from(arg).expect("small context")),
+            KernelType::Kprobe,
+        ),
+        other => panic!("{origin}: unknown context {other}"),
+    };
+    if !privileged && needs_perfmon(kernel) {
+        return Case {
+            corpus: "rules",
+            origin,
+            program: "-".into(),
+            insns: bytes.len() / 8,
+            outcome: Outcome::Excluded(PERFMON.into()),
+            moat_time: None,
+            kernel_time: None,
+        };
+    }
+    // moat.
+    let mut env = Env::new(context);
+    env.maps = header
+        .maps
+        .iter()
+        .enumerate()
+        .map(
+            |(i, &(map_type, key_size, value_size, max_entries, read_only))| MapInfo {
+                name: format!("map{i}"),
+                map_type,
+                key_size,
+                value_size,
+                max_entries,
+                read_only,
+            },
+        )
+        .collect();
+    env.privileged = privileged;
+    if let Some(limit) = header.limit {
+        env.complexity_limit = limit;
+    }
+    let mut moat_time = None;
+    let moat = match moat_isa::Program::new(&bytes) {
+        Err(e) => Verdict::Reject(format!("Program: {e}")),
+        Ok(program) => match moat_verify::verify(&program, &env) {
+            Ok(v) => {
+                moat_time = Some(v.elapsed());
+                Verdict::Accept
+            }
+            Err(r) => Verdict::Reject(one_line(&r.error.to_string())),
+        },
+    };
+    // The kernel.
+    let mut maps = Vec::new();
+    for &(map_type, key, value, entries, ro) in &header.maps {
+        let flags = if ro { RDONLY_PROG } else { 0 };
+        maps.push(kernel_map(map_type, key, value, entries, flags, &[]).expect("rule file maps"));
+    }
+    let fds: Vec<i32> = maps.iter().map(moat_kernel::Map::fd).collect();
+    let mut prologue = Vec::new();
+    if name == "buffer" {
+        let size = u32::try_from(arg).expect("small buffer");
+        let mem = kernel_map(2, 4, size, 1, 0, &[]).expect("buffer map");
+        prologue = vec![
+            Insn::LoadImm64 {
+                dst: moat_isa::Reg::R1,
+                kind: LddwKind::MapValue,
+                imm: mem.fd(),
+                next_imm: 0,
+            },
+            Insn::Alu {
+                width: moat_isa::Width::W64,
+                op: moat_isa::AluOp::Mov,
+                dst: moat_isa::Reg::R2,
+                src: moat_isa::Operand::Imm(i32::try_from(size).expect("small buffer")),
+            },
+        ];
+        maps.push(mem);
+    }
+    let kbytes = kernel_insns(&insns, &fds, &prologue);
+    let (outcome, kernel_time) = match kernel_verdict(&kbytes, kernel, "GPL", 0) {
+        Ok((kernel, kernel_time)) => (Outcome::Compared { moat, kernel }, kernel_time),
+        Err(why) => (Outcome::Excluded(why), None),
+    };
+    // The maps lived until the kernel had checked the program.
+    drop(maps);
+    Case {
+        corpus: "rules",
+        origin,
+        program: "-".into(),
+        insns: bytes.len() / 8,
+        outcome,
+        moat_time,
+        kernel_time,
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").to_string()
+}
+
+// ------------------------------------------------------------------------------------------------
+// Objects
+
+/// Every program of one object.
+fn object_cases(corpus: &'static str, dir: &Path, path: &Path, mode: Verification) -> Vec<Case> {
+    let origin = path
+        .strip_prefix(dir)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .into_owned();
+    let bytes = std::fs::read(path).expect("readable object");
+    let object = match Object::parse(&bytes) {
+        Ok(o) => o,
+        Err(e) => {
+            return vec![Case {
+                corpus,
+                origin,
+                program: "-".into(),
+                insns: 0,
+                outcome: Outcome::Excluded(format!(
+                    "the object does not parse ({})",
+                    error_kind(&e)
+                )),
+                moat_time: None,
+                kernel_time: None,
+            }]
+        }
+    };
+    let targets: Vec<Result<Target, String>> = object
+        .programs
+        .iter()
+        .map(|p| target(corpus, &origin, &p.section))
+        .map(|t| match t {
+            Ok(t) if mode == Verification::Unprivileged && needs_perfmon(t.kernel) => {
+                Err(PERFMON.to_string())
+            }
+            other => other,
+        })
+        .collect();
+    // moat: one verify_object per program type the object needs.
+    let mut rt = Runtime::new();
+    rt.set_verification(mode);
+    let mut moat: BTreeMap<usize, (Verdict, Option<Duration>)> = BTreeMap::new();
+    let types: BTreeSet<String> = targets
+        .iter()
+        .flatten()
+        .map(|t| format!("{:?}", t.moat))
+        .collect();
+    for ty in types {
+        let Some(prog_type) = targets
+            .iter()
+            .flatten()
+            .find(|t| format!("{:?}", t.moat) == ty)
+            .map(|t| t.moat)
+        else {
+            continue;
+        };
+        let verdicts = rt
+            .verify_object(
+                &bytes,
+                ObjectOptions {
+                    prog_type: Some(prog_type),
+                },
+            )
+            .expect("the object parsed once already");
+        for (i, (_, verdict)) in verdicts.into_iter().enumerate() {
+            let wanted = matches!(&targets[i], Ok(t) if format!("{:?}", t.moat) == ty);
+            if !wanted {
+                continue;
+            }
+            moat.insert(
+                i,
+                match verdict {
+                    Ok(v) => (Verdict::Accept, Some(v.elapsed())),
+                    Err(moat::Error::Unresolved { symbol, .. }) => {
+                        (Verdict::Reject(format!("unresolved:{symbol}")), None)
+                    }
+                    Err(moat::Error::Verify(r)) => {
+                        (Verdict::Reject(one_line(&r.error.to_string())), None)
+                    }
+                    Err(e) => (Verdict::Reject(one_line(&e.to_string())), None),
+                },
+            );
+        }
+    }
+    // The kernel: maps once per object.
+    let maps: Vec<Result<moat_kernel::Map, String>> = object
+        .maps
+        .iter()
+        .map(|m: &MapSpec| {
+            kernel_map(
+                m.map_type,
+                m.key_size,
+                m.value_size,
+                m.max_entries,
+                m.flags,
+                &m.data,
+            )
+        })
+        .collect();
+    let fds: Vec<i32> = maps
+        .iter()
+        .map(|m| m.as_ref().map_or(-1, moat_kernel::Map::fd))
+        .collect();
+    let license = object.license.clone().unwrap_or_else(|| "GPL".into());
+    let mut cases = Vec::new();
+    for (i, spec) in object.programs.iter().enumerate() {
+        let mut case = Case {
+            corpus,
+            origin: origin.clone(),
+            program: spec.name.clone(),
+            insns: spec.insn_count,
+            outcome: Outcome::Excluded(String::new()),
+            moat_time: None,
+            kernel_time: None,
+        };
+        let excluded = |why: String| Outcome::Excluded(why);
+        case.outcome = match &targets[i] {
+            Err(why) => excluded(why.clone()),
+            Ok(_) if !spec.unresolved.is_empty() => {
+                excluded("calls or loads an undefined symbol".into())
+            }
+            Ok(target) => {
+                let bad_map = spec
+                    .map_indices
+                    .iter()
+                    .find_map(|&m| maps.get(m).and_then(|r| r.as_ref().err()));
+                if let Some(why) = bad_map {
+                    excluded(why.clone())
+                } else {
+                    let kbytes = match moat_isa::decode(&spec.bytecode) {
+                        Ok(insns) => {
+                            let insns: Vec<Insn> = insns.into_iter().map(|(_, i)| i).collect();
+                            kernel_insns(&insns, &fds, &[])
+                        }
+                        Err(_) => spec.bytecode.clone(),
+                    };
+                    match kernel_verdict(
+                        &kbytes,
+                        target.kernel,
+                        &license,
+                        object.kernel_version.unwrap_or(0),
+                    ) {
+                        Err(why) => excluded(why),
+                        Ok((kernel, kernel_time)) => {
+                            let (moat, moat_time) = moat
+                                .get(&i)
+                                .cloned()
+                                .expect("moat verified every typed program");
+                            case.moat_time = moat_time;
+                            case.kernel_time = kernel_time;
+                            Outcome::Compared { moat, kernel }
+                        }
+                    }
+                }
+            }
+        };
+        cases.push(case);
+    }
+    cases
+}
+
+/// The variant name of a parse error, for grouping exclusions.
+fn error_kind(e: &moat::ObjError) -> String {
+    format!("{e:?}")
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect()
+}
+
+fn objects_in(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "o") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Runs `job` over `items` on every CPU.
+fn parallel<T: Sync, R: Send>(items: &[T], job: impl Fn(&T) -> Vec<R> + Sync) -> Vec<R> {
+    let next = Mutex::new(0usize);
+    let results = Mutex::new(Vec::new());
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = {
+                    let mut n = next.lock().expect("lock");
+                    *n += 1;
+                    *n - 1
+                };
+                let Some(item) = items.get(i) else { break };
+                let out = job(item);
+                results.lock().expect("lock").push((i, out));
+            });
+        }
+    });
+    let mut results = results.into_inner().expect("lock");
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().flat_map(|(_, r)| r).collect()
+}
+
+/// The whole corpus, verified by both.
+fn corpus(privileged: bool) -> Vec<Case> {
+    let mode = if privileged {
+        Verification::Privileged
+    } else {
+        Verification::Unprivileged
+    };
+    let mut cases: Vec<Case> = rule_files()
+        .iter()
+        .map(|p| rule_case(p, privileged))
+        .collect();
+    let examples = root().join("examples/c");
+    let objects = shared().join("objects");
+    let mut jobs: Vec<(&'static str, PathBuf, PathBuf)> = objects_in(&examples)
+        .into_iter()
+        .map(|p| ("examples", examples.clone(), p))
+        .collect();
+    jobs.extend(
+        objects_in(&objects)
+            .into_iter()
+            .map(|p| ("objects", objects.clone(), p)),
+    );
+    cases.extend(parallel(&jobs, |(corpus, dir, path)| {
+        object_cases(corpus, dir, path, mode)
+    }));
+    cases
+}
+
+// ------------------------------------------------------------------------------------------------
+// Report
+
+#[derive(Default)]
+struct Row {
+    programs: usize,
+    excluded: usize,
+    accept_accept: usize,
+    reject_reject: usize,
+    moat_only_reject: usize,
+    kernel_only_reject: usize,
+}
+
+impl Row {
+    fn add(&mut self, case: &Case) {
+        self.programs += 1;
+        match &case.outcome {
+            Outcome::Excluded(_) => self.excluded += 1,
+            Outcome::Compared { moat, kernel } => match (moat.accepted(), kernel.accepted()) {
+                (true, true) => self.accept_accept += 1,
+                (false, false) => self.reject_reject += 1,
+                (false, true) => self.moat_only_reject += 1,
+                (true, false) => self.kernel_only_reject += 1,
+            },
+        }
+    }
+
+    fn compared(&self) -> usize {
+        self.accept_accept + self.reject_reject + self.moat_only_reject + self.kernel_only_reject
+    }
+
+    fn line(&self, name: &str) -> String {
+        format!(
+            "| {name:<16} | {:>8} | {:>8} | {:>8} | {:>9} | {:>9} | {:>9} | {:>11} |",
+            self.programs,
+            self.excluded,
+            self.compared(),
+            self.accept_accept,
+            self.reject_reject,
+            self.moat_only_reject,
+            self.kernel_only_reject
+        )
+    }
+}
+
+fn percent(a: usize, b: usize) -> String {
+    if b == 0 {
+        "n/a".into()
+    } else {
+        format!("{:.1} %", 100.0 * a as f64 / b as f64)
+    }
+}
+
+/// Prints the report and checks the disagreements against `allowed`; returns the mismatches.
+fn report(title: &str, cases: &[Case], allowed: &[(&str, &str, &str)]) -> Vec<String> {
+    let mut rows: BTreeMap<&str, Row> = BTreeMap::new();
+    let mut total = Row::default();
+    let mut exclusions: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut disagreements = Vec::new();
+    for c in cases {
+        let row = match c.corpus {
+            "objects" => c.origin.split('/').next().unwrap_or("objects"),
+            other => other,
+        };
+        rows.entry(row).or_default().add(c);
+        total.add(c);
+        match &c.outcome {
+            Outcome::Excluded(why) => exclusions
+                .entry(why.clone())
+                .or_default()
+                .push(format!("{}:{}", c.origin, c.program)),
+            Outcome::Compared { moat, kernel } if moat.accepted() != kernel.accepted() => {
+                disagreements.push(c);
+            }
+            Outcome::Compared { .. } => {}
+        }
+    }
+    println!("== {title}");
+    println!(
+        "| corpus           | programs | excluded | compared | both acc. | both rej. | moat only | kernel only |"
+    );
+    println!(
+        "|------------------|----------|----------|----------|-----------|-----------|-----------|-------------|"
+    );
+    for (name, row) in &rows {
+        println!("{}", row.line(name));
+    }
+    println!("{}", total.line("total"));
+    println!(
+        "agreement: {} of {} compared programs ({}); kernel rejections moat also rejects: {} of {} ({})",
+        total.accept_accept + total.reject_reject,
+        total.compared(),
+        percent(total.accept_accept + total.reject_reject, total.compared()),
+        total.reject_reject,
+        total.reject_reject + total.kernel_only_reject,
+        percent(
+            total.reject_reject,
+            total.reject_reject + total.kernel_only_reject
+        )
+    );
+    println!("excluded, by reason:");
+    for (why, list) in &exclusions {
+        let shown: Vec<&String> = list.iter().take(4).collect();
+        println!(
+            "  {:>4}  {why}: {}{}",
+            list.len(),
+            shown
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if list.len() > 4 { ", ..." } else { "" }
+        );
+    }
+    if std::env::var_os("MOAT_KERNEL_VERIFIER_VERBOSE").is_some() {
+        println!("every compared program:");
+        for c in cases {
+            if let Outcome::Compared { moat, kernel } = &c.outcome {
+                println!(
+                    "  {}:{}\n    moat:   {}\n    kernel: {}",
+                    c.origin,
+                    c.program,
+                    moat.describe(),
+                    kernel.describe()
+                );
+            }
+        }
+    }
+    println!("disagreements ({}):", disagreements.len());
+    let allowed_map: BTreeMap<(&str, &str), &str> =
+        allowed.iter().map(|(o, p, why)| ((*o, *p), *why)).collect();
+    let mut mismatches = Vec::new();
+    let mut seen = BTreeSet::new();
+    for c in &disagreements {
+        let Outcome::Compared { moat, kernel } = &c.outcome else {
+            continue;
+        };
+        let key = (c.origin.as_str(), c.program.as_str());
+        seen.insert(key);
+        let why = allowed_map.get(&key).copied();
+        println!(
+            "  {}:{} ({} insns)\n    moat:   {}\n    kernel: {}\n    why:    {}",
+            c.origin,
+            c.program,
+            c.insns,
+            moat.describe(),
+            kernel.describe(),
+            why.unwrap_or("NOT EXPLAINED")
+        );
+        if why.is_none() {
+            mismatches.push(format!(
+                "unexplained disagreement {}:{} (moat {}, kernel {})",
+                c.origin,
+                c.program,
+                moat.describe(),
+                kernel.describe()
+            ));
+        }
+    }
+    for (o, p, _) in allowed {
+        if !seen.contains(&(*o, *p)) {
+            mismatches.push(format!("listed disagreement {o}:{p} no longer happens"));
+        }
+    }
+    mismatches
+}
+
+fn unavailable() -> Option<String> {
+    moat_kernel::available().err()
+}
+
+#[test]
+fn moat_and_the_kernel_agree_as_root() {
+    if let Some(reason) = unavailable() {
+        println!("skipped: {reason}");
+        return;
+    }
+    let cases = corpus(true);
+    let mismatches = report(
+        "privileged: moat privileged, the kernel as root",
+        &cases,
+        ROOT_DISAGREEMENTS,
+    );
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+/// Runs in the child process with only CAP_BPF and CAP_NET_ADMIN.
+fn unprivileged_child() {
+    let cases = corpus(false);
+    let mismatches = report(
+        "unprivileged: moat unprivileged, the kernel with CAP_BPF + CAP_NET_ADMIN only",
+        &cases,
+        UNPRIVILEGED_DISAGREEMENTS,
+    );
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+#[test]
+fn moat_and_the_kernel_agree_unprivileged() {
+    if std::env::var_os(UNPRIVILEGED_CHILD).is_some() {
+        unprivileged_child();
+        return;
+    }
+    if let Some(reason) = unavailable() {
+        println!("skipped: {reason}");
+        return;
+    }
+    let exe = std::env::current_exe().expect("test binary");
+    let output = std::process::Command::new("setpriv")
+        .args([
+            "--inh-caps=-all,+bpf,+net_admin",
+            "--bounding-set=-all,+bpf,+net_admin",
+            "--",
+        ])
+        .arg(exe)
+        .args([
+            "--exact",
+            "moat_and_the_kernel_agree_unprivileged",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(UNPRIVILEGED_CHILD, "1")
+        .output();
+    let output = match output {
+        Ok(o) => o,
+        Err(e) => {
+            println!("skipped: cannot run setpriv to drop capabilities: {e}");
+            return;
+        }
+    };
+    print!("{}", String::from_utf8_lossy(&output.stdout));
+    eprint!("{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "the unprivileged comparison failed"
+    );
+}
+
+// ------------------------------------------------------------------------------------------------
+// Speed (BENCHMARKS.md)
+
+/// A generated XDP program of `blocks` diamonds (7 instructions each) over the first 64 bytes of the
+/// packet, with a helper call every 100 blocks: over 10 000 instructions for 1500 blocks.
+fn generated_program(blocks: usize) -> String {
+    let mut s = String::from(
+        "ldxw %r6, [%r1+0]\nldxw %r7, [%r1+4]\nmov %r2, %r6\nadd %r2, 64\njgt %r2, %r7, out\n\
+         ldxdw %r8, [%r6+0]\n",
+    );
+    for i in 0..blocks {
+        s.push_str(&format!(
+            "ldxb %r9, [%r6+{}]\njgt %r9, {}, +3\nadd %r8, %r9\nmov %r9, 0\nja +2\nxor %r8, {i}\n\
+             mov %r9, 0\n",
+            (i * 13) % 64,
+            (i * 37) % 256
+        ));
+        if i % 100 == 99 {
+            s.push_str("call 7\nadd %r8, %r0\n");
+        }
+    }
+    s.push_str("out:\nmov %r0, 2\nexit\n");
+    s
+}
+
+/// One program to time: its bytecode (moat's map indices), moat's environment and the kernel's
+/// program type.
+struct SpeedCase {
+    name: String,
+    bytes: Vec<u8>,
+    context: Context,
+    maps: Vec<MapSpec>,
+    kernel: KernelType,
+    license: String,
+}
+
+fn speed_context(t: ProgType) -> Context {
+    match t {
+        ProgType::Xdp => Context::xdp(),
+        ProgType::SchedCls => Context::sk_buff(true),
+        ProgType::Tracing => Context::tracing(168),
+        _ => Context::sk_buff(false),
+    }
+}
+
+/// The speed cases of one object: its programs named in `only` (all when `None`).
+fn object_speed_cases(
+    corpus: &str,
+    dir: &Path,
+    path: &Path,
+    only: Option<&[String]>,
+) -> Vec<SpeedCase> {
+    let origin = path
+        .strip_prefix(dir)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .into_owned();
+    let Ok(object) = Object::parse(&std::fs::read(path).expect("readable")) else {
+        return Vec::new();
+    };
+    let mut cases = Vec::new();
+    for p in &object.programs {
+        let name = format!("{origin}:{}", p.name);
+        if only.is_some_and(|o| !o.contains(&name)) {
+            continue;
+        }
+        let Ok(t) = target(corpus, &origin, &p.section) else {
+            continue;
+        };
+        cases.push(SpeedCase {
+            name,
+            bytes: p.bytecode.clone(),
+            context: speed_context(t.moat),
+            maps: object.maps.clone(),
+            kernel: t.kernel,
+            license: object.license.clone().unwrap_or_else(|| "GPL".into()),
+        });
+    }
+    cases
+}
+
+/// The programs of BENCHMARKS.md: every example, the 8 largest Cilium programs moat accepts and the 2
+/// largest it rejects, and the generated program.
+fn speed_cases() -> Vec<SpeedCase> {
+    let examples = root().join("examples/c");
+    let mut cases: Vec<SpeedCase> = objects_in(&examples)
+        .iter()
+        .flat_map(|p| object_speed_cases("examples", &examples, p, None))
+        .collect();
+    let objects = shared().join("objects");
+    let mut candidates: Vec<(usize, SpeedCase)> = objects_in(&objects.join("cilium"))
+        .into_iter()
+        .chain(objects_in(&objects.join("cilium-core")))
+        .flat_map(|p| object_speed_cases("objects", &objects, &p, None))
+        .map(|c| (c.bytes.len() / 8, c))
+        .collect();
+    candidates.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.name.cmp(&b.1.name)));
+    let (mut accepted, mut rejected) = (0, 0);
+    for (_, case) in candidates {
+        if accepted == 8 && rejected == 2 {
+            break;
+        }
+        let ok = moat_verify_case(&case).0;
+        if ok && accepted < 8 {
+            accepted += 1;
+            cases.push(case);
+        } else if !ok && rejected < 2 {
+            rejected += 1;
+            cases.push(case);
+        }
+    }
+    cases.push(generated_case());
+    cases
+}
+
+fn generated_case() -> SpeedCase {
+    SpeedCase {
+        name: "generated (1500 diamonds)".into(),
+        bytes: moat_isa::assemble_bytes(&generated_program(1500))
+            .expect("generated program assembles"),
+        context: Context::xdp(),
+        maps: Vec::new(),
+        kernel: KernelType::Xdp,
+        license: "GPL".into(),
+    }
+}
+
+/// The speed case called `name`, without choosing among the Cilium programs.
+fn speed_case_named(name: &str) -> Option<SpeedCase> {
+    let examples = root().join("examples/c");
+    let objects = shared().join("objects");
+    objects_in(&examples)
+        .iter()
+        .flat_map(|p| object_speed_cases("examples", &examples, p, None))
+        .chain(
+            objects_in(&objects.join("cilium"))
+                .into_iter()
+                .chain(objects_in(&objects.join("cilium-core")))
+                .flat_map(|p| object_speed_cases("objects", &objects, &p, None)),
+        )
+        .chain(std::iter::once(generated_case()))
+        .find(|c| c.name == name)
+}
+
+/// moat's verdict on a speed case, with its statistics.
+fn moat_verify_case(case: &SpeedCase) -> (bool, moat_verify::Stats, Duration) {
+    let mut env = Env::new(case.context.clone());
+    env.maps = case
+        .maps
+        .iter()
+        .map(|m| MapInfo {
+            name: m.name.clone(),
+            map_type: m.map_type,
+            key_size: m.key_size,
+            value_size: m.value_size,
+            max_entries: m.max_entries,
+            read_only: m.flags & RDONLY_PROG != 0,
+        })
+        .collect();
+    let start = Instant::now();
+    let Ok(program) = moat_isa::Program::new(&case.bytes) else {
+        return (false, moat_verify::Stats::default(), start.elapsed());
+    };
+    match moat_verify::verify(&program, &env) {
+        Ok(v) => (true, v.stats(), start.elapsed()),
+        Err(r) => (false, r.stats, start.elapsed()),
+    }
+}
+
+/// `VmHWM` (peak resident memory) of this process, in KiB.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+/// The kernel's statistics line ("processed N insns ... peak_states P ...") for a program.
+fn kernel_stats(bytes: &[u8], case: &SpeedCase) -> (bool, String) {
+    let mut options = LoadOptions::new(case.kernel);
+    options.license = case.license.clone();
+    options.log_level = 1;
+    options.log_size = 16 << 20;
+    let (ok, log) = match load_program(bytes, &options) {
+        Ok(p) => (true, p.log().to_string()),
+        Err(KernelError::Load { log, .. }) => (false, log),
+        Err(e) => panic!("{e}"),
+    };
+    let stats = log
+        .lines()
+        .find(|l| l.starts_with("processed "))
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let get = |key: &str| {
+                w.iter()
+                    .position(|x| *x == key)
+                    .and_then(|i| w.get(i + 1))
+                    .copied()
+                    .unwrap_or("?")
+            };
+            format!("{} / {}", get("processed"), get("peak_states"))
+        })
+        .unwrap_or_else(|| "?".into());
+    (ok, stats)
+}
+
+#[test]
+fn verification_speed() {
+    if let Ok(name) = std::env::var(MEMORY_CHILD) {
+        // Child: verify one case and report the growth of the peak resident set.
+        let case = speed_case_named(&name).expect("known case");
+        let before = peak_rss_kib();
+        let _ = moat_verify_case(&case);
+        println!("HWM {before} {}", peak_rss_kib());
+        return;
+    }
+    if cfg!(debug_assertions) {
+        println!("skipped: timings need a release build (cargo test --release)");
+        return;
+    }
+    if let Some(reason) = unavailable() {
+        println!("skipped: {reason}");
+        return;
+    }
+    {
+        use moat_verify::state::{Frame, Reg, Slot};
+        use std::mem::size_of;
+        println!(
+            "moat's state sizes: Reg {} B, Slot {} B, Frame {} B + {} B of stack slots",
+            size_of::<Reg>(),
+            size_of::<Slot>(),
+            size_of::<Frame>(),
+            moat_verify::state::SLOTS * size_of::<Slot>()
+        );
+    }
+    println!(
+        "| program | insns | moat verdict | moat time (ms) | moat processed / peak states | \
+         moat peak RSS growth (KiB) | kernel verdict | BPF_PROG_LOAD (ms) | kernel processed / peak states |"
+    );
+    println!("|---|---:|---|---:|---:|---:|---|---:|---:|");
+    for case in speed_cases() {
+        let runs: Vec<(bool, moat_verify::Stats, Duration)> =
+            (0..5).map(|_| moat_verify_case(&case)).collect();
+        let (moat_ok, stats, _) = runs[0];
+        let moat_time = median(runs.iter().map(|r| r.2).collect());
+        // The kernel, with the same maps.
+        let maps: Vec<Result<moat_kernel::Map, String>> = case
+            .maps
+            .iter()
+            .map(|m| {
+                kernel_map(
+                    m.map_type,
+                    m.key_size,
+                    m.value_size,
+                    m.max_entries,
+                    m.flags,
+                    &m.data,
+                )
+            })
+            .collect();
+        let fds: Vec<i32> = maps
+            .iter()
+            .map(|m| m.as_ref().map_or(-1, moat_kernel::Map::fd))
+            .collect();
+        let insns: Vec<Insn> = moat_isa::decode(&case.bytes)
+            .expect("decodes")
+            .into_iter()
+            .map(|(_, i)| i)
+            .collect();
+        let kbytes = kernel_insns(&insns, &fds, &[]);
+        let mut kernel_times = Vec::new();
+        for _ in 0..5 {
+            let mut options = LoadOptions::new(case.kernel);
+            options.license = case.license.clone();
+            if let Ok(p) = load_program(&kbytes, &options) {
+                kernel_times.push(p.load_time());
+            }
+        }
+        let (kernel_ok, kernel_stat) = kernel_stats(&kbytes, &case);
+        drop(maps);
+        // moat's memory, in a fresh process.
+        let hwm = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--exact", "verification_speed", "--nocapture"])
+            .env(MEMORY_CHILD, &case.name)
+            .output()
+            .ok()
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .find_map(|l| l.strip_prefix("HWM ").map(str::to_string))
+            })
+            .and_then(|l| {
+                let mut w = l.split_whitespace().map(|n| n.parse::<u64>().ok());
+                Some(w.next()??.abs_diff(w.next()??))
+            })
+            .map_or("?".into(), |d| d.to_string());
+        let verdict = |ok: bool| if ok { "accept" } else { "reject" };
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            case.name,
+            case.bytes.len() / 8,
+            verdict(moat_ok),
+            ms(moat_time),
+            if moat_ok {
+                format!("{} / {}", stats.insns_processed, stats.peak_states)
+            } else {
+                "-".into()
+            },
+            hwm,
+            verdict(kernel_ok),
+            if kernel_times.is_empty() {
+                "-".into()
+            } else {
+                ms(median(kernel_times))
+            },
+            kernel_stat
+        );
+    }
+}
