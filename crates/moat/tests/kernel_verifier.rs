@@ -1328,6 +1328,19 @@ fn report(title: &str, cases: &[Case], allowed: &[(&str, &str, &str)]) -> Vec<St
             total.reject_reject + total.kernel_only_reject
         )
     );
+    let moat_total: Duration = cases.iter().filter_map(|c| c.moat_time).sum();
+    let kernel_total: Duration = cases.iter().filter_map(|c| c.kernel_time).sum();
+    println!(
+        "time on the programs each accepted: moat {} ms verifying ({} build), the kernel {} ms in \
+         BPF_PROG_LOAD",
+        ms(moat_total),
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        ms(kernel_total)
+    );
     println!("excluded, by reason:");
     for (why, list) in &exclusions {
         let shown: Vec<&String> = list.iter().take(4).collect();
