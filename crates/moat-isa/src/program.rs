@@ -94,7 +94,18 @@ impl Program {
         Program::from_insns(insns, slots)
     }
 
-    fn from_insns(insns: Vec<(usize, Insn)>, slots: usize) -> Result<Program, ProgramError> {
+    /// Decodes and checks the structure only, leaving register initialisation to a path-sensitive
+    /// verifier that runs next (the must-be-initialised analysis of [`Program::new`] cannot see
+    /// which paths are feasible).
+    pub fn new_for_verifier(bytes: &[u8]) -> Result<Program, ProgramError> {
+        let insns = decode(bytes)?;
+        let slots = bytes.len() / crate::INSN_SIZE;
+        let program = Program::build(insns, slots)?;
+        program.check_structure()?;
+        Ok(program)
+    }
+
+    fn build(insns: Vec<(usize, Insn)>, slots: usize) -> Result<Program, ProgramError> {
         if insns.is_empty() {
             return Err(ProgramError::Empty);
         }
@@ -104,11 +115,15 @@ impl Program {
                 *s = Some(i);
             }
         }
-        let program = Program {
+        Ok(Program {
             insns,
             slots,
             index_of_slot,
-        };
+        })
+    }
+
+    fn from_insns(insns: Vec<(usize, Insn)>, slots: usize) -> Result<Program, ProgramError> {
+        let program = Program::build(insns, slots)?;
         program.check_structure()?;
         program.check_init()?;
         Ok(program)

@@ -288,15 +288,32 @@ impl<'p, 'e> Checker<'p, 'e> {
                 Ok(Step::Next(next))
             }
             Insn::Neg { width, dst } => {
-                let Reg::Scalar(v) = self.read_reg(pc, st, dst)? else {
-                    return Err(self.err(pc, st, Reason::PointerArithmetic { what: "negation" }));
+                let v = match self.read_reg(pc, st, dst)? {
+                    Reg::Scalar(v) => v,
+                    // A privileged loader may turn a pointer into a number, as in the kernel.
+                    _ if self.env.privileged => Scalar::UNKNOWN,
+                    _ => {
+                        return Err(self.err(
+                            pc,
+                            st,
+                            Reason::PointerArithmetic { what: "negation" },
+                        ))
+                    }
                 };
                 st.set(dst.index(), Reg::Scalar(v.neg(width)));
                 Ok(Step::Next(next))
             }
             Insn::Endian { kind, bits, dst } => {
-                let Reg::Scalar(v) = self.read_reg(pc, st, dst)? else {
-                    return Err(self.err(pc, st, Reason::PointerArithmetic { what: "byte swap" }));
+                let v = match self.read_reg(pc, st, dst)? {
+                    Reg::Scalar(v) => v,
+                    _ if self.env.privileged => Scalar::UNKNOWN,
+                    _ => {
+                        return Err(self.err(
+                            pc,
+                            st,
+                            Reason::PointerArithmetic { what: "byte swap" },
+                        ))
+                    }
                 };
                 let out = match (kind, v.as_const()) {
                     (_, Some(c)) => Scalar::constant(match (kind, bits) {
@@ -353,7 +370,7 @@ impl<'p, 'e> Checker<'p, 'e> {
                 if op == AtomicOp::CmpXchg {
                     self.read_reg(pc, st, moat_isa::Reg::R0)?;
                 }
-                if value.is_pointer() {
+                if value.is_pointer() && !self.env.privileged {
                     return Err(self.err(
                         pc,
                         st,
@@ -635,11 +652,12 @@ impl<'p, 'e> Checker<'p, 'e> {
                     var: v2,
                     ..
                 },
-            ) if width == Width::W64 && op == AluOp::Sub && r1 == r2 => {
-                // The distance between two pointers into the same region is a number.
+            ) if op == AluOp::Sub && r1 == r2 => {
+                // The distance between two pointers into the same region is a number (at 32 bits,
+                // its low half, as the kernel lets a privileged program compute).
                 let base = Scalar::constant((o1 - o2) as u64);
                 let diff = v1.alu(AluOp::Sub, &v2, Width::W64);
-                Ok(Reg::Scalar(base.alu(AluOp::Add, &diff, Width::W64)))
+                Ok(Reg::Scalar(base.alu(AluOp::Add, &diff, width)))
             }
             _ if priv_
                 && matches!(d, Reg::Ptr { .. } | Reg::Map { .. } | Reg::Func { .. })
@@ -885,6 +903,20 @@ impl<'p, 'e> Checker<'p, 'e> {
     ) -> R<Option<Reg>> {
         let start = (STACK_SIZE + lo) as usize;
         let privileged = self.env.privileged;
+        if frame >= st.frames.len() {
+            // The frame belonged to a function that has returned.
+            let st_copy = st.clone();
+            return Err(self.err(
+                pc,
+                &st_copy,
+                Reason::OutOfBounds {
+                    region: format!("fp{frame} (the stack of a returned function)"),
+                    lo,
+                    hi: lo + n,
+                    limit: 0,
+                },
+            ));
+        }
         let Some(f) = st.frames.get_mut(frame) else {
             return Ok(None);
         };
@@ -1005,7 +1037,7 @@ impl<'p, 'e> Checker<'p, 'e> {
                         },
                     ));
                 }
-                if v.is_pointer() {
+                if v.is_pointer() && !self.env.privileged {
                     return Err(self.err(
                         pc,
                         st,
@@ -1308,6 +1340,16 @@ impl<'p, 'e> Checker<'p, 'e> {
     #[allow(clippy::too_many_lines)]
     fn call_helper(&mut self, pc: usize, next: usize, st: &mut State, id: i32) -> R<Step> {
         let proto: Option<HelperProto> = u32::try_from(id).ok().and_then(|i| (self.env.helpers)(i));
+        if id == 12 && !st.refs.is_empty() {
+            // A tail call never returns: a held reservation would leak.
+            return Err(self.err(
+                pc,
+                st,
+                Reason::UnreleasedReference {
+                    count: st.refs.len(),
+                },
+            ));
+        }
         let Some(proto) = proto else {
             return Err(self.err(pc, st, Reason::UnknownHelper { id }));
         };

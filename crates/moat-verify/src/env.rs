@@ -79,11 +79,13 @@ impl Context {
 
     /// The kernel's `struct __sk_buff` as tc classifiers (`writable_packet`) and socket filters see it.
     pub fn sk_buff(writable_packet: bool) -> Context {
-        let f = |off, kind, writable| CtxField {
+        // Socket filters may write only `cb[]`; tc programs also mark, priority, tc_index, ...
+        let tc = writable_packet;
+        let f = |off, kind, writable: bool| CtxField {
             off,
             size: 4,
             kind,
-            writable,
+            writable: writable && (tc || (48..68).contains(&off)),
         };
         let mut fields = vec![
             f(0, FieldKind::Scalar, false),  // len
@@ -538,6 +540,7 @@ impl HelperProto {
             69 => p("bpf_fib_lookup", &[Ctx, MemOut, Size, Scalar], Ret::Integer),
             79 => p("bpf_skb_cgroup_id", &[Ctx], Ret::Integer),
             80 => p("bpf_get_current_cgroup_id", &[], Ret::Integer),
+            118 => p("bpf_jiffies64", &[], Ret::Integer),
             83 => p("bpf_skb_ancestor_cgroup_id", &[Ctx, Scalar], Ret::Integer),
             97 => p("bpf_skb_ecn_set_ce", &[Ctx], Ret::Integer),
             122 => p("bpf_get_netns_cookie", &[Anything], Ret::Integer),

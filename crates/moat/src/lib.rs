@@ -436,11 +436,17 @@ impl Runtime {
         maps: &[Arc<Map>],
         domain: Option<Domain>,
     ) -> Result<LoadedProgram, Error> {
-        let program = Program::new(bytes)?;
         // A buffer program is verified only when the buffer's size is known (`set_buffer_size`);
         // otherwise its safety rests on the engines' run-time checks alone.
         let skip = self.verification == Verification::Off
             || (prog_type == ProgType::Buffer && self.buffer_size.is_none());
+        // The verifier checks register initialisation per path; without it, the conservative
+        // whole-program analysis of `Program::new` applies.
+        let program = if skip {
+            Program::new(bytes)?
+        } else {
+            Program::new_for_verifier(bytes)?
+        };
         let verified = if skip {
             None
         } else {

@@ -66,7 +66,7 @@ impl Runtime {
                             insn: u.insn,
                         });
                     }
-                    let program = moat_isa::Program::new(&spec.bytecode)?;
+                    let program = moat_isa::Program::new_for_verifier(&spec.bytecode)?;
                     let context =
                         crate::verifying::context(prog_type, self.buffer_size.unwrap_or(0));
                     crate::verifying::verify(

@@ -80,17 +80,9 @@ use std::time::{Duration, Instant};
 // refuses for reasons that are not about memory safety in moat (helper availability, Spectre
 // hardening, this kernel's build).
 
-const BUG_STALE_STACK: &str = "moat bug (FIXME, rules/call-stale-stack-pointer.asm): a pointer into a \
-    returned function's stack frame is accepted and dereferenced; the kernel refuses to return a stack \
-    pointer to the caller";
-const BUG_CTX_SOCKET_WRITE: &str = "moat bug (FIXME, rules/ctx-socket-write-mark.asm): moat's socket \
-    filter __sk_buff lets mark, priority, ... be written; the kernel allows socket filters cb[] only";
 const BUG_PKT_INVALIDATION: &str =
     "moat bug (FIXME, rules/pkt-after-adjust-head.asm): packet pointers \
     stay valid after helpers that move packet data; the kernel invalidates them";
-const BUG_TAIL_CALL_REF: &str =
-    "moat bug (FIXME, rules/ringbuf-held-across-tail-call.asm): a tail call \
-    with a ring buffer reservation held is accepted; the kernel refuses the reference leak";
 const BUG_LEAK_HELPER: &str =
     "moat bug (FIXME, rules/leak-ptr-via-helper-unpriv.asm): unprivileged, a \
     spilled pointer can be passed as helper input memory (bpf_map_update_elem's value) and so be \
@@ -123,18 +115,6 @@ const LIM_PERF_EVENT_CTX: &str =
     184 bytes) is modelled as struct pt_regs (168 bytes), so sample_period at 168 is refused";
 const LIM_SKB_FIELDS: &str = "moat limitation: moat's __sk_buff ends with `family` (offset 92); \
     data_meta (offset 140) and the later fields are missing";
-const STRICT_PTR_CTX: &str =
-    "moat stricter: a pointer stored into the context is refused for every \
-    loader; the kernel allows root";
-const STRICT_ATOMIC: &str =
-    "moat stricter: an atomic operation with a pointer operand is refused for \
-    every loader; the kernel allows root";
-const STRICT_NEG: &str =
-    "moat stricter: negating a pointer is refused for every loader; the kernel \
-    makes a number of it for root";
-const STRICT_BSWAP: &str =
-    "moat stricter: byte-swapping a pointer is refused for every loader; the \
-    kernel makes a number of it for root";
 const STRICT_CMP_ZERO: &str = "moat limitation (FIXME, rules/leak-ptr-compare-zero-unpriv.asm): \
     unprivileged, comparing a map value pointer already known non-null with 0 is refused; the kernel \
     knows the outcome and allows it";
@@ -171,16 +151,9 @@ const KERNEL_LOOP_UNPRIV: &str = "kernel-specific behaviour (no CAP_PERFMON): th
 /// Disagreements of the privileged comparison (moat privileged, the kernel as root): (origin,
 /// program, why).
 const ROOT_DISAGREEMENTS: &[(&str, &str, &str)] = &[
-    ("call-stale-stack-pointer.asm", "-", BUG_STALE_STACK),
     ("ctx-narrow-read-xdp.asm", "-", KERNEL_NARROW_CTX),
-    ("ctx-pointer-store-unpriv.asm", "-", STRICT_PTR_CTX),
-    ("ctx-socket-write-mark.asm", "-", BUG_CTX_SOCKET_WRITE),
-    ("leak-atomic.asm", "-", STRICT_ATOMIC),
     ("pkt-after-adjust-head.asm", "-", BUG_PKT_INVALIDATION),
     ("pkt-meta-checked.asm", "-", LIM_META),
-    ("ptr-byteswap-unpriv.asm", "-", STRICT_BSWAP),
-    ("ptr-neg-unpriv.asm", "-", STRICT_NEG),
-    ("ringbuf-held-across-tail-call.asm", "-", BUG_TAIL_CALL_REF),
     ("spill-partial-read-priv.asm", "-", KERNEL_REGISTER_FILL),
     ("spill-partial-read-unpriv.asm", "-", KERNEL_REGISTER_FILL),
     ("stack-variable-offset-priv.asm", "-", LIM_VAR_STACK),
@@ -277,7 +250,6 @@ const ROOT_DISAGREEMENTS: &[(&str, &str, &str)] = &[
         LIM_HELPER_99,
     ),
     ("cilium-core/bpf_lxc.o", "tail_ipv6_policy", LIM_HELPER_99),
-    ("cilium-core/bpf_lxc.o", "tail_ipv6_to_endpoint", LIM_SUB32),
     ("cilium-core/bpf_lxc.o", "tail_ipv4_policy", LIM_HELPER_99),
     (
         "cilium-core/bpf_xdp.o",
@@ -333,16 +305,13 @@ const ROOT_DISAGREEMENTS: &[(&str, &str, &str)] = &[
 /// Disagreements of the unprivileged comparison (moat unprivileged, the kernel with CAP_BPF and
 /// CAP_NET_ADMIN only).
 const UNPRIVILEGED_DISAGREEMENTS: &[(&str, &str, &str)] = &[
-    ("call-stale-stack-pointer.asm", "-", BUG_STALE_STACK),
     ("ctx-narrow-read-xdp.asm", "-", KERNEL_NARROW_CTX),
-    ("ctx-socket-write-mark.asm", "-", BUG_CTX_SOCKET_WRITE),
     ("leak-ptr-compare-zero-unpriv.asm", "-", STRICT_CMP_ZERO),
     ("leak-ptr-via-helper-unpriv.asm", "-", BUG_LEAK_HELPER),
     ("loop-bounded.asm", "-", KERNEL_LOOP_UNPRIV),
     ("pkt-after-adjust-head.asm", "-", BUG_PKT_INVALIDATION),
     ("pkt-meta-checked.asm", "-", LIM_META),
     ("pkt-var-offset-rechecked.asm", "-", SPECTRE_PKT_ARITH),
-    ("ringbuf-held-across-tail-call.asm", "-", BUG_TAIL_CALL_REF),
     ("uninit-r0-dead-path.asm", "-", LIM_UNINIT_PATH),
     ("counter.o", "count_packets", KERNEL_PTR_SUB),
     ("globals.o", "use_globals", KERNEL_PTR_SUB),

@@ -1,9 +1,8 @@
 # rule: a successful tail call never returns, so it may not happen while a ring buffer reservation is held.
-# FIXME: moat accepts this leak: bpf_tail_call is checked like any helper, while the kernel refuses a tail call with references held ("tail_call would lead to reference leak").
 # context: tc
 # map: events ringbuf 0 0 4096
 # map: jumps prog_array 4 4 8
-# accept
+# reject: UnreleasedReference at 12
 mov %r6, %r1                # 0
 lddw %r1, map_idx(0)        # 1
 mov %r2, 8                  # 3
