@@ -83,6 +83,37 @@ fn unavailable(errno: i32) -> Option<KernelError> {
     })
 }
 
+/// Rewrites moat's map references by index (`lddw` sources 5 and 6, as the object loader emits them)
+/// into the kernel's references by file descriptor (sources 1 and 2), `fd_of(index)` giving the fd of
+/// each map; other instructions are unchanged.
+pub fn map_indices_to_fds(
+    insns: &[moat_isa::Insn],
+    mut fd_of: impl FnMut(i32) -> i32,
+) -> Vec<moat_isa::Insn> {
+    use moat_isa::{Insn, LddwKind};
+    insns
+        .iter()
+        .map(|insn| match *insn {
+            Insn::LoadImm64 {
+                dst,
+                kind: kind @ (LddwKind::MapIdx | LddwKind::MapIdxValue),
+                imm,
+                next_imm,
+            } => Insn::LoadImm64 {
+                dst,
+                kind: if kind == LddwKind::MapIdx {
+                    LddwKind::MapFd
+                } else {
+                    LddwKind::MapValue
+                },
+                imm: fd_of(imm),
+                next_imm,
+            },
+            other => other,
+        })
+        .collect()
+}
+
 /// Whether the kernel's eBPF is usable: loads a trivial socket filter (`r0 = 0; exit`) once and caches
 /// the outcome. `Err` holds a human-readable reason (e.g. `EPERM` without `CAP_BPF`, `ENOSYS`, seccomp).
 pub fn available() -> Result<(), String> {

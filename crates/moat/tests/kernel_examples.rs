@@ -35,7 +35,7 @@
 //! The test prints `skipped: <reason>` and passes when `bpf()` is unusable here.
 
 use moat::{Engine, LoadedObject, MapType, Object, ObjectOptions, Runtime, BPF_ANY};
-use moat_isa::{Insn, LddwKind};
+use moat_isa::Insn;
 use moat_kernel::{create_map, load_program, KernelError, LoadOptions, ProgType};
 use moat_obj::MapSpec;
 use std::collections::{BTreeMap, BTreeSet};
@@ -159,32 +159,9 @@ fn kernel_bytecode(bytecode: &[u8], maps: &[moat_kernel::Map]) -> Vec<u8> {
     let insns: Vec<Insn> = moat_isa::decode(bytecode)
         .expect("the object's programs decode")
         .into_iter()
-        .map(|(_, insn)| match insn {
-            Insn::LoadImm64 {
-                dst,
-                kind: LddwKind::MapIdx,
-                imm,
-                next_imm,
-            } => Insn::LoadImm64 {
-                dst,
-                kind: LddwKind::MapFd,
-                imm: fd(imm),
-                next_imm,
-            },
-            Insn::LoadImm64 {
-                dst,
-                kind: LddwKind::MapIdxValue,
-                imm,
-                next_imm,
-            } => Insn::LoadImm64 {
-                dst,
-                kind: LddwKind::MapValue,
-                imm: fd(imm),
-                next_imm,
-            },
-            other => other,
-        })
+        .map(|(_, insn)| insn)
         .collect();
+    let insns = moat_kernel::map_indices_to_fds(&insns, fd);
     let out = moat_isa::encode(&insns);
     assert_eq!(out.len(), bytecode.len(), "rewriting keeps every slot");
     out

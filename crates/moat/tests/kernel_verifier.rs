@@ -647,31 +647,7 @@ fn kernel_insns(insns: &[Insn], fds: &[i32], prologue: &[Insn]) -> Vec<u8> {
             .unwrap_or(-1)
     };
     let mut out = prologue.to_vec();
-    out.extend(insns.iter().map(|insn| match *insn {
-        Insn::LoadImm64 {
-            dst,
-            kind: LddwKind::MapIdx,
-            imm,
-            next_imm,
-        } => Insn::LoadImm64 {
-            dst,
-            kind: LddwKind::MapFd,
-            imm: fd(imm),
-            next_imm,
-        },
-        Insn::LoadImm64 {
-            dst,
-            kind: LddwKind::MapIdxValue,
-            imm,
-            next_imm,
-        } => Insn::LoadImm64 {
-            dst,
-            kind: LddwKind::MapValue,
-            imm: fd(imm),
-            next_imm,
-        },
-        other => other,
-    }));
+    out.extend(moat_kernel::map_indices_to_fds(insns, fd));
     moat_isa::encode(&out)
 }
 
