@@ -4,14 +4,11 @@
 //! somewhere on the way (data file, assembler, decoder, program checks) or produce a result different
 //! from the wrong one it claims. Prints `N passed, M failed` for each directory.
 
+mod common;
+use common::shared_dir;
+
 use moat::{DataFile, Runtime};
 use std::path::{Path, PathBuf};
-
-fn shared_dir() -> PathBuf {
-    std::env::var_os("MOAT_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-}
 
 fn data_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)

@@ -3,12 +3,11 @@
 //! sample packet (verdicts, packets and map contents). Where the JIT is not supported this compares
 //! the interpreter with itself.
 
+mod common;
+use common::{shared_dir, workspace_root as root};
+
 use moat::{DataFile, Engine, LoadedObject, ObjectOptions, Runtime};
 use std::path::{Path, PathBuf};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn runtime(engine: Engine) -> Runtime {
     let mut rt = Runtime::new();
@@ -65,10 +64,7 @@ fn report(what: &str, total: usize, failures: &[String]) {
 
 #[test]
 fn conformance_programs_agree() {
-    let dir = std::env::var_os("MOAT_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared"))
-        .join("conformance/tests");
+    let dir = shared_dir().join("conformance/tests");
     let files = files(&dir, "data");
     assert!(files.len() >= 300, "conformance files in {}", dir.display());
     let mut failures = Vec::new();

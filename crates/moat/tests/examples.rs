@@ -1,16 +1,14 @@
 //! The bundled C examples (`examples/c/*.o`, built by `make -C examples/c`) run in moat with the
 //! results their sources promise, on the sample packets of `examples/packets/`.
 
+mod common;
+use common::workspace_root as root;
+
 use moat::{LoadedObject, ObjectOptions, Runtime, BPF_ANY};
-use std::path::{Path, PathBuf};
 
 const XDP_DROP: u64 = 1;
 const XDP_PASS: u64 = 2;
 const XDP_TX: u64 = 3;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn object(rt: &Runtime, name: &str) -> LoadedObject {
     let bytes = std::fs::read(root().join("examples/c").join(name)).expect("example object");

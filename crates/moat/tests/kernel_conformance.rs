@@ -28,6 +28,9 @@
 //! whose verifier message they show, differences in [`DIFFER`] with a reason, and both lists must be
 //! exact, so a stale entry fails the test too. The lists were made on Linux 6.18 (x86_64, root).
 
+mod common;
+use common::shared_dir;
+
 use moat::{DataFile, Runtime};
 use moat_kernel::{
     available, create_map, load_program, map_type, KernelError, LoadOptions, Map, ProgType, BPF_ANY,
@@ -74,12 +77,6 @@ const REJECTED: &[(&str, &str, &[&str])] = &[
 /// through the epilogue, and the one helper call (`call_unwind_fail.data`, helper 5 =
 /// `bpf_ktime_get_ns` in both) has its result overwritten before `exit`.
 const DIFFER: &[(&str, &str)] = &[];
-
-fn shared_dir() -> PathBuf {
-    std::env::var_os("MOAT_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-}
 
 fn data_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)

@@ -34,12 +34,14 @@
 //!
 //! The test prints `skipped: <reason>` and passes when `bpf()` is unusable here.
 
+mod common;
+use common::workspace_root as root;
+
 use moat::{Engine, LoadedObject, MapType, Object, ObjectOptions, Runtime, BPF_ANY};
 use moat_isa::Insn;
 use moat_kernel::{create_map, load_program, KernelError, LoadOptions, ProgType};
 use moat_obj::MapSpec;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 
 /// The packets every example runs on, in order (each example starts with fresh maps).
 const PACKETS: [&str; 5] = ["tcp.bin", "tcp.bin", "udp.bin", "arp.bin", "udp-10.1.bin"];
@@ -73,10 +75,6 @@ const ROUTES: [(u32, [u8; 4], u32); 3] = [
     (16, [10, 1, 0, 0], 2),
     (24, [192, 168, 1, 0], 3),
 ];
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn packet(name: &str) -> Vec<u8> {
     std::fs::read(root().join("examples/packets").join(name)).expect("sample packet")

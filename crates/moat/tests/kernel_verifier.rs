@@ -63,6 +63,9 @@
 //! unusable. `MOAT_KERNEL_VERIFIER_VERBOSE=1` prints every compared program's verdicts and
 //! `MOAT_KERNEL_VERIFIER_LOG_LINES=N` keeps more of the kernel's log.
 
+mod common;
+use common::{shared_dir as shared, workspace_root as root};
+
 use moat::{ObjectOptions, ProgType, Runtime, Verification};
 use moat_isa::{Insn, LddwKind};
 use moat_kernel::{create_map, load_program, KernelError, LoadOptions, ProgType as KernelType};
@@ -467,16 +470,6 @@ const MEMORY_CHILD: &str = "MOAT_KERNEL_VERIFIER_MEMORY_CHILD";
 const RDONLY_PROG: u32 = 1 << 7;
 /// Hash-like maps are created with at most this many entries (see the module comment).
 const MAX_HASH_ENTRIES: u32 = 1024;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn shared() -> PathBuf {
-    std::env::var_os("MOAT_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared"))
-}
 
 /// A verdict, with a one-line reason for rejections.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,12 +1,11 @@
 //! Repository conventions checked as tests: every Rust file starts with a `//!` doc, and crate
 //! dependencies point only the way ARCHITECTURE.md says.
 
+mod common;
+use common::workspace_root as workspace;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
