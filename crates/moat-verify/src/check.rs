@@ -793,7 +793,8 @@ impl<'p, 'e> Checker<'p, 'e> {
         };
         let result = match region {
             Region::Stack { frame } => {
-                if var.as_const().is_none() {
+                let variable = var.as_const().is_none();
+                if variable && !self.env.privileged {
                     return Err(self.err(pc, st, Reason::VariableStackAccess));
                 }
                 if lo < -STACK_SIZE || hi > 0 {
@@ -807,7 +808,11 @@ impl<'p, 'e> Checker<'p, 'e> {
                 if total > STACK_SIZE as u32 {
                     return Err(self.err(pc, st, Reason::StackTooDeep { bytes: total }));
                 }
-                self.stack_access(pc, st, frame, lo, n, access)?
+                if variable {
+                    self.variable_stack_access(pc, st, frame, lo, hi, access)?
+                } else {
+                    self.stack_access(pc, st, frame, lo, n, access)?
+                }
             }
             Region::Ctx => return self.ctx_access(pc, st, lo, hi, var, size, access).map(Some),
             Region::Mem {
@@ -890,6 +895,43 @@ impl<'p, 'e> Checker<'p, 'e> {
         };
         self.facts.record(pc, MemAccess { region, lo, hi });
         Ok(result)
+    }
+
+    /// A privileged access at a variable stack offset, as the kernel allows: any byte of
+    /// `[lo, hi)` may be touched, so a store turns them all into plain data (destroying spills) and a
+    /// load yields an unknown number.
+    fn variable_stack_access(
+        &self,
+        pc: usize,
+        st: &mut State,
+        frame: usize,
+        lo: i64,
+        hi: i64,
+        access: Access,
+    ) -> R<Option<Reg>> {
+        let Some(f) = st.frames.get_mut(frame) else {
+            let st_copy = st.clone();
+            return Err(self.err(
+                pc,
+                &st_copy,
+                Reason::OutOfBounds {
+                    region: format!("fp{frame} (the stack of a returned function)"),
+                    lo,
+                    hi,
+                    limit: 0,
+                },
+            ));
+        };
+        if let Access::Write(_) = access {
+            for b in (STACK_SIZE + lo) as usize..(STACK_SIZE + hi) as usize {
+                let slot = &mut f.stack[b / 8];
+                if slot.spill.take().is_some() {
+                    slot.bytes = [Byte::Data; 8];
+                }
+                slot.bytes[b % 8] = Byte::Data;
+            }
+        }
+        Ok(None)
     }
 
     fn stack_access(

@@ -92,9 +92,6 @@ const BUG_LEAK_HELPER: &str =
     stored in a map; the kernel refuses to read spilled pointers as helper memory";
 const LIM_META: &str = "moat limitation (FIXME, rules/pkt-meta-checked.asm): no data_meta ranges: \
     comparing data_meta with data proves nothing and every pkt_meta access is refused";
-const LIM_VAR_STACK: &str = "moat limitation (FIXME, rules/stack-variable-offset-priv.asm): every \
-    variable-offset stack access is refused; the kernel allows bounded ones (to root; unprivileged it \
-    refuses them at the pointer arithmetic)";
 const LIM_STATES: &str =
     "moat limitation: too complex for moat's pruning (at most 64 states kept per \
     instruction, no precision or liveness tracking) within 1M processed instructions; the kernel \
@@ -159,8 +156,6 @@ const ROOT_DISAGREEMENTS: &[(&str, &str, &str)] = &[
     ("pkt-meta-checked.asm", "-", LIM_META),
     ("spill-partial-read-priv.asm", "-", KERNEL_REGISTER_FILL),
     ("spill-partial-read-unpriv.asm", "-", KERNEL_REGISTER_FILL),
-    ("stack-variable-offset-priv.asm", "-", LIM_VAR_STACK),
-    ("stack-variable-offset-unpriv.asm", "-", LIM_VAR_STACK),
     ("uninit-r0-dead-path.asm", "-", LIM_UNINIT_PATH),
     ("build/bounded_loop.o", "test_bounded_loop", LIM_STATES),
     (
@@ -168,9 +163,7 @@ const ROOT_DISAGREEMENTS: &[(&str, &str, &str)] = &[
         "ConvergedBranch",
         KERNEL_HELPER_TYPE,
     ),
-    ("build/stackok.o", "func", LIM_VAR_STACK),
     ("build/tail_call.o", "caller", KERNEL_TAIL_CALL_VOID),
-    ("build/twostackvars.o", "func", LIM_VAR_STACK),
     ("cilium/bpf_lxc.o", "tail_handle_ipv6", LIM_STATES),
     ("cilium/bpf_lxc.o", "tail_handle_ipv4", LIM_STATES),
     ("cilium/bpf_lxc.o", "tail_ipv6_policy", LIM_STATES),

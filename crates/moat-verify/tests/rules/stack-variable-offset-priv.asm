@@ -1,7 +1,6 @@
 # rule: a bounded variable stack offset within an initialised area (privileged).
-# FIXME: moat rejects every variable-offset stack access; the kernel accepts this one for a privileged loader (check_stack_write_var_off), and it is safe: bytes fp-16..fp-9 are in bounds.
 # context: buffer 8
-# reject: VariableStackAccess at 7
+# accept
 stdw [%r10-16], 0           # 0
 stdw [%r10-8], 0            # 1
 ldxb %r2, [%r1+0]           # 2
