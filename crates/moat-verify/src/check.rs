@@ -615,7 +615,9 @@ impl<'p, 'e> Checker<'p, 'e> {
             ) if width == Width::W64 && op == AluOp::Add => {
                 Ok(self.ptr_add(region, off, var, null_id, &a, false))
             }
-            // `data_end - data` and other distances within the packet: at most the largest packet.
+            // The distance between two pointers into the same region is a number (at 32 bits, its
+            // low half, as the kernel lets a privileged program compute); between packet pointers of
+            // different kinds (`data_end - data`) it is at most the largest packet.
             (
                 Reg::Ptr {
                     region: r1,
@@ -629,8 +631,12 @@ impl<'p, 'e> Checker<'p, 'e> {
                     var: v2,
                     ..
                 },
-            ) if op == AluOp::Sub && r1 != r2 && is_pkt(&d) && is_pkt(&s) => {
-                let base = Scalar::urange(0, MAX_PACKET_LEN);
+            ) if op == AluOp::Sub && (r1 == r2 || is_pkt(&d) && is_pkt(&s)) => {
+                let base = if r1 == r2 {
+                    Scalar::constant(0)
+                } else {
+                    Scalar::urange(0, MAX_PACKET_LEN)
+                };
                 let delta = Scalar::constant((o1 - o2) as u64);
                 let diff = v1.alu(AluOp::Sub, &v2, Width::W64);
                 Ok(Reg::Scalar(base.alu(AluOp::Add, &delta, width).alu(
@@ -638,47 +644,6 @@ impl<'p, 'e> Checker<'p, 'e> {
                     &diff,
                     width,
                 )))
-            }
-            (
-                Reg::Ptr {
-                    region: r1,
-                    off: o1,
-                    var: v1,
-                    ..
-                },
-                Reg::Ptr {
-                    region: r2,
-                    off: o2,
-                    var: v2,
-                    ..
-                },
-            ) if op == AluOp::Sub && r1 == r2 => {
-                // The distance between two pointers into the same region is a number (at 32 bits,
-                // its low half, as the kernel lets a privileged program compute).
-                let base = Scalar::constant((o1 - o2) as u64);
-                let diff = v1.alu(AluOp::Sub, &v2, Width::W64);
-                Ok(Reg::Scalar(base.alu(AluOp::Add, &diff, width)))
-            }
-            _ if priv_
-                && matches!(d, Reg::Ptr { .. } | Reg::Map { .. } | Reg::Func { .. })
-                && matches!(
-                    op,
-                    AluOp::And
-                        | AluOp::Or
-                        | AluOp::Xor
-                        | AluOp::Lsh
-                        | AluOp::Rsh
-                        | AluOp::Arsh
-                        | AluOp::Mul
-                        | AluOp::Div
-                        | AluOp::Mod
-                        | AluOp::SDiv
-                        | AluOp::SMod
-                        | AluOp::Sub
-                        | AluOp::Add
-                ) =>
-            {
-                Err(self.err(pc, st, Reason::PointerArithmetic { what: alu_name(op) }))
             }
             _ => Err(self.err(pc, st, Reason::PointerArithmetic { what: alu_name(op) })),
         }
