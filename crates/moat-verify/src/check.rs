@@ -889,11 +889,7 @@ impl<'p, 'e> Checker<'p, 'e> {
         };
         if let Access::Write(_) = access {
             for b in (STACK_SIZE + lo) as usize..(STACK_SIZE + hi) as usize {
-                let slot = &mut f.stack[b / 8];
-                if slot.spill.take().is_some() {
-                    slot.bytes = [Byte::Data; 8];
-                }
-                slot.bytes[b % 8] = Byte::Data;
+                f.write_data(b);
             }
         }
         Ok(None)
@@ -1700,13 +1696,9 @@ impl<'p, 'e> Checker<'p, 'e> {
                 let uninit = st.frames.get_mut(frame).and_then(|f| {
                     f.stack_depth = f.stack_depth.max((-lo) as u32);
                     for b in (lo + STACK_SIZE) as usize..(hi + STACK_SIZE) as usize {
-                        let slot = &mut f.stack[b / 8];
                         if write {
-                            if slot.spill.take().is_some() {
-                                slot.bytes = [Byte::Data; 8];
-                            }
-                            slot.bytes[b % 8] = Byte::Data;
-                        } else if slot.bytes[b % 8] == Byte::Uninit && !privileged {
+                            f.write_data(b);
+                        } else if f.stack[b / 8].bytes[b % 8] == Byte::Uninit && !privileged {
                             return Some(b as i64 - STACK_SIZE);
                         }
                     }

@@ -271,6 +271,17 @@ impl Frame {
         }
     }
 
+    /// Marks stack byte `byte` (0 = the frame's lowest) as written data; a spill in its slot no
+    /// longer holds a register.
+    pub fn write_data(&mut self, byte: usize) {
+        if let Some(slot) = self.stack.get_mut(byte / 8) {
+            if slot.spill.take().is_some() {
+                slot.bytes = [Byte::Data; 8];
+            }
+            slot.bytes[byte % 8] = Byte::Data;
+        }
+    }
+
     fn covers(&self, new: &Frame) -> bool {
         self.return_to == new.return_to
             && self.callback == new.callback
