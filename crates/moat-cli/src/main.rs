@@ -172,6 +172,14 @@ struct RunArgs {
     /// exist, else sfi).
     #[arg(long, value_parser = parse_isolation)]
     isolation: Option<moat::Isolation>,
+    /// Persistent pool file (created with the defaults of `moat pool create` if missing): the
+    /// object's hash maps pinned by name (`LIBBPF_PIN_BY_NAME`) live in it, shared with every process
+    /// using the same pool.
+    #[arg(long, value_name = "PATH")]
+    pool: Option<PathBuf>,
+    /// With --pool: also place this map of the object in the pool (repeatable).
+    #[arg(long = "pool-map", value_name = "NAME", requires = "pool")]
+    pool_maps: Vec<String>,
 }
 
 fn parse_isolation(name: &str) -> Result<moat::Isolation, moat::UnknownIsolation> {
@@ -216,6 +224,9 @@ fn run(args: RunArgs) -> Result<()> {
     });
     rt.set_engine(args.engine.engine());
     rt.set_isolation(args.isolation.unwrap_or_else(moat::Isolation::detect));
+    if let Some(path) = &args.pool {
+        pool::open_for_run(&mut rt, path, args.pool_maps.clone())?;
+    }
     let loaded = input.load(&rt, ObjectOptions { prog_type }, args.program.as_deref())?;
     let name = input.path();
     let prog = loaded.program().with_context(|| name.to_string())?;

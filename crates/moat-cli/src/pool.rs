@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use moat::pool::{CreateOptions, MapDef, Pool, BPF_ANY};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The `pool` subcommands.
 #[derive(Subcommand)]
@@ -103,6 +103,22 @@ fn show(bytes: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Opens (creating it with the `pool create` defaults if missing) the pool of `moat run --pool` and
+/// sets it as `rt`'s pool, with the maps named by `--pool-map`.
+pub fn open_for_run(rt: &mut moat::Runtime, path: &Path, names: Vec<String>) -> Result<()> {
+    if !path.exists() {
+        if let Err(e) = Pool::create(path, &CreateOptions::default()) {
+            // Unless another process created it meanwhile.
+            if !path.exists() {
+                return Err(e).with_context(|| path.display().to_string());
+            }
+        }
+    }
+    rt.open_pool(path)?;
+    rt.set_pool_maps(names);
+    Ok(())
 }
 
 /// Runs a `pool` subcommand.

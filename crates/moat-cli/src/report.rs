@@ -51,8 +51,12 @@ fn describe(path: &str, obj: &Object) -> String {
             .collect();
         let _ = write!(
             out,
-            "  {:<24} section {:<20} type {:<14} {:>6} insns",
-            p.name, p.section, ty, p.insn_count
+            "  {:<24} section {:<20} type {:<14} {:>6} insns  tag {}",
+            p.name,
+            p.section,
+            ty,
+            p.insn_count,
+            hex(&moat::program_tag(&p.bytecode)).replace(' ', "")
         );
         if !maps.is_empty() {
             let _ = write!(out, "  maps: {}", maps.join(", "));
@@ -74,14 +78,19 @@ fn describe(path: &str, obj: &Object) -> String {
     for m in &obj.maps {
         let _ = writeln!(
             out,
-            "  {:<24} {:<16} key {:>4}  value {:>6}  max_entries {:>8}  flags 0x{:x}  ({:?})",
+            "  {:<24} {:<16} key {:>4}  value {:>6}  max_entries {:>8}  flags 0x{:x}  ({:?}{})",
             m.name,
             map_type_name(m.map_type),
             m.key_size,
             m.value_size,
             m.max_entries,
             m.flags,
-            m.kind
+            m.kind,
+            if m.pinning == moat::LIBBPF_PIN_BY_NAME {
+                ", pinned by name: in the pool with --pool"
+            } else {
+                ""
+            }
         );
     }
     let _ = writeln!(out, "sections ({}):", obj.sections.len());
@@ -136,7 +145,7 @@ pub fn disasm(input: &Input, with_pc: bool, program: Option<&str>) -> Result<()>
     Ok(())
 }
 
-/// Prints every map's contents (ring buffers and queues are drained).
+/// Prints every map's contents (ring buffers and queues are drained; pool maps are marked).
 pub fn dump_maps(maps: Vec<(String, Arc<Map>)>) {
     for (name, map) in maps {
         let t = map.map_type();
@@ -165,7 +174,16 @@ pub fn dump_maps(maps: Vec<(String, Arc<Map>)>) {
                     .filter_map(|k| map.lookup(&k).ok().map(|v| (k, v)))
                     .filter(|(_, v)| t != MapType::Array || v.iter().any(|&b| b != 0))
                     .collect();
-                out!("map {name} ({}, {} entries):", t.name(), entries.len());
+                let pooled = if moat::PoolBackend::of(&map).is_some() {
+                    " in the pool"
+                } else {
+                    ""
+                };
+                out!(
+                    "map {name} ({}{pooled}, {} entries):",
+                    t.name(),
+                    entries.len()
+                );
                 for (k, v) in entries {
                     out!("  {} => {}", hex(&k), hex(&v));
                 }

@@ -236,6 +236,16 @@ fn inspect_lists_programs_maps_and_sections() {
         out.contains("route") && out.contains("section xdp"),
         "{out}"
     );
+    // The program's tag, as pool access lists name programs.
+    let tag = out
+        .split("tag ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .unwrap_or_default();
+    assert!(
+        tag.len() == 16 && tag.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{out}"
+    );
     assert!(
         out.contains("routes") && out.contains("lpm_trie") && out.contains("key    8"),
         "{out}"
@@ -449,4 +459,74 @@ fn pools_keep_maps_across_processes_and_report_corruption() {
     std::fs::write(&path, &bytes).expect("write");
     let o = moat(&["pool", "inspect", p]);
     assert_one_line_error(&o, "header checksum at offset");
+}
+
+#[test]
+fn run_with_a_pool_counts_across_processes_into_a_pinned_map() {
+    let path = temp_file("run.pool", b"");
+    std::fs::remove_file(&path).ok();
+    let p = path.to_str().unwrap_or_default();
+    let obj = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/c/pool_counter.o");
+    let obj = obj.to_str().unwrap_or_default();
+    let frame = "000000000000 000000000000 0800 45000024 00000000 40110000 00000000 00000000 \
+                 0000000000000000 0000000000000000";
+    // The first run creates the pool and the map, the second (another process, the other engine)
+    // adds to it.
+    for engine in ["jit", "interp"] {
+        let o = moat(&[
+            "run",
+            obj,
+            "--pool",
+            p,
+            "--mem",
+            frame,
+            "--engine",
+            engine,
+            "--dump-maps",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let out = stdout(&o);
+        assert!(
+            out.contains("map pool_counts (hash in the pool, 2 entries):"),
+            "{out}"
+        );
+        assert_eq!(out.lines().last(), Some("0x2"));
+    }
+    let o = moat(&["pool", "dump", p, "pool_counts"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dump = stdout(&o);
+    // Key 17 (UDP) and 256 (all): 2 packets, 100 bytes.
+    for key in ["11 00 00 00", "00 01 00 00"] {
+        assert!(
+            dump.contains(&format!(
+                "{key} => 02 00 00 00 00 00 00 00 64 00 00 00 00 00 00 00"
+            )),
+            "{dump}"
+        );
+    }
+    // A pool map of another shape under the same name is refused, naming the field.
+    let other = temp_file("other.pool", b"");
+    std::fs::remove_file(&other).ok();
+    let q = other.to_str().unwrap_or_default();
+    assert!(moat(&["pool", "create", q, "--size", "1M"])
+        .status
+        .success());
+    let made = moat(&[
+        "pool",
+        "create-map",
+        q,
+        "pool_counts",
+        "--key-size",
+        "4",
+        "--value-size",
+        "8",
+        "--max-entries",
+        "257",
+    ]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    let o = moat(&["run", obj, "--pool", q, "--mem", frame]);
+    assert_one_line_error(
+        &o,
+        "pool map `pool_counts`: the pool's map has value_size 8",
+    );
 }

@@ -104,6 +104,16 @@ pub enum RunErrorKind {
         /// The register's value.
         target: u64,
     },
+    /// The hardware stopped an access of generated code: a protection-key fault (the address lies
+    /// in memory of another domain or of the host) or a page fault on unmapped memory. Only possible
+    /// for accesses a (buggy) verifier proved safe, so that no software check ran.
+    #[error("{} at 0x{addr:x} stopped by the hardware", if *protection_key { "protection-key fault" } else { "page fault" })]
+    MemoryFault {
+        /// The faulting address.
+        addr: u64,
+        /// Whether it was a protection-key fault (`SEGV_PKUERR`).
+        protection_key: bool,
+    },
     /// A helper refused its arguments or failed.
     #[error("helper {name} (#{id})")]
     Helper {

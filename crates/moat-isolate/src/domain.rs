@@ -1,33 +1,42 @@
 //! Protection domains: one guarded, aligned arena per loaded object or program, holding what its
 //! programs may touch: the memory of its maps ([`DomainMemory`]), a context area runs copy their
-//! input into, and a stack area held for the engines.
+//! input into, and a run area for the engines' stacks.
 //!
 //! Layout of the arena (offsets from [`Domain::base`], which is a multiple of [`Domain::size`]):
 //!
 //! ```text
-//! guard (PROT_NONE) | stack (4 KiB, held) | context (64 KiB) | map heap ... | uncommitted | guard
+//! guard (PROT_NONE) | run area (256 KiB) | context (64 KiB) | map heap ... | uncommitted | guard
 //! ```
+//!
+//! The run area holds, for confined JIT runs (`mpk`), the eBPF stack, the run context and the native
+//! stack below them, which grows towards the leading guard.
 //!
 //! Only the allocated prefix is readable and writable; the rest of the arena and the guards fault.
 
-use crate::mpk::Pkey;
-use crate::sys::{ContextToken, Reservation};
+use crate::mpk::KeyLease;
+use crate::sys::{ContextToken, LowMapping, Reservation};
 use crate::{IsolateError, Isolation};
 use moat_maps::MapError;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// Bytes of the stack area held in every domain (the engines' eBPF stack: 8 frames of 512 bytes).
-pub const STACK_AREA: usize = 4096;
+/// Bytes of the run area of every domain: the native and eBPF stacks and run context of confined
+/// JIT runs ([`Domain::with_run_area`]).
+pub const RUN_AREA: usize = 256 * 1024;
 /// Bytes of the context area: the largest input a run copies into its domain.
 pub const CONTEXT_AREA: usize = 64 * 1024;
+/// Bytes of the low area: a domain's memory below 4 GiB for packet contexts (`struct xdp_md` and
+/// `struct __sk_buff` hold packet pointers in 32-bit fields), mapped when first used.
+pub const LOW_AREA: usize = 128 * 1024;
 /// Default arena size (virtual; only what is allocated is committed).
 pub const DEFAULT_ARENA: usize = 64 << 20;
 /// Bytes of guard on each side of the arena.
 pub const GUARD: usize = 64 * 1024;
 /// Granularity in which the arena is committed.
 const COMMIT_STEP: usize = 64 * 1024;
-const HEAP_START: usize = STACK_AREA + CONTEXT_AREA;
+const HEAP_START: usize = RUN_AREA + CONTEXT_AREA;
+/// Offset of the run area's last page: the JIT's run anchor, read-only for programs under `mpk`.
+const ANCHOR_PAGE: usize = RUN_AREA - 4096;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -41,18 +50,40 @@ struct Heap {
     free: Vec<(usize, usize)>,
     /// Bytes currently allocated to maps.
     allocated: usize,
+    /// The protection key the committed memory carries (`mpk` only).
+    key: Option<i32>,
 }
 
 #[derive(Debug)]
-struct Inner {
+pub(crate) struct Inner {
     id: u64,
     isolation: Isolation,
     arena: Reservation,
     heap: Mutex<Heap>,
     context: Mutex<ContextToken>,
-    /// The key the arena is tagged with (`mpk` only). Declared after `arena` so the memory is
-    /// unmapped before the key is freed.
-    pkey: Option<Pkey>,
+    run: Mutex<ContextToken>,
+    /// The thread holding the run area (0: none), to refuse a nested run on the same thread.
+    run_holder: AtomicUsize,
+    /// The low area, once a packet program ran.
+    low: Mutex<Option<LowMapping>>,
+}
+
+/// Re-tags the committed memory of a domain with protection key `key` (layer 2 of `mpk`), all but
+/// the anchor page, which keeps the anchor key.
+pub(crate) fn retag(inner: &Inner, key: i32) -> std::io::Result<()> {
+    let mut heap = lock(&inner.heap);
+    inner.arena.commit(0, ANCHOR_PAGE, Some(key))?;
+    inner
+        .arena
+        .commit(RUN_AREA, heap.committed - RUN_AREA, Some(key))?;
+    heap.key = Some(key);
+    Ok(())
+}
+
+/// An address unique to the calling thread while it lives.
+fn thread_tag() -> usize {
+    thread_local!(static TAG: u8 = const { 0 });
+    TAG.with(|t| t as *const u8 as usize)
 }
 
 /// A protection domain (cheap to clone: clones share it). The arena is unmapped when the last clone
@@ -84,15 +115,21 @@ impl Domain {
         if !arena.is_power_of_two() || arena < 2 * HEAP_START {
             return Err(IsolateError::ArenaSize { size: arena });
         }
-        let pkey = match isolation {
-            Isolation::Mpk => Some(Pkey::alloc()?),
+        let keys = match isolation {
+            Isolation::Mpk => Some(crate::mpk::new_domain_keys()?),
             Isolation::None | Isolation::Sfi => None,
         };
+        let key = keys.map(|(parking, _)| parking);
         let reservation = Reservation::new(arena, GUARD).map_err(IsolateError::Map)?;
         let committed = HEAP_START.next_multiple_of(COMMIT_STEP);
         reservation
-            .commit(0, committed, pkey.as_ref().map(Pkey::key))
+            .commit(0, committed, key)
             .map_err(IsolateError::Map)?;
+        if let Some((_, anchor)) = keys {
+            reservation
+                .commit(ANCHOR_PAGE, 4096, Some(anchor))
+                .map_err(IsolateError::Map)?;
+        }
         Ok(Domain {
             inner: Arc::new(Inner {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -103,9 +140,12 @@ impl Domain {
                     committed,
                     free: Vec::new(),
                     allocated: 0,
+                    key,
                 }),
-                context: Mutex::new(ContextToken::new(STACK_AREA, CONTEXT_AREA)),
-                pkey,
+                context: Mutex::new(ContextToken::new(RUN_AREA, CONTEXT_AREA)),
+                run: Mutex::new(ContextToken::new(0, RUN_AREA)),
+                run_holder: AtomicUsize::new(0),
+                low: Mutex::new(None),
             }),
         })
     }
@@ -139,14 +179,48 @@ impl Domain {
         off < self.size() && len <= self.size() - off
     }
 
-    /// The stack area held for the engines: `(start, len)`.
-    pub fn stack_area(&self) -> (u64, u64) {
-        (self.base(), STACK_AREA as u64)
+    /// The run area: `(start, len)`.
+    pub fn run_area(&self) -> (u64, u64) {
+        (self.base(), RUN_AREA as u64)
     }
 
-    /// The protection key of an `mpk` domain.
-    pub fn pkey(&self) -> Option<&Pkey> {
-        self.inner.pkey.as_ref()
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+
+    /// Gives an `mpk` domain a hardware protection key for a run (layer 2 of [`crate::mpk`]); fails
+    /// with [`IsolateError::MpkUnavailable`] for domains of other isolations.
+    pub fn activate(&self) -> Result<KeyLease, IsolateError> {
+        if self.inner.isolation != Isolation::Mpk {
+            return Err(IsolateError::MpkUnavailable(format!(
+                "domain {} uses {} isolation",
+                self.inner.id, self.inner.isolation
+            )));
+        }
+        crate::mpk::activate(self)
+    }
+
+    /// The protection key the domain's memory carries now (`mpk` only): a hardware key while it
+    /// holds one, else the parking key.
+    pub fn current_key(&self) -> Option<i32> {
+        lock(&self.inner.heap).key
+    }
+
+    /// Runs `f` on the domain's run area (its last page is the JIT's run anchor, which under `mpk`
+    /// carries the anchor key), which the runs of one thread use at a time: waits while
+    /// another thread holds it; returns `None` (without calling `f`) when this thread already does
+    /// (a run nested in another run of the same domain).
+    pub fn with_run_area<R>(&self, f: impl FnOnce(&mut [u8]) -> R) -> Option<R> {
+        let me = thread_tag();
+        if self.inner.run_holder.load(Ordering::Acquire) == me {
+            return None;
+        }
+        let mut token = self.inner.run.lock().unwrap_or_else(|e| e.into_inner());
+        self.inner.run_holder.store(me, Ordering::Release);
+        let area = self.inner.arena.slice_mut(0, RUN_AREA, &mut token);
+        let result = area.map(f);
+        self.inner.run_holder.store(0, Ordering::Release);
+        result
     }
 
     /// Map memory allocated from this domain's arena: maps created with it
@@ -167,6 +241,36 @@ impl Domain {
         }
     }
 
+    /// Runs `f` on the domain's low area ([`LOW_AREA`] bytes below 4 GiB, in the domain: tagged with
+    /// its key under `mpk`). Returns `None` (without calling `f`) when the area cannot be mapped or
+    /// is in use by a concurrent run of the same domain; callers then use memory of their own.
+    pub fn with_low_area<R>(&self, f: impl FnOnce(&mut [u8]) -> R) -> Option<R> {
+        let mut low = self.inner.low.try_lock().ok()?;
+        let key = lock(&self.inner.heap).key;
+        match low.as_mut() {
+            Some(mapping) => {
+                // Layer 2 may have given the domain another key since the last run.
+                if let Some(key) = key {
+                    mapping.tag(key).ok()?;
+                }
+            }
+            None => *low = Some(LowMapping::new(LOW_AREA, key).ok()?),
+        }
+        low.as_mut().map(|m| f(m.bytes()))
+    }
+
+    /// Runs `f` on the first `len` bytes of the domain's context area, as they are (what the last
+    /// run left there): for hosts that write their input in place. `None` (without calling `f`) as
+    /// for [`Domain::with_context`].
+    pub fn with_context_area<R>(&self, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> Option<R> {
+        if len > CONTEXT_AREA {
+            return None;
+        }
+        let mut token = self.inner.context.try_lock().ok()?;
+        let area = self.inner.arena.slice_mut(RUN_AREA, len, &mut token)?;
+        Some(f(area))
+    }
+
     /// Runs `f` on a copy of `input` in the domain's context area and copies the result back. Returns
     /// `None` (without calling `f`) when `input` is larger than the area or the area is in use by a
     /// concurrent run of the same domain; callers then run on `input` itself.
@@ -178,11 +282,17 @@ impl Domain {
         let area = self
             .inner
             .arena
-            .slice_mut(STACK_AREA, input.len(), &mut token)?;
+            .slice_mut(RUN_AREA, input.len(), &mut token)?;
+        if input.is_empty() {
+            // Nothing to copy; and no zero-length fill either, whose masked vector store on a
+            // never-written page costs a microcode assist (~150 ns) on every run.
+            return Some(f(area));
+        }
         area.copy_from_slice(input);
         let result = f(area);
         input.copy_from_slice(area);
-        area.fill(0);
+        // Not zeroed afterwards: what stays behind is this domain's own input, reachable by no
+        // other domain, and the next run's region covers only its own input.
         Some(result)
     }
 
@@ -212,11 +322,7 @@ impl Domain {
                 .min(self.inner.arena.size());
             self.inner
                 .arena
-                .commit(
-                    heap.committed,
-                    to - heap.committed,
-                    self.inner.pkey.as_ref().map(Pkey::key),
-                )
+                .commit(heap.committed, to - heap.committed, heap.key)
                 .map_err(|_| oom)?;
             heap.committed = to;
         }
@@ -298,7 +404,7 @@ mod tests {
 
     #[test]
     fn a_full_arena_refuses_maps() {
-        let d = Domain::with_arena(Isolation::Sfi, 256 << 10).expect("domain");
+        let d = Domain::with_arena(Isolation::Sfi, 1 << 20).expect("domain");
         let big = Map::create_in(MapDef::new(MapType::Array, 4, 4096, 1024), d.memory());
         assert!(matches!(big, Err(MapError::OutOfMemory { .. })), "{big:?}");
     }
@@ -366,8 +472,25 @@ mod tests {
         assert_eq!(
             perms_at(d.base()).as_deref(),
             Some("rw-p"),
-            "stack and context"
+            "run area and context"
         );
+    }
+
+    #[test]
+    fn low_areas_are_below_4_gib_and_reused() {
+        let d = Domain::new(Isolation::Sfi).expect("domain");
+        let first = d
+            .with_low_area(|low| {
+                low[0] = 7;
+                (low.as_ptr() as u64, low.len())
+            })
+            .expect("maps");
+        assert!(first.0 + first.1 as u64 <= u64::from(u32::MAX));
+        assert_eq!(first.1, LOW_AREA);
+        let again = d
+            .with_low_area(|low| (low.as_ptr() as u64, low[0]))
+            .expect("same");
+        assert_eq!(again, (first.0, 7));
     }
 
     #[test]

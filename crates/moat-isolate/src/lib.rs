@@ -2,16 +2,17 @@
 //!
 //! A [`Domain`] is one aligned arena with guard pages on both sides holding what its programs may
 //! touch: the storage of its maps (through [`Domain::memory`], a `moat_maps::MapMemory`), a context
-//! area each run copies its input into ([`Domain::with_context`]) and a stack area held for the
-//! engines. How the domain's boundary is enforced is the runtime's [`Isolation`]:
+//! area each run copies its input into ([`Domain::with_context`]) and a run area for the engines'
+//! stacks ([`Domain::with_run_area`]). How the domain's boundary is enforced is the runtime's [`Isolation`]:
 //!
 //! - **`sfi`**: software fault isolation. The engines' run-time checks are the enforcement: every
 //!   access the verifier did not prove is bounds-checked against the run's regions (the context, the
 //!   live stack frames and the storage of the program's own maps, all inside the domain or the run's
 //!   own stack); helpers check every pointer argument against the same regions; map handles are
 //!   indices into the program's own table; tail calls reach only programs whose maps the caller holds.
-//! - **`mpk`**: additionally, the arena is tagged with a protection key of its own and runs execute
-//!   with PKRU allowing only that key and key 0 ([`mpk::PkruGuard`]).
+//! - **`mpk`**: additionally, the arena is tagged with a protection key and runs execute with PKRU
+//!   allowing only that key ([`mpk`]): JIT code reaches nothing but its domain, whatever the software
+//!   checks did; keys are virtualised (layer 2), so any number of domains can exist.
 //! - **`none`**: no domain (maps on the heap, contexts not copied); the run-time checks stay on.
 //!
 //! All `unsafe` of the crate is in `sys`.
@@ -22,9 +23,7 @@ mod domain;
 pub mod mpk;
 mod sys;
 
-pub use domain::{
-    Domain, DomainMemory, DomainStats, CONTEXT_AREA, DEFAULT_ARENA, GUARD, STACK_AREA,
-};
+pub use domain::{Domain, DomainMemory, DomainStats, CONTEXT_AREA, DEFAULT_ARENA, GUARD, RUN_AREA};
 use thiserror::Error;
 
 /// Why a domain could not be made.

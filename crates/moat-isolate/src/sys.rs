@@ -167,6 +167,86 @@ impl Drop for Reservation {
     }
 }
 
+/// An anonymous mapping below 4 GiB (`MAP_32BIT`), for contexts whose pointer fields are 32 bits
+/// wide; owned like a `Box<[u8]>` and unmapped on drop.
+#[derive(Debug)]
+pub(crate) struct LowMapping {
+    addr: usize,
+    len: usize,
+    /// The protection key it carries (`mpk`).
+    key: Option<i32>,
+}
+
+impl LowMapping {
+    /// Maps `len` bytes below 4 GiB, tagged with `key` when given.
+    pub(crate) fn new(len: usize, key: Option<i32>) -> io::Result<LowMapping> {
+        // SAFETY: an anonymous private mapping at a kernel-chosen address touches no existing
+        // memory; the result is checked before use.
+        let raw = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
+                -1,
+                0,
+            )
+        };
+        if raw == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let mut low = LowMapping {
+            addr: raw as usize,
+            len,
+            key: None,
+        };
+        if (low.addr as u64).saturating_add(len as u64) > u64::from(u32::MAX) {
+            return Err(io::Error::other("MAP_32BIT mapping is not below 4 GiB"));
+        }
+        if let Some(key) = key {
+            low.tag(key)?;
+        }
+        Ok(low)
+    }
+
+    /// Tags the mapping with protection key `key` (no-op if it carries it already).
+    pub(crate) fn tag(&mut self, key: i32) -> io::Result<()> {
+        if self.key == Some(key) {
+            return Ok(());
+        }
+        // SAFETY: the range is exactly our own mapping; changing its key affects nothing else.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_pkey_mprotect,
+                self.addr as *mut libc::c_void,
+                self.len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::c_long::from(key),
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.key = Some(key);
+        Ok(())
+    }
+
+    /// The mapping's bytes, borrowed as long as `self` is (mutably: exclusive).
+    pub(crate) fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: `len` readable and writable bytes mapped by `new`, alive and exclusively ours
+        // while `self` is borrowed mutably.
+        unsafe { std::slice::from_raw_parts_mut(self.addr as *mut u8, self.len) }
+    }
+}
+
+impl Drop for LowMapping {
+    fn drop(&mut self) {
+        // SAFETY: the mapping created in `new`, unmapped exactly once; no borrow of it outlives
+        // `self`.
+        unsafe { libc::munmap(self.addr as *mut libc::c_void, self.len) };
+    }
+}
+
 /// Exclusive access to one committed range of a reservation (see [`Reservation::slice_mut`]).
 #[derive(Debug)]
 pub(crate) struct ContextToken {

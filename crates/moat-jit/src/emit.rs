@@ -43,14 +43,21 @@ fn x(r: Reg) -> u8 {
 /// Bytes of one eBPF stack frame.
 const FRAME: i32 = moat_interp::STACK_FRAME_SIZE as i32;
 
-/// Addresses of the Rust functions generated code calls.
+/// Addresses of the Rust functions generated code calls, and whether the code is confined.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Thunks {
     /// `jit_call`: helper calls and `callx` to helper ids.
     pub call: u64,
     /// `jit_check`: the complete memory check.
     pub check: u64,
+    /// Code for confined runs ([`crate::confine`]): the trampoline switches to the run's native
+    /// stack and PKRU on entry and back to the host's on exit, and every call into Rust switches to
+    /// the host's stack and PKRU and back.
+    pub confined: bool,
 }
+
+/// `wrpkru`: PKRU = `eax` (`ecx` and `edx` must be 0).
+const WRPKRU: [u8; 3] = [0x0f, 0x01, 0xef];
 
 /// A helper a program calls, resolved at compile time.
 pub(crate) struct ResolvedHelper {
@@ -72,6 +79,11 @@ pub(crate) struct Compiled {
     pub blocks: Vec<Vec<usize>>,
     /// Offset of the end of the instructions (start of the cold code).
     pub body_end: u32,
+    /// Offset of the first instruction (the end of the entry trampoline).
+    pub body_start: u32,
+    /// Offset of the fault landing: where the fault handler resumes generated code that the
+    /// hardware stopped ([`crate::fault`]).
+    pub landing: u32,
 }
 
 /// A stub in the cold section.
@@ -120,6 +132,7 @@ struct Emitter<'a> {
     call_status: DynamicLabel,
     ldabs_zero: DynamicLabel,
     unwind: DynamicLabel,
+    landing: DynamicLabel,
 }
 
 /// Basic blocks: leaders are the entry, every branch or call target, code addresses and the
@@ -194,6 +207,7 @@ pub(crate) fn compile(
     let call_status = asm.new_dynamic_label();
     let ldabs_zero = asm.new_dynamic_label();
     let unwind = asm.new_dynamic_label();
+    let landing = asm.new_dynamic_label();
     let mut e = Emitter {
         asm,
         labels,
@@ -207,8 +221,10 @@ pub(crate) fn compile(
         call_status,
         ldabs_zero,
         unwind,
+        landing,
     };
     e.trampoline();
+    let body_start = e.asm.offset().0 as u32;
     let (block_of, block_list) = blocks(program);
     let mut helpers: Vec<ResolvedHelper> = Vec::new();
     for (i, &(pc, insn)) in insns.iter().enumerate() {
@@ -226,7 +242,16 @@ pub(crate) fn compile(
     let slot_label: Vec<Option<usize>> = (0..program.slots())
         .map(|s| program.index_of_slot(s))
         .collect();
-    let Emitter { asm, labels, .. } = e;
+    let Emitter {
+        asm,
+        labels,
+        landing,
+        ..
+    } = e;
+    let landing = asm
+        .labels()
+        .resolve_dynamic(landing)
+        .map_or(u32::MAX, |o| o.0 as u32);
     let offsets: Vec<u32> = slot_label
         .iter()
         .map(|i| {
@@ -247,6 +272,8 @@ pub(crate) fn compile(
         helpers,
         blocks: block_list,
         body_end,
+        body_start,
+        landing,
     })
 }
 
@@ -264,9 +291,27 @@ impl Emitter<'_> {
             ; push r13
             ; push r14
             ; push r15
-            ; push QWORD [rdi + off::SAVED_RSP]
-            ; mov [rdi + off::SAVED_RSP], rsp
+            ; push QWORD [rdi + off::HOST_RSP]
+            ; push QWORD [rdi + off::DOMAIN_RSP]
+            ; sub rsp, 8
+            ; mov [rdi + off::HOST_RSP], rsp
             ; mov r11, rsi
+        );
+        if self.thunks.confined {
+            // Onto the domain's native stack, then PKRU = the domain's.
+            dynasm!(self.asm
+                ; .arch x64
+                ; mov rsp, [rdi + off::DOMAIN_RSP]
+                ; mov r9, rdi
+                ; mov eax, DWORD [rdi + off::PKRU]
+                ; xor ecx, ecx
+                ; xor edx, edx
+            );
+            self.asm.extend(WRPKRU);
+            dynasm!(self.asm ; .arch x64 ; mov rdi, r9);
+        }
+        dynasm!(self.asm
+            ; .arch x64
             ; mov r12, [rdi + off::BUDGET]
             ; mov rbp, [rdi + off::FRAME_TOP]
             ; xor eax, eax
@@ -287,8 +332,20 @@ impl Emitter<'_> {
             ; mov [r11 + off::BUDGET], r12
             ; xor eax, eax
             ; =>unwind
-            ; mov rsp, [r11 + off::SAVED_RSP]
-            ; pop QWORD [r11 + off::SAVED_RSP]
+        );
+        if self.thunks.confined {
+            // Back to the host's PKRU (all keys; the caller restores its own value) before the
+            // host's stack is touched again.
+            dynasm!(self.asm ; .arch x64 ; mov r9, rax);
+            self.allow_all_keys();
+            dynasm!(self.asm ; .arch x64 ; mov rax, r9);
+        }
+        dynasm!(self.asm
+            ; .arch x64
+            ; mov rsp, [r11 + off::HOST_RSP]
+            ; add rsp, 8
+            ; pop QWORD [r11 + off::DOMAIN_RSP]
+            ; pop QWORD [r11 + off::HOST_RSP]
             ; pop r15
             ; pop r14
             ; pop r13
@@ -967,11 +1024,24 @@ impl Emitter<'_> {
             ; mov DWORD [r11 + off::CALL_INDEX], index as i32
             ; mov [r11 + off::CALL_FP], rbp
             ; mov r9, r11
-            ; mov r10, QWORD self.thunks.call as i64
-            ; sub rsp, 8
-            ; call r10
-            ; add rsp, 8
         );
+        if self.thunks.confined {
+            self.switch_to_host();
+            dynasm!(self.asm
+                ; .arch x64
+                ; mov r10, QWORD self.thunks.call as i64
+                ; call r10
+            );
+            self.switch_back_from_host();
+        } else {
+            dynasm!(self.asm
+                ; .arch x64
+                ; mov r10, QWORD self.thunks.call as i64
+                ; sub rsp, 8
+                ; call r10
+                ; add rsp, 8
+            );
+        }
         self.ctx_r11();
         dynasm!(self.asm
             ; .arch x64
@@ -979,6 +1049,50 @@ impl Emitter<'_> {
             ; cmp BYTE [r11 + off::CALL_STATUS], 0
             ; jne =>status
         );
+    }
+
+    /// PKRU = 0 (every key: the host's rights); clobbers `rax`, `rcx` and `rdx`.
+    fn allow_all_keys(&mut self) {
+        dynasm!(self.asm ; .arch x64 ; xor eax, eax ; xor ecx, ecx ; xor edx, edx);
+        self.asm.extend(WRPKRU);
+    }
+
+    /// Confined code, before a call into Rust with `r9` = the context: PKRU = the host's (every
+    /// key), then onto the host's stack (from the anchor), where the domain's stack pointer is
+    /// saved; the anchor records it for entries nested in the call. Keeps `rdi`-`r9`.
+    fn switch_to_host(&mut self) {
+        dynasm!(self.asm ; .arch x64 ; mov r11, rdx ; mov r10, rcx);
+        self.allow_all_keys();
+        dynasm!(self.asm
+            ; .arch x64
+            ; mov rcx, r10
+            ; mov rdx, r11
+            ; mov r10, rsp
+            ; mov rsp, [r9 + off::HOST_RSP]
+            ; mov [r9 + off::DOMAIN_RSP], r10
+            ; push r10
+            ; push r10
+        );
+    }
+
+    /// Confined code, after the call into Rust: back onto the domain's stack and PKRU (from the
+    /// anchor). Keeps `rax`.
+    fn switch_back_from_host(&mut self) {
+        dynasm!(self.asm
+            ; .arch x64
+            ; add rsp, 8
+            ; pop rsp
+            ; mov r9, rax
+        );
+        self.ctx_r11();
+        dynasm!(self.asm
+            ; .arch x64
+            ; mov eax, DWORD [r11 + off::PKRU]
+            ; xor ecx, ecx
+            ; xor edx, edx
+        );
+        self.asm.extend(WRPKRU);
+        dynasm!(self.asm ; .arch x64 ; mov rax, r9);
     }
 
     /// Fails with `CallDepth` at `pc` if the current frame is the last one the stack has room for.
@@ -1136,6 +1250,29 @@ impl Emitter<'_> {
             ; mov r10, QWORD (ERR_PENDING << 32) as i64
             ; jmp =>raise
         );
+        // The fault landing: the fault handler resumed here with r11 = the faulting instruction's
+        // address, r10 = the error code and r9 = the faulting address.
+        let landing = self.landing;
+        dynasm!(self.asm
+            ; .arch x64
+            ; =>landing
+            ; mov rax, r11
+        );
+        if self.thunks.confined {
+            // The run is over: back to the host's PKRU at once (not every kernel restores the
+            // interrupted PKRU on return from the handler).
+            dynasm!(self.asm ; .arch x64 ; mov rsi, rax);
+            self.allow_all_keys();
+            dynasm!(self.asm ; .arch x64 ; mov rax, rsi);
+        }
+        dynasm!(self.asm
+            ; .arch x64
+            ; lea r11, [rbp - 1]
+            ; or r11, (STACK_SIZE - 1) as i32
+            ; inc r11
+            ; mov [r11 + off::FAULT_RIP], rax
+            ; jmp =>raise
+        );
         let zero = self.ldabs_zero;
         dynasm!(self.asm
             ; .arch x64
@@ -1173,8 +1310,25 @@ impl Emitter<'_> {
             ; mov rsi, r11
             ; mov rdx, r10
             ; mov rcx, rbp
-            ; mov rax, QWORD self.thunks.check as i64
-            ; call rax
+        );
+        if self.thunks.confined {
+            dynasm!(self.asm ; .arch x64 ; mov r9, rdi);
+            self.switch_to_host();
+            dynasm!(self.asm
+                ; .arch x64
+                ; mov rax, QWORD self.thunks.check as i64
+                ; call rax
+            );
+            self.switch_back_from_host();
+        } else {
+            dynasm!(self.asm
+                ; .arch x64
+                ; mov rax, QWORD self.thunks.check as i64
+                ; call rax
+            );
+        }
+        dynasm!(self.asm
+            ; .arch x64
             ; test eax, eax
             ; pop r10
             ; pop r11

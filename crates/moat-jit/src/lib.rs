@@ -9,7 +9,13 @@
 //! run's [`moat_interp::MemoryMap`]; the instruction budget is counted per basic block, exactly.
 //!
 //! Running compiled code needs no `unsafe` from the caller: all of it is in `codemem` (the
-//! executable memory) and `run` (entering generated code and the Rust functions it calls).
+//! executable memory), `run` (entering generated code and the Rust functions it calls) and `fault`
+//! (the `SIGSEGV` handler that turns a hardware fault in generated code into a run-time error).
+//!
+//! **Confined code** ([`JitProgram::new_confined`], for memory-protection-key isolation): its entry
+//! switches to a native stack and run area inside the program's protection domain and sets PKRU to
+//! the domain's value ([`confine`]), so generated code can reach nothing but the domain's memory;
+//! every call into Rust (helpers, the complete memory check) runs with the host's PKRU.
 
 #![deny(missing_docs)]
 #![cfg(all(target_arch = "x86_64", target_os = "linux"))]
@@ -17,6 +23,7 @@
 pub mod codemem;
 mod dump;
 mod emit;
+mod fault;
 pub mod fuzz;
 mod run;
 
@@ -28,6 +35,8 @@ use moat_isa::Program;
 use thiserror::Error;
 
 pub use codemem::{CodeStats, StrategyFigures};
+pub use fault::install as install_fault_handler;
+pub use run::MIN_CONFINEMENT;
 
 /// Why a program could not be compiled.
 #[derive(Debug, Error)]
@@ -39,6 +48,9 @@ pub enum JitError {
     /// Executable memory could not be mapped.
     #[error("cannot map executable memory")]
     Memory(#[source] std::io::Error),
+    /// Confined code was asked for where the CPU or kernel has no memory protection keys.
+    #[error("confined code needs memory protection keys, which this CPU or kernel lacks")]
+    NoProtectionKeys,
 }
 
 /// A program compiled to native code, with the interpreter's form of it for runs the JIT did not
@@ -52,7 +64,10 @@ pub struct JitProgram {
     registry: HelperRegistry,
     blocks: Vec<Vec<usize>>,
     slot_offsets: Vec<u32>,
+    body_start: u32,
     body_end: u32,
+    landing: u32,
+    confined: bool,
 }
 
 impl std::fmt::Debug for JitProgram {
@@ -79,6 +94,40 @@ impl JitProgram {
         safe: &[bool],
         terminates: bool,
     ) -> Result<JitProgram, JitError> {
+        Self::compile(
+            program, registry, resolver, prepared, safe, terminates, false,
+        )
+    }
+
+    /// As [`JitProgram::new`], but compiled as confined code: runs started inside [`confine`] use
+    /// its area for their stacks and run with its PKRU value; calls into Rust switch to the host's
+    /// PKRU and back. Fails with [`JitError::NoProtectionKeys`] where the CPU or kernel lacks them.
+    pub fn new_confined(
+        program: &Program,
+        registry: &HelperRegistry,
+        resolver: &dyn LddwResolver,
+        prepared: Prepared,
+        safe: &[bool],
+        terminates: bool,
+    ) -> Result<JitProgram, JitError> {
+        if !protection_keys_available() {
+            return Err(JitError::NoProtectionKeys);
+        }
+        Self::compile(
+            program, registry, resolver, prepared, safe, terminates, true,
+        )
+    }
+
+    fn compile(
+        program: &Program,
+        registry: &HelperRegistry,
+        resolver: &dyn LddwResolver,
+        prepared: Prepared,
+        safe: &[bool],
+        terminates: bool,
+        confined: bool,
+    ) -> Result<JitProgram, JitError> {
+        fault::install();
         let mut table = vec![0u64; program.slots()].into_boxed_slice();
         let compiled = emit::compile(
             program,
@@ -86,7 +135,7 @@ impl JitProgram {
             resolver,
             safe,
             !terminates,
-            run::thunks(),
+            run::thunks(confined),
             table.as_ptr() as u64,
         )?;
         let code = codemem::CodePiece::new(&compiled.code).map_err(JitError::Memory)?;
@@ -103,7 +152,10 @@ impl JitProgram {
             registry: registry.clone(),
             blocks: compiled.blocks,
             slot_offsets: compiled.slot_offsets,
+            body_start: compiled.body_start,
             body_end: compiled.body_end,
+            landing: compiled.landing,
+            confined,
         })
     }
 
@@ -153,6 +205,38 @@ impl JitProgram {
 
     pub(crate) fn code_addr(&self) -> u64 {
         self.code.addr()
+    }
+
+    /// Whether the program was compiled as confined code.
+    pub fn is_confined(&self) -> bool {
+        self.confined
+    }
+
+    /// (first instruction, end of code, fault landing) as native addresses, for the fault handler.
+    pub(crate) fn fault_range(&self) -> (u64, u64, u64) {
+        let base = self.code.addr();
+        if self.landing == u32::MAX {
+            return (0, 0, 0);
+        }
+        (
+            base + u64::from(self.body_start),
+            base + self.code.bytes().len() as u64,
+            base + u64::from(self.landing),
+        )
+    }
+
+    /// The slot whose code contains the native address `rip`.
+    pub(crate) fn slot_at(&self, rip: u64) -> Option<usize> {
+        let off = u32::try_from(rip.checked_sub(self.code.addr())?).ok()?;
+        if off >= self.body_end {
+            return None;
+        }
+        self.slot_offsets
+            .iter()
+            .enumerate()
+            .filter(|&(_, &o)| o != u32::MAX && o <= off)
+            .max_by_key(|&(_, &o)| o)
+            .map(|(slot, _)| slot)
     }
 
     pub(crate) fn budget(&self) -> u64 {
@@ -239,6 +323,21 @@ impl ProgramRunner for JitProgram {
             _ => self.prepared.run_tail(mem, ctx, frame_top, depth, state),
         }
     }
+}
+
+/// Whether this CPU and kernel have memory protection keys enabled (what confined code needs).
+pub fn protection_keys_available() -> bool {
+    run::pkru::available()
+}
+
+/// Runs `f` with `area` offered to the confined programs it runs on this thread: the outermost
+/// run of a confined program ([`JitProgram::new_confined`]) puts its eBPF stack and run context at
+/// the top of `area` and its native stack below them, and sets PKRU to `pkru` while generated code
+/// runs. `area` should be memory of the program's protection domain, at least
+/// [`MIN_CONFINEMENT`] bytes (else such runs fail with an out-of-bounds error), and PKRU when `f`
+/// runs must allow it. Unconfined programs ignore the offer.
+pub fn confine<R>(area: &mut [u8], pkru: u32, f: impl FnOnce() -> R) -> R {
+    run::offer((area.as_mut_ptr() as u64, area.len() as u64), pkru, f)
 }
 
 /// Executable memory in use by all compiled programs of the process.

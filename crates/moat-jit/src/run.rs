@@ -1,13 +1,20 @@
 //! Running compiled code: the per-run context generated code reads, the Rust functions it calls
 //! (helpers, the complete memory check) and the entry into generated code. Together with
-//! [`crate::codemem`], the only place of `moat-jit` with `unsafe`.
+//! [`crate::codemem`] and [`crate::fault`], the only places of `moat-jit` with `unsafe`.
 //!
-//! A run owns a [`RunArea`]: the eBPF stack ([`STACK_SIZE`] bytes, aligned to its size) immediately
-//! followed by the [`JitCtx`], so generated code finds the context from `r10` alone. Every entry into
-//! generated code goes through the trampoline at offset 0 of the program's code, which records the
-//! native stack pointer in the context; a failing check records the error and restores that stack
-//! pointer, returning status 1 to [`enter`]. No Rust frame is ever unwound by generated code: calls
-//! into Rust return normally and report errors through the context.
+//! A run owns a [`RunArea`] of three pages: the eBPF stack ([`STACK_SIZE`] bytes, aligned to its
+//! size), the [`JitCtx`] generated code reads and writes, and the [`RunAnchor`]: what the runtime
+//! trusts (the host's stack pointer, the PKRU value of confined code, the Rust objects of the run).
+//! Generated code finds both from `r10` alone and only ever reads the anchor; in confined runs the
+//! anchor's page is read-only for the domain. Every entry into generated code goes through the
+//! trampoline at offset 0 of the program's code, which records the host's stack pointer in the
+//! anchor; a failing check records the error and restores that stack pointer, returning status 1
+//! to [`enter`]. No Rust frame is ever unwound by generated code: calls into Rust return normally
+//! and report errors through the context.
+//!
+//! Confined code (`mpk`) runs on a native stack inside the domain (below the run area) with the
+//! domain's PKRU, and every call into Rust switches to the host's stack and PKRU first, so Rust
+//! never runs on memory the program can write and no host return address lies in the domain.
 
 use crate::emit::ResolvedHelper;
 use crate::JitProgram;
@@ -25,13 +32,16 @@ pub(crate) const ERR_BUDGET: u64 = 2;
 pub(crate) const ERR_CALL_DEPTH: u64 = 3;
 pub(crate) const ERR_BAD_TARGET: u64 = 4;
 pub(crate) const ERR_LDABS_ZERO: u64 = 5;
+/// Set by the fault handler ([`crate::fault`]); the low bits are the signal's `si_code`.
+pub(crate) const ERR_FAULT: u64 = 6;
+/// `si_code` of a protection-key fault.
+const SEGV_PKUERR: u64 = 4;
 
-/// The per-run context right above the eBPF stack. The fields up to `call_status` are read and
-/// written by generated code at the offsets of [`off`].
-#[repr(C)]
+/// The per-run context right above the eBPF stack, read and written by generated code at the
+/// offsets of [`off`]. Nothing in it is trusted by the runtime.
+#[repr(C, align(4096))]
 pub(crate) struct JitCtx {
     budget: u64,
-    saved_rsp: u64,
     frame_top: u64,
     args: [u64; 5],
     r0_start: u64,
@@ -48,19 +58,53 @@ pub(crate) struct JitCtx {
     call_status: u64,
     err_code: u64,
     err_aux: u64,
-    // Rust only.
+    /// Set by the fault landing: the address of the faulting instruction.
+    fault_rip: u64,
+}
+
+/// The page right above the context: what the runtime relies on during a run. Generated code only
+/// reads it (the stack pointers and PKRU value at entry, exit and around calls into Rust); Rust
+/// writes it. In confined runs the page carries a protection key the domain may only read.
+#[repr(C, align(4096))]
+pub(crate) struct RunAnchor {
+    /// The host's stack pointer at the innermost entry (16-aligned).
+    host_rsp: u64,
+    /// Confined code: where the next entry's native stack starts (the run's native stack top for
+    /// the outermost entry, the caller's stack pointer for nested ones).
+    domain_rsp: u64,
+    /// Confined code: the PKRU value generated code runs with.
+    pkru: u64,
     prog: *const JitProgram,
     mem: *mut MemoryMap,
     state: *mut RunState,
     pending: Option<RunError>,
 }
 
+impl RunAnchor {
+    fn new() -> RunAnchor {
+        RunAnchor {
+            host_rsp: 0,
+            domain_rsp: 0,
+            pkru: 0,
+            prog: std::ptr::null(),
+            mem: std::ptr::null_mut(),
+            state: std::ptr::null_mut(),
+            pending: None,
+        }
+    }
+}
+
+/// The anchor of the run whose context is `ctx`.
+fn anchor(ctx: *mut JitCtx) -> *mut RunAnchor {
+    (ctx as usize + std::mem::size_of::<JitCtx>()) as *mut RunAnchor
+}
+
 /// Field offsets of [`JitCtx`] for generated code.
 pub(crate) mod off {
     use super::JitCtx;
+    use super::RunAnchor;
     use std::mem::offset_of;
     pub const BUDGET: i32 = offset_of!(JitCtx, budget) as i32;
-    pub const SAVED_RSP: i32 = offset_of!(JitCtx, saved_rsp) as i32;
     pub const FRAME_TOP: i32 = offset_of!(JitCtx, frame_top) as i32;
     pub const ARGS: i32 = offset_of!(JitCtx, args) as i32;
     pub const R0_START: i32 = offset_of!(JitCtx, r0_start) as i32;
@@ -77,56 +121,166 @@ pub(crate) mod off {
     pub const CALL_STATUS: i32 = offset_of!(JitCtx, call_status) as i32;
     pub const ERR_CODE: i32 = offset_of!(JitCtx, err_code) as i32;
     pub const ERR_AUX: i32 = offset_of!(JitCtx, err_aux) as i32;
+    pub const FAULT_RIP: i32 = offset_of!(JitCtx, fault_rip) as i32;
+    /// Anchor fields, from the context (the anchor is the next page).
+    const ANCHOR: i32 = std::mem::size_of::<JitCtx>() as i32;
+    pub const HOST_RSP: i32 = ANCHOR + offset_of!(RunAnchor, host_rsp) as i32;
+    pub const DOMAIN_RSP: i32 = ANCHOR + offset_of!(RunAnchor, domain_rsp) as i32;
+    pub const PKRU: i32 = ANCHOR + offset_of!(RunAnchor, pkru) as i32;
 }
 
-/// The eBPF stack of one run and the context above it.
+/// The eBPF stack of one run, the context above it and the anchor above that.
 #[repr(C, align(4096))]
 pub(crate) struct RunArea {
     stack: [u8; STACK_SIZE as usize],
     ctx: JitCtx,
+    anchor: RunAnchor,
 }
 
-const _: () = assert!(STACK_SIZE == 4096 && std::mem::align_of::<RunArea>() == 4096);
+const _: () = assert!(
+    STACK_SIZE == 4096
+        && std::mem::align_of::<RunArea>() == 4096
+        && std::mem::size_of::<JitCtx>() == 4096
+        && std::mem::size_of::<RunArea>() == 3 * 4096
+);
 
 impl RunArea {
     pub(crate) fn new() -> RunArea {
         RunArea {
             stack: [0; STACK_SIZE as usize],
-            ctx: JitCtx {
-                budget: 0,
-                saved_rsp: 0,
-                frame_top: 0,
-                args: [0; 5],
-                r0_start: u64::MAX,
-                r0_len: 0,
-                w0_start: u64::MAX,
-                w0_len: 0,
-                pkt_start: 0,
-                pkt_len: 0,
-                ret: 0,
-                call_pc: 0,
-                call_index: 0,
-                call_target: 0,
-                call_fp: 0,
-                call_status: 0,
-                err_code: 0,
-                err_aux: 0,
-                prog: std::ptr::null(),
-                mem: std::ptr::null_mut(),
-                state: std::ptr::null_mut(),
-                pending: None,
-            },
+            ctx: JitCtx::new(),
+            anchor: RunAnchor::new(),
+        }
+    }
+}
+
+impl JitCtx {
+    fn new() -> JitCtx {
+        JitCtx {
+            budget: 0,
+            frame_top: 0,
+            args: [0; 5],
+            r0_start: u64::MAX,
+            r0_len: 0,
+            w0_start: u64::MAX,
+            w0_len: 0,
+            pkt_start: 0,
+            pkt_len: 0,
+            ret: 0,
+            call_pc: 0,
+            call_index: 0,
+            call_target: 0,
+            call_fp: 0,
+            call_status: 0,
+            err_code: 0,
+            err_aux: 0,
+            fault_rip: 0,
         }
     }
 }
 
 /// The addresses of the functions generated code calls.
-pub(crate) fn thunks() -> crate::emit::Thunks {
+pub(crate) fn thunks(confined: bool) -> crate::emit::Thunks {
     crate::emit::Thunks {
         call: jit_call as *const () as u64,
         check: jit_check as *const () as u64,
+        confined,
     }
 }
+
+/// The PKRU register. Only called where the CPU and kernel have protection keys: for confined code,
+/// which [`crate::JitProgram::new_confined`] compiles only then.
+pub(crate) mod pkru {
+    /// Reads PKRU.
+    ///
+    /// # Safety
+    /// The CPU must support protection keys with `CR4.PKE` set (`OSPKE`), else this faults.
+    pub(crate) unsafe fn read() -> u32 {
+        let value: u32;
+        // SAFETY: `rdpkru` (0f 01 ee) reads PKRU into eax and clobbers edx; it needs ecx = 0. The
+        // caller guarantees the instruction exists.
+        unsafe {
+            std::arch::asm!(".byte 0x0f, 0x01, 0xee", in("ecx") 0, out("eax") value, out("edx") _,
+                options(nomem, nostack, preserves_flags));
+        }
+        value
+    }
+
+    /// Whether the CPU and kernel have protection keys enabled (CPUID.7.0:ECX.OSPKE).
+    pub(crate) fn available() -> bool {
+        let leaf0 = std::arch::x86_64::__cpuid(0);
+        leaf0.eax >= 7 && std::arch::x86_64::__cpuid_count(7, 0).ecx & (1 << 4) != 0
+    }
+}
+
+/// Makes the calling thread safe for confined runs, once: glibc registers a restartable-sequences
+/// area (in thread-local, key-0 memory) that the kernel writes on preemption and signal delivery;
+/// while PKRU denies key 0 those writes fail and the kernel kills the process with `SIGSEGV`. The
+/// area is unregistered (glibc then reads the CPU number with a system call). Returns whether the
+/// thread has no registered area afterwards.
+fn rseq_unregistered() -> bool {
+    thread_local!(static DONE: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) });
+    if let Some(done) = DONE.get() {
+        return done;
+    }
+    let done = unregister_rseq();
+    DONE.set(Some(done));
+    done
+}
+
+fn unregister_rseq() -> bool {
+    const RSEQ_FLAG_UNREGISTER: libc::c_int = 1;
+    const RSEQ_SIG: u32 = 0x5305_3053;
+    // SAFETY: `dlsym` looks up glibc's exported `__rseq_offset` (an `isize`) and `__rseq_size` (a
+    // `u32`), read only when found; the thread pointer (`fs:0` on x86-64 Linux) plus the offset is
+    // this thread's rseq area, which the `rseq` system call only unregisters (it checks that area
+    // and length are the ones registered, else fails with EINVAL and changes nothing).
+    unsafe {
+        let offset = libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_offset".as_ptr());
+        let size = libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_size".as_ptr());
+        if offset.is_null() || size.is_null() || *(size as *const u32) == 0 {
+            return true; // no rseq registered by the C library
+        }
+        let tp: usize;
+        std::arch::asm!("mov {}, fs:0", out(reg) tp, options(nostack, readonly, preserves_flags));
+        let area = tp.wrapping_add_signed(*(offset as *const isize));
+        let registered = *(size as *const u32);
+        [32u32, registered].iter().any(|&len| {
+            libc::syscall(libc::SYS_rseq, area, len, RSEQ_FLAG_UNREGISTER, RSEQ_SIG) == 0
+        })
+    }
+}
+
+/// A confined run in progress on this thread: where the outermost entry puts its native stack and
+/// the PKRU value of the domain (host memory, out of the program's reach).
+#[derive(Clone, Copy)]
+struct ConfinedRun {
+    native_top: u64,
+    pkru: u32,
+}
+
+thread_local! {
+    /// The confinement offered for the next confined run on this thread ([`crate::confine`]):
+    /// (start, length) of its area and the PKRU value.
+    static OFFERED: std::cell::Cell<Option<(u64, u64, u32)>> = const { std::cell::Cell::new(None) };
+    /// The confined run in progress on this thread.
+    static CONFINED: std::cell::Cell<Option<ConfinedRun>> = const { std::cell::Cell::new(None) };
+    /// Entries into generated code in progress on this thread (outermost = 1).
+    static DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Offers `area` (start, length; its end page-aligned, its last page the anchor) and `pkru` to the
+/// confined runs started by `f` on this thread.
+pub(crate) fn offer<R>(area: (u64, u64), pkru: u32, f: impl FnOnce() -> R) -> R {
+    let previous = OFFERED.replace(Some((area.0, area.1, pkru)));
+    let result = f();
+    OFFERED.set(previous);
+    result
+}
+
+/// Bytes a confinement area needs at least: the run area (eBPF stack, context, anchor: three pages)
+/// and 32 KiB of native stack below it.
+pub const MIN_CONFINEMENT: usize = std::mem::size_of::<RunArea>() + 32 * 1024;
 
 /// Refreshes what generated code caches of the memory map: the first region (inline bounds check,
 /// separately for loads and stores, and the packet of legacy loads).
@@ -182,20 +336,37 @@ pub(crate) unsafe fn enter(
     frame_top: u64,
 ) -> Result<u64, RunError> {
     mem.enter_frame(frame_top, state);
-    // SAFETY: per the contract, `ctx` is the live context of this run; no reference to it is held
-    // across the call into generated code (nested entries save and restore what they change).
+    let anchor = anchor(ctx);
+    // SAFETY: per the contract, `ctx` is the live context of this run and `anchor` the page above
+    // it, of the same run area; no reference to either is held across the call into generated code
+    // (nested entries save and restore what they change).
     let saved = unsafe {
-        let saved = ((*ctx).prog, (*ctx).mem, (*ctx).state);
-        (*ctx).prog = prog;
-        (*ctx).mem = mem;
-        (*ctx).state = state;
+        let saved = ((*anchor).prog, (*anchor).mem, (*anchor).state);
+        (*anchor).prog = prog;
+        (*anchor).mem = mem;
+        (*anchor).state = state;
         (*ctx).args = args;
         (*ctx).frame_top = frame_top;
         (*ctx).budget = state.budget();
         (*ctx).call_status = 0;
+        if prog.is_confined() {
+            // From host state only: an outermost entry moves to the confined native stack, nested
+            // ones (callbacks, tail calls) stay on it; PKRU is the domain's or, unconfined, the
+            // current one.
+            let run = CONFINED.get();
+            // Outermost entry: the run's native stack top; nested ones continue below the stack
+            // pointer the calling code recorded.
+            if let (Some(r), 0) = (run, DEPTH.get()) {
+                (*anchor).domain_rsp = r.native_top;
+            }
+            (*anchor).pkru = u64::from(run.map_or_else(|| pkru::read(), |r| r.pkru));
+        }
+        (*ctx).err_code = 0;
         refresh(ctx, mem);
         saved
     };
+    DEPTH.set(DEPTH.get() + 1);
+    let _fault_scope = crate::fault::Scope::enter(prog.fault_range());
     // SAFETY: the trampoline at offset 0 of the program's code has this signature; the code stays
     // mapped while `prog` lives (borrowed for the call). Generated code only touches memory it has
     // checked against `mem` (or that the verifier proved), the stack of the run and the context,
@@ -207,13 +378,23 @@ pub(crate) unsafe fn enter(
         >(prog.code_addr());
         trampoline(ctx, native)
     };
+    drop(_fault_scope);
+    DEPTH.set(DEPTH.get() - 1);
     // SAFETY: generated code has returned; `ctx` is again ours alone.
-    let (ret, budget, err_code, err_aux, pending) = unsafe {
-        let c = &mut *ctx;
-        c.prog = saved.0;
-        c.mem = saved.1;
-        c.state = saved.2;
-        (c.ret, c.budget, c.err_code, c.err_aux, c.pending.take())
+    let (ret, budget, err_code, err_aux, fault_rip, pending) = unsafe {
+        let a = &mut *anchor;
+        a.prog = saved.0;
+        a.mem = saved.1;
+        a.state = saved.2;
+        let c = &*ctx;
+        (
+            c.ret,
+            c.budget,
+            c.err_code,
+            c.err_aux,
+            c.fault_rip,
+            a.pending.take(),
+        )
     };
     state.set_budget(budget);
     if status == 0 {
@@ -237,6 +418,15 @@ pub(crate) unsafe fn enter(
         ERR_CALL_DEPTH => RunErrorKind::CallDepth,
         ERR_BAD_TARGET => RunErrorKind::BadCallTarget { target: err_aux },
         ERR_LDABS_ZERO => return Ok(0),
+        ERR_FAULT => {
+            return Err(RunError {
+                pc: prog.slot_at(fault_rip).unwrap_or(usize::MAX),
+                kind: RunErrorKind::MemoryFault {
+                    addr: err_aux,
+                    protection_key: err_code & 0xffff_ffff == SEGV_PKUERR,
+                },
+            })
+        }
         _ => {
             return Err(pending.unwrap_or(RunError {
                 pc: usize::MAX,
@@ -269,12 +459,96 @@ pub(crate) fn run_fresh(
         // borrowed for the run.
         unsafe { mem.add_raw(*r) };
     }
+    if prog.is_confined() {
+        // The offer serves the outermost confined run; runs nested in it (from a helper) and runs
+        // without an offer get a host-memory area and keep the caller's PKRU.
+        let offered = OFFERED.take();
+        let result = match offered {
+            Some((start, len, pkru)) => run_confined(prog, mem, (start, len), pkru, args),
+            None => {
+                let mut spare = FALLBACK
+                    .with(|f| f.borrow_mut().take())
+                    .unwrap_or_else(|| vec![0u8; FALLBACK_BYTES + STACK_SIZE as usize]);
+                let start = spare.as_mut_ptr() as u64;
+                let end = (start + spare.len() as u64) & !(STACK_SIZE - 1);
+                // SAFETY: confined code exists only where protection keys do.
+                let current = unsafe { pkru::read() };
+                let result = run_confined(prog, mem, (start, end - start), current, args);
+                FALLBACK.with(|f| *f.borrow_mut() = Some(spare));
+                result
+            }
+        };
+        OFFERED.set(offered);
+        return result;
+    }
     // A run area per thread is reused (a nested run, from a helper, gets its own).
     let mut area = AREA
         .with(|a| a.borrow_mut().take())
         .unwrap_or_else(|| Box::new(RunArea::new()));
     area.stack.fill(0);
-    area.ctx.saved_rsp = 0;
+    let result = run_on(prog, &mut mem, &mut area, args);
+    AREA.with(|a| *a.borrow_mut() = Some(area));
+    result
+}
+
+/// Runs `prog` on a run area placed at the top of the offered `area` (start, length), with the
+/// native stack below it and PKRU = `pkru` while generated code runs.
+fn run_confined(
+    prog: &JitProgram,
+    mut mem: MemoryMap,
+    area: (u64, u64),
+    pkru: u32,
+    args: [u64; 5],
+) -> Result<u64, RunError> {
+    let size = std::mem::size_of::<RunArea>() as u64;
+    let end = area.0.saturating_add(area.1);
+    let run_area = end.saturating_sub(size);
+    // Without key 0 the thread must have no rseq area; where it cannot be unregistered the run
+    // keeps key 0 (the host's memory) reachable.
+    let pkru = if rseq_unregistered() {
+        pkru
+    } else {
+        pkru & !0b11
+    };
+    if area.1 < MIN_CONFINEMENT as u64 || !end.is_multiple_of(STACK_SIZE) {
+        return Err(RunError {
+            pc: 0,
+            kind: RunErrorKind::OutOfBounds {
+                addr: area.0,
+                len: area.1,
+                write: true,
+            },
+        });
+    }
+    // SAFETY: `run_area` is 4096-aligned (the area's end is) and its `size` bytes are the top of
+    // the offered area, which `offer`'s caller lent exclusively to the runs of this thread for the
+    // duration of the offer (it holds a `&mut` to it); nothing else refers to it during this run.
+    // Whatever the area held before is overwritten without being read or dropped.
+    let area_ref = unsafe {
+        let p = run_area as *mut RunArea;
+        std::ptr::addr_of_mut!((*p).stack).write_bytes(0, 1);
+        std::ptr::addr_of_mut!((*p).ctx).write(JitCtx::new());
+        std::ptr::addr_of_mut!((*p).anchor).write(RunAnchor::new());
+        &mut *p
+    };
+    let outer = CONFINED.replace(Some(ConfinedRun {
+        native_top: run_area,
+        pkru,
+    }));
+    let depth = DEPTH.replace(0);
+    let result = run_on(prog, &mut mem, area_ref, args);
+    DEPTH.set(depth);
+    CONFINED.set(outer);
+    result
+}
+
+/// Runs `prog` from its first instruction on `area`, with the regions of `mem`.
+fn run_on(
+    prog: &JitProgram,
+    mem: &mut MemoryMap,
+    area: &mut RunArea,
+    args: [u64; 5],
+) -> Result<u64, RunError> {
     let ctx: *mut JitCtx = &mut area.ctx;
     let top = ctx as u64;
     // SAFETY: the stack is the STACK_BYTES below `top` inside `area`, which lives until the end of
@@ -285,14 +559,17 @@ pub(crate) fn run_fresh(
     let entry = prog.native(0).unwrap_or(0);
     // SAFETY: `ctx` is the context of `area`, whose stack `state` describes; `top` is its main frame;
     // `entry` is the program's first instruction; regions are valid as argued above.
-    let result = unsafe { enter(prog, ctx, &mut mem, &mut state, entry, args, top) };
+    let result = unsafe { enter(prog, ctx, mem, &mut state, entry, args, top) };
     mem.leave_stack();
-    AREA.with(|a| *a.borrow_mut() = Some(area));
     result
 }
 
+/// Bytes of the host-memory area of confined runs without an offered one.
+const FALLBACK_BYTES: usize = 128 * 1024;
+
 thread_local! {
     static AREA: std::cell::RefCell<Option<Box<RunArea>>> = const { std::cell::RefCell::new(None) };
+    static FALLBACK: std::cell::RefCell<Option<Vec<u8>>> = const { std::cell::RefCell::new(None) };
 }
 
 /// The context of a run started by the JIT, if `state` is one.
@@ -310,9 +587,10 @@ extern "sysv64" fn jit_call(a1: u64, a2: u64, a3: u64, a4: u64, a5: u64, ctx: *m
     // while generated code runs. No reference into the context is held across the helper, which
     // may enter generated code again (callbacks) on the same context.
     unsafe {
-        let prog = &*(*ctx).prog;
-        let mem = &mut *(*ctx).mem;
-        let state = &mut *(*ctx).state;
+        let anchor = anchor(ctx);
+        let prog = &*(*anchor).prog;
+        let mem = &mut *(*anchor).mem;
+        let state = &mut *(*anchor).state;
         let pc = (*ctx).call_pc as usize;
         let fp = (*ctx).call_fp;
         let index = (*ctx).call_index;
@@ -331,7 +609,7 @@ extern "sysv64" fn jit_call(a1: u64, a2: u64, a3: u64, a4: u64, a5: u64, ctx: *m
         (*ctx).budget = state.budget();
         (*ctx).call_status = status;
         if let Err(e) = value {
-            (*ctx).pending = Some(e);
+            (*anchor).pending = Some(e);
             refresh(ctx, mem);
             return 0;
         }
@@ -434,8 +712,9 @@ extern "sysv64" fn jit_check(ctx: *mut JitCtx, addr: u64, info: u64, fp: u64) ->
     // SAFETY: as in `jit_call`: the context and the map and state it points to are live and unused
     // by anything else while this runs.
     unsafe {
-        let mem = &mut *(*ctx).mem;
-        let state = &*(*ctx).state;
+        let anchor = anchor(ctx);
+        let mem = &mut *(*anchor).mem;
+        let state = &*(*anchor).state;
         mem.enter_frame(fp, state);
         let ok = if atomic {
             addr.is_multiple_of(len) && mem.check(addr, len, true)
@@ -450,7 +729,7 @@ extern "sysv64" fn jit_check(ctx: *mut JitCtx, addr: u64, info: u64, fp: u64) ->
         } else {
             RunErrorKind::OutOfBounds { addr, len, write }
         };
-        (*ctx).pending = Some(RunError { pc, kind });
+        (*anchor).pending = Some(RunError { pc, kind });
         0
     }
 }

@@ -168,6 +168,15 @@ pub enum MapError {
         /// The size requested.
         size: usize,
     },
+    /// An external backend ([`MapBackend`](crate::MapBackend)) failed for a reason of its own
+    /// (permissions, a read-only or corrupt store, I/O), with the errno it maps to.
+    #[error("{message}")]
+    External {
+        /// The positive errno (`-errno` is what [`MapError::errno`] returns).
+        errno: i32,
+        /// What the backend said.
+        message: String,
+    },
 }
 
 impl MapError {
@@ -194,6 +203,7 @@ impl MapError {
             MapError::RingFull => EAGAIN,
             MapError::Busy => EBUSY,
             MapError::OutOfMemory { .. } => ENOMEM,
+            MapError::External { errno, .. } => errno.saturating_abs(),
         }
     }
 }
@@ -211,6 +221,11 @@ mod tests {
         assert_eq!(MapError::RingFull.errno(), -11);
         assert_eq!(MapError::Busy.errno(), -16);
         assert_eq!(MapError::OutOfMemory { size: 1 }.errno(), -12);
+        let denied = MapError::External {
+            errno: 13,
+            message: "no".into(),
+        };
+        assert_eq!(denied.errno(), -13);
         assert_eq!(MapError::InvalidFlags { flags: 9 }.errno(), -22);
         assert_eq!(
             MapError::NotSupported {

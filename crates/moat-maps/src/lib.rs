@@ -9,8 +9,10 @@
 //! Values live at fixed, 8-byte-aligned addresses for the map's lifetime (preallocated slots, never
 //! moved), so programs may keep pointers from [`Map::lookup_ptr`] and access values in place, also
 //! atomically. All such storage comes from one [`MapMemory`] trait ([`HeapMemory`] by default), so a
-//! runtime can put it in a shared pool or an isolation domain, and [`Map::value_regions`] tells which
-//! ranges programs may touch.
+//! runtime can put it in an isolation domain, and [`Map::value_regions`] tells which ranges programs
+//! may touch. A hash map can also keep its elements in storage this crate does not manage — a
+//! persistent pool, say — through a [`MapBackend`] ([`Map::external`]); every operation, program-side
+//! or host-side, works on it unchanged.
 //!
 //! ```
 //! use moat_maps::{Map, MapDef, MapError, MapType, BPF_ANY, BPF_NOEXIST};
@@ -35,6 +37,7 @@
 #![deny(unsafe_code)]
 
 mod array;
+mod backend;
 mod def;
 mod error;
 mod hash;
@@ -45,6 +48,7 @@ mod queue;
 mod ringbuf;
 mod value;
 
+pub use backend::MapBackend;
 pub use def::{
     possible_cpus, MapDef, MapType, BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_F_MMAPABLE,
     BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC, BPF_F_NUMA_NODE, BPF_F_RDONLY, BPF_F_RDONLY_PROG,

@@ -2,6 +2,7 @@
 //! (host-side) operations with their flags and error codes.
 
 use crate::array::{ArrayMap, ProgArray};
+use crate::backend::MapBackend;
 use crate::def::{possible_cpus, MapDef, MapType};
 use crate::error::MapError;
 use crate::hash::HashMap;
@@ -41,6 +42,7 @@ enum Kind {
     Lpm(LpmTrie),
     Queue(QueueStack),
     RingBuf(RingBuf),
+    External(Arc<dyn MapBackend>),
 }
 
 /// An eBPF map.
@@ -72,6 +74,10 @@ enum Kind {
 /// copies and other programs, and readers may see torn values (host copies use atomic word accesses, so
 /// this is never undefined behaviour on the Rust side). Index structures (hash tables, LPM prefixes,
 /// queue positions) are behind per-map locks; arrays take none.
+///
+/// An external map ([`Map::external`]) keeps its elements in a [`MapBackend`] instead; the guarantees
+/// above are then the backend's (values at stable addresses inside its
+/// [`value_regions`](Map::value_regions) while it lives).
 ///
 /// # Errors
 ///
@@ -132,6 +138,47 @@ impl Map {
         Ok(Map { def, cpus, kind })
     }
 
+    /// A map whose elements live in `backend` ([`MapBackend`]): a persistent pool, say. Every operation
+    /// below works on it as on a map of this crate, keys and values checked against `def` before the
+    /// backend sees them; programs reach its values through [`lookup_ptr`](Map::lookup_ptr) and
+    /// [`value_regions`](Map::value_regions) like any other map's.
+    ///
+    /// `def` is checked like [`create_with`](Map::create_with)'s with one CPU, and must be a hash map
+    /// ([`MapType::Hash`] or [`MapType::LruHash`]): [`MapError::InvalidDef`] otherwise.
+    pub fn external(def: MapDef, backend: Arc<dyn MapBackend>) -> Result<Map, MapError> {
+        def.check(1)?;
+        if !matches!(def.map_type, MapType::Hash | MapType::LruHash) {
+            return Err(MapError::InvalidDef {
+                name: def.name.clone(),
+                map_type: def.map_type,
+                reason: "external storage implements hash maps only",
+            });
+        }
+        Ok(Map {
+            def,
+            cpus: 1,
+            kind: Kind::External(backend),
+        })
+    }
+
+    /// The backend of an external map ([`Map::external`]), `None` for maps of this crate.
+    pub fn backend(&self) -> Option<&Arc<dyn MapBackend>> {
+        match &self.kind {
+            Kind::External(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// What identifies the map's storage: its own address, or for an external map its backend's
+    /// [`identity`](MapBackend::identity), so that two handles over the same external storage compare
+    /// equal.
+    pub fn identity(&self) -> usize {
+        match &self.kind {
+            Kind::External(b) => b.identity(),
+            _ => std::ptr::from_ref(self) as usize,
+        }
+    }
+
     /// The definition the map was created from.
     pub fn def(&self) -> &MapDef {
         &self.def
@@ -172,6 +219,7 @@ impl Map {
             Kind::Lpm(l) => l.len(),
             Kind::Queue(q) => q.len(),
             Kind::RingBuf(r) => r.query(crate::BPF_RB_AVAIL_DATA) as usize,
+            Kind::External(b) => b.len(),
         }
     }
 
@@ -235,6 +283,7 @@ impl Map {
             Kind::Array(a) => a.lookup_ptr(Map::index(key), cpu),
             Kind::Hash(h) => h.lookup_ptr(key, cpu),
             Kind::Lpm(l) => l.lookup_ptr(key),
+            Kind::External(b) => b.lookup_ptr(key),
             Kind::ProgArray(_) | Kind::Queue(_) | Kind::RingBuf(_) => None,
         }
     }
@@ -267,6 +316,7 @@ impl Map {
             Kind::Hash(h) => h.lookup_into(key, out),
             Kind::Lpm(l) => l.lookup_into(key, out),
             Kind::Queue(q) => q.take(out, false),
+            Kind::External(b) => b.lookup_into(key, out),
             Kind::RingBuf(_) => Err(self.not_supported("lookup")),
         }
     }
@@ -321,6 +371,11 @@ impl Map {
                 let (ValueSrc::Host(v) | ValueSrc::Cpu(_, v)) = src;
                 q.push(v, flags)
             }
+            Kind::External(b) => {
+                let (ValueSrc::Host(v) | ValueSrc::Cpu(_, v)) = src;
+                self.check_out(v)?;
+                b.update(key, v, flags)
+            }
             Kind::RingBuf(_) => Err(self.not_supported("update")),
         }
     }
@@ -340,6 +395,7 @@ impl Map {
             Kind::ProgArray(p) => p.delete(Map::index(key)),
             Kind::Hash(h) => h.delete(key),
             Kind::Lpm(l) => l.delete(key),
+            Kind::External(b) => b.delete(key),
             Kind::Array(_) | Kind::Queue(_) => Err(self.invalid_op("delete")),
             Kind::RingBuf(_) => Err(self.not_supported("delete")),
         }
@@ -379,6 +435,7 @@ impl Map {
             }
             Kind::Hash(h) => h.next_key(key, out),
             Kind::Lpm(l) => l.next_key(key, out),
+            Kind::External(b) => b.next_key_into(key, out),
             Kind::Queue(_) => Err(self.invalid_op("next_key")),
             Kind::RingBuf(_) => Err(self.not_supported("next_key")),
         }
@@ -501,6 +558,7 @@ impl Map {
             Kind::Hash(h) => vec![h.slots.region()],
             Kind::Lpm(l) => vec![l.slots.region()],
             Kind::RingBuf(r) => vec![r.region()],
+            Kind::External(b) => b.value_regions(),
             Kind::ProgArray(_) | Kind::Queue(_) => Vec::new(),
         }
     }

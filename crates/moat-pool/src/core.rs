@@ -12,7 +12,8 @@ use crate::layout::{
 use crate::lock::{self, Acquired};
 use crate::media::{rd64, Media};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex};
 
 /// `(key, value)` pairs of a map.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
@@ -440,17 +441,16 @@ impl<M: Media> Core<M> {
 
     /// Resolves a map by name for `principal`; it must grant `principal` some access.
     pub fn resolve(&self, name: &str, principal: Principal) -> Result<(MapRef, Entry), PoolError> {
+        let (r, e) = self.find_map(name, principal)?;
+        Self::may_open(&principal, &e)?;
+        Ok((r, e))
+    }
+
+    /// Resolves a map by name, without checking access (every operation checks it).
+    pub fn find_map(&self, name: &str, principal: Principal) -> Result<(MapRef, Entry), PoolError> {
         let _g = self.lock()?;
         for (idx, e) in self.directory()? {
             if e.name == name {
-                let perms = acl::perms_of(&principal, e.owner_uid, e.owner_tag, &e.acl);
-                if perms == Perms::NONE {
-                    return Err(PoolError::AccessDenied {
-                        map: e.name,
-                        principal,
-                        op: "open",
-                    });
-                }
                 let r = MapRef {
                     idx,
                     extent_off: e.extent_off,
@@ -461,6 +461,18 @@ impl<M: Media> Core<M> {
             }
         }
         Err(PoolError::NoSuchMap(name.to_string()))
+    }
+
+    /// [`PoolError::AccessDenied`] (operation "open") unless `principal` has some access to `e`.
+    pub fn may_open(principal: &Principal, e: &Entry) -> Result<(), PoolError> {
+        if acl::perms_of(principal, e.owner_uid, e.owner_tag, &e.acl) == Perms::NONE {
+            return Err(PoolError::AccessDenied {
+                map: e.name.clone(),
+                principal: *principal,
+                op: "open",
+            });
+        }
+        Ok(())
     }
 
     /// Deep check: the log is clean, every chain is well formed, counts and slot bitmaps match the
@@ -578,21 +590,16 @@ impl<M: Media> Core<M> {
 
     /// Starts a transaction (takes the lock, recovering first if needed).
     pub fn begin(&self) -> Result<TxCore<'_, M>, PoolError> {
-        let guard = self.lock()?;
-        let (gen, _) = self.state()?;
-        Ok(TxCore {
-            c: self,
-            _guard: guard,
-            gen,
-            pos: self.h.records_off(),
-            seq: 0,
-            covered: Vec::new(),
-            frees: false,
-            need_fence: false,
-            window: false,
-            finished: false,
-            seal_after: Vec::new(),
-        })
+        TxCore::start(CoreRef::Borrowed(self))
+    }
+
+    /// Starts a transaction that holds its own reference to the core (so it can outlive the caller's
+    /// borrow, e.g. across the helper calls of a program run).
+    pub fn begin_shared(self: &Arc<Self>) -> Result<TxCore<'static, M>, PoolError>
+    where
+        M: 'static,
+    {
+        TxCore::start(CoreRef::Shared(self.clone()))
     }
 
     fn hint(&self, extent: u64) -> u64 {
@@ -608,11 +615,81 @@ impl<M: Media> Core<M> {
     }
 }
 
-/// A transaction in progress: holds the lock; rolled back on drop unless committed.
+/// Finds `key` in the map `e` describes: the link pointing at its element, and the element. Every link
+/// followed is checked to be the start of one of the map's slots and the walk is bounded by
+/// `max_entries`, so a corrupt chain — or one read without the lock while a writer changes it — is
+/// reported as corruption (or ends early), never followed outside the map's slab.
+pub fn find<M: Media>(m: &M, e: &Entry, key: &[u8]) -> Result<Option<(u64, u64)>, PoolError> {
+    let mut buf = [0u8; KEY_MAX as usize];
+    let kb = match buf.get_mut(..key.len()) {
+        Some(kb) if key.len() == e.key_size as usize => kb,
+        _ => {
+            return Err(PoolError::KeySize {
+                expected: e.key_size as usize,
+                got: key.len(),
+            })
+        }
+    };
+    let mut link = e.bucket_of(key);
+    let mut cur = rd64(m, link)?;
+    for _ in 0..=e.max_entries {
+        if cur == 0 {
+            return Ok(None);
+        }
+        if e.slot_of(cur).is_none() {
+            return Err(PoolError::corrupt(
+                format!("chain of map `{}`", e.name),
+                link,
+                "link is not a slot of the map",
+            ));
+        }
+        m.read(e.key_at(cur), kb)?;
+        if kb == key {
+            return Ok(Some((link, cur)));
+        }
+        link = cur;
+        cur = rd64(m, cur)?;
+    }
+    Err(PoolError::corrupt(
+        format!("chain of map `{}`", e.name),
+        link,
+        "longer than max_entries (a cycle)",
+    ))
+}
+
+/// How a transaction refers to its core: borrowed, or shared (for transactions that outlive a borrow).
+#[derive(Debug)]
+pub enum CoreRef<'a, M: Media> {
+    /// Borrowed from the caller.
+    Borrowed(&'a Core<M>),
+    /// Kept alive by the transaction.
+    Shared(Arc<Core<M>>),
+}
+
+impl<M: Media> Clone for CoreRef<'_, M> {
+    fn clone(&self) -> Self {
+        match self {
+            CoreRef::Borrowed(c) => CoreRef::Borrowed(c),
+            CoreRef::Shared(c) => CoreRef::Shared(c.clone()),
+        }
+    }
+}
+
+impl<M: Media> Deref for CoreRef<'_, M> {
+    type Target = Core<M>;
+
+    fn deref(&self) -> &Core<M> {
+        match self {
+            CoreRef::Borrowed(c) => c,
+            CoreRef::Shared(c) => c,
+        }
+    }
+}
+
+/// A transaction in progress: holds the lock (released on drop); rolled back on drop unless committed.
 #[derive(Debug)]
 pub struct TxCore<'a, M: Media> {
-    c: &'a Core<M>,
-    _guard: Guard<'a, M>,
+    c: CoreRef<'a, M>,
     gen: u32,
     pos: u64,
     seq: u32,
@@ -629,10 +706,32 @@ impl<M: Media> Drop for TxCore<'_, M> {
         if !self.finished {
             let _ = self.abort_inner();
         }
+        lock::release(self.c.m.lock_word());
     }
 }
 
 impl<'a, M: Media> TxCore<'a, M> {
+    /// Takes the lock (recovering first if needed) and starts a transaction of the current generation.
+    fn start(c: CoreRef<'a, M>) -> Result<TxCore<'a, M>, PoolError> {
+        let guard = c.lock()?;
+        let (gen, _) = c.state()?;
+        // From here the transaction releases the lock when it is dropped.
+        std::mem::forget(guard);
+        let pos = c.h.records_off();
+        Ok(TxCore {
+            c,
+            gen,
+            pos,
+            seq: 0,
+            covered: Vec::new(),
+            frees: false,
+            need_fence: false,
+            window: false,
+            finished: false,
+            seal_after: Vec::new(),
+        })
+    }
+
     fn covered(&self, off: u64, len: u64) -> bool {
         self.covered
             .iter()
@@ -752,7 +851,8 @@ impl<'a, M: Media> TxCore<'a, M> {
         if self.seq == 0 {
             return self.close();
         }
-        let c = self.c;
+        let core = self.c.clone();
+        let c = &*core;
         // Before the commit point an error rolls back; after it, recovery completes the frees.
         let pre = c.m.fence().and_then(|()| {
             if self.frees {
@@ -858,34 +958,7 @@ impl<'a, M: Media> TxCore<'a, M> {
 
     /// Finds `key`: the link pointing at its element, and the element.
     fn find(&self, e: &Entry, key: &[u8]) -> Result<Option<(u64, u64)>, PoolError> {
-        let m = &self.c.m;
-        let mut link = e.bucket_of(key);
-        let mut cur = rd64(m, link)?;
-        let mut buf = [0u8; KEY_MAX as usize];
-        let kb = &mut buf[..key.len()];
-        for _ in 0..=e.max_entries {
-            if cur == 0 {
-                return Ok(None);
-            }
-            if e.slot_of(cur).is_none() {
-                return Err(PoolError::corrupt(
-                    format!("chain of map `{}`", e.name),
-                    link,
-                    "link is not a slot of the map",
-                ));
-            }
-            m.read(e.key_at(cur), kb)?;
-            if kb == key {
-                return Ok(Some((link, cur)));
-            }
-            link = cur;
-            cur = rd64(m, cur)?;
-        }
-        Err(PoolError::corrupt(
-            format!("chain of map `{}`", e.name),
-            link,
-            "longer than max_entries (a cycle)",
-        ))
+        find(&self.c.m, e, key)
     }
 
     /// Copies the value of `key` into `out`; `Ok(false)` if absent.
@@ -1007,6 +1080,47 @@ impl<'a, M: Media> TxCore<'a, M> {
         self.store(link, &next.to_le_bytes())?;
         e.count -= 1;
         self.store(entry_off, &e.encode())
+    }
+
+    /// Writes the key after `key` into `out` (bucket order, then chain order), or the first key if `key`
+    /// is `None` or absent, as the kernel's `BPF_MAP_GET_NEXT_KEY`; `Ok(false)` after the last key.
+    pub fn next_key(
+        &self,
+        r: &MapRef,
+        key: Option<&[u8]>,
+        out: &mut [u8],
+    ) -> Result<bool, PoolError> {
+        let e = self.entry(r)?;
+        Self::need(r, &e, Perms::READ, "read")?;
+        Self::check_key(&e, out)?;
+        let m = &self.c.m;
+        // The link to follow: after `key`'s element in its chain, else the next bucket heads.
+        let mut bucket = 0u64;
+        let (mut link, mut next) = (0u64, 0u64);
+        if let Some(k) = key {
+            Self::check_key(&e, k)?;
+            if let Some((_, elem)) = self.find(&e, k)? {
+                bucket = (e.bucket_of(k) - e.buckets_off) / 8 + 1;
+                (link, next) = (elem, rd64(m, elem)?);
+            }
+        }
+        while next == 0 {
+            if bucket >= u64::from(e.n_buckets) {
+                return Ok(false);
+            }
+            link = e.buckets_off + bucket * 8;
+            next = rd64(m, link)?;
+            bucket += 1;
+        }
+        if e.slot_of(next).is_none() {
+            return Err(PoolError::corrupt(
+                format!("chain of map `{}`", e.name),
+                link,
+                "link is not a slot of the map",
+            ));
+        }
+        m.read(e.key_at(next), out)?;
+        Ok(true)
     }
 
     /// Every element, in bucket order.

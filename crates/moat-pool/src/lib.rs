@@ -41,6 +41,10 @@
 //!   read-only for good, checksummed and checked on every open.
 //! - **Stray-write protection**: the pool is mapped read-only; only moat's write paths open short
 //!   write windows ([`Protection`]).
+//! - **Runtimes** use [`SharedPoolMap`], an owned handle (it keeps the pool mapped) whose lookups take
+//!   no lock and return the address of the value in the mapping, confined to the map's own slots
+//!   ([`SharedPoolMap::value_region`]), and [`SharedTransaction`] ([`Pool::begin_shared`]), which can
+//!   stay open across calls (a program run's helper calls).
 //! - **Corruption** (header fields, log records, directory entries, chains, bitmaps, sealed contents)
 //!   is reported as a typed [`PoolError`] naming the structure and its offset; nothing is written to a
 //!   pool found corrupt.
@@ -57,6 +61,7 @@ mod layout;
 mod lock;
 mod media;
 mod pool;
+mod shared;
 #[cfg(test)]
 mod sim;
 mod sys;
@@ -69,4 +74,5 @@ pub use crate::pool::{
     CreateOptions, LogState, MapDef, MapInfo, OpenOptions, Pool, PoolInfo, PoolMap, PoolMode,
     Recovery, Transaction, VerifyReport,
 };
+pub use crate::shared::{SharedPoolMap, SharedTransaction};
 pub use crate::sys::FlushKind;

@@ -10,6 +10,7 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 
@@ -189,6 +190,11 @@ impl FileMedia {
     /// The address range of the main mapping.
     pub fn mapped_range(&self) -> (usize, usize) {
         (self.map.addr(), self.map.len())
+    }
+
+    /// The address of byte `off` in this process's mapping (valid while the pool stays mapped).
+    pub fn ptr(&self, off: u64) -> Option<NonNull<u8>> {
+        self.map.ptr_at(usize::try_from(off).ok()?)
     }
 
     fn io(&self, op: &'static str, source: std::io::Error) -> PoolError {

@@ -16,6 +16,7 @@ use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// How to create a pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,10 +135,10 @@ impl MapDef {
     }
 }
 
-/// A pool file, open and mapped. `Send + Sync`: every operation takes the pool's cross-process lock.
+/// A pool file, open and mapped. `Send + Sync`: every write takes the pool's cross-process lock.
 #[derive(Debug)]
 pub struct Pool {
-    core: Core<FileMedia>,
+    pub(crate) core: Arc<Core<FileMedia>>,
     path: PathBuf,
     recovered: Recovery,
 }
@@ -229,7 +230,7 @@ impl Pool {
     pub fn open_with(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<Pool, PoolError> {
         let path = path.as_ref();
         let (m, h) = FileMedia::open(path, opts.durability, opts.protection)?;
-        let core = Core::new(m, h);
+        let core = Arc::new(Core::new(m, h));
         let (recovered, _) = core.attach()?;
         Ok(Pool {
             core,
@@ -387,11 +388,11 @@ pub struct VerifyReport {
 /// Use [`Pool::transaction`] to group several.
 #[derive(Debug, Clone)]
 pub struct PoolMap<'p> {
-    pool: &'p Pool,
-    r: MapRef,
-    key_size: u32,
-    value_size: u32,
-    max_entries: u32,
+    pub(crate) pool: &'p Pool,
+    pub(crate) r: MapRef,
+    pub(crate) key_size: u32,
+    pub(crate) value_size: u32,
+    pub(crate) max_entries: u32,
 }
 
 impl PoolMap<'_> {

@@ -12,7 +12,7 @@
 use std::io;
 use std::os::fd::RawFd;
 use std::ptr::NonNull;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::OnceLock;
 
 /// The instruction used to write a dirty cache line back to memory.
@@ -85,7 +85,9 @@ pub struct Mapping {
 // SAFETY: the mapping is plain shared memory; it may be used from any thread. Callers serialise writes
 // with the pool lock (see `Mapping::write`).
 unsafe impl Send for Mapping {}
-// SAFETY: as above; every `&self` method is either a copy under the pool lock or an atomic access.
+// SAFETY: as above; every `&self` method that touches the memory does so with atomic loads and stores
+// (`read`, `write`, `zero`, `atomic_u64`), so concurrent use from several threads never races
+// non-atomically; the rest are system calls on the range.
 unsafe impl Sync for Mapping {}
 
 /// How a mapping was made.
@@ -159,37 +161,79 @@ impl Mapping {
         off.checked_add(len).is_some_and(|end| end <= self.len)
     }
 
+    /// The word at byte `off + i` as an atomic, if `off + i` is 8-aligned and 8 bytes of the range
+    /// `off..off + len` (already checked to lie inside the mapping) are left from there.
+    fn word_at(&self, off: usize, i: usize, len: usize) -> Option<&AtomicU64> {
+        if len - i < 8 || !(self.addr() + off + i).is_multiple_of(8) {
+            return None;
+        }
+        // SAFETY: `off + i..off + i + 8` lies inside the mapping (the caller checked `off..off + len`)
+        // and is 8-aligned (checked); the memory lives as long as `self`. Every access this crate makes
+        // to pool data is atomic (word or byte), so concurrent readers and writers never race
+        // non-atomically on the Rust side.
+        Some(unsafe { AtomicU64::from_ptr(self.base.as_ptr().add(off + i).cast::<u64>()) })
+    }
+
+    /// The byte at `off + i` as an atomic (`off + i` is inside the mapping: checked by the caller).
+    fn byte_at(&self, off: usize, i: usize) -> &AtomicU8 {
+        // SAFETY: inside the mapping (checked by the caller), and bytes need no alignment; the memory
+        // lives as long as `self`.
+        unsafe { AtomicU8::from_ptr(self.base.as_ptr().add(off + i)) }
+    }
+
     /// Copies `buf.len()` bytes at `off` out of the mapping. Returns false (copying nothing) if the range
     /// is outside the mapping.
     ///
-    /// Readers hold the pool lock, so no other thread or process writes the range meanwhile.
+    /// The copy is made of atomic loads (8-byte words where aligned, with acquire ordering, bytes
+    /// elsewhere), so it may race with writers — in other processes, or in this one for lock-free
+    /// lookups: a racing read sees each word either old or new (a torn value, like a kernel map's),
+    /// never undefined behaviour, and a word written with [`write`](Mapping::write) (release ordering,
+    /// such as a link to a new element) shows everything written before it.
     pub fn read(&self, off: usize, buf: &mut [u8]) -> bool {
         if !self.inside(off, buf.len()) {
             return false;
         }
-        // SAFETY: the source range is inside the mapping (checked), which stays mapped while `self`
-        // lives; `buf` is a distinct Rust buffer, so the ranges do not overlap.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.base.as_ptr().add(off), buf.as_mut_ptr(), buf.len());
+        let len = buf.len();
+        let mut i = 0;
+        while i < len {
+            if let Some(w) = self.word_at(off, i, len) {
+                buf[i..i + 8].copy_from_slice(&w.load(Ordering::Acquire).to_ne_bytes());
+                i += 8;
+            } else {
+                buf[i] = self.byte_at(off, i).load(Ordering::Relaxed);
+                i += 1;
+            }
         }
         true
+    }
+
+    /// Stores `len` bytes at `off`, byte `i` being `byte(i)`, with atomic stores (words where aligned).
+    /// The range is inside the mapping (checked by the callers).
+    fn store(&self, off: usize, len: usize, byte: impl Fn(usize) -> u8) {
+        let mut i = 0;
+        while i < len {
+            if let Some(w) = self.word_at(off, i, len) {
+                let word: [u8; 8] = std::array::from_fn(|j| byte(i + j));
+                w.store(u64::from_ne_bytes(word), Ordering::Release);
+                i += 8;
+            } else {
+                self.byte_at(off, i).store(byte(i), Ordering::Relaxed);
+                i += 1;
+            }
+        }
     }
 
     /// Copies `data` into the mapping at `off`. Returns false (copying nothing) if the range is outside
     /// the mapping.
     ///
     /// The caller must hold the pool lock and have made the pages writable (a write to a read-only page
-    /// is a `SIGSEGV`, which is exactly what stray-write protection wants for everyone else).
+    /// is a `SIGSEGV`, which is exactly what stray-write protection wants for everyone else). The stores
+    /// are atomic (see [`read`](Mapping::read)).
     pub fn write(&self, off: usize, data: &[u8]) -> bool {
         if !self.inside(off, data.len()) {
             return false;
         }
-        // SAFETY: the destination range is inside the mapping (checked) and mapped while `self` lives;
-        // `data` is a distinct Rust buffer. No Rust reference into the mapping exists (all access is by
-        // copy), and the pool lock excludes concurrent writers.
-        unsafe {
-            std::ptr::copy_nonoverlapping(data.as_ptr(), self.base.as_ptr().add(off), data.len());
-        }
+        self.store(off, data.len(), |i| data[i]);
         true
     }
 
@@ -199,9 +243,17 @@ impl Mapping {
         if !self.inside(off, len) {
             return false;
         }
-        // SAFETY: as for `write`.
-        unsafe { std::ptr::write_bytes(self.base.as_ptr().add(off), 0, len) };
+        self.store(off, len, |_| 0);
         true
+    }
+
+    /// The address of byte `off` of the mapping, for handing out pointers into it (map values that
+    /// programs read); `None` if `off` is outside the mapping. The pointer is valid while `self` lives.
+    pub fn ptr_at(&self, off: usize) -> Option<NonNull<u8>> {
+        if !self.inside(off, 1) {
+            return None;
+        }
+        NonNull::new(self.base.as_ptr().wrapping_add(off))
     }
 
     /// The 8-byte-aligned word at `off` as an atomic (the lock word), or `None` if out of range or

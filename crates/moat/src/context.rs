@@ -162,6 +162,19 @@ pub(crate) fn run(
     ty: ProgType,
     input: &mut [u8],
 ) -> Result<Result<u64, RunError>, ContextError> {
+    run_in(prog, ty, input, None)
+}
+
+/// As [`run`], with packet contexts placed in `low` (memory below 4 GiB of at least
+/// `LOW_BUFFER_SIZE` bytes, e.g. the program's domain's low area) instead of the thread's buffer.
+pub(crate) fn run_in(
+    prog: &Exec,
+    ty: ProgType,
+    input: &mut [u8],
+    low: Option<&mut [u8]>,
+) -> Result<Result<u64, RunError>, ContextError> {
+    // A pool transaction the program opened and did not commit is rolled back when the run ends.
+    let _run = crate::pooled::RunScope::enter();
     match ty {
         ProgType::Buffer | ProgType::Tracing => {
             let args = [input.as_mut_ptr() as u64, input.len() as u64, 0, 0, 0];
@@ -179,6 +192,9 @@ pub(crate) fn run(
                     len: input.len(),
                     max: MAX_PACKET,
                 });
+            }
+            if let Some(low) = low.filter(|l| l.len() >= LOW_BUFFER_SIZE) {
+                return Ok(run_packet(prog, ty, &mut low[..LOW_BUFFER_SIZE], input));
             }
             LOW.with(|cell| {
                 let mut slot = cell.borrow_mut();

@@ -1,5 +1,6 @@
 //! moat's standard helper functions that need no maps, under the Linux kernel's numeric ids and with
-//! its semantics (return values, error codes, truncation rules).
+//! its semantics (return values, error codes, truncation rules); and the ids of moat's own helpers
+//! ([`id::MOAT_BASE`] and up: the pool transaction helpers).
 
 use crate::trace::TraceLog;
 use moat_interp::{HelperCtx, HelperError, HelperRegistry};
@@ -72,13 +73,31 @@ pub mod id {
     pub const SNPRINTF: u32 = 165;
     /// `bpf_loop`.
     pub const LOOP: u32 = 181;
+
+    /// The first id of moat's own helpers (`0x6d6f_0000`, "mo" in ASCII): far above every kernel
+    /// helper id, so they never collide. C programs declare them as
+    /// `static long (*moat_pool_tx_begin)(void) = (void *) 0x6d6f0001;`.
+    pub const MOAT_BASE: u32 = 0x6d6f_0000;
+    /// `long moat_pool_tx_begin(void)`: starts a transaction on the pool of the program's pool maps;
+    /// until it is committed, the run's `bpf_map_update_elem` / `bpf_map_delete_elem` on them join it,
+    /// and a run that ends without committing rolls it back. 0, `-EBUSY` if one is open already,
+    /// `-EINVAL` if the program uses no pool map (or maps of several pools), or the pool's errno.
+    pub const POOL_TX_BEGIN: u32 = MOAT_BASE + 1;
+    /// `long moat_pool_tx_commit(void)`: makes the transaction's changes durable, atomically. 0,
+    /// `-ENOENT` if no transaction is open in this run, or the pool's errno (the transaction is then
+    /// rolled back).
+    pub const POOL_TX_COMMIT: u32 = MOAT_BASE + 2;
+    /// `long moat_pool_tx_abort(void)`: rolls the transaction back. 0, or `-ENOENT` if none is open.
+    pub const POOL_TX_ABORT: u32 = MOAT_BASE + 3;
 }
 
 /// Negative errno values helpers return, as `u64` two's complement.
 pub(crate) fn neg_errno(errno: i32) -> u64 {
     (-i64::from(errno)) as u64
 }
+pub(crate) const ENOENT: i32 = 2;
 pub(crate) const EFAULT: i32 = 14;
+pub(crate) const EBUSY: i32 = 16;
 pub(crate) const EINVAL: i32 = 22;
 pub(crate) const ERANGE: i32 = 34;
 pub(crate) const E2BIG: i32 = 7;

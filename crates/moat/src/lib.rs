@@ -17,6 +17,7 @@ mod context;
 pub mod helpers;
 mod maphelpers;
 mod object;
+mod pooled;
 mod trace;
 mod verifying;
 
@@ -31,7 +32,7 @@ pub use context::{ContextError, ProgType, UnknownProgType, MAX_PACKET};
 pub use maphelpers::{MapTable, MAP_HANDLE_TAG};
 pub use moat_interp::{HelperCtx, HelperError, RunError, RunErrorKind};
 pub use moat_isa::datafile::DataFile;
-pub use moat_isolate::{Domain, IsolateError, Isolation, UnknownIsolation};
+pub use moat_isolate::{mpk, Domain, IsolateError, Isolation, UnknownIsolation};
 pub use moat_maps::{
     Map, MapDef, MapError, MapType, BPF_ANY, BPF_EXIST, BPF_F_RDONLY_PROG, BPF_NOEXIST,
 };
@@ -39,6 +40,7 @@ pub use moat_obj::{ObjError, Object};
 pub use moat_pool as pool;
 pub use moat_verify::{Arg, Callback, HelperProto, MapClass, Rejection, Ret, VerifiedProgram};
 pub use object::{LoadedObject, ObjectOptions};
+pub use pooled::{program_tag, PoolBackend, PoolMapError, LIBBPF_PIN_BY_NAME};
 pub use trace::TraceLog;
 pub use verifying::Verification;
 
@@ -120,6 +122,24 @@ pub enum Error {
         program: String,
         /// Violations counted.
         violations: u32,
+    },
+    /// A map could not be placed in the runtime's pool, or a program may not use a pool map.
+    #[error("pool map `{name}`")]
+    Pool {
+        /// The map's name.
+        name: String,
+        /// Why.
+        #[source]
+        source: PoolMapError,
+    },
+    /// A pool file could not be opened ([`Runtime::open_pool`]).
+    #[error("pool {}", path.display())]
+    PoolOpen {
+        /// The pool file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: moat_pool::PoolError,
     },
     /// An error in a named program.
     #[error("program `{program}`")]
@@ -261,6 +281,9 @@ pub struct Runtime {
     protos: std::collections::HashMap<u32, HelperProto>,
     isolation: Isolation,
     violation_limit: u32,
+    pools: pooled::PoolSettings,
+    /// Slots whose memory accesses are taken as proven safe: fault injection for isolation tests.
+    simulated_verifier_bug: Vec<usize>,
 }
 
 impl Default for Runtime {
@@ -285,14 +308,16 @@ impl Runtime {
             verifier_log: false,
             engine: Engine::default(),
             protos: std::collections::HashMap::new(),
-            isolation: Isolation::Sfi,
+            isolation: Isolation::detect(),
             violation_limit: DEFAULT_VIOLATION_LIMIT,
+            pools: pooled::PoolSettings::default(),
+            simulated_verifier_bug: Vec::new(),
         }
     }
 
-    /// Sets how programs loaded from now on are isolated ([`Isolation::Sfi`] by default; the CLI
-    /// defaults to [`Isolation::detect`]). Under `Sfi` and `Mpk` every object (and every program loaded
-    /// on its own) gets a [`Domain`]: the object's maps are allocated in it and buffer contexts are
+    /// Sets how programs loaded from now on are isolated (by default [`Isolation::detect`]: `Mpk`
+    /// where the CPU and kernel have protection keys, else `Sfi`). Under `Sfi` and `Mpk` every object
+    /// (and every program loaded on its own) gets a [`Domain`]: the object's maps are allocated in it and buffer contexts are
     /// copied into it for each run; `Mpk` also tags it with a protection key (loading fails with
     /// [`Error::Isolation`] where keys are unavailable). `None` is the behaviour before isolation:
     /// maps on the heap, contexts in place. The engines' checks stay on in every mode.
@@ -354,13 +379,23 @@ impl Runtime {
         self.buffer_size = Some(size);
     }
 
+    /// Fault injection for isolation tests: treats every memory access at `slots` as proven safe by
+    /// the verifier, so the JIT emits no software check for it — what a verifier bug would do. With
+    /// `mpk` the hardware must still stop such an access outside the domain. Never use otherwise.
+    #[doc(hidden)]
+    pub fn simulate_verifier_bug(&mut self, slots: Vec<usize>) {
+        self.simulated_verifier_bug = slots;
+    }
+
     /// Keeps the verifier's per-instruction log (`LoadedProgram::verified`, rejections).
     pub fn set_verifier_log(&mut self, log: bool) {
         self.verifier_log = log;
     }
 
     /// Registers an embedder's helper under `id` (replacing any helper with that id; the map helpers,
-    /// ids 1-3, 12, 87-89, 130-134, 164 and 181, are bound to each program's maps and take precedence).
+    /// ids 1-3, 12, 87-89, 130-134, 164 and 181, and the pool transaction helpers,
+    /// [`helpers::id::POOL_TX_BEGIN`] and the two after it, are bound to each program's maps and take
+    /// precedence).
     pub fn register_helper(
         &mut self,
         id: u32,
@@ -463,7 +498,7 @@ impl Runtime {
             .map(Some)
             .map_err(Error::Verify)?
         };
-        let table = Arc::new(MapTable::new(maps.to_vec()));
+        let table = Arc::new(MapTable::new(pooled::program_maps(maps, bytes)?));
         let mut registry = self.helpers.clone();
         maphelpers::register(&mut registry, &table, Arc::downgrade(&self.programs));
         let mut prepared = Prepared::new(&program, &registry, &*table)?;
@@ -481,6 +516,14 @@ impl Runtime {
                 unsafe { prepared.add_static_region(region, map.clone()) };
             }
         }
+        let confined = domain
+            .as_ref()
+            .is_some_and(|d| d.isolation() == Isolation::Mpk);
+        let needs_host = domain.as_ref().is_some_and(|d| {
+            maps.iter()
+                .flat_map(|m| m.value_regions())
+                .any(|r| !d.contains(r.addr as u64, r.len as u64))
+        });
         let exec = self.compile(
             &program,
             &registry,
@@ -488,6 +531,7 @@ impl Runtime {
             prepared,
             prog_type,
             verified.as_ref(),
+            confined,
         )?;
         let id = self.programs.add(&exec.runner(), &table);
         let verified_size = match (prog_type, &verified) {
@@ -503,6 +547,7 @@ impl Runtime {
             verified,
             verified_size,
             domain,
+            needs_host,
             guard: Arc::new(Guard {
                 name: format!("#{id}"),
                 violations: AtomicU32::new(0),
@@ -516,6 +561,10 @@ impl Runtime {
         not(all(target_arch = "x86_64", target_os = "linux")),
         expect(unused_variables, reason = "only the JIT uses them")
     )]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the parts of one load, passed once"
+    )]
     fn compile(
         &self,
         program: &Program,
@@ -524,24 +573,38 @@ impl Runtime {
         prepared: Prepared,
         prog_type: ProgType,
         verified: Option<&VerifiedProgram>,
+        confined: bool,
     ) -> Result<Exec, Error> {
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
         if self.engine == Engine::Jit {
             // Facts are used only where the verified memory cannot shrink at run time: packet
             // programs (packet bounds are checked against `data_end` in the program itself) and
             // buffer programs, whose runs refuse inputs shorter than the size they were verified for.
-            let safe: Vec<bool> = match verified {
+            let mut safe: Vec<bool> = match verified {
                 Some(v) if prog_type.is_packet() || prog_type == ProgType::Buffer => (0..program
                     .slots())
                     .map(|slot| v.facts().access_proven(slot))
                     .collect(),
                 _ => Vec::new(),
             };
+            if !self.simulated_verifier_bug.is_empty() {
+                safe.resize(program.slots(), false);
+                for &slot in &self.simulated_verifier_bug {
+                    if let Some(s) = safe.get_mut(slot) {
+                        *s = true;
+                    }
+                }
+            }
             // A verified program terminates on every path (the verifier explored them all), so its
             // code counts no budget, like the kernel's; unverified programs keep the budget.
             let terminates = verified.is_some_and(|v| !v.facts().approximate);
-            let jit =
-                moat_jit::JitProgram::new(program, registry, table, prepared, &safe, terminates)?;
+            let jit = if confined {
+                moat_jit::JitProgram::new_confined(
+                    program, registry, table, prepared, &safe, terminates,
+                )?
+            } else {
+                moat_jit::JitProgram::new(program, registry, table, prepared, &safe, terminates)?
+            };
             return Ok(Exec::Jit(Arc::new(jit)));
         }
         Ok(Exec::Interp(Arc::new(prepared)))
@@ -573,7 +636,8 @@ pub fn is_violation(e: &RunError) -> bool {
     match &e.kind {
         RunErrorKind::OutOfBounds { .. }
         | RunErrorKind::BadAtomic { .. }
-        | RunErrorKind::BadCallTarget { .. } => true,
+        | RunErrorKind::BadCallTarget { .. }
+        | RunErrorKind::MemoryFault { .. } => true,
         RunErrorKind::Helper { source, .. } => match source {
             HelperError::OutOfBounds { .. } | HelperError::BadArgument { .. } => true,
             HelperError::Callback(inner) => is_violation(inner),
@@ -596,6 +660,9 @@ pub struct LoadedProgram {
     verified_size: Option<u64>,
     /// The protection domain (`None` without isolation).
     domain: Option<Domain>,
+    /// Whether runs must reach host memory too (packet contexts in the low-memory buffer, maps
+    /// outside the domain): under `mpk` PKRU then allows key 0 as well as the domain's key.
+    needs_host: bool,
     /// Name and violation count, shared by clones.
     guard: Arc<Guard>,
 }
@@ -629,6 +696,64 @@ impl LoadedProgram {
     /// A run that ends with an isolation violation ([`is_violation`]) is counted; once the runtime's
     /// violation limit is reached, runs fail with [`Error::Disabled`].
     pub fn run(&self, input: &mut [u8]) -> Result<u64, Error> {
+        self.run_guarded(input.len(), || self.run_isolated(input))
+    }
+
+    /// Runs a buffer or tracing program on a `len`-byte context that `fill` writes straight into
+    /// the program's domain (its context area), with no copy in or out: for hosts that produce
+    /// their input in place. `fill` receives the area's first `len` bytes (contents unspecified: it
+    /// must write what the program reads); `inspect` sees them after the run. Returns `r0` and what
+    /// `inspect` returned. Contexts larger than the area, packet programs and programs without a
+    /// domain run on a copy, as [`LoadedProgram::run`] does.
+    pub fn run_placed<R>(
+        &self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+        inspect: impl FnOnce(&[u8]) -> R,
+    ) -> Result<(u64, R), Error> {
+        let placed = matches!(self.prog_type, ProgType::Buffer | ProgType::Tracing);
+        let mut inspected = None;
+        let mut fill = Some(fill);
+        let mut inspect = Some(inspect);
+        let r0 = self.run_guarded(len, || {
+            if let (true, Some(domain)) = (placed, &self.domain) {
+                let lease = self.lease(domain)?;
+                let done = domain.with_context_area(len, |area| {
+                    if let Some(fill) = fill.take() {
+                        fill(area);
+                    }
+                    let result = self.run_in_domain(domain, lease.as_ref(), area, None, true);
+                    inspected = inspect.take().map(|i| i(area));
+                    result
+                });
+                if let Some(result) = done {
+                    return Ok(result?);
+                }
+            }
+            // On a copy: no domain, a packet program, or the area is too small or busy.
+            let mut buffer = vec![0u8; len];
+            if let Some(fill) = fill.take() {
+                fill(&mut buffer);
+            }
+            let result = self.run_isolated(&mut buffer);
+            inspected = inspect.take().map(|i| i(&buffer));
+            result
+        })?;
+        let inspected = inspected.ok_or_else(|| {
+            Error::Context(ContextError::LowMemory(
+                "the run ended before inspection".into(),
+            ))
+        })?;
+        Ok((r0, inspected))
+    }
+
+    /// The checks around every run: a disabled program does not run, a buffer program verified for
+    /// a size refuses shorter inputs, and violations are counted.
+    fn run_guarded(
+        &self,
+        len: usize,
+        run: impl FnOnce() -> Result<Result<u64, RunError>, Error>,
+    ) -> Result<u64, Error> {
         let seen = self.guard.violations.load(Ordering::Relaxed);
         if self.guard.limit > 0 && seen >= self.guard.limit {
             return Err(Error::Disabled {
@@ -637,14 +762,14 @@ impl LoadedProgram {
             });
         }
         if let (ProgType::Buffer, Some(size)) = (self.prog_type, self.verified_size) {
-            if (input.len() as u64) < size {
+            if (len as u64) < size {
                 return Err(Error::Context(ContextError::InputTooSmall {
-                    len: input.len(),
+                    len,
                     verified: size,
                 }));
             }
         }
-        let result = self.run_isolated(input)?;
+        let result = run()?;
         if let Err(e) = &result {
             if is_violation(e) {
                 self.guard.violations.fetch_add(1, Ordering::Relaxed);
@@ -653,21 +778,74 @@ impl LoadedProgram {
         Ok(result?)
     }
 
-    /// Runs in the program's domain: buffer and tracing inputs are copied into its context area
-    /// (packet contexts stay in their low-memory buffer), under the domain's PKRU with `mpk`.
-    fn run_isolated(&self, input: &mut [u8]) -> Result<Result<u64, RunError>, ContextError> {
+    /// Under `mpk`, a hardware key for the domain for the length of a run.
+    fn lease(&self, domain: &Domain) -> Result<Option<moat_isolate::mpk::KeyLease>, Error> {
+        Ok(match domain.isolation() {
+            Isolation::Mpk => Some(domain.activate()?),
+            _ => None,
+        })
+    }
+
+    /// Runs in the program's domain: buffer and tracing inputs are copied into its context area,
+    /// packet contexts are built in its low area.
+    fn run_isolated(&self, input: &mut [u8]) -> Result<Result<u64, RunError>, Error> {
         let Some(domain) = &self.domain else {
-            return context::run(&self.exec, self.prog_type, input);
+            return Ok(context::run(&self.exec, self.prog_type, input)?);
         };
-        let _pkru = domain.pkey().map(moat_isolate::mpk::PkruGuard::enter);
+        let lease = self.lease(domain)?;
+        let lease = lease.as_ref();
         if matches!(self.prog_type, ProgType::Buffer | ProgType::Tracing) {
-            if let Some(result) =
-                domain.with_context(input, |ctx| context::run(&self.exec, self.prog_type, ctx))
-            {
-                return result;
+            if let Some(result) = domain.with_context(input, |ctx| {
+                self.run_in_domain(domain, lease, ctx, None, true)
+            }) {
+                return Ok(result?);
+            }
+        } else if let Some(result) =
+            domain.with_low_area(|low| self.run_in_domain(domain, lease, input, Some(low), true))
+        {
+            return Ok(result?);
+        }
+        Ok(self.run_in_domain(domain, lease, input, None, false)?)
+    }
+
+    /// One run in `domain` on `ctx` (packet contexts built in `low` when given); `in_domain` says
+    /// whether the context lies in the domain. Under `mpk` JIT code runs confined to the domain's
+    /// run area with PKRU allowing the leased key only (plus key 0 when the run needs host memory),
+    /// the interpreter with that key and key 0.
+    fn run_in_domain(
+        &self,
+        domain: &Domain,
+        lease: Option<&moat_isolate::mpk::KeyLease>,
+        ctx: &mut [u8],
+        low: Option<&mut [u8]>,
+        in_domain: bool,
+    ) -> Result<Result<u64, RunError>, ContextError> {
+        let Some(lease) = lease else {
+            return context::run_in(&self.exec, self.prog_type, ctx, low);
+        };
+        let with_host = self.needs_host || !in_domain;
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        if let Exec::Jit(jit) = &self.exec {
+            if jit.is_confined() {
+                let mut low = low;
+                let mut ctx = Some(ctx);
+                let confined = domain.with_run_area(|area| {
+                    moat_jit::confine(area, lease.pkru(with_host), || {
+                        let ctx = ctx.take().unwrap_or_default();
+                        context::run_in(&self.exec, self.prog_type, ctx, low.take())
+                    })
+                });
+                if let Some(result) = confined {
+                    return result;
+                }
+                // The run area is in use by this thread (a run nested in a run of the same
+                // domain): run on host memory, with the host's key too.
+                let _pkru = lease.enter(lease.pkru(true));
+                return context::run_in(&self.exec, self.prog_type, ctx.unwrap_or_default(), low);
             }
         }
-        context::run(&self.exec, self.prog_type, input)
+        let _pkru = lease.enter(lease.pkru(true));
+        context::run_in(&self.exec, self.prog_type, ctx, low)
     }
 
     /// The program's name: its function in an object, `#id` otherwise.

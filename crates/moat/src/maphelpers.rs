@@ -20,10 +20,11 @@ const MAP_HANDLE_MASK: u64 = 0xffff_ff00_0000_0000;
 /// The most iterations `bpf_loop` accepts, as in the kernel.
 const MAX_LOOPS: u64 = 1 << 23;
 
-/// The identities of `maps` (their addresses), sorted: what the program table compares to keep tail
-/// calls inside a domain.
+/// The identities of `maps` ([`Map::identity`]: their addresses, or their storage's for pool maps,
+/// which each program uses through a handle of its own), sorted: what the program table compares to
+/// keep tail calls inside a domain.
 pub(crate) fn identities(maps: &[Arc<Map>]) -> Vec<usize> {
-    let mut ids: Vec<usize> = maps.iter().map(|m| Arc::as_ptr(m) as usize).collect();
+    let mut ids: Vec<usize> = maps.iter().map(|m| m.identity()).collect();
     ids.sort_unstable();
     ids.dedup();
     ids
@@ -161,6 +162,7 @@ pub(crate) fn register(
     table: &Arc<MapTable>,
     programs: Weak<ProgramTable>,
 ) {
+    crate::pooled::register(registry, table.maps());
     let t = table.clone();
     registry.register(id::MAP_LOOKUP_ELEM, "bpf_map_lookup_elem", move |ctx, a| {
         let map = t.of_type(1, a[0], KEYED, "bpf_map_lookup_elem")?;

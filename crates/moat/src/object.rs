@@ -47,7 +47,12 @@ impl Runtime {
         let maps: Vec<moat_verify::MapInfo> = object
             .maps
             .iter()
-            .map(crate::verifying::spec_info)
+            .map(|spec| {
+                let mut info = crate::verifying::spec_info(spec);
+                // Pool maps are read-only for programs' direct accesses.
+                info.read_only |= self.in_pool(spec);
+                info
+            })
             .collect();
         let mode = self.verification;
         Ok(object
@@ -88,6 +93,9 @@ impl Runtime {
 
     /// Parses an ELF object, creates its maps (global data initialised) and loads every program.
     ///
+    /// With a pool set ([`Runtime::set_pool`]), maps declared with `LIBBPF_PIN_BY_NAME` or named with
+    /// [`Runtime::set_pool_maps`] are the pool's maps of their names ([`Runtime::pool_map`]).
+    ///
     /// A program that cannot be loaded (say, it calls an undefined function) does not fail the
     /// object: [`LoadedObject::program`] reports its error. Program arrays preset in the object
     /// (`.values = { [i] = &prog }`) are filled with the programs' ids.
@@ -97,21 +105,23 @@ impl Runtime {
         let domain = self.new_domain()?;
         let mut maps = Vec::with_capacity(object.maps.len());
         for spec in &object.maps {
-            let map = map_def(spec)
-                .and_then(|def| match &domain {
-                    Some(d) => Map::create_in(def, d.memory()),
-                    None => Map::create(def),
-                })
-                .map_err(|source| Error::Map {
-                    name: spec.name.clone(),
-                    source,
-                })?;
+            let map_error = |source| Error::Map {
+                name: spec.name.clone(),
+                source,
+            };
+            let def = map_def(spec).map_err(map_error)?;
+            if self.in_pool(spec) {
+                maps.push(self.pool_map(def)?);
+                continue;
+            }
+            let map = match &domain {
+                Some(d) => Map::create_in(def, d.memory()),
+                None => Map::create(def),
+            }
+            .map_err(map_error)?;
             if !spec.data.is_empty() {
                 map.update(&0u32.to_ne_bytes(), &spec.data, moat_maps::BPF_ANY)
-                    .map_err(|source| Error::Map {
-                        name: spec.name.clone(),
-                        source,
-                    })?;
+                    .map_err(map_error)?;
             }
             maps.push(Arc::new(map));
         }

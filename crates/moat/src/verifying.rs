@@ -74,6 +74,7 @@ pub(crate) fn verify(
             .get(&id)
             .cloned()
             .or_else(|| HelperProto::kernel(id))
+            .or_else(|| crate::pooled::proto(id))
             .or_else(|| helpers.get(id).map(|h| HelperProto::opaque(&h.name)))
     };
     let env = Env {

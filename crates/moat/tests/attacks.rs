@@ -97,8 +97,8 @@ struct Victim {
     _domain: Domain,
 }
 
-fn victim(rt: &Runtime) -> Victim {
-    let domain = Domain::new(Isolation::Sfi).expect("victim domain");
+fn victim(rt: &Runtime, isolation: Isolation) -> Victim {
+    let domain = Domain::new(isolation).expect("victim domain");
     let map = Arc::new(
         Map::create_in(
             MapDef::new(MapType::Array, 4, 8, 4).with_name("victim_vals"),
@@ -138,16 +138,16 @@ fn victim_intact(v: &Victim) -> Result<(), String> {
     }
 }
 
-/// Runs every attack on `engine`; returns the failures.
-fn run_suite(engine: Engine) -> (usize, Vec<String>) {
+/// Runs every attack on `engine` under `isolation`; returns the failures.
+fn run_suite(engine: Engine, isolation: Isolation) -> (usize, Vec<String>) {
     let mut rt = Runtime::new();
     rt.set_engine(engine);
-    rt.set_isolation(Isolation::Sfi);
+    rt.set_isolation(isolation);
     rt.set_verification(Verification::Off);
     rt.set_budget(1_000_000);
     let heap = Box::new([0xaau8; 64]);
     let stack = std::hint::black_box([0x55u8; 64]);
-    let v = victim(&rt);
+    let v = victim(&rt, isolation);
     let victim_value = v
         .map
         .lookup_ptr(&0u32.to_ne_bytes(), 0)
@@ -174,7 +174,7 @@ fn run_suite(engine: Engine) -> (usize, Vec<String>) {
             .to_string();
         // The attacker's own domain and maps: a hash map, a ring buffer and a prog_array whose slot 0
         // (set by the host) holds the victim's id.
-        let domain = Domain::new(Isolation::Sfi).expect("attacker domain");
+        let domain = Domain::new(isolation).expect("attacker domain");
         let mk = |def: MapDef| Arc::new(Map::create_in(def, domain.memory()).expect("map"));
         let own = mk(MapDef::new(MapType::Hash, 4, 8, 16));
         let ring = mk(MapDef::new(MapType::RingBuf, 0, 0, 4096));
@@ -226,7 +226,10 @@ fn run_suite(engine: Engine) -> (usize, Vec<String>) {
             problems.push(format!("{} violations counted", attacker.violations()));
         }
         if !problems.is_empty() {
-            failures.push(format!("{engine:?} {name}: {}", problems.join("; ")));
+            failures.push(format!(
+                "{isolation} {engine:?} {name}: {}",
+                problems.join("; ")
+            ));
         }
     }
     (files.len(), failures)
@@ -234,6 +237,21 @@ fn run_suite(engine: Engine) -> (usize, Vec<String>) {
 
 #[test]
 fn attacks_are_stopped_under_sfi_on_both_engines() {
+    attacks_are_stopped_under(Isolation::Sfi);
+}
+
+/// Where the CPU has protection keys (on this project's CI machine: inside the emulated guest of
+/// `mpk_guest.rs`), the same attacks under `mpk`.
+#[test]
+fn attacks_are_stopped_under_mpk_on_both_engines() {
+    if let Some(why) = moat::mpk::unavailable() {
+        println!("skipped: mpk unavailable here ({why}); mpk_guest.rs runs this test in a guest");
+        return;
+    }
+    attacks_are_stopped_under(Isolation::Mpk);
+}
+
+fn attacks_are_stopped_under(isolation: Isolation) {
     let mut engines = vec![Engine::Interp];
     if Engine::Jit.is_supported() {
         engines.push(Engine::Jit);
@@ -243,7 +261,7 @@ fn attacks_are_stopped_under_sfi_on_both_engines() {
     let mut total = 0;
     let mut failures = Vec::new();
     for engine in engines {
-        let (n, f) = run_suite(engine);
+        let (n, f) = run_suite(engine, isolation);
         total += n;
         failures.extend(f);
     }
@@ -251,7 +269,7 @@ fn attacks_are_stopped_under_sfi_on_both_engines() {
         eprintln!("FAIL {f}");
     }
     println!(
-        "attacks: {} passed, {} failed",
+        "attacks under {isolation}: {} passed, {} failed",
         total - failures.len(),
         failures.len()
     );

@@ -122,3 +122,39 @@ fn embedder_helpers_with_prototypes_are_checked_by_the_verifier() {
         "{err}"
     );
 }
+
+#[test]
+fn hosts_can_place_the_context_in_the_domain_without_copies() {
+    // The program doubles the first byte of its 4-byte context and returns the old value.
+    let src = "ldxb %r2, [%r1]\nmov %r0, %r2\nlsh %r2, 1\nstxb [%r1], %r2\nexit";
+    for isolation in [moat::Isolation::None, moat::Isolation::Sfi] {
+        let mut rt = Runtime::new();
+        rt.set_isolation(isolation);
+        rt.set_buffer_size(4);
+        let program = rt.load_asm(src).expect("loads");
+        let mut seen_at = 0u64;
+        let (r0, after) = program
+            .run_placed(
+                4,
+                |area| {
+                    seen_at = area.as_ptr() as u64;
+                    area.copy_from_slice(&[21, 0, 0, 0]);
+                },
+                |area| area.to_vec(),
+            )
+            .expect("runs");
+        assert_eq!((r0, after), (21, vec![42, 0, 0, 0]), "{isolation}");
+        if let Some(domain) = program.domain() {
+            assert!(
+                domain.contains(seen_at, 4),
+                "the host wrote into the domain"
+            );
+        }
+        // Shorter than the verified size: refused, as for `run`.
+        let short = program.run_placed(2, |_| (), |_| ());
+        assert!(
+            matches!(short, Err(Error::Context(_))),
+            "{isolation}: {short:?}"
+        );
+    }
+}

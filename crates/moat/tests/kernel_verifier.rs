@@ -38,7 +38,8 @@
 //! example), the kernel attaches its type by BTF id (fentry/fexit), one of its maps cannot be created
 //! without BTF or an inner map (map-in-map), the kernel refuses it for want of BTF (function info for
 //! a callback passed with `lddw BPF_PSEUDO_FUNC`; a map's BTF for `bpf_spin_lock`), it calls an
-//! undefined function (Falco's `memset`), or its object does not parse (`invalid/`). Everything else
+//! undefined function (Falco's `memset`) or one of moat's own helpers (ids from `0x6d6f0000`, which
+//! the kernel does not have), or its object does not parse (`invalid/`). Everything else
 //! is *compared*: both accept, both reject (for whatever reasons), or one rejects.
 //!
 //! Every disagreement must be listed in [`ROOT_DISAGREEMENTS`] (or [`UNPRIVILEGED_DISAGREEMENTS`])
@@ -67,7 +68,7 @@ mod common;
 use common::{shared_dir as shared, workspace_root as root};
 
 use moat::{ObjectOptions, ProgType, Runtime, Verification};
-use moat_isa::{Insn, LddwKind};
+use moat_isa::{CallTarget, Insn, LddwKind};
 use moat_kernel::{create_map, load_program, KernelError, LoadOptions, ProgType as KernelType};
 use moat_obj::{MapSpec, Object};
 use moat_verify::{Context, Env, MapInfo};
@@ -609,6 +610,16 @@ fn target(corpus: &str, origin: &str, section: &str) -> Result<Target, String> {
 // ------------------------------------------------------------------------------------------------
 // The kernel side
 
+/// Whether a program calls one of moat's own helpers ([`moat::helpers::id::MOAT_BASE`] and up).
+fn calls_moat_helpers(bytecode: &[u8]) -> bool {
+    moat_isa::decode(bytecode).is_ok_and(|insns| {
+        insns.iter().any(|(_, insn)| {
+            matches!(insn, Insn::Call(CallTarget::Helper(id))
+                if u32::try_from(*id).is_ok_and(|id| id >= moat::helpers::id::MOAT_BASE))
+        })
+    })
+}
+
 /// Why tracing programs are excluded from the unprivileged comparison.
 const PERFMON: &str = "tracing program types need CAP_PERFMON";
 
@@ -1038,6 +1049,9 @@ fn object_cases(corpus: &'static str, dir: &Path, path: &Path, mode: Verificatio
             Err(why) => excluded(why.clone()),
             Ok(_) if !spec.unresolved.is_empty() => {
                 excluded("calls or loads an undefined symbol".into())
+            }
+            Ok(_) if calls_moat_helpers(&spec.bytecode) => {
+                excluded("calls moat's own helpers (pool transactions)".into())
             }
             Ok(target) => {
                 let bad_map = spec

@@ -51,7 +51,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("moat-maps", &[][..]),
         ("moat-verify", &["moat-isa"][..]),
         ("moat-jit", &["moat-isa", "moat-interp", "moat-verify"][..]),
-        ("moat-pool", &["moat-maps"][..]),
+        ("moat-pool", &[][..]),
         ("moat-isolate", &["moat-maps"][..]),
         (
             "moat",

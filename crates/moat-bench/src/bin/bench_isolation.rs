@@ -1,7 +1,10 @@
 //! Isolation overhead (issue 7), side by side in one run: the JIT benchmark programs and a
-//! helper-heavy program (map lookups in a loop) under `none` and `sfi`, the cost of entering and
-//! leaving a domain (an empty program), and 1 000 programs loaded at once (memory, mappings).
-//! `cargo run --release -p moat-bench --bin bench_isolation`.
+//! helper-heavy program (map lookups in a loop) under `none`, `sfi` and, where the CPU has
+//! protection keys, `mpk`; the cost of entering and leaving a domain (an empty program); under `mpk`
+//! the cost of a domain switch with and without a layer-2 key reassignment; and 1 000 programs
+//! loaded at once (memory, mappings).
+//! `cargo run --release -p moat-bench --bin bench_isolation`; on a CPU without PKU, the `mpk`
+//! columns come from the emulated guest: `cargo test --release -p moat --test mpk_guest -- --ignored`.
 
 use moat::{Engine, Isolation, LoadedProgram, Runtime};
 use moat_bench::jit_programs;
@@ -41,34 +44,78 @@ fn runtime(isolation: Isolation, input_len: usize) -> Runtime {
     rt
 }
 
-fn compare(name: &str, none: &LoadedProgram, sfi: &LoadedProgram, input: &[u8]) {
-    let mut a = input.to_vec();
-    let mut b = input.to_vec();
-    let ra = none.run(&mut a).expect("none runs");
-    let rb = sfi.run(&mut b).expect("sfi runs");
-    assert_eq!(ra, rb, "{name}: same result");
-    let mut run_none = || {
-        black_box(none.run(black_box(&mut a)).ok());
-    };
-    let iters = iters_for(&mut run_none);
-    // Alternate to share drift between the two.
-    let (mut tn, mut ts) = (Vec::new(), Vec::new());
-    for _ in 0..3 {
-        tn.push(ns_per_run(iters, &mut || {
-            black_box(none.run(black_box(&mut a)).ok());
-        }));
-        ts.push(ns_per_run(iters, &mut || {
-            black_box(sfi.run(black_box(&mut b)).ok());
-        }));
-    }
-    tn.sort_by(f64::total_cmp);
-    ts.sort_by(f64::total_cmp);
-    let (n, s) = (tn[1], ts[1]);
-    println!(
-        "| {name} | {} | {n:.1} | {s:.1} | {:+.1} % |",
-        input.len(),
-        (s / n - 1.0) * 100.0
+/// One table row: the same program under each isolation (the first is the baseline), timed in
+/// alternated batches so that drift is shared.
+fn compare(name: &str, progs: &[LoadedProgram], input: &[u8]) {
+    let mut inputs: Vec<Vec<u8>> = progs.iter().map(|_| input.to_vec()).collect();
+    let results: Vec<u64> = progs
+        .iter()
+        .zip(&mut inputs)
+        .map(|(p, i)| p.run(i).expect("runs"))
+        .collect();
+    assert!(
+        results.windows(2).all(|w| w[0] == w[1]),
+        "{name}: same result"
     );
+    let iters = iters_for(&mut || {
+        black_box(progs[0].run(black_box(&mut inputs[0])).ok());
+    });
+    let mut times: Vec<Vec<f64>> = progs.iter().map(|_| Vec::new()).collect();
+    for _ in 0..3 {
+        for ((p, i), t) in progs.iter().zip(&mut inputs).zip(&mut times) {
+            t.push(ns_per_run(iters, &mut || {
+                black_box(p.run(black_box(i)).ok());
+            }));
+        }
+    }
+    print_row(name, input.len(), &mut times);
+}
+
+/// Prints a table row: the median of each column's samples, then each column's overhead over the
+/// first.
+fn print_row(name: &str, input_len: usize, times: &mut [Vec<f64>]) {
+    let medians: Vec<f64> = times
+        .iter_mut()
+        .map(|t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        })
+        .collect();
+    let mut row = format!("| {name} | {input_len} |");
+    for m in &medians {
+        row.push_str(&format!(" {m:.1} |"));
+    }
+    for m in &medians[1..] {
+        row.push_str(&format!(" {:+.1} % |", (m / medians[0] - 1.0) * 100.0));
+    }
+    println!("{row}");
+}
+
+/// As [`compare`], the isolated programs running on input placed in their domains.
+fn compare_placed(name: &str, progs: &[LoadedProgram], input: &[u8]) {
+    let mut baseline = input.to_vec();
+    let want = progs[0].run(&mut baseline).expect("runs");
+    for p in &progs[1..] {
+        let (got, ()) = p
+            .run_placed(input.len(), |area| area.copy_from_slice(input), |_| ())
+            .expect("runs");
+        assert_eq!(got, want, "{name}: same result");
+    }
+    let iters = iters_for(&mut || {
+        black_box(progs[0].run(black_box(&mut baseline)).ok());
+    });
+    let mut times: Vec<Vec<f64>> = progs.iter().map(|_| Vec::new()).collect();
+    for _ in 0..3 {
+        times[0].push(ns_per_run(iters, &mut || {
+            black_box(progs[0].run(black_box(&mut baseline)).ok());
+        }));
+        for (p, t) in progs[1..].iter().zip(&mut times[1..]) {
+            t.push(ns_per_run(iters, &mut || {
+                black_box(p.run_placed(input.len(), |_| (), |_| ()).ok());
+            }));
+        }
+    }
+    print_row(name, input.len(), &mut times);
 }
 
 const LOOKUPS: &str = "mov %r6, 0
@@ -142,48 +189,64 @@ fn mappings() -> usize {
 
 fn main() {
     println!("isolation detected here: {}", Isolation::detect());
-    if let Some(why) = moat_isolate_unavailable() {
-        println!("mpk: not measured ({why})");
+    let mut modes = vec![Isolation::None, Isolation::Sfi];
+    match moat::mpk::unavailable() {
+        Some(why) => println!("mpk: not measured here ({why})"),
+        None => modes.push(Isolation::Mpk),
     }
-    println!("\n| program | input bytes | none ns/run | sfi ns/run | sfi overhead |");
-    println!("|---|---|---|---|---|");
+    let names: Vec<&str> = modes.iter().map(|m| m.name()).collect();
+    let mut header = String::from("| program | input bytes |");
+    for n in &names {
+        header.push_str(&format!(" {n} ns/run |"));
+    }
+    for n in &names[1..] {
+        header.push_str(&format!(" {n} overhead |"));
+    }
+    println!("\n{header}");
+    println!("|{}", "---|".repeat(2 + 2 * names.len() - 1));
+    let load_each = |bytecode: &[u8], len: usize| -> Vec<LoadedProgram> {
+        modes
+            .iter()
+            .map(|&m| runtime(m, len).load_bytecode(bytecode).expect("loads"))
+            .collect()
+    };
     for p in jit_programs() {
-        let none = runtime(Isolation::None, p.input.len())
-            .load_bytecode(&p.bytecode)
-            .expect("loads");
-        let sfi = runtime(Isolation::Sfi, p.input.len())
-            .load_bytecode(&p.bytecode)
-            .expect("loads");
-        compare(p.name, &none, &sfi, &p.input);
+        compare(p.name, &load_each(&p.bytecode, p.input.len()), &p.input);
     }
-    compare(
-        "map lookups x1000 (unverified)",
-        &lookups(Isolation::None),
-        &lookups(Isolation::Sfi),
-        &[],
-    );
+    // The same programs with the host writing the input straight into the domain
+    // (`LoadedProgram::run_placed`): no copy in or out. The input is placed once; the programs only
+    // read it.
+    for p in jit_programs().into_iter().filter(|p| !p.input.is_empty()) {
+        let progs = load_each(&p.bytecode, p.input.len());
+        compare_placed(&format!("{} (input placed)", p.name), &progs, &p.input);
+    }
+    let lookup_progs: Vec<LoadedProgram> = modes.iter().map(|&m| lookups(m)).collect();
+    compare("map lookups x1000 (unverified)", &lookup_progs, &[]);
     let empty = "mov %r0, 0\nexit";
-    compare(
-        "empty program, 0-byte input (entry/exit)",
-        &runtime(Isolation::None, 0).load_asm(empty).expect("loads"),
-        &runtime(Isolation::Sfi, 0).load_asm(empty).expect("loads"),
-        &[],
-    );
-    compare(
-        "empty program, 1500-byte input (entry/exit + copy)",
-        &runtime(Isolation::None, 1500)
-            .load_asm(empty)
-            .expect("loads"),
-        &runtime(Isolation::Sfi, 1500)
-            .load_asm(empty)
-            .expect("loads"),
-        &[0u8; 1500],
-    );
+    for len in [0usize, 1500] {
+        let progs: Vec<LoadedProgram> = modes
+            .iter()
+            .map(|&m| runtime(m, len).load_asm(empty).expect("loads"))
+            .collect();
+        let name = if len == 0 {
+            "empty program, 0-byte input (entry/exit)"
+        } else {
+            "empty program, 1500-byte input (entry/exit + copy)"
+        };
+        compare(name, &progs, &vec![0u8; len]);
+    }
+    if modes.contains(&Isolation::Mpk) {
+        key_switches(empty);
+    }
 
-    println!("\n| 1 000 programs loaded (each with a 4-entry array map) | none | sfi |");
-    println!("|---|---|---|");
+    let mut header = String::from("| 1 000 programs loaded (each with a 4-entry array map) |");
+    for n in &names {
+        header.push_str(&format!(" {n} |"));
+    }
+    println!("\n{header}");
+    println!("|{}", "---|".repeat(1 + names.len()));
     let mut rows = Vec::new();
-    for isolation in [Isolation::None, Isolation::Sfi] {
+    for &isolation in &modes {
         let (rss0, maps0) = (status_kb("VmRSS:"), mappings());
         let (vm0, t0) = (status_kb("VmSize:"), Instant::now());
         let mut rt = runtime(isolation, 8);
@@ -215,33 +278,75 @@ fn main() {
             black_box(p.run(&mut [0u8; 8]).expect("runs"));
         }
         let run_us = t1.elapsed().as_secs_f64() * 1e6 / 1000.0;
-        rows.push((
+        rows.push(Footprint {
             load_ms,
             run_us,
-            status_kb("VmRSS:").saturating_sub(rss0),
-            status_kb("VmSize:").saturating_sub(vm0),
-            mappings().saturating_sub(maps0),
-        ));
+            rss_kb: status_kb("VmRSS:").saturating_sub(rss0),
+            vm_kb: status_kb("VmSize:").saturating_sub(vm0),
+            mappings: mappings().saturating_sub(maps0),
+        });
         drop(progs);
     }
-    let (n, s) = (rows[0], rows[1]);
-    println!("| load time (ms, all 1 000) | {:.1} | {:.1} |", n.0, s.0);
-    println!(
-        "| first run of each (µs/program, cold) | {:.2} | {:.2} |",
-        n.1, s.1
-    );
-    println!("| resident memory added (KiB) | {} | {} |", n.2, s.2);
-    println!(
-        "| virtual memory added (MiB) | {} | {} |",
-        n.3 / 1024,
-        s.3 / 1024
-    );
-    println!("| mappings added | {} | {} |", n.4, s.4);
+    let line = |label: &str, cell: &dyn Fn(&Footprint) -> String| {
+        let mut row = format!("| {label} |");
+        for r in &rows {
+            row.push_str(&format!(" {} |", cell(r)));
+        }
+        println!("{row}");
+    };
+    line("load time (ms, all 1 000)", &|r| {
+        format!("{:.1}", r.load_ms)
+    });
+    line("first run of each (µs/program, cold)", &|r| {
+        format!("{:.2}", r.run_us)
+    });
+    line("resident memory added (KiB)", &|r| r.rss_kb.to_string());
+    line("virtual memory added (MiB)", &|r| {
+        (r.vm_kb / 1024).to_string()
+    });
+    line("mappings added", &|r| r.mappings.to_string());
 }
 
-fn moat_isolate_unavailable() -> Option<String> {
-    match moat::Domain::new(Isolation::Mpk) {
-        Ok(_) => None,
-        Err(e) => Some(e.to_string()),
-    }
+/// What 1 000 loaded programs cost under one isolation.
+struct Footprint {
+    load_ms: f64,
+    run_us: f64,
+    rss_kb: u64,
+    vm_kb: u64,
+    mappings: usize,
+}
+
+/// Under `mpk`: an empty program's run when its domain keeps its hardware key, and when every run
+/// must take a key from another domain (round robin over one domain more than there are keys).
+fn key_switches(empty: &str) {
+    let rt = runtime(Isolation::Mpk, 0);
+    let keys = moat::mpk::key_stats().hardware_keys;
+    let progs: Vec<LoadedProgram> = (0..=keys)
+        .map(|_| rt.load_asm(empty).expect("loads"))
+        .collect();
+    let mut one = || {
+        black_box(progs[0].run(&mut []).ok());
+    };
+    let iters = iters_for(&mut one);
+    let held = ns_per_run(iters, &mut one);
+    let before = moat::mpk::key_stats();
+    let mut next = 0;
+    let rotating = ns_per_run(iters, &mut || {
+        black_box(progs[next].run(&mut []).ok());
+        next = (next + 1) % progs.len();
+    });
+    let after = moat::mpk::key_stats();
+    let per_run = (after.reassignments - before.reassignments) as f64
+        / (after.activations - before.activations) as f64;
+    println!("\n| mpk domain switch ({keys} hardware keys) | ns/run | reassignments/run |");
+    println!("|---|---|---|");
+    println!("| empty program, domain keeps its key | {held:.1} | 0 |");
+    println!(
+        "| empty program, round robin over {} domains (key taken from another domain each run) | {rotating:.1} | {per_run:.2} |",
+        progs.len()
+    );
+    println!(
+        "| cost of one reassignment (difference) | {:.1} | |",
+        (rotating - held) / per_run.max(1e-9)
+    );
 }
