@@ -106,11 +106,27 @@ fn libraries(binary: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// `path` with `.` and `..` resolved without looking at the file system.
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 /// A `newc` cpio archive, the initramfs format.
 struct Cpio {
     out: Vec<u8>,
     ino: u32,
     dirs: BTreeSet<PathBuf>,
+    files: BTreeSet<PathBuf>,
 }
 
 impl Cpio {
@@ -119,6 +135,7 @@ impl Cpio {
             out: Vec::new(),
             ino: 1,
             dirs: BTreeSet::new(),
+            files: BTreeSet::new(),
         }
     }
 
@@ -168,8 +185,12 @@ impl Cpio {
         }
     }
 
-    /// `host` stored at `at` (absolute), following symlinks.
+    /// `host` stored at `at` (absolute; `..` resolved lexically), following symlinks.
     fn file(&mut self, host: &Path, at: &Path, mode: u32) {
+        let at = &lexical(at);
+        if !self.files.insert(at.clone()) {
+            return; // already stored (the same path reached two ways)
+        }
         let data = std::fs::read(host).unwrap_or_else(|e| panic!("{}: {e}", host.display()));
         if let Some(parent) = at.parent() {
             self.dir(parent);

@@ -238,6 +238,7 @@ fn main() {
     if modes.contains(&Isolation::Mpk) {
         key_switches(empty);
     }
+    audit_cost(&lookup_progs[0]);
 
     let mut header = String::from("| 1 000 programs loaded (each with a 4-entry array map) |");
     for n in &names {
@@ -314,6 +315,53 @@ struct Footprint {
     rss_kb: u64,
     vm_kb: u64,
     mappings: usize,
+}
+
+/// Dynamic Parameter Auditing of one `bpf_map_lookup_elem` call, against the whole call: the
+/// audits are the map-handle decode (tag, index, type: a few compares) and the check of the key
+/// pointer against the run's regions, which is measured here with as many regions as the lookup
+/// loop's runs have (context, stack window, the map's storage, helper scratch).
+fn audit_cost(lookups_none: &LoadedProgram) {
+    let mut keys = vec![0u8; 4096];
+    let mut map = moat_interp::MemoryMap::new();
+    let base = keys.as_mut_ptr() as u64;
+    for i in 0..4u64 {
+        // SAFETY: `check` below only compares addresses; nothing is read or written through the map,
+        // and `keys` outlives it.
+        unsafe {
+            map.add_raw(moat_interp::Region {
+                start: base + i * 1024,
+                len: 1024,
+                writable: i != 0,
+            })
+        };
+    }
+    let time_check = |key: u64| {
+        let mut check = || {
+            black_box(map.check(black_box(key), black_box(4), false));
+        };
+        let iters = iters_for(&mut check) * 100;
+        ns_per_run(iters, &mut check)
+    };
+    // Keys usually live on the stack, which `check` tests first (one compare); the worst case is
+    // a key in the last region.
+    let first = time_check(base + 8);
+    let last = time_check(base + 3 * 1024 + 8);
+    let mut input = Vec::new();
+    let mut run = || {
+        black_box(lookups_none.run(black_box(&mut input)).ok());
+    };
+    let per_lookup = ns_per_run(iters_for(&mut run), &mut run) / 1000.0;
+    println!("\n| Dynamic Parameter Auditing (one bpf_map_lookup_elem) | ns |");
+    println!("|---|---|");
+    println!("| key-pointer check, first region hit (a key on the stack) | {first:.2} |");
+    println!("| key-pointer check, last of 4 regions | {last:.2} |");
+    println!("| whole lookup, from the loop above (`none`) | {per_lookup:.1} |");
+    println!(
+        "| audit share of a lookup (first region .. last region) | {:.1} .. {:.1} % |",
+        first / per_lookup * 100.0,
+        last / per_lookup * 100.0
+    );
 }
 
 /// Under `mpk`: an empty program's run when its domain keeps its hardware key, and when every run

@@ -1,5 +1,6 @@
 //! The init process (PID 1) of the emulated guest in which `crates/moat/tests/mpk_guest.rs` runs
-//! moat's tests and benchmarks on a CPU with memory protection keys: mounts the pseudo file systems,
+//! moat's tests and benchmarks on a CPU with memory protection keys: mounts the pseudo file systems
+//! (not `/tmp`: the initramfs root is writable memory already, and the host's files may live there),
 //! runs every line of `/guest/plan.txt` (`NAME<TAB>PROGRAM<TAB>ARGS...`), reports each exit status
 //! on the console as `moat-guest: NAME exit CODE`, then powers the guest off.
 
@@ -17,7 +18,6 @@ fn main() {
         ("proc", "/proc", "proc"),
         ("devtmpfs", "/dev", "devtmpfs"),
         ("sysfs", "/sys", "sysfs"),
-        ("tmpfs", "/tmp", "tmpfs"),
     ] {
         if let Err(e) =
             rustix::mount::mount(what, target, fs, rustix::mount::MountFlags::empty(), None)
