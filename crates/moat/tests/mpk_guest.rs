@@ -2,8 +2,9 @@
 //! boots a Debian kernel under QEMU's software emulation (TCG) with `-cpu max`, whose emulated CPU has
 //! PKU, and runs moat's `mpk` tests inside: `mpk.rs` (hardware stops what a buggy verifier let
 //! through; more programs than keys), the attack suite under `mpk` on both engines, the isolation
-//! crate's unit tests (layer-2 key sharing), the JIT's fault tests, and the bundled C examples and the
-//! pool-map tests (which the runtime's default, `Isolation::detect()`, runs under `mpk` there).
+//! crate's unit tests (layer-2 key sharing), the JIT's fault tests, and the bundled C examples, the
+//! pool-map tests and the embedding tests (which the runtime's default, `Isolation::detect()`, runs
+//! under `mpk` there).
 //!
 //! QEMU and the kernel come from `scripts/guest-deps.sh` (run here when missing: Debian's
 //! `qemu-system-x86`, and `linux-image-amd64` unpacked to `target/guest/vmlinuz`). The initramfs is
@@ -360,6 +361,7 @@ fn mpk_tests_pass_in_an_emulated_guest_with_protection_keys() {
         ("jit-faults", test("faults"), "--nocapture"),
         ("examples", test("examples"), "--nocapture"),
         ("pool_maps", test("pool_maps"), "--nocapture"),
+        ("embedding", test("embedding"), "--nocapture"),
     ];
     let Some(lines) = run_in_guest(&runs) else {
         return;
@@ -380,6 +382,7 @@ fn mpk_tests_pass_in_an_emulated_guest_with_protection_keys() {
         "test an_unchecked_wild_load_ends_the_run_with_a_memory_fault ... ok",
         "test counter_counts_packets_and_bytes_per_protocol ... ok",
         "test two_processes_count_into_the_same_pinned_pool_map ... ok",
+        "test a_loaded_program_runs_on_many_threads ... ok",
     ] {
         assert!(
             output.contains(must),
