@@ -36,7 +36,11 @@ pub const GUARD: usize = 64 * 1024;
 const COMMIT_STEP: usize = 64 * 1024;
 const HEAP_START: usize = RUN_AREA + CONTEXT_AREA;
 /// Offset of the run area's last page: the JIT's run anchor, read-only for programs under `mpk`.
-const ANCHOR_PAGE: usize = RUN_AREA - 4096;
+const ANCHOR_PAGE: usize = RUN_AREA - PAGE;
+/// Page size of the arena's protections.
+const PAGE: usize = 4096;
+/// Run areas a domain adds for runs on other threads while its first one is in use.
+pub const MAX_SPARE_RUN_AREAS: usize = 8;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -52,6 +56,8 @@ struct Heap {
     allocated: usize,
     /// The protection key the committed memory carries (`mpk` only).
     key: Option<i32>,
+    /// Offsets of the spare run areas' guard pages (each followed by a run area).
+    spare_runs: Vec<usize>,
 }
 
 #[derive(Debug)]
@@ -66,6 +72,10 @@ pub(crate) struct Inner {
     run_holder: AtomicUsize,
     /// The low area, once a packet program ran.
     low: Mutex<Option<LowMapping>>,
+    /// The anchor key (`mpk` only).
+    anchor_key: Option<i32>,
+    /// Spare run areas not in use.
+    idle_runs: Mutex<Vec<ContextToken>>,
 }
 
 /// Re-tags the committed memory of a domain with protection key `key` (layer 2 of `mpk`), all but
@@ -76,7 +86,20 @@ pub(crate) fn retag(inner: &Inner, key: i32) -> std::io::Result<()> {
     inner
         .arena
         .commit(RUN_AREA, heap.committed - RUN_AREA, Some(key))?;
+    // The spare run areas' guard and anchor pages keep their protections.
+    for &off in &heap.spare_runs {
+        protect_spare(inner, off)?;
+    }
     heap.key = Some(key);
+    Ok(())
+}
+
+/// The guard page at `off` and the anchor page of the spare run area above it.
+fn protect_spare(inner: &Inner, off: usize) -> std::io::Result<()> {
+    inner.arena.guard(off, PAGE)?;
+    if let Some(anchor) = inner.anchor_key {
+        inner.arena.commit(off + RUN_AREA, PAGE, Some(anchor))?;
+    }
     Ok(())
 }
 
@@ -141,11 +164,14 @@ impl Domain {
                     free: Vec::new(),
                     allocated: 0,
                     key,
+                    spare_runs: Vec::new(),
                 }),
                 context: Mutex::new(ContextToken::new(RUN_AREA, CONTEXT_AREA)),
                 run: Mutex::new(ContextToken::new(0, RUN_AREA)),
                 run_holder: AtomicUsize::new(0),
                 low: Mutex::new(None),
+                anchor_key: keys.map(|(_, anchor)| anchor),
+                idle_runs: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -206,21 +232,52 @@ impl Domain {
         lock(&self.inner.heap).key
     }
 
-    /// Runs `f` on the domain's run area (its last page is the JIT's run anchor, which under `mpk`
-    /// carries the anchor key), which the runs of one thread use at a time: waits while
-    /// another thread holds it; returns `None` (without calling `f`) when this thread already does
-    /// (a run nested in another run of the same domain).
+    /// Runs `f` on a run area of the domain ([`RUN_AREA`] bytes; its last page is the JIT's run
+    /// anchor, which under `mpk` carries the anchor key). Each run area serves one run at a time:
+    /// the first one, else a spare one (up to [`MAX_SPARE_RUN_AREAS`], allocated from the arena
+    /// with a guard page below, for runs on other threads or nested runs), else `f` waits for the
+    /// first one — or, when this thread holds it already, `None` is returned without calling `f`.
     pub fn with_run_area<R>(&self, f: impl FnOnce(&mut [u8]) -> R) -> Option<R> {
         let me = thread_tag();
-        if self.inner.run_holder.load(Ordering::Acquire) == me {
+        let mut first = self.inner.run.try_lock().ok();
+        let mut spare = None;
+        if first.is_none() {
+            spare = self.spare_run_area();
+            if spare.is_none() {
+                if self.inner.run_holder.load(Ordering::Acquire) == me {
+                    return None;
+                }
+                first = Some(self.inner.run.lock().unwrap_or_else(|e| e.into_inner()));
+            }
+        }
+        if let Some(mut token) = first {
+            self.inner.run_holder.store(me, Ordering::Release);
+            let result = self.inner.arena.slice_mut(0, RUN_AREA, &mut token).map(f);
+            self.inner.run_holder.store(0, Ordering::Release);
+            return result;
+        }
+        let mut token = spare?;
+        let (off, len) = token.range();
+        let result = self.inner.arena.slice_mut(off, len, &mut token).map(f);
+        lock(&self.inner.idle_runs).push(token);
+        result
+    }
+
+    /// An idle spare run area, or a new one while there are fewer than [`MAX_SPARE_RUN_AREAS`].
+    fn spare_run_area(&self) -> Option<ContextToken> {
+        let mut idle = lock(&self.inner.idle_runs);
+        if let Some(token) = idle.pop() {
+            return Some(token);
+        }
+        if lock(&self.inner.heap).spare_runs.len() >= MAX_SPARE_RUN_AREAS {
             return None;
         }
-        let mut token = self.inner.run.lock().unwrap_or_else(|e| e.into_inner());
-        self.inner.run_holder.store(me, Ordering::Release);
-        let area = self.inner.arena.slice_mut(0, RUN_AREA, &mut token);
-        let result = area.map(f);
-        self.inner.run_holder.store(0, Ordering::Release);
-        result
+        let addr = self.alloc_addr(PAGE + RUN_AREA, PAGE).ok()?;
+        let off = addr - self.inner.arena.base();
+        let mut heap = lock(&self.inner.heap);
+        protect_spare(&self.inner, off).ok()?;
+        heap.spare_runs.push(off);
+        Some(ContextToken::new(off + PAGE, RUN_AREA))
     }
 
     /// Map memory allocated from this domain's arena: maps created with it
@@ -491,6 +548,41 @@ mod tests {
             .with_low_area(|low| (low.as_ptr() as u64, low[0]))
             .expect("same");
         assert_eq!(again, (first.0, 7));
+    }
+
+    #[test]
+    fn concurrent_and_nested_runs_get_spare_run_areas_with_guard_pages() {
+        let d = Domain::new(Isolation::Sfi).expect("domain");
+        let (outer, nested, other) = d
+            .with_run_area(|a| {
+                let outer = a.as_ptr() as u64;
+                // Nested on this thread, and on another thread meanwhile: spare areas.
+                let nested = d.with_run_area(|b| b.as_ptr() as u64).expect("spare");
+                let other = std::thread::scope(|s| {
+                    s.spawn(|| d.with_run_area(|c| (c.as_ptr() as u64, c.len())))
+                        .join()
+                        .expect("thread")
+                })
+                .expect("spare");
+                (outer, nested, other)
+            })
+            .expect("first");
+        assert_eq!(outer, d.base());
+        assert_ne!(nested, outer);
+        assert_eq!(other.1, RUN_AREA);
+        for start in [nested, other.0] {
+            assert!(d.contains(start, RUN_AREA as u64));
+            assert_eq!(
+                perms_at(start - 1).as_deref(),
+                Some("---p"),
+                "guard page below"
+            );
+            assert_eq!(perms_at(start).as_deref(), Some("rw-p"));
+        }
+        // Spare areas are reused, not allocated again.
+        let used = d.stats().allocated;
+        d.with_run_area(|_| d.with_run_area(|_| ())).expect("runs");
+        assert_eq!(d.stats().allocated, used);
     }
 
     #[test]

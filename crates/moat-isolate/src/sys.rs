@@ -128,6 +128,19 @@ impl Reservation {
         Ok(())
     }
 
+    /// Makes `[off, off + len)` of the inner range (page-aligned) inaccessible: a guard page.
+    pub(crate) fn guard(&self, off: usize, len: usize) -> io::Result<()> {
+        self.check(off, len)?;
+        // SAFETY: the range lies inside our own reservation (checked) and holds no live Rust object;
+        // making it inaccessible affects nothing else.
+        let rc =
+            unsafe { libc::mprotect((self.base + off) as *mut libc::c_void, len, libc::PROT_NONE) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// Zeroes `len` committed bytes at `off`.
     pub(crate) fn zero(&self, off: usize, len: usize) {
         if self.check(off, len).is_ok() {
@@ -258,6 +271,11 @@ impl ContextToken {
     /// The token of `[off, off + len)`. The caller creates exactly one per range.
     pub(crate) fn new(off: usize, len: usize) -> ContextToken {
         ContextToken { off, len }
+    }
+
+    /// The range `(off, len)` the token grants.
+    pub(crate) fn range(&self) -> (usize, usize) {
+        (self.off, self.len)
     }
 }
 
