@@ -78,14 +78,15 @@ fn a_verifier_bug_cannot_reach_host_memory() {
     }
 }
 
-/// A program of its own domain whose array map counts its runs.
+/// A program of its own domain whose array map counts its runs (atomically: runs of one program on
+/// several threads proceed at once, each on its own run area) and returns the new count.
 fn counter(rt: &Runtime) -> (LoadedProgram, Arc<Map>, Domain) {
     let domain = Domain::new(Isolation::Mpk).expect("domain");
     let map = Arc::new(
         Map::create_in(MapDef::new(MapType::Array, 4, 8, 1), domain.memory()).expect("map"),
     );
     let bytes = moat_isa::assemble_bytes(
-        "lddw r2, map_idx_value(0, 0)\nldxdw r0, [r2]\nadd r0, 1\nstxdw [r2], r0\nexit",
+        "lddw %r2, map_idx_value(0, 0)\nmov %r0, 1\nlock fetch add [%r2], %r0\nadd %r0, 1\nexit",
     )
     .expect("asm");
     let program = rt
