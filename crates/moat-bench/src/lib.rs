@@ -31,6 +31,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod timing;
+
 use moat_kernel::{KernelError, LoadOptions, ProgType, TestRunResult};
 
 /// Length of the checksum program's packet (fixed in `programs/checksum.asm`).

@@ -317,40 +317,43 @@ impl Domain {
     }
 
     /// Runs `f` on the first `len` bytes of the domain's context area, as they are (what the last
-    /// run left there): for hosts that write their input in place. `None` (without calling `f`) as
-    /// for [`Domain::with_context`].
-    pub fn with_context_area<R>(&self, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> Option<R> {
+    /// run left there): for hosts that write their input in place. Gives `f` back, uncalled, when
+    /// `len` exceeds the area or the area is in use by a concurrent run of the same domain.
+    pub fn with_context_area<R, F: FnOnce(&mut [u8]) -> R>(
+        &self,
+        len: usize,
+        f: F,
+    ) -> Result<R, F> {
         if len > CONTEXT_AREA {
-            return None;
+            return Err(f);
         }
-        let mut token = self.inner.context.try_lock().ok()?;
-        let area = self.inner.arena.slice_mut(RUN_AREA, len, &mut token)?;
-        Some(f(area))
+        let Ok(mut token) = self.inner.context.try_lock() else {
+            return Err(f);
+        };
+        match self.inner.arena.slice_mut(RUN_AREA, len, &mut token) {
+            Some(area) => Ok(f(area)),
+            None => Err(f),
+        }
     }
 
     /// Runs `f` on a copy of `input` in the domain's context area and copies the result back. Returns
     /// `None` (without calling `f`) when `input` is larger than the area or the area is in use by a
     /// concurrent run of the same domain; callers then run on `input` itself.
     pub fn with_context<R>(&self, input: &mut [u8], f: impl FnOnce(&mut [u8]) -> R) -> Option<R> {
-        if input.len() > CONTEXT_AREA {
-            return None;
-        }
-        let mut token = self.inner.context.try_lock().ok()?;
-        let area = self
-            .inner
-            .arena
-            .slice_mut(RUN_AREA, input.len(), &mut token)?;
-        if input.is_empty() {
-            // Nothing to copy; and no zero-length fill either, whose masked vector store on a
-            // never-written page costs a microcode assist (~150 ns) on every run.
-            return Some(f(area));
-        }
-        area.copy_from_slice(input);
-        let result = f(area);
-        input.copy_from_slice(area);
-        // Not zeroed afterwards: what stays behind is this domain's own input, reachable by no
-        // other domain, and the next run's region covers only its own input.
-        Some(result)
+        self.with_context_area(input.len(), |area| {
+            if input.is_empty() {
+                // Nothing to copy; and no zero-length copy either, whose masked vector store on a
+                // never-written page costs a microcode assist (~150 ns) on every run.
+                return f(area);
+            }
+            area.copy_from_slice(input);
+            let result = f(area);
+            input.copy_from_slice(area);
+            // Not zeroed afterwards: what stays behind is this domain's own input, reachable by
+            // no other domain, and the next run's region covers only its own input.
+            result
+        })
+        .ok()
     }
 
     fn alloc_addr(&self, size: usize, align: usize) -> Result<usize, MapError> {

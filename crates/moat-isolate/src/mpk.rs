@@ -74,8 +74,7 @@ pub fn pkru_allowing(keys: &[i32]) -> u32 {
 /// that reads or writes domain memory directly needs. A no-op elsewhere.
 pub fn open_host_access() {
     if let Ok(cache) = cache() {
-        let keys = lock(&cache.state);
-        sys::write_pkru(&keys.parking, 0);
+        sys::write_pkru(&cache.parking, 0);
     }
 }
 
@@ -119,15 +118,17 @@ struct Slot {
 
 #[derive(Debug)]
 struct Keys {
-    parking: Pkey,
-    anchor: Pkey,
     slots: Vec<Slot>,
     clock: u64,
     stats: KeyStats,
 }
 
+/// The process's keys. The parking and anchor keys never change, so they (and the proof that
+/// protection keys exist, which PKRU accesses take) are read without the lock.
 #[derive(Debug)]
 struct Cache {
+    parking: Pkey,
+    anchor: Pkey,
     state: Mutex<Keys>,
     freed: Condvar,
 }
@@ -157,9 +158,9 @@ fn cache() -> Result<&'static Cache, &'static String> {
             }
             sys::write_pkru(&parking, 0);
             Ok(Cache {
+                parking,
+                anchor,
                 state: Mutex::new(Keys {
-                    parking,
-                    anchor,
                     slots,
                     clock: 0,
                     stats: KeyStats::default(),
@@ -174,9 +175,8 @@ fn cache() -> Result<&'static Cache, &'static String> {
 /// when it first runs) and the anchor key (for its run anchor page).
 pub(crate) fn new_domain_keys() -> Result<(i32, i32), IsolateError> {
     let cache = cache().map_err(|e| IsolateError::MpkUnavailable(e.clone()))?;
-    let keys = lock(&cache.state);
-    sys::write_pkru(&keys.parking, 0);
-    Ok((keys.parking.key(), keys.anchor.key()))
+    sys::write_pkru(&cache.parking, 0);
+    Ok((cache.parking.key(), cache.anchor.key()))
 }
 
 /// A domain's hold on a hardware key for the length of a run; released on drop.
@@ -211,8 +211,7 @@ impl KeyLease {
     pub fn enter(&self, value: u32) -> PkruGuard<'_> {
         let cache = cache().ok();
         if let Some(c) = cache {
-            let keys = lock(&c.state);
-            sys::write_pkru(&keys.parking, value);
+            sys::write_pkru(&c.parking, value);
         }
         PkruGuard { _lease: self }
     }
@@ -240,7 +239,7 @@ pub struct PkruGuard<'a> {
 impl PkruGuard<'_> {
     /// The PKRU value in force.
     pub fn current(&self) -> u32 {
-        cache().map_or(0, |c| sys::read_pkru(&lock(&c.state).parking))
+        cache().map_or(0, |c| sys::read_pkru(&c.parking))
     }
 }
 
@@ -269,7 +268,7 @@ pub(crate) fn activate(domain: &Domain) -> Result<KeyLease, IsolateError> {
         let key = s.key.key();
         return Ok(KeyLease {
             key,
-            anchor: keys.anchor.key(),
+            anchor: cache.anchor.key(),
             slot: i,
         });
     }
@@ -298,7 +297,7 @@ pub(crate) fn activate(domain: &Domain) -> Result<KeyLease, IsolateError> {
         keys = cache.freed.wait(keys).unwrap_or_else(|e| e.into_inner());
     };
     keys.stats.reassignments += 1;
-    let parking = keys.parking.key();
+    let parking = cache.parking.key();
     let key = keys.slots[victim].key.key();
     if let Some((_, old)) = keys.slots[victim].owner.take() {
         if let Some(old) = old.upgrade() {
@@ -312,7 +311,7 @@ pub(crate) fn activate(domain: &Domain) -> Result<KeyLease, IsolateError> {
     s.last = now;
     Ok(KeyLease {
         key,
-        anchor: keys.anchor.key(),
+        anchor: cache.anchor.key(),
         slot: victim,
     })
 }
@@ -353,7 +352,7 @@ mod tests {
             d.with_context(&mut input, |c| c[0] = 5).expect("fits");
             assert_eq!(input, [5, 2]);
         }
-        let after = cache().map(|c| sys::read_pkru(&lock(&c.state).parking));
+        let after = cache().map(|c| sys::read_pkru(&c.parking));
         assert_eq!(after, Ok(0), "host access restored");
     }
 

@@ -1025,23 +1025,7 @@ impl Emitter<'_> {
             ; mov [r11 + off::CALL_FP], rbp
             ; mov r9, r11
         );
-        if self.thunks.confined {
-            self.switch_to_host();
-            dynasm!(self.asm
-                ; .arch x64
-                ; mov r10, QWORD self.thunks.call as i64
-                ; call r10
-            );
-            self.switch_back_from_host();
-        } else {
-            dynasm!(self.asm
-                ; .arch x64
-                ; mov r10, QWORD self.thunks.call as i64
-                ; sub rsp, 8
-                ; call r10
-                ; add rsp, 8
-            );
-        }
+        self.call_thunk(self.thunks.call, true);
         self.ctx_r11();
         dynasm!(self.asm
             ; .arch x64
@@ -1049,6 +1033,24 @@ impl Emitter<'_> {
             ; cmp BYTE [r11 + off::CALL_STATUS], 0
             ; jne =>status
         );
+    }
+
+    /// Calls the Rust function at `thunk`, its arguments in place and `r9` = the run context. Confined
+    /// code switches to the host's stack and PKRU around the call; other code calls on its own
+    /// stack, `realign`ed by 8 bytes where the call site's stack is off by that much. Keeps `rax`
+    /// (the result) and clobbers `r10`.
+    fn call_thunk(&mut self, thunk: u64, realign: bool) {
+        if self.thunks.confined {
+            self.switch_to_host();
+        } else if realign {
+            dynasm!(self.asm ; .arch x64 ; sub rsp, 8);
+        }
+        dynasm!(self.asm ; .arch x64 ; mov r10, QWORD thunk as i64 ; call r10);
+        if self.thunks.confined {
+            self.switch_back_from_host();
+        } else if realign {
+            dynasm!(self.asm ; .arch x64 ; add rsp, 8);
+        }
     }
 
     /// PKRU = 0 (every key: the host's rights); clobbers `rax`, `rcx` and `rdx`.
@@ -1311,22 +1313,8 @@ impl Emitter<'_> {
             ; mov rdx, r10
             ; mov rcx, rbp
         );
-        if self.thunks.confined {
-            dynasm!(self.asm ; .arch x64 ; mov r9, rdi);
-            self.switch_to_host();
-            dynasm!(self.asm
-                ; .arch x64
-                ; mov rax, QWORD self.thunks.check as i64
-                ; call rax
-            );
-            self.switch_back_from_host();
-        } else {
-            dynasm!(self.asm
-                ; .arch x64
-                ; mov rax, QWORD self.thunks.check as i64
-                ; call rax
-            );
-        }
+        dynasm!(self.asm ; .arch x64 ; mov r9, rdi);
+        self.call_thunk(self.thunks.check, false);
         dynasm!(self.asm
             ; .arch x64
             ; test eax, eax

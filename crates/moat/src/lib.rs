@@ -696,7 +696,8 @@ impl LoadedProgram {
     /// A run that ends with an isolation violation ([`is_violation`]) is counted; once the runtime's
     /// violation limit is reached, runs fail with [`Error::Disabled`].
     pub fn run(&self, input: &mut [u8]) -> Result<u64, Error> {
-        self.run_guarded(input.len(), || self.run_isolated(input))
+        self.run_guarded(input.len(), || Ok((self.run_isolated(input)?, ())))
+            .map(|(r0, ())| r0)
     }
 
     /// Runs a buffer or tracing program on a `len`-byte context that `fill` writes straight into
@@ -712,48 +713,36 @@ impl LoadedProgram {
         inspect: impl FnOnce(&[u8]) -> R,
     ) -> Result<(u64, R), Error> {
         let placed = matches!(self.prog_type, ProgType::Buffer | ProgType::Tracing);
-        let mut inspected = None;
-        let mut fill = Some(fill);
-        let mut inspect = Some(inspect);
-        let r0 = self.run_guarded(len, || {
-            if let (true, Some(domain)) = (placed, &self.domain) {
-                let lease = self.lease(domain)?;
-                let done = domain.with_context_area(len, |area| {
-                    if let Some(fill) = fill.take() {
-                        fill(area);
-                    }
-                    let result = self.run_in_domain(domain, lease.as_ref(), area, None, true);
-                    inspected = inspect.take().map(|i| i(area));
-                    result
-                });
-                if let Some(result) = done {
-                    return Ok(result?);
+        // Fills the context, runs on it and inspects it.
+        let go = |buf: &mut [u8]| {
+            fill(buf);
+            let result = match &self.domain {
+                Some(domain) if placed => {
+                    let lease = self.lease(domain)?;
+                    let in_domain = domain.contains(buf.as_ptr() as u64, len as u64);
+                    self.run_in_domain(domain, lease.as_ref(), buf, None, in_domain)?
                 }
-            }
-            // On a copy: no domain, a packet program, or the area is too small or busy.
-            let mut buffer = vec![0u8; len];
-            if let Some(fill) = fill.take() {
-                fill(&mut buffer);
-            }
-            let result = self.run_isolated(&mut buffer);
-            inspected = inspect.take().map(|i| i(&buffer));
-            result
-        })?;
-        let inspected = inspected.ok_or_else(|| {
-            Error::Context(ContextError::LowMemory(
-                "the run ended before inspection".into(),
-            ))
-        })?;
-        Ok((r0, inspected))
+                _ => self.run_isolated(buf)?,
+            };
+            Ok((result, inspect(buf)))
+        };
+        // On a copy where the domain's context area cannot serve: no domain, a packet program, or
+        // the area is too small or busy.
+        self.run_guarded(len, || match &self.domain {
+            Some(domain) if placed => domain
+                .with_context_area(len, go)
+                .unwrap_or_else(|go| go(&mut vec![0u8; len])),
+            _ => go(&mut vec![0u8; len]),
+        })
     }
 
     /// The checks around every run: a disabled program does not run, a buffer program verified for
     /// a size refuses shorter inputs, and violations are counted.
-    fn run_guarded(
+    fn run_guarded<T>(
         &self,
         len: usize,
-        run: impl FnOnce() -> Result<Result<u64, RunError>, Error>,
-    ) -> Result<u64, Error> {
+        run: impl FnOnce() -> Result<(Result<u64, RunError>, T), Error>,
+    ) -> Result<(u64, T), Error> {
         let seen = self.guard.violations.load(Ordering::Relaxed);
         if self.guard.limit > 0 && seen >= self.guard.limit {
             return Err(Error::Disabled {
@@ -769,13 +758,13 @@ impl LoadedProgram {
                 }));
             }
         }
-        let result = run()?;
+        let (result, extra) = run()?;
         if let Err(e) = &result {
             if is_violation(e) {
                 self.guard.violations.fetch_add(1, Ordering::Relaxed);
             }
         }
-        Ok(result?)
+        Ok((result?, extra))
     }
 
     /// Under `mpk`, a hardware key for the domain for the length of a run.

@@ -8,32 +8,18 @@
 
 use moat::{Engine, Isolation, LoadedProgram, Runtime};
 use moat_bench::jit_programs;
+use moat_bench::timing::{calibrate, median_ns};
 use std::hint::black_box;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Nanoseconds per run: the median of 7 batches of `iters` runs.
-fn ns_per_run(iters: u32, run: &mut dyn FnMut()) -> f64 {
-    let mut samples: Vec<f64> = (0..7)
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                run();
-            }
-            start.elapsed().as_nanos() as f64 / f64::from(iters)
-        })
-        .collect();
-    samples.sort_by(f64::total_cmp);
-    samples[3]
+fn ns_per_run(iters: u128, run: &mut dyn FnMut()) -> f64 {
+    median_ns(iters, 7, run)
 }
 
-fn iters_for(run: &mut dyn FnMut()) -> u32 {
-    let start = Instant::now();
-    let mut n = 0u32;
-    while start.elapsed().as_millis() < 20 {
-        run();
-        n += 1;
-    }
-    (n * 5).max(10)
+/// Runs per batch: about 100 ms worth.
+fn iters_for(run: &mut dyn FnMut()) -> u128 {
+    calibrate(Duration::from_millis(100), run)
 }
 
 fn runtime(isolation: Isolation, input_len: usize) -> Runtime {
@@ -57,18 +43,58 @@ fn compare(name: &str, progs: &[LoadedProgram], input: &[u8]) {
         results.windows(2).all(|w| w[0] == w[1]),
         "{name}: same result"
     );
-    let iters = iters_for(&mut || {
-        black_box(progs[0].run(black_box(&mut inputs[0])).ok());
-    });
-    let mut times: Vec<Vec<f64>> = progs.iter().map(|_| Vec::new()).collect();
-    for _ in 0..3 {
-        for ((p, i), t) in progs.iter().zip(&mut inputs).zip(&mut times) {
-            t.push(ns_per_run(iters, &mut || {
+    let mut runs: Vec<_> = progs
+        .iter()
+        .zip(&mut inputs)
+        .map(|(p, i)| {
+            move || {
                 black_box(p.run(black_box(i)).ok());
-            }));
+            }
+        })
+        .collect();
+    let mut columns: Vec<&mut dyn FnMut()> =
+        runs.iter_mut().map(|r| r as &mut dyn FnMut()).collect();
+    time_row(name, input.len(), &mut columns);
+}
+
+/// As [`compare`], the isolated programs running on input placed in their domains.
+fn compare_placed(name: &str, progs: &[LoadedProgram], input: &[u8]) {
+    let mut baseline = input.to_vec();
+    let want = progs[0].run(&mut baseline).expect("runs");
+    for p in &progs[1..] {
+        let (got, ()) = p
+            .run_placed(input.len(), |area| area.copy_from_slice(input), |_| ())
+            .expect("runs");
+        assert_eq!(got, want, "{name}: same result");
+    }
+    let mut base = || {
+        black_box(progs[0].run(black_box(&mut baseline)).ok());
+    };
+    let mut placed: Vec<_> = progs[1..]
+        .iter()
+        .map(|p| {
+            move || {
+                black_box(p.run_placed(input.len(), |_| (), |_| ()).ok());
+            }
+        })
+        .collect();
+    let mut columns: Vec<&mut dyn FnMut()> = std::iter::once(&mut base as &mut dyn FnMut())
+        .chain(placed.iter_mut().map(|r| r as &mut dyn FnMut()))
+        .collect();
+    time_row(name, input.len(), &mut columns);
+}
+
+/// Times each column (one run of one program; the first is the baseline) in alternated batches so
+/// that drift is shared, and prints the row.
+fn time_row(name: &str, input_len: usize, columns: &mut [&mut dyn FnMut()]) {
+    let iters = iters_for(columns[0]);
+    let mut times: Vec<Vec<f64>> = columns.iter().map(|_| Vec::new()).collect();
+    for _ in 0..3 {
+        for (column, t) in columns.iter_mut().zip(&mut times) {
+            t.push(ns_per_run(iters, *column));
         }
     }
-    print_row(name, input.len(), &mut times);
+    print_row(name, input_len, &mut times);
 }
 
 /// Prints a table row: the median of each column's samples, then each column's overhead over the
@@ -89,33 +115,6 @@ fn print_row(name: &str, input_len: usize, times: &mut [Vec<f64>]) {
         row.push_str(&format!(" {:+.1} % |", (m / medians[0] - 1.0) * 100.0));
     }
     println!("{row}");
-}
-
-/// As [`compare`], the isolated programs running on input placed in their domains.
-fn compare_placed(name: &str, progs: &[LoadedProgram], input: &[u8]) {
-    let mut baseline = input.to_vec();
-    let want = progs[0].run(&mut baseline).expect("runs");
-    for p in &progs[1..] {
-        let (got, ()) = p
-            .run_placed(input.len(), |area| area.copy_from_slice(input), |_| ())
-            .expect("runs");
-        assert_eq!(got, want, "{name}: same result");
-    }
-    let iters = iters_for(&mut || {
-        black_box(progs[0].run(black_box(&mut baseline)).ok());
-    });
-    let mut times: Vec<Vec<f64>> = progs.iter().map(|_| Vec::new()).collect();
-    for _ in 0..3 {
-        times[0].push(ns_per_run(iters, &mut || {
-            black_box(progs[0].run(black_box(&mut baseline)).ok());
-        }));
-        for (p, t) in progs[1..].iter().zip(&mut times[1..]) {
-            t.push(ns_per_run(iters, &mut || {
-                black_box(p.run_placed(input.len(), |_| (), |_| ()).ok());
-            }));
-        }
-    }
-    print_row(name, input.len(), &mut times);
 }
 
 const LOOKUPS: &str = "mov %r6, 0

@@ -8,6 +8,7 @@
 
 #![allow(unsafe_code)]
 
+use moat_bench::timing::{calibrate, time_batch};
 use moat_bench::{
     fnv1a_folded, internet_checksum, is_prime, jit_programs, BenchProgram, KernelEngine, MoatEngine,
 };
@@ -15,25 +16,6 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 const ROUNDS: usize = 9;
-
-fn calibrate(batch: Duration, run: &mut dyn FnMut()) -> u128 {
-    let start = Instant::now();
-    let mut calls = 0u32;
-    while start.elapsed() < batch / 4 || calls == 0 {
-        run();
-        calls += 1;
-    }
-    let per_call = start.elapsed() / calls;
-    (batch.as_nanos() / per_call.as_nanos().max(1)).max(1)
-}
-
-fn time_batch(iters: u128, run: &mut dyn FnMut()) -> f64 {
-    let start = Instant::now();
-    for _ in 0..iters {
-        run();
-    }
-    start.elapsed().as_nanos() as f64 / iters as f64
-}
 
 /// The same algorithm in Rust, on the same input.
 fn native(name: &str, input: &mut [u8]) -> u64 {

@@ -8,33 +8,13 @@
 //! column is the kernel's own average per run (`BPF_PROG_TEST_RUN` with a repeat count); it reads `n/a`
 //! when `bpf()` is unusable.
 
+use moat_bench::timing::{calibrate, time_batch};
 use moat_bench::{executed_insns, programs, BenchProgram, KernelEngine, MoatEngine, RbpfEngine};
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Timed batches per engine and program; the fastest is reported.
 const ROUNDS: usize = 9;
-
-/// How many calls of `run` take about `batch`.
-fn calibrate(batch: Duration, run: &mut impl FnMut()) -> u128 {
-    let start = Instant::now();
-    let mut calls = 0u32;
-    while start.elapsed() < batch / 4 || calls == 0 {
-        run();
-        calls += 1;
-    }
-    let per_call = start.elapsed() / calls;
-    (batch.as_nanos() / per_call.as_nanos().max(1)).max(1)
-}
-
-/// ns per call of `run` over one batch of `iters` calls.
-fn time_batch(iters: u128, run: &mut impl FnMut()) -> f64 {
-    let start = Instant::now();
-    for _ in 0..iters {
-        run();
-    }
-    start.elapsed().as_nanos() as f64 / iters as f64
-}
 
 fn row(program: &BenchProgram, batch: Duration, kernel_ok: bool) -> String {
     let mut moat = MoatEngine::new(program).expect("moat loads");
