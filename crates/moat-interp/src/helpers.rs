@@ -16,12 +16,14 @@ use thiserror::Error;
 #[non_exhaustive]
 pub enum HelperError {
     /// A pointer argument does not point to `len` accessible bytes.
-    #[error("argument {arg} (0x{addr:x}, {len} bytes) is outside the program's memory")]
+    #[error("argument {arg} ({len} bytes at {at}) is outside the program's memory")]
     OutOfBounds {
         /// 1-based argument number.
         arg: u8,
-        /// The pointer.
+        /// The pointer (for the host; messages show `at`).
         addr: u64,
+        /// Where the pointer points relative to the program's memory.
+        at: crate::Locus,
         /// The length the helper needed.
         len: u64,
     },
@@ -179,7 +181,7 @@ impl HelperCtx<'_> {
                     Ok(v) | Err(v) => v,
                 }
             })
-            .ok_or(HelperError::OutOfBounds { arg, addr, len: 4 })
+            .ok_or_else(|| self.out_of_bounds(arg, addr, 4))
     }
 
     /// Tail calls taken so far in this run.
@@ -207,18 +209,24 @@ impl HelperCtx<'_> {
         usize::try_from(len)
             .ok()
             .and_then(|l| self.mem.read_bytes(addr, l))
-            .ok_or(HelperError::OutOfBounds { arg, addr, len })
+            .ok_or_else(|| self.out_of_bounds(arg, addr, len))
     }
 
     /// Writes `data` into program memory at `addr` (argument `arg`, for the error).
     pub fn write(&self, arg: u8, addr: u64, data: &[u8]) -> Result<(), HelperError> {
         self.mem
             .write_bytes(addr, data)
-            .ok_or(HelperError::OutOfBounds {
-                arg,
-                addr,
-                len: data.len() as u64,
-            })
+            .ok_or_else(|| self.out_of_bounds(arg, addr, data.len() as u64))
+    }
+
+    /// The error of a pointer argument `arg` whose `len` bytes at `addr` are not the program's.
+    pub fn out_of_bounds(&self, arg: u8, addr: u64, len: u64) -> HelperError {
+        HelperError::OutOfBounds {
+            arg,
+            addr,
+            at: self.mem.locate(addr),
+            len,
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 //! through [`MemoryMap`]; the loop counts executed instructions against a budget.
 
 use crate::helpers::{HelperCtx, HelperError, HelperFn, HelperRegistry, ProgramRunner};
-use crate::mem::{MemoryMap, Region, RunState, ORDER};
+use crate::mem::{Locus, MemoryMap, Region, RunState, ORDER};
 use moat_isa::{
     AluOp, AtomicOp, CallTarget, Endian, Insn, JmpCond, LddwKind, Operand, Program, Size, SxBits,
     Width,
@@ -69,20 +69,24 @@ pub enum PrepareError {
 #[non_exhaustive]
 pub enum RunErrorKind {
     /// A load or store touched memory outside every region of the program.
-    #[error("{} of {len} bytes at 0x{addr:x} is outside the program's memory", if *write { "store" } else { "load" })]
+    #[error("{} of {len} bytes at {at} is outside the program's memory", if *write { "store" } else { "load" })]
     OutOfBounds {
-        /// The address.
+        /// The address (for the host; messages show `at`).
         addr: u64,
+        /// Where the address lies relative to the program's memory.
+        at: Locus,
         /// The access size.
         len: u64,
         /// Whether it was a store.
         write: bool,
     },
     /// An atomic operation on a misaligned (or out of bounds) address.
-    #[error("atomic access of {len} bytes at 0x{addr:x} is misaligned or outside writable memory")]
+    #[error("atomic access of {len} bytes at {at} is misaligned or outside writable memory")]
     BadAtomic {
-        /// The address.
+        /// The address (for the host; messages show `at`).
         addr: u64,
+        /// Where the address lies relative to the program's memory.
+        at: Locus,
         /// The access size.
         len: u64,
     },
@@ -107,10 +111,12 @@ pub enum RunErrorKind {
     /// The hardware stopped an access of generated code: a protection-key fault (the address lies
     /// in memory of another domain or of the host) or a page fault on unmapped memory. Only possible
     /// for accesses a (buggy) verifier proved safe, so that no software check ran.
-    #[error("{} at 0x{addr:x} stopped by the hardware", if *protection_key { "protection-key fault" } else { "page fault" })]
+    #[error("{} at {at} stopped by the hardware", if *protection_key { "protection-key fault" } else { "page fault" })]
     MemoryFault {
-        /// The faulting address.
+        /// The faulting address (for the host; messages show `at`).
         addr: u64,
+        /// Where the address lies relative to the program's memory.
+        at: Locus,
         /// Whether it was a protection-key fault (`SEGV_PKUERR`).
         protection_key: bool,
     },
@@ -829,6 +835,7 @@ impl Prepared {
                     $at,
                     RunErrorKind::OutOfBounds {
                         addr: $addr,
+                        at: mem.locate($addr),
                         len: $len,
                         write: $write,
                     },
@@ -862,7 +869,16 @@ impl Prepared {
                             s!($op) = old;
                         }
                     }
-                    None => return Err(self.err($at, RunErrorKind::BadAtomic { addr: a, len: 8 })),
+                    None => {
+                        return Err(self.err(
+                            $at,
+                            RunErrorKind::BadAtomic {
+                                addr: a,
+                                at: mem.locate(a),
+                                len: 8,
+                            },
+                        ))
+                    }
                 }
             }};
             ($op:expr, $at:expr, 32, $method:ident, $fetch:expr) => {{
@@ -874,7 +890,16 @@ impl Prepared {
                             s!($op) = u64::from(old);
                         }
                     }
-                    None => return Err(self.err($at, RunErrorKind::BadAtomic { addr: a, len: 4 })),
+                    None => {
+                        return Err(self.err(
+                            $at,
+                            RunErrorKind::BadAtomic {
+                                addr: a,
+                                at: mem.locate(a),
+                                len: 4,
+                            },
+                        ))
+                    }
                 }
             }};
         }
@@ -1035,7 +1060,14 @@ impl Prepared {
                     }) {
                         Some(old) => r[0] = old,
                         None => {
-                            return Err(self.err(at, RunErrorKind::BadAtomic { addr: a, len: 8 }))
+                            return Err(self.err(
+                                at,
+                                RunErrorKind::BadAtomic {
+                                    addr: a,
+                                    at: mem.locate(a),
+                                    len: 8,
+                                },
+                            ))
                         }
                     }
                 }
@@ -1049,7 +1081,14 @@ impl Prepared {
                     }) {
                         Some(old) => r[0] = u64::from(old),
                         None => {
-                            return Err(self.err(at, RunErrorKind::BadAtomic { addr: a, len: 4 }))
+                            return Err(self.err(
+                                at,
+                                RunErrorKind::BadAtomic {
+                                    addr: a,
+                                    at: mem.locate(a),
+                                    len: 4,
+                                },
+                            ))
                         }
                     }
                 }
@@ -1080,6 +1119,7 @@ impl Prepared {
                             at,
                             RunErrorKind::OutOfBounds {
                                 addr: a,
+                                at: mem.locate(a),
                                 len: n,
                                 write: false,
                             },

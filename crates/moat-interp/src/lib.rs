@@ -27,4 +27,4 @@ pub use interp::{
     DEFAULT_BUDGET, MAX_CALL_DEPTH, STACK_FRAME_SIZE,
 };
 pub use lowmem::LowBuffer;
-pub use mem::{MemoryMap, Region, RunState, STACK_BYTES};
+pub use mem::{Locus, MemoryMap, Region, RunState, STACK_BYTES};

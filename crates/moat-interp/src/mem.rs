@@ -115,6 +115,43 @@ impl Region {
     }
 }
 
+/// Where an address lies relative to a run's memory: what run-time errors report instead of the
+/// address itself, which would tell a program (or whoever reads its errors) where the host's memory
+/// is and so help defeat address-space layout randomisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locus {
+    /// Relative to the top of the run's stack (`r10` of the main function).
+    Stack {
+        /// Signed distance from the stack top.
+        off: i64,
+    },
+    /// Relative to the start of the run's memory region number `index` (in the order the run's
+    /// memory map lists them: its input first, then map storage, then helper memory).
+    Region {
+        /// The region's position in the run's memory map.
+        index: usize,
+        /// Signed distance from the region's start.
+        off: i64,
+    },
+    /// More than [`Locus::NEAR`] bytes away from the stack and from every region.
+    Elsewhere,
+}
+
+impl Locus {
+    /// How far from the stack or a region an address may lie to be described relative to it.
+    pub const NEAR: u64 = 1 << 20;
+}
+
+impl std::fmt::Display for Locus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Locus::Stack { off } => write!(f, "stack top{off:+}"),
+            Locus::Region { index, off } => write!(f, "memory region #{index}{off:+}"),
+            Locus::Elsewhere => write!(f, "an address far from the program's memory"),
+        }
+    }
+}
+
 /// The regions reachable by one run. The stack is tracked separately: only the frames of active calls
 /// are reachable, and that window moves with every call and return.
 #[derive(Debug, Default)]
@@ -178,6 +215,46 @@ impl MemoryMap {
     pub fn leave_stack(&mut self) {
         self.stack_lo = 0;
         self.stack_hi = 0;
+    }
+
+    /// Where `addr` lies relative to the run's stack (while a frame is entered) and regions: the
+    /// nearest of them, if any is within [`Locus::NEAR`] bytes.
+    pub fn locate(&self, addr: u64) -> Locus {
+        let distance = |start: u64, end: u64| {
+            if addr < start {
+                start - addr
+            } else {
+                addr.saturating_sub(end)
+            }
+        };
+        let offset = |from: u64| addr.wrapping_sub(from) as i64;
+        let mut best = (Locus::NEAR + 1, Locus::Elsewhere);
+        if self.stack_hi != 0 {
+            let d = distance(self.stack_hi - STACK_BYTES, self.stack_hi);
+            best = (
+                d,
+                Locus::Stack {
+                    off: offset(self.stack_hi),
+                },
+            );
+        }
+        for (index, r) in self.regions.iter().enumerate() {
+            let d = distance(r.start, r.start.saturating_add(r.len));
+            if d < best.0 {
+                best = (
+                    d,
+                    Locus::Region {
+                        index,
+                        off: offset(r.start),
+                    },
+                );
+            }
+        }
+        if best.0 > Locus::NEAR {
+            Locus::Elsewhere
+        } else {
+            best.1
+        }
     }
 
     /// Whether `len` bytes at `addr` are accessible (for writing when `write`).
@@ -259,3 +336,31 @@ impl MemoryMap {
 
 /// The memory ordering of eBPF atomics: sequentially consistent, as the kernel's JITs emit `lock` ops.
 pub(crate) const ORDER: Ordering = Ordering::SeqCst;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Run-time errors describe addresses relative to the run's memory, never absolutely (issue 21).
+    #[test]
+    fn addresses_are_located_relative_to_the_stack_and_regions() {
+        // On the heap, far from the stack (both on one native stack, the nearer would win).
+        let mut input = vec![0u8; 64];
+        let mut mem = MemoryMap::new();
+        mem.add_slice(&mut input, true);
+        let start = input.as_ptr() as u64;
+        with_stack(1000, &mut mem, |mem, state| {
+            let top = state.stack_top();
+            mem.enter_frame(top, state);
+            assert_eq!(mem.locate(top + 4096), Locus::Stack { off: 4096 });
+            assert_eq!(mem.locate(top - 8), Locus::Stack { off: -8 });
+            assert_eq!(mem.locate(start + 70), Locus::Region { index: 0, off: 70 });
+            assert_eq!(mem.locate(start - 8), Locus::Region { index: 0, off: -8 });
+            assert_eq!(mem.locate(0x40), Locus::Elsewhere);
+            assert_eq!(mem.locate(u64::MAX), Locus::Elsewhere);
+            let shown = format!("{}", mem.locate(top + 4096));
+            assert_eq!(shown, "stack top+4096");
+        });
+        assert_eq!(mem.locate(start + 1), Locus::Region { index: 0, off: 1 });
+    }
+}

@@ -711,18 +711,20 @@ pub fn run_both(case: &Case) -> Result<(Outcome, Outcome), Skip> {
 
 fn normalize(r: Result<u64, RunError>, base: u64) -> Result<u64, RunError> {
     use moat_interp::RunErrorKind;
-    let fix = |addr: u64| {
-        if addr >= base && addr < base + BUF_LEN as u64 + 16 {
-            addr.wrapping_sub(base)
+    // Addresses in the buffer compare by offset; any other address by nothing (the engines'
+    // stacks lie elsewhere, so the region an address is nearest may differ too).
+    let fix = |addr: &mut u64, at: &mut moat_interp::Locus| {
+        if *addr >= base && *addr < base + BUF_LEN as u64 + 16 {
+            *addr = addr.wrapping_sub(base);
         } else {
-            0
+            *addr = 0;
+            *at = moat_interp::Locus::Elsewhere;
         }
     };
     r.map_err(|mut e| {
         match &mut e.kind {
-            RunErrorKind::OutOfBounds { addr, .. } | RunErrorKind::BadAtomic { addr, .. } => {
-                *addr = fix(*addr)
-            }
+            RunErrorKind::OutOfBounds { addr, at, .. }
+            | RunErrorKind::BadAtomic { addr, at, .. } => fix(addr, at),
             _ => {}
         }
         e

@@ -423,6 +423,7 @@ pub(crate) unsafe fn enter(
                 pc: prog.slot_at(fault_rip).unwrap_or(usize::MAX),
                 kind: RunErrorKind::MemoryFault {
                     addr: err_aux,
+                    at: mem.locate(err_aux),
                     protection_key: err_code & 0xffff_ffff == SEGV_PKUERR,
                 },
             })
@@ -515,6 +516,7 @@ fn run_confined(
             pc: 0,
             kind: RunErrorKind::OutOfBounds {
                 addr: area.0,
+                at: mem.locate(area.0),
                 len: area.1,
                 write: true,
             },
@@ -725,9 +727,18 @@ extern "sysv64" fn jit_check(ctx: *mut JitCtx, addr: u64, info: u64, fp: u64) ->
             return 1;
         }
         let kind = if atomic {
-            RunErrorKind::BadAtomic { addr, len }
+            RunErrorKind::BadAtomic {
+                addr,
+                at: mem.locate(addr),
+                len,
+            }
         } else {
-            RunErrorKind::OutOfBounds { addr, len, write }
+            RunErrorKind::OutOfBounds {
+                addr,
+                at: mem.locate(addr),
+                len,
+                write,
+            }
         };
         (*anchor).pending = Some(RunError { pc, kind });
         0

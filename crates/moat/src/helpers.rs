@@ -135,11 +135,7 @@ fn probe_read(ctx: &mut HelperCtx<'_>, args: [u64; 5]) -> Result<u64, HelperErro
     // Audit the destination before anything is allocated: a huge size must end the run, not make
     // the host allocate it.
     if !ctx.mem.check(dst, size, true) {
-        return Err(HelperError::OutOfBounds {
-            arg: 1,
-            addr: dst,
-            len: size,
-        });
+        return Err(ctx.out_of_bounds(1, dst, size));
     }
     match ctx.mem.read_bytes(src, size_usize) {
         Some(bytes) => {
