@@ -298,6 +298,17 @@ impl Domain {
         }
     }
 
+    /// The domain's low area as `(start, len)`, mapped now if no packet program ran yet: where
+    /// packet contexts of the domain's runs live (see [`Domain::with_low_area`]).
+    pub fn low_area_range(&self) -> Result<(u64, u64), IsolateError> {
+        let mut low = lock(&self.inner.low);
+        if low.is_none() {
+            let key = lock(&self.inner.heap).key;
+            *low = Some(LowMapping::new(LOW_AREA, key).map_err(IsolateError::Map)?);
+        }
+        Ok(low.as_ref().map_or((0, 0), LowMapping::range))
+    }
+
     /// Runs `f` on the domain's low area ([`LOW_AREA`] bytes below 4 GiB, in the domain: tagged with
     /// its key under `mpk`). Returns `None` (without calling `f`) when the area cannot be mapped or
     /// is in use by a concurrent run of the same domain; callers then use memory of their own.

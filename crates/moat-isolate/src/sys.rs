@@ -244,6 +244,11 @@ impl LowMapping {
         Ok(())
     }
 
+    /// `(start, len)` of the mapping.
+    pub(crate) fn range(&self) -> (u64, u64) {
+        (self.addr as u64, self.len as u64)
+    }
+
     /// The mapping's bytes, borrowed as long as `self` is (mutably: exclusive).
     pub(crate) fn bytes(&mut self) -> &mut [u8] {
         // SAFETY: `len` readable and writable bytes mapped by `new`, alive and exclusively ours

@@ -127,6 +127,8 @@ struct Emitter<'a> {
     table: u64,
     slots: u64,
     safe: &'a [bool],
+    /// Under software fault isolation: where proven accesses are confined to.
+    sfi: Option<&'a crate::Sfi>,
     raise: DynamicLabel,
     check_tramp: DynamicLabel,
     call_status: DynamicLabel,
@@ -188,13 +190,20 @@ fn blocks(program: &Program) -> (Vec<Option<u32>>, Vec<Vec<usize>>) {
 }
 
 /// Compiles `program`. `safe[slot]` says the verifier proved the memory access at `slot` in bounds;
-/// such loads and stores carry no run-time check (atomics keep theirs, for alignment). `table` is
-/// the address the slot table will live at (filled by the caller once the code is placed).
+/// without `sfi` such loads and stores carry no run-time check (atomics keep theirs, for alignment),
+/// with it they are checked against the zones of the program's domain inline and, failing that,
+/// completely (see [`crate::Sfi`]). `table` is the address the slot table will live at (filled by
+/// the caller once the code is placed).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the parts of one compilation, passed once"
+)]
 pub(crate) fn compile(
     program: &Program,
     registry: &HelperRegistry,
     resolver: &dyn LddwResolver,
     safe: &[bool],
+    sfi: Option<&crate::Sfi>,
     count_budget: bool,
     thunks: Thunks,
     table: u64,
@@ -216,6 +225,7 @@ pub(crate) fn compile(
         table,
         slots: program.slots() as u64,
         safe,
+        sfi,
         raise,
         check_tramp,
         call_status,
@@ -734,7 +744,13 @@ impl Emitter<'_> {
         let off = i32::from(off);
         // Atomics keep their check: the verifier's facts say nothing of alignment.
         if !atomic && self.safe.get(pc).copied().unwrap_or(false) {
-            return (x(base), off);
+            match self.sfi {
+                None => return (x(base), off),
+                Some(sfi) => {
+                    let first = sfi.first_check(pc);
+                    return self.confined_address(pc, base, off, len, write, first);
+                }
+            }
         }
         // Accesses through r10 inside the current frame cannot leave the live stack window.
         if base == Reg::R10 && off >= -FRAME && off + len <= 0 && !(atomic && off % len != 0) {
@@ -780,6 +796,70 @@ impl Emitter<'_> {
             atomic,
         });
         (R11, 0)
+    }
+
+    /// A proven access under software fault isolation: checked inline against `first` (a zone of
+    /// the domain or the live stack window) and, when that fails, completely (stack window, then
+    /// every region of the run), so that an access a wrong verifier "proved" still cannot leave
+    /// the program's memory. Returns (base register, displacement) to use.
+    fn confined_address(
+        &mut self,
+        pc: usize,
+        base: Reg,
+        off: i32,
+        len: i32,
+        write: bool,
+        first: crate::FirstCheck,
+    ) -> (u8, i32) {
+        let b = x(base);
+        let entry = self.asm.new_dynamic_label();
+        let back = self.asm.new_dynamic_label();
+        dynasm!(self.asm ; .arch x64 ; lea r11, [Rq(b) + off]);
+        let stack_done = match first {
+            crate::FirstCheck::Stack => {
+                self.inline_stack_check(len, entry);
+                true
+            }
+            crate::FirstCheck::Zone(zone) => {
+                self.inline_zone_check(zone, len, entry);
+                false
+            }
+        };
+        dynasm!(self.asm ; .arch x64 ; =>back);
+        let info = pc as u64 | (len as u64) << 32 | u64::from(write) << 40;
+        self.cold.push(Cold::Mem {
+            entry,
+            back,
+            info,
+            len,
+            stack_done,
+            atomic: false,
+        });
+        (R11, 0)
+    }
+
+    /// Jumps to `fail` unless `[r11, r11 + len)` lies in `zone` (whose bounds are immediates: a
+    /// zone is fixed for the program's life).
+    fn inline_zone_check(&mut self, zone: crate::Zone, len: i32, fail: DynamicLabel) {
+        let Some(room) = zone.len.checked_sub(len as u64) else {
+            dynasm!(self.asm ; .arch x64 ; jmp =>fail);
+            return;
+        };
+        dynasm!(self.asm
+            ; .arch x64
+            ; mov r10, QWORD zone.start as i64
+            ; mov r9, r11
+            ; sub r9, r10
+        );
+        match i32::try_from(room) {
+            Ok(room) => dynasm!(self.asm ; .arch x64 ; cmp r9, room ; ja =>fail),
+            Err(_) => dynasm!(self.asm
+                ; .arch x64
+                ; mov r10, QWORD room as i64
+                ; cmp r9, r10
+                ; ja =>fail
+            ),
+        }
     }
 
     /// Jumps to `fail` unless `[r11, r11 + len)` lies in the live stack window `[rbp - 512, top)`.

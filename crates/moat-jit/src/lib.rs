@@ -53,6 +53,51 @@ pub enum JitError {
     NoProtectionKeys,
 }
 
+/// A range of memory, `[start, start + len)`: under software fault isolation, part of a program's
+/// protection domain (its arena, its low area).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Zone {
+    /// First byte.
+    pub start: u64,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+/// Which check a proven memory access tries first under software fault isolation ([`Sfi`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstCheck {
+    /// The live stack window (the verifier proved a stack access).
+    Stack,
+    /// A zone of the program's domain (the verifier proved an access to memory in it).
+    Zone(Zone),
+}
+
+/// Software fault isolation for accesses the verifier proved (`--isolation sfi`): such an access
+/// keeps no typed-error check of its own, but is still confined. It is checked inline against the
+/// memory the verifier said it touches (a zone of the program's domain, or the stack window); when
+/// that check fails — the access goes elsewhere, which a correct verifier never lets happen, or to
+/// memory of the run outside the domain such as a host-created map — it is checked completely
+/// against the run's regions, like an unproven access, and fails with a typed error if it is
+/// outside all of them. A wrong verifier therefore cannot make generated code touch anything but
+/// the program's domain and its own regions.
+#[derive(Debug, Clone)]
+pub struct Sfi {
+    by_slot: Vec<FirstCheck>,
+    otherwise: FirstCheck,
+}
+
+impl Sfi {
+    /// Confinement that checks the access at slot `s` against `by_slot[s]` first, and accesses at
+    /// slots past its end against `otherwise`.
+    pub fn new(by_slot: Vec<FirstCheck>, otherwise: FirstCheck) -> Sfi {
+        Sfi { by_slot, otherwise }
+    }
+
+    pub(crate) fn first_check(&self, slot: usize) -> FirstCheck {
+        self.by_slot.get(slot).copied().unwrap_or(self.otherwise)
+    }
+}
+
 /// A program compiled to native code, with the interpreter's form of it for runs the JIT did not
 /// start (a tail call from an interpreted program).
 pub struct JitProgram {
@@ -95,7 +140,31 @@ impl JitProgram {
         terminates: bool,
     ) -> Result<JitProgram, JitError> {
         Self::compile(
-            program, registry, resolver, prepared, safe, terminates, false,
+            program, registry, resolver, prepared, safe, None, terminates, false,
+        )
+    }
+
+    /// As [`JitProgram::new`], with the accesses `safe` marks confined by software fault isolation
+    /// ([`Sfi`]) instead of unchecked: what the verifier proved removes the typed-error check of
+    /// an access, never its confinement.
+    pub fn new_sfi(
+        program: &Program,
+        registry: &HelperRegistry,
+        resolver: &dyn LddwResolver,
+        prepared: Prepared,
+        safe: &[bool],
+        sfi: &Sfi,
+        terminates: bool,
+    ) -> Result<JitProgram, JitError> {
+        Self::compile(
+            program,
+            registry,
+            resolver,
+            prepared,
+            safe,
+            Some(sfi),
+            terminates,
+            false,
         )
     }
 
@@ -114,16 +183,21 @@ impl JitProgram {
             return Err(JitError::NoProtectionKeys);
         }
         Self::compile(
-            program, registry, resolver, prepared, safe, terminates, true,
+            program, registry, resolver, prepared, safe, None, terminates, true,
         )
     }
 
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the parts of one compilation, passed once"
+    )]
     fn compile(
         program: &Program,
         registry: &HelperRegistry,
         resolver: &dyn LddwResolver,
         prepared: Prepared,
         safe: &[bool],
+        sfi: Option<&Sfi>,
         terminates: bool,
         confined: bool,
     ) -> Result<JitProgram, JitError> {
@@ -134,6 +208,7 @@ impl JitProgram {
             registry,
             resolver,
             safe,
+            sfi,
             !terminates,
             run::thunks(confined),
             table.as_ptr() as u64,

@@ -516,9 +516,6 @@ impl Runtime {
                 unsafe { prepared.add_static_region(region, map.clone()) };
             }
         }
-        let confined = domain
-            .as_ref()
-            .is_some_and(|d| d.isolation() == Isolation::Mpk);
         let needs_host = domain.as_ref().is_some_and(|d| {
             maps.iter()
                 .flat_map(|m| m.value_regions())
@@ -531,7 +528,7 @@ impl Runtime {
             prepared,
             prog_type,
             verified.as_ref(),
-            confined,
+            domain.as_ref(),
         )?;
         let id = self.programs.add(&exec.runner(), &table);
         let verified_size = match (prog_type, &verified) {
@@ -573,7 +570,7 @@ impl Runtime {
         prepared: Prepared,
         prog_type: ProgType,
         verified: Option<&VerifiedProgram>,
-        confined: bool,
+        domain: Option<&Domain>,
     ) -> Result<Exec, Error> {
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
         if self.engine == Engine::Jit {
@@ -598,12 +595,19 @@ impl Runtime {
             // A verified program terminates on every path (the verifier explored them all), so its
             // code counts no budget, like the kernel's; unverified programs keep the budget.
             let terminates = verified.is_some_and(|v| !v.facts().approximate);
-            let jit = if confined {
-                moat_jit::JitProgram::new_confined(
+            let jit = match domain.map(Domain::isolation) {
+                Some(Isolation::Mpk) => moat_jit::JitProgram::new_confined(
                     program, registry, table, prepared, &safe, terminates,
-                )?
-            } else {
-                moat_jit::JitProgram::new(program, registry, table, prepared, &safe, terminates)?
+                )?,
+                Some(Isolation::Sfi) => {
+                    let sfi = verifying::confinement(program, prog_type, verified, domain)?;
+                    moat_jit::JitProgram::new_sfi(
+                        program, registry, table, prepared, &safe, &sfi, terminates,
+                    )?
+                }
+                _ => moat_jit::JitProgram::new(
+                    program, registry, table, prepared, &safe, terminates,
+                )?,
             };
             return Ok(Exec::Jit(Arc::new(jit)));
         }

@@ -87,3 +87,54 @@ pub(crate) fn verify(
     };
     moat_verify::verify(program, &env)
 }
+
+/// Software fault isolation of a program's proven accesses in `domain` (`sfi`): each is checked
+/// first against the part of the domain the verifier says it touches — the stack window for stack
+/// accesses, the domain's low area for the context and packet of packet programs, the arena for
+/// everything else (maps, buffer and tracing contexts, ring buffer records) — and completely when
+/// that fails. Accesses the verifier did not record (none, unless a verifier bug is simulated)
+/// try the arena first.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+pub(crate) fn confinement(
+    program: &Program,
+    prog_type: ProgType,
+    verified: Option<&VerifiedProgram>,
+    domain: Option<&moat_isolate::Domain>,
+) -> Result<moat_jit::Sfi, crate::Error> {
+    use moat_jit::{FirstCheck, Zone};
+    use moat_verify::state::Region;
+    let Some(domain) = domain else {
+        return Ok(moat_jit::Sfi::new(Vec::new(), FirstCheck::Stack));
+    };
+    let arena = FirstCheck::Zone(Zone {
+        start: domain.base(),
+        len: domain.size(),
+    });
+    let low = if prog_type.is_packet() {
+        let (start, len) = domain.low_area_range()?;
+        FirstCheck::Zone(Zone { start, len })
+    } else {
+        arena
+    };
+    let by_slot = (0..program.slots())
+        .map(|slot| {
+            let accesses = verified.and_then(|v| v.facts().accesses.get(&slot));
+            let regions = || accesses.into_iter().flatten().map(|a| a.region);
+            if accesses.is_none_or(|a| a.is_empty()) {
+                arena
+            } else if regions().all(|r| matches!(r, Region::Stack { .. })) {
+                FirstCheck::Stack
+            } else if regions().all(|r| {
+                matches!(
+                    r,
+                    Region::Ctx | Region::Packet { .. } | Region::PacketEnd | Region::PacketMeta
+                )
+            }) {
+                low
+            } else {
+                arena
+            }
+        })
+        .collect();
+    Ok(moat_jit::Sfi::new(by_slot, arena))
+}

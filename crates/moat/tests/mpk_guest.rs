@@ -386,7 +386,7 @@ fn mpk_tests_pass_in_an_emulated_guest_with_protection_keys() {
         "protection keys were unavailable in the guest. guest output:\n{output}"
     );
     for must in [
-        "attacks under mpk: 78 passed, 0 failed",
+        "attacks under mpk, verifier trusted for Nothing: 84 passed, 0 failed",
         "test a_verifier_bug_cannot_reach_host_memory ... ok",
         "test a_verifier_bug_cannot_reach_another_domains_map ... ok",
         "test more_programs_than_keys_run_isolated_at_once ... ok",
