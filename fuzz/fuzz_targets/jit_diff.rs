@@ -1,5 +1,5 @@
 //! Differential fuzzing: a random well-formed program (built from the fuzzer's bytes by
-//! `moat_jit::fuzz`) runs on the interpreter and the JIT; `r0` (or the error and its instruction)
+//! `moat_fuzz::diff`) runs on the interpreter and the JIT; `r0` (or the error and its instruction)
 //! and memory, which holds every register at exit, must be the same.
 
 #![no_main]
@@ -7,8 +7,8 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let mut source = moat_jit::fuzz::Bytes(data);
-    if let Err(diff) = moat_jit::fuzz::check(&mut source) {
+    let mut source = moat_fuzz::diff::Bytes(data);
+    if let Err(diff) = moat_fuzz::diff::check(&mut source) {
         panic!("interpreter and JIT differ:\n{diff}");
     }
 });

@@ -4,159 +4,14 @@
 //! pseudo sources to values, so the loop does one dispatch per instruction. Every memory access goes
 //! through [`MemoryMap`]; the loop counts executed instructions against a budget.
 
-use crate::helpers::{HelperCtx, HelperError, HelperFn, HelperRegistry, ProgramRunner};
-use crate::mem::{Locus, MemoryMap, Region, RunState, ORDER};
-use moat_isa::{
-    AluOp, AtomicOp, CallTarget, Endian, Insn, JmpCond, LddwKind, Operand, Program, Size, SxBits,
-    Width,
+use moat_exec::{
+    Buffer, HelperCtx, HelperFn, HelperRegistry, LddwResolver, LinkError, Linked, MemoryMap,
+    ProgramRunner, RunError, RunErrorKind, RunState, MAX_CALL_DEPTH, ORDER, STACK_FRAME_SIZE,
 };
-use std::any::Any;
+use moat_isa::{
+    AluOp, AtomicOp, CallTarget, Endian, Insn, JmpCond, Operand, Program, Size, SxBits, Width,
+};
 use std::sync::Arc;
-use thiserror::Error;
-
-/// Bytes of stack per frame.
-pub const STACK_FRAME_SIZE: usize = 512;
-/// Maximum call depth, the main function included.
-pub const MAX_CALL_DEPTH: usize = 8;
-/// The default instruction budget of one run.
-pub const DEFAULT_BUDGET: u64 = 100_000_000;
-/// Tag of code addresses produced by `lddw rX, code(off)`, followed by the target slot index.
-pub const CODE_ADDRESS_TAG: u64 = 0xc0de_0000_0000_0000;
-const CODE_ADDRESS_MASK: u64 = 0xffff_0000_0000_0000;
-
-/// Why a program could not be prepared for the interpreter.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[non_exhaustive]
-pub enum PrepareError {
-    /// A branch does not land on an instruction (refused earlier by `Program::new`).
-    #[error("instruction {pc}: branch target is not an instruction")]
-    BadBranch {
-        /// The branch's slot.
-        pc: usize,
-    },
-    /// kfunc calls have no meaning in userspace (refused earlier by `Program::new`).
-    #[error("instruction {pc}: kfunc call {id} is not supported")]
-    Kfunc {
-        /// The call's slot.
-        pc: usize,
-        /// The BTF id.
-        id: i32,
-    },
-    /// A `call` names a helper id that is not registered.
-    #[error("instruction {pc}: call to unknown helper {id}")]
-    UnknownHelper {
-        /// The call's slot.
-        pc: usize,
-        /// The helper id.
-        id: i32,
-    },
-    /// An `lddw` pseudo source (map reference) could not be resolved.
-    #[error("instruction {pc}: cannot resolve lddw {kind:?} {imm}: {reason}")]
-    UnresolvedLddw {
-        /// The instruction's slot.
-        pc: usize,
-        /// The pseudo source.
-        kind: LddwKind,
-        /// The first immediate.
-        imm: i32,
-        /// Why.
-        reason: String,
-    },
-}
-
-/// Why a run ended with an error. Every variant is reported with the instruction's slot index.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[non_exhaustive]
-pub enum RunErrorKind {
-    /// A load or store touched memory outside every region of the program.
-    #[error("{} of {len} bytes at {at} is outside the program's memory", if *write { "store" } else { "load" })]
-    OutOfBounds {
-        /// The address (for the host; messages show `at`).
-        addr: u64,
-        /// Where the address lies relative to the program's memory.
-        at: Locus,
-        /// The access size.
-        len: u64,
-        /// Whether it was a store.
-        write: bool,
-    },
-    /// An atomic operation on a misaligned (or out of bounds) address.
-    #[error("atomic access of {len} bytes at {at} is misaligned or outside writable memory")]
-    BadAtomic {
-        /// The address (for the host; messages show `at`).
-        addr: u64,
-        /// Where the address lies relative to the program's memory.
-        at: Locus,
-        /// The access size.
-        len: u64,
-    },
-    /// Execution ran past the last instruction.
-    #[error("execution fell off the end of the program")]
-    FellOffEnd,
-    /// A call would exceed [`MAX_CALL_DEPTH`] frames.
-    #[error("call depth exceeds {MAX_CALL_DEPTH} frames")]
-    CallDepth,
-    /// The instruction budget ran out (a runaway loop).
-    #[error("instruction budget of {budget} exhausted")]
-    Budget {
-        /// The budget.
-        budget: u64,
-    },
-    /// `callx` to a value that is neither a helper id nor a code address.
-    #[error("callx target 0x{target:x} is neither a registered helper nor a function")]
-    BadCallTarget {
-        /// The register's value.
-        target: u64,
-    },
-    /// The hardware stopped an access of generated code: a protection-key fault (the address lies
-    /// in memory of another domain or of the host) or a page fault on unmapped memory. Only possible
-    /// for accesses a (buggy) verifier proved safe, so that no software check ran.
-    #[error("{} at {at} stopped by the hardware", if *protection_key { "protection-key fault" } else { "page fault" })]
-    MemoryFault {
-        /// The faulting address (for the host; messages show `at`).
-        addr: u64,
-        /// Where the address lies relative to the program's memory.
-        at: Locus,
-        /// Whether it was a protection-key fault (`SEGV_PKUERR`).
-        protection_key: bool,
-    },
-    /// A helper refused its arguments or failed.
-    #[error("helper {name} (#{id})")]
-    Helper {
-        /// The helper id.
-        id: u32,
-        /// The helper name.
-        name: String,
-        /// What went wrong.
-        #[source]
-        source: HelperError,
-    },
-}
-
-/// A run-time error at an instruction.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("instruction {pc}: {kind}")]
-pub struct RunError {
-    /// The slot index of the failing instruction.
-    pub pc: usize,
-    /// What went wrong.
-    pub kind: RunErrorKind,
-}
-
-/// Resolves `lddw` pseudo sources (map fd/index, map value) to the 64-bit value the program sees.
-pub trait LddwResolver {
-    /// The value of `lddw` with `kind`, `imm` and `next_imm`, or why it has none.
-    fn resolve(&self, kind: LddwKind, imm: i32, next_imm: i32) -> Result<u64, String>;
-}
-
-/// A resolver that knows no maps: every pseudo source except code addresses is an error.
-pub struct NoMaps;
-
-impl LddwResolver for NoMaps {
-    fn resolve(&self, kind: LddwKind, _imm: i32, _next_imm: i32) -> Result<u64, String> {
-        Err(format!("no map is available for {kind:?}"))
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[allow(clippy::enum_variant_names)]
@@ -334,36 +189,22 @@ struct Op {
     imm: u64,
 }
 
-/// A program lowered for the interpreter, with its helpers resolved. Cheap to run many times.
+/// A linked program lowered for the interpreter. Cheap to run many times, and to clone.
 #[derive(Clone)]
 pub struct Prepared {
-    ops: Vec<Op>,
+    ops: Arc<[Op]>,
     /// Slot index of each operation, for error reports.
-    slot_of: Vec<usize>,
+    slot_of: Arc<[usize]>,
     /// Operation index of each slot (code addresses are slot indices).
-    op_of_slot: Vec<Option<u32>>,
-    helpers: Vec<(u32, String, Arc<HelperFn>)>,
-    registry: HelperRegistry,
-    budget: u64,
-    /// Memory every run may access (map storage), with what keeps it alive.
-    static_regions: Vec<Region>,
-    keep_alive: Vec<Arc<dyn Any + Send + Sync>>,
-}
-
-/// A buffer a program may access during one run.
-#[derive(Debug)]
-pub struct Buffer<'a> {
-    /// The bytes.
-    pub bytes: &'a mut [u8],
-    /// Whether the program may store to them.
-    pub writable: bool,
+    op_of_slot: Arc<[Option<u32>]>,
+    linked: Arc<Linked>,
 }
 
 impl std::fmt::Debug for Prepared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Prepared")
             .field("ops", &self.ops.len())
-            .field("budget", &self.budget)
+            .field("budget", &self.linked.budget())
             .finish()
     }
 }
@@ -465,24 +306,30 @@ fn operand(src: Operand) -> (bool, u8, u64) {
 }
 
 impl Prepared {
-    /// Lowers `program`, resolving helpers in `registry` and `lddw` pseudo sources with `resolver`.
+    /// Links `program` ([`Linked::new`]) and lowers it.
     pub fn new(
         program: &Program,
         registry: &HelperRegistry,
         resolver: &dyn LddwResolver,
-    ) -> Result<Prepared, PrepareError> {
+    ) -> Result<Prepared, LinkError> {
+        Prepared::lower(Arc::new(Linked::new(program, registry, resolver)?))
+    }
+
+    /// Lowers a linked program: jump targets become operation indices, helpers and `lddw` values
+    /// come from `linked`.
+    pub fn lower(linked: Arc<Linked>) -> Result<Prepared, LinkError> {
+        let program = linked.program();
         let mut op_of_slot = vec![None; program.slots()];
         for (i, (pc, _)) in program.insns().iter().enumerate() {
             op_of_slot[*pc] = Some(i as u32);
         }
         // `Program::new` guarantees every branch target is an instruction start.
-        let op_at = |pc: usize, target: Option<i64>| -> Result<u32, PrepareError> {
+        let op_at = |pc: usize, target: Option<i64>| -> Result<u32, LinkError> {
             target
                 .and_then(|t| usize::try_from(t).ok())
                 .and_then(|t| op_of_slot.get(t).copied().flatten())
-                .ok_or(PrepareError::BadBranch { pc })
+                .ok_or(LinkError::BadBranch { pc })
         };
-        let mut helpers: Vec<(u32, String, Arc<HelperFn>)> = Vec::new();
         let mut ops = Vec::with_capacity(program.insns().len());
         let mut slot_of = Vec::with_capacity(program.insns().len());
         for &(pc, insn) in program.insns() {
@@ -597,27 +444,9 @@ impl Prepared {
                     off,
                     ..blank
                 },
-                Insn::LoadImm64 {
-                    dst,
-                    kind,
-                    imm,
-                    next_imm,
-                } => {
-                    let value = match kind {
-                        LddwKind::Imm => (u64::from(next_imm as u32) << 32) | u64::from(imm as u32),
-                        LddwKind::Code => {
-                            let target = pc as i64 + 1 + i64::from(imm);
-                            CODE_ADDRESS_TAG | (target as u64 & 0xffff_ffff)
-                        }
-                        _ => resolver.resolve(kind, imm, next_imm).map_err(|reason| {
-                            PrepareError::UnresolvedLddw {
-                                pc,
-                                kind,
-                                imm,
-                                reason,
-                            }
-                        })?,
-                    };
+                Insn::LoadImm64 { dst, .. } => {
+                    // `Linked::new` resolved every `lddw`.
+                    let value = linked.lddw_value(pc).unwrap_or(0);
                     Op {
                         kind: K::Lddw,
                         dst: dst.num(),
@@ -666,30 +495,18 @@ impl Prepared {
                         ..blank
                     }
                 }
-                Insn::Call(CallTarget::Helper(id)) => {
-                    let helper = u32::try_from(id)
-                        .ok()
-                        .and_then(|id| registry.get(id).map(|h| (id, h)))
-                        .ok_or(PrepareError::UnknownHelper { pc, id })?;
-                    let slot = match helpers.iter().position(|(hid, _, _)| *hid == helper.0) {
-                        Some(s) => s,
-                        None => {
-                            helpers.push((helper.0, helper.1.name.clone(), helper.1.func.clone()));
-                            helpers.len() - 1
-                        }
-                    };
-                    Op {
-                        kind: K::CallHelper,
-                        target: slot as u32,
-                        ..blank
-                    }
-                }
+                Insn::Call(CallTarget::Helper(_)) => Op {
+                    kind: K::CallHelper,
+                    // `Linked::new` resolved every helper call.
+                    target: linked.helper_index(pc).unwrap_or(u32::MAX),
+                    ..blank
+                },
                 Insn::Call(CallTarget::Local(_)) => Op {
                     kind: K::CallLocal,
                     target: op_at(pc, insn.branch_target(pc))?,
                     ..blank
                 },
-                Insn::Call(CallTarget::Kfunc(id)) => return Err(PrepareError::Kfunc { pc, id }),
+                Insn::Call(CallTarget::Kfunc(id)) => return Err(LinkError::Kfunc { pc, id }),
                 Insn::CallX { dst } => Op {
                     kind: K::CallX,
                     dst: dst.num(),
@@ -701,50 +518,16 @@ impl Prepared {
             slot_of.push(pc);
         }
         Ok(Prepared {
-            ops,
-            slot_of,
-            op_of_slot,
-            helpers,
-            registry: registry.clone(),
-            budget: DEFAULT_BUDGET,
-            static_regions: Vec::new(),
-            keep_alive: Vec::new(),
+            ops: ops.into(),
+            slot_of: slot_of.into(),
+            op_of_slot: op_of_slot.into(),
+            linked,
         })
     }
 
-    /// Sets the instruction budget of each run.
-    pub fn set_budget(&mut self, budget: u64) {
-        self.budget = budget;
-    }
-
-    /// The instruction budget of each run.
-    pub fn budget(&self) -> u64 {
-        self.budget
-    }
-
-    /// The memory every run may access besides its buffers and stack (see [`Prepared::add_static_region`]).
-    pub fn static_regions(&self) -> &[Region] {
-        &self.static_regions
-    }
-
-    /// What keeps the static regions alive.
-    pub fn keep_alive(&self) -> &[Arc<dyn Any + Send + Sync>] {
-        &self.keep_alive
-    }
-
-    /// Adds memory every run of the program may access, such as a map's storage.
-    ///
-    /// # Safety
-    /// `region` must stay valid for reads (and writes, when writable) while `keep_alive` lives, and may
-    /// be accessed concurrently only through atomics or by code that tolerates racing program stores
-    /// (map helpers copy values under their own locks; programs race on values as in the kernel).
-    pub unsafe fn add_static_region(
-        &mut self,
-        region: Region,
-        keep_alive: Arc<dyn Any + Send + Sync>,
-    ) {
-        self.static_regions.push(region);
-        self.keep_alive.push(keep_alive);
+    /// The linked program.
+    pub fn linked(&self) -> &Arc<Linked> {
+        &self.linked
     }
 
     /// Runs the program on a context buffer: `r1` = its address, `r2` = its length.
@@ -762,23 +545,14 @@ impl Prepared {
     /// Runs the program with `buffers` accessible (the first is the packet of legacy `ldabs`/`ldind`
     /// loads) and `r1`-`r5` = `args`.
     pub fn run_with(&self, buffers: &mut [Buffer<'_>], args: [u64; 5]) -> Result<u64, RunError> {
-        let mut mem = MemoryMap::new();
-        for b in buffers.iter_mut() {
-            mem.add_slice(b.bytes, b.writable);
-        }
-        for r in &self.static_regions {
-            // SAFETY: `add_static_region`'s contract: the region lives while `self.keep_alive` does,
-            // which outlives this run since `self` is borrowed for it.
-            unsafe { mem.add_raw(*r) };
-        }
-        self.run_in(&mut mem, args)
+        MemoryMap::with_buffers(buffers, &self.linked, |mem| self.run_in(mem, args))
     }
 
     /// Runs the program with the regions of `mem` (besides its own stack) and `r1`-`r5` = `args`.
     /// The first region, if any, is the packet for the legacy `ldabs`/`ldind` loads.
     fn run_in(&self, mem: &mut MemoryMap, args: [u64; 5]) -> Result<u64, RunError> {
-        crate::mem::with_stack(self.budget, mem, |mem, state| {
-            let top = state.stack_top;
+        moat_exec::with_stack(self.linked.budget(), mem, |mem, state| {
+            let top = state.stack_top();
             self.exec(mem, args, top, 0, 0, state)
         })
     }
@@ -930,15 +704,15 @@ impl Prepared {
             let Some(&op) = ops.get(pc) else {
                 return Err(self.err(at.saturating_sub(1), RunErrorKind::FellOffEnd));
             };
-            if state.budget == 0 {
+            if state.budget() == 0 {
                 return Err(self.err(
                     at,
                     RunErrorKind::Budget {
-                        budget: self.budget,
+                        budget: self.linked.budget(),
                     },
                 ));
             }
-            state.budget -= 1;
+            state.set_budget(state.budget() - 1);
             pc += 1;
             let imm = op.imm;
             match op.kind {
@@ -1174,8 +948,8 @@ impl Prepared {
                 K::Jsle32I => jump!(op, (d!(op) as i32) <= imm as i32),
                 K::Jsle32R => jump!(op, (d!(op) as i32) <= s!(op) as i32),
                 K::CallHelper => {
-                    // Lowering put every called helper in `self.helpers`.
-                    let Some((id, name, func)) = self.helpers.get(op.target as usize) else {
+                    // Linking resolved every called helper.
+                    let Some(helper) = self.linked.helpers().get(op.target as usize) else {
                         return Err(self.err(
                             at,
                             RunErrorKind::BadCallTarget {
@@ -1185,9 +959,9 @@ impl Prepared {
                     };
                     let call = HelperCall {
                         at,
-                        id: *id,
-                        name,
-                        func,
+                        id: helper.id,
+                        name: &helper.name,
+                        func: &helper.func,
                     };
                     match self.call_helper(mem, call, &r, depth + frames.len(), state)? {
                         HelperOutcome::Return(v) => r[0] = v,
@@ -1199,7 +973,7 @@ impl Prepared {
                 }
                 K::CallX => {
                     let target = d!(op);
-                    if target & CODE_ADDRESS_MASK == CODE_ADDRESS_TAG {
+                    if is_code_address(target) {
                         let Some(dest) = self.function_at(target) else {
                             return Err(self.err(at, RunErrorKind::BadCallTarget { target }));
                         };
@@ -1212,7 +986,7 @@ impl Prepared {
                     } else {
                         let helper = u32::try_from(target)
                             .ok()
-                            .and_then(|id| self.registry.get(id).map(|h| (id, h)));
+                            .and_then(|id| self.linked.registry().get(id).map(|h| (id, h)));
                         let Some((id, helper)) = helper else {
                             return Err(self.err(at, RunErrorKind::BadCallTarget { target }));
                         };
@@ -1304,16 +1078,19 @@ impl Prepared {
 
     /// The operation index of the function at code address `addr` (from `lddw rX, code(off)`).
     pub(crate) fn function_at(&self, addr: u64) -> Option<usize> {
-        if addr & CODE_ADDRESS_MASK != CODE_ADDRESS_TAG {
-            return None;
-        }
-        let slot = usize::try_from(addr & 0xffff_ffff).ok()?;
+        let slot = self.linked.function_at(addr)?;
         self.op_of_slot
             .get(slot)
             .copied()
             .flatten()
             .map(|i| i as usize)
     }
+}
+
+/// Whether `value` carries the tag of code addresses (a function, or a bad one: either way not a
+/// helper id).
+fn is_code_address(value: u64) -> bool {
+    value & 0xffff_0000_0000_0000 == moat_exec::CODE_ADDRESS_TAG
 }
 
 struct HelperCall<'a> {

@@ -1,6 +1,7 @@
 //! Helpers that call back into the program (`bpf_loop`-style) and tail calls, with their limits.
 
-use moat_interp::{HelperError, HelperRegistry, NoMaps, Prepared, RunErrorKind, MAX_TAIL_CALLS};
+use moat_exec::{HelperError, HelperRegistry, NoMaps, RunErrorKind, MAX_TAIL_CALLS};
+use moat_interp::Prepared;
 use moat_isa::{assemble_bytes, Program};
 use std::sync::{Arc, OnceLock};
 

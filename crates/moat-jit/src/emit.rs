@@ -15,16 +15,17 @@
 //! This module only produces bytes; it contains no `unsafe`.
 
 use crate::run::{
-    off, ERR_BAD_TARGET, ERR_BUDGET, ERR_CALL_DEPTH, ERR_LDABS_ZERO, ERR_PENDING, STACK_SIZE,
+    off, ERR_BAD_TARGET, ERR_BUDGET, ERR_CALL_DEPTH, ERR_INTERRUPTED, ERR_LDABS_ZERO, ERR_PENDING,
+    STACK_SIZE,
 };
 use dynasmrt::x64::X64Relocation;
 use dynasmrt::{dynasm, DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler};
-use moat_interp::{HelperRegistry, LddwResolver, PrepareError, CODE_ADDRESS_TAG};
+use moat_exec::{LinkError, Linked, CODE_ADDRESS_TAG};
 use moat_isa::{
     AluOp, AtomicOp, CallTarget, Endian, Insn, JmpCond, LddwKind, Operand, Program, Reg, Size,
     SxBits, Width,
 };
-use std::sync::Arc;
+use moat_verify::ProvenAccesses;
 
 type Asm = VecAssembler<X64Relocation>;
 
@@ -41,7 +42,7 @@ fn x(r: Reg) -> u8 {
 }
 
 /// Bytes of one eBPF stack frame.
-const FRAME: i32 = moat_interp::STACK_FRAME_SIZE as i32;
+const FRAME: i32 = moat_exec::STACK_FRAME_SIZE as i32;
 
 /// Addresses of the Rust functions generated code calls, and whether the code is confined.
 #[derive(Debug, Clone, Copy)]
@@ -59,21 +60,12 @@ pub(crate) struct Thunks {
 /// `wrpkru`: PKRU = `eax` (`ecx` and `edx` must be 0).
 const WRPKRU: [u8; 3] = [0x0f, 0x01, 0xef];
 
-/// A helper a program calls, resolved at compile time.
-pub(crate) struct ResolvedHelper {
-    pub id: u32,
-    pub name: String,
-    pub func: Arc<moat_interp::HelperFn>,
-}
-
 /// The product of [`compile`]: position-independent code and what the run time needs to interpret it.
 pub(crate) struct Compiled {
     /// The machine code.
     pub code: Vec<u8>,
     /// Code offset of each slot's instruction (`u32::MAX` for the second slot of `lddw`).
     pub slot_offsets: Vec<u32>,
-    /// The helpers called by index.
-    pub helpers: Vec<ResolvedHelper>,
     /// For each basic block, the slot of each of its instructions (to name the instruction where the
     /// budget ran out).
     pub blocks: Vec<Vec<usize>>,
@@ -97,6 +89,9 @@ enum Cold {
         /// Whether the inline path already checked the stack window.
         stack_done: bool,
         atomic: bool,
+        /// `Some((base, off))` when the inline path checked the base register only: the stub
+        /// computes the address (`r11 = base + off`) first.
+        address: Option<(u8, i32)>,
     },
     /// The budget ran out at the entry of block `block` of `n` instructions.
     Budget {
@@ -126,9 +121,17 @@ struct Emitter<'a> {
     /// Address of the program's slot -> native address table.
     table: u64,
     slots: u64,
-    safe: &'a [bool],
+    proofs: &'a ProvenAccesses,
     /// Under software fault isolation: where proven accesses are confined to.
     sfi: Option<&'a crate::Sfi>,
+    /// Under software fault isolation: the zone each eBPF register was found in by a check earlier
+    /// in the current basic block, while the register has not been written since.
+    zone_checked: [Option<crate::Zone>; 11],
+    /// Whether the code counts an instruction budget in `r12`; otherwise `r12` holds the run
+    /// context for the whole run (so no register is spent on it where no budget is counted).
+    count_budget: bool,
+    /// Whether loop back-edges and calls poll the run's interrupt flag.
+    polling: bool,
     raise: DynamicLabel,
     check_tramp: DynamicLabel,
     call_status: DynamicLabel,
@@ -189,25 +192,21 @@ fn blocks(program: &Program) -> (Vec<Option<u32>>, Vec<Vec<usize>>) {
     (ids, list)
 }
 
-/// Compiles `program`. `safe[slot]` says the verifier proved the memory access at `slot` in bounds;
-/// without `sfi` such loads and stores carry no run-time check (atomics keep theirs, for alignment),
+/// Compiles `linked`. `proofs` say which memory accesses the verifier proved in bounds; without
+/// `sfi` such loads and stores carry no run-time check (atomics keep theirs, for alignment),
 /// with it they are checked against the zones of the program's domain inline and, failing that,
 /// completely (see [`crate::Sfi`]). `table` is the address the slot table will live at (filled by
 /// the caller once the code is placed).
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the parts of one compilation, passed once"
-)]
 pub(crate) fn compile(
-    program: &Program,
-    registry: &HelperRegistry,
-    resolver: &dyn LddwResolver,
-    safe: &[bool],
+    linked: &Linked,
+    proofs: &ProvenAccesses,
     sfi: Option<&crate::Sfi>,
     count_budget: bool,
+    polling: bool,
     thunks: Thunks,
     table: u64,
-) -> Result<Compiled, PrepareError> {
+) -> Result<Compiled, LinkError> {
+    let program = linked.program();
     let insns = program.insns();
     let mut asm = Asm::new_with_capacity(0, insns.len() * 24 + 512, 0, 0, insns.len() + 64, 0, 0);
     let labels: Vec<DynamicLabel> = insns.iter().map(|_| asm.new_dynamic_label()).collect();
@@ -224,8 +223,11 @@ pub(crate) fn compile(
         thunks,
         table,
         slots: program.slots() as u64,
-        safe,
+        proofs,
         sfi,
+        zone_checked: [None; 11],
+        count_budget,
+        polling,
         raise,
         check_tramp,
         call_status,
@@ -236,15 +238,22 @@ pub(crate) fn compile(
     e.trampoline();
     let body_start = e.asm.offset().0 as u32;
     let (block_of, block_list) = blocks(program);
-    let mut helpers: Vec<ResolvedHelper> = Vec::new();
     for (i, &(pc, insn)) in insns.iter().enumerate() {
         let label = e.labels[i];
         dynasm!(e.asm ; .arch x64 ; =>label);
-        if let (true, Some(b)) = (count_budget, block_of[i]) {
-            let n = block_list.get(b as usize).map_or(0, Vec::len);
-            e.budget(b, n);
+        if let Some(b) = block_of[i] {
+            e.zone_checked = [None; 11];
+            if count_budget {
+                let n = block_list.get(b as usize).map_or(0, Vec::len);
+                e.budget(b, n);
+            }
         }
-        e.insn(program, pc, insn, registry, resolver, &mut helpers)?;
+        e.insn(linked, pc, insn)?;
+        for r in written_registers(insn) {
+            if let Some(c) = e.zone_checked.get_mut(r) {
+                *c = None;
+            }
+        }
     }
     let body_end = e.asm.offset().0 as u32;
     e.cold_code();
@@ -270,7 +279,7 @@ pub(crate) fn compile(
                 .map_or(u32::MAX, |o| o.0 as u32)
         })
         .collect();
-    let code = asm.finalize().map_err(|err| PrepareError::UnresolvedLddw {
+    let code = asm.finalize().map_err(|err| LinkError::UnresolvedLddw {
         pc: 0,
         kind: LddwKind::Imm,
         imm: 0,
@@ -279,12 +288,35 @@ pub(crate) fn compile(
     Ok(Compiled {
         code,
         slot_offsets: offsets,
-        helpers,
         blocks: block_list,
         body_end,
         body_start,
         landing,
     })
+}
+
+/// The eBPF registers `insn` may write (calls clobber `r0`-`r5`).
+fn written_registers(insn: Insn) -> Vec<usize> {
+    match insn {
+        Insn::Alu { dst, .. }
+        | Insn::Neg { dst, .. }
+        | Insn::Endian { dst, .. }
+        | Insn::Load { dst, .. }
+        | Insn::LoadImm64 { dst, .. } => vec![dst.index()],
+        Insn::Atomic { op, src, .. } => match op {
+            AtomicOp::CmpXchg => vec![0],
+            AtomicOp::Xchg
+            | AtomicOp::Add { fetch: true }
+            | AtomicOp::Or { fetch: true }
+            | AtomicOp::And { fetch: true }
+            | AtomicOp::Xor { fetch: true } => vec![src.index()],
+            _ => Vec::new(),
+        },
+        Insn::Call(_) | Insn::CallX { .. } | Insn::LoadAbs { .. } | Insn::LoadInd { .. } => {
+            (0..=5).collect()
+        }
+        Insn::Store { .. } | Insn::Ja { .. } | Insn::Jmp { .. } | Insn::Exit => Vec::new(),
+    }
 }
 
 impl Emitter<'_> {
@@ -320,9 +352,13 @@ impl Emitter<'_> {
             self.asm.extend(WRPKRU);
             dynasm!(self.asm ; .arch x64 ; mov rdi, r9);
         }
+        if self.count_budget {
+            dynasm!(self.asm ; .arch x64 ; mov r12, [rdi + off::BUDGET]);
+        } else {
+            dynasm!(self.asm ; .arch x64 ; mov r12, rdi);
+        }
         dynasm!(self.asm
             ; .arch x64
-            ; mov r12, [rdi + off::BUDGET]
             ; mov rbp, [rdi + off::FRAME_TOP]
             ; xor eax, eax
             ; xor ebx, ebx
@@ -339,7 +375,12 @@ impl Emitter<'_> {
             ; or r11, (STACK_SIZE - 1) as i32
             ; inc r11
             ; mov [r11 + off::RET], rax
-            ; mov [r11 + off::BUDGET], r12
+        );
+        if self.count_budget {
+            dynasm!(self.asm ; .arch x64 ; mov [r11 + off::BUDGET], r12);
+        }
+        dynasm!(self.asm
+            ; .arch x64
             ; xor eax, eax
             ; =>unwind
         );
@@ -369,12 +410,42 @@ impl Emitter<'_> {
 
     /// `r11` = the run context.
     fn ctx_r11(&mut self) {
-        dynasm!(self.asm
-            ; .arch x64
-            ; lea r11, [rbp - 1]
-            ; or r11, (STACK_SIZE - 1) as i32
-            ; inc r11
-        );
+        if self.count_budget {
+            dynasm!(self.asm
+                ; .arch x64
+                ; lea r11, [rbp - 1]
+                ; or r11, (STACK_SIZE - 1) as i32
+                ; inc r11
+            );
+        } else {
+            dynasm!(self.asm ; .arch x64 ; mov r11, r12);
+        }
+    }
+
+    /// A polling point: ends the run with an interrupt at `pc` when the run's interrupt flag (in
+    /// the run anchor, set from another thread through an [`crate::Interrupter`]) is set. One load
+    /// and one branch where `r12` holds the context; code counting a budget finds it from `rbp`.
+    fn poll(&mut self, pc: usize) {
+        if !self.polling {
+            return;
+        }
+        let entry = self.asm.new_dynamic_label();
+        if self.count_budget {
+            dynasm!(self.asm
+                ; .arch x64
+                ; lea r10, [rbp - 1]
+                ; or r10, (STACK_SIZE - 1) as i32
+                ; cmp DWORD [r10 + 1 + off::POLL], 0
+                ; jne =>entry
+            );
+        } else {
+            dynasm!(self.asm ; .arch x64 ; test BYTE [r12 + off::POLL], 1 ; jnz =>entry);
+        }
+        self.cold.push(Cold::Error {
+            entry,
+            kind: ERR_INTERRUPTED,
+            pc: pc as u32,
+        });
     }
 
     fn budget(&mut self, block: u32, n: usize) {
@@ -384,23 +455,15 @@ impl Emitter<'_> {
         self.cold.push(Cold::Budget { entry, block, n });
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn insn(
-        &mut self,
-        program: &Program,
-        pc: usize,
-        insn: Insn,
-        registry: &HelperRegistry,
-        resolver: &dyn LddwResolver,
-        helpers: &mut Vec<ResolvedHelper>,
-    ) -> Result<(), PrepareError> {
+    fn insn(&mut self, linked: &Linked, pc: usize, insn: Insn) -> Result<(), LinkError> {
+        let program = linked.program();
         let label_at = |slot: i64| -> Option<DynamicLabel> {
             usize::try_from(slot)
                 .ok()
                 .and_then(|s| program.index_of_slot(s))
                 .and_then(|i| self.labels.get(i).copied())
         };
-        let bad = PrepareError::BadBranch { pc };
+        let bad = LinkError::BadBranch { pc };
         match insn {
             Insn::Alu {
                 width,
@@ -459,36 +522,18 @@ impl Emitter<'_> {
                 let (b, disp) = self.address(pc, dst, off, size.bytes() as i32, true, true);
                 self.atomic(size == Size::DW, op, b, disp, x(src));
             }
-            Insn::LoadImm64 {
-                dst,
-                kind,
-                imm,
-                next_imm,
-            } => {
-                let value = match kind {
-                    LddwKind::Imm => (u64::from(next_imm as u32) << 32) | u64::from(imm as u32),
-                    LddwKind::Code => {
-                        let target = pc as i64 + 1 + i64::from(imm);
-                        CODE_ADDRESS_TAG | (target as u64 & 0xffff_ffff)
-                    }
-                    _ => resolver.resolve(kind, imm, next_imm).map_err(|reason| {
-                        PrepareError::UnresolvedLddw {
-                            pc,
-                            kind,
-                            imm,
-                            reason,
-                        }
-                    })?,
-                };
-                self.mov_imm64(x(dst), value);
+            Insn::LoadImm64 { dst, .. } => {
+                // `Linked::new` resolved every `lddw`.
+                self.mov_imm64(x(dst), linked.lddw_value(pc).unwrap_or(0));
             }
             Insn::LoadAbs { size, imm } => self.ldabs(size, None, imm),
             Insn::LoadInd { size, src, imm } => self.ldabs(size, Some(x(src)), imm),
             Insn::Ja { .. } => {
-                let t = insn
-                    .branch_target(pc)
-                    .and_then(label_at)
-                    .ok_or(bad.clone())?;
+                let target = insn.branch_target(pc);
+                let t = target.and_then(label_at).ok_or(bad.clone())?;
+                if target.is_some_and(|t| t <= pc as i64) {
+                    self.poll(pc);
+                }
                 dynasm!(self.asm ; .arch x64 ; jmp =>t);
             }
             Insn::Jmp {
@@ -498,39 +543,29 @@ impl Emitter<'_> {
                 src,
                 ..
             } => {
-                let t = insn
-                    .branch_target(pc)
-                    .and_then(label_at)
-                    .ok_or(bad.clone())?;
+                let target = insn.branch_target(pc);
+                let t = target.and_then(label_at).ok_or(bad.clone())?;
+                if target.is_some_and(|t| t <= pc as i64) {
+                    self.poll(pc);
+                }
                 self.jump(width, cond, x(dst), src, t);
             }
             Insn::Call(CallTarget::Helper(id)) => {
-                let helper = u32::try_from(id)
-                    .ok()
-                    .and_then(|id| registry.get(id).map(|h| (id, h)))
-                    .ok_or(PrepareError::UnknownHelper { pc, id })?;
-                let index = match helpers.iter().position(|h| h.id == helper.0) {
-                    Some(i) => i,
-                    None => {
-                        helpers.push(ResolvedHelper {
-                            id: helper.0,
-                            name: helper.1.name.clone(),
-                            func: helper.1.func.clone(),
-                        });
-                        helpers.len() - 1
-                    }
-                };
-                self.call_rust(pc as u32, index as u32);
+                let index = linked
+                    .helper_index(pc)
+                    .ok_or(LinkError::UnknownHelper { pc, id })?;
+                self.call_rust(pc as u32, index);
             }
             Insn::Call(CallTarget::Local(_)) => {
                 let t = insn
                     .branch_target(pc)
                     .and_then(label_at)
                     .ok_or(bad.clone())?;
+                self.poll(pc);
                 self.depth_check(pc as u32);
                 self.local_call(|asm| dynasm!(asm ; .arch x64 ; call =>t));
             }
-            Insn::Call(CallTarget::Kfunc(id)) => return Err(PrepareError::Kfunc { pc, id }),
+            Insn::Call(CallTarget::Kfunc(id)) => return Err(LinkError::Kfunc { pc, id }),
             Insn::CallX { dst } => self.callx(pc as u32, x(dst)),
             Insn::Exit => dynasm!(self.asm ; .arch x64 ; ret),
         }
@@ -742,19 +777,19 @@ impl Emitter<'_> {
         atomic: bool,
     ) -> (u8, i32) {
         let off = i32::from(off);
-        // Atomics keep their check: the verifier's facts say nothing of alignment.
-        if !atomic && self.safe.get(pc).copied().unwrap_or(false) {
-            match self.sfi {
-                None => return (x(base), off),
-                Some(sfi) => {
-                    let first = sfi.first_check(pc);
-                    return self.confined_address(pc, base, off, len, write, first);
-                }
-            }
-        }
         // Accesses through r10 inside the current frame cannot leave the live stack window.
         if base == Reg::R10 && off >= -FRAME && off + len <= 0 && !(atomic && off % len != 0) {
             return (RBP, off);
+        }
+        // Atomics keep their check: the verifier's facts say nothing of alignment.
+        if let (false, Some(memory)) = (atomic, self.proofs.at(pc)) {
+            match self.sfi {
+                None => return (x(base), off),
+                Some(sfi) => {
+                    let first = sfi.first_check(memory);
+                    return self.confined_address(pc, base, off, len, write, first);
+                }
+            }
         }
         let b = x(base);
         let entry = self.asm.new_dynamic_label();
@@ -794,6 +829,7 @@ impl Emitter<'_> {
             len,
             stack_done,
             atomic,
+            address: None,
         });
         (R11, 0)
     }
@@ -812,34 +848,68 @@ impl Emitter<'_> {
         first: crate::FirstCheck,
     ) -> (u8, i32) {
         let b = x(base);
+        let info = pc as u64 | (len as u64) << 32 | u64::from(write) << 40;
         let entry = self.asm.new_dynamic_label();
         let back = self.asm.new_dynamic_label();
-        dynasm!(self.asm ; .arch x64 ; lea r11, [Rq(b) + off]);
-        let stack_done = match first {
+        let zone = match first {
+            crate::FirstCheck::Zone(zone) => zone,
             crate::FirstCheck::Stack => {
+                dynasm!(self.asm ; .arch x64 ; lea r11, [Rq(b) + off]);
                 self.inline_stack_check(len, entry);
-                true
-            }
-            crate::FirstCheck::Zone(zone) => {
-                self.inline_zone_check(zone, len, entry);
-                false
+                dynasm!(self.asm ; .arch x64 ; =>back);
+                self.cold.push(Cold::Mem {
+                    entry,
+                    back,
+                    info,
+                    len,
+                    stack_done: true,
+                    atomic: false,
+                    address: None,
+                });
+                return (R11, 0);
             }
         };
+        // A zone with guards wider than any displacement and access: checking the base register
+        // confines `base + off` (the guards fault), and the check holds for later accesses through
+        // the same register in this block while it is not written.
+        if zone.guard >= (1 << 15) + 8 {
+            if self.zone_checked.get(base.index()) == Some(&Some(zone)) {
+                return (b, off);
+            }
+            dynasm!(self.asm ; .arch x64 ; mov r9, Rq(b));
+            self.inline_zone_check(zone, 1, entry);
+            dynasm!(self.asm ; .arch x64 ; =>back);
+            self.cold.push(Cold::Mem {
+                entry,
+                back,
+                info,
+                len,
+                stack_done: false,
+                atomic: false,
+                address: Some((b, off)),
+            });
+            if let Some(c) = self.zone_checked.get_mut(base.index()) {
+                *c = Some(zone);
+            }
+            return (b, off);
+        }
+        dynasm!(self.asm ; .arch x64 ; lea r11, [Rq(b) + off] ; mov r9, r11);
+        self.inline_zone_check(zone, len, entry);
         dynasm!(self.asm ; .arch x64 ; =>back);
-        let info = pc as u64 | (len as u64) << 32 | u64::from(write) << 40;
         self.cold.push(Cold::Mem {
             entry,
             back,
             info,
             len,
-            stack_done,
+            stack_done: false,
             atomic: false,
+            address: None,
         });
         (R11, 0)
     }
 
-    /// Jumps to `fail` unless `[r11, r11 + len)` lies in `zone` (whose bounds are immediates: a
-    /// zone is fixed for the program's life).
+    /// Jumps to `fail` unless `[r9, r9 + len)` lies in `zone` (whose bounds are immediates: a
+    /// zone is fixed for the program's life). Clobbers `r9` and `r10`.
     fn inline_zone_check(&mut self, zone: crate::Zone, len: i32, fail: DynamicLabel) {
         let Some(room) = zone.len.checked_sub(len as u64) else {
             dynasm!(self.asm ; .arch x64 ; jmp =>fail);
@@ -848,7 +918,6 @@ impl Emitter<'_> {
         dynasm!(self.asm
             ; .arch x64
             ; mov r10, QWORD zone.start as i64
-            ; mov r9, r11
             ; sub r9, r10
         );
         match i32::try_from(room) {
@@ -1097,9 +1166,11 @@ impl Emitter<'_> {
     fn call_rust(&mut self, pc: u32, index: u32) {
         let status = self.call_status;
         self.ctx_r11();
+        if self.count_budget {
+            dynasm!(self.asm ; .arch x64 ; mov [r11 + off::BUDGET], r12);
+        }
         dynasm!(self.asm
             ; .arch x64
-            ; mov [r11 + off::BUDGET], r12
             ; mov DWORD [r11 + off::CALL_PC], pc as i32
             ; mov DWORD [r11 + off::CALL_INDEX], index as i32
             ; mov [r11 + off::CALL_FP], rbp
@@ -1107,9 +1178,11 @@ impl Emitter<'_> {
         );
         self.call_thunk(self.thunks.call, true);
         self.ctx_r11();
+        if self.count_budget {
+            dynasm!(self.asm ; .arch x64 ; mov r12, [r11 + off::BUDGET]);
+        }
         dynasm!(self.asm
             ; .arch x64
-            ; mov r12, [r11 + off::BUDGET]
             ; cmp BYTE [r11 + off::CALL_STATUS], 0
             ; jne =>status
         );
@@ -1180,7 +1253,7 @@ impl Emitter<'_> {
     /// Fails with `CallDepth` at `pc` if the current frame is the last one the stack has room for.
     fn depth_check(&mut self, pc: u32) {
         let entry = self.asm.new_dynamic_label();
-        let last = (STACK_SIZE as i32 - (moat_interp::MAX_CALL_DEPTH as i32 - 1) * FRAME)
+        let last = (STACK_SIZE as i32 - (moat_exec::MAX_CALL_DEPTH as i32 - 1) * FRAME)
             & (STACK_SIZE as i32 - 1);
         dynasm!(self.asm
             ; .arch x64
@@ -1239,6 +1312,7 @@ impl Emitter<'_> {
             ; test r11, r11
             ; jz =>bad
         );
+        self.poll(pc as usize);
         self.depth_check(pc);
         self.local_call(|asm| dynasm!(asm ; .arch x64 ; call r11));
         dynasm!(self.asm ; .arch x64 ; jmp =>done ; =>helper);
@@ -1265,8 +1339,12 @@ impl Emitter<'_> {
                     len,
                     stack_done,
                     atomic,
+                    address,
                 } => {
                     dynasm!(self.asm ; .arch x64 ; =>entry);
+                    if let Some((b, off)) = address {
+                        dynasm!(self.asm ; .arch x64 ; lea r11, [Rq(b) + off]);
+                    }
                     if !stack_done && !atomic {
                         let slow = self.asm.new_dynamic_label();
                         self.inline_stack_check(len, slow);
@@ -1325,7 +1403,12 @@ impl Emitter<'_> {
             ; inc r11
             ; mov [r11 + off::ERR_CODE], r10
             ; mov [r11 + off::ERR_AUX], r9
-            ; mov [r11 + off::BUDGET], r12
+        );
+        if self.count_budget {
+            dynasm!(self.asm ; .arch x64 ; mov [r11 + off::BUDGET], r12);
+        }
+        dynasm!(self.asm
+            ; .arch x64
             ; mov eax, 1
             ; jmp =>unwind
             ; =>pending

@@ -1,21 +1,25 @@
-//! moat's JIT: checked eBPF programs compiled to x86-64 machine code.
+//! moat's JIT: linked eBPF programs compiled to x86-64 machine code.
 //!
-//! [`JitProgram::new`] compiles a [`moat_isa::Program`] in one pass (a direct emitter, registers
-//! pinned like the Linux kernel's JIT) into shared executable memory ([`codemem`], packed like the
-//! kernel's BPF prog pack). The compiled program has the interpreter's semantics exactly
-//! ([`moat_interp::Prepared`]): the same helpers through the same [`HelperRegistry`], the same `lddw`
-//! values from the same [`LddwResolver`], the same memory regions, limits and typed errors at the same
-//! instruction. Memory accesses the verifier did not prove safe are checked at run time against the
-//! run's [`moat_interp::MemoryMap`]; the instruction budget is counted per basic block, exactly.
+//! [`JitProgram::new`] compiles a [`moat_exec::Linked`] program in one pass (a direct emitter,
+//! registers pinned like the Linux kernel's JIT) into shared executable memory ([`codemem`], packed
+//! like the kernel's BPF prog pack). The compiled program has the interpreter's semantics exactly:
+//! the same helpers and `lddw` values (both come from the linked program), the same memory regions,
+//! limits and typed errors at the same instruction. Memory accesses are checked at run time against
+//! the run's [`moat_exec::MemoryMap`] unless the verifier proved them ([`ProvenAccesses`], which only
+//! `moat-verify` makes without `unsafe`); the instruction budget is counted per basic block,
+//! exactly, unless the verifier proved that every path ends.
+//!
+//! What a proof removes depends on the program's [`Confinement`]: without isolation, the check;
+//! under software fault isolation ([`Sfi`]), only the typed-error check, never the confinement to
+//! the program's domain; under memory protection keys ([`Confinement::Mpk`]) the code runs
+//! *confined*: its entry switches to a native stack and run area inside the program's protection
+//! domain and sets PKRU to the domain's value ([`confine`]), so generated code can reach nothing but
+//! the domain's memory; every call into Rust (helpers, the complete memory check) runs with the
+//! host's PKRU.
 //!
 //! Running compiled code needs no `unsafe` from the caller: all of it is in `codemem` (the
 //! executable memory), `run` (entering generated code and the Rust functions it calls) and `fault`
 //! (the `SIGSEGV` handler that turns a hardware fault in generated code into a run-time error).
-//!
-//! **Confined code** ([`JitProgram::new_confined`], for memory-protection-key isolation): its entry
-//! switches to a native stack and run area inside the program's protection domain and sets PKRU to
-//! the domain's value ([`confine`]), so generated code can reach nothing but the domain's memory;
-//! every call into Rust (helpers, the complete memory check) runs with the host's PKRU.
 
 #![deny(missing_docs)]
 #![cfg(all(target_arch = "x86_64", target_os = "linux"))]
@@ -24,27 +28,27 @@ pub mod codemem;
 mod dump;
 mod emit;
 mod fault;
-pub mod fuzz;
 mod run;
 
-use moat_interp::{
-    Buffer, HelperRegistry, LddwResolver, MemoryMap, PrepareError, Prepared, ProgramRunner, Region,
-    RunError, RunState, CODE_ADDRESS_TAG,
+use moat_exec::{
+    Buffer, LinkError, Linked, LinkedHelper, MemoryMap, ProgramRunner, Region, RunError, RunState,
+    CODE_ADDRESS_TAG,
 };
-use moat_isa::Program;
+pub use moat_verify::{ProvenAccesses, ProvenMemory};
+use std::sync::Arc;
 use thiserror::Error;
 
 pub use codemem::{CodeStats, StrategyFigures};
 pub use fault::install as install_fault_handler;
-pub use run::MIN_CONFINEMENT;
+pub use run::{Interrupter, MIN_CONFINEMENT};
 
 /// Why a program could not be compiled.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum JitError {
-    /// The program refers to something the runtime lacks (a helper, a map), as for the interpreter.
+    /// The linked program cannot be compiled (a branch or call the linker would have refused).
     #[error(transparent)]
-    Prepare(#[from] PrepareError),
+    Link(#[from] LinkError),
     /// Executable memory could not be mapped.
     #[error("cannot map executable memory")]
     Memory(#[source] std::io::Error),
@@ -61,52 +65,89 @@ pub struct Zone {
     pub start: u64,
     /// Length in bytes.
     pub len: u64,
-}
-
-/// Which check a proven memory access tries first under software fault isolation ([`Sfi`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FirstCheck {
-    /// The live stack window (the verifier proved a stack access).
-    Stack,
-    /// A zone of the program's domain (the verifier proved an access to memory in it).
-    Zone(Zone),
+    /// Bytes of inaccessible guard memory on both sides (accesses into them fault). A zone with
+    /// guards wider than any displacement (32 KiB) and access is checked by its base register
+    /// alone, once per basic block.
+    pub guard: u64,
 }
 
 /// Software fault isolation for accesses the verifier proved (`--isolation sfi`): such an access
 /// keeps no typed-error check of its own, but is still confined. It is checked inline against the
-/// memory the verifier said it touches (a zone of the program's domain, or the stack window); when
-/// that check fails — the access goes elsewhere, which a correct verifier never lets happen, or to
-/// memory of the run outside the domain such as a host-created map — it is checked completely
-/// against the run's regions, like an unproven access, and fails with a typed error if it is
-/// outside all of them. A wrong verifier therefore cannot make generated code touch anything but
-/// the program's domain and its own regions.
-#[derive(Debug, Clone)]
+/// memory the verifier said it touches (the stack window for stack accesses, `context_and_packet`
+/// for the context and packet, `arena` for the rest); when that check fails — the access goes
+/// elsewhere, which a correct verifier never lets happen, or to memory of the run outside the
+/// domain such as a host-created map — it is checked completely against the run's regions, like an
+/// unproven access, and fails with a typed error if it is outside all of them. A wrong verifier
+/// therefore cannot make generated code touch anything but the program's domain and its own
+/// regions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sfi {
-    by_slot: Vec<FirstCheck>,
-    otherwise: FirstCheck,
+    /// The domain's arena: maps, buffer and tracing contexts, ring buffer records.
+    pub arena: Zone,
+    /// Where the context and packet of packet programs live (the domain's low area); the arena
+    /// for other programs.
+    pub context_and_packet: Zone,
+}
+
+/// Which check a proven memory access tries first under [`Sfi`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FirstCheck {
+    /// The live stack window.
+    Stack,
+    /// A zone of the program's domain.
+    Zone(Zone),
 }
 
 impl Sfi {
-    /// Confinement that checks the access at slot `s` against `by_slot[s]` first, and accesses at
-    /// slots past its end against `otherwise`.
-    pub fn new(by_slot: Vec<FirstCheck>, otherwise: FirstCheck) -> Sfi {
-        Sfi { by_slot, otherwise }
-    }
-
-    pub(crate) fn first_check(&self, slot: usize) -> FirstCheck {
-        self.by_slot.get(slot).copied().unwrap_or(self.otherwise)
+    pub(crate) fn first_check(&self, memory: ProvenMemory) -> FirstCheck {
+        match memory {
+            ProvenMemory::Stack => FirstCheck::Stack,
+            ProvenMemory::ContextOrPacket => FirstCheck::Zone(self.context_and_packet),
+            ProvenMemory::Other => FirstCheck::Zone(self.arena),
+        }
     }
 }
 
-/// A program compiled to native code, with the interpreter's form of it for runs the JIT did not
+/// How far generated code relies on the verifier's proofs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confinement {
+    /// No isolation: a proven access runs with no check.
+    Unconfined,
+    /// Software fault isolation: a proven access is still confined ([`Sfi`]).
+    Sfi(Sfi),
+    /// Memory protection keys: the code runs confined ([`confine`]); a proven access runs with no
+    /// software check, the hardware stops it outside the domain.
+    Mpk,
+}
+
+/// How a program's code is generated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodeOptions {
+    /// What a proof removes.
+    pub confinement: Confinement,
+    /// Polling points at loop back-edges and calls: a load and a branch on the run's interrupt
+    /// flag ([`Interrupter`]), in verified code too. On by default; off only to measure their cost.
+    pub polling: bool,
+}
+
+impl CodeOptions {
+    /// `confinement`, with polling points.
+    pub fn new(confinement: Confinement) -> CodeOptions {
+        CodeOptions {
+            confinement,
+            polling: true,
+        }
+    }
+}
+
+/// A program compiled to native code, with another engine's form of it for runs the JIT did not
 /// start (a tail call from an interpreted program).
 pub struct JitProgram {
-    prepared: Prepared,
+    linked: Arc<Linked>,
+    fallback: Arc<dyn ProgramRunner>,
     code: codemem::CodePiece,
     /// Native address of the instruction at each slot (0: none), read by `callx`.
     table: Box<[u64]>,
-    helpers: Vec<emit::ResolvedHelper>,
-    registry: HelperRegistry,
     blocks: Vec<Vec<usize>>,
     slot_offsets: Vec<u32>,
     body_start: u32,
@@ -125,91 +166,34 @@ impl std::fmt::Debug for JitProgram {
 }
 
 impl JitProgram {
-    /// Compiles `program`, resolving helpers in `registry` and `lddw` pseudo sources with `resolver`
-    /// exactly as `prepared` (the interpreter's form of the same program, with its budget and static
-    /// regions) did. `safe`, indexed by slot, marks the memory accesses the verifier proved in bounds;
-    /// those loads and stores run unchecked (atomics keep their check). Pass `&[]` to keep every check.
-    /// `terminates` says the verifier proved every path ends (it explored them all): the code then
-    /// counts no instruction budget, as the kernel's JIT; unverified programs must pass `false`.
+    /// Compiles `linked`. `proofs` (from the verifier) say which memory accesses need no typed-error
+    /// check and whether the budget needs counting; `options` what a proof removes (see
+    /// [`Confinement`]) and whether the code polls for interrupts. `fallback` (the interpreter's form of the same program) runs the program's
+    /// functions and tail calls when something other than this JIT's code starts them. Fails with
+    /// [`JitError::NoProtectionKeys`] for [`Confinement::Mpk`] where the CPU or kernel lacks them.
     pub fn new(
-        program: &Program,
-        registry: &HelperRegistry,
-        resolver: &dyn LddwResolver,
-        prepared: Prepared,
-        safe: &[bool],
-        terminates: bool,
+        linked: Arc<Linked>,
+        fallback: Arc<dyn ProgramRunner>,
+        proofs: &ProvenAccesses,
+        options: &CodeOptions,
     ) -> Result<JitProgram, JitError> {
-        Self::compile(
-            program, registry, resolver, prepared, safe, None, terminates, false,
-        )
-    }
-
-    /// As [`JitProgram::new`], with the accesses `safe` marks confined by software fault isolation
-    /// ([`Sfi`]) instead of unchecked: what the verifier proved removes the typed-error check of
-    /// an access, never its confinement.
-    pub fn new_sfi(
-        program: &Program,
-        registry: &HelperRegistry,
-        resolver: &dyn LddwResolver,
-        prepared: Prepared,
-        safe: &[bool],
-        sfi: &Sfi,
-        terminates: bool,
-    ) -> Result<JitProgram, JitError> {
-        Self::compile(
-            program,
-            registry,
-            resolver,
-            prepared,
-            safe,
-            Some(sfi),
-            terminates,
-            false,
-        )
-    }
-
-    /// As [`JitProgram::new`], but compiled as confined code: runs started inside [`confine`] use
-    /// its area for their stacks and run with its PKRU value; calls into Rust switch to the host's
-    /// PKRU and back. Fails with [`JitError::NoProtectionKeys`] where the CPU or kernel lacks them.
-    pub fn new_confined(
-        program: &Program,
-        registry: &HelperRegistry,
-        resolver: &dyn LddwResolver,
-        prepared: Prepared,
-        safe: &[bool],
-        terminates: bool,
-    ) -> Result<JitProgram, JitError> {
-        if !protection_keys_available() {
+        let confinement = options.confinement;
+        let confined = confinement == Confinement::Mpk;
+        if confined && !protection_keys_available() {
             return Err(JitError::NoProtectionKeys);
         }
-        Self::compile(
-            program, registry, resolver, prepared, safe, None, terminates, true,
-        )
-    }
-
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the parts of one compilation, passed once"
-    )]
-    fn compile(
-        program: &Program,
-        registry: &HelperRegistry,
-        resolver: &dyn LddwResolver,
-        prepared: Prepared,
-        safe: &[bool],
-        sfi: Option<&Sfi>,
-        terminates: bool,
-        confined: bool,
-    ) -> Result<JitProgram, JitError> {
+        let sfi = match confinement {
+            Confinement::Sfi(sfi) => Some(sfi),
+            _ => None,
+        };
         fault::install();
-        let mut table = vec![0u64; program.slots()].into_boxed_slice();
+        let mut table = vec![0u64; linked.program().slots()].into_boxed_slice();
         let compiled = emit::compile(
-            program,
-            registry,
-            resolver,
-            safe,
-            sfi,
-            !terminates,
+            &linked,
+            proofs,
+            sfi.as_ref(),
+            !proofs.terminates(),
+            options.polling,
             run::thunks(confined),
             table.as_ptr() as u64,
         )?;
@@ -220,11 +204,10 @@ impl JitProgram {
             }
         }
         Ok(JitProgram {
-            prepared,
+            linked,
+            fallback,
             code,
             table,
-            helpers: compiled.helpers,
-            registry: registry.clone(),
             blocks: compiled.blocks,
             slot_offsets: compiled.slot_offsets,
             body_start: compiled.body_start,
@@ -247,14 +230,14 @@ impl JitProgram {
     }
 
     /// Runs the program with `buffers` accessible (the first is the packet of legacy `ldabs`/`ldind`
-    /// loads) and `r1`-`r5` = `args`, as [`Prepared::run_with`].
+    /// loads) and `r1`-`r5` = `args`.
     pub fn run_with(&self, buffers: &mut [Buffer<'_>], args: [u64; 5]) -> Result<u64, RunError> {
         run::run_fresh(self, buffers, args)
     }
 
-    /// The interpreter's form of the program.
-    pub fn prepared(&self) -> &Prepared {
-        &self.prepared
+    /// The linked program.
+    pub fn linked(&self) -> &Arc<Linked> {
+        &self.linked
     }
 
     /// Bytes of machine code.
@@ -315,19 +298,15 @@ impl JitProgram {
     }
 
     pub(crate) fn budget(&self) -> u64 {
-        self.prepared.budget()
+        self.linked.budget()
     }
 
     pub(crate) fn static_regions(&self) -> &[Region] {
-        self.prepared.static_regions()
+        self.linked.static_regions()
     }
 
-    pub(crate) fn registry(&self) -> &HelperRegistry {
-        &self.registry
-    }
-
-    pub(crate) fn helper(&self, index: u32) -> Option<&emit::ResolvedHelper> {
-        self.helpers.get(index as usize)
+    pub(crate) fn helper(&self, index: u32) -> Option<&LinkedHelper> {
+        self.linked.helpers().get(index as usize)
     }
 
     pub(crate) fn block_slots(&self, block: usize) -> Option<&Vec<usize>> {
@@ -373,7 +352,7 @@ impl ProgramRunner for JitProgram {
                 unsafe { run::enter(self, ctx, mem, state, native, args, frame_top) }
             }
             _ => self
-                .prepared
+                .fallback
                 .run_function(mem, addr, args, frame_top, depth, state),
         }
     }
@@ -395,7 +374,7 @@ impl ProgramRunner for JitProgram {
                 // SAFETY: as in `run_function`, for the program's first instruction.
                 unsafe { run::enter(self, c, mem, state, native, [ctx, 0, 0, 0, 0], frame_top) }
             }
-            _ => self.prepared.run_tail(mem, ctx, frame_top, depth, state),
+            _ => self.fallback.run_tail(mem, ctx, frame_top, depth, state),
         }
     }
 }

@@ -16,12 +16,13 @@
 //! domain's PKRU, and every call into Rust switches to the host's stack and PKRU first, so Rust
 //! never runs on memory the program can write and no host return address lies in the domain.
 
-use crate::emit::ResolvedHelper;
 use crate::JitProgram;
-use moat_interp::{
-    HelperCtx, MemoryMap, Region, RunError, RunErrorKind, RunState, TailCall, STACK_BYTES,
-    STACK_FRAME_SIZE,
+use moat_exec::{
+    HelperCtx, LinkedHelper, MemoryMap, Region, RunError, RunErrorKind, RunState, TailCall,
+    STACK_BYTES, STACK_FRAME_SIZE,
 };
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
+use std::sync::Arc;
 
 /// Bytes of the eBPF stack of a run (all frames); also its alignment.
 pub(crate) const STACK_SIZE: u64 = STACK_BYTES;
@@ -34,6 +35,8 @@ pub(crate) const ERR_BAD_TARGET: u64 = 4;
 pub(crate) const ERR_LDABS_ZERO: u64 = 5;
 /// Set by the fault handler ([`crate::fault`]); the low bits are the signal's `si_code`.
 pub(crate) const ERR_FAULT: u64 = 6;
+/// A polling point found the run's interrupt flag set.
+pub(crate) const ERR_INTERRUPTED: u64 = 7;
 /// `si_code` of a protection-key fault.
 const SEGV_PKUERR: u64 = 4;
 
@@ -78,6 +81,9 @@ pub(crate) struct RunAnchor {
     mem: *mut MemoryMap,
     state: *mut RunState,
     pending: Option<RunError>,
+    /// The interrupt flag polling points read (non-zero: stop at the next one); written by the
+    /// thread's [`Interrupter`]s while the run is registered with the thread's [`Poller`].
+    poll: AtomicU32,
 }
 
 impl RunAnchor {
@@ -90,8 +96,129 @@ impl RunAnchor {
             mem: std::ptr::null_mut(),
             state: std::ptr::null_mut(),
             pending: None,
+            poll: AtomicU32::new(0),
         }
     }
+}
+
+/// The interrupt requests of one thread: what its [`Interrupter`]s set and the polling points of
+/// the run in progress on it read.
+#[derive(Debug, Default)]
+pub(crate) struct Poller {
+    /// An interrupt was asked for and not yet delivered.
+    requested: AtomicBool,
+    /// The interrupt flag of the run in progress on the thread (null: none).
+    current: AtomicPtr<AtomicU32>,
+    /// An interrupter is writing through `current`: a run must not leave (its anchor could go
+    /// away) until it is done.
+    busy: AtomicBool,
+}
+
+thread_local! {
+    static POLLER: Arc<Poller> = Arc::new(Poller::default());
+}
+
+/// Stops JIT runs on one thread at their next polling point (a loop back-edge or a call), from
+/// any thread: the mechanism time budgets and preemption use. The run ends with
+/// `RunErrorKind::Interrupted` naming the instruction; if no run is in progress, the next run on
+/// the thread stops at its first polling point. Each request stops one run.
+#[derive(Debug, Clone)]
+pub struct Interrupter {
+    poller: Arc<Poller>,
+}
+
+impl Interrupter {
+    /// The interrupter of the calling thread's runs.
+    pub fn for_current_thread() -> Interrupter {
+        Interrupter {
+            poller: POLLER.with(Arc::clone),
+        }
+    }
+
+    /// Asks the thread's run in progress (or its next run) to stop at its next polling point.
+    pub fn interrupt(&self) {
+        let p = &self.poller;
+        p.busy.store(true, Ordering::SeqCst);
+        p.requested.store(true, Ordering::SeqCst);
+        let flag = p.current.load(Ordering::SeqCst);
+        if !flag.is_null() {
+            // SAFETY: `flag` is the interrupt flag in the anchor of the run registered on the
+            // thread; while `busy` is set, that run cannot leave `enter` (it waits for `busy` after
+            // unregistering), so its anchor is alive. An `AtomicU32` may be written from any thread.
+            let raise = || unsafe { (*flag).store(1, Ordering::SeqCst) };
+            if pkru::available() {
+                // A confined run's anchor carries a protection key this thread may not write:
+                // allow every key around the store.
+                // SAFETY: protection keys exist (checked); PKRU is restored right after.
+                unsafe {
+                    let old = pkru::read();
+                    pkru::write(0);
+                    raise();
+                    pkru::write(old);
+                }
+            } else {
+                raise();
+            }
+        }
+        p.busy.store(false, Ordering::SeqCst);
+    }
+
+    /// Withdraws a request not yet delivered.
+    pub fn clear(&self) {
+        self.poller.requested.store(false, Ordering::SeqCst);
+    }
+}
+
+/// While alive, the run whose anchor holds `flag` receives the thread's interrupts (the previous
+/// registration, of an enclosing run, is restored on drop). Registers only where an
+/// [`Interrupter`] exists for the thread.
+struct PollRegistration {
+    poller: Option<(Arc<Poller>, *mut AtomicU32)>,
+}
+
+impl PollRegistration {
+    fn new(flag: &AtomicU32) -> PollRegistration {
+        let poller = POLLER.with(|p| (Arc::strong_count(p) > 1).then(|| p.clone()));
+        let Some(poller) = poller else {
+            flag.store(0, Ordering::Relaxed);
+            return PollRegistration { poller: None };
+        };
+        let previous = poller
+            .current
+            .swap(flag as *const AtomicU32 as *mut AtomicU32, Ordering::SeqCst);
+        flag.store(
+            u32::from(poller.requested.load(Ordering::SeqCst)),
+            Ordering::SeqCst,
+        );
+        PollRegistration {
+            poller: Some((poller, previous)),
+        }
+    }
+
+    /// Takes the request a polling point stopped the run for.
+    fn deliver(&self) {
+        if let Some((p, _)) = &self.poller {
+            p.requested.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for PollRegistration {
+    fn drop(&mut self) {
+        if let Some((p, previous)) = self.poller.take() {
+            p.current.store(previous, Ordering::SeqCst);
+            while p.busy.load(Ordering::SeqCst) {
+                std::hint::spin_loop();
+            }
+        }
+    }
+}
+
+/// The kind of error generated code raised on the run whose context is `ctx`.
+fn err_kind(ctx: *mut JitCtx) -> u64 {
+    // SAFETY: called only after generated code returned: the context is the caller's again, and a
+    // `u64` read of it is a plain read of initialised memory.
+    unsafe { (*ctx).err_code >> 32 }
 }
 
 /// The anchor of the run whose context is `ctx`.
@@ -127,6 +254,7 @@ pub(crate) mod off {
     pub const HOST_RSP: i32 = ANCHOR + offset_of!(RunAnchor, host_rsp) as i32;
     pub const DOMAIN_RSP: i32 = ANCHOR + offset_of!(RunAnchor, domain_rsp) as i32;
     pub const PKRU: i32 = ANCHOR + offset_of!(RunAnchor, pkru) as i32;
+    pub const POLL: i32 = ANCHOR + offset_of!(RunAnchor, poll) as i32;
 }
 
 /// The eBPF stack of one run, the context above it and the anchor above that.
@@ -204,6 +332,19 @@ pub(crate) mod pkru {
                 options(nomem, nostack, preserves_flags));
         }
         value
+    }
+
+    /// Writes PKRU.
+    ///
+    /// # Safety
+    /// As for [`read`]; and the new value must not deny memory the caller goes on to use.
+    pub(crate) unsafe fn write(value: u32) {
+        // SAFETY: `wrpkru` (0f 01 ef) writes eax to PKRU; it needs ecx = edx = 0. The caller
+        // guarantees the instruction exists and that the rights it sets suit what follows.
+        unsafe {
+            std::arch::asm!(".byte 0x0f, 0x01, 0xef", in("eax") value, in("ecx") 0, in("edx") 0,
+                options(nostack, preserves_flags));
+        }
     }
 
     /// Whether the CPU and kernel have protection keys enabled (CPUID.7.0:ECX.OSPKE).
@@ -366,6 +507,8 @@ pub(crate) unsafe fn enter(
         saved
     };
     DEPTH.set(DEPTH.get() + 1);
+    // SAFETY: the anchor is live for the run (see above); its flag is an atomic, shared by design.
+    let polling = PollRegistration::new(unsafe { &(*anchor).poll });
     let _fault_scope = crate::fault::Scope::enter(prog.fault_range());
     // SAFETY: the trampoline at offset 0 of the program's code has this signature; the code stays
     // mapped while `prog` lives (borrowed for the call). Generated code only touches memory it has
@@ -380,6 +523,11 @@ pub(crate) unsafe fn enter(
     };
     drop(_fault_scope);
     DEPTH.set(DEPTH.get() - 1);
+    let interrupted = status != 0 && err_kind(ctx) == ERR_INTERRUPTED;
+    if interrupted {
+        polling.deliver();
+    }
+    drop(polling);
     // SAFETY: generated code has returned; `ctx` is again ours alone.
     let (ret, budget, err_code, err_aux, fault_rip, pending) = unsafe {
         let a = &mut *anchor;
@@ -416,6 +564,7 @@ pub(crate) unsafe fn enter(
             });
         }
         ERR_CALL_DEPTH => RunErrorKind::CallDepth,
+        ERR_INTERRUPTED => RunErrorKind::Interrupted,
         ERR_BAD_TARGET => RunErrorKind::BadCallTarget { target: err_aux },
         ERR_LDABS_ZERO => return Ok(0),
         ERR_FAULT => {
@@ -442,7 +591,7 @@ pub(crate) unsafe fn enter(
 /// packet of legacy loads) plus the static ones, `r1`-`r5` = `args`.
 pub(crate) fn run_fresh(
     prog: &JitProgram,
-    buffers: &mut [moat_interp::Buffer<'_>],
+    buffers: &mut [moat_exec::Buffer<'_>],
     args: [u64; 5],
 ) -> Result<u64, RunError> {
     let mut mem = MemoryMap::new();
@@ -632,10 +781,10 @@ fn call_helper(
     args: [u64; 5],
 ) -> (u64, Result<u64, RunError>) {
     let looked_up;
-    let helper: &ResolvedHelper = if index == u32::MAX {
+    let helper: &LinkedHelper = if index == u32::MAX {
         let found = u32::try_from(target)
             .ok()
-            .and_then(|id| prog.registry().get(id).map(|h| (id, h)));
+            .and_then(|id| prog.linked().registry().get(id).map(|h| (id, h)));
         let Some((id, h)) = found else {
             return (
                 2,
@@ -645,7 +794,7 @@ fn call_helper(
                 }),
             );
         };
-        looked_up = ResolvedHelper {
+        looked_up = LinkedHelper {
             id,
             name: h.name.clone(),
             func: h.func.clone(),

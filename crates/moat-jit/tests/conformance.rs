@@ -1,11 +1,13 @@
 //! The public conformance suite (`../shared/conformance/tests`) on the JIT and the interpreter: both
 //! must return the file's `-- result`, or fail with the same error at the same instruction.
 
-use moat_interp::{HelperRegistry, NoMaps, Prepared};
+use moat_exec::{HelperRegistry, Linked, NoMaps};
+use moat_interp::Prepared;
 use moat_isa::datafile::DataFile;
 use moat_isa::Program;
-use moat_jit::JitProgram;
+use moat_jit::{CodeOptions, Confinement, JitProgram, ProvenAccesses};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 fn shared_dir() -> PathBuf {
     std::env::var_os("MOAT_SHARED")
@@ -34,11 +36,18 @@ fn conformance_programs_agree_with_the_interpreter() {
         let file = DataFile::parse(&text).expect("parses");
         let program = Program::new(&file.program().expect("program")).expect("well formed");
         // Files calling helpers run through the facade's differential tests, which have them.
-        let Ok(prepared) = Prepared::new(&program, &registry, &NoMaps) else {
+        let Ok(linked) = Linked::new(&program, &registry, &NoMaps) else {
             continue;
         };
-        let jit = JitProgram::new(&program, &registry, &NoMaps, prepared.clone(), &[], false)
-            .expect("compiles");
+        let linked = Arc::new(linked);
+        let prepared = Prepared::lower(linked.clone()).expect("lowers");
+        let jit = JitProgram::new(
+            linked,
+            Arc::new(prepared.clone()),
+            &ProvenAccesses::none(),
+            &CodeOptions::new(Confinement::Unconfined),
+        )
+        .expect("compiles");
         let mut m1 = file.mem.clone();
         let mut m2 = file.mem.clone();
         let a = prepared.run(&mut m1);

@@ -3,18 +3,28 @@
 //! `MemoryFault` at that instruction and the process, its other runs and the host's own `SIGSEGV`
 //! handler keep working.
 
-use moat_interp::{HelperRegistry, NoMaps, Prepared, RunErrorKind};
+use moat_exec::{HelperRegistry, Linked, NoMaps, RunErrorKind};
+use moat_interp::Prepared;
 use moat_isa::asm::assemble_bytes;
 use moat_isa::Program;
-use moat_jit::JitProgram;
+use moat_jit::{CodeOptions, Confinement, JitProgram, ProvenAccesses, ProvenMemory};
+use std::sync::Arc;
 
 /// Compiles `source` with every memory access marked as proven safe.
 fn compile_trusting(source: &str) -> JitProgram {
     let program = Program::new(&assemble_bytes(source).expect("assembles")).expect("well formed");
     let registry = HelperRegistry::new();
-    let prepared = Prepared::new(&program, &registry, &NoMaps).expect("prepares");
-    let safe = vec![true; program.slots()];
-    JitProgram::new(&program, &registry, &NoMaps, prepared, &safe, false).expect("compiles")
+    let linked = Arc::new(Linked::new(&program, &registry, &NoMaps).expect("links"));
+    let prepared = Prepared::lower(linked.clone()).expect("lowers");
+    // SAFETY: the point of these tests: wrong proofs, caught by the hardware.
+    let proofs = unsafe { ProvenAccesses::assume(0..program.slots(), ProvenMemory::Other, false) };
+    JitProgram::new(
+        linked,
+        Arc::new(prepared),
+        &proofs,
+        &CodeOptions::new(Confinement::Unconfined),
+    )
+    .expect("compiles")
 }
 
 #[test]
@@ -32,7 +42,7 @@ fn an_unchecked_wild_load_ends_the_run_with_a_memory_fault() {
             err.kind,
             RunErrorKind::MemoryFault {
                 addr: 0x18,
-                at: moat_interp::Locus::Elsewhere,
+                at: moat_exec::Locus::Elsewhere,
                 protection_key: false
             },
             "{err}"

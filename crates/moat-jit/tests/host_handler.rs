@@ -2,11 +2,13 @@
 //! code reach it, faults inside end the run. (A binary of its own, so that the host's handler is
 //! certainly installed first.)
 
-use moat_interp::{HelperRegistry, NoMaps, Prepared, RunErrorKind};
+use moat_exec::{HelperRegistry, Linked, NoMaps, RunErrorKind};
+use moat_interp::Prepared;
 use moat_isa::asm::assemble_bytes;
 use moat_isa::Program;
-use moat_jit::JitProgram;
+use moat_jit::{CodeOptions, Confinement, JitProgram, ProvenAccesses, ProvenMemory};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 static HOST_FAULTS: AtomicUsize = AtomicUsize::new(0);
 static PAGE: AtomicUsize = AtomicUsize::new(0);
@@ -51,9 +53,17 @@ fn the_hosts_own_sigsegv_handler_still_gets_faults_that_are_not_in_generated_cod
         Program::new(&assemble_bytes("lddw r2, 0x20\nldxdw r0, [r2]\nexit").expect("asm"))
             .expect("well formed");
     let registry = HelperRegistry::new();
-    let prepared = Prepared::new(&program, &registry, &NoMaps).expect("prepares");
-    let safe = vec![true; program.slots()];
-    let jit = JitProgram::new(&program, &registry, &NoMaps, prepared, &safe, false).expect("jit");
+    let linked = Arc::new(Linked::new(&program, &registry, &NoMaps).expect("links"));
+    let prepared = Prepared::lower(linked.clone()).expect("lowers");
+    // SAFETY: a wrong proof on purpose: the hardware must stop the access.
+    let proofs = unsafe { ProvenAccesses::assume(0..program.slots(), ProvenMemory::Other, false) };
+    let jit = JitProgram::new(
+        linked,
+        Arc::new(prepared),
+        &proofs,
+        &CodeOptions::new(Confinement::Unconfined),
+    )
+    .expect("jit");
     moat_jit::install_fault_handler();
     let err = jit.run(&mut [0u8; 8]).expect_err("faults");
     assert!(matches!(

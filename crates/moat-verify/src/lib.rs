@@ -13,7 +13,8 @@
 //! identical state is an infinite loop).
 //!
 //! The result, [`VerifiedProgram`], carries the proven facts ([`facts::Facts`]) later layers use: the
-//! JIT elides bounds checks, isolation audits helper arguments against the proven ranges.
+//! JIT elides bounds checks ([`ProvenAccesses`], which nothing but a verification can make without
+//! `unsafe`), isolation audits helper arguments against the proven ranges.
 //!
 //! The verifier knows nothing of ELF, map implementations or execution: its inputs are a checked
 //! [`moat_isa::Program`] and an [`env::Env`] describing the context, maps and helpers as data.
@@ -22,7 +23,7 @@
 //! 32-bit operations keep no separate 32-bit bounds; stack accesses need constant offsets; callbacks
 //! (`bpf_loop`, `bpf_for_each_map_elem`) are verified for one invocation per call site.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 mod cfg;
@@ -30,6 +31,7 @@ mod check;
 pub mod env;
 mod error;
 pub mod facts;
+mod proof;
 pub mod scalar;
 pub mod state;
 pub mod tnum;
@@ -40,6 +42,7 @@ pub use env::{
 };
 pub use error::{Reason, VerifyError};
 pub use facts::{Facts, MemAccess};
+pub use proof::{ProvenAccesses, ProvenMemory};
 
 use moat_isa::Program;
 use std::time::{Duration, Instant};
@@ -63,6 +66,12 @@ impl VerifiedProgram {
     /// What was proven, per instruction.
     pub fn facts(&self) -> &Facts {
         &self.facts
+    }
+
+    /// What was proven, as the JIT takes it: the accesses proven in bounds and whether every path
+    /// ends.
+    pub fn proven_accesses(&self) -> ProvenAccesses {
+        ProvenAccesses::from_facts(&self.facts, self.program.slots())
     }
 
     /// Analysis statistics.

@@ -3,11 +3,11 @@
 //! A program's type decides what `r1` points to at entry. The generic *buffer* context (the CLI's and
 //! the conformance suite's) passes the input's address in `r1` and its length in `r2`. Packet program
 //! types get the kernel's context structures, `struct xdp_md` and `struct __sk_buff`, whose packet
-//! pointers are 32-bit fields: moat builds them in memory below 4 GiB ([`moat_interp::LowBuffer`]) so
+//! pointers are 32-bit fields: moat builds them in memory below 4 GiB ([`moat_exec::LowBuffer`]) so
 //! those fields hold real addresses and clang-compiled programs run unchanged.
 
 use crate::Exec;
-use moat_interp::{Buffer, LowBuffer, RunError};
+use moat_exec::{Buffer, LowBuffer, RunError};
 use std::cell::RefCell;
 use thiserror::Error;
 

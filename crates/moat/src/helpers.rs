@@ -3,7 +3,7 @@
 //! ([`id::MOAT_BASE`] and up: the pool transaction helpers).
 
 use crate::trace::TraceLog;
-use moat_interp::{HelperCtx, HelperError, HelperRegistry};
+use moat_exec::{HelperCtx, HelperError, HelperRegistry};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 

@@ -21,7 +21,8 @@ mod pooled;
 mod trace;
 mod verifying;
 
-use moat_interp::{HelperRegistry, Prepared, ProgramRunner, Region};
+use moat_exec::{HelperRegistry, Linked, ProgramRunner, Region};
+use moat_interp::Prepared;
 use moat_isa::datafile::DataFileError;
 use moat_isa::{AsmError, Program, ProgramError};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -30,7 +31,7 @@ use thiserror::Error;
 
 pub use context::{ContextError, ProgType, UnknownProgType, MAX_PACKET};
 pub use maphelpers::{MapTable, MAP_HANDLE_TAG};
-pub use moat_interp::{HelperCtx, HelperError, RunError, RunErrorKind};
+pub use moat_exec::{HelperCtx, HelperError, Locus, RunError, RunErrorKind};
 pub use moat_isa::datafile::DataFile;
 pub use moat_isolate::{mpk, Domain, IsolateError, Isolation, UnknownIsolation};
 pub use moat_maps::{
@@ -59,7 +60,7 @@ pub enum Error {
     Program(#[from] ProgramError),
     /// The program refers to something the runtime lacks (a helper, a map).
     #[error(transparent)]
-    Prepare(#[from] moat_interp::PrepareError),
+    Link(#[from] moat_exec::LinkError),
     /// The JIT could not compile the program.
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     #[error(transparent)]
@@ -204,7 +205,7 @@ pub(crate) enum Exec {
 impl Exec {
     pub(crate) fn run_with(
         &self,
-        buffers: &mut [moat_interp::Buffer<'_>],
+        buffers: &mut [moat_exec::Buffer<'_>],
         args: [u64; 5],
     ) -> Result<u64, RunError> {
         match self {
@@ -300,7 +301,7 @@ impl Runtime {
         helpers::register_standard(&mut helpers, trace.clone());
         Runtime {
             helpers,
-            budget: moat_interp::DEFAULT_BUDGET,
+            budget: moat_exec::DEFAULT_BUDGET,
             trace,
             programs: Arc::default(),
             verification: Verification::default(),
@@ -380,10 +381,20 @@ impl Runtime {
     }
 
     /// Fault injection for isolation tests: treats every memory access at `slots` as proven safe by
-    /// the verifier, so the JIT emits no software check for it — what a verifier bug would do. With
-    /// `mpk` the hardware must still stop such an access outside the domain. Never use otherwise.
+    /// the verifier, so the JIT drops its typed-error check — what a verifier bug would do. Under
+    /// `sfi` the access stays confined to the domain; under `mpk` the hardware must stop it outside
+    /// the domain.
+    ///
+    /// # Safety
+    /// Without isolation ([`Isolation::None`]) the JIT emits no check at all for these accesses: a
+    /// program loaded from now on may then read and write any memory of the process. Use it only
+    /// to test isolation, never with programs you do not control.
     #[doc(hidden)]
-    pub fn simulate_verifier_bug(&mut self, slots: Vec<usize>) {
+    #[expect(
+        unsafe_code,
+        reason = "fault injection: the caller vouches for the claimed proofs"
+    )]
+    pub unsafe fn simulate_verifier_bug(&mut self, slots: Vec<usize>) {
         self.simulated_verifier_bug = slots;
     }
 
@@ -501,8 +512,8 @@ impl Runtime {
         let table = Arc::new(MapTable::new(pooled::program_maps(maps, bytes)?));
         let mut registry = self.helpers.clone();
         maphelpers::register(&mut registry, &table, Arc::downgrade(&self.programs));
-        let mut prepared = Prepared::new(&program, &registry, &*table)?;
-        prepared.set_budget(self.budget);
+        let mut linked = Linked::new(&program, &registry, &*table)?;
+        linked.set_budget(self.budget);
         for map in maps {
             let writable = map.def().flags & moat_maps::BPF_F_RDONLY_PROG == 0;
             for r in map.value_regions() {
@@ -513,7 +524,7 @@ impl Runtime {
                 };
                 // SAFETY: the region is the map's value storage, which lives as long as the map; the
                 // `Arc` handed over as keep-alive keeps the map alive as long as the program.
-                unsafe { prepared.add_static_region(region, map.clone()) };
+                unsafe { linked.add_static_region(region, map.clone()) };
             }
         }
         let needs_host = domain.as_ref().is_some_and(|d| {
@@ -522,10 +533,7 @@ impl Runtime {
                 .any(|r| !d.contains(r.addr as u64, r.len as u64))
         });
         let exec = self.compile(
-            &program,
-            &registry,
-            &table,
-            prepared,
+            Arc::new(linked),
             prog_type,
             verified.as_ref(),
             domain.as_ref(),
@@ -553,65 +561,66 @@ impl Runtime {
         })
     }
 
-    /// The program in the form the runtime's engine runs.
+    /// The program in the form the runtime's engine runs: the interpreter's, and the JIT's where
+    /// the JIT is the engine, with what the verifier proved and the program's isolation.
     #[cfg_attr(
         not(all(target_arch = "x86_64", target_os = "linux")),
         expect(unused_variables, reason = "only the JIT uses them")
     )]
     #[expect(
-        clippy::too_many_arguments,
-        reason = "the parts of one load, passed once"
+        unsafe_code,
+        reason = "the fault injection of `simulate_verifier_bug` claims proofs outside the verifier"
     )]
     fn compile(
         &self,
-        program: &Program,
-        registry: &HelperRegistry,
-        table: &MapTable,
-        prepared: Prepared,
+        linked: Arc<Linked>,
         prog_type: ProgType,
         verified: Option<&VerifiedProgram>,
         domain: Option<&Domain>,
     ) -> Result<Exec, Error> {
+        let prepared = Arc::new(Prepared::lower(linked.clone())?);
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
         if self.engine == Engine::Jit {
-            // Facts are used only where the verified memory cannot shrink at run time: packet
-            // programs (packet bounds are checked against `data_end` in the program itself) and
-            // buffer programs, whose runs refuse inputs shorter than the size they were verified for.
-            let mut safe: Vec<bool> = match verified {
-                Some(v) if prog_type.is_packet() || prog_type == ProgType::Buffer => (0..program
-                    .slots())
-                    .map(|slot| v.facts().access_proven(slot))
-                    .collect(),
-                _ => Vec::new(),
+            use moat_jit::{Confinement, ProvenAccesses, ProvenMemory};
+            // Accesses count as proven only where the verified memory cannot shrink at run time:
+            // packet programs (packet bounds are checked against `data_end` in the program itself)
+            // and buffer programs, whose runs refuse inputs shorter than the size they were verified
+            // for. A verified program terminates on every path (the verifier explored them all), so
+            // its code counts no budget, like the kernel's; unverified programs keep the budget.
+            let mut proofs = match verified {
+                Some(v) if prog_type.is_packet() || prog_type == ProgType::Buffer => {
+                    v.proven_accesses()
+                }
+                Some(v) => v.proven_accesses().without_accesses(),
+                None => ProvenAccesses::none(),
             };
             if !self.simulated_verifier_bug.is_empty() {
-                safe.resize(program.slots(), false);
-                for &slot in &self.simulated_verifier_bug {
-                    if let Some(s) = safe.get_mut(slot) {
-                        *s = true;
-                    }
-                }
+                let slots = linked.program().slots();
+                let claimed = (0..slots).filter(|&s| {
+                    proofs.at(s).is_some() || self.simulated_verifier_bug.contains(&s)
+                });
+                // SAFETY: `simulate_verifier_bug`'s caller accepted that these accesses run as if
+                // proven (its own `# Safety`); it is fault injection for isolation tests.
+                proofs = unsafe {
+                    ProvenAccesses::assume(claimed, ProvenMemory::Other, proofs.terminates())
+                };
             }
-            // A verified program terminates on every path (the verifier explored them all), so its
-            // code counts no budget, like the kernel's; unverified programs keep the budget.
-            let terminates = verified.is_some_and(|v| !v.facts().approximate);
-            let jit = match domain.map(Domain::isolation) {
-                Some(Isolation::Mpk) => moat_jit::JitProgram::new_confined(
-                    program, registry, table, prepared, &safe, terminates,
-                )?,
+            let confinement = match domain.map(Domain::isolation) {
+                Some(Isolation::Mpk) => Confinement::Mpk,
                 Some(Isolation::Sfi) => {
-                    let sfi = verifying::confinement(program, prog_type, verified, domain)?;
-                    moat_jit::JitProgram::new_sfi(
-                        program, registry, table, prepared, &safe, &sfi, terminates,
-                    )?
+                    Confinement::Sfi(verifying::confinement(prog_type, domain)?)
                 }
-                _ => moat_jit::JitProgram::new(
-                    program, registry, table, prepared, &safe, terminates,
-                )?,
+                _ => Confinement::Unconfined,
             };
+            let jit = moat_jit::JitProgram::new(
+                linked,
+                prepared,
+                &proofs,
+                &moat_jit::CodeOptions::new(confinement),
+            )?;
             return Ok(Exec::Jit(Arc::new(jit)));
         }
-        Ok(Exec::Interp(Arc::new(prepared)))
+        Ok(Exec::Interp(prepared))
     }
 
     /// Assembles and loads assembly text.

@@ -5,11 +5,11 @@
 //! `lddw rX, map_idx_value(N, OFF)` the address of byte `OFF` of an array map's first value (global
 //! data). Map helpers decode handles against the calling program's own table only, so a forged handle
 //! can never reach another program's maps. Every value pointer a helper hands out lies in a region the
-//! program's runs may access ([`moat_interp::Prepared::add_static_region`]).
+//! program's runs may access ([`moat_exec::Linked::add_static_region`]).
 
 use crate::helpers::{current_cpu, id, neg_errno, E2BIG, EINVAL};
 use crate::ProgramTable;
-use moat_interp::{HelperCtx, HelperError, HelperRegistry, LddwResolver};
+use moat_exec::{HelperCtx, HelperError, HelperRegistry, LddwResolver};
 use moat_isa::LddwKind;
 use moat_maps::{Map, MapType};
 use std::sync::{Arc, Weak};

@@ -2,7 +2,7 @@
 //! and helpers, built from the runtime's.
 
 use crate::{Map, ProgType};
-use moat_interp::HelperRegistry;
+use moat_exec::HelperRegistry;
 use moat_isa::Program;
 use moat_verify::{Context, Env, HelperProto, MapInfo, Rejection, VerifiedProgram};
 use std::collections::HashMap;
@@ -88,53 +88,44 @@ pub(crate) fn verify(
     moat_verify::verify(program, &env)
 }
 
-/// Software fault isolation of a program's proven accesses in `domain` (`sfi`): each is checked
-/// first against the part of the domain the verifier says it touches — the stack window for stack
-/// accesses, the domain's low area for the context and packet of packet programs, the arena for
-/// everything else (maps, buffer and tracing contexts, ring buffer records) — and completely when
-/// that fails. Accesses the verifier did not record (none, unless a verifier bug is simulated)
-/// try the arena first.
+/// Software fault isolation of a program's proven accesses in `domain` (`sfi`): the arena holds
+/// its maps, buffer and tracing contexts and ring buffer records; packet programs' contexts and
+/// packets live in the domain's low area.
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub(crate) fn confinement(
-    program: &Program,
     prog_type: ProgType,
-    verified: Option<&VerifiedProgram>,
     domain: Option<&moat_isolate::Domain>,
 ) -> Result<moat_jit::Sfi, crate::Error> {
-    use moat_jit::{FirstCheck, Zone};
-    use moat_verify::state::Region;
+    use moat_jit::{Sfi, Zone};
     let Some(domain) = domain else {
-        return Ok(moat_jit::Sfi::new(Vec::new(), FirstCheck::Stack));
+        // Nothing is in a domain: every proven access is checked completely.
+        let nowhere = Zone {
+            start: 0,
+            len: 0,
+            guard: 0,
+        };
+        return Ok(Sfi {
+            arena: nowhere,
+            context_and_packet: nowhere,
+        });
     };
-    let arena = FirstCheck::Zone(Zone {
+    let arena = Zone {
         start: domain.base(),
         len: domain.size(),
-    });
-    let low = if prog_type.is_packet() {
+        guard: moat_isolate::GUARD as u64,
+    };
+    let context_and_packet = if prog_type.is_packet() {
         let (start, len) = domain.low_area_range()?;
-        FirstCheck::Zone(Zone { start, len })
+        Zone {
+            start,
+            len,
+            guard: 0,
+        }
     } else {
         arena
     };
-    let by_slot = (0..program.slots())
-        .map(|slot| {
-            let accesses = verified.and_then(|v| v.facts().accesses.get(&slot));
-            let regions = || accesses.into_iter().flatten().map(|a| a.region);
-            if accesses.is_none_or(|a| a.is_empty()) {
-                arena
-            } else if regions().all(|r| matches!(r, Region::Stack { .. })) {
-                FirstCheck::Stack
-            } else if regions().all(|r| {
-                matches!(
-                    r,
-                    Region::Ctx | Region::Packet { .. } | Region::PacketEnd | Region::PacketMeta
-                )
-            }) {
-                low
-            } else {
-                arena
-            }
-        })
-        .collect();
-    Ok(moat_jit::Sfi::new(by_slot, arena))
+    Ok(Sfi {
+        arena,
+        context_and_packet,
+    })
 }

@@ -225,7 +225,8 @@ fn run_suite(engine: Engine, isolation: Isolation, trust: Trust) -> (usize, Vec<
         let bytes = moat_isa::assemble_bytes(&src)
             .unwrap_or_else(|e| panic!("{name}: does not assemble: {e}"));
         if trust == Trust::Everything {
-            rt.simulate_verifier_bug((0..bytes.len() / 8).collect());
+            // SAFETY: isolation test: the attacker's accesses are meant to escape a wrong proof.
+            unsafe { rt.simulate_verifier_bug((0..bytes.len() / 8).collect()) };
         }
         let attacker = rt
             .load_in_domain(&bytes, ProgType::Buffer, &[own, ring, progs], &domain)
@@ -256,7 +257,8 @@ fn run_suite(engine: Engine, isolation: Isolation, trust: Trust) -> (usize, Vec<
         if attacker.violations() != u32::from(violation) {
             problems.push(format!("{} violations counted", attacker.violations()));
         }
-        rt.simulate_verifier_bug(Vec::new());
+        // SAFETY: claims nothing: clears the simulated proofs.
+        unsafe { rt.simulate_verifier_bug(Vec::new()) };
         if !problems.is_empty() {
             failures.push(format!(
                 "{isolation} {engine:?} {trust:?} {name}: {}",

@@ -60,7 +60,8 @@ fn a_verifier_bug_cannot_reach_host_memory() {
     let heap = Box::new([0xaau8; 64]);
     let addr = heap.as_ptr() as u64;
     // Slot 2: the access after the two-slot lddw.
-    rt.simulate_verifier_bug(vec![2]);
+    // SAFETY: isolation test: the attacker's accesses are meant to escape a wrong proof.
+    unsafe { rt.simulate_verifier_bug(vec![2]) };
     let read = load(&rt, &format!("lddw r2, {addr:#x}\nldxdw r0, [r2]\nexit"));
     assert_pkey_fault(read.run(&mut [0u8; 8]), 2, addr);
     let write = load(
@@ -71,7 +72,8 @@ fn a_verifier_bug_cannot_reach_host_memory() {
     assert!(heap.iter().all(|&b| b == 0xaa), "host heap intact");
     assert_eq!(write.violations(), 1);
     // Without the bug, the software check stops the same program first.
-    rt.simulate_verifier_bug(Vec::new());
+    // SAFETY: claims nothing: clears the simulated proofs.
+    unsafe { rt.simulate_verifier_bug(Vec::new()) };
     let checked = rt
         .load_with_maps(&write.bytecode(), ProgType::Buffer, &[])
         .expect("loads");
@@ -112,7 +114,8 @@ fn a_verifier_bug_cannot_reach_another_domains_map() {
         .lookup_ptr(&0u32.to_ne_bytes(), 0)
         .expect("value")
         .as_ptr() as u64;
-    rt.simulate_verifier_bug(vec![2]);
+    // SAFETY: isolation test: the attacker's accesses are meant to escape a wrong proof.
+    unsafe { rt.simulate_verifier_bug(vec![2]) };
     let attacker = load(
         &rt,
         &format!("lddw r2, {target:#x}\nstdw [r2], 1000\nmov r0, 0\nexit"),
@@ -172,7 +175,8 @@ fn more_programs_than_keys_run_isolated_at_once() {
         .expect("value")
         .as_ptr() as u64;
     rt.set_verification(Verification::Off);
-    rt.simulate_verifier_bug(vec![2]);
+    // SAFETY: isolation test: the attacker's accesses are meant to escape a wrong proof.
+    unsafe { rt.simulate_verifier_bug(vec![2]) };
     let attacker = load(&rt, &format!("lddw r2, {target:#x}\nldxdw r0, [r2]\nexit"));
     assert_pkey_fault(attacker.run(&mut [0u8; 8]), 2, target);
 }
@@ -184,7 +188,8 @@ fn the_run_anchor_is_read_only_for_the_program() {
     // where the host's stack pointer and the run's Rust objects are kept. A buggy verifier lets
     // the store through; the anchor's protection key lets the program read but not write it.
     let src = "mov %r2, %r10\nadd %r2, 4096\nldxdw %r0, [%r2]\nstdw [%r2], 0\nmov %r0, 0\nexit";
-    rt.simulate_verifier_bug(vec![2, 3]);
+    // SAFETY: isolation test: the attacker's accesses are meant to escape a wrong proof.
+    unsafe { rt.simulate_verifier_bug(vec![2, 3]) };
     let program = load(&rt, src);
     match program.run(&mut [0u8; 8]) {
         Err(Error::Run(e)) => {

@@ -57,7 +57,7 @@ fn variant(e: &Error) -> (String, Option<usize>) {
     match e {
         Error::Run(r) => (name(format!("{:?}", r.kind)), Some(r.pc)),
         Error::Program(p) => (name(format!("{p:?}")), None),
-        Error::Prepare(p) => (name(format!("{p:?}")), None),
+        Error::Link(p) => (name(format!("{p:?}")), None),
         Error::Asm(a) => (name(format!("{:?}", a.kind)), None),
         other => (name(format!("{other:?}")), None),
     }

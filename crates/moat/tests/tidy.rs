@@ -47,10 +47,11 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
     BTreeMap::from([
         ("moat-isa", &[][..]),
         ("moat-obj", &["moat-isa"][..]),
-        ("moat-interp", &["moat-isa"][..]),
+        ("moat-exec", &["moat-isa"][..]),
+        ("moat-interp", &["moat-isa", "moat-exec"][..]),
         ("moat-maps", &[][..]),
         ("moat-verify", &["moat-isa"][..]),
-        ("moat-jit", &["moat-isa", "moat-interp", "moat-verify"][..]),
+        ("moat-jit", &["moat-isa", "moat-exec", "moat-verify"][..]),
         ("moat-pool", &[][..]),
         ("moat-isolate", &["moat-maps"][..]),
         (
@@ -59,6 +60,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "moat-isa",
                 "moat-obj",
                 "moat-verify",
+                "moat-exec",
                 "moat-interp",
                 "moat-jit",
                 "moat-maps",
@@ -67,6 +69,16 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
             ][..],
         ),
         ("moat-cli", &["moat", "moat-isa"][..]),
+        (
+            "moat-fuzz",
+            &[
+                "moat-isa",
+                "moat-exec",
+                "moat-interp",
+                "moat-verify",
+                "moat-jit",
+            ][..],
+        ),
         ("moat-kernel", &["moat-isa"][..]),
     ])
 }

@@ -322,13 +322,13 @@ struct Footprint {
 /// loop's runs have (context, stack window, the map's storage, helper scratch).
 fn audit_cost(lookups_none: &LoadedProgram) {
     let mut keys = vec![0u8; 4096];
-    let mut map = moat_interp::MemoryMap::new();
+    let mut map = moat_exec::MemoryMap::new();
     let base = keys.as_mut_ptr() as u64;
     for i in 0..4u64 {
         // SAFETY: `check` below only compares addresses; nothing is read or written through the map,
         // and `keys` outlives it.
         unsafe {
-            map.add_raw(moat_interp::Region {
+            map.add_raw(moat_exec::Region {
                 start: base + i * 1024,
                 len: 1024,
                 writable: i != 0,

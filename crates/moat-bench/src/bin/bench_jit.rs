@@ -13,6 +13,7 @@ use moat_bench::{
     fnv1a_folded, internet_checksum, is_prime, jit_programs, BenchProgram, KernelEngine, MoatEngine,
 };
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const ROUNDS: usize = 9;
@@ -186,11 +187,27 @@ fn big_program(n: usize) -> Vec<u8> {
     moat_isa::assemble_bytes(&src).expect("assembles")
 }
 
+/// Links and compiles `program` with nothing proven (the budget counted, every access checked).
+fn compile_unverified(
+    program: &moat_isa::Program,
+    registry: &moat_exec::HelperRegistry,
+    fallback: Arc<dyn moat_exec::ProgramRunner>,
+) -> moat_jit::JitProgram {
+    let linked = moat_exec::Linked::new(program, registry, &moat_exec::NoMaps).unwrap();
+    moat_jit::JitProgram::new(
+        Arc::new(linked),
+        fallback,
+        &moat_jit::ProvenAccesses::none(),
+        &moat_jit::CodeOptions::new(moat_jit::Confinement::Unconfined),
+    )
+    .unwrap()
+}
+
 fn compile_times() -> String {
     let bytes = big_program(10_000);
     let program = moat_isa::Program::new(&bytes).expect("well formed");
     let insns = program.insns().len() as f64;
-    let registry = moat_interp::HelperRegistry::new();
+    let registry = moat_exec::HelperRegistry::new();
     let time = |f: &mut dyn FnMut()| {
         let mut best = Duration::MAX;
         for _ in 0..20 {
@@ -201,21 +218,12 @@ fn compile_times() -> String {
         best.as_nanos() as f64 / 1000.0 / (insns / 1000.0)
     };
     let prepare = time(&mut || {
-        black_box(moat_interp::Prepared::new(&program, &registry, &moat_interp::NoMaps).unwrap());
+        black_box(moat_interp::Prepared::new(&program, &registry, &moat_exec::NoMaps).unwrap());
     });
-    let prepared = moat_interp::Prepared::new(&program, &registry, &moat_interp::NoMaps).unwrap();
+    let prepared: Arc<dyn moat_exec::ProgramRunner> =
+        Arc::new(moat_interp::Prepared::new(&program, &registry, &moat_exec::NoMaps).unwrap());
     let jit = time(&mut || {
-        black_box(
-            moat_jit::JitProgram::new(
-                &program,
-                &registry,
-                &moat_interp::NoMaps,
-                prepared.clone(),
-                &[],
-                false,
-            )
-            .unwrap(),
-        );
+        black_box(compile_unverified(&program, &registry, prepared.clone()));
     });
     // rbpf's JIT has a fixed-size code buffer: use the largest of these programs it takes.
     let (rbpf_insns, rbpf) = [2_000, 1_000, 500, 250]
@@ -241,20 +249,11 @@ fn compile_times() -> String {
             })
         })
         .unwrap_or((0.0, f64::NAN));
-    let code = moat_jit::JitProgram::new(
-        &program,
-        &registry,
-        &moat_interp::NoMaps,
-        prepared,
-        &[],
-        false,
-    )
-    .unwrap()
-    .code_len();
+    let code = compile_unverified(&program, &registry, prepared).code_len();
     format!(
         "| program of {insns} instructions | µs per 1 000 instructions |\n|---|--:|\n\
-         | moat interpreter: lowering (`Prepared::new`) | {prepare:.1} |\n\
-         | moat JIT: lowering + code generation + placement (`JitProgram::new`) | {jit:.1} |\n\
+         | moat interpreter: linking + lowering (`Prepared::new`) | {prepare:.1} |\n\
+         | moat JIT: linking + code generation + placement (`Linked::new` + `JitProgram::new`) | {jit:.1} |\n\
          | rbpf JIT (`EbpfVmRaw::new` + `jit_compile`, includes its verifier; {rbpf_insns} instructions, its buffer's limit) | {rbpf:.1} |\n\n\
          moat's code: {code} bytes ({:.1} bytes per instruction).\n",
         code as f64 / insns
@@ -270,12 +269,11 @@ fn mappings() -> usize {
 fn code_memory() -> String {
     let src = include_str!("../../programs/loop_sum.asm");
     let program = moat_isa::Program::new(&moat_isa::assemble_bytes(src).unwrap()).unwrap();
-    let registry = moat_interp::HelperRegistry::new();
+    let registry = moat_exec::HelperRegistry::new();
     let progs: Vec<moat_jit::JitProgram> = (0..1000)
         .map(|_| {
-            let p = moat_interp::Prepared::new(&program, &registry, &moat_interp::NoMaps).unwrap();
-            moat_jit::JitProgram::new(&program, &registry, &moat_interp::NoMaps, p, &[], false)
-                .unwrap()
+            let p = moat_interp::Prepared::new(&program, &registry, &moat_exec::NoMaps).unwrap();
+            compile_unverified(&program, &registry, Arc::new(p))
         })
         .collect();
     let after = (moat_jit::code_stats(), mappings());

@@ -4,8 +4,8 @@
 //! five argument registers and a [`HelperCtx`] through which it reads and writes program memory, checked
 //! against the same [`MemoryMap`] as the program's own loads and stores.
 
-use crate::interp::{RunError, MAX_CALL_DEPTH, STACK_FRAME_SIZE};
 use crate::mem::{MemoryMap, RunState};
+use crate::{RunError, MAX_CALL_DEPTH, STACK_FRAME_SIZE};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;

@@ -6,7 +6,7 @@
 //! below are sound because a region is only ever added for memory that stays valid and exclusively
 //! available to the program for the whole run (see [`MemoryMap::add_raw`]).
 
-use crate::interp::{MAX_CALL_DEPTH, STACK_FRAME_SIZE};
+use crate::{MAX_CALL_DEPTH, STACK_FRAME_SIZE};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Bytes of one run's stack: [`MAX_CALL_DEPTH`] frames of [`STACK_FRAME_SIZE`] bytes.
@@ -77,9 +77,9 @@ impl RunState {
     }
 }
 
-/// Runs `f` with a fresh zeroed stack of [`STACK_BYTES`] and the run state describing it; afterwards
-/// `mem` no longer reaches the stack.
-pub(crate) fn with_stack<R>(
+/// Runs `f` with a fresh zeroed stack of [`STACK_BYTES`] (on the native stack) and the run state
+/// describing it; afterwards `mem` no longer reaches the stack.
+pub fn with_stack<R>(
     budget: u64,
     mem: &mut MemoryMap,
     f: impl FnOnce(&mut MemoryMap, &mut RunState) -> R,
@@ -168,7 +168,7 @@ impl MemoryMap {
     }
 
     /// Adds the memory of `buf` as a region. The borrow is the caller's promise that the memory stays
-    /// valid; [`crate::Interpreter::run`] keeps the borrow alive for the whole run.
+    /// valid; [`crate::HelperCtx::with_region`] keeps the borrow alive while the region is listed.
     pub(crate) fn add_slice(&mut self, buf: &mut [u8], writable: bool) {
         self.regions.push(Region {
             start: buf.as_mut_ptr() as u64,
@@ -185,6 +185,26 @@ impl MemoryMap {
     /// helpers that synchronise with the program (atomics, locks).
     pub unsafe fn add_raw(&mut self, region: Region) {
         self.regions.push(region);
+    }
+
+    /// Runs `f` with a map of `buffers` (in order: the first is the packet of legacy `ldabs`/`ldind`
+    /// loads) and the static regions of `linked`, the memory of one run besides its stack.
+    pub fn with_buffers<R>(
+        buffers: &mut [crate::Buffer<'_>],
+        linked: &crate::Linked,
+        f: impl FnOnce(&mut MemoryMap) -> R,
+    ) -> R {
+        let mut mem = MemoryMap::new();
+        for b in buffers.iter_mut() {
+            mem.add_slice(b.bytes, b.writable);
+        }
+        for r in linked.static_regions() {
+            // SAFETY: `Linked::add_static_region`'s contract: the region lives while `linked` does,
+            // which is borrowed for this whole call.
+            unsafe { mem.add_raw(*r) };
+        }
+        // The buffers are mutably borrowed until `f` returns; the map does not outlive the call.
+        f(&mut mem)
     }
 
     /// Removes every region starting at `start` (e.g. a released ring buffer reservation).
@@ -270,7 +290,7 @@ impl MemoryMap {
 
     /// Reads `N` bytes at a checked address.
     #[inline]
-    pub(crate) fn load<const N: usize>(&self, addr: u64) -> Option<[u8; N]> {
+    pub fn load<const N: usize>(&self, addr: u64) -> Option<[u8; N]> {
         if !self.check(addr, N as u64, false) {
             return None;
         }
@@ -282,7 +302,7 @@ impl MemoryMap {
 
     /// Writes `N` bytes at a checked address.
     #[inline]
-    pub(crate) fn store<const N: usize>(&self, addr: u64, bytes: [u8; N]) -> Option<()> {
+    pub fn store<const N: usize>(&self, addr: u64, bytes: [u8; N]) -> Option<()> {
         if !self.check(addr, N as u64, true) {
             return None;
         }
@@ -313,7 +333,7 @@ impl MemoryMap {
     }
 
     /// Atomically applies `f` to the 64-bit word at `addr` (8-aligned, checked) and returns the old value.
-    pub(crate) fn atomic64(&self, addr: u64, f: impl Fn(&AtomicU64) -> u64) -> Option<u64> {
+    pub fn atomic64(&self, addr: u64, f: impl Fn(&AtomicU64) -> u64) -> Option<u64> {
         if !addr.is_multiple_of(8) || !self.check(addr, 8, true) {
             return None;
         }
@@ -324,7 +344,7 @@ impl MemoryMap {
     }
 
     /// Atomically applies `f` to the 32-bit word at `addr` (4-aligned, checked) and returns the old value.
-    pub(crate) fn atomic32(&self, addr: u64, f: impl Fn(&AtomicU32) -> u32) -> Option<u32> {
+    pub fn atomic32(&self, addr: u64, f: impl Fn(&AtomicU32) -> u32) -> Option<u32> {
         if !addr.is_multiple_of(4) || !self.check(addr, 4, true) {
             return None;
         }
@@ -335,7 +355,7 @@ impl MemoryMap {
 }
 
 /// The memory ordering of eBPF atomics: sequentially consistent, as the kernel's JITs emit `lock` ops.
-pub(crate) const ORDER: Ordering = Ordering::SeqCst;
+pub const ORDER: Ordering = Ordering::SeqCst;
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,7 @@
 //! `r0` or the same error at the same instruction, and the same memory, which includes every register
 //! at exit (the generated epilogue stores them).
 
-use moat_jit::fuzz::{check, Rng};
+use moat_fuzz::diff::{check, Rng};
 
 #[test]
 fn random_programs_agree_with_the_interpreter() {

@@ -12,12 +12,14 @@
 //! The generator reads its choices from a [`Source`]: a seeded PRNG for tests, fuzzer bytes for
 //! `cargo fuzz`.
 
-use crate::JitProgram;
-use moat_interp::{HelperError, HelperRegistry, NoMaps, Prepared, RunError};
+use moat_exec::{HelperError, HelperRegistry, Linked, NoMaps, RunError};
+use moat_interp::Prepared;
 use moat_isa::{
     AluOp, AtomicOp, CallTarget, Endian, Insn, JmpCond, LddwKind, Operand, Program, Reg, Size,
     SxBits, Width,
 };
+use moat_jit::{CodeOptions, Confinement, JitProgram, ProvenAccesses};
+use std::sync::Arc;
 
 /// Bytes of the data area programs load from and store to.
 pub const DATA_LEN: usize = 256;
@@ -686,10 +688,17 @@ pub enum Skip {
 pub fn run_both(case: &Case) -> Result<(Outcome, Outcome), Skip> {
     let program = Program::new(&case.bytecode).map_err(|e| Skip::Malformed(e.to_string()))?;
     let registry = registry();
-    let prepared =
-        Prepared::new(&program, &registry, &NoMaps).map_err(|e| Skip::Malformed(e.to_string()))?;
-    let jit = JitProgram::new(&program, &registry, &NoMaps, prepared.clone(), &[], false)
-        .map_err(|e| Skip::Malformed(e.to_string()))?;
+    let linked = Arc::new(
+        Linked::new(&program, &registry, &NoMaps).map_err(|e| Skip::Malformed(e.to_string()))?,
+    );
+    let prepared = Prepared::lower(linked.clone()).map_err(|e| Skip::Malformed(e.to_string()))?;
+    let jit = JitProgram::new(
+        linked,
+        Arc::new(prepared.clone()),
+        &ProvenAccesses::none(),
+        &CodeOptions::new(Confinement::Unconfined),
+    )
+    .map_err(|e| Skip::Malformed(e.to_string()))?;
     let mut buf = case.mem.clone();
     let base = buf.as_ptr() as u64;
     let r1 = normalize(prepared.run(&mut buf), base);
@@ -710,15 +719,15 @@ pub fn run_both(case: &Case) -> Result<(Outcome, Outcome), Skip> {
 }
 
 fn normalize(r: Result<u64, RunError>, base: u64) -> Result<u64, RunError> {
-    use moat_interp::RunErrorKind;
+    use moat_exec::RunErrorKind;
     // Addresses in the buffer compare by offset; any other address by nothing (the engines'
     // stacks lie elsewhere, so the region an address is nearest may differ too).
-    let fix = |addr: &mut u64, at: &mut moat_interp::Locus| {
+    let fix = |addr: &mut u64, at: &mut moat_exec::Locus| {
         if *addr >= base && *addr < base + BUF_LEN as u64 + 16 {
             *addr = addr.wrapping_sub(base);
         } else {
             *addr = 0;
-            *at = moat_interp::Locus::Elsewhere;
+            *at = moat_exec::Locus::Elsewhere;
         }
     };
     r.map_err(|mut e| {

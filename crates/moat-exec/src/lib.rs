@@ -1,0 +1,49 @@
+//! moat's execution interface: what both engines (the interpreter and the JIT) share.
+//!
+//! A checked [`moat_isa::Program`] is *linked* once ([`Linked::new`]): helper calls resolved in a
+//! [`HelperRegistry`], `lddw` pseudo sources resolved by an [`LddwResolver`] (the runtime's maps),
+//! with the run budget and the static memory every run may touch (map storage). Each engine lowers a
+//! `&Linked` into its own form. During a run, program memory is a [`MemoryMap`] (context, live
+//! stack frames, map and helper memory) against which every unproven access and every helper
+//! argument is checked; helpers see it through a [`HelperCtx`]; runs end with a [`RunError`] naming
+//! the instruction. Engines implement [`ProgramRunner`], which is what helpers (callbacks) and the
+//! program table (tail calls) call back into.
+//!
+//! This crate knows nothing of ELF, maps, verification or code generation. Its `unsafe` is in
+//! `mem.rs` (checked program memory) and `lowmem.rs` (memory below 4 GiB).
+
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+mod error;
+mod helpers;
+mod link;
+#[expect(
+    unsafe_code,
+    reason = "memory below 4 GiB: mapping, unmapping, handing out the bytes"
+)]
+mod lowmem;
+#[expect(
+    unsafe_code,
+    reason = "the only place program-computed addresses are dereferenced, after their check"
+)]
+mod mem;
+
+pub use error::{LinkError, RunError, RunErrorKind};
+pub use helpers::{
+    Helper, HelperCtx, HelperError, HelperFn, HelperRegistry, ProgramRunner, TailCall,
+    MAX_TAIL_CALLS,
+};
+pub use link::{Buffer, LddwResolver, Linked, LinkedHelper, NoMaps};
+pub use lowmem::LowBuffer;
+pub use mem::{with_stack, Locus, MemoryMap, Region, RunState, ORDER, STACK_BYTES};
+
+/// Bytes of stack per frame.
+pub const STACK_FRAME_SIZE: usize = 512;
+/// Maximum call depth, the main function included.
+pub const MAX_CALL_DEPTH: usize = 8;
+/// The default instruction budget of one run.
+pub const DEFAULT_BUDGET: u64 = 100_000_000;
+/// Tag of code addresses produced by `lddw rX, code(off)`, followed by the target slot index.
+pub const CODE_ADDRESS_TAG: u64 = 0xc0de_0000_0000_0000;
+pub(crate) const CODE_ADDRESS_MASK: u64 = 0xffff_0000_0000_0000;

@@ -1,0 +1,12 @@
+//! moat's fuzzing library: program generators and the oracles that judge what the runtime did with
+//! them. The `cargo fuzz` targets in `fuzz/fuzz_targets/` and the bounded runs in this crate's tests
+//! are thin glue over it.
+//!
+//! - [`diff`]: random well-formed programs run on the interpreter and the JIT, which must agree on
+//!   `r0`, errors and memory.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+pub mod diff;

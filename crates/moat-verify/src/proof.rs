@@ -1,0 +1,112 @@
+//! What a verification proved, in the form the JIT consumes: which memory accesses are in bounds
+//! (and in what kind of memory) and whether every path ends. Only [`crate::verify`] makes a
+//! [`ProvenAccesses`] that proves anything, through [`crate::VerifiedProgram::proven_accesses`];
+//! anything else that claims proofs is `unsafe` ([`ProvenAccesses::assume`]).
+
+use crate::facts::Facts;
+use crate::state::Region;
+
+/// The kind of memory a proven access touches, on every path that reaches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProvenMemory {
+    /// The stack (of the current function or a caller).
+    Stack,
+    /// The context structure, the packet or its metadata.
+    ContextOrPacket,
+    /// Anything else: a buffer context, map values, ring buffer records, a mix of kinds.
+    Other,
+}
+
+/// Memory accesses proven in bounds and termination proven, by instruction slot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProvenAccesses {
+    by_slot: Vec<Option<ProvenMemory>>,
+    terminates: bool,
+}
+
+impl ProvenAccesses {
+    /// Proves nothing: every access keeps its check and the budget is counted.
+    pub fn none() -> ProvenAccesses {
+        ProvenAccesses::default()
+    }
+
+    pub(crate) fn from_facts(facts: &Facts, slots: usize) -> ProvenAccesses {
+        let by_slot = (0..slots)
+            .map(|slot| {
+                if !facts.access_proven(slot) {
+                    return None;
+                }
+                let regions = facts.accesses.get(&slot)?;
+                let all = |f: fn(&Region) -> bool| regions.iter().all(|a| f(&a.region));
+                Some(if all(|r| matches!(r, Region::Stack { .. })) {
+                    ProvenMemory::Stack
+                } else if all(|r| {
+                    matches!(
+                        r,
+                        Region::Ctx
+                            | Region::Packet { .. }
+                            | Region::PacketEnd
+                            | Region::PacketMeta
+                    )
+                }) {
+                    ProvenMemory::ContextOrPacket
+                } else {
+                    ProvenMemory::Other
+                })
+            })
+            .collect();
+        ProvenAccesses {
+            by_slot,
+            // Callbacks verified for one invocation make every fact approximate, termination too.
+            terminates: !facts.approximate,
+        }
+    }
+
+    /// Claims that the accesses at `slots` are in bounds (of memory of kind `memory`) and, if
+    /// `terminates`, that every path ends: for fault injection in isolation tests.
+    ///
+    /// # Safety
+    /// The claims must hold for every run, or the confinement of the engine that uses them must
+    /// not depend on them: an engine without isolation runs a claimed access with no check at all,
+    /// and a run of a program falsely claimed to terminate may never end.
+    #[expect(
+        unsafe_code,
+        reason = "a claim of proof made outside the verifier has the verifier's responsibility"
+    )]
+    pub unsafe fn assume(
+        slots: impl IntoIterator<Item = usize>,
+        memory: ProvenMemory,
+        terminates: bool,
+    ) -> ProvenAccesses {
+        let mut by_slot = Vec::new();
+        for slot in slots {
+            if by_slot.len() <= slot {
+                by_slot.resize(slot + 1, None);
+            }
+            by_slot[slot] = Some(memory);
+        }
+        ProvenAccesses {
+            by_slot,
+            terminates,
+        }
+    }
+
+    /// The same termination proof, no access proven: for engines that must keep every check
+    /// (memory that can shrink at run time).
+    pub fn without_accesses(&self) -> ProvenAccesses {
+        ProvenAccesses {
+            by_slot: Vec::new(),
+            terminates: self.terminates,
+        }
+    }
+
+    /// The memory the access at `slot` was proven to stay in, if it was.
+    pub fn at(&self, slot: usize) -> Option<ProvenMemory> {
+        self.by_slot.get(slot).copied().flatten()
+    }
+
+    /// Whether every path of the program was proven to end (no budget needs counting).
+    pub fn terminates(&self) -> bool {
+        self.terminates
+    }
+}
