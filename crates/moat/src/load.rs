@@ -1,0 +1,243 @@
+//! Loading a program: verification, linking (helpers and maps resolved once), the engines' forms
+//! of it, and the program table tail calls go through.
+
+use crate::maphelpers::{self, MapTable};
+use crate::verifying::Verification;
+use crate::{pooled, verifying, Engine, Error, Guard, LoadedProgram, ProgType, Runtime};
+use moat_exec::{Linked, ProgramRunner, Region, RunError};
+use moat_interp::Prepared;
+use moat_isa::Program;
+use moat_isolate::{Domain, Isolation};
+use moat_maps::Map;
+use moat_verify::VerifiedProgram;
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, RwLock, Weak};
+
+/// A loaded program in the form its engine runs.
+#[derive(Debug, Clone)]
+pub(crate) enum Exec {
+    Interp(Arc<Prepared>),
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    Jit(Arc<moat_jit::JitProgram>),
+}
+
+impl Exec {
+    pub(crate) fn run_with(
+        &self,
+        buffers: &mut [moat_exec::Buffer<'_>],
+        args: [u64; 5],
+    ) -> Result<u64, RunError> {
+        match self {
+            Exec::Interp(p) => p.run_with(buffers, args),
+            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+            Exec::Jit(p) => p.run_with(buffers, args),
+        }
+    }
+
+    fn runner(&self) -> Arc<dyn ProgramRunner> {
+        match self {
+            Exec::Interp(p) => p.clone(),
+            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+            Exec::Jit(p) => p.clone(),
+        }
+    }
+}
+
+/// Every program a runtime loaded, by id: what `prog_array` maps hold and tail calls jump to.
+#[derive(Default)]
+pub(crate) struct ProgramTable {
+    /// Each program with the identities of its maps (what its runs may reach).
+    programs: RwLock<Vec<TableEntry>>,
+}
+
+/// A program of the table and the identities of its maps.
+type TableEntry = (Weak<dyn ProgramRunner>, Vec<usize>);
+
+impl std::fmt::Debug for ProgramTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let programs = self.programs.read().unwrap_or_else(|e| e.into_inner());
+        f.debug_struct("ProgramTable")
+            .field("programs", &programs.len())
+            .finish()
+    }
+}
+
+impl ProgramTable {
+    fn add(&self, prog: &Arc<dyn ProgramRunner>, maps: &MapTable) -> u32 {
+        let mut programs = self.programs.write().unwrap_or_else(|e| e.into_inner());
+        programs.push((Arc::downgrade(prog), maphelpers::identities(maps.maps())));
+        (programs.len() - 1) as u32
+    }
+
+    /// Program `id` as a tail-call target of a program whose maps are `caller`: `Ok(None)` if there
+    /// is no such program, an error if it may reach a map the caller may not (another domain's).
+    pub(crate) fn get_within(
+        &self,
+        id: u32,
+        caller: &[usize],
+    ) -> Result<Option<Arc<dyn ProgramRunner>>, ()> {
+        let programs = self.programs.read().unwrap_or_else(|e| e.into_inner());
+        let Some((prog, maps)) = programs.get(id as usize) else {
+            return Ok(None);
+        };
+        if !maps.iter().all(|m| caller.contains(m)) {
+            return Err(());
+        }
+        Ok(prog.upgrade())
+    }
+}
+
+impl Runtime {
+    /// Loads a program into `domain` (see [`Runtime::load_with_maps`]).
+    #[expect(
+        unsafe_code,
+        reason = "hands map storage to the interpreter as accessible memory"
+    )]
+    pub(crate) fn load_in(
+        &self,
+        bytes: &[u8],
+        prog_type: ProgType,
+        maps: &[Arc<Map>],
+        domain: Option<Domain>,
+    ) -> Result<LoadedProgram, Error> {
+        // A buffer program is verified only when the buffer's size is known (`set_buffer_size`);
+        // otherwise its safety rests on the engines' run-time checks alone.
+        let skip = self.verification == Verification::Off
+            || (prog_type == ProgType::Buffer && self.buffer_size.is_none());
+        // The verifier checks register initialisation per path; without it, the conservative
+        // whole-program analysis of `Program::new` applies.
+        let program = if skip {
+            Program::new(bytes)?
+        } else {
+            Program::new_for_verifier(bytes)?
+        };
+        let verified = if skip {
+            None
+        } else {
+            let context = verifying::context(prog_type, self.buffer_size.unwrap_or(0));
+            verifying::verify(
+                &program,
+                self.verification,
+                context,
+                maps.iter().map(|m| verifying::map_info(m)).collect(),
+                &self.helpers,
+                &self.protos,
+                self.verifier_log,
+            )
+            .map(Some)
+            .map_err(Error::Verify)?
+        };
+        let table = Arc::new(MapTable::new(pooled::program_maps(maps, bytes)?));
+        let mut registry = self.helpers.clone();
+        maphelpers::register(&mut registry, &table, Arc::downgrade(&self.programs));
+        let mut linked = Linked::new(&program, &registry, &*table)?;
+        linked.set_budget(self.budget);
+        for map in maps {
+            let writable = map.def().flags & moat_maps::BPF_F_RDONLY_PROG == 0;
+            for r in map.value_regions() {
+                let region = Region {
+                    start: r.addr as u64,
+                    len: r.len as u64,
+                    writable,
+                };
+                // SAFETY: the region is the map's value storage, which lives as long as the map; the
+                // `Arc` handed over as keep-alive keeps the map alive as long as the program.
+                unsafe { linked.add_static_region(region, map.clone()) };
+            }
+        }
+        let needs_host = domain.as_ref().is_some_and(|d| {
+            maps.iter()
+                .flat_map(|m| m.value_regions())
+                .any(|r| !d.contains(r.addr as u64, r.len as u64))
+        });
+        let exec = self.compile(
+            Arc::new(linked),
+            prog_type,
+            verified.as_ref(),
+            domain.as_ref(),
+        )?;
+        let id = self.programs.add(&exec.runner(), &table);
+        let verified_size = match (prog_type, &verified) {
+            (ProgType::Buffer, Some(_)) => self.buffer_size,
+            _ => None,
+        };
+        Ok(LoadedProgram {
+            program,
+            exec,
+            prog_type,
+            maps: table,
+            id,
+            verified,
+            verified_size,
+            domain,
+            needs_host,
+            guard: Arc::new(Guard {
+                name: format!("#{id}"),
+                violations: AtomicU32::new(0),
+                limit: self.violation_limit,
+            }),
+        })
+    }
+
+    /// The program in the form the runtime's engine runs: the interpreter's, and the JIT's where
+    /// the JIT is the engine, with what the verifier proved and the program's isolation.
+    #[cfg_attr(
+        not(all(target_arch = "x86_64", target_os = "linux")),
+        expect(unused_variables, reason = "only the JIT uses them")
+    )]
+    #[expect(
+        unsafe_code,
+        reason = "the fault injection of `simulate_verifier_bug` claims proofs outside the verifier"
+    )]
+    fn compile(
+        &self,
+        linked: Arc<Linked>,
+        prog_type: ProgType,
+        verified: Option<&VerifiedProgram>,
+        domain: Option<&Domain>,
+    ) -> Result<Exec, Error> {
+        let prepared = Arc::new(Prepared::lower(linked.clone())?);
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        if self.engine == Engine::Jit {
+            use moat_jit::{Confinement, ProvenAccesses, ProvenMemory};
+            // Accesses count as proven only where the verified memory cannot shrink at run time:
+            // packet programs (packet bounds are checked against `data_end` in the program itself)
+            // and buffer programs, whose runs refuse inputs shorter than the size they were verified
+            // for. A verified program terminates on every path (the verifier explored them all), so
+            // its code counts no budget, like the kernel's; unverified programs keep the budget.
+            let mut proofs = match verified {
+                Some(v) if prog_type.is_packet() || prog_type == ProgType::Buffer => {
+                    v.proven_accesses()
+                }
+                Some(v) => v.proven_accesses().without_accesses(),
+                None => ProvenAccesses::none(),
+            };
+            if !self.simulated_verifier_bug.is_empty() {
+                let slots = linked.program().slots();
+                let claimed = (0..slots).filter(|&s| {
+                    proofs.at(s).is_some() || self.simulated_verifier_bug.contains(&s)
+                });
+                // SAFETY: `simulate_verifier_bug`'s caller accepted that these accesses run as if
+                // proven (its own `# Safety`); it is fault injection for isolation tests.
+                proofs = unsafe {
+                    ProvenAccesses::assume(claimed, ProvenMemory::Other, proofs.terminates())
+                };
+            }
+            let confinement = match domain.map(Domain::isolation) {
+                Some(Isolation::Mpk) => Confinement::Mpk,
+                Some(Isolation::Sfi) => {
+                    Confinement::Sfi(verifying::confinement(prog_type, domain)?)
+                }
+                _ => Confinement::Unconfined,
+            };
+            let jit = moat_jit::JitProgram::new(
+                linked,
+                prepared,
+                &proofs,
+                &moat_jit::CodeOptions::new(confinement),
+            )?;
+            return Ok(Exec::Jit(Arc::new(jit)));
+        }
+        Ok(Exec::Interp(prepared))
+    }
+}

@@ -1,0 +1,262 @@
+//! The [`Runtime`]: the helpers, settings and program table programs are loaded with, and the
+//! [`Engine`] that runs them. Loading itself is in `load.rs`.
+
+use crate::load::ProgramTable;
+use crate::trace::TraceLog;
+use crate::verifying::Verification;
+use crate::{helpers, pooled, Error, LoadedProgram, ProgType, DEFAULT_VIOLATION_LIMIT};
+use moat_exec::{HelperCtx, HelperError, HelperRegistry};
+use moat_isa::datafile::DataFile;
+use moat_isolate::{Domain, Isolation};
+use moat_maps::{Map, MapDef, MapError};
+use moat_verify::HelperProto;
+use std::sync::Arc;
+
+/// How a program is executed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Engine {
+    /// The safe interpreter.
+    Interp,
+    /// The JIT compiler to x86-64 (`moat-jit`), with the interpreter's semantics.
+    Jit,
+}
+
+impl Engine {
+    /// Whether the engine runs on this machine (the JIT needs x86-64 Linux).
+    pub fn is_supported(self) -> bool {
+        match self {
+            Engine::Interp => true,
+            Engine::Jit => cfg!(all(target_arch = "x86_64", target_os = "linux")),
+        }
+    }
+}
+
+impl Default for Engine {
+    /// The JIT where it is supported, the interpreter elsewhere.
+    fn default() -> Engine {
+        if Engine::Jit.is_supported() {
+            Engine::Jit
+        } else {
+            Engine::Interp
+        }
+    }
+}
+
+/// A runtime: the helpers and settings programs are loaded with.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub(crate) helpers: HelperRegistry,
+    pub(crate) budget: u64,
+    pub(crate) trace: TraceLog,
+    pub(crate) programs: Arc<ProgramTable>,
+    pub(crate) verification: Verification,
+    pub(crate) buffer_size: Option<u64>,
+    pub(crate) verifier_log: bool,
+    pub(crate) engine: Engine,
+    pub(crate) protos: std::collections::HashMap<u32, HelperProto>,
+    pub(crate) isolation: Isolation,
+    pub(crate) violation_limit: u32,
+    pub(crate) pools: pooled::PoolSettings,
+    /// Slots whose memory accesses are taken as proven safe: fault injection for isolation tests.
+    pub(crate) simulated_verifier_bug: Vec<usize>,
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Runtime::new()
+    }
+}
+
+impl Runtime {
+    /// A runtime with moat's standard helpers.
+    pub fn new() -> Runtime {
+        let mut helpers = HelperRegistry::new();
+        let trace = TraceLog::default();
+        helpers::register_standard(&mut helpers, trace.clone());
+        Runtime {
+            helpers,
+            budget: moat_exec::DEFAULT_BUDGET,
+            trace,
+            programs: Arc::default(),
+            verification: Verification::default(),
+            buffer_size: None,
+            verifier_log: false,
+            engine: Engine::default(),
+            protos: std::collections::HashMap::new(),
+            isolation: Isolation::detect(),
+            violation_limit: DEFAULT_VIOLATION_LIMIT,
+            pools: pooled::PoolSettings::default(),
+            simulated_verifier_bug: Vec::new(),
+        }
+    }
+
+    /// Sets how programs loaded from now on are isolated (by default [`Isolation::detect`]: `Mpk`
+    /// where the CPU and kernel have protection keys, else `Sfi`). Under `Sfi` and `Mpk` every object
+    /// (and every program loaded on its own) gets a [`Domain`]: the object's maps are allocated in it and buffer contexts are
+    /// copied into it for each run; `Mpk` also tags it with a protection key (loading fails with
+    /// [`Error::Isolation`] where keys are unavailable). `None` is the behaviour before isolation:
+    /// maps on the heap, contexts in place. The engines' checks stay on in every mode.
+    pub fn set_isolation(&mut self, isolation: Isolation) {
+        self.isolation = isolation;
+    }
+
+    /// The isolation programs are loaded with.
+    pub fn isolation(&self) -> Isolation {
+        self.isolation
+    }
+
+    /// Sets after how many isolation violations (runs ending with an out-of-bounds access, a bad
+    /// atomic, a bad call target or a refused helper argument) a program is disabled; 0: never.
+    pub fn set_violation_limit(&mut self, limit: u32) {
+        self.violation_limit = limit;
+    }
+
+    /// A domain for a new object or program, unless isolation is `None`.
+    pub(crate) fn new_domain(&self) -> Result<Option<Domain>, Error> {
+        match self.isolation {
+            Isolation::None => Ok(None),
+            other => Ok(Some(Domain::new(other)?)),
+        }
+    }
+
+    /// Sets the engine programs loaded from now on run with ([`Engine::default`]: the JIT where
+    /// supported). An unsupported engine falls back to the interpreter.
+    pub fn set_engine(&mut self, engine: Engine) {
+        self.engine = engine;
+    }
+
+    /// The engine programs are loaded for.
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// Registers an embedder's helper with its prototype, so the verifier checks its arguments (kinds,
+    /// memory sizes, map classes) like a kernel helper's. Helpers registered without one get an opaque
+    /// prototype: initialised arguments, checked at run time by the helper itself.
+    pub fn register_helper_with_proto(
+        &mut self,
+        id: u32,
+        proto: HelperProto,
+        func: impl Fn(&mut HelperCtx<'_>, [u64; 5]) -> Result<u64, HelperError> + Send + Sync + 'static,
+    ) {
+        self.helpers.register(id, proto.name.clone(), func);
+        self.protos.insert(id, proto);
+    }
+
+    /// Sets how programs are verified before they run (privileged rules by default).
+    pub fn set_verification(&mut self, verification: Verification) {
+        self.verification = verification;
+    }
+
+    /// Sets the input size the verifier assumes for buffer-context programs. Without it, buffer
+    /// programs are not verified: their safety then rests on the engines' run-time checks alone.
+    pub fn set_buffer_size(&mut self, size: u64) {
+        self.buffer_size = Some(size);
+    }
+
+    /// Fault injection for isolation tests: treats every memory access at `slots` as proven safe by
+    /// the verifier, so the JIT drops its typed-error check — what a verifier bug would do. Under
+    /// `sfi` the access stays confined to the domain; under `mpk` the hardware must stop it outside
+    /// the domain.
+    ///
+    /// # Safety
+    /// Without isolation ([`Isolation::None`]) the JIT emits no check at all for these accesses: a
+    /// program loaded from now on may then read and write any memory of the process. Use it only
+    /// to test isolation, never with programs you do not control.
+    #[doc(hidden)]
+    #[expect(
+        unsafe_code,
+        reason = "fault injection: the caller vouches for the claimed proofs"
+    )]
+    pub unsafe fn simulate_verifier_bug(&mut self, slots: Vec<usize>) {
+        self.simulated_verifier_bug = slots;
+    }
+
+    /// Keeps the verifier's per-instruction log (`LoadedProgram::verified`, rejections).
+    pub fn set_verifier_log(&mut self, log: bool) {
+        self.verifier_log = log;
+    }
+
+    /// Registers an embedder's helper under `id` (replacing any helper with that id; the map helpers,
+    /// ids 1-3, 12, 87-89, 130-134, 164 and 181, and the pool transaction helpers,
+    /// [`helpers::id::POOL_TX_BEGIN`] and the two after it, are bound to each program's maps and take
+    /// precedence).
+    pub fn register_helper(
+        &mut self,
+        id: u32,
+        name: &str,
+        func: impl Fn(&mut HelperCtx<'_>, [u64; 5]) -> Result<u64, HelperError> + Send + Sync + 'static,
+    ) {
+        self.helpers.register(id, name, func);
+    }
+
+    /// The log `bpf_trace_printk` writes to.
+    pub fn trace_log(&self) -> &TraceLog {
+        &self.trace
+    }
+
+    /// Sets how many instructions one run may execute before it is stopped.
+    pub fn set_budget(&mut self, budget: u64) {
+        self.budget = budget;
+    }
+
+    /// Loads bytecode (8-byte little-endian slots) with the generic buffer context.
+    pub fn load_bytecode(&self, bytes: &[u8]) -> Result<LoadedProgram, Error> {
+        self.load_bytecode_as(bytes, ProgType::Buffer)
+    }
+
+    /// Loads bytecode as a program of type `prog_type`, without maps.
+    pub fn load_bytecode_as(
+        &self,
+        bytes: &[u8],
+        prog_type: ProgType,
+    ) -> Result<LoadedProgram, Error> {
+        self.load_with_maps(bytes, prog_type, &[])
+    }
+
+    /// Creates a map (kernel semantics, storage on the heap).
+    pub fn create_map(&self, def: MapDef) -> Result<Arc<Map>, MapError> {
+        Map::create(def).map(Arc::new)
+    }
+
+    /// Loads bytecode whose `lddw rX, map_idx(N)` / `map_idx_value(N, OFF)` refer to `maps[N]`. The
+    /// program gets a domain of its own (unless isolation is `None`), holding its context copies; maps
+    /// created with [`Runtime::create_map`] stay on the heap.
+    pub fn load_with_maps(
+        &self,
+        bytes: &[u8],
+        prog_type: ProgType,
+        maps: &[Arc<Map>],
+    ) -> Result<LoadedProgram, Error> {
+        let domain = self.new_domain()?;
+        self.load_in(bytes, prog_type, maps, domain)
+    }
+
+    /// Loads a program into an existing `domain`, whose maps (created with
+    /// `Map::create_in(def, domain.memory())`) it may share with the domain's other programs.
+    pub fn load_in_domain(
+        &self,
+        bytes: &[u8],
+        prog_type: ProgType,
+        maps: &[Arc<Map>],
+        domain: &Domain,
+    ) -> Result<LoadedProgram, Error> {
+        self.load_in(bytes, prog_type, maps, Some(domain.clone()))
+    }
+
+    /// Assembles and loads assembly text.
+    pub fn load_asm(&self, source: &str) -> Result<LoadedProgram, Error> {
+        self.load_bytecode(&moat_isa::assemble_bytes(source)?)
+    }
+
+    /// Loads the program of a conformance data file (`-- raw` if present, else `-- asm`).
+    pub fn load_data_file(&self, file: &DataFile) -> Result<LoadedProgram, Error> {
+        let mut rt = self.clone();
+        if rt.buffer_size.is_none() {
+            // The file says what memory the program gets: verify against that.
+            rt.buffer_size = Some(file.mem.len() as u64);
+        }
+        rt.load_bytecode(&file.program()?)
+    }
+}
