@@ -2,23 +2,23 @@
 //!
 //! A memory access the verifier proved safe runs without a software check. If the verifier was
 //! wrong, the hardware is the last line: under `mpk` a protection-key fault (`SEGV_PKUERR`) on memory
-//! outside the domain, anywhere a page fault on unmapped or protected memory. This module's
-//! `SIGSEGV` handler recognises a fault whose instruction lies in the code of a program this thread
-//! is running ([`Scope`]) and resumes that code at its *fault landing*, which records the fault in the
+//! outside the domain, anywhere a page fault on unmapped or protected memory (`SIGSEGV`) or on a
+//! mapped file's missing pages (`SIGBUS`). This module's handler, registered with `moat-signal` for
+//! both signals, recognises a fault whose instruction lies in the code of a program this thread is
+//! running ([`Scope`]) and resumes that code at its *fault landing*, which records the fault in the
 //! run context and unwinds to the entry trampoline like any other run-time error: the run fails with
-//! `RunErrorKind::MemoryFault` naming the instruction, and the host goes on. Every other `SIGSEGV`
-//! is passed to the handler that was installed before (a host's own, or the default action).
+//! `RunErrorKind::MemoryFault` naming the instruction, and the host goes on. Every other fault is not
+//! this handler's: `moat-signal` passes it on to the host's handler or the default action.
 //!
-//! The handler is installed once, by the first compilation ([`install`]). A host that installs its
-//! own `SIGSEGV` handler *afterwards* must chain to the previous one for this to keep working.
-//! It does not run on an alternate signal stack: while confined code runs, PKRU denies the host's
-//! memory, so the kernel writes the signal frame onto the run's own native stack, and the handler's
-//! first instructions set PKRU to allow every key (the kernel restores the interrupted value on
-//! return).
+//! The handler is registered by the first compilation ([`install`]); every compilation also makes
+//! sure moat's dispatcher is still installed (`moat_signal::ensure_installed`: a host may have
+//! installed its own handler over it since). Confined code can fault too: `moat-signal`'s dispatcher
+//! allows every protection key before it touches memory.
 
 use crate::run::ERR_FAULT;
+use moat_signal::{Disposition, Reg, Signal, SignalContext};
 use std::cell::Cell;
-use std::sync::{Once, OnceLock};
+use std::sync::Once;
 
 /// Entries into generated code a thread can be inside at once (callbacks and tail calls nest).
 const MAX_SCOPES: usize = 128;
@@ -69,122 +69,42 @@ fn landing_for(rip: u64) -> Option<u64> {
     })
 }
 
-/// The handler that was installed before ours.
-struct Previous(libc::sigaction);
-
-// SAFETY: a `sigaction` is plain data (a handler address, a mask and flags), written once before
-// any reader can see it.
-unsafe impl Sync for Previous {}
-// SAFETY: as above.
-unsafe impl Send for Previous {}
-
-static PREVIOUS: OnceLock<Previous> = OnceLock::new();
-
-std::arch::global_asm!(
-    ".pushsection .text.moat_jit_fault_entry_pkru,\"ax\",@progbits",
-    ".p2align 4",
-    ".hidden moat_jit_fault_entry_pkru",
-    ".globl moat_jit_fault_entry_pkru",
-    "moat_jit_fault_entry_pkru:",
-    // PKRU = 0 (every key) without touching memory: the stack may be one only the interrupted
-    // PKRU allowed. rdx (the ucontext) survives in r8.
-    "mov r8, rdx",
-    "xor eax, eax",
-    "xor ecx, ecx",
-    "xor edx, edx",
-    ".byte 0x0f, 0x01, 0xef",
-    "mov rdx, r8",
-    "jmp {handle}",
-    ".popsection",
-    handle = sym handle,
-);
-
-extern "C" {
-    fn moat_jit_fault_entry_pkru(
-        sig: libc::c_int,
-        info: *mut libc::siginfo_t,
-        uctx: *mut libc::c_void,
-    );
-}
-
-/// Installs the handler (once per process).
+/// Registers the fault handler (once per process) and makes sure `moat-signal`'s dispatcher is
+/// installed. Called by every compilation, before the code can run.
 pub fn install() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let entry = if crate::run::pkru::available() {
-            moat_jit_fault_entry_pkru as *const () as usize
-        } else {
-            handle as *const () as usize
-        };
-        // SAFETY: a zeroed `sigaction` is a valid "no handler, no flags, empty mask" value that we
-        // fill in; `sigaction` only reads `new` and writes `old`, both live locals.
-        unsafe {
-            let mut new: libc::sigaction = std::mem::zeroed();
-            new.sa_sigaction = entry;
-            new.sa_flags = libc::SA_SIGINFO;
-            libc::sigemptyset(&mut new.sa_mask);
-            let mut old: libc::sigaction = std::mem::zeroed();
-            if libc::sigaction(libc::SIGSEGV, &new, &mut old) == 0 {
-                let _ = PREVIOUS.set(Previous(old));
-            }
+        for signal in [Signal::Segv, Signal::Bus] {
+            // SAFETY: `on_fault` is async-signal-safe (it reads const-initialised thread locals
+            // and the context), claims only faults in generated code this thread is running, and
+            // resumes that code at its fault landing, which expects the registers it sets. A failed
+            // registration leaves faults in generated code to the host's handler, as before any
+            // compilation.
+            let _ = unsafe { moat_signal::register(signal, on_fault) };
         }
     });
+    // A failure leaves the dispatcher as it was; the next compilation tries again.
+    let _ = moat_signal::ensure_installed();
 }
 
-/// The `SIGSEGV` handler.
-extern "C" fn handle(sig: libc::c_int, info: *mut libc::siginfo_t, uctx: *mut libc::c_void) {
-    // SAFETY: the kernel passes a valid siginfo and ucontext for a SA_SIGINFO handler; the thread
-    // locals read are const-initialised cells (no lazy initialisation, no allocation).
-    unsafe {
-        let uc = &mut *(uctx as *mut libc::ucontext_t);
-        let gregs = &mut uc.uc_mcontext.gregs;
-        let rip = gregs[libc::REG_RIP as usize] as u64;
-        if let Some(landing) = landing_for(rip) {
-            let code = (*info).si_code as u32 as u64;
-            gregs[libc::REG_R11 as usize] = rip as i64;
-            gregs[libc::REG_R10 as usize] = ((ERR_FAULT << 32) | code) as i64;
-            gregs[libc::REG_R9 as usize] = (*info).si_addr() as i64;
-            gregs[libc::REG_RIP as usize] = landing as i64;
-            return;
-        }
-        chain(sig, info, uctx);
-    }
-}
-
-/// Passes a fault that is not ours to the previous handler, or to the default action.
-///
-/// # Safety
-/// Only from the signal handler, with the kernel's arguments.
-unsafe fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, uctx: *mut libc::c_void) {
-    let previous = PREVIOUS.get().map(|p| p.0);
-    match previous {
-        Some(p) if p.sa_sigaction != libc::SIG_DFL && p.sa_sigaction != libc::SIG_IGN => {
-            if p.sa_flags & libc::SA_SIGINFO != 0 {
-                // SAFETY: with SA_SIGINFO the handler has the three-argument signature.
-                let f = unsafe {
-                    std::mem::transmute::<
-                        usize,
-                        extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void),
-                    >(p.sa_sigaction)
-                };
-                f(sig, info, uctx);
-            } else {
-                // SAFETY: without SA_SIGINFO the handler takes the signal number only.
-                let f = unsafe {
-                    std::mem::transmute::<usize, extern "C" fn(libc::c_int)>(p.sa_sigaction)
-                };
-                f(sig);
-            }
-        }
-        _ => {
-            // SAFETY: restoring the default action; a synchronous fault then recurs on return and
-            // terminates the process as it would have without us; a sent signal is raised again.
-            unsafe {
-                libc::signal(sig, libc::SIG_DFL);
-                if (*info).si_code <= 0 {
-                    libc::raise(sig);
-                }
-            }
-        }
-    }
+/// The handler of `SIGSEGV` and `SIGBUS`: a fault in generated code this thread is running resumes
+/// at the program's fault landing with r11 = the faulting instruction, r10 = the error code
+/// (`ERR_FAULT` and the `si_code` of a `SIGSEGV`, by which the run tells protection-key faults; 0
+/// for a `SIGBUS`, whose codes mean something else)
+/// and r9 = the faulting address.
+fn on_fault(cx: &mut SignalContext<'_>) -> Disposition {
+    let rip = cx.reg(Reg::Rip);
+    // A signal some process sent (`si_code` <= 0) is no fault, wherever it finds the thread.
+    let Some(landing) = landing_for(rip).filter(|_| cx.code() > 0) else {
+        return Disposition::NotMine;
+    };
+    let code = match cx.signal() {
+        Signal::Segv => u64::from(cx.code().unsigned_abs()),
+        _ => 0,
+    };
+    cx.set_reg(Reg::R11, rip);
+    cx.set_reg(Reg::R10, (ERR_FAULT << 32) | code);
+    cx.set_reg(Reg::R9, cx.fault_address());
+    cx.set_reg(Reg::Rip, landing);
+    Disposition::Handled
 }

@@ -51,7 +51,11 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("moat-interp", &["moat-isa", "moat-exec"][..]),
         ("moat-maps", &[][..]),
         ("moat-verify", &["moat-isa"][..]),
-        ("moat-jit", &["moat-isa", "moat-exec", "moat-verify"][..]),
+        (
+            "moat-jit",
+            &["moat-isa", "moat-exec", "moat-verify", "moat-signal"][..],
+        ),
+        ("moat-signal", &[][..]),
         ("moat-pool", &[][..]),
         ("moat-isolate", &["moat-maps"][..]),
         (
