@@ -14,7 +14,6 @@ use moat_isa::{
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(clippy::enum_variant_names)]
 enum K {
     Add64I,
     Add64R,
@@ -564,7 +563,6 @@ impl Prepared {
         }
     }
 
-    #[allow(clippy::too_many_lines)]
     /// Runs from operation `entry` in a fresh frame whose `r10` is `frame_top`; `depth` frames are
     /// already in use below it (callers of a callback). Returns `r0` at the entry function's exit.
     pub(crate) fn exec(

@@ -18,6 +18,7 @@
 //! All `unsafe` of the crate is in `sys`.
 
 #![deny(missing_docs)]
+#![deny(unsafe_code)]
 
 mod domain;
 pub mod mpk;

@@ -22,12 +22,25 @@
 //! (the `SIGSEGV` handler that turns a hardware fault in generated code into a run-time error).
 
 #![deny(missing_docs)]
+#![deny(unsafe_code)]
 #![cfg(all(target_arch = "x86_64", target_os = "linux"))]
 
+#[expect(
+    unsafe_code,
+    reason = "executable memory: mapping code and its writable view"
+)]
 pub mod codemem;
 mod dump;
 mod emit;
+#[expect(
+    unsafe_code,
+    reason = "the SIGSEGV handler that resumes generated code at its fault landing"
+)]
 mod fault;
+#[expect(
+    unsafe_code,
+    reason = "entering generated code and the Rust functions it calls"
+)]
 mod run;
 
 use moat_exec::{
@@ -340,21 +353,13 @@ impl ProgramRunner for JitProgram {
         depth: usize,
         state: &mut RunState,
     ) -> Result<u64, RunError> {
-        match (
-            run::jit_ctx(state),
-            self.native_of_code_address(addr),
-            run::valid_frame(state, frame_top),
-        ) {
-            (Some(ctx), Some(native), true) => {
-                // SAFETY: `jit_ctx` found the context of a JIT run at the stack top of `state`,
-                // `frame_top` is a frame of that stack and `native` an instruction of this program;
-                // `mem`'s regions are valid for the run by `MemoryMap`'s own contract.
-                unsafe { run::enter(self, ctx, mem, state, native, args, frame_top) }
-            }
-            _ => self
-                .fallback
-                .run_function(mem, addr, args, frame_top, depth, state),
-        }
+        self.linked
+            .function_at(addr)
+            .and_then(|slot| run::enter_nested(self, mem, state, slot, args, frame_top))
+            .unwrap_or_else(|| {
+                self.fallback
+                    .run_function(mem, addr, args, frame_top, depth, state)
+            })
     }
 
     fn run_tail(
@@ -365,17 +370,8 @@ impl ProgramRunner for JitProgram {
         depth: usize,
         state: &mut RunState,
     ) -> Result<u64, RunError> {
-        match (
-            run::jit_ctx(state),
-            self.native(0),
-            run::valid_frame(state, frame_top),
-        ) {
-            (Some(c), Some(native), true) => {
-                // SAFETY: as in `run_function`, for the program's first instruction.
-                unsafe { run::enter(self, c, mem, state, native, [ctx, 0, 0, 0, 0], frame_top) }
-            }
-            _ => self.fallback.run_tail(mem, ctx, frame_top, depth, state),
-        }
+        run::enter_nested(self, mem, state, 0, [ctx, 0, 0, 0, 0], frame_top)
+            .unwrap_or_else(|| self.fallback.run_tail(mem, ctx, frame_top, depth, state))
     }
 }
 

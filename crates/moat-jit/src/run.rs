@@ -587,6 +587,28 @@ pub(crate) unsafe fn enter(
     Err(RunError { pc, kind })
 }
 
+/// Runs `prog`'s instruction at `slot` in the frame whose `r10` is `frame_top`, nested in the JIT
+/// run `state` describes (a callback, a tail call); `None` when `state` is no JIT run, `frame_top`
+/// no frame of its stack or `slot` no instruction (another engine then runs it, or reports it).
+pub(crate) fn enter_nested(
+    prog: &JitProgram,
+    mem: &mut MemoryMap,
+    state: &mut RunState,
+    slot: usize,
+    args: [u64; 5],
+    frame_top: u64,
+) -> Option<Result<u64, RunError>> {
+    let ctx = jit_ctx(state)?;
+    let native = prog.native(slot)?;
+    if !valid_frame(state, frame_top) {
+        return None;
+    }
+    // SAFETY: `jit_ctx` found the context of a JIT run at the stack top of `state`, `frame_top` is a
+    // frame of that stack and `native` the code of an instruction of `prog` (from its slot table);
+    // `mem`'s regions are valid for the run by `MemoryMap`'s own contract.
+    Some(unsafe { enter(prog, ctx, mem, state, native, args, frame_top) })
+}
+
 /// Runs `prog` from its first instruction on a fresh run: `buffers` as regions (the first is the
 /// packet of legacy loads) plus the static ones, `r1`-`r5` = `args`.
 pub(crate) fn run_fresh(
@@ -769,7 +791,10 @@ extern "sysv64" fn jit_call(a1: u64, a2: u64, a3: u64, a4: u64, a5: u64, ctx: *m
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the parts of one helper call, passed once"
+)]
 fn call_helper(
     prog: &JitProgram,
     mem: &mut MemoryMap,

@@ -12,9 +12,14 @@
 //! All `unsafe` code lives in the private `sys` module.
 
 #![deny(missing_docs)]
+#![deny(unsafe_code)]
 
 mod map;
 mod prog;
+#[expect(
+    unsafe_code,
+    reason = "the bpf(2) system call and the memory it reads and writes"
+)]
 mod sys;
 
 use std::io;

@@ -15,7 +15,10 @@ const DATA_OUT_HEADROOM: usize = 256;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u32)]
 #[non_exhaustive]
-#[allow(missing_docs)] // Each variant is the `BPF_PROG_TYPE_*` of the same name and value.
+#[expect(
+    missing_docs,
+    reason = "each variant is the `BPF_PROG_TYPE_*` of the same name and value"
+)]
 pub enum ProgType {
     SocketFilter = 1,
     Kprobe = 2,

@@ -4,7 +4,7 @@
 mod common;
 use common::workspace_root as workspace;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -135,4 +135,65 @@ fn dependencies_point_one_way() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The paths named in ARCHITECTURE.md's "`unsafe` only in small, named places" rule, with
+/// `dir/{a,b}.rs` expanded.
+fn unsafe_inventory(architecture: &str) -> BTreeSet<String> {
+    let start = architecture
+        .find("- `unsafe` only in small, named places")
+        .expect("ARCHITECTURE.md states where unsafe lives");
+    let rest = &architecture[start..];
+    let end = rest[1..].find("\n- ").map_or(rest.len(), |e| e + 1);
+    let mut paths = BTreeSet::new();
+    for quoted in rest[..end].split('`').skip(1).step_by(2) {
+        let quoted = quoted.trim();
+        if !quoted.starts_with("moat") || !quoted.ends_with(".rs") {
+            continue;
+        }
+        match (quoted.find('{'), quoted.find('}')) {
+            (Some(open), Some(close)) if open < close => {
+                for name in quoted[open + 1..close].split(',') {
+                    paths.insert(format!(
+                        "{}{}{}",
+                        &quoted[..open],
+                        name,
+                        &quoted[close + 1..]
+                    ));
+                }
+            }
+            _ => {
+                paths.insert(quoted.to_string());
+            }
+        }
+    }
+    paths
+}
+
+#[test]
+fn architecture_names_every_file_with_unsafe_code() {
+    let root = workspace();
+    let architecture =
+        std::fs::read_to_string(root.join("ARCHITECTURE.md")).expect("read ARCHITECTURE.md");
+    let listed = unsafe_inventory(&architecture);
+    let mut files = Vec::new();
+    rust_files(&root.join("crates"), &mut files);
+    let with_unsafe: BTreeSet<String> = files
+        .iter()
+        .filter(|f| f.components().any(|c| c.as_os_str() == "src"))
+        .filter(|f| {
+            let text = std::fs::read_to_string(f).unwrap_or_default();
+            ["unsafe {", "unsafe fn ", "unsafe impl "]
+                .iter()
+                .any(|needle| text.contains(needle))
+        })
+        .filter_map(|f| f.strip_prefix(root.join("crates")).ok())
+        .map(|f| f.to_string_lossy().into_owned())
+        .collect();
+    let unlisted: Vec<&String> = with_unsafe.difference(&listed).collect();
+    let stale: Vec<&String> = listed.difference(&with_unsafe).collect();
+    assert!(
+        unlisted.is_empty() && stale.is_empty(),
+        "ARCHITECTURE.md's unsafe inventory is out of date: unlisted {unlisted:?}, listed without unsafe {stale:?}"
+    );
 }

@@ -6,7 +6,6 @@
 //! Usage: `cargo run --release -p moat-bench --bin bench_jit [MILLIS]` (default 200 ms batches).
 //! As `bench_table`: engines take turns batch by batch, 9 rounds, fastest batch reported.
 
-#![allow(unsafe_code)]
 
 use moat_bench::timing::{calibrate, time_batch};
 use moat_bench::{

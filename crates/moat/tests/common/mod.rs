@@ -2,7 +2,7 @@
 //! the checkout (override with `MOAT_SHARED`).
 
 // Each test file uses only some of these.
-#![allow(dead_code)]
+#![allow(dead_code, reason = "each test binary uses its own share of these helpers")]
 
 use std::path::{Path, PathBuf};
 
