@@ -6,7 +6,6 @@
 //! Usage: `cargo run --release -p moat-bench --bin bench_jit [MILLIS]` (default 200 ms batches).
 //! As `bench_table`: engines take turns batch by batch, 9 rounds, fastest batch reported.
 
-
 use moat_bench::timing::{calibrate, time_batch};
 use moat_bench::{
     fnv1a_folded, internet_checksum, is_prime, jit_programs, BenchProgram, KernelEngine, MoatEngine,

@@ -1,7 +1,10 @@
 //! Shared test helpers: locating the real objects, and building small synthetic ELF objects (with the
 //! `object` crate's writer) for cases the real objects do not cover.
 
-#![allow(dead_code, reason = "each test binary uses its own share of these helpers")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses its own share of these helpers"
+)]
 
 use moat_isa::RawInsn;
 use object::write::{self, Relocation, SectionId, Symbol, SymbolId, SymbolSection};

@@ -2,7 +2,10 @@
 //! the checkout (override with `MOAT_SHARED`).
 
 // Each test file uses only some of these.
-#![allow(dead_code, reason = "each test binary uses its own share of these helpers")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses its own share of these helpers"
+)]
 
 use std::path::{Path, PathBuf};
 
