@@ -915,11 +915,17 @@ impl Emitter<'_> {
             dynasm!(self.asm ; .arch x64 ; jmp =>fail);
             return;
         };
-        dynasm!(self.asm
-            ; .arch x64
-            ; mov r10, QWORD zone.start as i64
-            ; sub r9, r10
-        );
+        let arena = self.sfi.is_some_and(|s| s.arena == zone);
+        if arena && !self.count_budget {
+            // The arena's start is in the run context, which `r12` holds: one fused load-sub.
+            dynasm!(self.asm ; .arch x64 ; sub r9, [r12 + off::SFI_ARENA]);
+        } else {
+            dynasm!(self.asm
+                ; .arch x64
+                ; mov r10, QWORD zone.start as i64
+                ; sub r9, r10
+            );
+        }
         match i32::try_from(room) {
             Ok(room) => dynasm!(self.asm ; .arch x64 ; cmp r9, room ; ja =>fail),
             Err(_) => dynasm!(self.asm

@@ -167,6 +167,7 @@ pub struct JitProgram {
     body_end: u32,
     landing: u32,
     confined: bool,
+    sfi: Option<Sfi>,
 }
 
 impl std::fmt::Debug for JitProgram {
@@ -227,6 +228,7 @@ impl JitProgram {
             body_end: compiled.body_end,
             landing: compiled.landing,
             confined,
+            sfi,
         })
     }
 
@@ -308,6 +310,11 @@ impl JitProgram {
             .filter(|&(_, &o)| o != u32::MAX && o <= off)
             .max_by_key(|&(_, &o)| o)
             .map(|(slot, _)| slot)
+    }
+
+    /// The start of the program's arena under software fault isolation (0 otherwise).
+    pub(crate) fn sfi_arena(&self) -> u64 {
+        self.sfi.map_or(0, |s| s.arena.start)
     }
 
     pub(crate) fn budget(&self) -> u64 {

@@ -63,6 +63,10 @@ pub(crate) struct JitCtx {
     err_aux: u64,
     /// Set by the fault landing: the address of the faulting instruction.
     fault_rip: u64,
+    /// Under software fault isolation: the start of the running program's arena, against which
+    /// code without a budget checks proven accesses (`moat_jit::Sfi`). Not reachable by the
+    /// program: the context is not in its domain and no check admits it.
+    sfi_arena: u64,
 }
 
 /// The page right above the context: what the runtime relies on during a run. Generated code only
@@ -249,6 +253,7 @@ pub(crate) mod off {
     pub const ERR_CODE: i32 = offset_of!(JitCtx, err_code) as i32;
     pub const ERR_AUX: i32 = offset_of!(JitCtx, err_aux) as i32;
     pub const FAULT_RIP: i32 = offset_of!(JitCtx, fault_rip) as i32;
+    pub const SFI_ARENA: i32 = offset_of!(JitCtx, sfi_arena) as i32;
     /// Anchor fields, from the context (the anchor is the next page).
     const ANCHOR: i32 = std::mem::size_of::<JitCtx>() as i32;
     pub const HOST_RSP: i32 = ANCHOR + offset_of!(RunAnchor, host_rsp) as i32;
@@ -303,6 +308,7 @@ impl JitCtx {
             err_code: 0,
             err_aux: 0,
             fault_rip: 0,
+            sfi_arena: 0,
         }
     }
 }
@@ -482,7 +488,13 @@ pub(crate) unsafe fn enter(
     // it, of the same run area; no reference to either is held across the call into generated code
     // (nested entries save and restore what they change).
     let saved = unsafe {
-        let saved = ((*anchor).prog, (*anchor).mem, (*anchor).state);
+        let saved = (
+            (*anchor).prog,
+            (*anchor).mem,
+            (*anchor).state,
+            (*ctx).sfi_arena,
+        );
+        (*ctx).sfi_arena = prog.sfi_arena();
         (*anchor).prog = prog;
         (*anchor).mem = mem;
         (*anchor).state = state;
@@ -534,6 +546,7 @@ pub(crate) unsafe fn enter(
         a.prog = saved.0;
         a.mem = saved.1;
         a.state = saved.2;
+        (*ctx).sfi_arena = saved.3;
         let c = &*ctx;
         (
             c.ret,
