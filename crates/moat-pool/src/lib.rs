@@ -61,6 +61,7 @@ mod layout;
 mod lock;
 mod media;
 mod pool;
+mod region;
 mod shared;
 #[cfg(test)]
 mod sim;
@@ -74,5 +75,6 @@ pub use crate::pool::{
     CreateOptions, LogState, MapDef, MapInfo, OpenOptions, Pool, PoolInfo, PoolMap, PoolMode,
     Recovery, Transaction, VerifyReport,
 };
+pub use crate::region::{process_dead, process_word, Region};
 pub use crate::shared::{SharedPoolMap, SharedTransaction};
 pub use crate::sys::FlushKind;

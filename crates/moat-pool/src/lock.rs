@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 const LIVENESS_EVERY: Duration = Duration::from_millis(2);
 
 /// What `/proc/<tid>/stat` says about a thread: its state letter and start time (clock ticks since boot).
-fn thread_stat(tid: u32) -> Option<(u8, u64)> {
+pub(crate) fn thread_stat(tid: u32) -> Option<(u8, u64)> {
     let text = std::fs::read_to_string(format!("/proc/{tid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may contain anything; fields after it are plain.
     let rest = &text[text.rfind(')')? + 1..];
