@@ -5,10 +5,11 @@
 //! the kernel, updates copy into the slot in place, so concurrent readers may see a torn value.
 //! Elements always exist, hence `delete` fails with `-EINVAL` and `BPF_NOEXIST` with `-EEXIST`.
 
-use crate::def::{MapDef, BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST};
+use crate::def::MapDef;
 use crate::error::MapError;
 use crate::mem::{Block, MapMemory};
 use crate::value::{Slots, ValueSrc};
+use moat_abi::{BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST};
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

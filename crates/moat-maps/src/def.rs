@@ -1,37 +1,20 @@
-//! Map definitions: [`MapType`], [`MapDef`], the kernel's flag values, and the creation checks of the
-//! kernel's `map_alloc_check` callbacks.
+//! Map definitions: [`MapType`], [`MapDef`] and the creation checks of the kernel's
+//! `map_alloc_check` callbacks.
+//!
+//! The kernel's flags ([`moat_abi`]'s, re-exported by the crate) are taken as the kernel takes them,
+//! with these differences: `BPF_F_LOCK` is always rejected with `-EINVAL` (maps without BTF have no
+//! `bpf_spin_lock`); hash maps always preallocate, whatever `BPF_F_NO_PREALLOC` says (LPM tries
+//! require it); `BPF_F_NO_COMMON_LRU` is accepted but one common LRU list is kept; `BPF_F_NUMA_NODE`
+//! is accepted and ignored where the kernel allows it; `BPF_F_ZERO_SEED` is accepted (iteration
+//! order never depends on a seed); `BPF_F_RDONLY_PROG` and `BPF_F_WRONLY_PROG` are the verifier's to
+//! enforce, not this crate's.
 
 use crate::error::MapError;
+use moat_abi::{
+    BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC, BPF_F_NUMA_NODE, BPF_F_RDONLY,
+    BPF_F_RDONLY_PROG, BPF_F_WRONLY, BPF_F_WRONLY_PROG, BPF_F_ZERO_SEED,
+};
 use std::fmt;
-
-/// Update flag: create a new element or update an existing one.
-pub const BPF_ANY: u64 = 0;
-/// Update flag: create a new element only if it does not exist.
-pub const BPF_NOEXIST: u64 = 1;
-/// Update flag: update an existing element only. For `push`, overwrite the oldest element when full.
-pub const BPF_EXIST: u64 = 2;
-/// Update flag: update the value under its `bpf_spin_lock`. Maps without BTF have no spin lock, so it is
-/// always rejected with `-EINVAL`.
-pub const BPF_F_LOCK: u64 = 4;
-
-/// Map flag: do not preallocate elements (required by LPM tries; hash maps here always preallocate).
-pub const BPF_F_NO_PREALLOC: u32 = 1 << 0;
-/// Map flag: per-CPU LRU lists instead of a common one (accepted; this crate keeps one common LRU list).
-pub const BPF_F_NO_COMMON_LRU: u32 = 1 << 1;
-/// Map flag: the `numa_node` attribute is valid (accepted and ignored where the kernel allows it).
-pub const BPF_F_NUMA_NODE: u32 = 1 << 2;
-/// Map flag: read-only from user space.
-pub const BPF_F_RDONLY: u32 = 1 << 3;
-/// Map flag: write-only from user space.
-pub const BPF_F_WRONLY: u32 = 1 << 4;
-/// Map flag: zero hash seed (accepted; iteration order here never depends on the seed).
-pub const BPF_F_ZERO_SEED: u32 = 1 << 6;
-/// Map flag: read-only from programs (enforced by the verifier, not by this crate).
-pub const BPF_F_RDONLY_PROG: u32 = 1 << 7;
-/// Map flag: write-only from programs (enforced by the verifier, not by this crate).
-pub const BPF_F_WRONLY_PROG: u32 = 1 << 8;
-/// Map flag: the array may be memory-mapped.
-pub const BPF_F_MMAPABLE: u32 = 1 << 10;
 
 /// The access flags.
 const ACCESS_MASK: u32 = BPF_F_RDONLY | BPF_F_RDONLY_PROG | BPF_F_WRONLY | BPF_F_WRONLY_PROG;
@@ -57,32 +40,33 @@ pub(crate) fn round8(n: u64) -> u64 {
     n.saturating_add(7) & !7
 }
 
-/// The map types this crate implements, numbered as the kernel's `BPF_MAP_TYPE_*`.
+/// The map types this crate implements. Their numbers and names are the kernel's
+/// ([`moat_abi::MapType`]); [`MapType::abi`] and [`MapType::from_abi`] convert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum MapType {
     /// `BPF_MAP_TYPE_HASH`.
-    Hash = 1,
+    Hash,
     /// `BPF_MAP_TYPE_ARRAY`.
-    Array = 2,
+    Array,
     /// `BPF_MAP_TYPE_PROG_ARRAY`: program indices for tail calls.
-    ProgArray = 3,
+    ProgArray,
     /// `BPF_MAP_TYPE_PERCPU_HASH`.
-    PercpuHash = 5,
+    PercpuHash,
     /// `BPF_MAP_TYPE_PERCPU_ARRAY`.
-    PercpuArray = 6,
+    PercpuArray,
     /// `BPF_MAP_TYPE_LRU_HASH`.
-    LruHash = 9,
+    LruHash,
     /// `BPF_MAP_TYPE_LRU_PERCPU_HASH`.
-    LruPercpuHash = 10,
+    LruPercpuHash,
     /// `BPF_MAP_TYPE_LPM_TRIE`.
-    LpmTrie = 11,
+    LpmTrie,
     /// `BPF_MAP_TYPE_QUEUE`.
-    Queue = 22,
+    Queue,
     /// `BPF_MAP_TYPE_STACK`.
-    Stack = 23,
+    Stack,
     /// `BPF_MAP_TYPE_RINGBUF`.
-    RingBuf = 27,
+    RingBuf,
 }
 
 impl MapType {
@@ -101,40 +85,54 @@ impl MapType {
         MapType::RingBuf,
     ];
 
+    /// The kernel's map type this is.
+    pub const fn abi(self) -> moat_abi::MapType {
+        use moat_abi::MapType as Abi;
+        match self {
+            MapType::Hash => Abi::Hash,
+            MapType::Array => Abi::Array,
+            MapType::ProgArray => Abi::ProgArray,
+            MapType::PercpuHash => Abi::PercpuHash,
+            MapType::PercpuArray => Abi::PercpuArray,
+            MapType::LruHash => Abi::LruHash,
+            MapType::LruPercpuHash => Abi::LruPercpuHash,
+            MapType::LpmTrie => Abi::LpmTrie,
+            MapType::Queue => Abi::Queue,
+            MapType::Stack => Abi::Stack,
+            MapType::RingBuf => Abi::RingBuf,
+        }
+    }
+
+    /// The implemented type that is the kernel's `abi`, if this crate implements it.
+    pub fn from_abi(abi: moat_abi::MapType) -> Option<MapType> {
+        MapType::ALL.into_iter().find(|t| t.abi() == abi)
+    }
+
     /// The type numbered `raw`, if this crate implements it. [`TryFrom<u32>`] gives a typed error
     /// instead.
     pub fn from_u32(raw: u32) -> Option<MapType> {
-        MapType::ALL.into_iter().find(|t| t.as_u32() == raw)
+        moat_abi::MapType::from_u32(raw).and_then(MapType::from_abi)
     }
 
     /// The kernel's number for this type.
     pub fn as_u32(self) -> u32 {
-        self as u32
+        self.abi().as_u32()
     }
 
     /// Whether values exist once per CPU.
     pub fn is_percpu(self) -> bool {
-        matches!(
-            self,
-            MapType::PercpuHash | MapType::PercpuArray | MapType::LruPercpuHash
-        )
+        self.abi().is_percpu()
     }
 
     /// The kernel's name for the type, as `bpftool` prints it (`"hash"`, `"lru_percpu_hash"`, ...).
     pub fn name(self) -> &'static str {
-        match self {
-            MapType::Hash => "hash",
-            MapType::Array => "array",
-            MapType::ProgArray => "prog_array",
-            MapType::PercpuHash => "percpu_hash",
-            MapType::PercpuArray => "percpu_array",
-            MapType::LruHash => "lru_hash",
-            MapType::LruPercpuHash => "lru_percpu_hash",
-            MapType::LpmTrie => "lpm_trie",
-            MapType::Queue => "queue",
-            MapType::Stack => "stack",
-            MapType::RingBuf => "ringbuf",
-        }
+        self.abi().name()
+    }
+}
+
+impl From<MapType> for moat_abi::MapType {
+    fn from(t: MapType) -> moat_abi::MapType {
+        t.abi()
     }
 }
 

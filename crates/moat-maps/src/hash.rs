@@ -15,11 +15,12 @@
 //! re-queueing entries whose stamp moved since they were queued. The kernel's LRU is an approximation
 //! of this order.
 
-use crate::def::{MapDef, MapType, BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST};
+use crate::def::{MapDef, MapType};
 use crate::error::MapError;
 use crate::mem::MapMemory;
 use crate::value::{Slots, ValueSrc};
 use hashbrown::{DefaultHashBuilder, HashTable};
+use moat_abi::{BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST};
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::ptr::NonNull;

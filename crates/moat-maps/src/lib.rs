@@ -29,9 +29,10 @@
 //! # Ok::<(), MapError>(())
 //! ```
 //!
-//! This crate depends on no other moat crate: it knows nothing of instructions, programs or the
-//! verifier. Checks that the kernel leaves to the verifier (a program writing past its value, a
-//! read-only map written by a program) are not made here. All `unsafe` code is in the `mem` module.
+//! This crate depends on no other moat crate but [`moat_abi`] (the kernel's numbers: map types and
+//! flags, re-exported here): it knows nothing of instructions, programs or the verifier. Checks that
+//! the kernel leaves to the verifier (a program writing past its value, a read-only map written by a
+//! program) are not made here. All `unsafe` code is in the `mem` module.
 
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
@@ -50,14 +51,17 @@ mod value;
 
 pub use backend::MapBackend;
 pub use def::{
-    possible_cpus, MapDef, MapType, BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_F_MMAPABLE,
-    BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC, BPF_F_NUMA_NODE, BPF_F_RDONLY, BPF_F_RDONLY_PROG,
-    BPF_F_WRONLY, BPF_F_WRONLY_PROG, BPF_F_ZERO_SEED, BPF_NOEXIST, KMALLOC_MAX_SIZE,
-    LPM_DATA_SIZE_MAX, LPM_KEY_HEADER, MAX_CPUS, MAX_MAP_BYTES, PAGE_SIZE, PCPU_MIN_UNIT_SIZE,
+    possible_cpus, MapDef, MapType, KMALLOC_MAX_SIZE, LPM_DATA_SIZE_MAX, LPM_KEY_HEADER, MAX_CPUS,
+    MAX_MAP_BYTES, PAGE_SIZE, PCPU_MIN_UNIT_SIZE,
 };
 pub use error::{errno, MapError};
 pub use map::{Keys, Map, MemRegion};
 pub use mem::{HeapMemory, MapMemory};
+pub use moat_abi::{
+    BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC,
+    BPF_F_NUMA_NODE, BPF_F_RDONLY, BPF_F_RDONLY_PROG, BPF_F_WRONLY, BPF_F_WRONLY_PROG,
+    BPF_F_ZERO_SEED, BPF_NOEXIST,
+};
 pub use ringbuf::{
     BPF_RB_AVAIL_DATA, BPF_RB_CONS_POS, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_PROD_POS,
     BPF_RB_RING_SIZE, BPF_RINGBUF_BUSY_BIT, BPF_RINGBUF_DISCARD_BIT, BPF_RINGBUF_HDR_SZ,

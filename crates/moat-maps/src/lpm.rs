@@ -10,10 +10,11 @@
 //! most. Values live in preallocated slots, like hash maps'. Iteration (`next_key`) goes in slot order
 //! and returns keys as last stored, including any bits beyond the prefix, as the kernel does.
 
-use crate::def::{MapDef, BPF_EXIST, BPF_NOEXIST, LPM_KEY_HEADER};
+use crate::def::{MapDef, LPM_KEY_HEADER};
 use crate::error::MapError;
 use crate::mem::MapMemory;
 use crate::value::{Slots, ValueSrc};
+use moat_abi::{BPF_EXIST, BPF_NOEXIST};
 use std::collections::BTreeMap;
 use std::ptr::NonNull;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};

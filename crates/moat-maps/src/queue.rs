@@ -6,10 +6,11 @@
 //! element is dropped (for stacks too, as in the kernel). Values are copied in and out: programs never
 //! get pointers into a queue.
 
-use crate::def::{MapDef, MapType, BPF_EXIST, BPF_NOEXIST};
+use crate::def::{MapDef, MapType};
 use crate::error::MapError;
 use crate::mem::MapMemory;
 use crate::value::{Slots, ValueSrc};
+use moat_abi::{BPF_EXIST, BPF_NOEXIST};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 #[derive(Debug, Default)]

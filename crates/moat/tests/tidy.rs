@@ -50,7 +50,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("moat-obj", &["moat-isa"][..]),
         ("moat-exec", &["moat-isa"][..]),
         ("moat-interp", &["moat-isa", "moat-exec"][..]),
-        ("moat-maps", &[][..]),
+        ("moat-maps", &["moat-abi"][..]),
         ("moat-verify", &["moat-isa"][..]),
         (
             "moat-jit",
