@@ -73,7 +73,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "moat-isolate",
             ][..],
         ),
-        ("moat-cli", &["moat", "moat-isa"][..]),
+        ("moat-cli", &["moat", "moat-isa", "moat-omb"][..]),
         (
             "moat-fuzz",
             &[
@@ -85,6 +85,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
             ][..],
         ),
         ("moat-kernel", &["moat-isa"][..]),
+        ("moat-omb", &["moat-pool"][..]),
     ])
 }
 
