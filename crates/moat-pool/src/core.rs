@@ -15,15 +15,10 @@ use std::collections::HashMap;
 use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 
+pub use moat_abi::{BPF_ANY, BPF_EXIST, BPF_NOEXIST};
+
 /// `(key, value)` pairs of a map.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
-
-/// Update flag: create or replace.
-pub const BPF_ANY: u64 = 0;
-/// Update flag: create only.
-pub const BPF_NOEXIST: u64 = 1;
-/// Update flag: replace only.
-pub const BPF_EXIST: u64 = 2;
 
 /// A pool's media and checked header.
 #[derive(Debug)]

@@ -49,7 +49,8 @@
 //!   is reported as a typed [`PoolError`] naming the structure and its offset; nothing is written to a
 //!   pool found corrupt.
 //!
-//! This crate depends on no other moat crate. All `unsafe` code is in the `sys` module.
+//! This crate depends on no other moat crate but [`moat_abi`] (the kernel's update flags,
+//! re-exported here). All `unsafe` code is in the `sys` module.
 
 #![deny(missing_docs)]
 #![deny(unsafe_code)]

@@ -57,7 +57,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
             &["moat-isa", "moat-exec", "moat-verify", "moat-signal"][..],
         ),
         ("moat-signal", &[][..]),
-        ("moat-pool", &[][..]),
+        ("moat-pool", &["moat-abi"][..]),
         ("moat-isolate", &["moat-maps"][..]),
         (
             "moat",
