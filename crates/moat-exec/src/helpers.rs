@@ -5,7 +5,7 @@
 //! against the same [`MemoryMap`] as the program's own loads and stores.
 
 use crate::mem::{MemoryMap, RunState};
-use crate::{RunError, MAX_CALL_DEPTH, STACK_FRAME_SIZE};
+use crate::{RunError, MAX_CALL_DEPTH, MAX_TAIL_CALLS, STACK_FRAME_SIZE};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -42,9 +42,6 @@ pub enum HelperError {
     #[error("callback failed: {0}")]
     Callback(Box<RunError>),
 }
-
-/// Maximum number of tail calls in one run, as in the kernel.
-pub const MAX_TAIL_CALLS: u32 = 33;
 
 /// A program as helpers see it, whatever engine runs it: callbacks run its functions
 /// ([`HelperCtx::call_function`]) and tail calls run it whole ([`HelperCtx::tail_call`]). The

@@ -9,8 +9,9 @@
 //! the instruction. Engines implement [`ProgramRunner`], which is what helpers (callbacks) and the
 //! program table (tail calls) call back into.
 //!
-//! This crate knows nothing of ELF, maps, verification or code generation. Its `unsafe` is in
-//! `mem.rs` (checked program memory) and `lowmem.rs` (memory below 4 GiB).
+//! This crate knows nothing of ELF, maps, verification or code generation; its limits (frames,
+//! stack, tail calls) are the kernel's, from [`moat_abi`]. Its `unsafe` is in `mem.rs` (checked
+//! program memory) and `lowmem.rs` (memory below 4 GiB).
 
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
@@ -32,16 +33,17 @@ mod mem;
 pub use error::{LinkError, RunError, RunErrorKind};
 pub use helpers::{
     Helper, HelperCtx, HelperError, HelperFn, HelperRegistry, ProgramRunner, TailCall,
-    MAX_TAIL_CALLS,
 };
 pub use link::{Buffer, LddwResolver, Linked, LinkedHelper, NoMaps};
 pub use lowmem::LowBuffer;
 pub use mem::{with_stack, Locus, MemoryMap, Region, RunState, ORDER, STACK_BYTES};
 
+/// Maximum call depth, the main function included: the kernel's `MAX_CALL_FRAMES`.
+pub use moat_abi::MAX_CALL_FRAMES as MAX_CALL_DEPTH;
+/// Maximum number of tail calls in one run.
+pub use moat_abi::MAX_TAIL_CALLS;
 /// Bytes of stack per frame.
-pub const STACK_FRAME_SIZE: usize = 512;
-/// Maximum call depth, the main function included.
-pub const MAX_CALL_DEPTH: usize = 8;
+pub use moat_abi::STACK_FRAME_SIZE;
 /// The default instruction budget of one run.
 pub const DEFAULT_BUDGET: u64 = 100_000_000;
 /// Tag of code addresses produced by `lddw rX, code(off)`, followed by the target slot index.

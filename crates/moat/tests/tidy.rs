@@ -48,7 +48,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("moat-abi", &[][..]),
         ("moat-isa", &[][..]),
         ("moat-obj", &["moat-isa"][..]),
-        ("moat-exec", &["moat-isa"][..]),
+        ("moat-exec", &["moat-isa", "moat-abi"][..]),
         ("moat-interp", &["moat-isa", "moat-exec"][..]),
         ("moat-maps", &["moat-abi"][..]),
         ("moat-verify", &["moat-isa"][..]),
