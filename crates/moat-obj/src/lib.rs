@@ -28,8 +28,9 @@
 //!
 //! # Architecture invariant
 //!
-//! This crate depends on `moat-isa` and an ELF reader only. It knows nothing of verification, map
-//! implementations or execution: maps are described, never created, and map types are not checked.
+//! This crate depends on `moat-isa`, `moat-abi` (the kernel's map types and flags, libbpf's section
+//! names) and an ELF reader only. It knows nothing of verification, map implementations or
+//! execution: maps are described, never created, and map types are not checked.
 //! Instructions are not decoded either (that is the verifier's first step); only `lddw` and `call`
 //! slots are looked at. Hostile input never panics: every read is bounds-checked and every type chain
 //! is followed under a depth limit.
@@ -49,5 +50,5 @@ mod spec;
 pub use error::{BtfErrorKind, ElfReadError, MapErrorKind, ObjError, RelocErrorKind, SectionRef};
 pub use spec::{
     FunctionSpan, InnerMap, LineInfo, MapKind, MapSpec, Object, ProgramSpec, SectionInfo,
-    SectionKind, SlotInit, Unresolved, BPF_F_RDONLY_PROG, BPF_MAP_TYPE_ARRAY,
+    SectionKind, SlotInit, Unresolved,
 };

@@ -5,15 +5,10 @@
 use crate::btf::{Btf, Type};
 use crate::elf::{read_u32, Elf, SymSection, STT_FILE, STT_SECTION};
 use crate::error::{MapErrorKind, ObjError};
-use crate::spec::{
-    InnerMap, MapKind, MapSpec, SectionKind, SlotInit, BPF_F_RDONLY_PROG, BPF_MAP_TYPE_ARRAY,
-};
+use crate::spec::{InnerMap, MapKind, MapSpec, SectionKind, SlotInit};
+use moat_abi::{MapType, BPF_F_RDONLY_PROG};
 use std::collections::HashMap;
 
-/// `BPF_MAP_TYPE_ARRAY_OF_MAPS`.
-const ARRAY_OF_MAPS: u32 = 12;
-/// `BPF_MAP_TYPE_HASH_OF_MAPS`.
-const HASH_OF_MAPS: u32 = 13;
 /// The largest global data section accepted (the kernel's own limit on array values is smaller).
 pub(crate) const MAX_DATA_SECTION: u64 = 64 << 20;
 /// `value_size × max_entries` above this is refused.
@@ -52,25 +47,6 @@ impl Maps {
         self.specs.len() - 1
     }
 }
-
-/// Names of sections whose code is a program even without `SHF_EXECINSTR` (very old objects).
-const PROGRAM_PREFIXES: &[&str] = &[
-    "socket",
-    "kprobe/",
-    "kretprobe/",
-    "tracepoint/",
-    "raw_tracepoint/",
-    "xdp",
-    "classifier",
-    "action",
-    "cgroup/",
-    "cgroup_skb/",
-    "sockops",
-    "sk_skb",
-    "sk_msg",
-    "lwt_",
-    "perf_event",
-];
 
 /// What a section is.
 pub(crate) fn classify(name: &str, sh_type: u32, flags: u64) -> SectionKind {
@@ -114,10 +90,8 @@ pub(crate) fn classify(name: &str, sh_type: u32, flags: u64) -> SectionKind {
     {
         return SectionKind::GlobalData;
     }
-    if sh_type == SHT_PROGBITS
-        && flags & SHF_WRITE == 0
-        && PROGRAM_PREFIXES.iter().any(|p| name.starts_with(p))
-    {
+    // Very old objects: code without `SHF_EXECINSTR`, recognised by its section name.
+    if sh_type == SHT_PROGBITS && flags & SHF_WRITE == 0 && moat_abi::section_def(name).is_some() {
         return SectionKind::Program;
     }
     SectionKind::Other
@@ -263,7 +237,10 @@ fn legacy(elf: &Elf<'_>, index: usize, maps: &mut Maps) -> Result<(), ObjError> 
         m.flags = w(4);
         if record == 28 {
             // libbpf / samples/bpf: inner_map_idx, numa_node.
-            if matches!(m.map_type, ARRAY_OF_MAPS | HASH_OF_MAPS) {
+            if matches!(
+                MapType::from_u32(m.map_type),
+                Some(MapType::ArrayOfMaps | MapType::HashOfMaps)
+            ) {
                 m.inner_map = Some(InnerMap::Map(w(5) as usize));
             }
             m.numa_node = w(6);
@@ -533,7 +510,7 @@ fn global_data(elf: &Elf<'_>, index: usize, maps: &mut Maps) -> Result<(), ObjEr
         elf.data(index)?.to_vec()
     };
     let mut m = blank(name.clone(), kind, &name, 0);
-    m.map_type = BPF_MAP_TYPE_ARRAY;
+    m.map_type = MapType::Array.as_u32();
     m.key_size = 4;
     m.value_size = section.size as u32;
     m.max_entries = 1;

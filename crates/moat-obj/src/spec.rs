@@ -5,11 +5,6 @@ use crate::error::ObjError;
 use moat_isa::{RawInsn, INSN_SIZE};
 use std::sync::Arc;
 
-/// `BPF_MAP_TYPE_ARRAY`, the type of global data maps.
-pub const BPF_MAP_TYPE_ARRAY: u32 = 2;
-/// `BPF_F_RDONLY_PROG`: the program may only read the map (set on `.rodata` maps).
-pub const BPF_F_RDONLY_PROG: u32 = 0x80;
-
 /// A loaded eBPF object: programs ready to verify and run, plus the maps they refer to.
 #[derive(Debug, Clone)]
 #[non_exhaustive]

@@ -3,8 +3,9 @@
 
 mod common;
 
+use moat_abi::{MapType, BPF_F_RDONLY_PROG};
 use moat_isa::{decode, CallTarget, Insn, LddwKind};
-use moat_obj::{InnerMap, MapKind, MapSpec, Object, BPF_F_RDONLY_PROG};
+use moat_obj::{InnerMap, MapKind, MapSpec, Object};
 
 /// Loads `rel` from the shared objects, or `None` if they are missing.
 fn check(rel: &str) -> Option<Object> {
@@ -12,12 +13,13 @@ fn check(rel: &str) -> Option<Object> {
     Some(Object::parse(&bytes).unwrap_or_else(|e| panic!("{rel}: {e}")))
 }
 
-/// The fields of a map spec that tests compare: (name, kind, type, key, value, max_entries, flags).
-fn shape(m: &MapSpec) -> (&str, MapKind, u32, u32, u32, u32, u32) {
+/// The fields of a map spec that tests compare: (name, kind, type name, key, value, max_entries,
+/// flags).
+fn shape(m: &MapSpec) -> (&str, MapKind, &str, u32, u32, u32, u32) {
     (
         m.name.as_str(),
         m.kind,
-        m.map_type,
+        MapType::from_u32(m.map_type).map_or("?", MapType::name),
         m.key_size,
         m.value_size,
         m.max_entries,
@@ -52,7 +54,7 @@ fn new_linux_sockex1_has_btf_map_and_line_info() {
     assert_eq!(obj.maps.len(), 1);
     assert_eq!(
         shape(&obj.maps[0]),
-        ("my_map", MapKind::Btf, 2, 4, 8, 256, 0)
+        ("my_map", MapKind::Btf, "array", 4, 8, 256, 0)
     );
     let p = obj.program("bpf_prog1").expect("program");
     assert_eq!(p.section, "socket1");
@@ -95,9 +97,9 @@ fn legacy_sockex3_programs_by_section_and_global_symbol() {
     assert_eq!(
         maps,
         vec![
-            ("jmp_table", MapKind::Legacy, 3, 4, 4, 8, 0),
-            ("percpu_map", MapKind::Legacy, 2, 4, 16, 32, 0),
-            ("hash_map", MapKind::Legacy, 1, 16, 16, 1024, 0),
+            ("jmp_table", MapKind::Legacy, "prog_array", 4, 4, 8, 0),
+            ("percpu_map", MapKind::Legacy, "array", 4, 16, 32, 0),
+            ("hash_map", MapKind::Legacy, "hash", 16, 16, 1024, 0),
         ]
     );
     assert!(!obj.has_btf);
@@ -115,7 +117,10 @@ fn ovs_sections_without_symbols_are_named_by_section() {
     assert_eq!(tail3.section, "tail-3");
     // Relocation type 0 (very old LLVM) still resolves to maps.
     assert_eq!(tail3.map_indices, vec![2, 6, 7, 8]);
-    assert_eq!(obj.map("tailcalls").map(|m| m.map_type), Some(3));
+    assert_eq!(
+        obj.map("tailcalls").map(|m| m.map_type),
+        Some(MapType::ProgArray.as_u32())
+    );
     assert_eq!(obj.license.as_deref(), Some("GPL"));
 }
 
@@ -144,7 +149,10 @@ fn cilium_tail_call_sections_and_iproute2_maps() {
     };
     let p = obj.program("2/1").expect("by section name");
     assert_eq!(p.name, "__send_drop_notify");
-    assert_eq!(obj.map("cilium_calls_111").map(|m| m.map_type), Some(3));
+    assert_eq!(
+        obj.map("cilium_calls_111").map(|m| m.map_type),
+        Some(MapType::ProgArray.as_u32())
+    );
     assert_eq!(obj.maps.len(), 16);
     assert!(obj.maps.iter().all(|m| m.legacy_def.len() == 28));
     let Some(dsr) = check("cilium/bpf_xdp_dsr_linux.o") else {
@@ -190,9 +198,17 @@ fn global_data_becomes_array_maps_with_value_offsets() {
     assert_eq!(
         maps,
         vec![
-            (".bss", MapKind::Bss, 2, 4, 8, 1, 0),
-            (".rodata", MapKind::Rodata, 2, 4, 4, 1, BPF_F_RDONLY_PROG),
-            (".data", MapKind::Data, 2, 4, 40, 1, 0),
+            (".bss", MapKind::Bss, "array", 4, 8, 1, 0),
+            (
+                ".rodata",
+                MapKind::Rodata,
+                "array",
+                4,
+                4,
+                1,
+                BPF_F_RDONLY_PROG
+            ),
+            (".data", MapKind::Data, "array", 4, 40, 1, 0),
         ]
     );
     assert_eq!(obj.maps[0].data, vec![0; 8]);
@@ -208,13 +224,13 @@ fn map_in_map_btf_template_and_values() {
         return;
     };
     let outer = obj.map("array_of_maps").expect("outer");
-    assert_eq!(outer.map_type, 12);
+    assert_eq!(outer.map_type, MapType::ArrayOfMaps.as_u32());
     let Some(InnerMap::Template(inner)) = &outer.inner_map else {
         panic!("no inner template: {outer:?}");
     };
     assert_eq!(
         (inner.map_type, inner.key_size, inner.value_size),
-        (2, 4, 4)
+        (MapType::Array.as_u32(), 4, 4)
     );
     assert_eq!(outer.initial_slots.len(), 1);
     assert_eq!(outer.initial_slots[0].symbol, "inner_map");

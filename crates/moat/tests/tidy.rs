@@ -47,7 +47,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
     BTreeMap::from([
         ("moat-abi", &[][..]),
         ("moat-isa", &[][..]),
-        ("moat-obj", &["moat-isa"][..]),
+        ("moat-obj", &["moat-isa", "moat-abi"][..]),
         ("moat-exec", &["moat-isa", "moat-abi"][..]),
         ("moat-interp", &["moat-isa", "moat-exec"][..]),
         ("moat-maps", &["moat-abi"][..]),
