@@ -1,6 +1,8 @@
 //! What the verifier knows about a program's surroundings, described as data: the context layout of its
 //! program type, the maps it may use, the helpers it may call (with their prototypes) and the
-//! privilege level of the loader.
+//! privilege level of the loader. Map types and helper ids are the kernel's, from [`moat_abi`].
+
+use moat_abi::{HelperId, MapType};
 
 /// What a context field holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,7 +147,7 @@ impl Context {
 pub struct MapInfo {
     /// Its name, for messages.
     pub name: String,
-    /// `BPF_MAP_TYPE_*`.
+    /// `BPF_MAP_TYPE_*` ([`MapType`]'s number; any number an object declares).
     pub map_type: u32,
     /// Key size.
     pub key_size: u32,
@@ -157,30 +159,11 @@ pub struct MapInfo {
     pub read_only: bool,
 }
 
-/// Map type numbers the helper prototypes care about.
+/// `BPF_MAP_TYPE_ARRAY`'s number, as [`MapInfo::map_type`] holds it. Kept for the checker's uses
+/// until they name [`MapType`] itself; the numbers are moat-abi's.
 pub mod map_type {
-    /// Hash.
-    pub const HASH: u32 = 1;
-    /// Array.
-    pub const ARRAY: u32 = 2;
-    /// Program array.
-    pub const PROG_ARRAY: u32 = 3;
-    /// Per-CPU hash.
-    pub const PERCPU_HASH: u32 = 5;
-    /// Per-CPU array.
-    pub const PERCPU_ARRAY: u32 = 6;
-    /// LRU hash.
-    pub const LRU_HASH: u32 = 9;
-    /// LRU per-CPU hash.
-    pub const LRU_PERCPU_HASH: u32 = 10;
-    /// LPM trie.
-    pub const LPM_TRIE: u32 = 11;
-    /// Queue.
-    pub const QUEUE: u32 = 22;
-    /// Stack.
-    pub const STACK: u32 = 23;
-    /// Ring buffer.
-    pub const RINGBUF: u32 = 27;
+    /// [`moat_abi::MapType::Array`].
+    pub const ARRAY: u32 = moat_abi::MapType::Array.as_u32();
 }
 
 /// Which maps a map argument accepts.
@@ -199,17 +182,28 @@ pub enum MapClass {
 }
 
 impl MapClass {
-    /// Whether a map of type `t` fits.
+    /// Whether a map of type `t` (a `BPF_MAP_TYPE_*` number) fits.
     pub fn accepts(self, t: u32) -> bool {
-        use map_type::*;
+        if self == MapClass::Any {
+            return true;
+        }
+        let Some(t) = MapType::from_u32(t) else {
+            return false;
+        };
         match self {
             MapClass::Keyed => matches!(
                 t,
-                HASH | ARRAY | PERCPU_HASH | PERCPU_ARRAY | LRU_HASH | LRU_PERCPU_HASH | LPM_TRIE
+                MapType::Hash
+                    | MapType::Array
+                    | MapType::PercpuHash
+                    | MapType::PercpuArray
+                    | MapType::LruHash
+                    | MapType::LruPercpuHash
+                    | MapType::LpmTrie
             ),
-            MapClass::Queue => matches!(t, QUEUE | STACK),
-            MapClass::RingBuf => t == RINGBUF,
-            MapClass::ProgArray => t == PROG_ARRAY,
+            MapClass::Queue => matches!(t, MapType::Queue | MapType::Stack),
+            MapClass::RingBuf => t == MapType::RingBuf,
+            MapClass::ProgArray => t == MapType::ProgArray,
             MapClass::Any => true,
         }
     }
@@ -317,239 +311,136 @@ impl HelperProto {
         HelperProto::new(name, &[Arg::Anything; 5], Ret::Integer)
     }
 
-    /// The kernel's prototype of helper `id`, for the helpers moat implements.
+    /// The kernel's prototype of helper `id`, for the helpers moat implements or verifies
+    /// ([`HelperProto::for_helper`]).
     pub fn kernel(id: u32) -> Option<HelperProto> {
+        HelperProto::for_helper(HelperId::from_u32(id)?)
+    }
+
+    /// The kernel's prototype of helper `h`, named as the kernel names it, for the helpers moat
+    /// implements (and, through `kernel_only`, those it verifies but does not run).
+    pub fn for_helper(h: HelperId) -> Option<HelperProto> {
         use Arg::*;
+        use HelperId as H;
         let keyed = Map(MapClass::Keyed);
-        let p = |name, args: &[Arg], ret| Some(HelperProto::new(name, args, ret));
-        match id {
-            1 => p("bpf_map_lookup_elem", &[keyed, MapKey], Ret::MapValueOrNull),
-            2 => p(
-                "bpf_map_update_elem",
-                &[keyed, MapKey, MapValue, Scalar],
-                Ret::Integer,
-            ),
-            3 => p("bpf_map_delete_elem", &[keyed, MapKey], Ret::Integer),
-            4 => p(
-                "bpf_probe_read",
-                &[MemOut, SizeOrZero, AnyAddr],
-                Ret::Integer,
-            ),
-            5 => p("bpf_ktime_get_ns", &[], Ret::Integer),
+        let p = |args: &[Arg], ret| Some(HelperProto::new(h.name(), args, ret));
+        match h {
+            H::MapLookupElem => p(&[keyed, MapKey], Ret::MapValueOrNull),
+            H::MapUpdateElem => p(&[keyed, MapKey, MapValue, Scalar], Ret::Integer),
+            H::MapDeleteElem => p(&[keyed, MapKey], Ret::Integer),
+            H::ProbeRead => p(&[MemOut, SizeOrZero, AnyAddr], Ret::Integer),
+            H::KtimeGetNs => p(&[], Ret::Integer),
             // Arguments 3-5 are passed through unchecked, as in the kernel.
-            6 => p("bpf_trace_printk", &[MemIn, Size], Ret::Integer),
-            7 => p("bpf_get_prandom_u32", &[], Ret::Integer),
-            8 => p("bpf_get_smp_processor_id", &[], Ret::Integer),
-            12 => p(
-                "bpf_tail_call",
-                &[Ctx, Map(MapClass::ProgArray), Scalar],
-                Ret::Integer,
-            ),
-            14 => p("bpf_get_current_pid_tgid", &[], Ret::Integer),
-            15 => p("bpf_get_current_uid_gid", &[], Ret::Integer),
-            16 => p("bpf_get_current_comm", &[MemOut, Size], Ret::Integer),
-            87 => p(
-                "bpf_map_push_elem",
-                &[Map(MapClass::Queue), MapValue, Scalar],
-                Ret::Integer,
-            ),
-            88 => p(
-                "bpf_map_pop_elem",
-                &[Map(MapClass::Queue), MapValueOut],
-                Ret::Integer,
-            ),
-            89 => p(
-                "bpf_map_peek_elem",
-                &[Map(MapClass::Queue), MapValueOut],
-                Ret::Integer,
-            ),
-            93 => p("bpf_spin_lock", &[SpinLock], Ret::Void),
-            94 => p("bpf_spin_unlock", &[SpinLock], Ret::Void),
-            105 => p("bpf_strtol", &[MemIn, Size, Scalar, Long], Ret::Integer),
-            106 => p("bpf_strtoul", &[MemIn, Size, Scalar, Long], Ret::Integer),
-            112 => p(
-                "bpf_probe_read_user",
-                &[MemOut, SizeOrZero, AnyAddr],
-                Ret::Integer,
-            ),
-            113 => p(
-                "bpf_probe_read_kernel",
-                &[MemOut, SizeOrZero, AnyAddr],
-                Ret::Integer,
-            ),
-            114 => p(
-                "bpf_probe_read_user_str",
-                &[MemOut, SizeOrZero, AnyAddr],
-                Ret::Integer,
-            ),
-            115 => p(
-                "bpf_probe_read_kernel_str",
-                &[MemOut, SizeOrZero, AnyAddr],
-                Ret::Integer,
-            ),
-            125 => p("bpf_ktime_get_boot_ns", &[], Ret::Integer),
-            130 => p(
-                "bpf_ringbuf_output",
+            H::TracePrintk => p(&[MemIn, Size], Ret::Integer),
+            H::GetPrandomU32 => p(&[], Ret::Integer),
+            H::GetSmpProcessorId => p(&[], Ret::Integer),
+            H::TailCall => p(&[Ctx, Map(MapClass::ProgArray), Scalar], Ret::Integer),
+            H::GetCurrentPidTgid => p(&[], Ret::Integer),
+            H::GetCurrentUidGid => p(&[], Ret::Integer),
+            H::GetCurrentComm => p(&[MemOut, Size], Ret::Integer),
+            H::MapPushElem => p(&[Map(MapClass::Queue), MapValue, Scalar], Ret::Integer),
+            H::MapPopElem => p(&[Map(MapClass::Queue), MapValueOut], Ret::Integer),
+            H::MapPeekElem => p(&[Map(MapClass::Queue), MapValueOut], Ret::Integer),
+            H::SpinLock => p(&[SpinLock], Ret::Void),
+            H::SpinUnlock => p(&[SpinLock], Ret::Void),
+            H::Strtol => p(&[MemIn, Size, Scalar, Long], Ret::Integer),
+            H::Strtoul => p(&[MemIn, Size, Scalar, Long], Ret::Integer),
+            H::ProbeReadUser => p(&[MemOut, SizeOrZero, AnyAddr], Ret::Integer),
+            H::ProbeReadKernel => p(&[MemOut, SizeOrZero, AnyAddr], Ret::Integer),
+            H::ProbeReadUserStr => p(&[MemOut, SizeOrZero, AnyAddr], Ret::Integer),
+            H::ProbeReadKernelStr => p(&[MemOut, SizeOrZero, AnyAddr], Ret::Integer),
+            H::KtimeGetBootNs => p(&[], Ret::Integer),
+            H::RingbufOutput => p(
                 &[Map(MapClass::RingBuf), MemIn, SizeOrZero, Scalar],
                 Ret::Integer,
             ),
-            131 => p(
-                "bpf_ringbuf_reserve",
+            H::RingbufReserve => p(
                 &[Map(MapClass::RingBuf), AllocSize, Scalar],
                 Ret::RingbufMemOrNull,
             ),
-            132 => p("bpf_ringbuf_submit", &[RingbufMem, Scalar], Ret::Void),
-            133 => p("bpf_ringbuf_discard", &[RingbufMem, Scalar], Ret::Void),
-            134 => p(
-                "bpf_ringbuf_query",
-                &[Map(MapClass::RingBuf), Scalar],
-                Ret::Integer,
-            ),
-            164 => Some(HelperProto {
+            H::RingbufSubmit => p(&[RingbufMem, Scalar], Ret::Void),
+            H::RingbufDiscard => p(&[RingbufMem, Scalar], Ret::Void),
+            H::RingbufQuery => p(&[Map(MapClass::RingBuf), Scalar], Ret::Integer),
+            H::ForEachMapElem => Some(HelperProto {
                 callback: Callback::ForEachMapElem,
-                ..HelperProto::new(
-                    "bpf_for_each_map_elem",
-                    &[keyed, Func, Anything, Scalar],
-                    Ret::Integer,
-                )
+                ..HelperProto::new(h.name(), &[keyed, Func, Anything, Scalar], Ret::Integer)
             }),
-            165 => p(
-                "bpf_snprintf",
+            H::Snprintf => p(
                 &[MemOut, SizeOrZero, ConstStr, MemInOrNull, SizeOrZero],
                 Ret::Integer,
             ),
-            181 => Some(HelperProto {
+            H::Loop => Some(HelperProto {
                 callback: Callback::Loop,
-                ..HelperProto::new("bpf_loop", &[Scalar, Func, Anything, Scalar], Ret::Integer)
+                ..HelperProto::new(h.name(), &[Scalar, Func, Anything, Scalar], Ret::Integer)
             }),
-            _ => HelperProto::kernel_only(id),
+            _ => HelperProto::kernel_only(h),
         }
     }
 
     /// Prototypes of kernel helpers moat verifies but does not run (a program using one verifies,
     /// then fails to load with "unknown helper"): enough for real-world objects to be judged.
-    fn kernel_only(id: u32) -> Option<HelperProto> {
+    fn kernel_only(h: HelperId) -> Option<HelperProto> {
         use Arg::*;
-        let p = |name, args: &[Arg], ret| Some(HelperProto::new(name, args, ret));
+        use HelperId as H;
+        let p = |args: &[Arg], ret| Some(HelperProto::new(h.name(), args, ret));
         let any = Map(MapClass::Any);
-        match id {
-            9 => p(
-                "bpf_skb_store_bytes",
-                &[Ctx, Scalar, MemIn, Size, Scalar],
-                Ret::Integer,
-            ),
-            10 => p(
-                "bpf_l3_csum_replace",
-                &[Ctx, Scalar, Scalar, Scalar, Scalar],
-                Ret::Integer,
-            ),
-            11 => p(
-                "bpf_l4_csum_replace",
-                &[Ctx, Scalar, Scalar, Scalar, Scalar],
-                Ret::Integer,
-            ),
-            13 => p("bpf_clone_redirect", &[Ctx, Scalar, Scalar], Ret::Integer),
-            17 => p("bpf_get_cgroup_classid", &[Ctx], Ret::Integer),
-            18 => p("bpf_skb_vlan_push", &[Ctx, Scalar, Scalar], Ret::Integer),
-            19 => p("bpf_skb_vlan_pop", &[Ctx], Ret::Integer),
-            20 => p(
-                "bpf_skb_get_tunnel_key",
-                &[Ctx, MemOut, Size, Scalar],
-                Ret::Integer,
-            ),
-            21 => p(
-                "bpf_skb_set_tunnel_key",
-                &[Ctx, MemIn, Size, Scalar],
-                Ret::Integer,
-            ),
-            22 => p("bpf_perf_event_read", &[any, Scalar], Ret::Integer),
-            23 => p("bpf_redirect", &[Scalar, Scalar], Ret::Integer),
-            24 => p("bpf_get_route_realm", &[Ctx], Ret::Integer),
-            25 => p(
-                "bpf_perf_event_output",
-                &[Ctx, any, Scalar, MemIn, SizeOrZero],
-                Ret::Integer,
-            ),
-            26 => p(
-                "bpf_skb_load_bytes",
-                &[Ctx, Scalar, MemOut, Size],
-                Ret::Integer,
-            ),
-            27 => p("bpf_get_stackid", &[Ctx, any, Scalar], Ret::Integer),
-            28 => p(
-                "bpf_csum_diff",
+        match h {
+            H::SkbStoreBytes => p(&[Ctx, Scalar, MemIn, Size, Scalar], Ret::Integer),
+            H::L3CsumReplace => p(&[Ctx, Scalar, Scalar, Scalar, Scalar], Ret::Integer),
+            H::L4CsumReplace => p(&[Ctx, Scalar, Scalar, Scalar, Scalar], Ret::Integer),
+            H::CloneRedirect => p(&[Ctx, Scalar, Scalar], Ret::Integer),
+            H::GetCgroupClassid => p(&[Ctx], Ret::Integer),
+            H::SkbVlanPush => p(&[Ctx, Scalar, Scalar], Ret::Integer),
+            H::SkbVlanPop => p(&[Ctx], Ret::Integer),
+            H::SkbGetTunnelKey => p(&[Ctx, MemOut, Size, Scalar], Ret::Integer),
+            H::SkbSetTunnelKey => p(&[Ctx, MemIn, Size, Scalar], Ret::Integer),
+            H::PerfEventRead => p(&[any, Scalar], Ret::Integer),
+            H::Redirect => p(&[Scalar, Scalar], Ret::Integer),
+            H::GetRouteRealm => p(&[Ctx], Ret::Integer),
+            H::PerfEventOutput => p(&[Ctx, any, Scalar, MemIn, SizeOrZero], Ret::Integer),
+            H::SkbLoadBytes => p(&[Ctx, Scalar, MemOut, Size], Ret::Integer),
+            H::GetStackid => p(&[Ctx, any, Scalar], Ret::Integer),
+            H::CsumDiff => p(
                 &[MemInOrNull, SizeOrZero, MemInOrNull, SizeOrZero, Scalar],
                 Ret::Integer,
             ),
-            29 => p("bpf_skb_get_tunnel_opt", &[Ctx, MemOut, Size], Ret::Integer),
-            30 => p("bpf_skb_set_tunnel_opt", &[Ctx, MemIn, Size], Ret::Integer),
-            31 => p("bpf_skb_change_proto", &[Ctx, Scalar, Scalar], Ret::Integer),
-            32 => p("bpf_skb_change_type", &[Ctx, Scalar], Ret::Integer),
-            33 => p("bpf_skb_under_cgroup", &[Ctx, any, Scalar], Ret::Integer),
-            34 => p("bpf_get_hash_recalc", &[Ctx], Ret::Integer),
-            35 => p("bpf_get_current_task", &[], Ret::Integer),
-            36 => p(
-                "bpf_probe_write_user",
-                &[AnyAddr, MemIn, Size],
-                Ret::Integer,
-            ),
-            37 => p(
-                "bpf_current_task_under_cgroup",
-                &[any, Scalar],
-                Ret::Integer,
-            ),
-            38 => p("bpf_skb_change_tail", &[Ctx, Scalar, Scalar], Ret::Integer),
-            39 => p("bpf_skb_pull_data", &[Ctx, Scalar], Ret::Integer),
-            40 => p("bpf_csum_update", &[Ctx, Scalar], Ret::Integer),
-            41 => p("bpf_set_hash_invalid", &[Ctx], Ret::Integer),
-            42 => p("bpf_get_numa_node_id", &[], Ret::Integer),
-            43 => p("bpf_skb_change_head", &[Ctx, Scalar, Scalar], Ret::Integer),
-            44 => p("bpf_xdp_adjust_head", &[Ctx, Scalar], Ret::Integer),
-            45 => p(
-                "bpf_probe_read_str",
-                &[MemOut, SizeOrZero, AnyAddr],
-                Ret::Integer,
-            ),
-            46 => p("bpf_get_socket_cookie", &[Ctx], Ret::Integer),
-            47 => p("bpf_get_socket_uid", &[Ctx], Ret::Integer),
-            48 => p("bpf_set_hash", &[Ctx, Scalar], Ret::Integer),
-            50 => p(
-                "bpf_skb_adjust_room",
-                &[Ctx, Scalar, Scalar, Scalar],
-                Ret::Integer,
-            ),
-            51 => p("bpf_redirect_map", &[any, Scalar, Scalar], Ret::Integer),
-            54 => p("bpf_xdp_adjust_meta", &[Ctx, Scalar], Ret::Integer),
-            55 => p(
-                "bpf_perf_event_read_value",
-                &[any, Scalar, MemOut, Size],
-                Ret::Integer,
-            ),
-            58 => p("bpf_override_return", &[Ctx, Scalar], Ret::Integer),
-            65 => p("bpf_xdp_adjust_tail", &[Ctx, Scalar], Ret::Integer),
-            67 => p(
-                "bpf_get_stack",
-                &[Ctx, MemOut, SizeOrZero, Scalar],
-                Ret::Integer,
-            ),
-            68 => p(
-                "bpf_skb_load_bytes_relative",
-                &[Ctx, Scalar, MemOut, Size, Scalar],
-                Ret::Integer,
-            ),
-            69 => p("bpf_fib_lookup", &[Ctx, MemOut, Size, Scalar], Ret::Integer),
-            79 => p("bpf_skb_cgroup_id", &[Ctx], Ret::Integer),
-            80 => p("bpf_get_current_cgroup_id", &[], Ret::Integer),
-            118 => p("bpf_jiffies64", &[], Ret::Integer),
-            83 => p("bpf_skb_ancestor_cgroup_id", &[Ctx, Scalar], Ret::Integer),
-            97 => p("bpf_skb_ecn_set_ce", &[Ctx], Ret::Integer),
-            122 => p("bpf_get_netns_cookie", &[Anything], Ret::Integer),
-            155 => p("bpf_redirect_peer", &[Scalar, Scalar], Ret::Integer),
-            152 => p(
-                "bpf_redirect_neigh",
-                &[Scalar, MemInOrNull, SizeOrZero, Scalar],
-                Ret::Integer,
-            ),
+            H::SkbGetTunnelOpt => p(&[Ctx, MemOut, Size], Ret::Integer),
+            H::SkbSetTunnelOpt => p(&[Ctx, MemIn, Size], Ret::Integer),
+            H::SkbChangeProto => p(&[Ctx, Scalar, Scalar], Ret::Integer),
+            H::SkbChangeType => p(&[Ctx, Scalar], Ret::Integer),
+            H::SkbUnderCgroup => p(&[Ctx, any, Scalar], Ret::Integer),
+            H::GetHashRecalc => p(&[Ctx], Ret::Integer),
+            H::GetCurrentTask => p(&[], Ret::Integer),
+            H::ProbeWriteUser => p(&[AnyAddr, MemIn, Size], Ret::Integer),
+            H::CurrentTaskUnderCgroup => p(&[any, Scalar], Ret::Integer),
+            H::SkbChangeTail => p(&[Ctx, Scalar, Scalar], Ret::Integer),
+            H::SkbPullData => p(&[Ctx, Scalar], Ret::Integer),
+            H::CsumUpdate => p(&[Ctx, Scalar], Ret::Integer),
+            H::SetHashInvalid => p(&[Ctx], Ret::Integer),
+            H::GetNumaNodeId => p(&[], Ret::Integer),
+            H::SkbChangeHead => p(&[Ctx, Scalar, Scalar], Ret::Integer),
+            H::XdpAdjustHead => p(&[Ctx, Scalar], Ret::Integer),
+            H::ProbeReadStr => p(&[MemOut, SizeOrZero, AnyAddr], Ret::Integer),
+            H::GetSocketCookie => p(&[Ctx], Ret::Integer),
+            H::GetSocketUid => p(&[Ctx], Ret::Integer),
+            H::SetHash => p(&[Ctx, Scalar], Ret::Integer),
+            H::SkbAdjustRoom => p(&[Ctx, Scalar, Scalar, Scalar], Ret::Integer),
+            H::RedirectMap => p(&[any, Scalar, Scalar], Ret::Integer),
+            H::XdpAdjustMeta => p(&[Ctx, Scalar], Ret::Integer),
+            H::PerfEventReadValue => p(&[any, Scalar, MemOut, Size], Ret::Integer),
+            H::OverrideReturn => p(&[Ctx, Scalar], Ret::Integer),
+            H::XdpAdjustTail => p(&[Ctx, Scalar], Ret::Integer),
+            H::GetStack => p(&[Ctx, MemOut, SizeOrZero, Scalar], Ret::Integer),
+            H::SkbLoadBytesRelative => p(&[Ctx, Scalar, MemOut, Size, Scalar], Ret::Integer),
+            H::FibLookup => p(&[Ctx, MemOut, Size, Scalar], Ret::Integer),
+            H::SkbCgroupId => p(&[Ctx], Ret::Integer),
+            H::GetCurrentCgroupId => p(&[], Ret::Integer),
+            H::Jiffies64 => p(&[], Ret::Integer),
+            H::SkbAncestorCgroupId => p(&[Ctx, Scalar], Ret::Integer),
+            H::SkbEcnSetCe => p(&[Ctx], Ret::Integer),
+            H::GetNetnsCookie => p(&[Anything], Ret::Integer),
+            H::RedirectPeer => p(&[Scalar, Scalar], Ret::Integer),
+            H::RedirectNeigh => p(&[Scalar, MemInOrNull, SizeOrZero, Scalar], Ret::Integer),
             _ => Option::None,
         }
     }
@@ -582,8 +473,8 @@ impl std::fmt::Debug for Env<'_> {
     }
 }
 
-/// The kernel's complexity limit.
-pub const DEFAULT_COMPLEXITY_LIMIT: u64 = 1_000_000;
+/// The kernel's complexity limit, `BPF_COMPLEXITY_LIMIT_INSNS`.
+pub const DEFAULT_COMPLEXITY_LIMIT: u64 = moat_abi::COMPLEXITY_LIMIT_INSNS;
 
 impl<'a> Env<'a> {
     /// A privileged environment with `context`, no maps and the kernel's helpers.
@@ -596,5 +487,48 @@ impl<'a> Env<'a> {
             complexity_limit: DEFAULT_COMPLEXITY_LIMIT,
             log: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prototypes_are_keyed_and_named_by_the_kernels_helper_ids() {
+        let tail_call = HelperProto::kernel(HelperId::TailCall.as_u32()).expect("tail call");
+        assert_eq!(tail_call.name, "bpf_tail_call");
+        assert_eq!(tail_call.args[1], Arg::Map(MapClass::ProgArray));
+        let loop_ = HelperProto::for_helper(HelperId::Loop).expect("bpf_loop");
+        assert_eq!(
+            (loop_.name.as_str(), loop_.callback),
+            ("bpf_loop", Callback::Loop)
+        );
+        // Verified but not run by moat.
+        assert!(HelperProto::for_helper(HelperId::SkbLoadBytes).is_some());
+        // No prototype: no such helper, or one moat does not know.
+        assert_eq!(HelperProto::kernel(0), None);
+        assert_eq!(HelperProto::kernel(0x6d6f_0001), None);
+        assert_eq!(HelperProto::for_helper(HelperId::SysBpf), None);
+        for h in HelperId::ALL {
+            if let Some(p) = HelperProto::for_helper(*h) {
+                assert_eq!(p.name, h.name());
+            }
+        }
+    }
+
+    #[test]
+    fn map_classes_take_the_kernels_map_types() {
+        let n = MapType::as_u32;
+        assert!(MapClass::Keyed.accepts(n(MapType::LruPercpuHash)));
+        assert!(!MapClass::Keyed.accepts(n(MapType::Queue)));
+        assert!(MapClass::Queue.accepts(n(MapType::Stack)));
+        assert!(MapClass::RingBuf.accepts(n(MapType::RingBuf)));
+        assert!(!MapClass::RingBuf.accepts(n(MapType::UserRingBuf)));
+        assert!(MapClass::ProgArray.accepts(n(MapType::ProgArray)));
+        assert!(MapClass::Any.accepts(n(MapType::PerfEventArray)));
+        assert!(MapClass::Any.accepts(0xdead));
+        assert!(!MapClass::Keyed.accepts(0xdead));
+        assert_eq!(map_type::ARRAY, n(MapType::Array));
     }
 }

@@ -36,12 +36,14 @@ pub mod scalar;
 pub mod state;
 pub mod tnum;
 
-pub use check::{Stats, MAX_CALL_FRAMES};
+pub use check::Stats;
 pub use env::{
     Arg, Callback, Context, CtxField, Env, FieldKind, HelperProto, MapClass, MapInfo, Ret,
 };
 pub use error::{Reason, VerifyError};
 pub use facts::{Facts, MemAccess};
+/// Most call frames, as in the kernel.
+pub use moat_abi::MAX_CALL_FRAMES;
 pub use proof::{ProvenAccesses, ProvenMemory};
 
 use moat_isa::Program;

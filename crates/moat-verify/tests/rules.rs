@@ -53,20 +53,9 @@ fn map_type(name: &str) -> Result<u32, String> {
     if let Ok(n) = name.parse::<u32>() {
         return Ok(n);
     }
-    Ok(match name {
-        "hash" => 1,
-        "array" => 2,
-        "prog_array" => 3,
-        "perf_event_array" => 4,
-        "percpu_hash" => 5,
-        "percpu_array" => 6,
-        "lru_hash" => 9,
-        "lpm_trie" => 11,
-        "queue" => 22,
-        "stack" => 23,
-        "ringbuf" => 27,
-        other => return Err(format!("unknown map type `{other}`")),
-    })
+    moat_abi::MapType::from_name(name)
+        .map(moat_abi::MapType::as_u32)
+        .ok_or_else(|| format!("unknown map type `{name}`"))
 }
 
 fn parse_context(value: &str) -> Result<Context, String> {

@@ -51,7 +51,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("moat-exec", &["moat-isa", "moat-abi"][..]),
         ("moat-interp", &["moat-isa", "moat-exec"][..]),
         ("moat-maps", &["moat-abi"][..]),
-        ("moat-verify", &["moat-isa"][..]),
+        ("moat-verify", &["moat-isa", "moat-abi"][..]),
         (
             "moat-jit",
             &["moat-isa", "moat-exec", "moat-verify", "moat-signal"][..],
