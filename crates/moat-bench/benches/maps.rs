@@ -68,8 +68,6 @@ const RECORD: usize = 64;
 const BIG_RING: u32 = 64 << 20;
 /// Ring size for moat with a consumer.
 const CONSUMED_RING: u32 = 4 << 20;
-/// `BPF_MAP_TYPE_RINGBUF`.
-const RINGBUF: u32 = 27;
 /// The packet both runtimes run on (the programs do not read it).
 const PACKET_LEN: usize = 64;
 
@@ -361,8 +359,8 @@ fn prog_bench(c: &mut Criterion, kernel: bool, bench: &ProgBench) {
 }
 
 fn programs(c: &mut Criterion, kernel: bool) {
-    let hash = Some((MapType::Hash, moat_kernel::map_type::HASH));
-    let array = Some((MapType::Array, moat_kernel::map_type::ARRAY));
+    let hash = Some((MapType::Hash, moat_kernel::MapType::Hash.as_u32()));
+    let array = Some((MapType::Array, moat_kernel::MapType::Array.as_u32()));
     let benches = [
         ("empty", EMPTY, None, 0, 1, 1),
         ("hash_lookup", LOOKUP, hash, 1, 1, 1),
@@ -400,7 +398,7 @@ fn thread_keys(t: usize, threads: usize) -> Vec<[u8; 4]> {
 
 fn host(c: &mut Criterion, kernel: bool) {
     let moat = moat_map(MapType::Hash);
-    let kmap = kernel.then(|| kernel_map(moat_kernel::map_type::HASH));
+    let kmap = kernel.then(|| kernel_map(moat_kernel::MapType::Hash.as_u32()));
 
     let moat_lookup = |t: usize, threads: usize, iters: u64| {
         let keys = thread_keys(t, threads);
@@ -496,7 +494,8 @@ fn moat_ring(rt: &Runtime, bytecode: &[u8], size: u32) -> Ring<Arc<Map>, LoadedP
 }
 
 fn kernel_ring(bytecode: &[u8]) -> Ring<moat_kernel::Map, moat_kernel::Program> {
-    let map = moat_kernel::create_map(RINGBUF, 0, 0, BIG_RING, 0).expect("kernel ring buffer");
+    let map = moat_kernel::create_map(moat_kernel::MapType::RingBuf, 0, 0, BIG_RING, 0)
+        .expect("kernel ring buffer");
     let prog = kernel_prog(bytecode, Some(&map));
     Ring { map, prog, used: 0 }
 }

@@ -9,7 +9,8 @@
 //! * [`create_map`] and [`Map`] wrap the map commands; [`Map::fd`] is what a `lddw` with
 //!   `src = BPF_PSEUDO_MAP_FD` refers to.
 //!
-//! All `unsafe` code lives in the private `sys` module.
+//! Program types, map types and flags are [`moat_abi`]'s, re-exported. All `unsafe` code lives in
+//! the private `sys` module.
 
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
@@ -26,8 +27,9 @@ use std::io;
 use std::sync::OnceLock;
 use thiserror::Error;
 
-pub use map::{create_map, map_type, Map, MapOp, BPF_ANY, BPF_EXIST, BPF_NOEXIST};
-pub use prog::{load_program, LoadOptions, ProgType, Program, TestRunResult};
+pub use map::{create_map, Map, MapOp};
+pub use moat_abi::{MapType, ProgType, BPF_ANY, BPF_EXIST, BPF_NOEXIST};
+pub use prog::{load_program, LoadOptions, Program, TestRunResult};
 
 /// What went wrong talking to the kernel. Variants carry the raw `errno`.
 #[derive(Debug, Error)]

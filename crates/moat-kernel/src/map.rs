@@ -1,43 +1,14 @@
 //! Maps: `BPF_MAP_CREATE` and the element commands.
 
 use crate::{errno_of, sys, unavailable, KernelError};
+use moat_abi::MapType;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
-/// `BPF_ANY`: create or update.
-pub const BPF_ANY: u64 = 0;
-/// `BPF_NOEXIST`: create only.
-pub const BPF_NOEXIST: u64 = 1;
-/// `BPF_EXIST`: update only.
-pub const BPF_EXIST: u64 = 2;
-
-/// Common `BPF_MAP_TYPE_*` values (`enum bpf_map_type`) for [`create_map`].
-pub mod map_type {
-    /// `BPF_MAP_TYPE_HASH`.
-    pub const HASH: u32 = 1;
-    /// `BPF_MAP_TYPE_ARRAY`.
-    pub const ARRAY: u32 = 2;
-    /// `BPF_MAP_TYPE_PERCPU_HASH`.
-    pub const PERCPU_HASH: u32 = 5;
-    /// `BPF_MAP_TYPE_PERCPU_ARRAY`.
-    pub const PERCPU_ARRAY: u32 = 6;
-    /// `BPF_MAP_TYPE_LRU_HASH`.
-    pub const LRU_HASH: u32 = 9;
-    /// `BPF_MAP_TYPE_LRU_PERCPU_HASH`.
-    pub const LRU_PERCPU_HASH: u32 = 10;
-    /// `BPF_MAP_TYPE_QUEUE`.
-    pub const QUEUE: u32 = 22;
-    /// `BPF_MAP_TYPE_STACK`.
-    pub const STACK: u32 = 23;
-}
-
 /// Whether user space sees one value slot per possible CPU.
 pub(crate) fn is_per_cpu(map_type: u32) -> bool {
-    matches!(
-        map_type,
-        map_type::PERCPU_HASH | map_type::PERCPU_ARRAY | map_type::LRU_PERCPU_HASH | 21 // BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE
-    )
+    MapType::from_u32(map_type).is_some_and(MapType::is_percpu)
 }
 
 /// Which map command failed.
@@ -86,15 +57,16 @@ fn map_err(op: MapOp, e: &io::Error) -> KernelError {
     }
 }
 
-/// Creates a map (`BPF_MAP_CREATE`). `map_type` is a `BPF_MAP_TYPE_*` value (see [`map_type`]);
-/// `flags` are `BPF_F_*` map flags (e.g. `BPF_F_NO_PREALLOC` = 1).
+/// Creates a map (`BPF_MAP_CREATE`). `map_type` is a [`MapType`] or any `BPF_MAP_TYPE_*` number;
+/// `flags` are `BPF_F_*` map flags ([`moat_abi::BPF_F_NO_PREALLOC`], ...).
 pub fn create_map(
-    map_type: u32,
+    map_type: impl Into<u32>,
     key_size: u32,
     value_size: u32,
     max_entries: u32,
     flags: u32,
 ) -> Result<Map, KernelError> {
+    let map_type = map_type.into();
     let inner = sys::MapFd::create(map_type, key_size, value_size, max_entries, flags)
         .map_err(|e| unavailable(errno_of(&e)).unwrap_or_else(|| map_err(MapOp::Create, &e)))?;
     Ok(Map {

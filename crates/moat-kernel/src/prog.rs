@@ -1,6 +1,6 @@
 //! Loading programs (`BPF_PROG_LOAD`) and running them (`BPF_PROG_TEST_RUN`).
 
-use crate::{errno_of, sys, unavailable, KernelError};
+use crate::{errno_of, sys, unavailable, KernelError, ProgType};
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
@@ -9,56 +9,6 @@ use std::time::{Duration, Instant};
 const RETRY_LOG_SIZE: usize = 16 << 20;
 /// Extra room after the input for a program's output packet (e.g. grown by `bpf_xdp_adjust_tail`).
 const DATA_OUT_HEADROOM: usize = 256;
-
-/// A program type (`enum bpf_prog_type` of `linux/bpf.h`), which decides the context, the helpers and
-/// the return-value rules the verifier applies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u32)]
-#[non_exhaustive]
-#[expect(
-    missing_docs,
-    reason = "each variant is the `BPF_PROG_TYPE_*` of the same name and value"
-)]
-pub enum ProgType {
-    SocketFilter = 1,
-    Kprobe = 2,
-    SchedCls = 3,
-    SchedAct = 4,
-    Tracepoint = 5,
-    Xdp = 6,
-    PerfEvent = 7,
-    CgroupSkb = 8,
-    CgroupSock = 9,
-    LwtIn = 10,
-    LwtOut = 11,
-    LwtXmit = 12,
-    SockOps = 13,
-    SkSkb = 14,
-    CgroupDevice = 15,
-    SkMsg = 16,
-    RawTracepoint = 17,
-    CgroupSockAddr = 18,
-    LwtSeg6local = 19,
-    LircMode2 = 20,
-    SkReuseport = 21,
-    FlowDissector = 22,
-    CgroupSysctl = 23,
-    RawTracepointWritable = 24,
-    CgroupSockopt = 25,
-    Tracing = 26,
-    StructOps = 27,
-    Ext = 28,
-    Lsm = 29,
-    SkLookup = 30,
-    Syscall = 31,
-}
-
-impl ProgType {
-    /// The kernel's numeric `BPF_PROG_TYPE_*` value.
-    pub fn raw(self) -> u32 {
-        self as u32
-    }
-}
 
 /// How to load a program. [`LoadOptions::new`] gives GPL license, no log and no flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,7 +99,7 @@ pub fn load_program(insns: &[u8], opts: &LoadOptions) -> Result<Program, KernelE
         log: "license contains a NUL byte".to_string(),
     })?;
     let args = sys::LoadArgs {
-        prog_type: opts.prog_type.raw(),
+        prog_type: opts.prog_type.as_u32(),
         license: &license,
         log_level: opts.log_level,
         kern_version: opts.kern_version,

@@ -2,7 +2,7 @@
 //! is unavailable (no privileges, seccomp, no kernel support).
 
 use moat_kernel::{
-    available, create_map, load_program, map_type, possible_cpus, KernelError, LoadOptions, MapOp,
+    available, create_map, load_program, possible_cpus, KernelError, LoadOptions, MapOp, MapType,
     ProgType, BPF_ANY, BPF_NOEXIST,
 };
 
@@ -111,7 +111,7 @@ fn odd_length_program_is_refused_locally() {
 #[test]
 fn hash_map_round_trip() {
     require_kernel!();
-    let map = create_map(map_type::HASH, 4, 8, 16, 0).expect("creates");
+    let map = create_map(MapType::Hash, 4, 8, 16, 0).expect("creates");
     assert_eq!((map.key_size(), map.value_buf_size()), (4, 8));
     let (k1, k2) = (1u32.to_ne_bytes(), 2u32.to_ne_bytes());
     assert_eq!(map.lookup(&k1).expect("lookup"), None);
@@ -166,7 +166,7 @@ fn hash_map_round_trip() {
 #[test]
 fn queue_and_per_cpu_maps() {
     require_kernel!();
-    let queue = create_map(map_type::QUEUE, 0, 4, 4, 0).expect("queue");
+    let queue = create_map(MapType::Queue, 0, 4, 4, 0).expect("queue");
     for v in [7u32, 8] {
         queue.update(&[], &v.to_ne_bytes(), BPF_ANY).expect("push");
     }
@@ -180,7 +180,7 @@ fn queue_and_per_cpu_maps() {
     );
 
     let ncpus = possible_cpus().expect("cpus");
-    let pcpu = create_map(map_type::PERCPU_ARRAY, 4, 4, 2, 0).expect("percpu");
+    let pcpu = create_map(MapType::PercpuArray, 4, 4, 2, 0).expect("percpu");
     assert_eq!(pcpu.value_buf_size(), 8 * ncpus);
     let value: Vec<u8> = (0..8 * ncpus).map(|i| i as u8).collect();
     pcpu.update(&0u32.to_ne_bytes(), &value, BPF_ANY)
@@ -202,7 +202,7 @@ fn queue_and_per_cpu_maps() {
 #[test]
 fn program_reads_map_value() {
     require_kernel!();
-    let map = create_map(map_type::HASH, 4, 8, 4, 0).expect("creates");
+    let map = create_map(MapType::Hash, 4, 8, 4, 0).expect("creates");
     map.update(&7u32.to_ne_bytes(), &0xdead_beef_u64.to_ne_bytes(), BPF_ANY)
         .expect("update");
     let src = format!(

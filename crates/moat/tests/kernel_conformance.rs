@@ -33,7 +33,7 @@ use common::shared_dir;
 
 use moat::{DataFile, Runtime};
 use moat_kernel::{
-    available, create_map, load_program, map_type, KernelError, LoadOptions, Map, ProgType, BPF_ANY,
+    available, create_map, load_program, KernelError, LoadOptions, Map, MapType, ProgType, BPF_ANY,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -262,7 +262,7 @@ fn reason(log: &str) -> String {
 /// A one-element array map holding `value`.
 fn value_map(value: &[u8]) -> Map {
     let size = u32::try_from(value.len()).expect("small value");
-    let map = create_map(map_type::ARRAY, 4, size, 1, 0).expect("creates an array map");
+    let map = create_map(MapType::Array, 4, size, 1, 0).expect("creates an array map");
     map.update(&0u32.to_ne_bytes(), value, BPF_ANY)
         .expect("stores the value");
     map

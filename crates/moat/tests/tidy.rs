@@ -84,7 +84,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "moat-jit",
             ][..],
         ),
-        ("moat-kernel", &["moat-isa"][..]),
+        ("moat-kernel", &["moat-isa", "moat-abi"][..]),
         ("moat-omb", &["moat-pool"][..]),
     ])
 }
