@@ -17,10 +17,17 @@
 
 mod comm;
 mod error;
+pub mod launch;
 pub mod layout;
+pub mod netns;
+pub mod plot;
 mod shm;
+pub mod suite;
+mod tcp;
 
 pub use crate::comm::{Comm, Device, MAX_MESSAGE};
 pub use crate::error::OmbError;
 pub use crate::layout::Geometry;
 pub use crate::shm::kill;
+pub use crate::suite::{Bench, Params, Row, Transport};
+pub use crate::tcp::Tcp;
