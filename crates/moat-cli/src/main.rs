@@ -24,6 +24,7 @@ macro_rules! out_raw {
 }
 
 mod input;
+mod omb;
 mod pool;
 mod report;
 mod verify;
@@ -78,6 +79,13 @@ enum Command {
         /// What to do.
         #[command(subcommand)]
         command: pool::PoolCommand,
+    },
+    /// OSU-style message-passing benchmarks: moat's shared-memory transport side by side with TCP,
+    /// an emulated CXL device and Open MPI.
+    Omb {
+        /// Which benchmark.
+        #[command(subcommand)]
+        command: omb::OmbCommand,
     },
     /// List an object's programs, maps and sections.
     Inspect {
@@ -296,6 +304,7 @@ fn main() -> ExitCode {
             )
         }),
         Command::Pool { command } => pool::run(command),
+        Command::Omb { command } => omb::run(command),
         Command::Inspect { file } => Input::read(&file).and_then(|input| report::inspect(&input)),
         Command::Asm { file, output } => Input::read(&file).and_then(|input| {
             let bytes = input.bytecode(None)?;
