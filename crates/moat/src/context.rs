@@ -46,39 +46,32 @@ impl ProgType {
         )
     }
 
-    /// The type libbpf gives a program in section `section`; `None` where the name says nothing
-    /// (`2/7`, `tail-3`, `.text`, ...).
+    /// The type libbpf gives a program in section `section` ([`moat_abi::section_def`], matched by
+    /// prefix: `socket1`, `xdp_prog`, `kprobe/sys_write`); `None` where the name says nothing (`2/7`,
+    /// `tail-3`, `.text`, ...) or names a kernel type moat has no context for.
     pub fn from_section(section: &str) -> Option<ProgType> {
-        let prefixes: [(&str, ProgType); 22] = [
-            ("xdp", ProgType::Xdp),
-            ("tc", ProgType::SchedCls),
-            ("classifier", ProgType::SchedCls),
-            ("action", ProgType::SchedCls),
-            ("socket", ProgType::SocketFilter),
-            ("cgroup_skb", ProgType::CgroupSkb),
-            ("cgroup/skb", ProgType::CgroupSkb),
-            ("kprobe", ProgType::Tracing),
-            ("kretprobe", ProgType::Tracing),
-            ("uprobe", ProgType::Tracing),
-            ("uretprobe", ProgType::Tracing),
-            ("tracepoint", ProgType::Tracing),
-            ("tp/", ProgType::Tracing),
-            ("tp_btf", ProgType::Tracing),
-            ("raw_tracepoint", ProgType::Tracing),
-            ("raw_tp", ProgType::Tracing),
-            ("perf_event", ProgType::Tracing),
-            ("fentry", ProgType::Tracing),
-            ("fexit", ProgType::Tracing),
-            ("usdt", ProgType::Tracing),
-            ("ksyscall", ProgType::Tracing),
-            ("kretsyscall", ProgType::Tracing),
-        ];
-        // libbpf (and the old samples' loader) match section names by prefix: `socket1`, `xdp_prog`,
-        // `kprobe/sys_write`.
-        prefixes
-            .iter()
-            .find(|(p, _)| section.starts_with(p))
-            .map(|(_, t)| *t)
+        use moat_abi::{AttachType as A, ProgType as K};
+        let def = moat_abi::section_def(section)?;
+        Some(match (def.prog_type, def.attach_type) {
+            (K::Xdp, _) => ProgType::Xdp,
+            (K::SchedCls, None | Some(A::TcxIngress | A::TcxEgress)) | (K::SchedAct, _) => {
+                ProgType::SchedCls
+            }
+            (K::SocketFilter, _) => ProgType::SocketFilter,
+            (K::CgroupSkb, _) => ProgType::CgroupSkb,
+            (
+                K::Kprobe
+                | K::Tracepoint
+                | K::RawTracepoint
+                | K::RawTracepointWritable
+                | K::PerfEvent,
+                _,
+            )
+            | (K::Tracing, Some(A::TraceRawTp | A::TraceFentry | A::TraceFexit)) => {
+                ProgType::Tracing
+            }
+            _ => return None,
+        })
     }
 
     /// Parses a `--type` name.
@@ -98,13 +91,15 @@ impl ProgType {
 
     /// The kernel's `BPF_PROG_TYPE_*` number for loading the same program into Linux.
     pub fn kernel_type(self) -> u32 {
+        use moat_abi::ProgType as K;
         match self {
-            ProgType::Buffer | ProgType::SocketFilter => 1,
-            ProgType::Xdp => 6,
-            ProgType::SchedCls => 3,
-            ProgType::CgroupSkb => 8,
-            ProgType::Tracing => 2,
+            ProgType::Buffer | ProgType::SocketFilter => K::SocketFilter,
+            ProgType::Xdp => K::Xdp,
+            ProgType::SchedCls => K::SchedCls,
+            ProgType::CgroupSkb => K::CgroupSkb,
+            ProgType::Tracing => K::Kprobe,
         }
+        .as_u32()
     }
 }
 
@@ -265,4 +260,62 @@ fn run_packet(
     };
     input.copy_from_slice(packet);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn section_names_give_libbpfs_types() {
+        let cases: &[(&str, Option<ProgType>)] = &[
+            ("xdp", Some(ProgType::Xdp)),
+            ("xdp_prog", Some(ProgType::Xdp)),
+            ("xdp.frags/devmap", Some(ProgType::Xdp)),
+            ("tc", Some(ProgType::SchedCls)),
+            ("tcx/ingress", Some(ProgType::SchedCls)),
+            ("classifier", Some(ProgType::SchedCls)),
+            ("action", Some(ProgType::SchedCls)),
+            ("socket1", Some(ProgType::SocketFilter)),
+            ("cgroup_skb/egress", Some(ProgType::CgroupSkb)),
+            ("cgroup/skb", Some(ProgType::CgroupSkb)),
+            ("kprobe/sys_write", Some(ProgType::Tracing)),
+            ("kretprobe/x", Some(ProgType::Tracing)),
+            ("uprobe.multi/x", Some(ProgType::Tracing)),
+            ("usdt/x", Some(ProgType::Tracing)),
+            ("ksyscall/x", Some(ProgType::Tracing)),
+            ("tracepoint/syscalls/x", Some(ProgType::Tracing)),
+            ("tp/syscalls/x", Some(ProgType::Tracing)),
+            ("tp_btf/sched_switch", Some(ProgType::Tracing)),
+            ("raw_tracepoint/x", Some(ProgType::Tracing)),
+            ("raw_tp.w/x", Some(ProgType::Tracing)),
+            ("perf_event", Some(ProgType::Tracing)),
+            ("fentry/x", Some(ProgType::Tracing)),
+            ("fexit.s/x", Some(ProgType::Tracing)),
+            // Kernel types moat has no context for.
+            ("fmod_ret/x", None),
+            ("iter/task", None),
+            ("lsm/x", None),
+            ("netkit/primary", None),
+            ("sockops", None),
+            ("cgroup/connect4", None),
+            ("sk_skb/stream_parser", None),
+            // Names that say nothing.
+            ("2/7", None),
+            ("tail-3", None),
+            (".text", None),
+        ];
+        for &(section, expected) in cases {
+            assert_eq!(ProgType::from_section(section), expected, "{section}");
+        }
+    }
+
+    #[test]
+    fn kernel_types_are_the_kernels_numbers() {
+        use moat_abi::ProgType as K;
+        assert_eq!(ProgType::Xdp.kernel_type(), K::Xdp.as_u32());
+        assert_eq!(ProgType::SchedCls.kernel_type(), K::SchedCls.as_u32());
+        assert_eq!(ProgType::Tracing.kernel_type(), K::Kprobe.as_u32());
+        assert_eq!(ProgType::Buffer.kernel_type(), K::SocketFilter.as_u32());
+    }
 }

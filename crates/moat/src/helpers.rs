@@ -1,79 +1,17 @@
-//! moat's standard helper functions that need no maps, under the Linux kernel's numeric ids and with
-//! its semantics (return values, error codes, truncation rules); and the ids of moat's own helpers
-//! ([`id::MOAT_BASE`] and up: the pool transaction helpers).
+//! moat's standard helper functions that need no maps, under the Linux kernel's ids and names
+//! ([`HelperId`]) and with its semantics (return values, error codes, truncation rules); and the ids
+//! of moat's own helpers ([`id::MOAT_BASE`] and up: the pool transaction helpers).
 
 use crate::trace::TraceLog;
+/// The kernel's helper ids and names (`enum bpf_func_id`), from `moat-abi`.
+pub use moat_abi::HelperId;
 use moat_exec::{HelperCtx, HelperError, HelperRegistry};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+use HelperId as H;
 
-/// Helper ids, as in the kernel's `enum bpf_func_id`.
+/// The ids of moat's own helpers. The kernel's helpers have the kernel's ids, [`HelperId`].
 pub mod id {
-    /// `bpf_map_lookup_elem`.
-    pub const MAP_LOOKUP_ELEM: u32 = 1;
-    /// `bpf_map_update_elem`.
-    pub const MAP_UPDATE_ELEM: u32 = 2;
-    /// `bpf_map_delete_elem`.
-    pub const MAP_DELETE_ELEM: u32 = 3;
-    /// `bpf_probe_read`.
-    pub const PROBE_READ: u32 = 4;
-    /// `bpf_ktime_get_ns`.
-    pub const KTIME_GET_NS: u32 = 5;
-    /// `bpf_trace_printk`.
-    pub const TRACE_PRINTK: u32 = 6;
-    /// `bpf_get_prandom_u32`.
-    pub const GET_PRANDOM_U32: u32 = 7;
-    /// `bpf_get_smp_processor_id`.
-    pub const GET_SMP_PROCESSOR_ID: u32 = 8;
-    /// `bpf_tail_call`.
-    pub const TAIL_CALL: u32 = 12;
-    /// `bpf_get_current_pid_tgid`.
-    pub const GET_CURRENT_PID_TGID: u32 = 14;
-    /// `bpf_get_current_uid_gid`.
-    pub const GET_CURRENT_UID_GID: u32 = 15;
-    /// `bpf_get_current_comm`.
-    pub const GET_CURRENT_COMM: u32 = 16;
-    /// `bpf_map_push_elem`.
-    pub const MAP_PUSH_ELEM: u32 = 87;
-    /// `bpf_map_pop_elem`.
-    pub const MAP_POP_ELEM: u32 = 88;
-    /// `bpf_map_peek_elem`.
-    pub const MAP_PEEK_ELEM: u32 = 89;
-    /// `bpf_spin_lock`.
-    pub const SPIN_LOCK: u32 = 93;
-    /// `bpf_spin_unlock`.
-    pub const SPIN_UNLOCK: u32 = 94;
-    /// `bpf_strtol`.
-    pub const STRTOL: u32 = 105;
-    /// `bpf_strtoul`.
-    pub const STRTOUL: u32 = 106;
-    /// `bpf_probe_read_user`.
-    pub const PROBE_READ_USER: u32 = 112;
-    /// `bpf_probe_read_kernel`.
-    pub const PROBE_READ_KERNEL: u32 = 113;
-    /// `bpf_probe_read_user_str`.
-    pub const PROBE_READ_USER_STR: u32 = 114;
-    /// `bpf_probe_read_kernel_str`.
-    pub const PROBE_READ_KERNEL_STR: u32 = 115;
-    /// `bpf_ktime_get_boot_ns`.
-    pub const KTIME_GET_BOOT_NS: u32 = 125;
-    /// `bpf_ringbuf_output`.
-    pub const RINGBUF_OUTPUT: u32 = 130;
-    /// `bpf_ringbuf_reserve`.
-    pub const RINGBUF_RESERVE: u32 = 131;
-    /// `bpf_ringbuf_submit`.
-    pub const RINGBUF_SUBMIT: u32 = 132;
-    /// `bpf_ringbuf_discard`.
-    pub const RINGBUF_DISCARD: u32 = 133;
-    /// `bpf_ringbuf_query`.
-    pub const RINGBUF_QUERY: u32 = 134;
-    /// `bpf_for_each_map_elem`.
-    pub const FOR_EACH_MAP_ELEM: u32 = 164;
-    /// `bpf_snprintf`.
-    pub const SNPRINTF: u32 = 165;
-    /// `bpf_loop`.
-    pub const LOOP: u32 = 181;
-
     /// The first id of moat's own helpers (`0x6d6f_0000`, "mo" in ASCII): far above every kernel
     /// helper id, so they never collide. C programs declare them as
     /// `static long (*moat_pool_tx_begin)(void) = (void *) 0x6d6f0001;`.
@@ -341,41 +279,36 @@ fn strto(ctx: &mut HelperCtx<'_>, args: [u64; 5], signed: bool) -> Result<u64, H
     }
 }
 
+/// Registers kernel helper `h` under the kernel's id and name.
+pub(crate) fn register(
+    registry: &mut HelperRegistry,
+    h: HelperId,
+    func: impl Fn(&mut HelperCtx<'_>, [u64; 5]) -> Result<u64, HelperError> + Send + Sync + 'static,
+) {
+    registry.register(h.as_u32(), h.name(), func);
+}
+
 /// Registers the helpers that need no maps. `trace_printk` writes to `trace`.
 pub(crate) fn register_standard(registry: &mut HelperRegistry, trace: TraceLog) {
-    registry.register(id::KTIME_GET_NS, "bpf_ktime_get_ns", |_, _| {
-        Ok(monotonic_ns())
-    });
-    registry.register(id::KTIME_GET_BOOT_NS, "bpf_ktime_get_boot_ns", |_, _| {
-        Ok(monotonic_ns())
-    });
-    registry.register(id::GET_PRANDOM_U32, "bpf_get_prandom_u32", |_, _| {
+    register(registry, H::KtimeGetNs, |_, _| Ok(monotonic_ns()));
+    register(registry, H::KtimeGetBootNs, |_, _| Ok(monotonic_ns()));
+    register(registry, H::GetPrandomU32, |_, _| {
         Ok(u64::from(prandom_u32()))
     });
-    registry.register(
-        id::GET_SMP_PROCESSOR_ID,
-        "bpf_get_smp_processor_id",
-        |_, _| Ok(current_cpu() as u64),
-    );
-    registry.register(
-        id::GET_CURRENT_PID_TGID,
-        "bpf_get_current_pid_tgid",
-        |_, _| {
-            let tgid = u64::from(std::process::id());
-            let tid = rustix::thread::gettid().as_raw_nonzero().get() as u64;
-            Ok((tgid << 32) | (tid & 0xffff_ffff))
-        },
-    );
-    registry.register(
-        id::GET_CURRENT_UID_GID,
-        "bpf_get_current_uid_gid",
-        |_, _| {
-            let uid = u64::from(rustix::process::getuid().as_raw());
-            let gid = u64::from(rustix::process::getgid().as_raw());
-            Ok((gid << 32) | uid)
-        },
-    );
-    registry.register(id::GET_CURRENT_COMM, "bpf_get_current_comm", |ctx, args| {
+    register(registry, H::GetSmpProcessorId, |_, _| {
+        Ok(current_cpu() as u64)
+    });
+    register(registry, H::GetCurrentPidTgid, |_, _| {
+        let tgid = u64::from(std::process::id());
+        let tid = rustix::thread::gettid().as_raw_nonzero().get() as u64;
+        Ok((tgid << 32) | (tid & 0xffff_ffff))
+    });
+    register(registry, H::GetCurrentUidGid, |_, _| {
+        let uid = u64::from(rustix::process::getuid().as_raw());
+        let gid = u64::from(rustix::process::getgid().as_raw());
+        Ok((gid << 32) | uid)
+    });
+    register(registry, H::GetCurrentComm, |ctx, args| {
         let mut comm = std::fs::read("/proc/thread-self/comm").unwrap_or_default();
         if comm.last() == Some(&b'\n') {
             comm.pop();
@@ -389,24 +322,15 @@ pub(crate) fn register_standard(registry: &mut HelperRegistry, trace: TraceLog) 
         ctx.write(1, args[0], &comm)?;
         Ok(0)
     });
-    for (id, name) in [
-        (id::PROBE_READ, "bpf_probe_read"),
-        (id::PROBE_READ_USER, "bpf_probe_read_user"),
-        (id::PROBE_READ_KERNEL, "bpf_probe_read_kernel"),
-    ] {
-        registry.register(id, name, probe_read);
+    for h in [H::ProbeRead, H::ProbeReadUser, H::ProbeReadKernel] {
+        register(registry, h, probe_read);
     }
-    for (id, name) in [
-        (id::PROBE_READ_USER_STR, "bpf_probe_read_user_str"),
-        (id::PROBE_READ_KERNEL_STR, "bpf_probe_read_kernel_str"),
-    ] {
-        registry.register(id, name, probe_read_str);
+    for h in [H::ProbeReadUserStr, H::ProbeReadKernelStr] {
+        register(registry, h, probe_read_str);
     }
-    registry.register(id::STRTOL, "bpf_strtol", |ctx, args| strto(ctx, args, true));
-    registry.register(id::STRTOUL, "bpf_strtoul", |ctx, args| {
-        strto(ctx, args, false)
-    });
-    registry.register(id::TRACE_PRINTK, "bpf_trace_printk", move |ctx, args| {
+    register(registry, H::Strtol, |ctx, args| strto(ctx, args, true));
+    register(registry, H::Strtoul, |ctx, args| strto(ctx, args, false));
+    register(registry, H::TracePrintk, move |ctx, args| {
         let size = usize::try_from(args[1]).unwrap_or(0).min(1024);
         let fmt = ctx.read(1, args[0], size as u64)?;
         let fmt = fmt.split(|&b| b == 0).next().unwrap_or(&[]).to_vec();
@@ -418,7 +342,7 @@ pub(crate) fn register_standard(registry: &mut HelperRegistry, trace: TraceLog) 
         trace.push(text);
         Ok(len)
     });
-    registry.register(id::SNPRINTF, "bpf_snprintf", |ctx, args| {
+    register(registry, H::Snprintf, |ctx, args| {
         let (out, out_size, fmt_addr, data, data_len) =
             (args[0], args[1], args[2], args[3], args[4]);
         if !data_len.is_multiple_of(8) || data_len > 8 * 12 {

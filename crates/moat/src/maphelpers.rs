@@ -7,8 +7,9 @@
 //! can never reach another program's maps. Every value pointer a helper hands out lies in a region the
 //! program's runs may access ([`moat_exec::Linked::add_static_region`]).
 
-use crate::helpers::{current_cpu, id, neg_errno, E2BIG, EINVAL};
+use crate::helpers::{current_cpu, neg_errno, register as register_helper, E2BIG, EINVAL};
 use crate::ProgramTable;
+use moat_abi::HelperId as H;
 use moat_exec::{HelperCtx, HelperError, HelperRegistry, LddwResolver};
 use moat_isa::LddwKind;
 use moat_maps::{Map, MapType};
@@ -17,8 +18,6 @@ use std::sync::{Arc, Weak};
 /// Tag of map handles; the low 32 bits are the index into the program's [`MapTable`].
 pub const MAP_HANDLE_TAG: u64 = 0x6d61_7000_0000_0000;
 const MAP_HANDLE_MASK: u64 = 0xffff_ff00_0000_0000;
-/// The most iterations `bpf_loop` accepts, as in the kernel.
-const MAX_LOOPS: u64 = 1 << 23;
 
 /// The identities of `maps` ([`Map::identity`]: their addresses, or their storage's for pool maps,
 /// which each program uses through a handle of its own), sorted: what the program table compares to
@@ -64,7 +63,7 @@ impl MapTable {
         arg: u8,
         handle: u64,
         ok: &[MapType],
-        helper: &str,
+        helper: H,
     ) -> Result<&Arc<Map>, HelperError> {
         let map = self.get(arg, handle)?;
         if ok.contains(&map.map_type()) {
@@ -164,39 +163,36 @@ pub(crate) fn register(
 ) {
     crate::pooled::register(registry, table.maps());
     let t = table.clone();
-    registry.register(id::MAP_LOOKUP_ELEM, "bpf_map_lookup_elem", move |ctx, a| {
-        let map = t.of_type(1, a[0], KEYED, "bpf_map_lookup_elem")?;
+    register_helper(registry, H::MapLookupElem, move |ctx, a| {
+        let map = t.of_type(1, a[0], KEYED, H::MapLookupElem)?;
         let key = key_of(ctx, map, 2, a[1])?;
         Ok(map
             .lookup_ptr(&key, cpu_of(map))
             .map_or(0, |p| p.as_ptr() as u64))
     });
     let t = table.clone();
-    registry.register(id::MAP_UPDATE_ELEM, "bpf_map_update_elem", move |ctx, a| {
-        let map = t.of_type(1, a[0], KEYED, "bpf_map_update_elem")?;
+    register_helper(registry, H::MapUpdateElem, move |ctx, a| {
+        let map = t.of_type(1, a[0], KEYED, H::MapUpdateElem)?;
         let key = key_of(ctx, map, 2, a[1])?;
         let value = value_of(ctx, map, 3, a[2])?;
         Ok(status(map.update_on_cpu(&key, &value, a[3], cpu_of(map))))
     });
     let t = table.clone();
-    registry.register(id::MAP_DELETE_ELEM, "bpf_map_delete_elem", move |ctx, a| {
-        let map = t.of_type(1, a[0], KEYED, "bpf_map_delete_elem")?;
+    register_helper(registry, H::MapDeleteElem, move |ctx, a| {
+        let map = t.of_type(1, a[0], KEYED, H::MapDeleteElem)?;
         let key = key_of(ctx, map, 2, a[1])?;
         Ok(status(map.delete(&key)))
     });
     let t = table.clone();
-    registry.register(id::MAP_PUSH_ELEM, "bpf_map_push_elem", move |ctx, a| {
-        let map = t.of_type(1, a[0], QUEUES, "bpf_map_push_elem")?;
+    register_helper(registry, H::MapPushElem, move |ctx, a| {
+        let map = t.of_type(1, a[0], QUEUES, H::MapPushElem)?;
         let value = value_of(ctx, map, 2, a[1])?;
         Ok(status(map.push(&value, a[2])))
     });
-    for (helper, name, pop) in [
-        (id::MAP_POP_ELEM, "bpf_map_pop_elem", true),
-        (id::MAP_PEEK_ELEM, "bpf_map_peek_elem", false),
-    ] {
+    for (helper, pop) in [(H::MapPopElem, true), (H::MapPeekElem, false)] {
         let t = table.clone();
-        registry.register(helper, name, move |ctx, a| {
-            let map = t.of_type(1, a[0], QUEUES, name)?;
+        register_helper(registry, helper, move |ctx, a| {
+            let map = t.of_type(1, a[0], QUEUES, helper)?;
             let mut out = vec![0; map.def().value_size as usize];
             let result = if pop {
                 map.pop_into(&mut out)
@@ -210,14 +206,14 @@ pub(crate) fn register(
         });
     }
     let t = table.clone();
-    registry.register(id::RINGBUF_OUTPUT, "bpf_ringbuf_output", move |ctx, a| {
-        let map = t.of_type(1, a[0], &[MapType::RingBuf], "bpf_ringbuf_output")?;
+    register_helper(registry, H::RingbufOutput, move |ctx, a| {
+        let map = t.of_type(1, a[0], &[MapType::RingBuf], H::RingbufOutput)?;
         let data = ctx.read(2, a[1], a[2])?;
         Ok(status(map.ringbuf_output(&data, a[3])))
     });
     let t = table.clone();
-    registry.register(id::RINGBUF_RESERVE, "bpf_ringbuf_reserve", move |_, a| {
-        let map = t.of_type(1, a[0], &[MapType::RingBuf], "bpf_ringbuf_reserve")?;
+    register_helper(registry, H::RingbufReserve, move |_, a| {
+        let map = t.of_type(1, a[0], &[MapType::RingBuf], H::RingbufReserve)?;
         if a[2] != 0 {
             return Ok(0);
         }
@@ -225,12 +221,9 @@ pub(crate) fn register(
             .ringbuf_reserve(a[1], a[2])
             .map_or(0, |p| p.as_ptr() as u64))
     });
-    for (helper, name, submit) in [
-        (id::RINGBUF_SUBMIT, "bpf_ringbuf_submit", true),
-        (id::RINGBUF_DISCARD, "bpf_ringbuf_discard", false),
-    ] {
+    for (helper, submit) in [(H::RingbufSubmit, true), (H::RingbufDiscard, false)] {
         let t = table.clone();
-        registry.register(helper, name, move |_, a| {
+        register_helper(registry, helper, move |_, a| {
             let map = t
                 .ringbuf_holding(a[0])
                 .ok_or_else(|| HelperError::BadArgument {
@@ -251,14 +244,14 @@ pub(crate) fn register(
         });
     }
     let t = table.clone();
-    registry.register(id::RINGBUF_QUERY, "bpf_ringbuf_query", move |_, a| {
-        let map = t.of_type(1, a[0], &[MapType::RingBuf], "bpf_ringbuf_query")?;
+    register_helper(registry, H::RingbufQuery, move |_, a| {
+        let map = t.of_type(1, a[0], &[MapType::RingBuf], H::RingbufQuery)?;
         Ok(map.ringbuf_query(a[1]))
     });
     let t = table.clone();
     let own = identities(table.maps());
-    registry.register(id::TAIL_CALL, "bpf_tail_call", move |ctx, a| {
-        let map = t.of_type(2, a[1], &[MapType::ProgArray], "bpf_tail_call")?;
+    register_helper(registry, H::TailCall, move |ctx, a| {
+        let map = t.of_type(2, a[1], &[MapType::ProgArray], H::TailCall)?;
         let index = u32::try_from(a[2]).unwrap_or(u32::MAX);
         // A tail call runs the target with the caller's memory, so it may only reach a program whose
         // maps are all the caller's too: never a program of another object (another domain).
@@ -281,37 +274,33 @@ pub(crate) fn register(
         }
     });
     let t = table.clone();
-    registry.register(
-        id::FOR_EACH_MAP_ELEM,
-        "bpf_for_each_map_elem",
-        move |ctx, a| {
-            let map = t.of_type(1, a[0], KEYED, "bpf_for_each_map_elem")?;
-            if a[3] != 0 {
-                return Ok(neg_errno(EINVAL));
-            }
-            let cpu = cpu_of(map);
-            let keys: Vec<Vec<u8>> = map.keys().collect();
-            let mut visited = 0u64;
-            for mut key in keys {
-                let Some(value) = map.lookup_ptr(&key, cpu) else {
-                    continue;
-                };
-                visited += 1;
-                let stop = ctx.with_region(&mut key, false, |ctx, key_addr| {
-                    ctx.call_function(2, a[1], [a[0], key_addr, value.as_ptr() as u64, a[2], 0])
-                })?;
-                if stop != 0 {
-                    break;
-                }
-            }
-            Ok(visited)
-        },
-    );
-    registry.register(id::LOOP, "bpf_loop", |ctx, a| {
+    register_helper(registry, H::ForEachMapElem, move |ctx, a| {
+        let map = t.of_type(1, a[0], KEYED, H::ForEachMapElem)?;
         if a[3] != 0 {
             return Ok(neg_errno(EINVAL));
         }
-        if a[0] > MAX_LOOPS {
+        let cpu = cpu_of(map);
+        let keys: Vec<Vec<u8>> = map.keys().collect();
+        let mut visited = 0u64;
+        for mut key in keys {
+            let Some(value) = map.lookup_ptr(&key, cpu) else {
+                continue;
+            };
+            visited += 1;
+            let stop = ctx.with_region(&mut key, false, |ctx, key_addr| {
+                ctx.call_function(2, a[1], [a[0], key_addr, value.as_ptr() as u64, a[2], 0])
+            })?;
+            if stop != 0 {
+                break;
+            }
+        }
+        Ok(visited)
+    });
+    register_helper(registry, H::Loop, |ctx, a| {
+        if a[3] != 0 {
+            return Ok(neg_errno(EINVAL));
+        }
+        if a[0] > moat_abi::MAX_LOOPS {
             return Ok(neg_errno(E2BIG));
         }
         let mut i = 0;
@@ -324,7 +313,7 @@ pub(crate) fn register(
         }
         Ok(i)
     });
-    registry.register(id::SPIN_LOCK, "bpf_spin_lock", |ctx, a| {
+    register_helper(registry, H::SpinLock, |ctx, a| {
         let mut spins: u64 = 0;
         while ctx.compare_exchange_u32(1, a[0], 0, 1)? != 0 {
             spins += 1;
@@ -338,7 +327,7 @@ pub(crate) fn register(
         }
         Ok(0)
     });
-    registry.register(id::SPIN_UNLOCK, "bpf_spin_unlock", |ctx, a| {
+    register_helper(registry, H::SpinUnlock, |ctx, a| {
         if ctx.compare_exchange_u32(1, a[0], 1, 0)? != 1 {
             return Err(HelperError::BadArgument {
                 arg: 1,

@@ -120,7 +120,7 @@ impl Runtime {
             }
             .map_err(map_error)?;
             if !spec.data.is_empty() {
-                map.update(&0u32.to_ne_bytes(), &spec.data, moat_maps::BPF_ANY)
+                map.update(&0u32.to_ne_bytes(), &spec.data, moat_abi::BPF_ANY)
                     .map_err(map_error)?;
             }
             maps.push(Arc::new(map));
@@ -184,7 +184,7 @@ impl LoadedObject {
                 map.update(
                     &slot.slot.to_ne_bytes(),
                     &prog.id().to_ne_bytes(),
-                    moat_maps::BPF_ANY,
+                    moat_abi::BPF_ANY,
                 )
                 .map_err(|source| Error::Map {
                     name: spec.name.clone(),

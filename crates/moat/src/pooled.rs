@@ -21,8 +21,9 @@
 
 use crate::helpers::{id, neg_errno, EBUSY, EINVAL, ENOENT};
 use crate::{Error, Runtime};
+use moat_abi::BPF_F_RDONLY_PROG;
 use moat_exec::HelperRegistry;
-use moat_maps::{Map, MapBackend, MapDef, MapError, MapType, MemRegion, BPF_F_RDONLY_PROG};
+use moat_maps::{Map, MapBackend, MapDef, MapError, MapType, MemRegion};
 use moat_pool::{Pool, PoolError, Principal, ProgramTag, SharedPoolMap, SharedTransaction};
 use moat_verify::{Arg, Callback, HelperProto, Ret};
 use std::any::Any;

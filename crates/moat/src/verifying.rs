@@ -42,7 +42,7 @@ pub(crate) fn spec_info(spec: &moat_obj::MapSpec) -> MapInfo {
         key_size: spec.key_size,
         value_size: spec.value_size,
         max_entries: spec.max_entries,
-        read_only: spec.flags & moat_maps::BPF_F_RDONLY_PROG != 0,
+        read_only: spec.flags & moat_abi::BPF_F_RDONLY_PROG != 0,
     }
 }
 
@@ -55,7 +55,7 @@ pub(crate) fn map_info(map: &Map) -> MapInfo {
         key_size: def.key_size,
         value_size: def.value_size,
         max_entries: def.max_entries,
-        read_only: def.flags & moat_maps::BPF_F_RDONLY_PROG != 0,
+        read_only: def.flags & moat_abi::BPF_F_RDONLY_PROG != 0,
     }
 }
 
@@ -82,7 +82,7 @@ pub(crate) fn verify(
         maps,
         helpers: &protos,
         privileged: mode != Verification::Unprivileged,
-        complexity_limit: moat_verify::env::DEFAULT_COMPLEXITY_LIMIT,
+        complexity_limit: moat_abi::COMPLEXITY_LIMIT_INSNS,
         log,
     };
     moat_verify::verify(program, &env)

@@ -68,6 +68,7 @@ mod common;
 use common::{shared_dir as shared, workspace_root as root};
 
 use moat::{ObjectOptions, ProgType, Runtime, Verification};
+use moat_abi::{MapType, BPF_F_RDONLY_PROG};
 use moat_isa::{CallTarget, Insn, LddwKind};
 use moat_kernel::{create_map, load_program, KernelError, LoadOptions, ProgType as KernelType};
 use moat_obj::{MapSpec, Object};
@@ -460,8 +461,6 @@ const UNPRIVILEGED_CHILD: &str = "MOAT_KERNEL_VERIFIER_UNPRIVILEGED_CHILD";
 /// Set in a child process that measures moat's peak memory on one object.
 const MEMORY_CHILD: &str = "MOAT_KERNEL_VERIFIER_MEMORY_CHILD";
 
-/// `BPF_F_RDONLY_PROG`.
-const RDONLY_PROG: u32 = 1 << 7;
 /// Hash-like maps are created with at most this many entries (see the module comment).
 const MAX_HASH_ENTRIES: u32 = 1024;
 
@@ -657,7 +656,8 @@ fn kernel_map(
     flags: u32,
     data: &[u8],
 ) -> Result<moat_kernel::Map, String> {
-    if matches!(map_type, 12 | 13) {
+    let kind = MapType::from_u32(map_type);
+    if matches!(kind, Some(MapType::ArrayOfMaps | MapType::HashOfMaps)) {
         return Err("map-in-map needs an inner map descriptor".into());
     }
     let cpus = || {
@@ -666,15 +666,17 @@ fn kernel_map(
             .and_then(|n| u32::try_from(n).ok())
             .unwrap_or(1)
     };
-    let (key, value, entries) = match map_type {
+    let (key, value, entries) = match kind {
         // Hash-like maps: the size does not matter to the verifier (see the module comment).
-        1 | 5 | 9 | 10 => (key, value, entries.min(MAX_HASH_ENTRIES)),
+        Some(MapType::Hash | MapType::PercpuHash | MapType::LruHash | MapType::LruPercpuHash) => {
+            (key, value, entries.min(MAX_HASH_ENTRIES))
+        }
         // libbpf gives perf event arrays 4-byte keys and values (whatever BTF declares) and as many
         // entries as CPUs when unsized; Falco's loader sizes its unsized scratch arrays the same way.
-        4 => (4, 4, if entries == 0 { cpus() } else { entries }),
-        2 if entries == 0 => (key, value, cpus()),
+        Some(MapType::PerfEventArray) => (4, 4, if entries == 0 { cpus() } else { entries }),
+        Some(MapType::Array) if entries == 0 => (key, value, cpus()),
         // libbpf ignores the key and value types a ring buffer declares in BTF.
-        27 => (0, 0, entries),
+        Some(MapType::RingBuf) => (0, 0, entries),
         _ => (key, value, entries),
     };
     let map = create_map(map_type, key, value, entries, flags)
@@ -745,19 +747,10 @@ struct RuleHeader {
 }
 
 fn rule_map_type(name: &str) -> u32 {
-    name.parse().unwrap_or(match name {
-        "hash" => 1,
-        "array" => 2,
-        "prog_array" => 3,
-        "perf_event_array" => 4,
-        "percpu_hash" => 5,
-        "percpu_array" => 6,
-        "lru_hash" => 9,
-        "lpm_trie" => 11,
-        "queue" => 22,
-        "stack" => 23,
-        "ringbuf" => 27,
-        other => panic!("unknown map type `{other}`"),
+    name.parse().unwrap_or_else(|_| {
+        MapType::from_name(name)
+            .unwrap_or_else(|| panic!("unknown map type `{name}`"))
+            .as_u32()
     })
 }
 
@@ -882,7 +875,7 @@ fn rule_case(path: &Path, privileged: bool) -> Case {
     // The kernel.
     let mut maps = Vec::new();
     for &(map_type, key, value, entries, ro) in &header.maps {
-        let flags = if ro { RDONLY_PROG } else { 0 };
+        let flags = if ro { BPF_F_RDONLY_PROG } else { 0 };
         maps.push(kernel_map(map_type, key, value, entries, flags, &[]).expect("rule file maps"));
     }
     let fds: Vec<i32> = maps.iter().map(moat_kernel::Map::fd).collect();
@@ -1580,7 +1573,7 @@ fn moat_verify_case(case: &SpeedCase) -> (bool, moat_verify::Stats, Duration) {
             key_size: m.key_size,
             value_size: m.value_size,
             max_entries: m.max_entries,
-            read_only: m.flags & RDONLY_PROG != 0,
+            read_only: m.flags & BPF_F_RDONLY_PROG != 0,
         })
         .collect();
     let start = Instant::now();

@@ -62,6 +62,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         (
             "moat",
             &[
+                "moat-abi",
                 "moat-isa",
                 "moat-obj",
                 "moat-verify",
