@@ -42,6 +42,7 @@ mod fault;
     reason = "entering generated code and the Rust functions it calls"
 )]
 mod run;
+mod watchdog;
 
 use moat_exec::{
     Buffer, LinkError, Linked, LinkedHelper, MemoryMap, ProgramRunner, Region, RunError, RunState,
@@ -54,6 +55,7 @@ use thiserror::Error;
 pub use codemem::{CodeStats, StrategyFigures};
 pub use fault::install as install_fault_handler;
 pub use run::{Interrupter, MIN_CONFINEMENT};
+pub use watchdog::{Armed, Watchdog, DEFAULT_SPIN};
 
 /// Why a program could not be compiled.
 #[derive(Debug, Error)]
@@ -141,6 +143,10 @@ pub struct CodeOptions {
     /// Polling points at loop back-edges and calls: a load and a branch on the run's interrupt
     /// flag ([`Interrupter`]), in verified code too. On by default; off only to measure their cost.
     pub polling: bool,
+    /// Every run is bounded in time by a [`Watchdog`]: with polling points, no instruction budget
+    /// is counted even where the verifier did not prove termination (the watchdog stops a runaway
+    /// loop at its back-edge instead). Off by default.
+    pub time_bounded: bool,
 }
 
 impl CodeOptions {
@@ -149,6 +155,7 @@ impl CodeOptions {
         CodeOptions {
             confinement,
             polling: true,
+            time_bounded: false,
         }
     }
 }
@@ -206,7 +213,7 @@ impl JitProgram {
             &linked,
             proofs,
             sfi.as_ref(),
-            !proofs.terminates(),
+            !(proofs.terminates() || options.time_bounded && options.polling),
             options.polling,
             run::thunks(confined),
             table.as_ptr() as u64,

@@ -171,6 +171,11 @@ impl Interrupter {
     pub fn clear(&self) {
         self.poller.requested.store(false, Ordering::SeqCst);
     }
+
+    /// Whether a request is waiting to be delivered (by a run's polling point).
+    pub fn pending(&self) -> bool {
+        self.poller.requested.load(Ordering::SeqCst)
+    }
 }
 
 /// While alive, the run whose anchor holds `flag` receives the thread's interrupts (the previous
