@@ -91,6 +91,20 @@ pub enum Error {
         /// Violations counted.
         violations: u32,
     },
+    /// The program ran past its time budget ([`crate::Runtime::set_time_budget`]) and was
+    /// stopped at a polling point of its JIT code (a loop back-edge or a call). Counted like an
+    /// isolation violation.
+    #[error(
+        "program `{program}` ran past its time budget of {budget:?} (stopped at instruction {pc})"
+    )]
+    TimeBudget {
+        /// The program.
+        program: String,
+        /// Its budget.
+        budget: std::time::Duration,
+        /// The instruction where it stopped.
+        pc: usize,
+    },
     /// A map could not be placed in the runtime's pool, or a program may not use a pool map.
     #[error("pool map `{name}`")]
     Pool {

@@ -34,6 +34,15 @@ impl Exec {
         }
     }
 
+    /// Whether the JIT runs the program (a time budget applies).
+    fn runner_is_jit(&self) -> bool {
+        match self {
+            Exec::Interp(_) => false,
+            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+            Exec::Jit(_) => true,
+        }
+    }
+
     fn runner(&self) -> Arc<dyn ProgramRunner> {
         match self {
             Exec::Interp(p) => p.clone(),
@@ -161,6 +170,7 @@ impl Runtime {
             (ProgType::Buffer, Some(_)) => self.buffer_size,
             _ => None,
         };
+        let time_budget = self.time_budget.clone().filter(|_| exec.runner_is_jit());
         Ok(LoadedProgram {
             program,
             exec,
@@ -174,8 +184,10 @@ impl Runtime {
             guard: Arc::new(Guard {
                 name: format!("#{id}"),
                 violations: AtomicU32::new(0),
+                overruns: AtomicU32::new(0),
                 limit: self.violation_limit,
             }),
+            time_budget,
         })
     }
 
@@ -230,12 +242,12 @@ impl Runtime {
                 }
                 _ => Confinement::Unconfined,
             };
-            let jit = moat_jit::JitProgram::new(
-                linked,
-                prepared,
-                &proofs,
-                &moat_jit::CodeOptions::new(confinement),
-            )?;
+            // Under a time budget the watchdog, not an instruction count, bounds a run.
+            let options = moat_jit::CodeOptions {
+                time_bounded: self.time_budget.is_some(),
+                ..moat_jit::CodeOptions::new(confinement)
+            };
+            let jit = moat_jit::JitProgram::new(linked, prepared, &proofs, &options)?;
             return Ok(Exec::Jit(Arc::new(jit)));
         }
         Ok(Exec::Interp(prepared))

@@ -12,6 +12,7 @@ use moat_maps::Map;
 use moat_verify::VerifiedProgram;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Violations after which a program is disabled by default ([`Runtime::set_violation_limit`]).
 pub const DEFAULT_VIOLATION_LIMIT: u32 = 3;
@@ -52,6 +53,17 @@ pub struct LoadedProgram {
     pub(crate) needs_host: bool,
     /// Name and violation count, shared by clones.
     pub(crate) guard: Arc<Guard>,
+    /// How long one run may take, and the watchdog that stops it (JIT programs only).
+    pub(crate) time_budget: Option<TimeBudget>,
+}
+
+/// A time budget for every run of JIT-compiled programs, and the watchdog thread that enforces
+/// it (one per runtime, shared by its clones and programs).
+#[derive(Debug, Clone)]
+pub(crate) struct TimeBudget {
+    pub(crate) budget: Duration,
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    pub(crate) watchdog: Arc<moat_jit::Watchdog>,
 }
 
 /// What disables a program after too many violations.
@@ -60,6 +72,8 @@ pub(crate) struct Guard {
     /// The program's name (its function in an object, else `#id`), for errors.
     pub(crate) name: String,
     pub(crate) violations: AtomicU32,
+    /// Runs stopped for overrunning their time budget (also counted as violations).
+    pub(crate) overruns: AtomicU32,
     pub(crate) limit: u32,
 }
 
@@ -69,6 +83,7 @@ impl Guard {
         Guard {
             name: name.to_string(),
             violations: AtomicU32::new(self.violations.load(Ordering::Relaxed)),
+            overruns: AtomicU32::new(self.overruns.load(Ordering::Relaxed)),
             limit: self.limit,
         }
     }
@@ -81,7 +96,9 @@ impl LoadedProgram {
     /// shorter inputs.
     ///
     /// A run that ends with an isolation violation ([`is_violation`]) is counted; once the runtime's
-    /// violation limit is reached, runs fail with [`Error::Disabled`].
+    /// violation limit is reached, runs fail with [`Error::Disabled`]. A JIT run that outlives the
+    /// runtime's time budget ([`crate::Runtime::set_time_budget`]) is stopped with
+    /// [`Error::TimeBudget`] and counted the same way.
     pub fn run(&self, input: &mut [u8]) -> Result<u64, Error> {
         self.run_guarded(input.len(), || Ok((self.run_isolated(input)?, ())))
             .map(|(r0, ())| r0)
@@ -124,7 +141,8 @@ impl LoadedProgram {
     }
 
     /// The checks around every run: a disabled program does not run, a buffer program verified for
-    /// a size refuses shorter inputs, and violations are counted.
+    /// a size refuses shorter inputs, the time budget is enforced, and violations and overruns are
+    /// counted.
     fn run_guarded<T>(
         &self,
         len: usize,
@@ -145,13 +163,37 @@ impl LoadedProgram {
                 }));
             }
         }
-        let (result, extra) = run()?;
+        let (fired, outcome) = self.timed(run);
+        let (result, extra) = outcome?;
         if let Err(e) = &result {
             if is_violation(e) {
                 self.guard.violations.fetch_add(1, Ordering::Relaxed);
             }
+            // Interrupted by the watchdog rather than by the host's own interrupter.
+            if let (true, RunErrorKind::Interrupted, Some(t)) = (fired, &e.kind, &self.time_budget)
+            {
+                self.guard.overruns.fetch_add(1, Ordering::Relaxed);
+                self.guard.violations.fetch_add(1, Ordering::Relaxed);
+                return Err(Error::TimeBudget {
+                    program: self.guard.name.clone(),
+                    budget: t.budget,
+                    pc: e.pc,
+                });
+            }
         }
         Ok((result?, extra))
+    }
+
+    /// `run` under the time budget, if there is one: the watchdog armed for its length. Returns
+    /// whether the watchdog fired, and what `run` returned.
+    fn timed<R>(&self, run: impl FnOnce() -> R) -> (bool, R) {
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        if let Some(t) = &self.time_budget {
+            let armed = t.watchdog.arm(t.budget);
+            let outcome = run();
+            return (armed.disarm(), outcome);
+        }
+        (false, run())
     }
 
     /// Under `mpk`, a hardware key for the domain for the length of a run.
@@ -234,9 +276,20 @@ impl LoadedProgram {
         self.domain.as_ref()
     }
 
-    /// Isolation violations counted so far.
+    /// Isolation violations counted so far (time-budget overruns included).
     pub fn violations(&self) -> u32 {
         self.guard.violations.load(Ordering::Relaxed)
+    }
+
+    /// Runs stopped so far for overrunning the time budget.
+    pub fn overruns(&self) -> u32 {
+        self.guard.overruns.load(Ordering::Relaxed)
+    }
+
+    /// The time budget of each run, if the program runs under one (JIT programs of a runtime with
+    /// [`crate::Runtime::set_time_budget`]).
+    pub fn time_budget(&self) -> Option<Duration> {
+        self.time_budget.as_ref().map(|t| t.budget)
     }
 
     /// The engine the program runs with.

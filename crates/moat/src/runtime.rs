@@ -2,6 +2,7 @@
 //! [`Engine`] that runs them. Loading itself is in `load.rs`.
 
 use crate::load::ProgramTable;
+use crate::program::TimeBudget;
 use crate::trace::TraceLog;
 use crate::verifying::Verification;
 use crate::{helpers, pooled, Error, LoadedProgram, ProgType, DEFAULT_VIOLATION_LIMIT};
@@ -60,6 +61,8 @@ pub struct Runtime {
     pub(crate) pools: pooled::PoolSettings,
     /// Slots whose memory accesses are taken as proven safe: fault injection for isolation tests.
     pub(crate) simulated_verifier_bug: Vec<usize>,
+    /// How long one JIT run may take ([`Runtime::set_time_budget`]).
+    pub(crate) time_budget: Option<TimeBudget>,
 }
 
 impl Default for Runtime {
@@ -88,7 +91,37 @@ impl Runtime {
             violation_limit: DEFAULT_VIOLATION_LIMIT,
             pools: pooled::PoolSettings::default(),
             simulated_verifier_bug: Vec::new(),
+            time_budget: None,
         }
+    }
+
+    /// Sets how long one run of a JIT-compiled program loaded from now on may take (`None`: no
+    /// limit, the default). A run past its budget is stopped at its next polling point (a loop
+    /// back-edge or a call of its code) and fails with [`Error::TimeBudget`], counted like an
+    /// isolation violation ([`LoadedProgram::overruns`]). The budget replaces the instruction
+    /// budget of JIT programs the verifier could not prove to terminate; interpreted programs keep
+    /// the instruction budget only. A runtime and its clones share one watchdog thread, started
+    /// here on first use (the error: it could not be started).
+    pub fn set_time_budget(&mut self, budget: Option<std::time::Duration>) -> std::io::Result<()> {
+        self.time_budget = match (budget, self.time_budget.take()) {
+            (None, _) => None,
+            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+            (Some(budget), previous) => Some(TimeBudget {
+                budget,
+                watchdog: match previous {
+                    Some(p) => p.watchdog,
+                    None => std::sync::Arc::new(moat_jit::Watchdog::new()?),
+                },
+            }),
+            #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+            (Some(budget), _) => Some(TimeBudget { budget }),
+        };
+        Ok(())
+    }
+
+    /// The time budget of JIT runs, if one is set.
+    pub fn time_budget(&self) -> Option<std::time::Duration> {
+        self.time_budget.as_ref().map(|t| t.budget)
     }
 
     /// Sets how programs loaded from now on are isolated (by default [`Isolation::detect`]: `Mpk`
