@@ -167,6 +167,10 @@ struct RunArgs {
     /// Instruction budget of one run (stops runaway loops).
     #[arg(long)]
     budget: Option<u64>,
+    /// Time budget of one JIT run, e.g. `50us`, `2ms` (units ns, us, ms, s): a run past it is
+    /// stopped at its next loop back-edge or call. Replaces the instruction budget under the JIT.
+    #[arg(long, value_name = "TIME", value_parser = parse_duration)]
+    time_budget: Option<std::time::Duration>,
     /// After the run, print the contents of every map the program uses.
     #[arg(long)]
     dump_maps: bool,
@@ -192,6 +196,27 @@ struct RunArgs {
 
 fn parse_isolation(name: &str) -> Result<moat::Isolation, moat::UnknownIsolation> {
     moat::Isolation::parse(name)
+}
+
+/// A duration with a unit: `500ns`, `50us` (or `50µs`), `2ms`, `1s`; fractions allowed (`1.5ms`).
+fn parse_duration(text: &str) -> Result<std::time::Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale = match unit.trim() {
+        "ns" => 1e-9,
+        "us" | "µs" => 1e-6,
+        "ms" => 1e-3,
+        "s" => 1.0,
+        other => bail!("unknown time unit `{other}` (use ns, us, ms or s)"),
+    };
+    let value: f64 = number
+        .parse()
+        .with_context(|| format!("`{number}` is not a number"))?;
+    std::time::Duration::try_from_secs_f64(value * scale)
+        .with_context(|| format!("`{text}` is not a valid duration"))
 }
 
 fn parse_hex_bytes(text: &str) -> Result<Vec<u8>> {
@@ -224,6 +249,8 @@ fn run(args: RunArgs) -> Result<()> {
     if let Some(budget) = args.budget {
         rt.set_budget(budget);
     }
+    rt.set_time_budget(args.time_budget)
+        .context("cannot start the time-budget watchdog")?;
     rt.set_buffer_size(mem.len() as u64);
     rt.set_verification(match (args.no_verify, args.unprivileged) {
         (true, _) => Verification::Off,

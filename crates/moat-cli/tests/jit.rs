@@ -1,5 +1,6 @@
 //! `moat run --engine jit|interp` and `moat jit-dump`: both engines give the same result and timing
-//! line; the dump shows the entry trampoline and every instruction's code.
+//! line; the dump shows the entry trampoline and every instruction's code; `--time-budget` stops a
+//! runaway loop.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -55,4 +56,23 @@ fn jit_dump_disassembles_every_instruction() {
         );
     }
     assert!(text.contains("ret"));
+}
+
+#[test]
+fn a_time_budget_stops_an_endless_loop() {
+    let dir = std::env::temp_dir().join(format!("moat-time-budget-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("endless.asm");
+    std::fs::write(&file, "mov r0, 0\nloop:\nadd r0, 1\nja loop\nexit\n").expect("writes");
+    let path = file.to_str().expect("utf-8 path");
+    let out = moat(&["run", path, "--no-verify", "--time-budget", "50us"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("ran past its time budget of 50µs"),
+        "{stderr}"
+    );
+    let out = moat(&["run", path, "--no-verify", "--time-budget", "50 parsecs"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown time unit"));
+    let _ = std::fs::remove_dir_all(&dir);
 }
