@@ -170,7 +170,9 @@ impl Runtime {
             (ProgType::Buffer, Some(_)) => self.buffer_size,
             _ => None,
         };
-        let time_budget = self.time_budget.clone().filter(|_| exec.runner_is_jit());
+        let time_budget = (self.time_budget.clone())
+            .filter(|_| exec.runner_is_jit())
+            .map(Arc::new);
         Ok(LoadedProgram {
             program,
             exec,

@@ -54,7 +54,7 @@ pub struct LoadedProgram {
     /// Name and violation count, shared by clones.
     pub(crate) guard: Arc<Guard>,
     /// How long one run may take, and the watchdog that stops it (JIT programs only).
-    pub(crate) time_budget: Option<TimeBudget>,
+    pub(crate) time_budget: Option<Arc<TimeBudget>>,
 }
 
 /// A time budget for every run of JIT-compiled programs, and the watchdog thread that enforces
