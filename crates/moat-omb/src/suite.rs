@@ -472,6 +472,30 @@ pub fn allreduce(t: &mut dyn Transport, data: &[u8], out: &mut [u8]) -> Result<(
     bcast(t, out)
 }
 
+/// The reference for bandwidth: MB/s of `copy_from_slice` of `size` bytes between two buffers of
+/// this process, the same window and iteration counts as `bw` (OSU's), best of three runs.
+pub fn memcpy_bw(size: usize, params: &Params) -> f64 {
+    let (iters, skip) = params.counts(Bench::Bw, size);
+    let src = vec![b'a'; size.max(1)];
+    let mut dst = vec![b'b'; size.max(1)];
+    let mut best = 0.0f64;
+    for _ in 0..3 {
+        let mut start = Instant::now();
+        for i in 0..iters + skip {
+            if i == skip {
+                start = Instant::now();
+            }
+            for _ in 0..params.window {
+                dst.copy_from_slice(std::hint::black_box(&src));
+                std::hint::black_box(&mut dst);
+            }
+        }
+        let secs = start.elapsed().as_secs_f64();
+        best = best.max(size as f64 * (iters * params.window) as f64 / 1e6 / secs);
+    }
+    best
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
