@@ -170,12 +170,29 @@ pub fn run(cmd: OmbCommand) -> Result<()> {
             }
             out!("");
         }
-        let table = comparison(bench, &results);
+        let mut named: Vec<(String, Vec<Row>)> = results
+            .into_iter()
+            .map(|(k, rows)| (k.name().to_string(), rows))
+            .collect();
+        if matches!(bench, Bench::Bw | Bench::Bibw) {
+            // The yardstick: one core copying between two of its own buffers.
+            let rows = params
+                .sizes(bench)
+                .into_iter()
+                .map(|size| Row {
+                    size,
+                    value: moat_omb::suite::memcpy_bw(size, &params),
+                    rate: None,
+                })
+                .collect();
+            named.push(("memcpy".to_string(), rows));
+        }
+        let table = comparison(bench, &named);
         out!("{table}");
         markdown.push_str(&table);
         markdown.push('\n');
         if let Some(dir) = &common.plot {
-            write_plot(dir, bench, &results)?;
+            write_plot(dir, bench, &named)?;
         }
     }
     if let Some(path) = &common.markdown {
@@ -209,11 +226,11 @@ fn ensure_mpi() {
 }
 
 /// A Markdown table: one row per size, one column per transport.
-fn comparison(bench: Bench, results: &[(Kind, Vec<Row>)]) -> String {
+fn comparison(bench: Bench, results: &[(String, Vec<Row>)]) -> String {
     let unit = if bench.is_bandwidth() { "MB/s" } else { "µs" };
     let mut s = format!("### {} ({unit})\n\n| size |", bench.name());
     for (k, _) in results {
-        s.push_str(&format!(" {} |", k.name()));
+        s.push_str(&format!(" {k} |"));
     }
     s.push_str("\n|--:|");
     for _ in results {
@@ -248,7 +265,7 @@ fn human(size: usize) -> String {
     }
 }
 
-fn write_plot(dir: &Path, bench: Bench, results: &[(Kind, Vec<Row>)]) -> Result<()> {
+fn write_plot(dir: &Path, bench: Bench, results: &[(String, Vec<Row>)]) -> Result<()> {
     if bench == Bench::Barrier {
         return Ok(());
     }
@@ -256,7 +273,7 @@ fn write_plot(dir: &Path, bench: Bench, results: &[(Kind, Vec<Row>)]) -> Result<
     let series: Vec<Series> = results
         .iter()
         .map(|(k, rows)| Series {
-            name: k.name().to_string(),
+            name: k.clone(),
             points: rows
                 .iter()
                 .filter(|r| r.size > 0)
