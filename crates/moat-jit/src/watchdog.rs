@@ -29,8 +29,9 @@ const FIRED: u64 = u64::MAX - 1;
 /// The latest deadline a slot can hold (nanoseconds since the watchdog's epoch).
 const LATEST: u64 = u64::MAX - 2;
 
-/// Spinning starts this long before a deadline unless set otherwise ([`Watchdog::with_spin`]).
-pub const DEFAULT_SPIN: Duration = Duration::from_micros(30);
+/// Spinning starts this long before a deadline unless set otherwise ([`Watchdog::with_spin`]): a
+/// little more than the latest wake-up of a timed sleep on a virtual machine (~40 µs).
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(60);
 
 /// A thread that stops JIT runs which overrun their time budget. Dropping it stops the thread.
 #[derive(Debug)]
@@ -61,11 +62,13 @@ struct Slot {
     interrupter: Interrupter,
 }
 
+/// A thread's slot for one watchdog (known by the address of its shared part, which the `Weak`
+/// keeps allocated); `None` while the slot is out, armed.
+type ThreadSlot = (Weak<Shared>, Option<Arc<Slot>>);
+
 thread_local! {
-    /// This thread's slots, per watchdog (by the address of its shared part, kept alive by the
-    /// `Weak`).
-    static SLOTS: std::cell::RefCell<Vec<(Weak<Shared>, Arc<Slot>)>> =
-        const { std::cell::RefCell::new(Vec::new()) };
+    /// This thread's slots, one per watchdog it armed.
+    static SLOTS: std::cell::RefCell<Vec<ThreadSlot>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl Shared {
@@ -109,9 +112,13 @@ impl Watchdog {
 
     /// Arms the watchdog for a run on the calling thread that may last `budget`: past it, the
     /// thread's run in progress (or its next one) is interrupted. Disarm it when the run ends
-    /// (dropping the [`Armed`] does too).
+    /// (dropping the [`Armed`] does too). While the thread has this watchdog armed, arming it
+    /// again (a run nested in the run, from a helper) changes nothing: the outer budget bounds
+    /// both, and the inner [`Armed::disarm`] reports `false`.
     pub fn arm(&self, budget: Duration) -> Armed {
-        let slot = self.slot();
+        let Some(slot) = self.take_slot() else {
+            return Armed { slot: None };
+        };
         let shared = &self.shared;
         let budget = u64::try_from(budget.as_nanos()).unwrap_or(LATEST);
         let deadline = shared.now().saturating_add(budget).clamp(1, LATEST);
@@ -121,20 +128,21 @@ impl Watchdog {
                 t.thread().unpark();
             }
         }
-        Armed { slot }
+        Armed {
+            slot: Some((slot, Arc::as_ptr(shared))),
+        }
     }
 
-    /// The calling thread's slot, registered on first use.
-    fn slot(&self) -> Arc<Slot> {
+    /// Takes the calling thread's slot out of its table (registered on first use); `None` while
+    /// it is out (armed).
+    fn take_slot(&self) -> Option<Arc<Slot>> {
+        let me = Arc::as_ptr(&self.shared);
         SLOTS.with(|slots| {
             let mut slots = slots.borrow_mut();
-            slots.retain(|(w, _)| w.strong_count() > 0);
-            if let Some((_, s)) = slots
-                .iter()
-                .find(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(&self.shared)))
-            {
-                return s.clone();
+            if let Some((_, s)) = slots.iter_mut().find(|(w, _)| std::ptr::eq(w.as_ptr(), me)) {
+                return s.take();
             }
+            slots.retain(|(w, _)| w.strong_count() > 0);
             let slot = Arc::new(Slot {
                 state: AtomicU64::new(IDLE),
                 interrupter: Interrupter::for_current_thread(),
@@ -143,8 +151,8 @@ impl Watchdog {
             all.retain(|w| w.strong_count() > 0);
             all.push(Arc::downgrade(&slot));
             self.shared.version.fetch_add(1, Ordering::SeqCst);
-            slots.push((Arc::downgrade(&self.shared), slot.clone()));
-            slot
+            slots.push((Arc::downgrade(&self.shared), None));
+            Some(slot)
         })
     }
 }
@@ -164,25 +172,45 @@ impl Drop for Watchdog {
 #[derive(Debug)]
 #[must_use = "dropping it disarms the watchdog at once"]
 pub struct Armed {
-    slot: Arc<Slot>,
+    /// The thread's slot, taken out of its table, and the watchdog it belongs to (to put it back);
+    /// `None` for a nested arming.
+    slot: Option<(Arc<Slot>, *const Shared)>,
 }
 
 impl Armed {
     /// Disarms the watchdog: returns whether it fired (the run overran its budget; if the run still
     /// ended on its own, the interrupt it was sent is withdrawn).
-    pub fn disarm(self) -> bool {
+    pub fn disarm(mut self) -> bool {
         self.end()
     }
 
-    fn end(&self) -> bool {
-        let state = &self.slot.state;
+    fn end(&mut self) -> bool {
+        let Some((slot, owner)) = self.slot.take() else {
+            return false;
+        };
+        let fired = Armed::settle(&slot);
+        SLOTS.with(|slots| {
+            let mut slots = slots.borrow_mut();
+            if let Some((_, s)) = slots
+                .iter_mut()
+                .find(|(w, _)| std::ptr::eq(w.as_ptr(), owner))
+            {
+                *s = Some(slot);
+            }
+        });
+        fired
+    }
+
+    /// Returns `slot` to idle; whether the watchdog fired.
+    fn settle(slot: &Slot) -> bool {
+        let state = &slot.state;
         loop {
             match state.load(Ordering::SeqCst) {
                 IDLE => return false,
                 FIRING => std::hint::spin_loop(),
                 FIRED => {
                     // Delivered if the run stopped for it; otherwise withdrawn here.
-                    self.slot.interrupter.clear();
+                    slot.interrupter.clear();
                     state.store(IDLE, Ordering::SeqCst);
                     return true;
                 }
@@ -293,12 +321,24 @@ mod tests {
     fn an_overdue_arming_fires_and_its_request_is_withdrawn() {
         let dog = Watchdog::new().expect("starts");
         let armed = dog.arm(Duration::from_micros(1));
-        while armed.slot.state.load(Ordering::SeqCst) != FIRED {
+        let slot = armed.slot.as_ref().map(|(s, _)| s.clone()).expect("armed");
+        while slot.state.load(Ordering::SeqCst) != FIRED {
             std::thread::yield_now();
         }
         assert!(armed.disarm());
         // The request raised for no run in progress was withdrawn: the thread's next run is free.
         let poller = Interrupter::for_current_thread();
         assert!(!poller.pending());
+    }
+
+    #[test]
+    fn a_nested_arming_changes_nothing() {
+        let dog = Watchdog::new().expect("starts");
+        let outer = dog.arm(Duration::from_secs(60));
+        let inner = dog.arm(Duration::from_micros(1));
+        assert!(inner.slot.is_none());
+        assert!(!inner.disarm());
+        assert!(!outer.disarm());
+        assert!(dog.arm(Duration::from_secs(60)).slot.is_some(), "put back");
     }
 }
