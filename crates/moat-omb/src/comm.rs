@@ -46,8 +46,10 @@ const TOMB: u64 = 1 << 63;
 const NO_INTENT: u64 = u64::MAX;
 /// The largest message (lengths travel as `u32`).
 pub const MAX_MESSAGE: usize = u32::MAX as usize;
-/// Spins before a waiter starts yielding the CPU.
-const SPINS: u32 = 2048;
+/// Spins before a waiter starts yielding the CPU: about 2 µs of `pause`, enough for a peer that
+/// is running to answer; a peer that is not running (more runnable processes than cores) needs
+/// this core, and `sched_yield` gives it.
+const SPINS: u32 = 64;
 /// Waiting iterations between two checks that the peer is alive.
 const LIVENESS_EVERY: u32 = 1 << 14;
 

@@ -1,5 +1,5 @@
 //! A veth pair between two network namespaces made for a run, so that TCP between two ranks goes
-//! through a real network stack (two `lo`-less interfaces, neighbour resolution, the veth driver).
+//! through a real network stack (interfaces of their own, neighbour resolution, the veth driver).
 //! The namespaces get 10.213.18.1/30 and 10.213.18.2/30 on their veth ends; nothing else is
 //! addressed, and both are deleted on drop. Needs root (`CAP_NET_ADMIN`) and `ip` (iproute2).
 
@@ -11,6 +11,8 @@ use std::process::Command;
 #[derive(Debug)]
 pub struct VethPair {
     names: [String; 2],
+    /// The host-side name of the first end (left behind if moving it into its namespace failed).
+    veth: String,
 }
 
 /// The addresses of the two ends.
@@ -44,14 +46,15 @@ impl VethPair {
     /// Creates the namespaces `moat-omb-<pid>-a`/`-b` and the pair between them.
     pub fn create() -> Result<VethPair, OmbError> {
         let id = std::process::id();
-        let pair = VethPair {
-            names: [format!("moat-omb-{id}-a"), format!("moat-omb-{id}-b")],
-        };
-        let (a, b) = (&pair.names[0], &pair.names[1]);
         let (va, vb) = (
             format!("mo{}a", id % 1_000_000),
             format!("mo{}b", id % 1_000_000),
         );
+        let pair = VethPair {
+            names: [format!("moat-omb-{id}-a"), format!("moat-omb-{id}-b")],
+            veth: va.clone(),
+        };
+        let (a, b) = (&pair.names[0], &pair.names[1]);
         ip(&["netns", "add", a])?;
         ip(&["netns", "add", b])?;
         ip(&["link", "add", &va, "type", "veth", "peer", "name", &vb])?;
@@ -73,6 +76,12 @@ impl VethPair {
 
 impl Drop for VethPair {
     fn drop(&mut self) {
+        // Deleting a namespace deletes the veth end in it, and with it the pair; an end still in
+        // the host's namespace (a failed move) is deleted by name.
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.veth])
+            .stderr(std::process::Stdio::null())
+            .output();
         for ns in &self.names {
             let _ = Command::new("ip").args(["netns", "del", ns]).output();
         }
