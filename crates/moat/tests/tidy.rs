@@ -74,7 +74,8 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "moat-isolate",
             ][..],
         ),
-        ("moat-cli", &["moat", "moat-isa", "moat-omb"][..]),
+        ("moat-cli", &["moat", "moat-isa", "moat-omb", "moat-sched"][..]),
+        ("moat-sched", &["moat", "moat-isa", "moat-signal"][..]),
         (
             "moat-fuzz",
             &[
