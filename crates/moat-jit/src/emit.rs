@@ -51,6 +51,9 @@ pub(crate) struct Thunks {
     pub call: u64,
     /// `jit_check`: the complete memory check.
     pub check: u64,
+    /// `jit_poll`: a polling point found the interrupt flag set (the thread's poll hook decides
+    /// whether the run goes on).
+    pub poll: u64,
     /// Code for confined runs ([`crate::confine`]): the trampoline switches to the run's native
     /// stack and PKRU on entry and back to the host's on exit, and every call into Rust switches to
     /// the host's stack and PKRU and back.
@@ -99,6 +102,13 @@ enum Cold {
         block: u32,
         n: i32,
     },
+    /// A polling point found the interrupt flag set: ask the thread's poll hook, then go on at
+    /// `back` or stop with `Interrupted` at `pc`.
+    Poll {
+        entry: DynamicLabel,
+        back: DynamicLabel,
+        pc: u32,
+    },
     /// A static error at `pc` (call depth).
     Error {
         entry: DynamicLabel,
@@ -134,6 +144,7 @@ struct Emitter<'a> {
     polling: bool,
     raise: DynamicLabel,
     check_tramp: DynamicLabel,
+    poll_tramp: DynamicLabel,
     call_status: DynamicLabel,
     ldabs_zero: DynamicLabel,
     unwind: DynamicLabel,
@@ -212,6 +223,7 @@ pub(crate) fn compile(
     let labels: Vec<DynamicLabel> = insns.iter().map(|_| asm.new_dynamic_label()).collect();
     let raise = asm.new_dynamic_label();
     let check_tramp = asm.new_dynamic_label();
+    let poll_tramp = asm.new_dynamic_label();
     let call_status = asm.new_dynamic_label();
     let ldabs_zero = asm.new_dynamic_label();
     let unwind = asm.new_dynamic_label();
@@ -230,6 +242,7 @@ pub(crate) fn compile(
         polling,
         raise,
         check_tramp,
+        poll_tramp,
         call_status,
         ldabs_zero,
         unwind,
@@ -430,6 +443,7 @@ impl Emitter<'_> {
             return;
         }
         let entry = self.asm.new_dynamic_label();
+        let back = self.asm.new_dynamic_label();
         if self.count_budget {
             dynasm!(self.asm
                 ; .arch x64
@@ -437,13 +451,14 @@ impl Emitter<'_> {
                 ; or r10, (STACK_SIZE - 1) as i32
                 ; cmp DWORD [r10 + 1 + off::POLL], 0
                 ; jne =>entry
+                ; =>back
             );
         } else {
-            dynasm!(self.asm ; .arch x64 ; test BYTE [r12 + off::POLL], 1 ; jnz =>entry);
+            dynasm!(self.asm ; .arch x64 ; test BYTE [r12 + off::POLL], 1 ; jnz =>entry ; =>back);
         }
-        self.cold.push(Cold::Error {
+        self.cold.push(Cold::Poll {
             entry,
-            kind: ERR_INTERRUPTED,
+            back,
             pc: pc as u32,
         });
     }
@@ -1373,6 +1388,21 @@ impl Emitter<'_> {
                         ; jmp =>raise
                     );
                 }
+                Cold::Poll { entry, back, pc } => {
+                    // The trampoline leaves ZF set when the run goes on.
+                    let stop = self.asm.new_dynamic_label();
+                    let poll_tramp = self.poll_tramp;
+                    dynasm!(self.asm
+                        ; .arch x64
+                        ; =>entry
+                        ; call =>poll_tramp
+                        ; jnz =>stop
+                        ; jmp =>back
+                        ; =>stop
+                        ; mov r10, QWORD (ERR_INTERRUPTED << 32 | u64::from(pc)) as i64
+                        ; jmp =>raise
+                    );
+                }
                 Cold::Error { entry, kind, pc } => {
                     dynasm!(self.asm
                         ; .arch x64
@@ -1499,6 +1529,39 @@ impl Emitter<'_> {
             ; ret
             ; =>fail
             ; jmp =>pending
+        );
+        // A polling point found the flag set: `jit_poll(ctx)` runs the thread's poll hook (which
+        // may switch to other work and back). Preserves every eBPF register; ZF set: go on.
+        let poll_tramp = self.poll_tramp;
+        dynasm!(self.asm
+            ; .arch x64
+            ; =>poll_tramp
+            ; push rax
+            ; push rdi
+            ; push rsi
+            ; push rdx
+            ; push rcx
+            ; push r8
+            ; push r11
+            ; push r10
+            ; lea rdi, [rbp - 1]
+            ; or rdi, (STACK_SIZE - 1) as i32
+            ; inc rdi
+            ; mov r9, rdi
+        );
+        self.call_thunk(self.thunks.poll, false);
+        dynasm!(self.asm
+            ; .arch x64
+            ; test eax, eax
+            ; pop r10
+            ; pop r11
+            ; pop r8
+            ; pop rcx
+            ; pop rdx
+            ; pop rsi
+            ; pop rdi
+            ; pop rax
+            ; ret
         );
     }
 }

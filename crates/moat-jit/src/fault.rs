@@ -56,6 +56,23 @@ impl Drop for Scope {
     }
 }
 
+/// Takes this thread's scopes away (a run suspended by its poll hook: other runs may enter and
+/// leave code on the thread meanwhile); [`attach`] puts them back.
+pub(crate) fn detach() -> Vec<(u64, u64, u64)> {
+    let depth = DEPTH.replace(0);
+    SCOPES.with(|s| s[..depth].iter().map(Cell::get).collect())
+}
+
+/// Puts back the scopes [`detach`] took.
+pub(crate) fn attach(scopes: Vec<(u64, u64, u64)>) {
+    SCOPES.with(|s| {
+        for (slot, range) in s.iter().zip(&scopes) {
+            slot.set(*range);
+        }
+    });
+    DEPTH.set(scopes.len().min(MAX_SCOPES));
+}
+
 /// The landing for a fault at `rip`, if it is in code this thread is running.
 fn landing_for(rip: u64) -> Option<u64> {
     let depth = DEPTH.get();

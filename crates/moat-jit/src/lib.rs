@@ -54,7 +54,7 @@ use thiserror::Error;
 
 pub use codemem::{CodeStats, StrategyFigures};
 pub use fault::install as install_fault_handler;
-pub use run::{Interrupter, MIN_CONFINEMENT};
+pub use run::{set_poll_hook, Interrupter, PollHook, MIN_CONFINEMENT};
 pub use watchdog::{Armed, Watchdog, DEFAULT_SPIN};
 
 /// Why a program could not be compiled.

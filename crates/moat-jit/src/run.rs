@@ -323,6 +323,7 @@ pub(crate) fn thunks(confined: bool) -> crate::emit::Thunks {
     crate::emit::Thunks {
         call: jit_call as *const () as u64,
         check: jit_check as *const () as u64,
+        poll: jit_poll as *const () as u64,
         confined,
     }
 }
@@ -358,10 +359,14 @@ pub(crate) mod pkru {
         }
     }
 
-    /// Whether the CPU and kernel have protection keys enabled (CPUID.7.0:ECX.OSPKE).
+    /// Whether the CPU and kernel have protection keys enabled (CPUID.7.0:ECX.OSPKE). Asked of
+    /// the CPU once: `cpuid` leaves a virtual machine, which costs microseconds.
     pub(crate) fn available() -> bool {
-        let leaf0 = std::arch::x86_64::__cpuid(0);
-        leaf0.eax >= 7 && std::arch::x86_64::__cpuid_count(7, 0).ecx & (1 << 4) != 0
+        static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *AVAILABLE.get_or_init(|| {
+            let leaf0 = std::arch::x86_64::__cpuid(0);
+            leaf0.eax >= 7 && std::arch::x86_64::__cpuid_count(7, 0).ecx & (1 << 4) != 0
+        })
     }
 }
 
@@ -892,6 +897,55 @@ fn call_helper(
         Ok(v) => (1, Ok(v)),
         Err(e) => (2, Err(e)),
     }
+}
+
+/// What a polling point that found its run's flag set asks on this thread: `true` goes on with the
+/// run, `false` stops it with `RunErrorKind::Interrupted` (the default without a hook). See
+/// [`set_poll_hook`].
+pub type PollHook = fn() -> bool;
+
+thread_local! {
+    static POLL_HOOK: std::cell::Cell<Option<PollHook>> = const { std::cell::Cell::new(None) };
+}
+
+/// Sets the calling thread's poll hook (returns the previous one): a polling point that finds the
+/// run's interrupt flag set takes the request and calls it, instead of stopping the run at once.
+/// A user-level scheduler's hook switches to other work and returns `true` when the task is
+/// resumed, so JIT code is *preempted and resumed* at its back-edges and calls. While the hook
+/// runs, the run is detached from the thread: other runs may start, be suspended and end on the
+/// thread in any order, and its interrupts do not reach the suspended run.
+pub fn set_poll_hook(hook: Option<PollHook>) -> Option<PollHook> {
+    POLL_HOOK.replace(hook)
+}
+
+/// Called by generated code at a polling point whose flag is set: 0 goes on, 1 stops the run.
+extern "sysv64" fn jit_poll(ctx: *mut JitCtx) -> u64 {
+    let Some(hook) = POLL_HOOK.get() else {
+        return 1;
+    };
+    // SAFETY: generated code passes the live context of its run; the anchor above it is alive for
+    // the run, which is suspended in this call. Only the atomic flag is touched.
+    let flag = unsafe { &(*anchor(ctx)).poll };
+    let poller = POLLER.with(Arc::clone);
+    // Take the request, and detach the run from the thread's state while the hook runs.
+    poller.requested.store(false, Ordering::SeqCst);
+    flag.store(0, Ordering::SeqCst);
+    let current = poller.current.swap(std::ptr::null_mut(), Ordering::SeqCst);
+    let depth = DEPTH.replace(0);
+    let confined = CONFINED.take();
+    let offered = OFFERED.take();
+    let scopes = crate::fault::detach();
+    let resume = hook();
+    crate::fault::attach(scopes);
+    OFFERED.set(offered);
+    CONFINED.set(confined);
+    DEPTH.set(depth);
+    poller.current.store(current, Ordering::SeqCst);
+    // A request raised while the run was detached is delivered now.
+    if poller.requested.load(Ordering::SeqCst) {
+        flag.store(1, Ordering::SeqCst);
+    }
+    u64::from(!resume)
 }
 
 /// Called by generated code when a memory access fails its inline check: the complete check of
