@@ -90,6 +90,12 @@ pub struct Stats {
     pub deferred: u64,
     /// Scheduling decisions taken.
     pub decisions: u64,
+    /// Preemptions of a task past its quantum (switched out after its quantum ended).
+    pub overruns: u64,
+    /// Their total lateness: from the end of the quantum to the worker having the task switched
+    /// out (ns): the timer's detection, the signal's delivery or the next checkpoint, and the
+    /// switch.
+    pub overrun_ns: u64,
 }
 
 /// A submitted task not yet started.
@@ -102,6 +108,9 @@ struct Pending {
 #[derive(Debug, Default)]
 struct WorkerSlot {
     tid: AtomicI32,
+    /// Interrupts the worker's JIT runs (moat's eBPF programs in tasks), whose polling points then
+    /// yield the task ([`moat_jit::set_poll_hook`]).
+    interrupter: std::sync::OnceLock<moat_jit::Interrupter>,
     /// When the running task's quantum ends (clock ns; 0: no quantum).
     deadline: AtomicU64,
     /// Cooperative preemption requested.
@@ -109,6 +118,8 @@ struct WorkerSlot {
     preemptions: AtomicU64,
     completed: AtomicU64,
     decisions: AtomicU64,
+    overruns: AtomicU64,
+    overrun_ns: AtomicU64,
 }
 
 struct Shared {
@@ -259,6 +270,8 @@ impl Scheduler {
             requests: s.requests.load(Ordering::Relaxed),
             deferred: sys::DEFERRED.load(Ordering::Relaxed),
             decisions: sum(|w| &w.decisions),
+            overruns: sum(|w| &w.overruns),
+            overrun_ns: sum(|w| &w.overrun_ns),
         }
     }
 
@@ -313,6 +326,9 @@ impl Shared {
                         .is_ok()
                     {
                         slot.flag.store(true, Ordering::Relaxed);
+                        if let Some(i) = slot.interrupter.get() {
+                            i.interrupt();
+                        }
                         self.requests.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -328,6 +344,11 @@ impl Shared {
                         .is_ok()
                     {
                         sys::send_timer_signal(slot.tid.load(Ordering::Relaxed));
+                        // JIT code is not the executable's: the signal defers there, and the
+                        // run's next polling point yields instead.
+                        if let Some(i) = slot.interrupter.get() {
+                            i.interrupt();
+                        }
                         self.requests.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -372,11 +393,22 @@ impl Started {
     }
 }
 
+/// What a polling point of JIT code that the timer interrupted does on a worker: inside a task,
+/// yield it (the run goes on when the task is resumed); elsewhere (a policy program), go on.
+fn poll_hook() -> bool {
+    sys::yield_task();
+    true
+}
+
 /// A worker thread.
 fn work(shared: &Arc<Shared>, index: usize) {
     let slot = &shared.workers[index];
     sys::become_worker();
     sys::set_flag(&slot.flag);
+    let interrupter = slot
+        .interrupter
+        .get_or_init(moat_jit::Interrupter::for_current_thread);
+    moat_jit::set_poll_hook(Some(poll_hook));
     slot.tid.store(sys::gettid(), Ordering::SeqCst);
     let config = shared.config;
     let preemptive = !matches!(config.mechanism, Mechanism::None | Mechanism::Uintr);
@@ -442,6 +474,7 @@ fn work(shared: &Arc<Shared>, index: usize) {
         let Some(mut task) = task else { continue };
         let start = shared.clock.now();
         slot.flag.store(false, Ordering::Relaxed);
+        interrupter.clear();
         if preemptive && quantum > 0 {
             slot.deadline
                 .store(start.saturating_add(quantum).max(1), Ordering::Release);
@@ -455,6 +488,12 @@ fn work(shared: &Arc<Shared>, index: usize) {
         match result {
             CoroutineResult::Yield(()) => {
                 slot.preemptions.fetch_add(1, Ordering::Relaxed);
+                let quantum_end = start.saturating_add(quantum);
+                if preemptive && quantum > 0 && end >= quantum_end {
+                    slot.overruns.fetch_add(1, Ordering::Relaxed);
+                    slot.overrun_ns
+                        .fetch_add(end - quantum_end, Ordering::Relaxed);
+                }
                 task.meta.enqueued = end;
                 local.push_back(task);
             }

@@ -209,3 +209,46 @@ fn user_interrupts_are_reported_unavailable_not_emulated() {
         }
     ));
 }
+
+/// A task running a long eBPF loop (JIT code, which the signal handler never preempts) is
+/// preempted at the loop's back-edge and resumed later, under both mechanisms.
+#[test]
+fn ebpf_programs_in_tasks_are_preempted_at_their_polling_points() {
+    let mut rt = moat::Runtime::new();
+    rt.set_engine(moat::Engine::Jit);
+    rt.set_isolation(moat::Isolation::None);
+    rt.set_verification(moat::Verification::Off);
+    rt.set_budget(u64::MAX);
+    let prog = rt
+        .load_asm("mov %r0, 0\nloop:\nadd %r0, 1\njlt %r0, 200000000, loop\nexit")
+        .expect("loads");
+    for mechanism in [Mechanism::Cooperative, Mechanism::Signal] {
+        let sched = scheduler(mechanism, Box::new(RoundRobin));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let started = Arc::new(AtomicBool::new(false));
+        let (o, s, p) = (order.clone(), started.clone(), prog.clone());
+        sched.spawn(
+            move || {
+                s.store(true, Ordering::SeqCst);
+                let r0 = p.run(&mut [0u8; 8]).expect("runs to its end");
+                moat_sched::no_preempt(|| o.lock().expect("lock").push(r0));
+            },
+            None,
+        );
+        while !started.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        let o = order.clone();
+        sched.spawn(
+            move || moat_sched::no_preempt(|| o.lock().expect("lock").push(1)),
+            None,
+        );
+        sched.wait_idle();
+        assert_eq!(
+            *order.lock().expect("lock"),
+            [1, 200_000_000],
+            "{mechanism}"
+        );
+        assert!(sched.stats().preemptions > 0);
+    }
+}

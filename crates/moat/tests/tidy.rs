@@ -74,8 +74,14 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "moat-isolate",
             ][..],
         ),
-        ("moat-cli", &["moat", "moat-isa", "moat-omb", "moat-sched"][..]),
-        ("moat-sched", &["moat", "moat-isa", "moat-signal"][..]),
+        (
+            "moat-cli",
+            &["moat", "moat-isa", "moat-omb", "moat-sched"][..],
+        ),
+        (
+            "moat-sched",
+            &["moat", "moat-isa", "moat-jit", "moat-signal"][..],
+        ),
         (
             "moat-fuzz",
             &[
