@@ -27,6 +27,8 @@ mod input;
 mod omb;
 mod pool;
 mod report;
+mod sched;
+mod sched_plot;
 mod verify;
 
 use anyhow::{bail, Context, Result};
@@ -87,6 +89,9 @@ enum Command {
         #[command(subcommand)]
         command: omb::OmbCommand,
     },
+    /// The user-level scheduler's benchmark (issue 17): latency percentiles against offered load
+    /// for FCFS, tokio and moat-sched's quanta and mechanisms, as tables and PNG plots.
+    SchedBench(sched::SchedBenchArgs),
     /// List an object's programs, maps and sections.
     Inspect {
         /// The ELF object.
@@ -332,6 +337,7 @@ fn main() -> ExitCode {
         }),
         Command::Pool { command } => pool::run(command),
         Command::Omb { command } => omb::run(command),
+        Command::SchedBench(args) => sched::run_bench(args),
         Command::Inspect { file } => Input::read(&file).and_then(|input| report::inspect(&input)),
         Command::Asm { file, output } => Input::read(&file).and_then(|input| {
             let bytes = input.bytecode(None)?;
