@@ -6,11 +6,13 @@
 //!
 //! Collectives use the same algorithms on every transport here (binomial trees; the pool's barrier
 //! gathers through its MPSC inbox), so a difference between transports is the transport's.
-//! `bibw` with messages above the eager limit alternates directions on transports without
-//! non-blocking sends (the pool's rendezvous): lower rank first.
+//! `bibw` sends a window while receiving one: the pool sends as many eager messages as its ring
+//! holds before receiving, TCP writes from a second thread; with messages above the eager limit
+//! the pool alternates directions (its rendezvous has no non-blocking send): lower rank first.
 
 use crate::comm::Comm;
 use crate::error::OmbError;
+use crate::layout;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Instant;
@@ -35,6 +37,20 @@ pub trait Transport {
             self.send(peer, data)?;
             Ok(n)
         }
+    }
+    /// Sends `window` copies of `data` to `peer` while receiving `window` messages from it (the
+    /// window of `bibw`: OSU posts them all non-blocking).
+    fn exchange(
+        &mut self,
+        peer: usize,
+        window: usize,
+        data: &[u8],
+        buf: &mut [u8],
+    ) -> Result<(), OmbError> {
+        for _ in 0..window {
+            self.sendrecv(peer, data, buf)?;
+        }
+        Ok(())
     }
     /// Waits until every rank has called it.
     fn barrier(&mut self) -> Result<(), OmbError> {
@@ -81,6 +97,37 @@ impl Transport for Comm {
             Comm::send(self, peer, data)?;
             Ok(n)
         }
+    }
+    fn exchange(
+        &mut self,
+        peer: usize,
+        window: usize,
+        data: &[u8],
+        buf: &mut [u8],
+    ) -> Result<(), OmbError> {
+        let g = self.geometry();
+        if data.len() > g.eager_max as usize {
+            for _ in 0..window {
+                self.sendrecv(peer, data, buf)?;
+            }
+            return Ok(());
+        }
+        // As many eager messages as the ring holds go out before the first is received, on both
+        // sides at once.
+        let slots = (layout::HDR + data.len()).div_ceil(layout::LINE) + 1;
+        let batch = ((g.ring_slots as usize - 1) / slots).max(1);
+        let mut left = window;
+        while left > 0 {
+            let n = left.min(batch);
+            for _ in 0..n {
+                Comm::send(self, peer, data)?;
+            }
+            for _ in 0..n {
+                Comm::recv(self, peer, buf)?;
+            }
+            left -= n;
+        }
+        Ok(())
     }
     fn barrier(&mut self) -> Result<(), OmbError> {
         Comm::barrier(self)
@@ -404,9 +451,7 @@ fn bibw(
         if i == skip {
             start = Instant::now();
         }
-        for _ in 0..window {
-            t.sendrecv(peer, &sbuf[..size], rbuf)?;
-        }
+        t.exchange(peer, window, &sbuf[..size], rbuf)?;
     }
     let secs = start.elapsed().as_secs_f64();
     Ok(2.0 * size as f64 * (iters * window) as f64 / 1e6 / secs)

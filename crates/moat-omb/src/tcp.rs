@@ -121,6 +121,35 @@ impl Transport for Tcp {
     fn recv(&mut self, src: usize, buf: &mut [u8]) -> Result<usize, OmbError> {
         read_msg(self.stream(src)?, src, buf)
     }
+    fn exchange(
+        &mut self,
+        peer: usize,
+        window: usize,
+        data: &[u8],
+        buf: &mut [u8],
+    ) -> Result<(), OmbError> {
+        let s = self.stream(peer)?;
+        let mut w = s.try_clone().map_err(|e| OmbError::io("dup socket", e))?;
+        std::thread::scope(|scope| {
+            let writer = scope.spawn(move || {
+                for _ in 0..window {
+                    write_msg(&mut w, data)?;
+                }
+                Ok(())
+            });
+            let mut got = Ok(());
+            for _ in 0..window {
+                if let Err(e) = read_msg(s, peer, buf) {
+                    got = Err(e);
+                    break;
+                }
+            }
+            let sent = writer
+                .join()
+                .unwrap_or_else(|_| Err(OmbError::InvalidOptions("sender thread panicked".into())));
+            sent.and(got)
+        })
+    }
     fn sendrecv(&mut self, peer: usize, data: &[u8], buf: &mut [u8]) -> Result<usize, OmbError> {
         let s = self.stream(peer)?;
         let mut w = s.try_clone().map_err(|e| OmbError::io("dup socket", e))?;
