@@ -286,7 +286,8 @@ impl Scheduler {
             if self.shared.config.timer == TimerMode::External {
                 self.tick();
             } else {
-                std::thread::yield_now();
+                // Leave the cores to the workers and the timer.
+                std::thread::sleep(Duration::from_micros(100));
             }
         }
     }
