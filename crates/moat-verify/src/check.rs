@@ -179,6 +179,7 @@ impl<'p, 'e> Checker<'p, 'e> {
                     &state,
                     Reason::TooComplex {
                         limit: self.env.complexity_limit,
+                        what: "instructions processed (loop without a proven bound?)",
                     },
                 ));
             }
@@ -394,17 +395,23 @@ impl<'p, 'e> Checker<'p, 'e> {
                         },
                     ));
                 }
-                self.mem_access(pc, st, base, i64::from(off), size, Access::Read)?;
-                self.mem_access(pc, st, base, i64::from(off), size, Access::Write(value))?;
-                let out = Reg::Scalar(loaded(size, false));
+                self.atomic_alignment(pc, st, base, i64::from(off), size)?;
+                // As in the kernel's `check_atomic`: the old value is read, then the bytes are
+                // written with no particular register's value (old op src is not tracked), so they
+                // hold unknown data afterwards; a fetch yields the old value.
+                let old = self.mem_access(pc, st, base, i64::from(off), size, Access::Atomic)?;
+                let old = old.unwrap_or(Reg::Scalar(loaded(size, false)));
                 match op {
-                    AtomicOp::CmpXchg => st.set(0, out),
+                    AtomicOp::CmpXchg => st.set(0, old),
                     AtomicOp::Xchg
                     | AtomicOp::Add { fetch: true }
                     | AtomicOp::Or { fetch: true }
                     | AtomicOp::And { fetch: true }
-                    | AtomicOp::Xor { fetch: true } => st.set(src.index(), out),
-                    _ => {}
+                    | AtomicOp::Xor { fetch: true } => st.set(src.index(), old),
+                    AtomicOp::Add { fetch: false }
+                    | AtomicOp::Or { fetch: false }
+                    | AtomicOp::And { fetch: false }
+                    | AtomicOp::Xor { fetch: false } => {}
                 }
                 Ok(Step::Next(next))
             }
@@ -440,6 +447,20 @@ impl<'p, 'e> Checker<'p, 'e> {
                                     st,
                                     Reason::DirectValueAccess {
                                         map: self.env.maps[map].name.clone(),
+                                    },
+                                ));
+                            }
+                            // As in the kernel, the offset must lie inside the value.
+                            let size = self.env.maps[map].value_size;
+                            if !(0..i64::from(size)).contains(&i64::from(next_imm)) {
+                                return Err(self.err(
+                                    pc,
+                                    st,
+                                    Reason::OutOfBounds {
+                                        region: Region::MapValue { map }.to_string(),
+                                        lo: i64::from(next_imm),
+                                        hi: i64::from(next_imm),
+                                        limit: u64::from(size),
                                     },
                                 ));
                             }
@@ -602,7 +623,7 @@ impl<'p, 'e> Checker<'p, 'e> {
                         },
                     ));
                 }
-                Ok(self.ptr_add(region, off, var, null_id, &b, op == AluOp::Sub))
+                self.ptr_add(pc, st, region, off, var, null_id, &b, op == AluOp::Sub)
             }
             (
                 Reg::Scalar(a),
@@ -613,11 +634,20 @@ impl<'p, 'e> Checker<'p, 'e> {
                     null_id,
                 },
             ) if width == Width::W64 && op == AluOp::Add => {
-                Ok(self.ptr_add(region, off, var, null_id, &a, false))
+                if matches!(region, Region::PacketEnd) {
+                    return Err(self.err(
+                        pc,
+                        st,
+                        Reason::PointerArithmetic {
+                            what: "arithmetic on pkt_end",
+                        },
+                    ));
+                }
+                self.ptr_add(pc, st, region, off, var, null_id, &a, false)
             }
-            // The distance between two pointers into the same region is a number (at 32 bits, its
-            // low half, as the kernel lets a privileged program compute); between packet pointers of
-            // different kinds (`data_end - data`) it is at most the largest packet.
+            // The distance between two pointers into one region (at 32 bits, its low half, as the
+            // kernel lets a privileged program compute), or between packet pointers of different
+            // kinds (`data_end - data`).
             (
                 Reg::Ptr {
                     region: r1,
@@ -632,18 +662,28 @@ impl<'p, 'e> Checker<'p, 'e> {
                     ..
                 },
             ) if op == AluOp::Sub && (r1 == r2 || is_pkt(&d) && is_pkt(&s)) => {
-                let base = if r1 == r2 {
-                    Scalar::constant(0)
-                } else {
-                    Scalar::urange(0, MAX_PACKET_LEN)
+                let packet = is_pkt(&d) && is_pkt(&s);
+                // The kernel lets only a privileged loader (`allow_ptr_leaks`) subtract pointers;
+                // moat also lets an unprivileged one measure packets (`data_end - data`), which
+                // reveals no address.
+                if !packet && !priv_ {
+                    return Err(self.err(
+                        pc,
+                        st,
+                        Reason::PointerArithmetic {
+                            what: "two pointers (subtraction)",
+                        },
+                    ));
+                }
+                let diff = match base_distance(r1, r2) {
+                    Some(base) => pointer_distance(base, o1, v1, o2, v2),
+                    None => Scalar::UNKNOWN,
                 };
-                let delta = Scalar::constant((o1 - o2) as u64);
-                let diff = v1.alu(AluOp::Sub, &v2, Width::W64);
-                Ok(Reg::Scalar(base.alu(AluOp::Add, &delta, width).alu(
-                    AluOp::Add,
-                    &diff,
-                    width,
-                )))
+                Ok(Reg::Scalar(if width == Width::W32 {
+                    diff.low32()
+                } else {
+                    diff
+                }))
             }
             _ => Err(self.err(pc, st, Reason::PointerArithmetic { what: alu_name(op) })),
         }
@@ -655,28 +695,48 @@ impl<'p, 'e> Checker<'p, 'e> {
         id
     }
 
+    /// The pointer `region + off + var` moved by `s` (`sub`: back by `s`), or an error when the
+    /// scalar, the pointer or the result is not sane (the kernel's `check_reg_sane_offset`): every
+    /// offset stays within ±2^29, so no later sum of offsets can overflow.
+    #[allow(clippy::too_many_arguments)]
     fn ptr_add(
         &self,
+        pc: usize,
+        st: &State,
         region: Region,
         off: i64,
         var: Scalar,
         null_id: Option<u32>,
         s: &Scalar,
         sub: bool,
-    ) -> Reg {
-        match s.as_const() {
+    ) -> R<Reg> {
+        let insane = |what: String| {
+            self.err(
+                pc,
+                st,
+                Reason::PointerOffset {
+                    what: format!("{region} {what}"),
+                },
+            )
+        };
+        if let Some(what) = insane_offset(0, s) {
+            return Err(insane(format!("moved by a scalar with {what}")));
+        }
+        if let Some(what) = insane_offset(off, &var) {
+            return Err(insane(format!("pointer with {what}")));
+        }
+        let (off, var, region) = match s.as_const() {
             Some(c) => {
                 let c = c as i64;
-                Reg::Ptr {
-                    region,
-                    off: if sub {
-                        off.wrapping_sub(c)
-                    } else {
-                        off.wrapping_add(c)
-                    },
-                    var,
-                    null_id,
-                }
+                let off = if sub {
+                    off.checked_sub(c)
+                } else {
+                    off.checked_add(c)
+                };
+                let Some(off) = off else {
+                    return Err(insane("offset overflows".into()));
+                };
+                (off, var, region)
             }
             None => {
                 let op = if sub { AluOp::Sub } else { AluOp::Add };
@@ -687,14 +747,52 @@ impl<'p, 'e> Checker<'p, 'e> {
                     },
                     other => other,
                 };
-                Reg::Ptr {
-                    region,
-                    off,
-                    var: var.alu(op, s, Width::W64),
-                    null_id,
-                }
+                (off, var.alu(op, s, Width::W64), region)
             }
+        };
+        if let Some(what) = insane_offset(off, &var) {
+            return Err(insane(format!("would get {what}")));
         }
+        Ok(Reg::Ptr {
+            region,
+            off,
+            var,
+            null_id,
+        })
+    }
+
+    /// Checks that an atomic access at `base + off` is aligned to its size, as the kernel requires
+    /// (the engines refuse misaligned atomics at run time). Region starts are taken as aligned: stack
+    /// frames, map values and buffers are at least 8-byte aligned.
+    fn atomic_alignment(&self, pc: usize, st: &State, base: Reg, off: i64, size: Size) -> R<()> {
+        let Reg::Ptr {
+            region,
+            off: poff,
+            var,
+            ..
+        } = base
+        else {
+            return Ok(());
+        };
+        let n = size.bytes() as u64;
+        let fixed = poff.wrapping_add(off);
+        let t = var.tnum.add(crate::tnum::Tnum::constant(fixed as u64));
+        if (t.value | t.mask) & (n - 1) != 0 {
+            let mut at = fixed.to_string();
+            if var.as_const() != Some(0) {
+                at.push_str(&format!("+var({})", Reg::Scalar(var)));
+            }
+            return Err(self.err(
+                pc,
+                st,
+                Reason::MisalignedAtomic {
+                    region: region.to_string(),
+                    off: at,
+                    size: size.bytes(),
+                },
+            ));
+        }
+        Ok(())
     }
 
     /// Checks a memory access of `size` at `base + off`; for reads returns the loaded register when
@@ -733,12 +831,22 @@ impl<'p, 'e> Checker<'p, 'e> {
                 },
             ));
         }
-        let lo = poff.saturating_add(off).saturating_add(var.smin);
-        let hi = poff
-            .saturating_add(off)
-            .saturating_add(var.smax)
-            .saturating_add(n);
-        let writing = matches!(access, Access::Write(_));
+        // Every bound in checked arithmetic: a sum that overflows is refused, never saturated.
+        let fixed = poff.checked_add(off);
+        let lo = fixed.and_then(|f| f.checked_add(var.smin));
+        let hi = fixed
+            .and_then(|f| f.checked_add(var.smax))
+            .and_then(|h| h.checked_add(n));
+        let (Some(fixed), Some(lo), Some(hi)) = (fixed, lo, hi) else {
+            return Err(self.err(
+                pc,
+                st,
+                Reason::PointerOffset {
+                    what: format!("access at {base}{off:+} overflows"),
+                },
+            ));
+        };
+        let writing = matches!(access, Access::Write(_) | Access::Atomic);
         if let Access::Write(v) = access {
             if v.is_pointer() && !self.env.privileged && !matches!(region, Region::Stack { .. }) {
                 return Err(self.err(pc, st, Reason::PointerLeak { into: "memory" }));
@@ -756,16 +864,19 @@ impl<'p, 'e> Checker<'p, 'e> {
                 },
             )
         };
+        // Whether `[lo, hi)` lies within a region of `limit` bytes.
+        let inside = |limit: u64| lo >= 0 && hi <= i64::try_from(limit).unwrap_or(i64::MAX);
         let result = match region {
             Region::Stack { frame } => {
                 let variable = var.as_const().is_none();
-                if variable && !self.env.privileged {
+                if variable && (!self.env.privileged || matches!(access, Access::Atomic)) {
+                    // The kernel refuses atomics at variable stack offsets for every loader.
                     return Err(self.err(pc, st, Reason::VariableStackAccess));
                 }
                 if lo < -STACK_SIZE || hi > 0 {
                     return Err(bad(self, st, STACK_SIZE as u64));
                 }
-                let depth = (-lo) as u32;
+                let depth = lo.unsigned_abs() as u32;
                 if let Some(f) = st.frames.get_mut(frame) {
                     f.stack_depth = f.stack_depth.max(depth.div_ceil(8) * 8);
                 }
@@ -784,7 +895,7 @@ impl<'p, 'e> Checker<'p, 'e> {
                 size: limit,
                 writable,
             } => {
-                if lo < 0 || hi > limit as i64 {
+                if !inside(limit) {
                     return Err(bad(self, st, limit));
                 }
                 if writing && !writable {
@@ -801,7 +912,7 @@ impl<'p, 'e> Checker<'p, 'e> {
             Region::MapValue { map } => {
                 let info = &self.env.maps[map];
                 let limit = u64::from(info.value_size);
-                if lo < 0 || hi > limit as i64 {
+                if !inside(limit) {
                     return Err(bad(self, st, limit));
                 }
                 if writing && info.read_only {
@@ -821,14 +932,20 @@ impl<'p, 'e> Checker<'p, 'e> {
                 let (lo, hi, known) = if id == 0 {
                     (lo, hi, st.packet_len)
                 } else {
-                    let fixed = poff.saturating_add(off);
-                    (
-                        fixed.saturating_add(var.smin.min(0)),
-                        fixed.saturating_add(n),
-                        st.packet_range(id),
-                    )
+                    let (Some(lo), Some(hi)) =
+                        (fixed.checked_add(var.smin.min(0)), fixed.checked_add(n))
+                    else {
+                        return Err(self.err(
+                            pc,
+                            st,
+                            Reason::PointerOffset {
+                                what: format!("access at {base}{off:+} overflows"),
+                            },
+                        ));
+                    };
+                    (lo, hi, st.packet_range(id))
                 };
-                if lo < 0 || var.smin < 0 || hi > known as i64 {
+                if lo < 0 || var.smin < 0 || hi > i64::try_from(known).unwrap_or(i64::MAX) {
                     return Err(self.err(pc, st, Reason::PacketOutOfBounds { lo, hi, known }));
                 }
                 if writing
@@ -852,7 +969,7 @@ impl<'p, 'e> Checker<'p, 'e> {
             }
             Region::PacketEnd => return Err(bad(self, st, 0)),
             Region::Ringbuf { size: limit, .. } => {
-                if lo < 0 || hi > limit as i64 {
+                if !inside(limit) {
                     return Err(bad(self, st, limit));
                 }
                 None
@@ -864,7 +981,7 @@ impl<'p, 'e> Checker<'p, 'e> {
 
     /// A privileged access at a variable stack offset, as the kernel allows: any byte of
     /// `[lo, hi)` may be touched, so a store turns them all into plain data (destroying spills) and a
-    /// load yields an unknown number.
+    /// load yields an unknown number. `lo` and `hi` lie within the frame.
     fn variable_stack_access(
         &self,
         pc: usize,
@@ -887,8 +1004,8 @@ impl<'p, 'e> Checker<'p, 'e> {
                 },
             ));
         };
-        if let Access::Write(_) = access {
-            for b in (STACK_SIZE + lo) as usize..(STACK_SIZE + hi) as usize {
+        if let Access::Write(_) | Access::Atomic = access {
+            for b in stack_byte(lo)..stack_byte(hi) {
                 f.write_data(b);
             }
         }
@@ -904,7 +1021,8 @@ impl<'p, 'e> Checker<'p, 'e> {
         n: i64,
         access: Access,
     ) -> R<Option<Reg>> {
-        let start = (STACK_SIZE + lo) as usize;
+        let start = stack_byte(lo);
+        let end = stack_byte(lo + n);
         let privileged = self.env.privileged;
         if frame >= st.frames.len() {
             // The frame belonged to a function that has returned.
@@ -923,14 +1041,15 @@ impl<'p, 'e> Checker<'p, 'e> {
         let Some(f) = st.frames.get_mut(frame) else {
             return Ok(None);
         };
+        let whole_slot = n == 8 && start.is_multiple_of(8);
         match access {
             Access::Write(v) => {
-                if n == 8 && start.is_multiple_of(8) {
+                if whole_slot {
                     let slot = &mut f.stack[start / 8];
                     slot.bytes = [Byte::Spill; 8];
                     slot.spill = Some(v);
                 } else {
-                    for b in start..start + n as usize {
+                    for b in start..end {
                         let slot = &mut f.stack[b / 8];
                         if slot.spill.is_some() {
                             // A partial overwrite destroys the spilled register.
@@ -952,15 +1071,16 @@ impl<'p, 'e> Checker<'p, 'e> {
                 }
                 Ok(None)
             }
-            Access::Read => {
-                if n == 8 && start.is_multiple_of(8) {
-                    if let Some(r) = f.stack[start / 8].spill {
-                        return Ok(Some(r));
-                    }
-                }
+            Access::Read | Access::Atomic => {
+                let atomic = matches!(access, Access::Atomic);
+                let spill = if whole_slot {
+                    f.stack[start / 8].spill
+                } else {
+                    None
+                };
                 let mut uninit = false;
                 let mut pointer = false;
-                for b in start..start + n as usize {
+                for b in start..end {
                     let slot = &f.stack[b / 8];
                     match slot.bytes[b % 8] {
                         Byte::Uninit => uninit = true,
@@ -968,15 +1088,36 @@ impl<'p, 'e> Checker<'p, 'e> {
                         _ => {}
                     }
                 }
-                if uninit && !privileged {
+                let refuse = if atomic && pointer && spill.is_none() {
+                    // Part of a spilled pointer as an atomic's operand: "invalid size of register
+                    // fill" in the kernel, for every loader.
+                    Some(Reason::PartialPointerRead)
+                } else if atomic && pointer && !privileged {
+                    // A whole spilled pointer changed by arithmetic the verifier cannot follow.
+                    Some(Reason::PointerLeak {
+                        into: "an atomic operation on a spilled pointer",
+                    })
+                } else if spill.is_some() && !atomic {
+                    return Ok(spill);
+                } else if uninit && !privileged {
+                    Some(Reason::UninitStack { off: lo })
+                } else if pointer && !privileged {
+                    Some(Reason::PartialPointerRead)
+                } else {
+                    None
+                };
+                if let Some(reason) = refuse {
                     let st_copy = st.clone();
-                    return Err(self.err(pc, &st_copy, Reason::UninitStack { off: lo }));
+                    return Err(self.err(pc, &st_copy, reason));
                 }
-                if pointer && !privileged {
-                    let st_copy = st.clone();
-                    return Err(self.err(pc, &st_copy, Reason::PartialPointerRead));
+                if atomic {
+                    // The bytes now hold what the operation computed: unknown data, so no spill
+                    // survives in the touched slots.
+                    for b in start..end {
+                        f.write_data(b);
+                    }
                 }
-                Ok(None)
+                Ok(spill)
             }
         }
     }
@@ -1030,6 +1171,8 @@ impl<'p, 'e> Checker<'p, 'e> {
         };
         let exact = lo == i64::from(field.off) && size.bytes() as u32 == field.size;
         match access {
+            // Atomics on the context are refused before they get here.
+            Access::Atomic => Err(self.err(pc, st, Reason::BadAtomicTarget { what: "ctx".into() })),
             Access::Write(v) => {
                 if !field.writable || field.kind != FieldKind::Scalar || !exact {
                     return Err(self.err(
@@ -1214,7 +1357,7 @@ impl<'p, 'e> Checker<'p, 'e> {
                     var,
                     null_id: None,
                 },
-            ) if width == Width::W64 => {
+            ) if width == Width::W64 && is_pkt_end(&a) != is_pkt_end(&b) => {
                 let ptr_first = matches!(
                     a,
                     Reg::Ptr {
@@ -1225,21 +1368,25 @@ impl<'p, 'e> Checker<'p, 'e> {
                 // Normalise to "ptr CMP end".
                 let c = if ptr_first { Some(cond) } else { mirror(cond) };
                 // Bytes proven from the packet start (id 0) or from the variable start (same id).
+                // The comparison cannot wrap around: the constant offset is within ±2^29, and an
+                // access through the pointer needs a variable offset that is never negative.
                 let reach = if id == 0 {
-                    off.saturating_add(var.smin)
+                    off.checked_add(var.smin)
                 } else {
-                    off
+                    Some(off)
                 };
-                let reach = reach.max(0) as u64;
+                let reach = reach.map(|r| r.max(0).unsigned_abs());
                 let mut taken = st.clone();
                 let mut fall = st.clone();
-                match c {
-                    // ptr > end: taken proves nothing; not taken: ptr <= end.
-                    Some(JmpCond::Gt) => fall.prove_packet_range(id, reach),
-                    Some(JmpCond::Ge) => fall.prove_packet_range(id, reach + 1),
-                    Some(JmpCond::Lt) => taken.prove_packet_range(id, reach + 1),
-                    Some(JmpCond::Le) => taken.prove_packet_range(id, reach),
-                    _ => {}
+                if let Some(reach) = reach {
+                    match c {
+                        // ptr > end: taken proves nothing; not taken: ptr <= end.
+                        Some(JmpCond::Gt) => fall.prove_packet_range(id, reach),
+                        Some(JmpCond::Ge) => fall.prove_packet_range(id, reach + 1),
+                        Some(JmpCond::Lt) => taken.prove_packet_range(id, reach + 1),
+                        Some(JmpCond::Le) => taken.prove_packet_range(id, reach),
+                        _ => {}
+                    }
                 }
                 Ok(Step::Branch {
                     taken: (target, taken),
@@ -1654,8 +1801,18 @@ impl<'p, 'e> Checker<'p, 'e> {
         }
         // Check every byte as a 1-byte access: bounds per region, and initialisation on the stack.
         let len_i = i64::try_from(len).unwrap_or(i64::MAX);
-        let lo = off.saturating_add(var.smin);
-        let hi = off.saturating_add(var.smax).saturating_add(len_i);
+        let lo = off.checked_add(var.smin);
+        let hi = off.checked_add(var.smax).and_then(|h| h.checked_add(len_i));
+        let (Some(lo), Some(hi)) = (lo, hi) else {
+            return Err(self.err(
+                pc,
+                st,
+                Reason::PointerOffset {
+                    what: format!("{len} bytes at {v} overflow"),
+                },
+            ));
+        };
+        let limit_of = |size: u64| i64::try_from(size).unwrap_or(i64::MAX);
         let check = |me: &Self, st: &State, limit: i64, name: String| -> R<()> {
             if lo < 0 || hi > limit {
                 return Err(me.err(
@@ -1694,12 +1851,12 @@ impl<'p, 'e> Checker<'p, 'e> {
                 }
                 let privileged = self.env.privileged;
                 let uninit = st.frames.get_mut(frame).and_then(|f| {
-                    f.stack_depth = f.stack_depth.max((-lo) as u32);
-                    for b in (lo + STACK_SIZE) as usize..(hi + STACK_SIZE) as usize {
+                    f.stack_depth = f.stack_depth.max(lo.unsigned_abs() as u32);
+                    for b in stack_byte(lo)..stack_byte(hi) {
                         if write {
                             f.write_data(b);
                         } else if f.stack[b / 8].bytes[b % 8] == Byte::Uninit && !privileged {
-                            return Some(b as i64 - STACK_SIZE);
+                            return Some(lo + (b - stack_byte(lo)) as i64);
                         }
                     }
                     None
@@ -1713,7 +1870,7 @@ impl<'p, 'e> Checker<'p, 'e> {
                 }
             }
             Region::Mem { size, writable } => {
-                check(self, st, size as i64, region.to_string())?;
+                check(self, st, limit_of(size), region.to_string())?;
                 if write && !writable {
                     return Err(self.err(
                         pc,
@@ -1743,25 +1900,19 @@ impl<'p, 'e> Checker<'p, 'e> {
                 }
             }
             Region::Packet { id } => {
-                let known = st.packet_range(id) as i64;
+                let known = st.packet_range(id);
+                // With a variable offset, relative to the variable start (which must not be
+                // negative); an overflowing end is beyond any proven range.
                 let (lo, hi) = if id == 0 {
                     (lo, hi)
                 } else {
-                    (off, off.saturating_add(len_i))
+                    (off, off.checked_add(len_i).unwrap_or(i64::MAX))
                 };
-                if lo < 0 || var.smin < 0 || hi > known {
-                    return Err(self.err(
-                        pc,
-                        st,
-                        Reason::PacketOutOfBounds {
-                            lo,
-                            hi,
-                            known: known as u64,
-                        },
-                    ));
+                if lo < 0 || var.smin < 0 || hi > limit_of(known) {
+                    return Err(self.err(pc, st, Reason::PacketOutOfBounds { lo, hi, known }));
                 }
             }
-            Region::Ringbuf { size, .. } => check(self, st, size as i64, region.to_string())?,
+            Region::Ringbuf { size, .. } => check(self, st, limit_of(size), region.to_string())?,
             Region::Ctx | Region::PacketEnd | Region::PacketMeta => {}
         }
         Ok(())
@@ -1771,7 +1922,11 @@ impl<'p, 'e> Checker<'p, 'e> {
 #[derive(Clone, Copy)]
 enum Access {
     Read,
+    /// A store of this register's value.
     Write(Reg),
+    /// An atomic read-modify-write: a read of the old value, then a store of unknown data. Returns
+    /// the old value where it is known (a whole spilled register).
+    Atomic,
 }
 
 fn is_pkt(r: &Reg) -> bool {
@@ -1781,6 +1936,19 @@ fn is_pkt(r: &Reg) -> bool {
             region: Region::Packet { .. } | Region::PacketEnd | Region::PacketMeta,
             ..
         }
+    )
+}
+
+/// Whether `r` is the packet end exactly as the context holds it (no offset).
+fn is_pkt_end(r: &Reg) -> bool {
+    matches!(
+        r,
+        Reg::Ptr {
+            region: Region::PacketEnd,
+            off: 0,
+            var,
+            null_id: None,
+        } if var.as_const() == Some(0)
     )
 }
 
@@ -1825,5 +1993,339 @@ fn map_class_name(c: MapClass) -> &'static str {
         MapClass::RingBuf => "a ring buffer map",
         MapClass::ProgArray => "a program array",
         MapClass::Any => "a map",
+    }
+}
+
+/// The largest offset a pointer may carry (the kernel's `BPF_MAX_VAR_OFF`): constant offsets and the
+/// variable offset's bounds stay strictly within ±2^29, so sums of a few offsets never overflow.
+pub(crate) const MAX_VAR_OFF: i64 = 1 << 29;
+
+/// Why a pointer at constant offset `off` with variable offset `var` is not sane, as the kernel's
+/// `check_reg_sane_offset` decides: `None` when it is.
+pub(crate) fn insane_offset(off: i64, var: &Scalar) -> Option<String> {
+    let within = |v: i64| -MAX_VAR_OFF < v && v < MAX_VAR_OFF;
+    if !within(off) {
+        return Some(format!("constant offset {off}"));
+    }
+    if let Some(c) = var.as_const() {
+        if !within(c as i64) {
+            return Some(format!("offset {}", c as i64));
+        }
+    }
+    if var.smin == i64::MIN {
+        return Some("a variable offset without lower bound".into());
+    }
+    if !within(var.smin) {
+        return Some(format!("a variable offset of at least {}", var.smin));
+    }
+    None
+}
+
+/// The distance from the start of region `b` to the start of region `a`, when both are in one object:
+/// exactly 0 for one stack frame, the context, one ring buffer reservation or the packet (whatever
+/// its variable-offset id); a bounded range between the packet's start, end and metadata (metadata
+/// lies before the data, at most [`MAX_PACKET_LEN`] bytes of each). `None` when the two may be
+/// different objects: two map value pointers may point to different elements, two buffers (a
+/// callback's key, the context) may be different buffers.
+pub(crate) fn base_distance(a: Region, b: Region) -> Option<Scalar> {
+    // Where each packet region starts relative to the packet data, as a signed range.
+    let pkt = |r: Region| match r {
+        Region::PacketMeta => Some((-(MAX_PACKET_LEN as i64), 0)),
+        Region::Packet { .. } => Some((0, 0)),
+        Region::PacketEnd => Some((0, MAX_PACKET_LEN as i64)),
+        _ => None,
+    };
+    match (a, b) {
+        (Region::Stack { frame: f1 }, Region::Stack { frame: f2 }) if f1 == f2 => {
+            Some(Scalar::constant(0))
+        }
+        (Region::Ctx, Region::Ctx) => Some(Scalar::constant(0)),
+        (Region::Ringbuf { ref_id: r1, .. }, Region::Ringbuf { ref_id: r2, .. }) if r1 == r2 => {
+            Some(Scalar::constant(0))
+        }
+        // Two pointers of one kind into the packet share their base.
+        (Region::PacketMeta, Region::PacketMeta)
+        | (Region::PacketEnd, Region::PacketEnd)
+        | (Region::Packet { .. }, Region::Packet { .. }) => Some(Scalar::constant(0)),
+        _ => {
+            let ((alo, ahi), (blo, bhi)) = (pkt(a)?, pkt(b)?);
+            Some(Scalar::srange(alo - bhi, ahi - blo))
+        }
+    }
+}
+
+/// The index of the stack byte at `off` from the frame pointer (0 = the frame's lowest byte); `off`
+/// lies in `[-STACK_SIZE, 0]`.
+fn stack_byte(off: i64) -> usize {
+    usize::try_from(STACK_SIZE + off).unwrap_or(0)
+}
+
+/// `(base + o1 + v1) - (o2 + v2)`: the distance of two pointers whose region starts are `base`
+/// apart, computed so that every concrete distance is a member (overflow makes it unknown).
+pub(crate) fn pointer_distance(base: Scalar, o1: i64, v1: Scalar, o2: i64, v2: Scalar) -> Scalar {
+    let Some(delta) = o1.checked_sub(o2) else {
+        return Scalar::UNKNOWN;
+    };
+    base.alu(AluOp::Add, &Scalar::constant(delta as u64), Width::W64)
+        .alu(AluOp::Add, &v1.alu(AluOp::Sub, &v2, Width::W64), Width::W64)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The abstract transfer functions of pointer offsets and stack slots against concrete execution,
+    //! at the extremes of i64/u64: whatever the verifier accepts must contain what really happens.
+
+    use super::*;
+    use crate::env::MapInfo;
+    use crate::state::Slot;
+    use proptest::prelude::*;
+
+    fn member(s: &Scalar, x: u64) -> bool {
+        s.umin <= x
+            && x <= s.umax
+            && s.smin <= x as i64
+            && x as i64 <= s.smax
+            && x & !s.tnum.mask == s.tnum.value
+    }
+
+    /// A scalar containing `x`: exactly `x`, a signed or unsigned range around it, or unknown.
+    fn around(x: u64, kind: u8, below: u64, above: u64) -> Scalar {
+        match kind % 4 {
+            0 => Scalar::constant(x),
+            1 => Scalar::srange(
+                (x as i64).saturating_sub(below as i64 & 0xffff_ffff),
+                (x as i64).saturating_add(above as i64 & 0xffff_ffff),
+            ),
+            2 => Scalar::urange(x.saturating_sub(below), x.saturating_add(above)),
+            _ => Scalar::UNKNOWN,
+        }
+    }
+
+    /// Interesting 64-bit values: the extremes of i64 and u64, values around the 2^29 limit, small
+    /// offsets, anything.
+    fn value() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            Just(i64::MAX),
+            Just(i64::MIN),
+            (i64::MAX - 1024..=i64::MAX),
+            (i64::MIN..i64::MIN + 1024),
+            (MAX_VAR_OFF - 1024..MAX_VAR_OFF + 1024),
+            (-MAX_VAR_OFF - 1024..-MAX_VAR_OFF + 1024),
+            (-1024i64..1024),
+            any::<i64>(),
+        ]
+    }
+
+    const VALUE_SIZE: u32 = 48;
+    const BUFFER: u64 = 64;
+
+    fn program() -> Program {
+        Program::new(&moat_isa::assemble_bytes("mov %r0, 0\nexit").expect("assembles"))
+            .expect("valid")
+    }
+
+    fn env(privileged: bool) -> Env<'static> {
+        let mut env = Env::new(Context::Buffer { size: BUFFER });
+        env.maps = vec![MapInfo {
+            name: "values".into(),
+            map_type: crate::env::map_type::ARRAY,
+            key_size: 4,
+            value_size: VALUE_SIZE,
+            max_entries: 1,
+            read_only: false,
+        }];
+        env.privileged = privileged;
+        env
+    }
+
+    fn size_of(bytes: u8) -> Size {
+        match bytes % 4 {
+            0 => Size::B,
+            1 => Size::H,
+            2 => Size::W,
+            _ => Size::DW,
+        }
+    }
+
+    fn region_of(i: u8) -> (Region, i64, i64) {
+        match i % 3 {
+            0 => (Region::Stack { frame: 0 }, -STACK_SIZE, 0),
+            1 => (
+                Region::Mem {
+                    size: BUFFER,
+                    writable: true,
+                },
+                0,
+                BUFFER as i64,
+            ),
+            _ => (Region::MapValue { map: 0 }, 0, i64::from(VALUE_SIZE)),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
+
+        /// Adding a scalar to a pointer (or subtracting it) yields a pointer whose offsets contain the
+        /// concrete offset modulo 2^64, or is refused; every pointer it yields is sane.
+        #[test]
+        fn pointer_arithmetic_is_sound(
+            off in value(), v in value(), x in value(),
+            kinds in any::<(u8, u8)>(), spread in any::<[u64; 4]>(), sub in any::<bool>(), ri in any::<u8>(),
+        ) {
+            let prog = program();
+            let env = env(true);
+            let checker = Checker::new(&prog, &env);
+            let st = checker.initial_state();
+            let var = around(v as u64, kinds.0, spread[0], spread[1]);
+            let s = around(x as u64, kinds.1, spread[2], spread[3]);
+            prop_assume!(member(&var, v as u64) && member(&s, x as u64));
+            let (region, _, _) = region_of(ri);
+            let Ok(r) = checker.ptr_add(0, &st, region, off, var, None, &s, sub) else {
+                return Ok(());
+            };
+            let Reg::Ptr { off: o2, var: var2, region: r2, .. } = r else {
+                return Err(TestCaseError::fail(format!("not a pointer: {r}")));
+            };
+            prop_assert_eq!(r2, region);
+            prop_assert!(insane_offset(o2, &var2).is_none(), "insane result {}", r);
+            // The concrete offset, modulo 2^64.
+            let concrete = if sub {
+                off.wrapping_add(v).wrapping_sub(x)
+            } else {
+                off.wrapping_add(v).wrapping_add(x)
+            };
+            let rest = concrete.wrapping_sub(o2) as u64;
+            prop_assert!(member(&var2, rest), "{off}+{v}{}{x} = {concrete} not in {r}", if sub { "-" } else { "+" });
+        }
+
+        /// An access the verifier accepts is in bounds for every concrete offset its pointer may have.
+        #[test]
+        fn accepted_accesses_are_in_bounds(
+            off in value(), v in value(), insn_off in any::<i16>(), kind in any::<u8>(),
+            spread in any::<[u64; 2]>(), ri in any::<u8>(), bytes in any::<u8>(), write in any::<bool>(),
+        ) {
+            let prog = program();
+            let env = env(true);
+            let mut checker = Checker::new(&prog, &env);
+            let mut st = checker.initial_state();
+            let var = around(v as u64, kind, spread[0], spread[1]);
+            prop_assume!(member(&var, v as u64));
+            let (region, lo, hi) = region_of(ri);
+            let base = Reg::Ptr { region, off, var, null_id: None };
+            let size = size_of(bytes);
+            let access = if write { Access::Write(Reg::unknown()) } else { Access::Read };
+            if checker.mem_access(0, &mut st, base, i64::from(insn_off), size, access).is_ok() {
+                let at = off.wrapping_add(v).wrapping_add(i64::from(insn_off));
+                let n = size.bytes() as i64;
+                prop_assert!(lo <= at && at + n <= hi, "{base}{insn_off:+} accepted, concrete offset {at}");
+            }
+        }
+
+        /// Every atomic operation on a stack slot, against concrete execution: the slot reads back a
+        /// number containing its new value (or an unknown number, never a pointer), and the fetched
+        /// register contains the old value.
+        #[test]
+        fn atomics_on_stack_slots_are_sound(
+            a in any::<u64>(), b in any::<u64>(), r0 in any::<u64>(), opi in 0usize..10,
+            w32 in any::<bool>(), kinds in any::<(u8, u8)>(), spread in any::<[u64; 4]>(),
+            priv_ in any::<bool>(),
+        ) {
+            let ops = [
+                AtomicOp::Add { fetch: false }, AtomicOp::Or { fetch: false },
+                AtomicOp::And { fetch: false }, AtomicOp::Xor { fetch: false },
+                AtomicOp::Add { fetch: true }, AtomicOp::Or { fetch: true },
+                AtomicOp::And { fetch: true }, AtomicOp::Xor { fetch: true },
+                AtomicOp::Xchg, AtomicOp::CmpXchg,
+            ];
+            let op = ops[opi];
+            let prog = program();
+            let env = env(priv_);
+            let mut checker = Checker::new(&prog, &env);
+            let mut st = checker.initial_state();
+            let sa = around(a, kinds.0, spread[0], spread[1]);
+            let sb = around(b, kinds.1, spread[2], spread[3]);
+            prop_assume!(member(&sa, a) && member(&sb, b));
+            if let Some(slot) = st.frame_mut().stack.last_mut() {
+                *slot = Slot { bytes: [Byte::Spill; 8], spill: Some(Reg::Scalar(sa)) };
+            }
+            st.set(2, Reg::Scalar(sb));
+            st.set(0, Reg::Scalar(Scalar::constant(r0)));
+            let size = if w32 { Size::W } else { Size::DW };
+            let insn = Insn::Atomic { size, op, dst: moat_isa::Reg::R10, off: -8, src: moat_isa::Reg::R2 };
+            checker.step(0, insn, &mut st).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            // Concretely.
+            let mask = if w32 { u64::from(u32::MAX) } else { u64::MAX };
+            let old = a & mask;
+            let new = match op {
+                AtomicOp::Add { .. } => old.wrapping_add(b),
+                AtomicOp::Or { .. } => old | b,
+                AtomicOp::And { .. } => old & b,
+                AtomicOp::Xor { .. } => old ^ b,
+                AtomicOp::Xchg => b,
+                AtomicOp::CmpXchg => if old == r0 & mask { b } else { old },
+            } & mask;
+            let slot = (a & !mask) | new;
+            let fetched = match op {
+                AtomicOp::CmpXchg => Some((0, old)),
+                AtomicOp::Xchg | AtomicOp::Add { fetch: true } | AtomicOp::Or { fetch: true }
+                | AtomicOp::And { fetch: true } | AtomicOp::Xor { fetch: true } => Some((2, old)),
+                _ => None,
+            };
+            if let Some((r, v)) = fetched {
+                let Reg::Scalar(s) = st.reg(r) else {
+                    return Err(TestCaseError::fail(format!("r{r} = {}", st.reg(r))));
+                };
+                prop_assert!(member(&s, v), "r{r} = {s:?} lacks the old value {v:#x}");
+            }
+            let fp = st.reg(10);
+            let read = checker
+                .mem_access(1, &mut st, fp, -8, Size::DW, Access::Read)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            match read {
+                None => {}
+                Some(Reg::Scalar(s)) => prop_assert!(member(&s, slot), "slot reads {s:?}, holds {slot:#x}"),
+                Some(other) => return Err(TestCaseError::fail(format!("slot reads {other}"))),
+            }
+        }
+
+        /// The distance of two pointers into one packet contains the concrete distance, whatever the
+        /// packet's length and metadata.
+        #[test]
+        fn packet_distances_are_sound(
+            len in 0..=MAX_PACKET_LEN, meta in 0..=MAX_PACKET_LEN, kinds in any::<(u8, u8)>(),
+            o1 in -1024i64..1024, o2 in -1024i64..1024, v1 in 0u64..1024, v2 in 0u64..1024,
+            spread in any::<[u64; 4]>(), k in any::<(u8, u8)>(),
+        ) {
+            // Concrete starts of each kind, relative to the data.
+            let region = |i: u8| match i % 3 {
+                0 => (Region::PacketMeta, -(meta as i64)),
+                1 => (Region::Packet { id: u32::from(i % 5) }, 0),
+                _ => (Region::PacketEnd, len as i64),
+            };
+            let ((r1, b1), (r2, b2)) = (region(kinds.0), region(kinds.1));
+            let (s1, s2) = (around(v1, k.0, spread[0], spread[1]), around(v2, k.1, spread[2], spread[3]));
+            prop_assume!(member(&s1, v1) && member(&s2, v2));
+            let base = base_distance(r1, r2);
+            prop_assert!(base.is_some(), "{r1} - {r2}");
+            let d = pointer_distance(base.unwrap_or(Scalar::UNKNOWN), o1, s1, o2, s2);
+            let concrete = (b1 + o1 + v1 as i64) - (b2 + o2 + v2 as i64);
+            prop_assert!(member(&d, concrete as u64), "{r1}{o1:+}+{v1} - {r2}{o2:+}+{v2} = {concrete}, not in {d:?}");
+        }
+    }
+
+    #[test]
+    fn map_values_and_buffers_have_no_known_distance() {
+        let m = Region::MapValue { map: 0 };
+        assert!(base_distance(m, m).is_none());
+        let b = Region::Mem {
+            size: 8,
+            writable: false,
+        };
+        assert!(base_distance(b, b).is_none());
+        assert!(base_distance(Region::Stack { frame: 0 }, Region::Stack { frame: 1 }).is_none());
+        assert_eq!(
+            base_distance(Region::Stack { frame: 1 }, Region::Stack { frame: 1 }),
+            Some(Scalar::constant(0))
+        );
     }
 }

@@ -222,11 +222,32 @@ pub enum Reason {
     /// A loop that returns to an identical state.
     #[error("infinite loop detected")]
     InfiniteLoop,
-    /// The analysis exceeded its budget (a loop without a proven bound, or a huge program).
-    #[error("program too complex: more than {limit} instructions processed (loop without a proven bound?)")]
+    /// Pointer arithmetic or an access whose offset leaves the range the verifier tracks: a constant
+    /// offset, a known variable offset or a variable offset's lower bound beyond ±2^29 (the kernel's
+    /// `BPF_MAX_VAR_OFF`), a variable offset without lower bound, or offsets whose sum overflows.
+    #[error("pointer offset not allowed: {what}")]
+    PointerOffset {
+        /// What is out of range.
+        what: String,
+    },
+    /// An atomic operation on an address that may not be aligned to its size.
+    #[error("misaligned {size}-byte atomic access to {region} at offset {off}")]
+    MisalignedAtomic {
+        /// The region.
+        region: String,
+        /// The offset (with its variable part, if any).
+        off: String,
+        /// Access size.
+        size: usize,
+    },
+    /// The analysis exceeded one of its budgets: instructions processed (a loop without a proven
+    /// bound, or a huge program), states kept for pruning, or branches waiting to be explored.
+    #[error("program too complex: more than {limit} {what}")]
     TooComplex {
         /// The limit.
         limit: u64,
+        /// What was counted.
+        what: &'static str,
     },
 }
 

@@ -56,6 +56,16 @@ impl Scalar {
         .normalize()
     }
 
+    /// Any value in `[lo, hi]` (signed).
+    pub fn srange(lo: i64, hi: i64) -> Scalar {
+        Scalar {
+            smin: lo,
+            smax: hi,
+            ..Scalar::UNKNOWN
+        }
+        .normalize()
+    }
+
     /// Any 32-bit value, zero-extended.
     pub fn any_u32() -> Scalar {
         Scalar::urange(0, u64::from(u32::MAX))
