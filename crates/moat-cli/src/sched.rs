@@ -217,6 +217,7 @@ fn run(system: System, requests: &[Request], clock: Clock) -> Result<(Vec<u64>, 
                 .context("tokio runtime")?;
             let start = clock.now();
             for (i, r) in requests.iter().enumerate() {
+                pause_until(&clock, start + r.arrival, || true);
                 while clock.now() - start < r.arrival {
                     std::hint::spin_loop();
                 }
@@ -280,6 +281,11 @@ fn run(system: System, requests: &[Request], clock: Clock) -> Result<(Vec<u64>, 
             let cooperative = mechanism == Mechanism::Cooperative;
             let start = clock.now();
             for (i, r) in requests.iter().enumerate() {
+                let idle = || {
+                    let s = sched.stats();
+                    !sched.tick() && s.completed == s.spawned
+                };
+                pause_until(&clock, start + r.arrival, idle);
                 while clock.now() - start < r.arrival {
                     sched.tick();
                 }
@@ -300,6 +306,18 @@ fn run(system: System, requests: &[Request], clock: Clock) -> Result<(Vec<u64>, 
             let preemptions = sched.stats().preemptions;
             Ok((collect(&done), preemptions))
         }
+    }
+}
+
+/// The generator sleeps until shortly before `at` when the next arrival is far and `idle()` (no
+/// quantum to watch): a spinning generator would take a core the machine's other work then needs,
+/// and have its own core taken for milliseconds later.
+fn pause_until(clock: &Clock, at: u64, idle: impl Fn() -> bool) {
+    const FAR: u64 = 250_000;
+    const WAKE_EARLY: u64 = 150_000;
+    let ahead = at.saturating_sub(clock.now());
+    if ahead > FAR && idle() {
+        std::thread::sleep(Duration::from_nanos(ahead - WAKE_EARLY));
     }
 }
 

@@ -113,6 +113,12 @@ struct WorkerSlot {
     interrupter: std::sync::OnceLock<moat_jit::Interrupter>,
     /// When the running task's quantum ends (clock ns; 0: no quantum).
     deadline: AtomicU64,
+    /// A task is running.
+    running: AtomicBool,
+    /// The worker is parked (idle for a while); `spawn` unparks it.
+    parked: AtomicBool,
+    /// The worker's thread, to unpark it.
+    thread: std::sync::OnceLock<std::thread::Thread>,
     /// Cooperative preemption requested.
     flag: AtomicBool,
     preemptions: AtomicU64,
@@ -154,7 +160,10 @@ impl std::fmt::Debug for Scheduler {
 
 /// A signal preempting inside the C library or a critical section is deferred; the timer sends
 /// the next one this much later.
-const RETRY_NS: u64 = 2_000;
+const RETRY_NS: u64 = 10_000;
+
+/// How long an idle worker spins before it parks.
+const IDLE_SPIN_NS: u64 = 50_000;
 
 impl Scheduler {
     /// Starts `config.workers` workers deciding with `policy`.
@@ -196,9 +205,17 @@ impl Scheduler {
             let thread = std::thread::Builder::new()
                 .name("moat-sched-timer".into())
                 .spawn(move || {
+                    // Spins while workers run tasks; sleeps once they have been idle for 1 ms.
+                    let mut idle_since = None;
                     while !shared.stop.load(Ordering::Relaxed) {
-                        if !shared.tick() {
-                            std::thread::sleep(Duration::from_micros(200));
+                        if shared.tick() {
+                            idle_since = None;
+                        } else {
+                            let now = shared.clock.now();
+                            let since = *idle_since.get_or_insert(now);
+                            if now - since > 1_000_000 {
+                                std::thread::sleep(Duration::from_micros(200));
+                            }
                         }
                         std::hint::spin_loop();
                     }
@@ -236,13 +253,23 @@ impl Scheduler {
         crate::no_preempt(|| {
             let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
             queue.push_back(pending);
-            self.shared.queued.fetch_add(1, Ordering::Release);
+            self.shared.queued.fetch_add(1, Ordering::SeqCst);
         });
+        if let Some(w) = self
+            .shared
+            .workers
+            .iter()
+            .find(|w| w.parked.load(Ordering::SeqCst))
+        {
+            if let Some(t) = w.thread.get() {
+                t.unpark();
+            }
+        }
         self.shared.spawned.fetch_add(1, Ordering::Relaxed);
     }
 
     /// One round of the timer (for [`TimerMode::External`]): preempts every worker whose task
-    /// overran its quantum. Returns whether any worker has a quantum running.
+    /// overran its quantum. Returns whether any worker is running a task.
     pub fn tick(&self) -> bool {
         self.shared.tick()
     }
@@ -311,12 +338,9 @@ impl Shared {
         let now = self.clock.now();
         let mut running = false;
         for slot in &self.workers {
+            running |= slot.running.load(Ordering::Relaxed);
             let deadline = slot.deadline.load(Ordering::Acquire);
-            if deadline == 0 {
-                continue;
-            }
-            running = true;
-            if now < deadline {
+            if deadline == 0 || now < deadline {
                 continue;
             }
             match self.config.mechanism {
@@ -334,6 +358,8 @@ impl Shared {
                     }
                 }
                 Mechanism::Signal => {
+                    // The handler clears the deadline when it preempts; if it had to defer, the
+                    // next signal goes out RETRY_NS later.
                     if slot
                         .deadline
                         .compare_exchange(
@@ -405,12 +431,14 @@ fn poll_hook() -> bool {
 fn work(shared: &Arc<Shared>, index: usize) {
     let slot = &shared.workers[index];
     sys::become_worker();
-    sys::set_flag(&slot.flag);
+    sys::set_flag(&slot.flag, &slot.deadline);
     let interrupter = slot
         .interrupter
         .get_or_init(moat_jit::Interrupter::for_current_thread);
     moat_jit::set_poll_hook(Some(poll_hook));
+    let _ = slot.thread.set(std::thread::current());
     slot.tid.store(sys::gettid(), Ordering::SeqCst);
+    let mut idle_since: Option<u64> = None;
     let config = shared.config;
     let preemptive = !matches!(config.mechanism, Mechanism::None | Mechanism::Uintr);
     let base_quantum = u64::try_from(config.base_quantum.as_nanos()).unwrap_or(u64::MAX);
@@ -424,9 +452,20 @@ fn work(shared: &Arc<Shared>, index: usize) {
             if shared.stop.load(Ordering::Relaxed) {
                 return;
             }
+            // Spin for a while (a new task starts within nanoseconds), then park until a spawn
+            // unparks the worker: an idle worker leaves its core to others.
+            let now = shared.clock.now();
+            if now - *idle_since.get_or_insert(now) > IDLE_SPIN_NS {
+                slot.parked.store(true, Ordering::SeqCst);
+                if shared.queued.load(Ordering::SeqCst) == 0 {
+                    std::thread::park_timeout(Duration::from_millis(1));
+                }
+                slot.parked.store(false, Ordering::SeqCst);
+            }
             std::hint::spin_loop();
             continue;
         }
+        idle_since = None;
         let now = shared.clock.now();
         metas.clear();
         metas.extend(local.iter().take(MAX_CANDIDATES).map(|t| t.meta));
@@ -480,9 +519,11 @@ fn work(shared: &Arc<Shared>, index: usize) {
             slot.deadline
                 .store(start.saturating_add(quantum).max(1), Ordering::Release);
         }
+        slot.running.store(true, Ordering::Relaxed);
         sys::enter_task(task.yielder.get(), task.stack_limit);
         let result = task.coroutine.resume(());
         sys::leave_task();
+        slot.running.store(false, Ordering::Relaxed);
         slot.deadline.store(0, Ordering::Release);
         let end = shared.clock.now();
         task.meta.service += end.saturating_sub(start);

@@ -69,12 +69,15 @@ thread_local! {
     static STACK_LIMIT: Cell<u64> = const { Cell::new(0) };
     /// The worker's cooperative preemption flag (0: not a worker).
     static FLAG: Cell<usize> = const { Cell::new(0) };
+    /// The worker's quantum deadline, which the handler clears when it preempts (0: none).
+    static DEADLINE: Cell<usize> = const { Cell::new(0) };
 }
 
-/// Makes `flag` the calling worker's cooperative preemption flag, for its whole life: the
-/// worker's `Arc` keeps it alive while the thread runs.
-pub(crate) fn set_flag(flag: &std::sync::atomic::AtomicBool) {
+/// Makes `flag` the calling worker's cooperative preemption flag and `deadline` its quantum's
+/// deadline, for its whole life: the worker's `Arc` keeps both alive while the thread runs.
+pub(crate) fn set_flag(flag: &std::sync::atomic::AtomicBool, deadline: &AtomicU64) {
     FLAG.set(flag as *const std::sync::atomic::AtomicBool as usize);
+    DEADLINE.set(deadline as *const AtomicU64 as usize);
 }
 
 /// Whether the worker's cooperative flag was set (and clears it); false outside a worker.
@@ -249,6 +252,13 @@ fn on_timer(ctx: &mut SignalContext<'_>) -> Disposition {
     ctx.set_reg(Reg::Rsp, frame);
     ctx.set_reg(Reg::Rip, moat_sched_preempt_trampoline as *const () as u64);
     PREEMPTING.set(true);
+    // No second signal for this quantum: the task is on its way out.
+    let deadline = DEADLINE.get();
+    if deadline != 0 {
+        // SAFETY: `DEADLINE` points at the deadline of this worker's slot, alive while the worker
+        // runs (`set_flag`'s contract); an atomic store is async-signal-safe.
+        unsafe { (*(deadline as *const AtomicU64)).store(0, Ordering::Relaxed) };
+    }
     Disposition::Handled
 }
 
