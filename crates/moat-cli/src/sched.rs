@@ -37,6 +37,10 @@ pub struct SchedBenchArgs {
     /// signal-adaptive-ebpf, coop-5, coop-10, coop-50, coop-adaptive.
     #[arg(long, value_delimiter = ',')]
     systems: Vec<String>,
+    /// Runs per point; each percentile is the median over them (a busy machine's stalls hit
+    /// single runs).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
     /// Where to write the plots (`<dir>/sched-<workload>.png`).
     #[arg(long, default_value = ".")]
     out: PathBuf,
@@ -353,6 +357,22 @@ fn measure(
     })
 }
 
+/// Each field's median over `runs`.
+fn median(runs: &[Latencies]) -> Latencies {
+    let mid = |get: fn(&Latencies) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(get).collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    Latencies {
+        p50: mid(|l| l.p50),
+        p99: mid(|l| l.p99),
+        p999: mid(|l| l.p999),
+        short_p99: mid(|l| l.short_p99),
+        preemptions: mid(|l| l.preemptions),
+    }
+}
+
 /// `moat sched-bench`.
 pub fn run_bench(args: SchedBenchArgs) -> Result<()> {
     let workloads: Vec<Workload> = args
@@ -385,6 +405,10 @@ pub fn run_bench(args: SchedBenchArgs) -> Result<()> {
     );
     let clock = Clock::new();
     let total = (workloads.len() * systems.len() * args.loads.len()) as u64;
+    println!(
+        "{} requests per run, median of {} run(s) per point",
+        args.requests, args.repeat
+    );
     let bar = if args.quiet {
         ProgressBar::hidden()
     } else {
@@ -402,11 +426,15 @@ pub fn run_bench(args: SchedBenchArgs) -> Result<()> {
             let mut curve = Vec::new();
             for &load in &args.loads {
                 bar.set_message(format!("{} {name} {load} %", workload.name()));
-                let requests = schedule(workload, f64::from(load) / 100.0, args.requests, 42);
-                curve.push((
-                    f64::from(load),
-                    measure(*system, workload, &requests, clock)?,
-                ));
+                let runs: Vec<Latencies> = (0..args.repeat)
+                    .map(|k| {
+                        let seed = 42 + u64::from(k);
+                        let requests =
+                            schedule(workload, f64::from(load) / 100.0, args.requests, seed);
+                        measure(*system, workload, &requests, clock)
+                    })
+                    .collect::<Result<_>>()?;
+                curve.push((f64::from(load), median(&runs)));
                 bar.inc(1);
             }
             results.push((name.clone(), curve));
