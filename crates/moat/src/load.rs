@@ -170,9 +170,7 @@ impl Runtime {
             (ProgType::Buffer, Some(_)) => self.buffer_size,
             _ => None,
         };
-        let time_budget = (self.time_budget.clone())
-            .filter(|_| exec.runner_is_jit())
-            .map(Arc::new);
+        let time_budget = self.time_budget.clone().filter(|_| exec.runner_is_jit());
         Ok(LoadedProgram {
             program,
             exec,
@@ -188,8 +186,8 @@ impl Runtime {
                 violations: AtomicU32::new(0),
                 overruns: AtomicU32::new(0),
                 limit: self.violation_limit,
+                time_budget,
             }),
-            time_budget,
         })
     }
 

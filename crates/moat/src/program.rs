@@ -51,10 +51,8 @@ pub struct LoadedProgram {
     /// Whether runs must reach host memory too (packet contexts in the low-memory buffer, maps
     /// outside the domain): under `mpk` PKRU then allows key 0 as well as the domain's key.
     pub(crate) needs_host: bool,
-    /// Name and violation count, shared by clones.
+    /// Name, violation count and time budget, shared by clones.
     pub(crate) guard: Arc<Guard>,
-    /// How long one run may take, and the watchdog that stops it (JIT programs only).
-    pub(crate) time_budget: Option<Arc<TimeBudget>>,
 }
 
 /// A time budget for every run of JIT-compiled programs, and the watchdog thread that enforces
@@ -75,6 +73,8 @@ pub(crate) struct Guard {
     /// Runs stopped for overrunning their time budget (also counted as violations).
     pub(crate) overruns: AtomicU32,
     pub(crate) limit: u32,
+    /// How long one run may take, and the watchdog that stops it (JIT programs only).
+    pub(crate) time_budget: Option<TimeBudget>,
 }
 
 impl Guard {
@@ -85,6 +85,7 @@ impl Guard {
             violations: AtomicU32::new(self.violations.load(Ordering::Relaxed)),
             overruns: AtomicU32::new(self.overruns.load(Ordering::Relaxed)),
             limit: self.limit,
+            time_budget: self.time_budget.clone(),
         }
     }
 }
@@ -170,7 +171,8 @@ impl LoadedProgram {
                 self.guard.violations.fetch_add(1, Ordering::Relaxed);
             }
             // Interrupted by the watchdog rather than by the host's own interrupter.
-            if let (true, RunErrorKind::Interrupted, Some(t)) = (fired, &e.kind, &self.time_budget)
+            if let (true, RunErrorKind::Interrupted, Some(t)) =
+                (fired, &e.kind, &self.guard.time_budget)
             {
                 self.guard.overruns.fetch_add(1, Ordering::Relaxed);
                 self.guard.violations.fetch_add(1, Ordering::Relaxed);
@@ -188,7 +190,7 @@ impl LoadedProgram {
     /// whether the watchdog fired, and what `run` returned.
     fn timed<R>(&self, run: impl FnOnce() -> R) -> (bool, R) {
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-        if let Some(t) = &self.time_budget {
+        if let Some(t) = &self.guard.time_budget {
             let armed = t.watchdog.arm(t.budget);
             let outcome = run();
             return (armed.disarm(), outcome);
@@ -289,7 +291,7 @@ impl LoadedProgram {
     /// The time budget of each run, if the program runs under one (JIT programs of a runtime with
     /// [`crate::Runtime::set_time_budget`]).
     pub fn time_budget(&self) -> Option<Duration> {
-        self.time_budget.as_ref().map(|t| t.budget)
+        self.guard.time_budget.as_ref().map(|t| t.budget)
     }
 
     /// The engine the program runs with.
