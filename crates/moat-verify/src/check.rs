@@ -1,5 +1,9 @@
 //! The analysis: depth-first abstract interpretation of every path, with state pruning at branch
-//! targets, infinite-loop detection and a complexity limit, as the kernel's `do_check` does.
+//! targets, infinite-loop detection and a complexity limit, as the kernel's `do_check` does. Time
+//! and memory are bounded: besides the instructions processed, the work of comparing states, the
+//! bytes states take (frames and stacks are shared between states until one changes them) and the
+//! branches waiting to be explored each have a budget, past which the program is refused as too
+//! complex.
 
 use crate::env::{Arg, Callback, Context, Env, FieldKind, HelperProto, MapClass, Ret};
 use crate::error::{Reason, VerifyError};
@@ -10,11 +14,33 @@ use moat_isa::{
     AluOp, AtomicOp, CallTarget, Endian, Insn, JmpCond, LddwKind, Operand, Program, Size, Width,
 };
 use std::collections::HashMap;
+use std::rc::Rc;
 
 /// Most call frames, as in the kernel.
 pub const MAX_CALL_FRAMES: usize = 8;
 /// Most states kept per instruction for pruning.
 const MAX_STATES_PER_INSN: usize = 64;
+/// Most bytes the states of one verification may take (stored for pruning, waiting on the branch
+/// stack, running): past this the program is refused as too complex, long before it hurts the host.
+pub const MAX_STATE_BYTES: u64 = 256 << 20;
+/// Most branches waiting to be explored, as the kernel's `BPF_COMPLEXITY_LIMIT_JMP_SEQ`.
+pub const MAX_PENDING_BRANCHES: usize = 8192;
+/// Most work comparing states at pruning points (registers and stack slots compared; about 25 ns
+/// each): the instruction limit alone does not bound time, since each instruction may be compared
+/// with up to [`MAX_STATES_PER_INSN`] states of up to 8 frames. Real programs stay far below: in the
+/// corpus of `kernel_verifier.rs`, 54 M for the largest that passes, 131 M for the largest that
+/// exhausts the instruction limit.
+pub const MAX_COMPARE_WORK: u64 = 160 << 20;
+/// A stored state is evicted once it has failed to prune this many times more than three times it
+/// succeeded, as in the kernel (`miss_cnt > hit_cnt * 3 + 3`)...
+const EVICTION_MISSES: u32 = 3;
+/// ...once the states take more than this many bytes. Below it, every state is kept (up to
+/// [`MAX_STATES_PER_INSN`]) as before eviction existed: real programs stay below (Cilium's largest
+/// take 32 MiB on their way to the instruction limit, 14 MiB when they pass), and eviction changes
+/// which of them pass (measured on the corpus of `kernel_verifier.rs`: three Cilium programs the
+/// kernel accepts as root, and refuses unprivileged for Spectre hardening only, would pass in both
+/// modes).
+const EVICTION_THRESHOLD: u64 = MAX_STATE_BYTES / 4;
 /// The largest packet a packet program gets (moat's packet contexts hold under 64 KiB).
 const MAX_PACKET_LEN: u64 = 0xffff;
 /// The most iterations `bpf_loop` takes.
@@ -25,25 +51,51 @@ const MAX_LOOPS: u64 = 1 << 23;
 pub struct Stats {
     /// Instructions processed, over all paths.
     pub insns_processed: u64,
-    /// States stored for pruning.
+    /// States stored for pruning (over the whole verification).
     pub states: u64,
     /// Most states stored at once.
     pub peak_states: u64,
     /// Paths cut short because an earlier state covered them.
     pub pruned: u64,
+    /// Stored states dropped because they kept failing to prune.
+    pub evicted: u64,
+    /// Most bytes the verification's states took at once (frames and stacks, stored, waiting and
+    /// running, plus a fixed cost per stored state and waiting branch).
+    pub peak_state_bytes: u64,
+    /// Most branches waiting to be explored at once.
+    pub peak_pending: u64,
+    /// Work spent comparing states at pruning points: registers and stack slots compared.
+    pub compare_work: u64,
 }
 
-struct Checkpoint {
-    state: State,
-    /// Paths still running that passed through this checkpoint.
+/// A node of the tree of checkpoints the paths passed: a path is "inside" every checkpoint from the
+/// last one it passed up to the root. `pending` counts the paths and child nodes still running
+/// below a node, as the kernel's `branches`: when it drops to zero, everything after the
+/// checkpoint was verified, so its state may prune later paths. Nodes outlive their states (a
+/// stored state may be evicted), so they stay small.
+#[derive(Clone, Copy)]
+struct Node {
+    parent: Option<u32>,
     pending: u32,
+}
+
+/// A state stored for pruning at one instruction.
+struct Stored {
+    node: u32,
+    state: State,
+    hits: u32,
+    misses: u32,
 }
 
 struct Job {
     pc: usize,
     state: State,
-    ancestors: Vec<(usize, usize)>,
+    /// The last checkpoint the path passed.
+    node: Option<u32>,
 }
+
+/// Fixed bytes counted per stored state and per waiting branch, besides their frames and stacks.
+const STATE_OVERHEAD: u64 = (std::mem::size_of::<Stored>() + 8 * MAX_CALL_FRAMES) as u64;
 
 enum Step {
     Next(usize),
@@ -59,7 +111,14 @@ pub(crate) struct Checker<'p, 'e> {
     env: &'p Env<'e>,
     /// Whether each slot starts an instruction that can be jumped to.
     prune_point: Vec<bool>,
-    checkpoints: HashMap<usize, Vec<Checkpoint>>,
+    /// The checkpoint tree.
+    nodes: Vec<Node>,
+    /// States stored for pruning, by instruction.
+    stored: HashMap<usize, Vec<Stored>>,
+    /// How many states are stored.
+    stored_count: u64,
+    /// Live state bytes (`state::memory`) when the verification started.
+    memory_base: usize,
     stats: Stats,
     next_id: u32,
     pub(crate) facts: Facts,
@@ -88,7 +147,10 @@ impl<'p, 'e> Checker<'p, 'e> {
             prog,
             env,
             prune_point,
-            checkpoints: HashMap::new(),
+            nodes: Vec::new(),
+            stored: HashMap::new(),
+            stored_count: 0,
+            memory_base: crate::state::memory::live(),
             stats: Stats::default(),
             next_id: 1,
             facts: Facts::default(),
@@ -138,7 +200,7 @@ impl<'p, 'e> Checker<'p, 'e> {
             Context::Struct { .. } => frame.regs[1] = Reg::ptr(Region::Ctx, 0),
         }
         State {
-            frames: vec![frame],
+            frames: vec![Rc::new(frame)],
             refs: Vec::new(),
             packet_len: 0,
             packet_ranges: Vec::new(),
@@ -149,7 +211,7 @@ impl<'p, 'e> Checker<'p, 'e> {
         let mut jobs = vec![Job {
             pc: 0,
             state: self.initial_state(),
-            ancestors: Vec::new(),
+            node: None,
         }];
         while let Some(job) = jobs.pop() {
             self.run_path(job, &mut jobs)?;
@@ -157,19 +219,140 @@ impl<'p, 'e> Checker<'p, 'e> {
         Ok(self.stats)
     }
 
-    fn finish_path(&mut self, ancestors: &[(usize, usize)]) {
-        for &(pc, i) in ancestors {
-            if let Some(cp) = self.checkpoints.get_mut(&pc).and_then(|v| v.get_mut(i)) {
-                cp.pending = cp.pending.saturating_sub(1);
+    /// The statistics so far.
+    pub(crate) fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// A path below `node` ended (it finished or was pruned): nodes whose subtree is now entirely
+    /// verified are released, up the tree.
+    fn finish_path(&mut self, mut node: Option<u32>) {
+        while let Some(n) = node {
+            let Some(nd) = self.nodes.get_mut(n as usize) else {
+                return;
+            };
+            nd.pending = nd.pending.saturating_sub(1);
+            if nd.pending > 0 {
+                return;
             }
+            node = nd.parent;
         }
+    }
+
+    /// Bytes the verification's states take now: frames and stacks alive on this thread since the
+    /// verification started, plus a fixed cost per stored state and waiting branch.
+    fn state_bytes(&self, pending: usize) -> u64 {
+        let live = crate::state::memory::live().saturating_sub(self.memory_base) as u64;
+        live + (self.stored_count + pending as u64) * STATE_OVERHEAD
+    }
+
+    /// Refuses the program if its states take too much memory; records the peak.
+    fn check_budget(&mut self, pc: usize, state: &State, pending: usize) -> R<()> {
+        let bytes = self.state_bytes(pending);
+        self.stats.peak_state_bytes = self.stats.peak_state_bytes.max(bytes);
+        if bytes > MAX_STATE_BYTES {
+            return Err(self.err(
+                pc,
+                state,
+                Reason::TooComplex {
+                    limit: MAX_STATE_BYTES,
+                    what: "bytes of verifier states",
+                },
+            ));
+        }
+        Ok(())
+    }
+
+    /// At a pruning point: `Ok(true)` when an earlier, verified state covers `state` (the path ends
+    /// here); otherwise stores `state` (if there is room) as the path's new checkpoint. States that
+    /// keep failing to prune are evicted, as in the kernel.
+    fn visit(
+        &mut self,
+        pc: usize,
+        state: &State,
+        node: &mut Option<u32>,
+        pending: usize,
+    ) -> R<bool> {
+        let privileged = self.env.privileged;
+        let evict = self.state_bytes(pending) > EVICTION_THRESHOLD;
+        let mut len = 0;
+        if let Some(list) = self.stored.get_mut(&pc) {
+            let mut i = 0;
+            while let Some(st) = list.get_mut(i) {
+                let verified = self
+                    .nodes
+                    .get(st.node as usize)
+                    .is_none_or(|n| n.pending == 0);
+                if verified
+                    && st
+                        .state
+                        .covers_counting(state, privileged, &mut self.stats.compare_work)
+                {
+                    st.hits += 1;
+                    self.stats.pruned += 1;
+                    return Ok(true);
+                }
+                // A state still being explored below itself, met again unchanged: the path loops.
+                // (Branches are explored depth first, so such a state is on this path.)
+                if !verified && st.state == *state {
+                    return Err(self.err(pc, state, Reason::InfiniteLoop));
+                }
+                st.misses += 1;
+                if evict && verified && st.misses > st.hits * EVICTION_MISSES + EVICTION_MISSES {
+                    list.swap_remove(i);
+                    self.stored_count -= 1;
+                    self.stats.evicted += 1;
+                    continue;
+                }
+                i += 1;
+            }
+            len = list.len();
+        }
+        if self.stats.compare_work > MAX_COMPARE_WORK {
+            return Err(self.err(
+                pc,
+                state,
+                Reason::TooComplex {
+                    limit: MAX_COMPARE_WORK,
+                    what: "registers and stack slots compared while pruning",
+                },
+            ));
+        }
+        if len < MAX_STATES_PER_INSN {
+            let id = u32::try_from(self.nodes.len()).map_err(|_| {
+                self.err(
+                    pc,
+                    state,
+                    Reason::TooComplex {
+                        limit: u64::from(u32::MAX),
+                        what: "checkpoints",
+                    },
+                )
+            })?;
+            self.nodes.push(Node {
+                parent: *node,
+                pending: 1,
+            });
+            *node = Some(id);
+            self.stored.entry(pc).or_default().push(Stored {
+                node: id,
+                state: state.clone(),
+                hits: 0,
+                misses: 0,
+            });
+            self.stored_count += 1;
+            self.stats.states += 1;
+            self.stats.peak_states = self.stats.peak_states.max(self.stored_count);
+            self.check_budget(pc, state, pending)?;
+        }
+        Ok(false)
     }
 
     fn run_path(&mut self, job: Job, jobs: &mut Vec<Job>) -> R<()> {
         let Job {
             mut pc,
             mut state,
-            mut ancestors,
+            mut node,
         } = job;
         loop {
             self.stats.insns_processed += 1;
@@ -183,31 +366,11 @@ impl<'p, 'e> Checker<'p, 'e> {
                     },
                 ));
             }
-            if self.prune_point.get(pc).copied().unwrap_or(false) {
-                let mut new_checkpoint = true;
-                if let Some(cps) = self.checkpoints.get(&pc) {
-                    for (i, cp) in cps.iter().enumerate() {
-                        if cp.pending == 0 && cp.state.covers(&state) {
-                            self.stats.pruned += 1;
-                            self.finish_path(&ancestors);
-                            return Ok(());
-                        }
-                        if cp.pending > 0 && cp.state == state && ancestors.contains(&(pc, i)) {
-                            return Err(self.err(pc, &state, Reason::InfiniteLoop));
-                        }
-                    }
-                    new_checkpoint = cps.len() < MAX_STATES_PER_INSN;
-                }
-                if new_checkpoint {
-                    let cps = self.checkpoints.entry(pc).or_default();
-                    cps.push(Checkpoint {
-                        state: state.clone(),
-                        pending: 1,
-                    });
-                    ancestors.push((pc, cps.len() - 1));
-                    self.stats.states += 1;
-                    self.stats.peak_states = self.stats.peak_states.max(self.stats.states);
-                }
+            if self.prune_point.get(pc).copied().unwrap_or(false)
+                && self.visit(pc, &state, &mut node, jobs.len())?
+            {
+                self.finish_path(node);
+                return Ok(());
             }
             let Some(insn) = self.insn_at(pc) else {
                 return Err(self.err(pc, &state, Reason::FallsOffEnd));
@@ -222,7 +385,7 @@ impl<'p, 'e> Checker<'p, 'e> {
             match self.step(pc, insn, &mut state)? {
                 Step::Next(next) => pc = next,
                 Step::Done => {
-                    self.finish_path(&ancestors);
+                    self.finish_path(node);
                     return Ok(());
                 }
                 Step::Branch { taken, fall } => match fall {
@@ -231,20 +394,28 @@ impl<'p, 'e> Checker<'p, 'e> {
                         state = taken.1;
                     }
                     Some(fall) => {
-                        for &(cpc, i) in &ancestors {
-                            if let Some(cp) =
-                                self.checkpoints.get_mut(&cpc).and_then(|v| v.get_mut(i))
-                            {
-                                cp.pending += 1;
-                            }
+                        if jobs.len() >= MAX_PENDING_BRANCHES {
+                            return Err(self.err(
+                                pc,
+                                &state,
+                                Reason::TooComplex {
+                                    limit: MAX_PENDING_BRANCHES as u64,
+                                    what: "branches waiting to be explored",
+                                },
+                            ));
+                        }
+                        if let Some(nd) = node.and_then(|n| self.nodes.get_mut(n as usize)) {
+                            nd.pending += 1;
                         }
                         jobs.push(Job {
                             pc: taken.0,
                             state: taken.1,
-                            ancestors: ancestors.clone(),
+                            node,
                         });
+                        self.stats.peak_pending = self.stats.peak_pending.max(jobs.len() as u64);
                         pc = fall.0;
                         state = fall.1;
+                        self.check_budget(pc, &state, jobs.len())?;
                     }
                 },
             }
@@ -877,8 +1048,11 @@ impl<'p, 'e> Checker<'p, 'e> {
                     return Err(bad(self, st, STACK_SIZE as u64));
                 }
                 let depth = lo.unsigned_abs() as u32;
-                if let Some(f) = st.frames.get_mut(frame) {
-                    f.stack_depth = f.stack_depth.max(depth.div_ceil(8) * 8);
+                let depth = depth.div_ceil(8) * 8;
+                if st.frames.get(frame).is_some_and(|f| f.stack_depth < depth) {
+                    if let Some(f) = st.frame_at_mut(frame) {
+                        f.stack_depth = depth;
+                    }
                 }
                 let total: u32 = st.frames.iter().map(|f| f.stack_depth).sum();
                 if total > STACK_SIZE as u32 {
@@ -991,7 +1165,7 @@ impl<'p, 'e> Checker<'p, 'e> {
         hi: i64,
         access: Access,
     ) -> R<Option<Reg>> {
-        let Some(f) = st.frames.get_mut(frame) else {
+        let Some(f) = st.frame_at_mut(frame) else {
             let st_copy = st.clone();
             return Err(self.err(
                 pc,
@@ -1038,88 +1212,89 @@ impl<'p, 'e> Checker<'p, 'e> {
                 },
             ));
         }
-        let Some(f) = st.frames.get_mut(frame) else {
-            return Ok(None);
-        };
         let whole_slot = n == 8 && start.is_multiple_of(8);
-        match access {
-            Access::Write(v) => {
-                if whole_slot {
-                    let slot = &mut f.stack[start / 8];
+        if let Access::Write(v) = access {
+            let Some(f) = st.frame_at_mut(frame) else {
+                return Ok(None);
+            };
+            let stack = f.stack_mut();
+            if whole_slot {
+                if let Some(slot) = stack.slot_mut(start / 8) {
                     slot.bytes = [Byte::Spill; 8];
                     slot.spill = Some(v);
-                } else {
-                    for b in start..end {
-                        let slot = &mut f.stack[b / 8];
-                        if slot.spill.is_some() {
-                            // A partial overwrite destroys the spilled register.
-                            if slot.spill.is_some_and(|r| r.is_pointer()) && !privileged {
-                                let st_copy = st.clone();
-                                return Err(self.err(
-                                    pc,
-                                    &st_copy,
-                                    Reason::PartialPointerOverwrite,
-                                ));
-                            }
-                            slot.spill = None;
-                            slot.bytes =
-                                slot.bytes
-                                    .map(|b| if b == Byte::Spill { Byte::Data } else { b });
-                        }
-                        slot.bytes[b % 8] = Byte::Data;
-                    }
                 }
-                Ok(None)
+                return Ok(None);
             }
-            Access::Read | Access::Atomic => {
-                let atomic = matches!(access, Access::Atomic);
-                let spill = if whole_slot {
-                    f.stack[start / 8].spill
-                } else {
-                    None
+            for b in start..end {
+                let Some(slot) = stack.slot_mut(b / 8) else {
+                    continue;
                 };
-                let mut uninit = false;
-                let mut pointer = false;
-                for b in start..end {
-                    let slot = &f.stack[b / 8];
-                    match slot.bytes[b % 8] {
-                        Byte::Uninit => uninit = true,
-                        Byte::Spill if slot.spill.is_some_and(|r| r.is_pointer()) => pointer = true,
-                        _ => {}
+                if let Some(spilled) = slot.spill {
+                    // A partial overwrite destroys the spilled register.
+                    if spilled.is_pointer() && !privileged {
+                        let st_copy = st.clone();
+                        return Err(self.err(pc, &st_copy, Reason::PartialPointerOverwrite));
                     }
+                    slot.spill = None;
+                    slot.bytes = slot
+                        .bytes
+                        .map(|b| if b == Byte::Spill { Byte::Data } else { b });
                 }
-                let refuse = if atomic && pointer && spill.is_none() {
-                    // Part of a spilled pointer as an atomic's operand: "invalid size of register
-                    // fill" in the kernel, for every loader.
-                    Some(Reason::PartialPointerRead)
-                } else if atomic && pointer && !privileged {
-                    // A whole spilled pointer changed by arithmetic the verifier cannot follow.
-                    Some(Reason::PointerLeak {
-                        into: "an atomic operation on a spilled pointer",
-                    })
-                } else if spill.is_some() && !atomic {
-                    return Ok(spill);
-                } else if uninit && !privileged {
-                    Some(Reason::UninitStack { off: lo })
-                } else if pointer && !privileged {
-                    Some(Reason::PartialPointerRead)
-                } else {
-                    None
-                };
-                if let Some(reason) = refuse {
-                    let st_copy = st.clone();
-                    return Err(self.err(pc, &st_copy, reason));
-                }
-                if atomic {
-                    // The bytes now hold what the operation computed: unknown data, so no spill
-                    // survives in the touched slots.
-                    for b in start..end {
-                        f.write_data(b);
-                    }
-                }
-                Ok(spill)
+                slot.bytes[b % 8] = Byte::Data;
+            }
+            return Ok(None);
+        }
+        // A read, or the read half of an atomic.
+        let atomic = matches!(access, Access::Atomic);
+        let Some(f) = st.frames.get(frame) else {
+            return Ok(None);
+        };
+        let spill = if whole_slot {
+            f.stack.slot(start / 8).spill
+        } else {
+            None
+        };
+        let mut uninit = false;
+        let mut pointer = false;
+        for b in start..end {
+            let slot = f.stack.slot(b / 8);
+            match slot.bytes[b % 8] {
+                Byte::Uninit => uninit = true,
+                Byte::Spill if slot.spill.is_some_and(|r| r.is_pointer()) => pointer = true,
+                _ => {}
             }
         }
+        let refuse = if atomic && pointer && spill.is_none() {
+            // Part of a spilled pointer as an atomic's operand: "invalid size of register fill" in
+            // the kernel, for every loader.
+            Some(Reason::PartialPointerRead)
+        } else if atomic && pointer && !privileged {
+            // A whole spilled pointer changed by arithmetic the verifier cannot follow.
+            Some(Reason::PointerLeak {
+                into: "an atomic operation on a spilled pointer",
+            })
+        } else if spill.is_some() && !atomic {
+            return Ok(spill);
+        } else if uninit && !privileged {
+            Some(Reason::UninitStack { off: lo })
+        } else if pointer && !privileged {
+            Some(Reason::PartialPointerRead)
+        } else {
+            None
+        };
+        if let Some(reason) = refuse {
+            return Err(self.err(pc, st, reason));
+        }
+        if atomic {
+            // The bytes now hold what the operation computed: unknown data, so no spill survives in
+            // the touched slots.
+            if let Some(f) = st.frame_at_mut(frame) {
+                for b in start..end {
+                    f.write_data(b);
+                }
+            }
+        }
+        Ok(spill)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1307,21 +1482,27 @@ impl<'p, 'e> Checker<'p, 'e> {
             {
                 let mut null = st.clone();
                 let mut non_null = st.clone();
-                null.for_each_reg(|r| {
-                    if matches!(r, Reg::Ptr { null_id: Some(i), .. } if *i == id) {
-                        *r = Reg::Scalar(Scalar::constant(0));
-                    }
+                null.update_regs(|r| {
+                    matches!(r, Reg::Ptr { null_id: Some(i), .. } if *i == id)
+                        .then_some(Reg::Scalar(Scalar::constant(0)))
                 });
                 if null.refs.contains(&id) {
                     // A failed reservation holds nothing to release.
                     null.refs.retain(|r| *r != id);
                 }
-                non_null.for_each_reg(|r| {
-                    if let Reg::Ptr { null_id, .. } = r {
-                        if *null_id == Some(id) {
-                            *null_id = None;
-                        }
-                    }
+                non_null.update_regs(|r| match *r {
+                    Reg::Ptr {
+                        region,
+                        off,
+                        var,
+                        null_id: Some(i),
+                    } if i == id => Some(Reg::Ptr {
+                        region,
+                        off,
+                        var,
+                        null_id: None,
+                    }),
+                    _ => None,
                 });
                 let (taken, fall) = if cond == JmpCond::Eq {
                     (null, non_null)
@@ -1428,14 +1609,14 @@ impl<'p, 'e> Checker<'p, 'e> {
             frame.regs[r] = st.reg(r);
         }
         self.facts.record_call(pc, target);
-        st.frames.push(frame);
+        st.frames.push(Rc::new(frame));
         Ok(())
     }
 
     fn exit(&mut self, pc: usize, st: &mut State) -> R<Step> {
         let r0 = self.read_reg(pc, st, moat_isa::Reg::R0)?;
-        let frame = st.frame().clone();
-        match frame.return_to {
+        let (return_to, callback) = (st.frame().return_to, st.frame().callback);
+        match return_to {
             None => {
                 if !st.refs.is_empty() {
                     return Err(self.err(
@@ -1458,7 +1639,7 @@ impl<'p, 'e> Checker<'p, 'e> {
                 Ok(Step::Done)
             }
             Some(ret) => {
-                let r0 = if frame.callback {
+                let r0 = if callback {
                     match r0 {
                         Reg::Scalar(s) if s.umax <= 1 => Reg::unknown(),
                         _ => {
@@ -1650,10 +1831,9 @@ impl<'p, 'e> Checker<'p, 'e> {
                 return Err(self.err(pc, st, Reason::ReleasedTwice));
             }
             st.refs.retain(|r| *r != id);
-            st.for_each_reg(|r| {
-                if matches!(r, Reg::Ptr { region: Region::Ringbuf { ref_id, .. }, .. } if *ref_id == id) {
-                    *r = Reg::unknown();
-                }
+            st.update_regs(|r| {
+                matches!(r, Reg::Ptr { region: Region::Ringbuf { ref_id, .. }, .. } if *ref_id == id)
+                    .then(Reg::unknown)
             });
         }
         // The callback runs (once, as the kernel verifies it) before the helper returns.
@@ -1850,12 +2030,12 @@ impl<'p, 'e> Checker<'p, 'e> {
                     ));
                 }
                 let privileged = self.env.privileged;
-                let uninit = st.frames.get_mut(frame).and_then(|f| {
+                let uninit = st.frame_at_mut(frame).and_then(|f| {
                     f.stack_depth = f.stack_depth.max(lo.unsigned_abs() as u32);
                     for b in stack_byte(lo)..stack_byte(hi) {
                         if write {
                             f.write_data(b);
-                        } else if f.stack[b / 8].bytes[b % 8] == Byte::Uninit && !privileged {
+                        } else if f.stack.slot(b / 8).bytes[b % 8] == Byte::Uninit && !privileged {
                             return Some(lo + (b - stack_byte(lo)) as i64);
                         }
                     }
@@ -2245,7 +2425,7 @@ mod tests {
             let sa = around(a, kinds.0, spread[0], spread[1]);
             let sb = around(b, kinds.1, spread[2], spread[3]);
             prop_assume!(member(&sa, a) && member(&sb, b));
-            if let Some(slot) = st.frame_mut().stack.last_mut() {
+            if let Some(slot) = st.frame_mut().stack_mut().slot_mut(crate::state::SLOTS - 1) {
                 *slot = Slot { bytes: [Byte::Spill; 8], spill: Some(Reg::Scalar(sa)) };
             }
             st.set(2, Reg::Scalar(sb));

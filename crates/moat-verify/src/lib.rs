@@ -36,7 +36,7 @@ pub mod scalar;
 pub mod state;
 pub mod tnum;
 
-pub use check::Stats;
+pub use check::{Stats, MAX_COMPARE_WORK, MAX_PENDING_BRANCHES, MAX_STATE_BYTES};
 pub use env::{
     Arg, Callback, Context, CtxField, Env, FieldKind, HelperProto, MapClass, MapInfo, Ret,
 };
@@ -132,7 +132,7 @@ pub fn verify(program: &Program, env: &Env<'_>) -> Result<VerifiedProgram, Box<R
         }),
         Err(error) => Err(Box::new(Rejection {
             error: *error,
-            stats: Stats::default(),
+            stats: checker.stats(),
             log: checker.log,
         })),
     }

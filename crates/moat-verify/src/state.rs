@@ -2,6 +2,7 @@
 
 use crate::scalar::Scalar;
 use std::fmt;
+use std::rc::Rc;
 
 /// Bytes of stack per frame.
 pub const STACK_SIZE: i64 = 512;
@@ -215,16 +216,20 @@ pub struct Slot {
 }
 
 impl Slot {
-    const EMPTY: Slot = Slot {
+    /// A slot never written.
+    pub const EMPTY: Slot = Slot {
         bytes: [Byte::Uninit; 8],
         spill: None,
     };
 
-    fn covers(&self, new: &Slot) -> bool {
+    /// Whether everything proven with `self` (an earlier state's slot) holds with `new`. Written data
+    /// covers bytes never written only for a privileged loader, who may read them; an unprivileged
+    /// read of them is refused, so an earlier state with data there proves nothing about it.
+    fn covers(&self, new: &Slot, privileged: bool) -> bool {
         for (o, n) in self.bytes.iter().zip(&new.bytes) {
             let ok = match (o, n) {
-                (Byte::Uninit, _) => true,
-                (Byte::Data, Byte::Data | Byte::Uninit) => true,
+                (Byte::Uninit, _) | (Byte::Data, Byte::Data) => true,
+                (Byte::Data, Byte::Uninit) => privileged,
                 // Old data covers a spilled number, not a spilled pointer.
                 (Byte::Data, Byte::Spill) => matches!(new.spill, Some(Reg::Scalar(_))),
                 (Byte::Spill, Byte::Spill) => true,
@@ -241,13 +246,105 @@ impl Slot {
     }
 }
 
+/// The accounting of the memory states take: every frame and stack adds its size to a per-thread
+/// count while it lives, so the analysis can refuse a program whose states grow too large (states
+/// share frames and stacks through `Rc`, so only copies count).
+pub(crate) mod memory {
+    use std::cell::Cell;
+
+    thread_local! {
+        static LIVE: Cell<usize> = const { Cell::new(0) };
+    }
+
+    pub(crate) fn charge(bytes: usize) {
+        LIVE.with(|l| l.set(l.get().saturating_add(bytes)));
+    }
+
+    pub(crate) fn refund(bytes: usize) {
+        LIVE.with(|l| l.set(l.get().saturating_sub(bytes)));
+    }
+
+    /// Bytes of frames and stacks alive on this thread.
+    pub(crate) fn live() -> usize {
+        LIVE.with(Cell::get)
+    }
+}
+
+/// A frame's 512-byte stack: [`SLOTS`] slots, of which only those from the frame pointer down to the
+/// deepest one written are stored (the others were never written).
+#[derive(Debug, Default, PartialEq, Eq, Hash)]
+pub struct Stack {
+    /// The slots from the top (fp-8..fp first) down.
+    top_down: Vec<Slot>,
+}
+
+impl Clone for Stack {
+    fn clone(&self) -> Stack {
+        let top_down = self.top_down.clone();
+        memory::charge(top_down.capacity() * std::mem::size_of::<Slot>());
+        Stack { top_down }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        memory::refund(self.top_down.capacity() * std::mem::size_of::<Slot>());
+    }
+}
+
+impl Stack {
+    /// Slot `i` (0 = the frame's lowest, at fp-512; [`SLOTS`]` - 1` at fp-8).
+    pub fn slot(&self, i: usize) -> &Slot {
+        SLOTS
+            .checked_sub(i + 1)
+            .and_then(|j| self.top_down.get(j))
+            .unwrap_or(&Slot::EMPTY)
+    }
+
+    /// Slot `i`, to change; `None` beyond the frame.
+    pub fn slot_mut(&mut self, i: usize) -> Option<&mut Slot> {
+        let j = SLOTS.checked_sub(i + 1)?;
+        if j >= self.top_down.len() {
+            let before = self.top_down.capacity();
+            self.top_down.resize(j + 1, Slot::EMPTY);
+            let grown = self.top_down.capacity().saturating_sub(before);
+            memory::charge(grown * std::mem::size_of::<Slot>());
+        }
+        self.top_down.get_mut(j)
+    }
+
+    /// The slots written so far (and those between them), with their indices as in
+    /// [`Stack::slot`].
+    pub fn written(&self) -> impl Iterator<Item = (usize, &Slot)> {
+        self.top_down
+            .iter()
+            .enumerate()
+            .map(|(j, slot)| (SLOTS - 1 - j, slot))
+    }
+
+    /// Mutable [`Stack::written`].
+    pub fn written_mut(&mut self) -> impl Iterator<Item = &mut Slot> {
+        self.top_down.iter_mut()
+    }
+
+    fn covers(&self, new: &Stack, privileged: bool, work: &mut u64) -> bool {
+        let n = self.top_down.len().max(new.top_down.len());
+        (0..n).all(|j| {
+            *work += 1;
+            let o = self.top_down.get(j).unwrap_or(&Slot::EMPTY);
+            let nw = new.top_down.get(j).unwrap_or(&Slot::EMPTY);
+            o.covers(nw, privileged)
+        })
+    }
+}
+
 /// One function's frame.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 pub struct Frame {
     /// `r0`-`r10`.
     pub regs: [Reg; 11],
-    /// The 512-byte stack, as 64 slots.
-    pub stack: Vec<Slot>,
+    /// The 512-byte stack, shared with other states until one of them changes it.
+    pub stack: Rc<Stack>,
     /// Where to continue in the caller (slot index), `None` in the main function.
     pub return_to: Option<usize>,
     /// For a callback frame: the helper's prototype index isn't needed; `true` when returning must
@@ -257,24 +354,49 @@ pub struct Frame {
     pub stack_depth: u32,
 }
 
+impl Clone for Frame {
+    fn clone(&self) -> Frame {
+        memory::charge(std::mem::size_of::<Frame>());
+        Frame {
+            regs: self.regs,
+            stack: Rc::clone(&self.stack),
+            return_to: self.return_to,
+            callback: self.callback,
+            stack_depth: self.stack_depth,
+        }
+    }
+}
+
+impl Drop for Frame {
+    fn drop(&mut self) {
+        memory::refund(std::mem::size_of::<Frame>());
+    }
+}
+
 impl Frame {
     /// A fresh frame at depth `depth` with the frame pointer set.
     pub fn new(depth: usize, return_to: Option<usize>) -> Frame {
         let mut regs = [Reg::NotInit; 11];
         regs[10] = Reg::ptr(Region::Stack { frame: depth }, 0);
+        memory::charge(std::mem::size_of::<Frame>());
         Frame {
             regs,
-            stack: vec![Slot::EMPTY; SLOTS],
+            stack: Rc::default(),
             return_to,
             callback: false,
             stack_depth: 0,
         }
     }
 
+    /// The stack, to change (copied first if another state shares it).
+    pub fn stack_mut(&mut self) -> &mut Stack {
+        Rc::make_mut(&mut self.stack)
+    }
+
     /// Marks stack byte `byte` (0 = the frame's lowest) as written data; a spill in its slot no
     /// longer holds a register.
     pub fn write_data(&mut self, byte: usize) {
-        if let Some(slot) = self.stack.get_mut(byte / 8) {
+        if let Some(slot) = self.stack_mut().slot_mut(byte / 8) {
             if slot.spill.take().is_some() {
                 slot.bytes = [Byte::Data; 8];
             }
@@ -282,19 +404,24 @@ impl Frame {
         }
     }
 
-    fn covers(&self, new: &Frame) -> bool {
+    fn covers(&self, new: &Frame, privileged: bool, work: &mut u64) -> bool {
         self.return_to == new.return_to
             && self.callback == new.callback
-            && self.regs.iter().zip(&new.regs).all(|(o, n)| o.covers(n))
-            && self.stack.iter().zip(&new.stack).all(|(o, n)| o.covers(n))
+            && self.regs.iter().zip(&new.regs).all(|(o, n)| {
+                *work += 1;
+                o.covers(n)
+            })
+            && (Rc::ptr_eq(&self.stack, &new.stack)
+                || self.stack.covers(&new.stack, privileged, work))
     }
 }
 
-/// The state of one path at one instruction.
+/// The state of one path at one instruction. Frames are shared with the states it was copied from
+/// until one of them changes (`Rc::make_mut`), so copies for branches and pruning are cheap.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct State {
     /// Call frames, the main function first.
-    pub frames: Vec<Frame>,
+    pub frames: Vec<Rc<Frame>>,
     /// Acquired references not yet released (ring buffer reservations).
     pub refs: Vec<u32>,
     /// Bytes of packet known to exist (from comparisons with `data_end`).
@@ -312,11 +439,18 @@ impl State {
             .unwrap_or_else(|| unreachable!("a state always has a frame"))
     }
 
-    /// The current frame, mutably.
+    /// The current frame, mutably (copied first if another state shares it).
     pub fn frame_mut(&mut self) -> &mut Frame {
-        self.frames
-            .last_mut()
-            .unwrap_or_else(|| unreachable!("a state always has a frame"))
+        Rc::make_mut(
+            self.frames
+                .last_mut()
+                .unwrap_or_else(|| unreachable!("a state always has a frame")),
+        )
+    }
+
+    /// Frame `depth` (0 = the main function's), mutably, if it is live.
+    pub fn frame_at_mut(&mut self, depth: usize) -> Option<&mut Frame> {
+        self.frames.get_mut(depth).map(Rc::make_mut)
     }
 
     /// Register `r` of the current frame.
@@ -326,13 +460,24 @@ impl State {
 
     /// Sets register `r` of the current frame.
     pub fn set(&mut self, r: usize, v: Reg) {
+        if self.frame().regs.get(r) == Some(&v) {
+            return;
+        }
         if let Some(slot) = self.frame_mut().regs.get_mut(r) {
             *slot = v;
         }
     }
 
-    /// Whether everything proven from `self` (an earlier visit) holds for `new`.
-    pub fn covers(&self, new: &State) -> bool {
+    /// Whether everything proven from `self` (an earlier visit) holds for `new`, for a privileged
+    /// loader or not. The cheap comparisons come first, then the frames from the innermost out
+    /// (shared frames are equal).
+    pub fn covers(&self, new: &State, privileged: bool) -> bool {
+        self.covers_counting(new, privileged, &mut 0)
+    }
+
+    /// [`State::covers`], adding to `work` the registers and stack slots it compared.
+    pub fn covers_counting(&self, new: &State, privileged: bool, work: &mut u64) -> bool {
+        *work += 1;
         self.frames.len() == new.frames.len()
             && self.refs == new.refs
             && self.packet_len <= new.packet_len
@@ -344,7 +489,8 @@ impl State {
                 .frames
                 .iter()
                 .zip(&new.frames)
-                .all(|(o, n)| o.covers(n))
+                .rev()
+                .all(|(o, n)| Rc::ptr_eq(o, n) || o.covers(n, privileged, work))
     }
 
     /// Bytes known to exist from the variable start of packet pointers with `id`.
@@ -370,13 +516,27 @@ impl State {
         }
     }
 
-    /// Applies `f` to every register and spilled register of every frame.
-    pub fn for_each_reg(&mut self, mut f: impl FnMut(&mut Reg)) {
+    /// Replaces every register and spilled register of every frame for which `f` returns a new
+    /// value. Frames and stacks where nothing changes stay shared.
+    pub fn update_regs(&mut self, f: impl Fn(&Reg) -> Option<Reg>) {
         for frame in &mut self.frames {
-            frame.regs.iter_mut().for_each(&mut f);
-            for slot in &mut frame.stack {
-                if let Some(r) = slot.spill.as_mut() {
-                    f(r);
+            if frame.regs.iter().any(|r| f(r).is_some()) {
+                for r in &mut Rc::make_mut(frame).regs {
+                    if let Some(v) = f(r) {
+                        *r = v;
+                    }
+                }
+            }
+            let spilled = |slot: &Slot| slot.spill.as_ref().and_then(&f);
+            if frame
+                .stack
+                .written()
+                .any(|(_, slot)| spilled(slot).is_some())
+            {
+                for slot in Rc::make_mut(frame).stack_mut().written_mut() {
+                    if let Some(v) = spilled(slot) {
+                        slot.spill = Some(v);
+                    }
                 }
             }
         }
