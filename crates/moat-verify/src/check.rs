@@ -638,9 +638,21 @@ impl<'p, 'e> Checker<'p, 'e> {
                             Reg::ptr(Region::MapValue { map }, i64::from(next_imm))
                         }
                     }
-                    LddwKind::Code => Reg::Func {
-                        pc: (pc as i64 + 1 + i64::from(imm)) as usize,
-                    },
+                    // `Program::new` checked that the target is an instruction.
+                    LddwKind::Code => {
+                        let target = i64::try_from(pc)
+                            .ok()
+                            .and_then(|p| p.checked_add(1 + i64::from(imm)))
+                            .and_then(|t| usize::try_from(t).ok());
+                        let Some(pc) = target else {
+                            return Err(self.err(
+                                pc,
+                                st,
+                                Reason::Malformed("code address out of the program".into()),
+                            ));
+                        };
+                        Reg::Func { pc }
+                    }
                     other => {
                         return Err(self.err(
                             pc,
@@ -1331,7 +1343,7 @@ impl<'p, 'e> Checker<'p, 'e> {
         }
         let field = fields
             .iter()
-            .find(|f| lo >= i64::from(f.off) && hi <= i64::from(f.off + f.size));
+            .find(|f| lo >= i64::from(f.off) && hi <= i64::from(f.off) + i64::from(f.size));
         let Some(field) = field else {
             return Err(self.err(
                 pc,
