@@ -28,7 +28,7 @@ pub enum Loaded {
     /// A program from an object.
     FromObject(LoadedObject, String),
     /// A standalone program.
-    Standalone(LoadedProgram),
+    Standalone(Box<LoadedProgram>),
 }
 
 impl Loaded {
@@ -147,7 +147,7 @@ impl Input {
         let prog = rt
             .load_bytecode_as(&bytes, prog_type)
             .with_context(|| self.path.clone())?;
-        Ok(Loaded::Standalone(prog))
+        Ok(Loaded::Standalone(Box::new(prog)))
     }
 }
 
