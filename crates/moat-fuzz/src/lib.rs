@@ -4,9 +4,14 @@
 //!
 //! - [`diff`]: random well-formed programs run on the interpreter and the JIT, which must agree on
 //!   `r0`, errors and memory.
+//! - [`soundness`]: random pointer-heavy programs the verifier accepts must make no memory error on
+//!   the checking interpreter, and must do on the JIT (checks removed or confined) what they do on
+//!   the interpreter.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub mod diff;
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+pub mod soundness;

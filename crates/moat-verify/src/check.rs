@@ -1226,6 +1226,14 @@ impl<'p, 'e> Checker<'p, 'e> {
         }
         let whole_slot = n == 8 && start.is_multiple_of(8);
         if let Access::Write(v) = access {
+            if v.is_pointer() && !whole_slot {
+                let st_copy = st.clone();
+                return Err(self.err(
+                    pc,
+                    &st_copy,
+                    Reason::MisalignedPointerSpill { off: lo, size: n },
+                ));
+            }
             let Some(f) = st.frame_at_mut(frame) else {
                 return Ok(None);
             };

@@ -125,6 +125,18 @@ pub enum Reason {
     /// Part of a spilled pointer overwritten (unprivileged).
     #[error("partial overwrite of a spilled pointer")]
     PartialPointerOverwrite,
+    /// A pointer stored to the stack other than as 8 bytes at an 8-aligned offset (the kernel's
+    /// "invalid size of register spill" and strict stack alignment): the spill could not be tracked,
+    /// and its bytes would read back as a number that leaks the address.
+    #[error(
+        "invalid spill of a pointer: {size} bytes at fp{off} (pointers spill as 8 aligned bytes)"
+    )]
+    MisalignedPointerSpill {
+        /// Offset from the frame pointer.
+        off: i64,
+        /// Bytes written.
+        size: i64,
+    },
     /// A pointer comparison (unprivileged).
     #[error("pointer comparison prohibited")]
     PointerComparison,

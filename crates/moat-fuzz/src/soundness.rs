@@ -1,59 +1,60 @@
-//! The verifier's soundness oracle: a program the verifier accepts never makes a memory error.
+//! The verifier's oracles: soundness (a program the verifier accepts never makes a memory error) and
+//! verified JIT = interpreter (an accepted program gives the same result and memory on the JIT, whose
+//! memory checks the verifier's proofs remove or confine, as on the checking interpreter).
 //!
-//! Random programs are generated biased to pass the verifier while doing what its proofs are about:
-//! pointer arithmetic on the stack, the buffer context and map values (from `bpf_map_lookup_elem`,
-//! checked for null), with constants from the extremes of i64 and scalars loaded from the input and
-//! bounded by masks, shifts or conditional jumps; spills and fills of numbers and pointers, whole or
-//! partial; atomic operations of every kind on every region, whose results are then used as
-//! offsets; pointer differences. Each program is verified with a privileged or an unprivileged
-//! loader's rules (alternately); every accepted one runs on the checking interpreter
-//! ([`Engine::Interp`], which checks every load and store against the run's memory) on several
-//! random inputs and must never end with an isolation violation ([`moat::is_violation`]: an
-//! out-of-bounds access, a bad atomic, a helper argument refused). The test prints how many programs
-//! were accepted and fails if too few were for the oracle to mean anything.
+//! [`generate`] writes random programs biased to pass the verifier while doing what its proofs are
+//! about: pointer arithmetic on the stack, the buffer context and map values (from
+//! `bpf_map_lookup_elem`, checked for null), with constants from the extremes of i64 and scalars
+//! loaded from the input and bounded by masks, shifts or conditional jumps; spills and fills of
+//! numbers and pointers, whole or partial; atomic operations of every kind on every region, whose
+//! results are then used as offsets; pointer differences. Each program is verified with a
+//! privileged or an unprivileged loader's rules (alternately).
+//!
+//! - [`soundness`]: every accepted program runs on the checking interpreter ([`Engine::Interp`],
+//!   which checks every load and store against the run's memory) on several random inputs and must
+//!   never end with an isolation violation ([`moat::is_violation`]: an out-of-bounds access, a bad
+//!   atomic, a helper argument refused).
+//! - [`jit_matches_interpreter`]: every program accepted under unprivileged rules (which keep
+//!   pointer values out of `r0` and memory, where the engines' addresses would differ) also runs on
+//!   the JIT, with no isolation (the verifier's proofs remove checks) and with `sfi` (proofs confine
+//!   them), on the same inputs and map contents; `r0` (or the failing instruction), the buffer and
+//!   the map must be identical.
 //!
 //! Run against the verifier before `moat-verify: refuse escapes via atomics, offsets, pointer
 //! differences`, 2 000 programs give about 20 memory errors (atomics modelled as plain stores,
 //! misaligned atomics); each kind found is kept, minimised, as a rule file
-//! (`crates/moat-verify/tests/rules/oracle-*.asm`). Keep any new counterexample the same way: a
-//! failure prints the program; `MOAT_SOUNDNESS_REPLAY=FILE cargo test -p moat --test
-//! verifier_soundness replay -- --nocapture` runs one saved program again.
-//!
-//! The run is bounded for CI (`MOAT_SOUNDNESS_CASES`, default 2 000 programs, about a second); for a
-//! longer run, e.g. `MOAT_SOUNDNESS_CASES=1000000 cargo test --release -p moat --test
-//! verifier_soundness -- --nocapture` (`MOAT_SOUNDNESS_SEED` picks another sequence,
-//! `MOAT_SOUNDNESS_VERBOSE` prints why each refused program was refused). Inputs are heap vectors,
-//! which the allocator aligns to 16 bytes, as the verifier assumes of buffer contexts.
+//! (`crates/moat-verify/tests/rules/oracle-*.asm`). Keep any new counterexample the same way.
+//! Inputs are heap vectors, which the allocator aligns to 16 bytes, as the verifier assumes of
+//! buffer contexts.
 
+use crate::diff::Source;
 use moat::{
-    is_violation, Engine, Error, Isolation, Map, MapDef, MapType, ProgType, Runtime, Verification,
+    is_violation, Engine, Error, Isolation, LoadedProgram, Map, MapDef, MapType, ProgType, Runtime,
+    Verification,
 };
 use std::fmt::Write;
 use std::sync::Arc;
 
 /// Bytes of the buffer context.
-const BUFFER: u64 = 64;
+pub const BUFFER: u64 = 64;
 /// Value size of the map (an array of `ENTRIES` values; lookups use keys up to `ENTRIES`, one past
 /// the end, so null checks matter).
-const VALUE: u32 = 48;
-const ENTRIES: u32 = 4;
+pub const VALUE: u32 = 48;
+/// Entries of the map.
+pub const ENTRIES: u32 = 4;
 /// Inputs each accepted program runs on.
-const INPUTS: usize = 4;
+pub const INPUTS: usize = 4;
 
-/// A SplitMix64 generator.
-struct Rng(u64);
+/// The generator's view of a [`Source`]: numbers, picks and chances.
+struct Choices<'s>(&'s mut dyn Source);
 
-impl Rng {
+impl Choices<'_> {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.word()
     }
 
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.0.below(n.max(1))
     }
 
     fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
@@ -79,8 +80,8 @@ enum Kind {
 /// The scratch registers generated code uses (`r6` keeps the buffer, `r10` the frame).
 const SCRATCH: [u8; 7] = [0, 2, 3, 4, 5, 8, 9];
 
-struct Gen<'r> {
-    rng: &'r mut Rng,
+struct Gen<'r, 's> {
+    rng: &'r mut Choices<'s>,
     asm: String,
     regs: [Kind; 11],
     /// The largest variable part added to each pointer register (0: constant offset).
@@ -94,7 +95,7 @@ struct Gen<'r> {
 
 /// Constants that stress offset arithmetic: small offsets, region sizes, the 2^29 limit, the
 /// extremes of i64.
-fn constant(rng: &mut Rng) -> i64 {
+fn constant(rng: &mut Choices<'_>) -> i64 {
     match rng.below(10) {
         0..=4 => rng.below(80) as i64 - 16,
         5 => -(rng.below(520) as i64),
@@ -105,7 +106,7 @@ fn constant(rng: &mut Rng) -> i64 {
     }
 }
 
-impl Gen<'_> {
+impl Gen<'_, '_> {
     fn label(&mut self) -> String {
         self.labels += 1;
         format!("l{}", self.labels)
@@ -558,10 +559,14 @@ impl Gen<'_> {
     }
 }
 
-/// A random program: `r6` keeps the buffer, scratch registers start at 0, then a few steps.
-fn generate(rng: &mut Rng, privileged: bool) -> String {
+/// A random program in moat's assembly: `r6` keeps the buffer, scratch registers start at 0, then
+/// a few steps. `privileged` biases it towards what a privileged loader accepts (pointer
+/// differences). The program uses one map, an array of [`ENTRIES`] values of [`VALUE`] bytes, as
+/// map index 0.
+pub fn generate(source: &mut dyn Source, privileged: bool) -> String {
+    let mut rng = Choices(source);
     let mut g = Gen {
-        rng,
+        rng: &mut rng,
         asm: String::from("mov %r6, %r1\n"),
         regs: [Kind::Scalar; 11],
         vars: [0; 11],
@@ -589,122 +594,202 @@ fn generate(rng: &mut Rng, privileged: bool) -> String {
     g.asm
 }
 
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// What an oracle saw.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Programs generated.
+    pub generated: u64,
+    /// Programs the verifier accepted.
+    pub accepted: u64,
+    /// Runs made (one per input and engine).
+    pub runs: u64,
+    /// Each failure: the case, what went wrong and the program.
+    pub failures: Vec<String>,
 }
 
-/// A runtime running programs on the checking interpreter, verified with `verification`'s rules.
-fn runtime(verification: Verification) -> Runtime {
+impl Report {
+    /// One line for a person: how many programs were accepted and run, how many failed.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} of {} generated programs accepted ({:.1} %), {} runs, {} failures",
+            self.accepted,
+            self.generated,
+            100.0 * self.accepted as f64 / self.generated.max(1) as f64,
+            self.runs,
+            self.failures.len()
+        )
+    }
+}
+
+/// A runtime running programs on `engine` with `isolation`, verified with `verification`'s rules.
+pub fn runtime(verification: Verification, engine: Engine, isolation: Isolation) -> Runtime {
     let mut rt = Runtime::new();
-    rt.set_engine(Engine::Interp);
-    rt.set_isolation(Isolation::None);
+    rt.set_engine(engine);
+    rt.set_isolation(isolation);
     rt.set_verification(verification);
     rt.set_buffer_size(BUFFER);
     rt.set_violation_limit(0);
     rt
 }
 
-fn array_map() -> Arc<Map> {
+/// The map generated programs use: an array of [`ENTRIES`] values of [`VALUE`] bytes.
+pub fn array_map() -> Arc<Map> {
     Arc::new(Map::create(MapDef::new(MapType::Array, 4, VALUE, ENTRIES)).expect("array map"))
 }
 
-/// Runs a program kept from an earlier run (`MOAT_SOUNDNESS_REPLAY=FILE`): prints, for each rule
-/// set, whether it is accepted and whether a run on zeroes or random inputs makes a memory error.
-#[test]
-fn replay() {
-    let Some(path) = std::env::var_os("MOAT_SOUNDNESS_REPLAY") else {
-        return;
-    };
-    let asm = std::fs::read_to_string(path).expect("readable");
-    let bytes = moat_isa::assemble_bytes(&asm).expect("assembles");
-    let map = array_map();
-    let mut rng = Rng(1);
-    for v in [Verification::Privileged, Verification::Unprivileged] {
-        match runtime(v).load_with_maps(&bytes, ProgType::Buffer, std::slice::from_ref(&map)) {
-            Err(e) => println!("{v:?}: refused: {e}"),
-            Ok(prog) => {
-                let mut outcome = "accepted, no memory error".to_string();
-                for i in 0..64 {
-                    let mut input: Vec<u8> = (0..BUFFER)
-                        .map(|_| if i == 0 { 0 } else { rng.next() as u8 })
-                        .collect();
-                    if let Err(Error::Run(e)) = prog.run(&mut input) {
-                        if is_violation(&e) {
-                            outcome = format!("accepted, memory error: {e}");
-                            break;
-                        }
-                    }
-                }
-                println!("{v:?}: {outcome}");
-            }
-        }
+/// Why a generated program was not run.
+#[derive(Debug)]
+pub enum Refused {
+    /// The verifier refused it (the text says why).
+    Verifier(String),
+    /// It is malformed (the generator's bug, rare).
+    Malformed(String),
+}
+
+/// Loads `asm` with `map` on `rt`.
+pub fn load(rt: &Runtime, asm: &str, map: &Arc<Map>) -> Result<LoadedProgram, Refused> {
+    let bytes = moat_isa::assemble_bytes(asm).map_err(|e| Refused::Malformed(e.to_string()))?;
+    match rt.load_with_maps(&bytes, ProgType::Buffer, std::slice::from_ref(map)) {
+        Ok(p) => Ok(p),
+        Err(Error::Verify(r)) => Err(Refused::Verifier(r.error.to_string())),
+        Err(e) => Err(Refused::Malformed(e.to_string())),
     }
 }
 
-#[test]
-fn accepted_programs_make_no_memory_errors() {
-    let cases = env_number("MOAT_SOUNDNESS_CASES", 2000);
-    let seed = env_number("MOAT_SOUNDNESS_SEED", 0x005e_ed0f_5afe);
-    let mut rng = Rng(seed);
+fn verbose() -> bool {
+    std::env::var_os("MOAT_SOUNDNESS_VERBOSE").is_some()
+}
+
+/// The soundness oracle over `cases` programs from `source`: accepted programs run on the checking
+/// interpreter must make no memory error.
+pub fn soundness(source: &mut dyn Source, cases: u64) -> Report {
     let map = array_map();
     let runtimes: Vec<(Verification, Runtime)> =
         [Verification::Privileged, Verification::Unprivileged]
             .into_iter()
-            .map(|v| (v, runtime(v)))
+            .map(|v| (v, runtime(v, Engine::Interp, Isolation::None)))
             .collect();
-    let (mut accepted, mut runs) = (0u64, 0u64);
-    let mut failures = Vec::new();
+    let mut report = Report::default();
     for case in 0..cases {
         let (verification, rt) = &runtimes[(case % 2) as usize];
-        let asm = generate(&mut rng, *verification == Verification::Privileged);
-        let bytes = moat_isa::assemble_bytes(&asm).expect("generated programs assemble");
-        let prog = match rt.load_with_maps(&bytes, ProgType::Buffer, std::slice::from_ref(&map)) {
+        let asm = generate(source, *verification == Verification::Privileged);
+        report.generated += 1;
+        let prog = match load(rt, &asm, &map) {
             Ok(p) => p,
-            Err(Error::Verify(r)) => {
-                if std::env::var_os("MOAT_SOUNDNESS_VERBOSE").is_some() {
-                    println!("refused ({verification:?}): {}", r.error);
+            Err(why) => {
+                if verbose() {
+                    println!("not run ({verification:?}): {why:?}");
                 }
                 continue;
             }
-            Err(Error::Program(e)) => {
-                if std::env::var_os("MOAT_SOUNDNESS_VERBOSE").is_some() {
-                    println!("malformed: {e}");
-                }
-                continue;
-            }
-            Err(e) => panic!("case {case}: unexpected load error {e}\n{asm}"),
         };
-        accepted += 1;
+        report.accepted += 1;
         for _ in 0..INPUTS {
-            let mut input: Vec<u8> = (0..BUFFER).map(|_| rng.next() as u8).collect();
-            let key = (rng.below(u64::from(ENTRIES)) as u32).to_le_bytes();
-            let value: Vec<u8> = (0..VALUE).map(|_| rng.next() as u8).collect();
-            map.update(&key, &value, 0).expect("update");
-            runs += 1;
-            match prog.run(&mut input) {
-                Err(Error::Run(e)) if is_violation(&e) => {
-                    failures.push(format!("case {case} ({verification:?}): {e}\n{asm}"));
+            let mut input: Vec<u8> = (0..BUFFER).map(|_| source.word() as u8).collect();
+            let key = (source.below(u64::from(ENTRIES)) as u32).to_le_bytes();
+            let value: Vec<u8> = (0..VALUE).map(|_| source.word() as u8).collect();
+            map.update(&key, &value, 0).expect("array update");
+            report.runs += 1;
+            if let Err(Error::Run(e)) = prog.run(&mut input) {
+                if is_violation(&e) {
+                    report
+                        .failures
+                        .push(format!("case {case} ({verification:?}): {e}\n{asm}"));
                     break;
                 }
-                _ => {}
             }
         }
     }
-    println!(
-        "{accepted} of {cases} generated programs accepted ({:.1} %), {runs} runs, {} memory errors",
-        100.0 * accepted as f64 / cases.max(1) as f64,
-        failures.len()
-    );
-    assert!(
-        failures.is_empty(),
-        "accepted programs made memory errors:\n{}",
-        failures.join("\n")
-    );
-    assert!(
-        accepted * 4 >= cases,
-        "only {accepted} of {cases} programs accepted: the oracle checks too little"
-    );
+    report
+}
+
+/// What one run left behind: `r0` or the failing instruction, the buffer and the map's values.
+#[derive(Debug, PartialEq, Eq)]
+struct Outcome {
+    result: Result<u64, Option<usize>>,
+    buffer: Vec<u8>,
+    map: Vec<Vec<u8>>,
+}
+
+fn outcome(prog: &LoadedProgram, map: &Map, input: &[u8]) -> Outcome {
+    let mut buffer = input.to_vec();
+    let result = match prog.run(&mut buffer) {
+        Ok(r0) => Ok(r0),
+        Err(Error::Run(e)) => Err(Some(e.pc)),
+        Err(_) => Err(None),
+    };
+    let map = (0..ENTRIES)
+        .map(|k| map.lookup(&k.to_le_bytes()).unwrap_or_default())
+        .collect();
+    Outcome {
+        result,
+        buffer,
+        map,
+    }
+}
+
+fn fill(map: &Map, values: &[Vec<u8>]) {
+    for (k, v) in (0u32..).zip(values) {
+        map.update(&k.to_le_bytes(), v, 0).expect("array update");
+    }
+}
+
+/// The verified-JIT oracle over `cases` programs from `source`: each accepted program runs on the
+/// interpreter, on the JIT without isolation and on the JIT under `sfi`, from the same buffer and
+/// map contents, and all three must leave the same [`Outcome`]. Runs where the interpreter finds a
+/// memory error are counted as failures too (that is the soundness oracle's finding).
+pub fn jit_matches_interpreter(source: &mut dyn Source, cases: u64) -> Report {
+    let engines = [
+        (Engine::Interp, Isolation::None),
+        (Engine::Jit, Isolation::None),
+        (Engine::Jit, Isolation::Sfi),
+    ];
+    let mut report = Report::default();
+    for case in 0..cases {
+        // Unprivileged rules only: a privileged program may store or return a pointer, whose value
+        // differs between the engines (the interpreter's addresses are not the JIT's).
+        let verification = Verification::Unprivileged;
+        let asm = generate(source, false);
+        report.generated += 1;
+        let mut loaded = Vec::new();
+        for (engine, isolation) in engines {
+            let map = array_map();
+            match load(&runtime(verification, engine, isolation), &asm, &map) {
+                Ok(p) => loaded.push((engine, isolation, p, map)),
+                Err(why) => {
+                    if verbose() {
+                        println!("not run ({verification:?}, {engine:?}): {why:?}");
+                    }
+                    break;
+                }
+            }
+        }
+        if loaded.len() != engines.len() {
+            continue;
+        }
+        report.accepted += 1;
+        for _ in 0..INPUTS {
+            let input: Vec<u8> = (0..BUFFER).map(|_| source.word() as u8).collect();
+            let values: Vec<Vec<u8>> = (0..ENTRIES)
+                .map(|_| (0..VALUE).map(|_| source.word() as u8).collect())
+                .collect();
+            let mut outcomes = Vec::new();
+            for (engine, isolation, prog, map) in &loaded {
+                fill(map, &values);
+                report.runs += 1;
+                outcomes.push((*engine, *isolation, outcome(prog, map, &input)));
+            }
+            let (_, _, reference) = &outcomes[0];
+            if let Some((engine, isolation, differing)) =
+                outcomes[1..].iter().find(|(_, _, o)| o != reference)
+            {
+                report.failures.push(format!(
+                    "case {case} ({verification:?}): {engine:?} under {isolation:?} differs from \
+                     the interpreter:\n  interpreter: {reference:?}\n  {engine:?}: {differing:?}\n{asm}"
+                ));
+                break;
+            }
+        }
+    }
+    report
 }
