@@ -243,7 +243,7 @@ fn parse_imm32(s: &str) -> Result<i32, AsmErrorKind> {
     };
     if hex && v >= 0 {
         u32::try_from(v)
-            .map(|u| u as i32)
+            .map(u32::cast_signed)
             .map_err(|_| out_of_range())
     } else {
         i32::try_from(v).map_err(|_| out_of_range())
@@ -253,7 +253,7 @@ fn parse_imm32(s: &str) -> Result<i32, AsmErrorKind> {
 fn parse_imm64(s: &str) -> Result<(i32, i32), AsmErrorKind> {
     let (v, _) = parse_int(s)?;
     let bits = if v < 0 {
-        i64::try_from(v).map(|x| x as u64)
+        i64::try_from(v).map(i64::cast_unsigned)
     } else {
         u64::try_from(v)
     }
@@ -261,7 +261,11 @@ fn parse_imm64(s: &str) -> Result<(i32, i32), AsmErrorKind> {
         what: "64-bit immediate",
         text: s.to_string(),
     })?;
-    Ok((bits as u32 as i32, (bits >> 32) as u32 as i32))
+    let [b0, b1, b2, b3, b4, b5, b6, b7] = bits.to_le_bytes();
+    Ok((
+        i32::from_le_bytes([b0, b1, b2, b3]),
+        i32::from_le_bytes([b4, b5, b6, b7]),
+    ))
 }
 
 fn parse_off16(s: &str, what: &'static str) -> Result<i16, AsmErrorKind> {
@@ -312,7 +316,9 @@ fn parse_target(s: &str, pc: usize, labels: &HashMap<&str, usize>) -> Result<i64
     let target = labels
         .get(s)
         .ok_or_else(|| AsmErrorKind::UnknownLabel(s.to_string()))?;
-    Ok(*target as i64 - pc as i64 - 1)
+    // Both are instruction indexes of one program, far below i64::MAX.
+    let index = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    Ok(index(*target) - index(pc) - 1)
 }
 
 fn target16(s: &str, pc: usize, labels: &HashMap<&str, usize>) -> Result<i16, AsmErrorKind> {

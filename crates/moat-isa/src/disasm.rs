@@ -178,7 +178,8 @@ pub fn disasm_one(insn: &Insn) -> String {
         } => {
             let value = match kind {
                 LddwKind::Imm => {
-                    let v = (u64::from(next_imm as u32) << 32) | u64::from(lo as u32);
+                    let v =
+                        (u64::from(next_imm.cast_unsigned()) << 32) | u64::from(lo.cast_unsigned());
                     format!("{v:#x}")
                 }
                 LddwKind::MapFd => pseudo("map_fd", lo, next_imm),

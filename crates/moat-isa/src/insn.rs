@@ -112,6 +112,15 @@ pub enum SxBits {
 }
 
 impl SxBits {
+    /// The number of source bits, as the `off` field encodes it.
+    fn bits_u8(self) -> u8 {
+        match self {
+            SxBits::B8 => 8,
+            SxBits::B16 => 16,
+            SxBits::B32 => 32,
+        }
+    }
+
     /// The number of source bits.
     pub fn bits(self) -> u32 {
         match self {
@@ -623,7 +632,7 @@ fn alu_code(op: AluOp) -> (u8, i16) {
         AluOp::SMod => (0x90, 1),
         AluOp::Xor => (0xa0, 0),
         AluOp::Mov => (0xb0, 0),
-        AluOp::MovSx(b) => (0xb0, b.bits() as i16),
+        AluOp::MovSx(b) => (0xb0, i16::from(b.bits_u8())),
         AluOp::Arsh => (0xc0, 0),
     }
 }
@@ -730,11 +739,8 @@ pub fn decode_one(slot: RawInsn, next: Option<RawInsn>) -> Result<Insn, DecodeEr
                         (Width::W64, false) => Endian::Swap,
                         (Width::W64, true) => return Err(DecodeErrorKind::UnknownOpcode { code }),
                     };
-                    Ok(Insn::Endian {
-                        kind,
-                        bits: imm as u8,
-                        dst,
-                    })
+                    let bits = u8::try_from(imm).map_err(|_| invalid(code, "imm", imm64))?;
+                    Ok(Insn::Endian { kind, bits, dst })
                 }
                 _ => {
                     let op = alu_op(code, off, src_is_reg)?;
@@ -1044,7 +1050,11 @@ pub fn encode_one(insn: &Insn) -> (RawInsn, Option<RawInsn>) {
         Insn::LoadInd { size, src, imm } => {
             raw(CLASS_LD | MODE_IND | size.code(), r0, src.num(), 0, imm)
         }
-        Insn::Ja { off, long: false } => raw(CLASS_JMP, r0, 0, off as i16, 0),
+        // A short `ja` whose offset does not fit 16 bits is encoded as `gotol` (same meaning).
+        Insn::Ja { off, long: false } => match i16::try_from(off) {
+            Ok(off) => raw(CLASS_JMP, r0, 0, off, 0),
+            Err(_) => raw(CLASS_JMP32, r0, 0, 0, off),
+        },
         Insn::Ja { off, long: true } => raw(CLASS_JMP32, r0, 0, 0, off),
         Insn::Jmp {
             width,
@@ -1089,6 +1099,29 @@ pub fn encode(insns: &[Insn]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_short_ja_too_far_for_16_bits_is_encoded_as_gotol() {
+        for off in [40_000, -40_000, i32::MAX] {
+            let bytes = encode(&[Insn::Ja { off, long: false }]);
+            let decoded = decode(&bytes).expect("valid");
+            assert_eq!(decoded, vec![(0, Insn::Ja { off, long: true })]);
+        }
+        let bytes = encode(&[Insn::Ja {
+            off: -3,
+            long: false,
+        }]);
+        assert_eq!(
+            decode(&bytes).expect("valid"),
+            vec![(
+                0,
+                Insn::Ja {
+                    off: -3,
+                    long: false
+                }
+            )]
+        );
+    }
 
     #[test]
     fn lddw_round_trips_through_u64_slots() {

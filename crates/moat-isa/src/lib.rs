@@ -7,6 +7,13 @@
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+// The decoder and assembler read hostile input: every narrowing or sign-changing conversion is
+// explicit (`try_from`, `cast_signed`, byte splits) instead of an `as` cast.
+#![warn(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
 
 pub mod asm;
 pub mod datafile;

@@ -177,7 +177,7 @@ impl Program {
                 ..
             } = insn
             {
-                self.target_index(pc, pc as i64 + 1 + i64::from(imm))?;
+                self.target_index(pc, relative(pc, imm))?;
             }
             if written(&insn).is_some_and(|w| w & bit(Reg::R10) != 0) {
                 return Err(ProgramError::WritesFramePointer { pc });
@@ -224,7 +224,7 @@ impl Program {
                     kind: crate::LddwKind::Code,
                     imm,
                     ..
-                } => Some(pc as i64 + 1 + i64::from(imm)),
+                } => Some(relative(pc, imm)),
                 _ => None,
             };
             if let Some(idx) = target
@@ -259,7 +259,7 @@ impl Program {
             if missing != 0 {
                 return Err(ProgramError::UninitRegister {
                     pc,
-                    reg: missing.trailing_zeros() as u8,
+                    reg: u8::try_from(missing.trailing_zeros()).unwrap_or(u8::MAX),
                 });
             }
             let out = transfer(&insn, defined);
@@ -348,6 +348,11 @@ fn transfer(insn: &Insn, defined: u16) -> u16 {
         // A call defines r0 and clobbers r1-r5 (the legacy packet loads also clobber them).
         None => (defined & !0b11_1110) | 1,
     }
+}
+
+/// The slot `pc + 1 + off` (an `lddw` code reference's target), saturating far outside any program.
+fn relative(pc: usize, off: i32) -> i64 {
+    i64::try_from(pc).map_or(i64::MAX, |pc| pc + 1 + i64::from(off))
 }
 
 #[cfg(test)]
