@@ -15,6 +15,13 @@
 
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
+// Hostile input (programs, ELF files) flows through here: narrowing or sign-changing conversions
+// are explicit (`try_from`, `cast_signed`), never a silent `as`.
+#![warn(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
 
 mod error;
 mod helpers;

@@ -106,7 +106,8 @@ impl Linked {
                             helpers.len() - 1
                         }
                     };
-                    Resolved::Helper(index as u32)
+                    // At most one helper per instruction: far below u32::MAX.
+                    Resolved::Helper(u32::try_from(index).unwrap_or(u32::MAX))
                 }
                 Insn::Call(CallTarget::Kfunc(id)) => return Err(LinkError::Kfunc { pc, id }),
                 Insn::LoadImm64 {
@@ -115,10 +116,13 @@ impl Linked {
                     next_imm,
                     ..
                 } => Resolved::Value(match kind {
-                    LddwKind::Imm => (u64::from(next_imm as u32) << 32) | u64::from(imm as u32),
+                    LddwKind::Imm => {
+                        (u64::from(next_imm.cast_unsigned()) << 32) | u64::from(imm.cast_unsigned())
+                    }
                     LddwKind::Code => {
-                        let target = pc as i64 + 1 + i64::from(imm);
-                        CODE_ADDRESS_TAG | (target as u64 & 0xffff_ffff)
+                        let target =
+                            i64::try_from(pc).map_or(i64::MAX, |pc| pc + 1 + i64::from(imm));
+                        CODE_ADDRESS_TAG | (target.cast_unsigned() & 0xffff_ffff)
                     }
                     _ => resolver.resolve(kind, imm, next_imm).map_err(|reason| {
                         LinkError::UnresolvedLddw {

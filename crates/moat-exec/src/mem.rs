@@ -84,7 +84,7 @@ pub fn with_stack<R>(
     mem: &mut MemoryMap,
     f: impl FnOnce(&mut MemoryMap, &mut RunState) -> R,
 ) -> R {
-    let mut stack = [0u64; STACK_BYTES as usize / 8];
+    let mut stack = [0u64; MAX_CALL_DEPTH * STACK_FRAME_SIZE / 8];
     let top = stack.as_mut_ptr() as u64 + STACK_BYTES;
     // SAFETY: `stack` is a local array of STACK_BYTES bytes, alive until this function returns; only
     // the run accesses it (through `mem`), and `mem` leaves it before we return.
@@ -247,7 +247,7 @@ impl MemoryMap {
                 addr.saturating_sub(end)
             }
         };
-        let offset = |from: u64| addr.wrapping_sub(from) as i64;
+        let offset = |from: u64| addr.wrapping_sub(from).cast_signed();
         let mut best = (Locus::NEAR + 1, Locus::Elsewhere);
         if self.stack_hi != 0 {
             let d = distance(self.stack_hi - STACK_BYTES, self.stack_hi);

@@ -316,8 +316,9 @@ mod tests {
         out.extend_from_slice(&BTF_MAGIC.to_le_bytes());
         out.extend_from_slice(&[1, 0]);
         out.extend_from_slice(&24u32.to_le_bytes());
-        let tlen = (types.len() * 4) as u32;
-        for v in [0, tlen, tlen, strings.len() as u32] {
+        let tlen = u32::try_from(types.len() * 4).expect("small test types");
+        let slen = u32::try_from(strings.len()).expect("small test strings");
+        for v in [0, tlen, tlen, slen] {
             out.extend_from_slice(&v.to_le_bytes());
         }
         for t in types {

@@ -300,7 +300,7 @@ impl<'a> Elf<'a> {
                 offset,
                 r_type: (info & 0xffff_ffff) as u32,
                 symbol: (info >> 32) as u32,
-                addend: rela.then(|| read_u64(chunk, 16) as i64),
+                addend: rela.then(|| read_u64(chunk, 16).cast_signed()),
             });
         }
         Ok(out)

@@ -37,6 +37,13 @@
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+// Hostile input (programs, ELF files) flows through here: narrowing or sign-changing conversions
+// are explicit (`try_from`, `cast_signed`), never a silent `as`.
+#![warn(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
 
 mod btf;
 mod btf_ext;

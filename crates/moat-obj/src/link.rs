@@ -13,6 +13,10 @@ use crate::error::{ObjError, RelocErrorKind};
 use crate::maps::Maps;
 use crate::spec::{FunctionSpan, LineInfo, ProgramSpec, SectionKind, Unresolved};
 use moat_isa::{RawInsn, INSN_SIZE};
+
+/// [`INSN_SIZE`] for offset arithmetic in signed bytes.
+const SLOT_BYTES: i64 = 8;
+const _: () = assert!(INSN_SIZE == 8);
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 /// `BPF_LD | BPF_IMM | BPF_DW`.
@@ -273,7 +277,8 @@ fn resolve(
     if !r.offset.is_multiple_of(INSN_SIZE as u64) || r.offset >= size {
         return Err(bad(RelocErrorKind::BadOffset { size }));
     }
-    let slot = (r.offset / INSN_SIZE as u64) as usize;
+    let slot =
+        usize::try_from(r.offset / 8).map_err(|_| bad(RelocErrorKind::BadOffset { size }))?;
     let sym = elf
         .symbols
         .get(r.symbol as usize)
@@ -327,7 +332,7 @@ fn resolve(
             return Err(bad(RelocErrorKind::BadTarget { section: target }));
         }
         let byte = value.saturating_add(r.addend.unwrap_or(0));
-        let t = (byte / INSN_SIZE as i64)
+        let t = (byte / SLOT_BYTES)
             .saturating_add(i64::from(insn.imm))
             .saturating_add(1);
         Fixup::Code {
@@ -348,7 +353,9 @@ fn resolve(
                 let map = u64::try_from(off)
                     .ok()
                     .and_then(|o| maps.def_at(target, o))
-                    .ok_or(bad(RelocErrorKind::NoMapAt { offset: off as u64 }))?;
+                    .ok_or(bad(RelocErrorKind::NoMapAt {
+                        offset: off.cast_unsigned(),
+                    }))?;
                 Fixup::Map(map)
             }
             SectionKind::GlobalData => {
@@ -362,7 +369,7 @@ fn resolve(
             }
             SectionKind::Program | SectionKind::Text => {
                 let byte = value.saturating_add(addend);
-                let t = byte / INSN_SIZE as i64;
+                let t = byte / SLOT_BYTES;
                 Fixup::Code {
                     section: target,
                     target: code_target(sizes, target, byte, t)
@@ -380,7 +387,7 @@ fn resolve(
 /// inside code section `section`.
 fn code_target(sizes: &HashMap<usize, usize>, section: usize, byte: i64, t: i64) -> Option<usize> {
     let len = *sizes.get(&section)?;
-    if byte % INSN_SIZE as i64 != 0 {
+    if byte % SLOT_BYTES != 0 {
         return None;
     }
     usize::try_from(t).ok().filter(|&t| t < len)
@@ -402,7 +409,7 @@ fn local_refs(elf: &Elf<'_>, sec: &mut CodeSection) -> Result<(), ObjError> {
         let local = (is_lddw && insn.src == PSEUDO_FUNC)
             || (insn.code == OP_CALL && insn.src == PSEUDO_CALL);
         if local && !sec.fixups.contains_key(&i) {
-            let t = (i as i64) + 1 + i64::from(insn.imm);
+            let t = i64::try_from(i).map_or(i64::MAX, |i| i + 1 + i64::from(insn.imm));
             let target = usize::try_from(t)
                 .ok()
                 .filter(|&t| t < len)

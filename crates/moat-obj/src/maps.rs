@@ -505,14 +505,15 @@ fn global_data(elf: &Elf<'_>, index: usize, maps: &mut Maps) -> Result<(), ObjEr
         MapKind::Data
     };
     let data = if section.sh_type == object::elf::SHT_NOBITS {
-        vec![0; section.size as usize]
+        vec![0; usize::try_from(section.size).unwrap_or(0)]
     } else {
         elf.data(index)?.to_vec()
     };
     let mut m = blank(name.clone(), kind, &name, 0);
     m.map_type = MapType::Array.as_u32();
     m.key_size = 4;
-    m.value_size = section.size as u32;
+    // At most MAX_DATA_SECTION (checked above), so it fits.
+    m.value_size = u32::try_from(section.size).unwrap_or(u32::MAX);
     m.max_entries = 1;
     if kind == MapKind::Rodata {
         m.flags = BPF_F_RDONLY_PROG;
