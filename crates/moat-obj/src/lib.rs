@@ -47,6 +47,7 @@
 
 mod btf;
 mod btf_ext;
+mod ctype;
 mod elf;
 mod error;
 mod link;
@@ -54,6 +55,7 @@ mod load;
 mod maps;
 mod spec;
 
+pub use ctype::{CMember, CType, GlobalVar, ParseValueError};
 pub use error::{BtfErrorKind, ElfReadError, MapErrorKind, ObjError, RelocErrorKind, SectionRef};
 pub use spec::{
     FunctionSpan, InnerMap, LineInfo, MapKind, MapSpec, Object, ProgramSpec, SectionInfo,

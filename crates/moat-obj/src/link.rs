@@ -605,5 +605,6 @@ fn link(
         unresolved,
         core_relocations,
         line_info,
+        context_type: None,
     })
 }

@@ -38,8 +38,11 @@ pub(crate) fn load(bytes: &[u8]) -> Result<Object, ObjError> {
         (Some(btf), Some(i)) => Some(BtfExt::parse(elf.data(i)?, btf).map_err(btf_error(i))?),
         _ => None,
     };
-    let maps = maps::collect(&elf, &kinds, btf.as_ref())?;
-    let programs = link::programs(&elf, &kinds, &maps, ext.as_ref())?;
+    let mut maps = maps::collect(&elf, &kinds, btf.as_ref())?;
+    let mut programs = link::programs(&elf, &kinds, &maps, ext.as_ref())?;
+    if let Some(i) = find(SectionKind::Btf) {
+        crate::ctype::annotate(elf.data(i)?, &mut maps.specs, &mut programs);
+    }
     let license = match find(SectionKind::License) {
         Some(i) => {
             let data = elf.data(i)?;

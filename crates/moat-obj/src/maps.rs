@@ -170,6 +170,9 @@ fn blank(name: String, kind: MapKind, section: &str, offset: u64) -> MapSpec {
         legacy_def: Vec::new(),
         section: section.to_string(),
         section_offset: offset,
+        key_type: None,
+        value_type: None,
+        vars: Vec::new(),
     }
 }
 

@@ -73,6 +73,9 @@ pub struct ProgramSpec {
     pub core_relocations: usize,
     /// Source positions from `.BTF.ext`, sorted by instruction; each holds until the next one.
     pub line_info: Vec<LineInfo>,
+    /// From BTF: the type the program's first parameter points to (its context, e.g. the
+    /// `struct request` of a buffer program), if the object has BTF for the function.
+    pub context_type: Option<crate::CType>,
 }
 
 impl ProgramSpec {
@@ -199,6 +202,12 @@ pub struct MapSpec {
     pub section: String,
     /// Byte offset of the definition in its section.
     pub section_offset: u64,
+    /// From BTF: the key's C type (`__type(key, T)`), if known.
+    pub key_type: Option<crate::CType>,
+    /// From BTF: the value's C type (`__type(value, T)`), if known.
+    pub value_type: Option<crate::CType>,
+    /// From BTF, for global data maps: the section's variables, by offset.
+    pub vars: Vec<crate::GlobalVar>,
 }
 
 /// What a section is, as far as the loader is concerned.
