@@ -94,6 +94,8 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ),
         ("moat-kernel", &["moat-isa", "moat-abi"][..]),
         ("moat-omb", &["moat-pool"][..]),
+        ("moat-attach", &["moat", "moat-signal"][..]),
+        ("moat-agent", &["moat", "moat-attach"][..]),
     ])
 }
 

@@ -1,0 +1,339 @@
+//! The agent inside the traced process: loads, verifies and JIT-compiles the object's programs
+//! (each object in its own domain), attaches them, streams ring-buffer records and map dumps to
+//! the controller's file, and on exit writes the last dump and the probes' counters.
+//!
+//! It fails open: any error (a refused program, a missing symbol, a failed patch, a file that
+//! cannot be written) is reported if possible and otherwise ignored; the process runs on.
+
+use crate::protocol::Record;
+use moat::{LoadedObject, MapType, ObjectOptions, ProgType, Runtime, Verification};
+use moat_attach::{AttachPoint, Attachment, Choice, Hook, Target};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The environment the controller passes the agent.
+pub mod env {
+    /// The object to load.
+    pub const OBJECT: &str = "MOAT_TRACE_OBJ";
+    /// Comma-separated program names to attach (all when unset).
+    pub const PROGRAMS: &str = "MOAT_TRACE_PROGRAMS";
+    /// The file records are appended to.
+    pub const OUT: &str = "MOAT_TRACE_OUT";
+    /// Milliseconds between map dumps (none but the last when unset or 0).
+    pub const INTERVAL_MS: &str = "MOAT_TRACE_INTERVAL_MS";
+    /// `trap`: attach every probe with `int3` (to measure the fallback).
+    pub const METHOD: &str = "MOAT_TRACE_METHOD";
+    /// `1`: load without verification (the engines' checks and `sfi` still confine).
+    pub const NO_VERIFY: &str = "MOAT_TRACE_NO_VERIFY";
+}
+
+/// What the agent keeps for the life of the process.
+struct State {
+    out: Mutex<Option<File>>,
+    object: LoadedObject,
+    attachments: Vec<(String, Attachment)>,
+    dumps: Mutex<u64>,
+}
+
+static STATE: OnceLock<State> = OnceLock::new();
+
+impl State {
+    fn send(&self, records: &[Record]) {
+        let text: String = records.iter().map(Record::to_line).collect();
+        if let Ok(mut out) = self.out.lock() {
+            if let Some(f) = out.as_mut() {
+                let _ = f.write_all(text.as_bytes());
+            }
+        }
+    }
+
+    fn drain_events(&self) {
+        let mut records = Vec::new();
+        for (name, map) in self.object.maps() {
+            if map.map_type() == MapType::RingBuf {
+                let _ = map.ringbuf_consume(&mut |r| {
+                    records.push(Record::Event {
+                        map: name.to_string(),
+                        data: r.to_vec(),
+                    })
+                });
+            }
+        }
+        if !records.is_empty() {
+            self.send(&records);
+        }
+    }
+
+    fn dump(&self) {
+        let seq = {
+            let mut d = self.dumps.lock().unwrap_or_else(|p| p.into_inner());
+            *d += 1;
+            *d
+        };
+        let mut records = vec![Record::DumpBegin(seq)];
+        for (name, map) in self.object.maps() {
+            if matches!(
+                map.map_type(),
+                MapType::RingBuf | MapType::Queue | MapType::Stack | MapType::ProgArray
+            ) {
+                continue;
+            }
+            for key in map.keys() {
+                if let Ok(value) = map.lookup(&key) {
+                    records.push(Record::Entry {
+                        map: name.to_string(),
+                        key,
+                        value,
+                    });
+                }
+            }
+        }
+        records.push(Record::DumpEnd(seq));
+        self.send(&records);
+    }
+
+    fn stats(&self) {
+        let records: Vec<Record> = self
+            .attachments
+            .iter()
+            .map(|(program, a)| Record::Stats {
+                program: program.clone(),
+                hits: a.hits(),
+                errors: a.errors(),
+                missed: a.missed(),
+            })
+            .collect();
+        self.send(&records);
+    }
+}
+
+/// Starts the agent if the controller asked for it (the environment names an object); called
+/// once, before `main`.
+pub fn start() {
+    let Some(object) = std::env::var_os(env::OBJECT) else {
+        return;
+    };
+    // Panics in moat are caught and counted; their messages must not reach the process's stderr.
+    // (The hook is the agent's own: the library has its own copy of Rust's standard library.)
+    std::panic::set_hook(Box::new(|_| {}));
+    moat_attach::untraced(|| start_untraced(object));
+}
+
+fn start_untraced(object: std::ffi::OsString) {
+    let out = std::env::var_os(env::OUT).and_then(|p| {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(p)
+            .ok()
+    });
+    let programs: Option<Vec<String>> = std::env::var(env::PROGRAMS)
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(|s| s.split(',').map(str::to_string).collect());
+    let interval = std::env::var(env::INTERVAL_MS)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|&ms| ms > 0)
+        .map(Duration::from_millis);
+    let choice = match std::env::var(env::METHOD).as_deref() {
+        Ok("trap") => Choice::Trap,
+        _ => Choice::Auto,
+    };
+    let no_verify = std::env::var(env::NO_VERIFY).as_deref() == Ok("1");
+    crate::sys::forget_environment();
+    let mut early = Vec::new();
+    let loaded = (|| {
+        let bytes = std::fs::read(&object)
+            .map_err(|e| format!("{}: {e}", std::path::Path::new(&object).display()))?;
+        let mut rt = Runtime::new();
+        moat_attach::helpers::register(&mut rt);
+        if no_verify {
+            rt.set_verification(Verification::Off);
+        }
+        rt.load_object(
+            &bytes,
+            ObjectOptions {
+                prog_type: Some(ProgType::Tracing),
+            },
+        )
+        .map_err(|e| e.to_string())
+    })();
+    let object = match loaded {
+        Ok(o) => o,
+        Err(message) => {
+            if let Some(mut f) = out {
+                let rec = Record::Error {
+                    program: String::new(),
+                    message,
+                };
+                let _ = f.write_all(rec.to_line().as_bytes());
+                let _ = f.write_all(Record::Detached.to_line().as_bytes());
+            }
+            return;
+        }
+    };
+    let attachments = attach_all(&object, programs.as_deref(), choice, &mut early);
+    let state = State {
+        out: Mutex::new(out),
+        object,
+        attachments,
+        dumps: Mutex::new(0),
+    };
+    state.send(&early);
+    if STATE.set(state).is_err() {
+        return;
+    }
+    crate::sys::at_exit(finish);
+    let _ = std::thread::Builder::new()
+        .name("moat-agent".into())
+        .spawn(move || poll(interval));
+}
+
+/// Streams ring-buffer records every few milliseconds and dumps maps every `interval`.
+fn poll(interval: Option<Duration>) {
+    let mut last = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(5));
+        let Some(state) = STATE.get() else { return };
+        moat_attach::untraced(|| {
+            state.drain_events();
+            if let Some(i) = interval {
+                if last.elapsed() >= i {
+                    state.dump();
+                    last = Instant::now();
+                }
+            }
+        });
+    }
+}
+
+/// At exit: the last events, the last dump, the counters.
+extern "C" fn finish() {
+    let _ = std::panic::catch_unwind(|| {
+        if let Some(state) = STATE.get() {
+            moat_attach::untraced(|| {
+                state.drain_events();
+                state.dump();
+                state.stats();
+                state.send(&[Record::Detached]);
+            });
+        }
+    });
+}
+
+/// The entry and return programs (with their names) of one probed function.
+type Group = (Vec<(String, Hook)>, Vec<(String, Hook)>);
+
+/// Attaches every (chosen) program; records what each got.
+fn attach_all(
+    object: &LoadedObject,
+    chosen: Option<&[String]>,
+    choice: Choice,
+    records: &mut Vec<Record>,
+) -> Vec<(String, Attachment)> {
+    // Programs grouped by probed target: entry and return programs of one function share a probe.
+    let mut groups: BTreeMap<(String, String, u64), Group> = BTreeMap::new();
+    fn error(records: &mut Vec<Record>, program: &str, message: String) {
+        records.push(Record::Error {
+            program: program.to_string(),
+            message,
+        })
+    }
+    for (spec, (name, result)) in object.object().programs.iter().zip(object.programs()) {
+        if chosen.is_some_and(|c| !c.iter().any(|n| n == name)) {
+            continue;
+        }
+        let point = match AttachPoint::from_section(&spec.section) {
+            Ok(Some(p)) => p,
+            Ok(None) => continue,
+            Err(e) => {
+                error(records, name, e.to_string());
+                continue;
+            }
+        };
+        let program = match result {
+            Ok(p) => p.clone(),
+            Err(e) => {
+                error(records, name, format!("not loaded: {e}"));
+                continue;
+            }
+        };
+        let hook = Hook { program, cookie: 0 };
+        match point {
+            AttachPoint::Uprobe(Target {
+                path,
+                symbol,
+                offset,
+            }) => groups
+                .entry((path, symbol, offset))
+                .or_default()
+                .0
+                .push((name.to_string(), hook)),
+            AttachPoint::Uretprobe(Target {
+                path,
+                symbol,
+                offset,
+            }) => groups
+                .entry((path, symbol, offset))
+                .or_default()
+                .1
+                .push((name.to_string(), hook)),
+            other => error(
+                records,
+                name,
+                format!("{other}: system call tracepoints are not hooked by this agent"),
+            ),
+        }
+    }
+    let mut out = Vec::new();
+    for ((path, symbol, offset), (entry, ret)) in groups {
+        let target = Target {
+            path,
+            symbol,
+            offset,
+        };
+        let names: Vec<(String, &str)> = entry
+            .iter()
+            .map(|(n, _)| (n.clone(), "uprobe"))
+            .chain(ret.iter().map(|(n, _)| (n.clone(), "uretprobe")))
+            .collect();
+        let located = match moat_attach::locate(&target, std::process::id()) {
+            Ok(l) => l,
+            Err(e) => {
+                for (n, _) in &names {
+                    error(records, n, e.to_string());
+                }
+                continue;
+            }
+        };
+        let hooks = |v: Vec<(String, Hook)>| v.into_iter().map(|(_, h)| h).collect();
+        match moat_attach::attach(&located, hooks(entry), hooks(ret), choice) {
+            Ok(a) => {
+                for (n, kind) in &names {
+                    records.push(Record::Attached {
+                        program: n.clone(),
+                        point: format!("{kind} {target}"),
+                        address: a.address(),
+                        method: a.method().to_string(),
+                    });
+                }
+                let label = names
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join("+");
+                out.push((label, a));
+            }
+            Err(e) => {
+                for (n, _) in &names {
+                    error(records, n, format!("{target}: {e}"));
+                }
+            }
+        }
+    }
+    out
+}

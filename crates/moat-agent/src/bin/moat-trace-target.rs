@@ -1,0 +1,63 @@
+//! The bundled test program `moat trace` is tested against: `moat-trace-target N [threads]` calls
+//! `target_add(i % 7, i)` N times and `target_work(i)` N / 10 times on each thread, prints what it
+//! computed and exits with status 3, so tests can check that tracing changes neither.
+
+use std::hint::black_box;
+
+/// Adds; probed by the examples (`uprobe_count`).
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn target_add(a: u64, b: u64) -> u64 {
+    black_box(a).wrapping_add(black_box(b))
+}
+
+/// Does a little work; probed by the examples (`uretprobe_latency`).
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn target_work(n: u64) -> u64 {
+    let mut x = n;
+    for i in 0..1000 {
+        x = black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
+    }
+    x
+}
+
+fn run(n: u64) -> u64 {
+    let mut sum = 0u64;
+    for i in 0..n {
+        sum = sum.wrapping_add(target_add(i % 7, i));
+        if i % 10 == 0 {
+            sum ^= target_work(i);
+        }
+    }
+    sum
+}
+
+/// `malloc N`: N calls of the C library's `malloc` and `free`, nothing else.
+fn mallocs(n: u64) {
+    for i in 0..n {
+        // The C library's allocator, called directly: exactly one malloc and one free per round.
+        moat_agent::test_support::malloc_free(16 + (i as usize & 63));
+    }
+    println!("target: {n} mallocs");
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("malloc") {
+        let n = args.nth(1).and_then(|a| a.parse().ok()).unwrap_or(100);
+        mallocs(n);
+        return;
+    }
+    let n: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);
+    let threads: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
+    let handles: Vec<_> = (0..threads.saturating_sub(1))
+        .map(|_| std::thread::spawn(move || run(n)))
+        .collect();
+    let mut total = run(n);
+    for h in handles {
+        total ^= h.join().unwrap_or(0);
+    }
+    println!("target: {n} calls x {threads} threads, result {total:#x}");
+    std::process::exit(3);
+}

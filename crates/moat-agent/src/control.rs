@@ -1,0 +1,405 @@
+//! The controller side of `moat trace`: starts a command with the agent preloaded, follows what the
+//! agent reports while the command runs (ring-buffer records as they arrive, map dumps), and
+//! returns the command's exit status. Works when the command crashes: everything the agent wrote
+//! before is printed, and the last dump with it.
+
+use crate::agent::env;
+use crate::protocol::Record;
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
+use thiserror::Error;
+
+/// How to print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// Lines for people.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// What to trace and how.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The object.
+    pub object: PathBuf,
+    /// Programs to attach (all when empty).
+    pub programs: Vec<String>,
+    /// Output format.
+    pub format: Format,
+    /// Dump maps every so often (besides at exit).
+    pub interval: Option<Duration>,
+    /// Attach every probe with `int3`.
+    pub trap: bool,
+    /// Load without verification.
+    pub no_verify: bool,
+    /// The agent library (found next to the running executable when `None`).
+    pub agent: Option<PathBuf>,
+    /// Capture the command's standard output into [`Outcome::stdout`] instead of passing it on.
+    pub capture: bool,
+}
+
+/// Why tracing could not start.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// The agent library was not found.
+    #[error("moat's agent library (libmoat_agent.so) not found; looked in {0}; set MOAT_AGENT or build it with `cargo build -p moat-agent`")]
+    NoAgent(String),
+    /// The command could not be started.
+    #[error("cannot start {command}: {source}")]
+    Spawn {
+        /// The command.
+        command: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The report file could not be made or read.
+    #[error("report file {path}: {source}")]
+    Report {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where the agent library is: `MOAT_AGENT`, else beside the running executable (or in its
+/// `deps/`, where cargo puts it for a dependency).
+pub fn find_agent() -> Result<PathBuf, ControlError> {
+    if let Some(p) = std::env::var_os("MOAT_AGENT") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe.parent().unwrap_or(Path::new("."));
+    let candidates = [
+        dir.join("libmoat_agent.so"),
+        dir.join("deps/libmoat_agent.so"),
+        dir.join("../libmoat_agent.so"),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .and_then(|p| p.canonicalize().ok())
+        .ok_or_else(|| {
+            ControlError::NoAgent(
+                candidates
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )
+        })
+}
+
+/// What a finished trace saw, for callers that check it (tests, benchmarks).
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// Every record the agent wrote.
+    pub records: Vec<Record>,
+    /// The command's standard output, when captured.
+    pub stdout: Vec<u8>,
+}
+
+impl Outcome {
+    /// The last complete map dump: `(map, key, value)`.
+    pub fn last_dump(&self) -> Vec<(String, Vec<u8>, Vec<u8>)> {
+        let mut current = Vec::new();
+        let mut last = Vec::new();
+        for r in &self.records {
+            match r {
+                Record::DumpBegin(_) => current.clear(),
+                Record::Entry { map, key, value } => {
+                    current.push((map.clone(), key.clone(), value.clone()))
+                }
+                Record::DumpEnd(_) => last = std::mem::take(&mut current),
+                _ => {}
+            }
+        }
+        last
+    }
+
+    /// The value of `key` (a little-endian number of the key's size) in `map` in the last dump,
+    /// read as a little-endian `u64`.
+    pub fn value(&self, map: &str, key: u64) -> Option<u64> {
+        self.last_dump()
+            .into_iter()
+            .find(|(m, k, _)| m == map && le(k) == key)
+            .map(|(_, _, v)| le(&v))
+    }
+
+    /// The ring-buffer records of `map`.
+    pub fn events(&self, map: &str) -> Vec<Vec<u8>> {
+        self.records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Event { map: m, data } if m == map => Some(data.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// `bytes` as a little-endian number (the first 8 bytes).
+pub fn le(bytes: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    for (d, s) in b.iter_mut().zip(bytes) {
+        *d = *s;
+    }
+    u64::from_le_bytes(b)
+}
+
+/// Runs `command` (program and arguments) traced, printing what the agent reports to `out` as it
+/// arrives; returns the command's exit status and everything reported.
+pub fn launch(
+    options: &Options,
+    command: &[OsString],
+    out: &mut dyn Write,
+) -> Result<(ExitStatus, Outcome), ControlError> {
+    let agent = match &options.agent {
+        Some(a) => a.clone(),
+        None => find_agent()?,
+    };
+    let report = report_path();
+    let report_err = |source| ControlError::Report {
+        path: report.clone(),
+        source,
+    };
+    std::fs::write(&report, b"").map_err(report_err)?;
+    let object = options
+        .object
+        .canonicalize()
+        .unwrap_or_else(|_| options.object.clone());
+    let (program, args) = command.split_first().ok_or_else(|| ControlError::Spawn {
+        command: String::new(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "no command"),
+    })?;
+    let mut preload = agent.into_os_string();
+    if let Some(old) = std::env::var_os("LD_PRELOAD") {
+        preload.push(":");
+        preload.push(old);
+    }
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .env("LD_PRELOAD", preload)
+        .env(env::OBJECT, &object)
+        .env(env::OUT, &report)
+        .env(env::PROGRAMS, options.programs.join(","));
+    if let Some(i) = options.interval {
+        cmd.env(env::INTERVAL_MS, i.as_millis().max(1).to_string());
+    }
+    if options.trap {
+        cmd.env(env::METHOD, "trap");
+    }
+    if options.no_verify {
+        cmd.env(env::NO_VERIFY, "1");
+    }
+    if options.capture {
+        cmd.stdout(std::process::Stdio::piped());
+    }
+    let mut child = cmd.spawn().map_err(|source| ControlError::Spawn {
+        command: program.to_string_lossy().into_owned(),
+        source,
+    })?;
+    let captured = child.stdout.take().map(|mut s| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut s, &mut buf);
+            buf
+        })
+    });
+    let file = std::fs::File::open(&report).map_err(report_err)?;
+    let mut reader = BufReader::new(file);
+    let mut printer = Printer::new(options.format);
+    let mut outcome = Outcome::default();
+    let mut partial = String::new();
+    let mut follow = |reader: &mut BufReader<std::fs::File>, out: &mut dyn Write| loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        partial.push_str(&line);
+        if !partial.ends_with('\n') {
+            break;
+        }
+        let text = std::mem::take(&mut partial);
+        if let Some(r) = Record::parse(text.trim_end_matches('\n')) {
+            printer.print(&r, out);
+            outcome.records.push(r);
+        }
+    };
+    let status = loop {
+        follow(&mut reader, out);
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => return Err(report_err(e)),
+        }
+    };
+    follow(&mut reader, out);
+    if let Some(c) = captured {
+        outcome.stdout = c.join().unwrap_or_default();
+    }
+    let _ = out.flush();
+    let _ = std::fs::remove_file(&report);
+    Ok((status, outcome))
+}
+
+fn report_path() -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    std::env::temp_dir().join(format!(
+        "moat-trace-{}-{}.log",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// Prints records: events at once, a dump when it is complete.
+struct Printer {
+    format: Format,
+    dump: Vec<(String, Vec<u8>, Vec<u8>)>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// A key or value as people read it: a number if it is 1, 2, 4 or 8 bytes, else hex.
+fn show(bytes: &[u8]) -> String {
+    match bytes.len() {
+        1 | 2 | 4 | 8 => le(bytes).to_string(),
+        _ => hex(bytes),
+    }
+}
+
+fn json_str(s: &str) -> String {
+    let mut o = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(o, "\\u{:04x}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+impl Printer {
+    fn new(format: Format) -> Printer {
+        Printer {
+            format,
+            dump: Vec::new(),
+        }
+    }
+
+    fn print(&mut self, r: &Record, out: &mut dyn Write) {
+        let json = self.format == Format::Json;
+        let line = match r {
+            Record::Attached {
+                program,
+                point,
+                address,
+                method,
+            } => {
+                if json {
+                    format!(
+                        "{{\"attached\":{},\"point\":{},\"address\":{address},\"method\":{}}}",
+                        json_str(program),
+                        json_str(point),
+                        json_str(method)
+                    )
+                } else {
+                    format!("attached {program}: {point} at {address:#x}, {method}")
+                }
+            }
+            Record::Error { program, message } => {
+                if json {
+                    format!(
+                        "{{\"error\":{},\"program\":{}}}",
+                        json_str(message),
+                        json_str(program)
+                    )
+                } else if program.is_empty() {
+                    format!("error: {message}")
+                } else {
+                    format!("error: {program}: {message}")
+                }
+            }
+            Record::Event { map, data } => {
+                if json {
+                    format!("{{\"event\":{},\"data\":\"{}\"}}", json_str(map), hex(data))
+                } else {
+                    format!("event {map}: {}", hex(data))
+                }
+            }
+            Record::DumpBegin(_) => {
+                self.dump.clear();
+                return;
+            }
+            Record::Entry { map, key, value } => {
+                self.dump.push((map.clone(), key.clone(), value.clone()));
+                return;
+            }
+            Record::DumpEnd(seq) => {
+                let mut s = String::new();
+                if !json {
+                    let _ = writeln!(s, "maps (dump {seq}):");
+                }
+                for (map, k, v) in &self.dump {
+                    if json {
+                        let _ = writeln!(
+                            s,
+                            "{{\"map\":{},\"key\":\"{}\",\"value\":\"{}\",\"dump\":{seq}}}",
+                            json_str(map),
+                            hex(k),
+                            hex(v)
+                        );
+                    } else {
+                        let _ = writeln!(s, "  {map}[{}] = {}", show(k), show(v));
+                    }
+                }
+                let _ = out.write_all(s.as_bytes());
+                return;
+            }
+            Record::Stats {
+                program,
+                hits,
+                errors,
+                missed,
+            } => {
+                if json {
+                    format!(
+                        "{{\"stats\":{},\"runs\":{hits},\"failed\":{errors},\"missed\":{missed}}}",
+                        json_str(program)
+                    )
+                } else {
+                    format!("probe {program}: {hits} runs, {errors} failed, {missed} missed")
+                }
+            }
+            Record::Detached => {
+                if json {
+                    "{\"detached\":true}".into()
+                } else {
+                    "detached".into()
+                }
+            }
+        };
+        let _ = writeln!(out, "{line}");
+    }
+}

@@ -1,0 +1,289 @@
+//! `moat trace` end to end: the agent preloaded into the bundled test program and into real
+//! programs, the examples attached, and the counts compared with what the programs really did;
+//! the traced programs' output and exit status compared with untraced runs.
+
+use moat_agent::control::{launch, le, Options, Outcome};
+use moat_agent::protocol::Record;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus};
+
+fn example(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/c").join(name)
+}
+
+const TARGET: &str = env!("CARGO_BIN_EXE_moat-trace-target");
+
+fn trace(options: Options, command: &[&str]) -> (ExitStatus, Outcome) {
+    let options = Options {
+        capture: true,
+        ..options
+    };
+    let command: Vec<OsString> = command.iter().map(OsString::from).collect();
+    let mut log = Vec::new();
+    let result = launch(&options, &command, &mut log).expect("trace starts");
+    result
+}
+
+fn untraced(command: &[&str]) -> (Option<i32>, Vec<u8>) {
+    let out = Command::new(command[0])
+        .args(&command[1..])
+        .output()
+        .expect("runs");
+    (out.status.code(), out.stdout)
+}
+
+fn attached(outcome: &Outcome) -> Vec<(String, String)> {
+    outcome
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Attached {
+                program, method, ..
+            } => Some((program.clone(), method.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn errors(outcome: &Outcome) -> Vec<String> {
+    outcome
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Error { program, message } => Some(format!("{program}: {message}")),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `target_add(i % 7, i)` for i < n: calls per first argument, and the sum of the results.
+fn expected_adds(n: u64) -> ([u64; 7], u64) {
+    let mut calls = [0u64; 7];
+    let mut sum = 0u64;
+    for i in 0..n {
+        calls[(i % 7) as usize] += 1;
+        sum = sum.wrapping_add(i % 7 + i);
+    }
+    (calls, sum)
+}
+
+fn check_counts(trap: bool) {
+    let n = 2000;
+    let cmd = [TARGET, "2000"];
+    let (status, outcome) = trace(
+        Options {
+            object: example("uprobe_count.o"),
+            trap,
+            ..Options::default()
+        },
+        &cmd,
+    );
+    assert!(errors(&outcome).is_empty(), "{:?}", errors(&outcome));
+    let methods = attached(&outcome);
+    assert_eq!(methods.len(), 2, "{methods:?}");
+    for (_, m) in &methods {
+        assert_eq!(m.contains("trap"), trap, "{m}");
+    }
+    let (calls, sum) = expected_adds(n);
+    for (arg, &count) in calls.iter().enumerate() {
+        assert_eq!(outcome.value("calls", arg as u64), Some(count), "calls[{arg}]");
+    }
+    assert_eq!(outcome.value("returned", 0), Some(sum));
+    let (code, stdout) = untraced(&cmd);
+    assert_eq!(status.code(), code);
+    assert_eq!(
+        String::from_utf8_lossy(&outcome.stdout),
+        String::from_utf8_lossy(&stdout)
+    );
+}
+
+#[test]
+fn uprobe_and_uretprobe_count_every_call_rewritten() {
+    check_counts(false);
+}
+
+#[test]
+fn uprobe_and_uretprobe_count_every_call_with_int3() {
+    check_counts(true);
+}
+
+#[test]
+fn latency_histogram_and_events_from_two_threads() {
+    let (threads, n) = (2u64, 500u64);
+    let (status, outcome) = trace(
+        Options {
+            object: example("uretprobe_latency.o"),
+            ..Options::default()
+        },
+        &[TARGET, "500", "2"],
+    );
+    assert_eq!(status.code(), Some(3));
+    assert!(errors(&outcome).is_empty(), "{:?}", errors(&outcome));
+    let calls = threads * n / 10;
+    let total: u64 = outcome
+        .last_dump()
+        .iter()
+        .filter(|(m, _, _)| m == "hist")
+        .map(|(_, _, v)| le(v))
+        .sum();
+    assert_eq!(total, calls);
+    let events = outcome.events("events");
+    assert_eq!(events.len() as u64, calls);
+    let address = outcome
+        .records
+        .iter()
+        .find_map(|r| match r {
+            Record::Attached { address, .. } => Some(*address),
+            _ => None,
+        })
+        .expect("attached");
+    let mut tids = std::collections::BTreeSet::new();
+    for e in &events {
+        assert_eq!(e.len(), 40);
+        let pid = le(&e[0..4]);
+        tids.insert(le(&e[4..8]));
+        assert!(pid > 0);
+        assert_eq!(le(&e[16..24]), address, "bpf_get_func_ip");
+        assert_eq!(&e[24..39], b"moat-trace-targ", "bpf_get_current_comm");
+    }
+    assert_eq!(tids.len() as u64, threads, "bpf_get_current_pid_tgid");
+}
+
+fn malloc_count(n: u64) -> u64 {
+    let (status, outcome) = trace(
+        Options {
+            object: example("malloc_free.o"),
+            ..Options::default()
+        },
+        &[TARGET, "malloc", &n.to_string()],
+    );
+    assert_eq!(status.code(), Some(0));
+    assert!(errors(&outcome).is_empty(), "{:?}", errors(&outcome));
+    let mallocs = outcome.value("counts", 0).expect("mallocs counted");
+    let frees = outcome.value("counts", 1).expect("frees counted");
+    assert!(frees > 0);
+    mallocs
+}
+
+#[test]
+fn malloc_counts_match_the_calls_made() {
+    // The runtime's own allocations are the same in both runs: the difference is the loop's.
+    assert_eq!(malloc_count(2000) - malloc_count(1000), 1000);
+}
+
+#[test]
+fn real_programs_keep_their_output() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
+    let cmd = ["/bin/ls", "-l", dir];
+    let (status, outcome) = trace(
+        Options {
+            object: example("malloc_free.o"),
+            ..Options::default()
+        },
+        &cmd,
+    );
+    assert!(errors(&outcome).is_empty(), "{:?}", errors(&outcome));
+    assert_eq!(attached(&outcome).len(), 2);
+    assert!(outcome.value("counts", 0).unwrap_or(0) > 0, "ls calls malloc");
+    let (code, stdout) = untraced(&cmd);
+    assert_eq!(status.code(), code);
+    assert_eq!(
+        String::from_utf8_lossy(&outcome.stdout),
+        String::from_utf8_lossy(&stdout)
+    );
+}
+
+#[test]
+fn missing_targets_are_named_and_the_program_runs_on() {
+    let cmd = ["/bin/ls", "/"];
+    let (status, outcome) = trace(
+        Options {
+            object: example("uprobe_count.o"),
+            ..Options::default()
+        },
+        &cmd,
+    );
+    let errs = errors(&outcome);
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(errs[0].contains("moat-trace-target: not mapped"), "{errs:?}");
+    let (code, stdout) = untraced(&cmd);
+    assert_eq!(status.code(), code);
+    assert_eq!(
+        String::from_utf8_lossy(&outcome.stdout),
+        String::from_utf8_lossy(&stdout)
+    );
+}
+
+#[test]
+fn a_misbehaving_probe_is_disabled_and_the_program_is_unharmed() {
+    let cmd = [TARGET, "300"];
+    // Verified, the probe is refused.
+    let (_, refused) = trace(
+        Options {
+            object: example("misbehave.o"),
+            ..Options::default()
+        },
+        &cmd,
+    );
+    assert!(
+        errors(&refused).iter().any(|e| e.contains("not loaded")),
+        "{:?}",
+        errors(&refused)
+    );
+    // Unverified, it runs, every run fails, and the program's results are its own.
+    let (status, outcome) = trace(
+        Options {
+            object: example("misbehave.o"),
+            no_verify: true,
+            ..Options::default()
+        },
+        &cmd,
+    );
+    assert!(errors(&outcome).is_empty(), "{:?}", errors(&outcome));
+    let stats = outcome
+        .records
+        .iter()
+        .find_map(|r| match r {
+            Record::Stats { hits, errors, .. } => Some((*hits, *errors)),
+            _ => None,
+        })
+        .expect("stats");
+    assert_eq!(stats, (300, 300), "every run stopped (violations, then disabled)");
+    let (code, stdout) = untraced(&cmd);
+    assert_eq!(status.code(), code);
+    assert_eq!(
+        String::from_utf8_lossy(&outcome.stdout),
+        String::from_utf8_lossy(&stdout)
+    );
+}
+
+#[test]
+fn python_keeps_its_output() {
+    let Some(python) = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    else {
+        println!("skipped: no python3");
+        return;
+    };
+    let cmd = [python.as_str(), "-c", "print(sum(range(100)))"];
+    let (status, outcome) = trace(
+        Options {
+            object: example("malloc_free.o"),
+            ..Options::default()
+        },
+        &cmd,
+    );
+    assert!(errors(&outcome).is_empty(), "{:?}", errors(&outcome));
+    assert!(outcome.value("counts", 0).unwrap_or(0) > 100, "python mallocs");
+    let (code, stdout) = untraced(&cmd);
+    assert_eq!(status.code(), code);
+    assert_eq!(
+        String::from_utf8_lossy(&outcome.stdout),
+        String::from_utf8_lossy(&stdout)
+    );
+}

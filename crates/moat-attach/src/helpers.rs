@@ -1,0 +1,159 @@
+//! The tracing helpers with the traced process's real values: `bpf_probe_read_user(_str)` (and the
+//! old `bpf_probe_read(_str)`) read the process's own memory through `process_vm_readv`, which
+//! fails instead of faulting; `bpf_get_func_ip` and `bpf_get_attach_cookie` answer for the probe
+//! that runs the program; `bpf_get_current_pid_tgid` and `bpf_get_current_comm` ask the kernel once
+//! per thread (and again after `fork` or a rename through `prctl`).
+
+use crate::mem::read_user;
+use moat::{Arg, HelperCtx, HelperError, HelperProto, Ret, Runtime};
+use moat_abi_ids::*;
+use std::cell::Cell;
+
+/// The kernel's helper ids these helpers serve.
+mod moat_abi_ids {
+    pub const PROBE_READ: u32 = 4;
+    pub const GET_CURRENT_PID_TGID: u32 = 14;
+    pub const GET_CURRENT_COMM: u32 = 16;
+    pub const PROBE_READ_STR: u32 = 45;
+    pub const PROBE_READ_USER: u32 = 112;
+    pub const PROBE_READ_USER_STR: u32 = 114;
+    pub const GET_FUNC_IP: u32 = 173;
+    pub const GET_ATTACH_COOKIE: u32 = 174;
+}
+
+const EFAULT: u64 = (-14i64) as u64;
+
+/// The largest read one call makes (the kernel has no limit but the stack the result goes to).
+const MAX_READ: u64 = 1 << 16;
+
+fn proto(name: &str, args: &[Arg], ret: Ret) -> HelperProto {
+    let mut a = [Arg::None; 5];
+    for (d, s) in a.iter_mut().zip(args) {
+        *d = *s;
+    }
+    HelperProto {
+        name: name.to_string(),
+        args: a,
+        ret,
+        callback: moat::Callback::None,
+    }
+}
+
+fn probe_read(ctx: &mut HelperCtx<'_>, args: [u64; 5]) -> Result<u64, HelperError> {
+    let (dst, size, src) = (args[0], args[1].min(MAX_READ), args[2]);
+    if !ctx.mem.check(dst, size, true) {
+        return Err(ctx.out_of_bounds(1, dst, size));
+    }
+    let mut buf = vec![0u8; size as usize];
+    let got = read_user(src, &mut buf);
+    if got < buf.len() {
+        buf.fill(0);
+        ctx.write(1, dst, &buf)?;
+        return Ok(EFAULT);
+    }
+    ctx.write(1, dst, &buf)?;
+    Ok(0)
+}
+
+fn probe_read_str(ctx: &mut HelperCtx<'_>, args: [u64; 5]) -> Result<u64, HelperError> {
+    let (dst, size, src) = (args[0], args[1].min(MAX_READ), args[2]);
+    if size == 0 {
+        return Ok(0);
+    }
+    if !ctx.mem.check(dst, size, true) {
+        return Err(ctx.out_of_bounds(1, dst, size));
+    }
+    let mut buf = vec![0u8; size as usize];
+    // Read up to `size - 1` bytes, stopping at the first unreadable page.
+    let got = read_user(src, &mut buf[..size as usize - 1]);
+    if got == 0 {
+        ctx.write(1, dst, &[0])?;
+        return Ok(EFAULT);
+    }
+    let len = buf[..got].iter().position(|&b| b == 0).unwrap_or(got);
+    buf[len] = 0;
+    ctx.write(1, dst, &buf[..=len])?;
+    Ok(len as u64 + 1)
+}
+
+thread_local! {
+    /// This thread's `(tgid << 32) | tid` and the fork generation it was read in.
+    static PID_TGID: Cell<(u64, u64)> = const { Cell::new((0, u64::MAX)) };
+}
+
+static FORKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+extern "C" fn forked() {
+    FORKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn pid_tgid() -> u64 {
+    let generation = FORKS.load(std::sync::atomic::Ordering::Relaxed);
+    PID_TGID.with(|c| {
+        let (v, g) = c.get();
+        if g == generation {
+            return v;
+        }
+        let tgid = u64::from(std::process::id());
+        let tid = crate::mem::gettid();
+        let v = (tgid << 32) | tid;
+        c.set((v, generation));
+        v
+    })
+}
+
+/// Registers the tracing helpers on `rt`, replacing moat's generic ones (which read program memory
+/// only) for programs loaded from now on.
+pub fn register(rt: &mut Runtime) {
+    crate::mem::at_fork_child(forked);
+    use Arg::{AnyAddr, Ctx, MemOut, Size, SizeOrZero};
+    for (id, name) in [
+        (PROBE_READ, "bpf_probe_read"),
+        (PROBE_READ_USER, "bpf_probe_read_user"),
+    ] {
+        rt.register_helper_with_proto(
+            id,
+            proto(name, &[MemOut, SizeOrZero, AnyAddr], Ret::Integer),
+            probe_read,
+        );
+    }
+    for (id, name) in [
+        (PROBE_READ_STR, "bpf_probe_read_str"),
+        (PROBE_READ_USER_STR, "bpf_probe_read_user_str"),
+    ] {
+        rt.register_helper_with_proto(
+            id,
+            proto(name, &[MemOut, SizeOrZero, AnyAddr], Ret::Integer),
+            probe_read_str,
+        );
+    }
+    rt.register_helper_with_proto(
+        GET_CURRENT_PID_TGID,
+        proto("bpf_get_current_pid_tgid", &[], Ret::Integer),
+        |_, _| Ok(pid_tgid()),
+    );
+    rt.register_helper_with_proto(
+        GET_CURRENT_COMM,
+        proto("bpf_get_current_comm", &[MemOut, Size], Ret::Integer),
+        |ctx, args| {
+            let size = args[1].min(16) as usize;
+            if size == 0 {
+                return Ok((-22i64) as u64);
+            }
+            let mut comm = crate::mem::thread_name();
+            comm[size - 1] = 0;
+            ctx.write(1, args[0], &comm[..size])?;
+            Ok(0)
+        },
+    );
+    rt.register_helper_with_proto(
+        GET_FUNC_IP,
+        proto("bpf_get_func_ip", &[Ctx], Ret::Integer),
+        |_, _| Ok(crate::probe::current().0),
+    );
+    rt.register_helper_with_proto(
+        GET_ATTACH_COOKIE,
+        proto("bpf_get_attach_cookie", &[Ctx], Ret::Integer),
+        |_, _| Ok(crate::probe::current().1),
+    );
+}

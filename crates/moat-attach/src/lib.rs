@@ -1,0 +1,290 @@
+//! moat-attach: attaching verified eBPF programs to the process they run in.
+//!
+//! A *uprobe* runs programs when a thread reaches an address; a *uretprobe* when it returns from a
+//! function. Both are made by rewriting the process's code, not by the kernel's trap:
+//!
+//! - **Rewrite** (the fast path): the first whole instructions covering 5 bytes at the address are
+//!   replaced with a `jmp rel32` to a per-probe trampoline in code memory within reach. The
+//!   trampoline saves the registers as the kernel's `struct pt_regs` (and `xmm0`-`xmm15`), calls the
+//!   probe's handler, which runs every program of the probe with that `pt_regs` as its context,
+//!   restores the registers, runs the displaced instructions (relocated by `iced-x86`'s block
+//!   encoder) and jumps back. Patching is safe while other threads run: `int3` first (the trap
+//!   handler sends a thread that meets it to the trampoline), then the other bytes, then the first,
+//!   with every thread serialised in between (`membarrier`).
+//! - **Trap** (the fallback): where the function is shorter than 5 bytes or a branch of the
+//!   function lands inside the bytes a `jmp` would cover, only an `int3` is written; the `SIGTRAP`
+//!   handler (through `moat-signal`) resumes the thread at the same trampoline, which displaces
+//!   just the one instruction.
+//! - **Return probes**: the entry handler swaps the return address on the stack for the return
+//!   trampoline and pushes the real one on a per-thread shadow stack (64 deep, as the kernel's);
+//!   the return trampoline runs the return programs and returns to the real address. A `longjmp`
+//!   out of a probed function leaves a stale frame, dropped at the next return below it; a C++
+//!   exception unwinding through a hijacked frame finds the trampoline as return address and
+//!   terminates the process, as with the kernel's uretprobes.
+//!
+//! Everything fails open: a program that fails or is disabled leaves the thread as it was.
+//! `unsafe` lives in `mem` (code memory, patching, fault-safe reads), `probe` (the handlers the
+//! trampolines call) and `trap` (registering the `SIGTRAP` handler).
+
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+pub mod codegen;
+pub mod helpers;
+#[expect(unsafe_code, reason = "code memory, patching code, fault-safe reads")]
+mod mem;
+#[expect(unsafe_code, reason = "the handlers trampolines call with raw frames")]
+mod probe;
+pub mod spec;
+pub mod symbols;
+pub mod syscalls;
+#[expect(unsafe_code, reason = "registering the SIGTRAP handler")]
+mod trap;
+
+pub use mem::read_user;
+pub use probe::{untraced, Hook, PtRegs};
+pub use spec::{AttachPoint, SpecError, Syscall, Target};
+pub use symbols::{locate, Located, SymbolError};
+
+use codegen::{DisplaceError, JMP_LEN, MAX_TRAMPOLINE};
+use probe::Probe;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use thiserror::Error;
+
+/// How a probe was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// A `jmp` to the trampoline replaced `displaced` bytes of whole instructions.
+    Rewrite {
+        /// Bytes of instructions moved to the trampoline.
+        displaced: usize,
+    },
+    /// An `int3` and the `SIGTRAP` handler (the function is too short, or a branch lands in the
+    /// bytes a `jmp` would cover).
+    Trap,
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Method::Rewrite { displaced } => write!(f, "rewritten ({displaced} bytes displaced)"),
+            Method::Trap => write!(f, "int3 trap"),
+        }
+    }
+}
+
+/// Which method to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Choice {
+    /// Rewrite where safe, else trap.
+    #[default]
+    Auto,
+    /// Always trap (to measure the fallback).
+    Trap,
+}
+
+/// Why a probe could not be attached.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum AttachError {
+    /// The code at the address cannot be read.
+    #[error("{address:#x}: code not readable")]
+    Unreadable {
+        /// The address.
+        address: u64,
+    },
+    /// The instruction at the address cannot be moved.
+    #[error("{address:#x}: cannot move the instruction there ({reason})")]
+    Undisplaceable {
+        /// The address.
+        address: u64,
+        /// Why.
+        reason: String,
+    },
+    /// No code memory within reach, or the trampoline could not be assembled.
+    #[error("{address:#x}: no trampoline ({reason})")]
+    NoTrampoline {
+        /// The address.
+        address: u64,
+        /// Why.
+        reason: String,
+    },
+    /// The code could not be written, or the trap handler not installed.
+    #[error("{address:#x}: cannot patch the code ({reason})")]
+    Patch {
+        /// The address.
+        address: u64,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// An attached probe. Dropping it leaves it attached; [`Attachment::detach`] restores the code.
+#[derive(Debug)]
+pub struct Attachment {
+    probe: &'static Probe,
+    method: Method,
+    original: Vec<u8>,
+    attached: AtomicBool,
+}
+
+/// Attaches `entry` programs (run at `located.address`) and `ret` programs (run when the function
+/// returns; only where the address is the function's start) to this process.
+pub fn attach(
+    located: &Located,
+    entry: Vec<Hook>,
+    ret: Vec<Hook>,
+    choice: Choice,
+) -> Result<Attachment, AttachError> {
+    let address = located.address;
+    let code = {
+        let mut buf = vec![0u8; 32];
+        let n = read_user(address, &mut buf);
+        buf.truncate(n);
+        buf
+    };
+    if code.is_empty() {
+        return Err(AttachError::Unreadable { address });
+    }
+    let undisplaceable = |e: DisplaceError| AttachError::Undisplaceable {
+        address,
+        reason: match e {
+            DisplaceError::Invalid(at) => format!("no valid instruction at {at:#x}"),
+            DisplaceError::TooShort => "the code ends there".into(),
+        },
+    };
+    // The rewrite, where the function is long enough and nothing branches into the window.
+    let rewrite = match choice {
+        Choice::Trap => None,
+        Choice::Auto => codegen::displace(address, &code, JMP_LEN)
+            .ok()
+            .filter(|d| !branches_into(located, address, d.len)),
+    };
+    let (displaced, method) = match rewrite {
+        Some(d) => {
+            let len = d.len;
+            (d, Method::Rewrite { displaced: len })
+        }
+        None => (
+            codegen::displace(address, &code, 1).map_err(undisplaceable)?,
+            Method::Trap,
+        ),
+    };
+    if !ret.is_empty() && located.address != located.function {
+        return Err(AttachError::Undisplaceable {
+            address,
+            reason: "return probes attach at a function's start".into(),
+        });
+    }
+    let probe: &'static Probe = Box::leak(Box::new(Probe {
+        address,
+        function: located.function,
+        entry,
+        ret,
+        enabled: AtomicBool::new(true),
+        hits: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        missed: AtomicU64::new(0),
+    }));
+    if !probe.ret.is_empty() && probe::return_trampoline(address).is_none() {
+        return Err(AttachError::NoTrampoline {
+            address,
+            reason: "no code memory for the return trampoline".into(),
+        });
+    }
+    let resume = address + displaced.len as u64;
+    let handler = probe::on_entry as *const () as u64;
+    let tramp = mem::place_code(address, MAX_TRAMPOLINE, |at| {
+        codegen::trampoline(
+            at,
+            handler,
+            probe as *const Probe as u64,
+            &displaced.instrs,
+            resume,
+        )
+        .ok()
+    })
+    .ok_or_else(|| AttachError::NoTrampoline {
+        address,
+        reason: "no code memory within 2 GiB, or the instructions do not relocate".into(),
+    })?;
+    if !trap::route(address, tramp) {
+        return Err(AttachError::Patch {
+            address,
+            reason: "the SIGTRAP handler cannot be installed or its table is full".into(),
+        });
+    }
+    let patch: Vec<u8> = match method {
+        Method::Trap => vec![0xcc],
+        Method::Rewrite { .. } => codegen::jmp_rel32(address, tramp)
+            .ok_or_else(|| AttachError::NoTrampoline {
+                address,
+                reason: "trampoline out of reach".into(),
+            })?
+            .to_vec(),
+    };
+    let original = code[..patch.len()].to_vec();
+    if !mem::patch_code(address, &patch) {
+        return Err(AttachError::Patch {
+            address,
+            reason: "mprotect refused".into(),
+        });
+    }
+    Ok(Attachment {
+        probe,
+        method,
+        original,
+        attached: AtomicBool::new(true),
+    })
+}
+
+/// Whether a direct branch of the located function lands inside `(address, address + len)`.
+fn branches_into(located: &Located, address: u64, len: usize) -> bool {
+    if located.size == 0 {
+        return false;
+    }
+    let size = usize::try_from(located.size).unwrap_or(0).min(1 << 20);
+    match mem::read_code(located.function, size) {
+        Some(code) => codegen::branch_into(located.function, &code, address, address + len as u64),
+        None => true,
+    }
+}
+
+impl Attachment {
+    /// How the probe was made.
+    pub fn method(&self) -> Method {
+        self.method
+    }
+
+    /// The probed address.
+    pub fn address(&self) -> u64 {
+        self.probe.address
+    }
+
+    /// Program runs so far.
+    pub fn hits(&self) -> u64 {
+        self.probe.hits.load(Ordering::Relaxed)
+    }
+
+    /// Runs that failed (the program refused at run time, faulted, or was disabled).
+    pub fn errors(&self) -> u64 {
+        self.probe.errors.load(Ordering::Relaxed)
+    }
+
+    /// Hits skipped (nested in another probe on the same thread, or too deep for return probes).
+    pub fn missed(&self) -> u64 {
+        self.probe.missed.load(Ordering::Relaxed)
+    }
+
+    /// Detaches: the probed code gets its original bytes back (the same `int3`-first protocol),
+    /// and the probe's programs stop running. Threads already in the trampoline, or holding a
+    /// hijacked return, finish normally. `false` if the code could not be written.
+    pub fn detach(&self) -> bool {
+        if !self.attached.swap(false, Ordering::AcqRel) {
+            return true;
+        }
+        let ok = mem::patch_code(self.probe.address, &self.original);
+        self.probe.enabled.store(false, Ordering::Release);
+        ok
+    }
+}

@@ -1,0 +1,260 @@
+//! Probes: what runs when a thread reaches a probed address (the entry handler, called by the
+//! probe's trampoline) or returns from a probed function (the return handler, called by the return
+//! trampoline), and the per-thread shadow stack of hijacked return addresses.
+//!
+//! Both handlers fail open: a program that fails, faults under `sfi`, panics or is disabled leaves
+//! the thread's registers and memory as they were, and the thread goes on as if unprobed.
+
+use crate::codegen::{FRAME, PT_REGS_SIZE};
+use moat::LoadedProgram;
+use std::cell::{Cell, RefCell};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+/// The kernel's `struct pt_regs` on x86-64: `r15 r14 r13 r12 bp bx r11 r10 r9 r8 ax cx dx si di
+/// orig_ax ip cs flags sp ss`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PtRegs {
+    /// The registers, in the kernel's order.
+    pub regs: [u64; 21],
+}
+
+/// `pt_regs` slots.
+pub mod slot {
+    #![allow(missing_docs)]
+    pub const ORIG_RAX: usize = 15;
+    pub const RIP: usize = 16;
+    pub const CS: usize = 17;
+    pub const RSP: usize = 19;
+    pub const SS: usize = 20;
+}
+
+/// One program attached to a probe.
+#[derive(Debug, Clone)]
+pub struct Hook {
+    /// The program.
+    pub program: LoadedProgram,
+    /// What `bpf_get_attach_cookie` returns to it.
+    pub cookie: u64,
+}
+
+/// A probed address and what runs there. Never freed: a thread may be in its trampoline or hold
+/// a hijacked return after detach.
+#[derive(Debug)]
+pub(crate) struct Probe {
+    /// The probed address.
+    pub address: u64,
+    /// The function's first byte (`bpf_get_func_ip`).
+    pub function: u64,
+    /// Programs run at entry.
+    pub entry: Vec<Hook>,
+    /// Programs run at return.
+    pub ret: Vec<Hook>,
+    /// Whether programs run (cleared at detach).
+    pub enabled: AtomicBool,
+    /// Program runs.
+    pub hits: AtomicU64,
+    /// Runs that failed (refused or faulting programs, disabled programs).
+    pub errors: AtomicU64,
+    /// Hits skipped: nested in a probe on the same thread, or too deep for the shadow stack.
+    pub missed: AtomicU64,
+}
+
+/// How deep the shadow stack of hijacked returns goes per thread (the kernel's
+/// `MAX_URETPROBE_DEPTH`); deeper calls run their entry programs but not their return ones.
+const SHADOW_DEPTH: usize = 64;
+
+#[derive(Clone, Copy)]
+struct Frame {
+    /// Where the return address was (the stack slot at function entry).
+    slot: u64,
+    /// The real return address.
+    ret: u64,
+    probe: *const Probe,
+}
+
+struct Shadow {
+    frames: [Frame; SHADOW_DEPTH],
+    depth: usize,
+}
+
+const FREE: u8 = 0;
+const RUNNING: u8 = 1;
+const QUIET: u8 = 2;
+
+const EMPTY: Frame = Frame {
+    slot: 0,
+    ret: 0,
+    probe: std::ptr::null(),
+};
+
+thread_local! {
+    /// Whether this thread is running probe programs (`RUNNING`: probes hit meanwhile are skipped
+    /// and counted as missed) or moat's own work (`QUIET`: skipped, not counted), or neither (`FREE`).
+    static IN_PROBE: Cell<u8> = const { Cell::new(FREE) };
+    static SHADOW: RefCell<Shadow> = const {
+        RefCell::new(Shadow { frames: [EMPTY; SHADOW_DEPTH], depth: 0 })
+    };
+    /// The function address and attach cookie of the program running on this thread.
+    static CURRENT: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+/// Runs `f` with this thread's probes off: what moat does for itself (an agent's reports, map
+/// dumps) is not traced.
+pub fn untraced<R>(f: impl FnOnce() -> R) -> R {
+    let was = IN_PROBE.with(|p| p.replace(QUIET));
+    let r = f();
+    IN_PROBE.with(|p| p.set(was));
+    r
+}
+
+/// The function address and cookie of the probe program running on this thread.
+pub(crate) fn current() -> (u64, u64) {
+    CURRENT.with(Cell::get)
+}
+
+/// The return trampoline's address, made on first use.
+static RETURN_TRAMPOLINE: OnceLock<Option<u64>> = OnceLock::new();
+
+pub(crate) fn return_trampoline(near: u64) -> Option<u64> {
+    *RETURN_TRAMPOLINE.get_or_init(|| {
+        crate::mem::place_code(near, crate::codegen::MAX_TRAMPOLINE, |at| {
+            crate::codegen::return_trampoline(at, on_return as *const () as u64).ok()
+        })
+    })
+}
+
+fn run(hook: &Hook, regs: &PtRegs, function: u64) -> bool {
+    CURRENT.with(|c| c.set((function, hook.cookie)));
+    hook.program
+        .run_placed(
+            PT_REGS_SIZE,
+            |buf| {
+                for (dst, r) in buf.chunks_exact_mut(8).zip(regs.regs) {
+                    dst.copy_from_slice(&r.to_ne_bytes());
+                }
+            },
+            |_| (),
+        )
+        .is_ok()
+}
+
+fn run_all(probe: &Probe, hooks: &[Hook], regs: &PtRegs) {
+    for hook in hooks {
+        probe.hits.fetch_add(1, Ordering::Relaxed);
+        if !run(hook, regs, probe.function) {
+            probe.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Runs `f` unless this thread is already in a probe.
+fn guarded(probe: &Probe, f: impl FnOnce()) {
+    match IN_PROBE.with(|p| p.get()) {
+        FREE => {}
+        RUNNING => {
+            probe.missed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        _ => return,
+    }
+    IN_PROBE.with(|p| p.set(RUNNING));
+    // A panic in moat must not unwind into the traced code (or abort the process).
+    let _ = catch_unwind(AssertUnwindSafe(f));
+    IN_PROBE.with(|p| p.set(FREE));
+}
+
+fn fill_fixed(regs: &mut PtRegs, rip: u64, rsp: u64) {
+    regs.regs[slot::ORIG_RAX] = u64::MAX;
+    regs.regs[slot::RIP] = rip;
+    regs.regs[slot::CS] = 0x33;
+    regs.regs[slot::RSP] = rsp;
+    regs.regs[slot::SS] = 0x2b;
+}
+
+/// Called by a probe's trampoline with the thread's registers.
+///
+/// # Safety
+/// `probe` is a live `Probe`; `regs` points to the trampoline's frame (`FRAME` bytes below the red
+/// zone of the probed thread's stack), with the probed function's return address at `pt_regs.sp`
+/// where the probe has return programs.
+pub(crate) unsafe extern "C" fn on_entry(probe: *const Probe, regs: *mut PtRegs) {
+    // SAFETY: the trampoline passes its own probe, which is never freed, and its frame.
+    let (probe, regs) = unsafe { (&*probe, &mut *regs) };
+    let rsp = regs as *mut PtRegs as u64 + FRAME as u64 + 128;
+    fill_fixed(regs, probe.address, rsp);
+    if !probe.enabled.load(Ordering::Relaxed) {
+        return;
+    }
+    guarded(probe, || {
+        run_all(probe, &probe.entry, regs);
+        if !probe.ret.is_empty() {
+            hijack(probe, rsp);
+        }
+    });
+}
+
+/// Replaces the return address at `slot` with the return trampoline, remembering the real one.
+fn hijack(probe: &Probe, slot: u64) {
+    let Some(trampoline) = return_trampoline(probe.address) else {
+        probe.missed.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    SHADOW.with(|s| {
+        let mut s = s.borrow_mut();
+        let depth = s.depth;
+        let Some(frame) = s.frames.get_mut(depth) else {
+            probe.missed.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let slot_ptr = slot as *mut u64;
+        // SAFETY: `slot` is the probed thread's stack pointer at the entry of the probed
+        // function (uretprobes attach at offset 0 only), where `call` put the return address;
+        // this thread owns that stack and nothing else runs on it now.
+        let ret = unsafe { slot_ptr.read() };
+        *frame = Frame { slot, ret, probe };
+        s.depth = depth + 1;
+        // SAFETY: as above.
+        unsafe { slot_ptr.write(trampoline) };
+    });
+}
+
+/// Called by the return trampoline: pops the thread's shadow stack, runs the function's return
+/// programs and returns the real return address.
+///
+/// Frames whose stack slot lies below the returning one were left by `longjmp` (or a C++ exception
+/// unwinding through a frame that was not hijacked) and are dropped, as the kernel drops its return
+/// instances.
+///
+/// # Safety
+/// `regs` points to the return trampoline's frame.
+pub(crate) unsafe extern "C" fn on_return(_: u64, regs: *mut PtRegs) -> u64 {
+    // SAFETY: the trampoline passes its frame.
+    let regs = unsafe { &mut *regs };
+    let rsp = regs as *mut PtRegs as u64 + FRAME as u64 + 8;
+    let slot = rsp - 8;
+    let frame = SHADOW.with(|s| {
+        let mut s = s.borrow_mut();
+        while s.depth > 0 {
+            s.depth -= 1;
+            let f = s.frames[s.depth];
+            if f.slot >= slot {
+                return Some(f);
+            }
+        }
+        None
+    });
+    let Some(frame) = frame else {
+        // No frame: the shadow stack is corrupt; nothing sane to return to.
+        std::process::abort();
+    };
+    fill_fixed(regs, frame.ret, rsp);
+    // SAFETY: probes are never freed.
+    let probe = unsafe { &*frame.probe };
+    if probe.enabled.load(Ordering::Relaxed) {
+        guarded(probe, || run_all(probe, &probe.ret, regs));
+    }
+    frame.ret
+}
