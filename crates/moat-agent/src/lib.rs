@@ -11,7 +11,10 @@
 pub mod agent;
 pub mod control;
 pub mod protocol;
-#[expect(unsafe_code, reason = "the constructor, atexit, malloc for the test program")]
+#[expect(
+    unsafe_code,
+    reason = "the constructor, atexit, malloc for the test program"
+)]
 mod sys;
 
 /// What the bundled test program needs of the C library.

@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use std::process::{Command, ExitStatus};
 
 fn example(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/c").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/c")
+        .join(name)
 }
 
 const TARGET: &str = env!("CARGO_BIN_EXE_moat-trace-target");
@@ -21,8 +23,7 @@ fn trace(options: Options, command: &[&str]) -> (ExitStatus, Outcome) {
     };
     let command: Vec<OsString> = command.iter().map(OsString::from).collect();
     let mut log = Vec::new();
-    let result = launch(&options, &command, &mut log).expect("trace starts");
-    result
+    launch(&options, &command, &mut log).expect("trace starts")
 }
 
 fn untraced(command: &[&str]) -> (Option<i32>, Vec<u8>) {
@@ -87,7 +88,11 @@ fn check_counts(trap: bool) {
     }
     let (calls, sum) = expected_adds(n);
     for (arg, &count) in calls.iter().enumerate() {
-        assert_eq!(outcome.value("calls", arg as u64), Some(count), "calls[{arg}]");
+        assert_eq!(
+            outcome.value("calls", arg as u64),
+            Some(count),
+            "calls[{arg}]"
+        );
     }
     assert_eq!(outcome.value("returned", 0), Some(sum));
     let (code, stdout) = untraced(&cmd);
@@ -185,7 +190,10 @@ fn real_programs_keep_their_output() {
     );
     assert!(errors(&outcome).is_empty(), "{:?}", errors(&outcome));
     assert_eq!(attached(&outcome).len(), 2);
-    assert!(outcome.value("counts", 0).unwrap_or(0) > 0, "ls calls malloc");
+    assert!(
+        outcome.value("counts", 0).unwrap_or(0) > 0,
+        "ls calls malloc"
+    );
     let (code, stdout) = untraced(&cmd);
     assert_eq!(status.code(), code);
     assert_eq!(
@@ -206,7 +214,10 @@ fn missing_targets_are_named_and_the_program_runs_on() {
     );
     let errs = errors(&outcome);
     assert_eq!(errs.len(), 2, "{errs:?}");
-    assert!(errs[0].contains("moat-trace-target: not mapped"), "{errs:?}");
+    assert!(
+        errs[0].contains("moat-trace-target: not mapped"),
+        "{errs:?}"
+    );
     let (code, stdout) = untraced(&cmd);
     assert_eq!(status.code(), code);
     assert_eq!(
@@ -249,7 +260,11 @@ fn a_misbehaving_probe_is_disabled_and_the_program_is_unharmed() {
             _ => None,
         })
         .expect("stats");
-    assert_eq!(stats, (300, 300), "every run stopped (violations, then disabled)");
+    assert_eq!(
+        stats,
+        (300, 300),
+        "every run stopped (violations, then disabled)"
+    );
     let (code, stdout) = untraced(&cmd);
     assert_eq!(status.code(), code);
     assert_eq!(
@@ -279,7 +294,10 @@ fn python_keeps_its_output() {
         &cmd,
     );
     assert!(errors(&outcome).is_empty(), "{:?}", errors(&outcome));
-    assert!(outcome.value("counts", 0).unwrap_or(0) > 100, "python mallocs");
+    assert!(
+        outcome.value("counts", 0).unwrap_or(0) > 100,
+        "python mallocs"
+    );
     let (code, stdout) = untraced(&cmd);
     assert_eq!(status.code(), code);
     assert_eq!(

@@ -29,6 +29,7 @@ mod pool;
 mod report;
 mod sched;
 mod sched_plot;
+mod trace;
 mod verify;
 
 use anyhow::{bail, Context, Result};
@@ -92,6 +93,9 @@ enum Command {
     /// The user-level scheduler's benchmark (issue 17): latency percentiles against offered load
     /// for FCFS, tokio and moat-sched's quanta and mechanisms, as tables and PNG plots.
     SchedBench(sched::SchedBenchArgs),
+    /// Attach an object's uprobes and uretprobes to a command and print what they report
+    /// (`moat trace OBJ.o -- CMD ARGS`; see --help).
+    Trace(trace::TraceArgs),
     /// List an object's programs, maps and sections.
     Inspect {
         /// The ELF object.
@@ -338,6 +342,7 @@ fn main() -> ExitCode {
         Command::Pool { command } => pool::run(command),
         Command::Omb { command } => omb::run(command),
         Command::SchedBench(args) => sched::run_bench(args),
+        Command::Trace(args) => return trace::run(args),
         Command::Inspect { file } => Input::read(&file).and_then(|input| report::inspect(&input)),
         Command::Asm { file, output } => Input::read(&file).and_then(|input| {
             let bytes = input.bytecode(None)?;

@@ -76,7 +76,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ),
         (
             "moat-cli",
-            &["moat", "moat-isa", "moat-omb", "moat-sched"][..],
+            &["moat", "moat-isa", "moat-omb", "moat-sched", "moat-agent"][..],
         ),
         (
             "moat-sched",

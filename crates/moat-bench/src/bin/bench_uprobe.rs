@@ -200,6 +200,19 @@ fn main() {
         empty.engine()
     );
 
+    if std::env::args().any(|a| a == "--profile") {
+        // For `perf record`: the rewritten empty probe, hit for a few seconds.
+        let hook = Hook {
+            program: empty.clone(),
+            cookie: 0,
+        };
+        let a = moat_attach::attach(&located(), vec![hook], vec![], Choice::Auto).expect("attach");
+        for i in 0..20_000_000u64 {
+            black_box(moat_bench_probed(black_box(i)));
+        }
+        println!("{} hits", a.hits());
+        return;
+    }
     let base = per_call();
     let row = |what: &str, ns: f64, kernel: Option<f64>| {
         let k = kernel.map_or("n/a".to_string(), |k| format!("{:.0}", k - base));
