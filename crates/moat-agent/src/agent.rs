@@ -7,7 +7,7 @@
 
 use crate::protocol::Record;
 use moat::{LoadedObject, MapType, ObjectOptions, ProgType, Runtime, Verification};
-use moat_attach::{AttachPoint, Attachment, Choice, Hook, Target};
+use moat_attach::{AttachPoint, Attachment, Choice, Hook, SyscallAttachment, SyscallHooks, Target};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
@@ -35,6 +35,7 @@ struct State {
     out: Mutex<Option<File>>,
     object: LoadedObject,
     attachments: Vec<(String, Attachment)>,
+    syscalls: Option<(String, SyscallAttachment)>,
     dumps: Mutex<u64>,
 }
 
@@ -96,7 +97,7 @@ impl State {
     }
 
     fn stats(&self) {
-        let records: Vec<Record> = self
+        let mut records: Vec<Record> = self
             .attachments
             .iter()
             .map(|(program, a)| Record::Stats {
@@ -106,6 +107,14 @@ impl State {
                 missed: a.missed(),
             })
             .collect();
+        if let Some((program, a)) = &self.syscalls {
+            records.push(Record::Stats {
+                program: program.clone(),
+                hits: a.hits(),
+                errors: a.errors(),
+                missed: 0,
+            });
+        }
         self.send(&records);
     }
 }
@@ -176,11 +185,12 @@ fn start_untraced(object: std::ffi::OsString) {
             return;
         }
     };
-    let attachments = attach_all(&object, programs.as_deref(), choice, &mut early);
+    let (attachments, syscalls) = attach_all(&object, programs.as_deref(), choice, &mut early);
     let state = State {
         out: Mutex::new(out),
         object,
         attachments,
+        syscalls,
         dumps: Mutex::new(0),
     };
     state.send(&early);
@@ -225,6 +235,9 @@ extern "C" fn finish() {
     });
 }
 
+/// Something attached, under the names of its programs.
+type Named<T> = (String, T);
+
 /// The entry and return programs (with their names) of one probed function.
 type Group = (Vec<(String, Hook)>, Vec<(String, Hook)>);
 
@@ -234,7 +247,9 @@ fn attach_all(
     chosen: Option<&[String]>,
     choice: Choice,
     records: &mut Vec<Record>,
-) -> Vec<(String, Attachment)> {
+) -> (Vec<Named<Attachment>>, Option<Named<SyscallAttachment>>) {
+    let mut sys = SyscallHooks::default();
+    let mut sys_names: Vec<(String, String)> = Vec::new();
     // Programs grouped by probed target: entry and return programs of one function share a probe.
     let mut groups: BTreeMap<(String, String, u64), Group> = BTreeMap::new();
     fn error(records: &mut Vec<Record>, program: &str, message: String) {
@@ -282,13 +297,50 @@ fn attach_all(
                 .or_default()
                 .1
                 .push((name.to_string(), hook)),
-            other => error(
-                records,
-                name,
-                format!("{other}: system call tracepoints are not hooked by this agent"),
-            ),
+            other => {
+                sys_names.push((name.to_string(), other.to_string()));
+                match other {
+                    AttachPoint::SysEnter(Some(sc)) => sys.enter.push((sc.nr, hook)),
+                    AttachPoint::SysExit(Some(sc)) => sys.exit.push((sc.nr, hook)),
+                    AttachPoint::SysEnter(None) => sys.raw_enter.push(hook),
+                    _ => sys.raw_exit.push(hook),
+                }
+            }
         }
     }
+    let syscalls = (!sys_names.is_empty()).then(|| {
+        let exe = std::fs::read_link("/proc/self/exe")
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let a = moat_attach::attach_syscalls(sys, &["libc.so.6", &exe]);
+        match a {
+            Ok(a) => {
+                let sites = a.sites().len();
+                for (n, point) in &sys_names {
+                    records.push(Record::Attached {
+                        program: n.clone(),
+                        point: point.clone(),
+                        address: 0,
+                        method: format!(
+                            "system call sites rewritten ({sites} sites in libc and the program)"
+                        ),
+                    });
+                }
+                let label = sys_names
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join("+");
+                Some((label, a))
+            }
+            Err(e) => {
+                for (n, _) in &sys_names {
+                    error(records, n, e.to_string());
+                }
+                None
+            }
+        }
+    });
     let mut out = Vec::new();
     for ((path, symbol, offset), (entry, ret)) in groups {
         let target = Target {
@@ -335,5 +387,5 @@ fn attach_all(
             }
         }
     }
-    out
+    (out, syscalls.flatten())
 }

@@ -305,3 +305,70 @@ fn python_keeps_its_output() {
         String::from_utf8_lossy(&stdout)
     );
 }
+
+/// Successful and failed `openat` calls of `moat-trace-target open N PATH`, and the file names
+/// the sys_enter probe read.
+fn open_counts(n: u64, path: &str) -> (u64, u64, Vec<String>) {
+    let (status, outcome) = trace(
+        Options {
+            object: example("openat.o"),
+            ..Options::default()
+        },
+        &[TARGET, "open", &n.to_string(), path],
+    );
+    assert_eq!(status.code(), Some(0));
+    assert!(errors(&outcome).is_empty(), "{:?}", errors(&outcome));
+    let names = outcome
+        .events("events")
+        .iter()
+        .map(|e| {
+            let name = &e[8..];
+            let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+            String::from_utf8_lossy(&name[..end]).into_owned()
+        })
+        .collect();
+    (
+        outcome.value("results", 0).unwrap_or(0),
+        outcome.value("results", 1).unwrap_or(0),
+        names,
+    )
+}
+
+#[test]
+fn openat_tracepoints_count_every_call_with_its_file_name() {
+    let (ok1, failed1, names1) = open_counts(10, "/");
+    let (ok2, failed2, names2) = open_counts(30, "/");
+    assert_eq!(ok2 - ok1, 20, "sys_exit_openat: successful opens");
+    assert_eq!(failed2, failed1);
+    assert_eq!(names2.len() - names1.len(), 20, "sys_enter_openat events");
+    assert_eq!(names2.iter().filter(|n| *n == "/").count(), 30);
+    let (_, failed, names) = open_counts(5, "/no/such/file");
+    assert_eq!(names.iter().filter(|n| *n == "/no/such/file").count(), 5);
+    assert!(failed >= 5);
+}
+
+#[test]
+fn openat_in_a_real_program() {
+    let (status, outcome) = trace(
+        Options {
+            object: example("openat.o"),
+            ..Options::default()
+        },
+        &["/bin/cat", "/etc/hostname", "/no/such/file"],
+    );
+    assert_eq!(status.code(), Some(1), "cat fails on the missing file");
+    let names: Vec<String> = outcome
+        .events("events")
+        .iter()
+        .map(|e| {
+            String::from_utf8_lossy(&e[8..])
+                .trim_end_matches('\0')
+                .to_string()
+        })
+        .collect();
+    assert!(names.contains(&"/etc/hostname".to_string()), "{names:?}");
+    assert!(names.contains(&"/no/such/file".to_string()), "{names:?}");
+    let ok = outcome.value("results", 0).unwrap_or(0);
+    let failed = outcome.value("results", 1).unwrap_or(0);
+    assert_eq!(ok + failed, names.len() as u64, "every enter has its exit");
+}

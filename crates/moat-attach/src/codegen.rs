@@ -176,6 +176,135 @@ pub fn trampoline(
     a.assemble(at)
 }
 
+/// A system call site's trampoline at `at`: runs `displaced` (relocated; the last instruction is
+/// the `syscall`), calling `enter(site, &pt_regs)` just before the `syscall` and
+/// `exit(site, &pt_regs)` just after it, then jumps to `resume`.
+pub fn syscall_trampoline(
+    at: u64,
+    enter: u64,
+    exit: u64,
+    site: u64,
+    displaced: &[Instruction],
+    resume: u64,
+) -> Option<Vec<u8>> {
+    let (syscall, before) = displaced.split_last()?;
+    syscall_code(at, enter, exit, site, before, syscall, resume).ok()
+}
+
+fn syscall_code(
+    at: u64,
+    enter: u64,
+    exit: u64,
+    site: u64,
+    before: &[Instruction],
+    syscall: &Instruction,
+    resume: u64,
+) -> Result<Vec<u8>, IcedError> {
+    let mut a = CodeAssembler::new(64)?;
+    for insn in before {
+        a.add_instruction(*insn)?;
+    }
+    for (handler, insn) in [(enter, Some(syscall)), (exit, None)] {
+        save(&mut a, RED_ZONE + FRAME)?;
+        call(&mut a, handler, site)?;
+        restore(&mut a)?;
+        a.lea(rsp, ptr(rsp + (RED_ZONE + FRAME)))?;
+        if let Some(insn) = insn {
+            a.add_instruction(*insn)?;
+        }
+    }
+    a.jmp(resume)?;
+    a.assemble(at)
+}
+
+/// Where a system call site can be rewritten: `mov eax, NR` and the instructions up to and
+/// including the `syscall` after it, with no control flow in between.
+#[derive(Debug, Clone)]
+pub struct SyscallSite {
+    /// The system call number.
+    pub nr: u32,
+    /// The instructions from the `mov` to the `syscall`.
+    pub displaced: Displaced,
+}
+
+/// Finds the rewritable system call sites in `code` (at `base`), decoding it linearly, and drops
+/// those into whose instructions (past the first) any direct branch of `code` lands.
+pub fn syscall_sites(base: u64, code: &[u8]) -> Vec<SyscallSite> {
+    let mut decoder = Decoder::with_ip(64, code, base, DecoderOptions::NONE);
+    let mut targets = std::collections::HashSet::new();
+    let mut sites = Vec::new();
+    // The instructions since the last `mov eax, imm32` with no control flow after it.
+    let mut run: Vec<Instruction> = Vec::new();
+    let mut nr: Option<u32> = None;
+    while decoder.can_decode() {
+        let insn = decoder.decode();
+        if insn.is_invalid() {
+            run.clear();
+            nr = None;
+            continue;
+        }
+        let flow = insn.flow_control();
+        if matches!(
+            flow,
+            FlowControl::UnconditionalBranch | FlowControl::ConditionalBranch | FlowControl::Call
+        ) {
+            targets.insert(insn.near_branch_target());
+        }
+        if insn.mnemonic() == iced_x86::Mnemonic::Syscall {
+            if let Some(n) = nr.filter(|_| !run.is_empty()) {
+                run.push(insn);
+                let len = run.iter().map(Instruction::len).sum();
+                if len >= JMP_LEN {
+                    sites.push(SyscallSite {
+                        nr: n,
+                        displaced: Displaced {
+                            instrs: std::mem::take(&mut run),
+                            len,
+                        },
+                    });
+                }
+            }
+            run.clear();
+            nr = None;
+            continue;
+        }
+        let is_mov_eax = insn.code() == iced_x86::Code::Mov_r32_imm32
+            && insn.op0_register() == iced_x86::Register::EAX;
+        if is_mov_eax {
+            run.clear();
+            nr = Some(insn.immediate32());
+            run.push(insn);
+            continue;
+        }
+        // Anything that changes control flow or writes eax/rax ends the run.
+        let writes_rax = {
+            let mut info = iced_x86::InstructionInfoFactory::new();
+            info.info(&insn).used_registers().iter().any(|r| {
+                r.register().full_register() == iced_x86::Register::RAX
+                    && matches!(
+                        r.access(),
+                        iced_x86::OpAccess::Write
+                            | iced_x86::OpAccess::CondWrite
+                            | iced_x86::OpAccess::ReadWrite
+                            | iced_x86::OpAccess::ReadCondWrite
+                    )
+            })
+        };
+        if flow != FlowControl::Next || writes_rax || run.len() > 8 {
+            run.clear();
+            nr = None;
+        } else if nr.is_some() {
+            run.push(insn);
+        }
+    }
+    sites.retain(|s| {
+        let start = s.displaced.instrs[0].ip();
+        let end = start + s.displaced.len as u64;
+        !targets.iter().any(|&t| t > start && t < end)
+    });
+    sites
+}
+
 /// The return trampoline at `at`: hijacked returns land here with the function's results in
 /// `rax`/`rdx`; it saves the registers, calls `handler(0, &pt_regs)`, which returns the real
 /// return address, restores the registers and returns there.
@@ -215,6 +344,23 @@ mod tests {
         let code = [0x31, 0xc0, 0x90, 0x90, 0x90, 0xeb, 0xfb];
         assert!(branch_into(0x1000, &code, 0x1000, 0x1005));
         assert!(!branch_into(0x1000, &code, 0x1000, 0x1002));
+    }
+
+    #[test]
+    fn finds_syscall_sites_and_skips_entered_ones() {
+        // mov eax, 0x101; mov rdi, rbx; syscall; ret
+        let site = [0xb8, 0x01, 0x01, 0, 0, 0x48, 0x89, 0xdf, 0x0f, 0x05, 0xc3];
+        let found = syscall_sites(0x1000, &site);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].nr, 257);
+        assert_eq!(found[0].displaced.len, 10);
+        // Something jumps to the `syscall`: not rewritable.
+        let mut entered = site.to_vec();
+        entered.extend([0xeb, 0xf5]); // jmp 0x1008 (from 0x100b + 2 - 11)
+        assert!(syscall_sites(0x1000, &entered).is_empty());
+        // eax changed between the mov and the syscall: not a site.
+        let changed = [0xb8, 0x01, 0x01, 0, 0, 0x31, 0xc0, 0x0f, 0x05];
+        assert!(syscall_sites(0x1000, &changed).is_empty());
     }
 
     #[test]

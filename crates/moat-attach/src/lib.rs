@@ -47,7 +47,7 @@ pub use spec::{AttachPoint, SpecError, Syscall, Target};
 pub use symbols::{locate, Located, SymbolError};
 
 use codegen::{DisplaceError, JMP_LEN, MAX_TRAMPOLINE};
-use probe::Probe;
+use probe::{Probe, SyscallProbe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use thiserror::Error;
 
@@ -285,6 +285,146 @@ impl Attachment {
         }
         let ok = mem::patch_code(self.probe.address, &self.original);
         self.probe.enabled.store(false, Ordering::Release);
+        ok
+    }
+}
+
+/// Programs for system call tracepoints, by system call number.
+#[derive(Debug, Default)]
+pub struct SyscallHooks {
+    /// `tracepoint/syscalls/sys_enter_NAME` programs.
+    pub enter: Vec<(u32, Hook)>,
+    /// `tracepoint/syscalls/sys_exit_NAME` programs.
+    pub exit: Vec<(u32, Hook)>,
+    /// `raw_tracepoint/sys_enter` programs (every system call).
+    pub raw_enter: Vec<Hook>,
+    /// `raw_tracepoint/sys_exit` programs.
+    pub raw_exit: Vec<Hook>,
+}
+
+/// System calls whose sites are never rewritten: the new thread or process of `clone`, `clone3`,
+/// `fork` and `vfork` starts on another stack (or shares this one), `rt_sigreturn` and the exits
+/// never return.
+const UNHOOKED: [u32; 7] = [15, 56, 57, 58, 60, 231, 435];
+
+/// Rewritten system call sites with their programs.
+#[derive(Debug)]
+pub struct SyscallAttachment {
+    sites: Vec<(&'static SyscallProbe, Vec<u8>)>,
+    attached: AtomicBool,
+}
+
+/// Attaches system call programs by rewriting the system call sites of the files named (a path or
+/// a file name, as for uprobes: typically `libc.so.6` and the program itself): each `mov eax, NR`
+/// … `syscall` sequence (no branch in between or into it) for a system call that has programs
+/// becomes a `jmp` to a trampoline that runs the `sys_enter` programs just before the `syscall`
+/// and the `sys_exit` programs just after it. System calls made elsewhere (a site whose number is
+/// not an immediate, the vDSO, other libraries) are not seen.
+pub fn attach_syscalls(
+    hooks: SyscallHooks,
+    files: &[&str],
+) -> Result<SyscallAttachment, AttachError> {
+    let wants = |nr: u32| {
+        !UNHOOKED.contains(&nr)
+            && (!hooks.raw_enter.is_empty()
+                || !hooks.raw_exit.is_empty()
+                || hooks.enter.iter().chain(&hooks.exit).any(|(n, _)| *n == nr))
+    };
+    let pick = |list: &[(u32, Hook)], nr: u32| -> Vec<Hook> {
+        list.iter()
+            .filter(|(n, _)| *n == nr)
+            .map(|(_, h)| h.clone())
+            .collect()
+    };
+    let mut sites = Vec::new();
+    let pid = std::process::id();
+    for file in files {
+        for (start, end) in symbols::exec_mappings(pid, file) {
+            let Some(code) = mem::read_code(start, (end - start) as usize) else {
+                continue;
+            };
+            for site in codegen::syscall_sites(start, &code) {
+                if !wants(site.nr) {
+                    continue;
+                }
+                let address = site.displaced.instrs[0].ip();
+                let probe: &'static SyscallProbe = Box::leak(Box::new(SyscallProbe {
+                    site: address,
+                    address: site.displaced.instrs[site.displaced.instrs.len() - 1].ip(),
+                    nr: site.nr,
+                    enter: pick(&hooks.enter, site.nr),
+                    exit: pick(&hooks.exit, site.nr),
+                    raw_enter: hooks.raw_enter.clone(),
+                    raw_exit: hooks.raw_exit.clone(),
+                    enabled: AtomicBool::new(true),
+                    hits: AtomicU64::new(0),
+                    errors: AtomicU64::new(0),
+                }));
+                let resume = address + site.displaced.len as u64;
+                let tramp = mem::place_code(address, 2 * MAX_TRAMPOLINE, |at| {
+                    codegen::syscall_trampoline(
+                        at,
+                        probe::on_sys_enter as *const () as u64,
+                        probe::on_sys_exit as *const () as u64,
+                        probe as *const SyscallProbe as u64,
+                        &site.displaced.instrs,
+                        resume,
+                    )
+                });
+                let Some(tramp) = tramp else { continue };
+                let Some(jmp) = codegen::jmp_rel32(address, tramp) else {
+                    continue;
+                };
+                if !trap::route(address, tramp) {
+                    continue;
+                }
+                let Some(original) = mem::read_code(address, JMP_LEN) else {
+                    continue;
+                };
+                if mem::patch_code(address, &jmp) {
+                    sites.push((probe, original));
+                }
+            }
+        }
+    }
+    Ok(SyscallAttachment {
+        sites,
+        attached: AtomicBool::new(true),
+    })
+}
+
+impl SyscallAttachment {
+    /// The rewritten sites: `(address of the syscall instruction, system call number)`.
+    pub fn sites(&self) -> Vec<(u64, u32)> {
+        self.sites.iter().map(|(p, _)| (p.address, p.nr)).collect()
+    }
+
+    /// Program runs so far.
+    pub fn hits(&self) -> u64 {
+        self.sites
+            .iter()
+            .map(|(p, _)| p.hits.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Failed runs so far.
+    pub fn errors(&self) -> u64 {
+        self.sites
+            .iter()
+            .map(|(p, _)| p.errors.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Restores every rewritten site; `false` if any could not be written.
+    pub fn detach(&self) -> bool {
+        if !self.attached.swap(false, Ordering::AcqRel) {
+            return true;
+        }
+        let mut ok = true;
+        for (probe, original) in &self.sites {
+            probe.enabled.store(false, Ordering::Release);
+            ok &= mem::patch_code(probe.site, original);
+        }
         ok
     }
 }

@@ -25,6 +25,7 @@ pub struct PtRegs {
 pub mod slot {
     #![allow(missing_docs)]
     pub const ORIG_RAX: usize = 15;
+    pub const RAX: usize = 10;
     pub const RIP: usize = 16;
     pub const CS: usize = 17;
     pub const RSP: usize = 19;
@@ -58,7 +59,7 @@ pub(crate) struct Probe {
     pub hits: AtomicU64,
     /// Runs that failed (refused or faulting programs, disabled programs).
     pub errors: AtomicU64,
-    /// Hits skipped: nested in a probe on the same thread, or too deep for the shadow stack.
+    /// Hits whose return programs were skipped: too deep for the shadow stack.
     pub missed: AtomicU64,
 }
 
@@ -126,13 +127,15 @@ pub(crate) fn return_trampoline(near: u64) -> Option<u64> {
     })
 }
 
-fn run(hook: &Hook, regs: &PtRegs, function: u64) -> bool {
+/// Runs `hook` on a context of `words` (168 bytes, the size of every tracing context moat gives:
+/// `pt_regs`, or a tracepoint record padded with zeros).
+fn run(hook: &Hook, words: &[u64; 21], function: u64) -> bool {
     CURRENT.with(|c| c.set((function, hook.cookie)));
     hook.program
         .run_placed(
             PT_REGS_SIZE,
             |buf| {
-                for (dst, r) in buf.chunks_exact_mut(8).zip(regs.regs) {
+                for (dst, r) in buf.chunks_exact_mut(8).zip(words) {
                     dst.copy_from_slice(&r.to_ne_bytes());
                 }
             },
@@ -141,23 +144,130 @@ fn run(hook: &Hook, regs: &PtRegs, function: u64) -> bool {
         .is_ok()
 }
 
-fn run_all(probe: &Probe, hooks: &[Hook], regs: &PtRegs) {
+fn run_hooks(
+    hooks: &[Hook],
+    words: &[u64; 21],
+    function: u64,
+    hits: &AtomicU64,
+    errors: &AtomicU64,
+) {
     for hook in hooks {
-        probe.hits.fetch_add(1, Ordering::Relaxed);
-        if !run(hook, regs, probe.function) {
-            probe.errors.fetch_add(1, Ordering::Relaxed);
+        hits.fetch_add(1, Ordering::Relaxed);
+        if !run(hook, words, function) {
+            errors.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
 
-/// Runs `f` unless this thread is already in a probe.
-fn guarded(probe: &Probe, f: impl FnOnce()) {
+fn run_all(probe: &Probe, hooks: &[Hook], regs: &PtRegs) {
+    run_hooks(
+        hooks,
+        &regs.regs,
+        probe.function,
+        &probe.hits,
+        &probe.errors,
+    );
+}
+
+/// The programs of one rewritten system call site.
+#[derive(Debug)]
+pub(crate) struct SyscallProbe {
+    /// Where the rewritten sequence starts (the `mov eax, NR`).
+    pub site: u64,
+    /// The `syscall` instruction's address.
+    pub address: u64,
+    /// The system call's number.
+    pub nr: u32,
+    /// `tracepoint/syscalls/sys_enter_*` programs (context: the kernel's `sys_enter` record).
+    pub enter: Vec<Hook>,
+    /// `tracepoint/syscalls/sys_exit_*` programs (the `sys_exit` record).
+    pub exit: Vec<Hook>,
+    /// `raw_tracepoint/sys_enter` programs (`bpf_raw_tracepoint_args`: `pt_regs *`, number).
+    pub raw_enter: Vec<Hook>,
+    /// `raw_tracepoint/sys_exit` programs (`pt_regs *`, return value).
+    pub raw_exit: Vec<Hook>,
+    /// Whether programs run (cleared at detach).
+    pub enabled: AtomicBool,
+    /// Program runs.
+    pub hits: AtomicU64,
+    /// Failed runs.
+    pub errors: AtomicU64,
+}
+
+fn sys_event(probe: &SyscallProbe, regs: &PtRegs, exit: bool) {
+    let r = &regs.regs;
+    let tid = crate::mem::gettid();
+    // struct trace_entry { u16 type; u8 flags; u8 preempt_count; s32 pid; }: the pid only.
+    let common = (tid & 0xffff_ffff) << 32;
+    let mut words = [0u64; 21];
+    words[0] = common;
+    words[1] = u64::from(probe.nr);
+    let (hooks, raw) = if exit {
+        words[2] = r[slot::RAX];
+        (&probe.exit, &probe.raw_exit)
+    } else {
+        // sys_enter's args[6]: rdi, rsi, rdx, r10, r8, r9.
+        for (i, s) in [14usize, 13, 12, 7, 9, 8].into_iter().enumerate() {
+            words[2 + i] = r[s];
+        }
+        (&probe.enter, &probe.raw_enter)
+    };
+    run_hooks(hooks, &words, probe.address, &probe.hits, &probe.errors);
+    if !raw.is_empty() {
+        // struct bpf_raw_tracepoint_args { u64 args[2]; }: the registers (readable with
+        // bpf_probe_read_user) and the number, or the return value.
+        let mut raw_words = [0u64; 21];
+        raw_words[0] = regs as *const PtRegs as u64;
+        raw_words[1] = if exit {
+            r[slot::RAX]
+        } else {
+            u64::from(probe.nr)
+        };
+        run_hooks(raw, &raw_words, probe.address, &probe.hits, &probe.errors);
+    }
+}
+
+/// Called by a system call site's trampoline just before the `syscall` instruction.
+///
+/// # Safety
+/// `probe` is a live `SyscallProbe`; `regs` points to the trampoline's frame.
+pub(crate) unsafe extern "C" fn on_sys_enter(probe: *const SyscallProbe, regs: *mut PtRegs) {
+    // SAFETY: the trampoline passes its own probe, never freed, and its frame.
+    let (probe, regs) = unsafe { (&*probe, &mut *regs) };
+    on_sys(probe, regs, false);
+}
+
+/// Called by a system call site's trampoline just after the `syscall` instruction.
+///
+/// # Safety
+/// As [`on_sys_enter`].
+pub(crate) unsafe extern "C" fn on_sys_exit(probe: *const SyscallProbe, regs: *mut PtRegs) {
+    // SAFETY: as in `on_sys_enter`.
+    let (probe, regs) = unsafe { (&*probe, &mut *regs) };
+    on_sys(probe, regs, true);
+}
+
+fn on_sys(probe: &SyscallProbe, regs: &mut PtRegs, exit: bool) {
+    let rsp = regs as *mut PtRegs as u64 + FRAME as u64 + 128;
+    fill_fixed(regs, probe.address, rsp);
+    regs.regs[slot::ORIG_RAX] = u64::from(probe.nr);
+    if !probe.enabled.load(Ordering::Relaxed) {
+        return;
+    }
     match IN_PROBE.with(|p| p.get()) {
         FREE => {}
-        RUNNING => {
-            probe.missed.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
+        _ => return,
+    }
+    IN_PROBE.with(|p| p.set(RUNNING));
+    let _ = catch_unwind(AssertUnwindSafe(|| sys_event(probe, regs, exit)));
+    IN_PROBE.with(|p| p.set(FREE));
+}
+
+/// Runs `f` unless this thread is already in a probe.
+fn guarded(f: impl FnOnce()) {
+    match IN_PROBE.with(|p| p.get()) {
+        FREE => {}
+        // Hits from moat's own code (a program's helpers, the agent) are not the process's.
         _ => return,
     }
     IN_PROBE.with(|p| p.set(RUNNING));
@@ -188,7 +298,7 @@ pub(crate) unsafe extern "C" fn on_entry(probe: *const Probe, regs: *mut PtRegs)
     if !probe.enabled.load(Ordering::Relaxed) {
         return;
     }
-    guarded(probe, || {
+    guarded(|| {
         run_all(probe, &probe.entry, regs);
         if !probe.ret.is_empty() {
             hijack(probe, rsp);
@@ -254,7 +364,7 @@ pub(crate) unsafe extern "C" fn on_return(_: u64, regs: *mut PtRegs) -> u64 {
     // SAFETY: probes are never freed.
     let probe = unsafe { &*frame.probe };
     if probe.enabled.load(Ordering::Relaxed) {
-        guarded(probe, || run_all(probe, &probe.ret, regs));
+        guarded(|| run_all(probe, &probe.ret, regs));
     }
     frame.ret
 }

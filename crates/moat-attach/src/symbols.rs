@@ -129,6 +129,16 @@ pub(crate) fn gaps(pid: u32) -> Vec<(u64, u64)> {
     gaps
 }
 
+/// The executable mappings of the file `wanted` names (as [`locate`] matches paths) in process
+/// `pid`: `(start, end)`.
+pub(crate) fn exec_mappings(pid: u32, wanted: &str) -> Vec<(u64, u64)> {
+    mappings(pid)
+        .into_iter()
+        .filter(|m| m.exec && matches(&m.path, wanted))
+        .map(|m| (m.start, m.end))
+        .collect()
+}
+
 /// Whether mapped file `mapped` is what `wanted` names: the same file, or (for a bare file name)
 /// a file of that name.
 fn matches(mapped: &str, wanted: &str) -> bool {

@@ -42,8 +42,23 @@ fn mallocs(n: u64) {
     println!("target: {n} mallocs");
 }
 
+/// `open N PATH`: N opens of PATH (each `openat`), nothing else.
+fn opens(n: u64, path: &str) {
+    let mut ok = 0;
+    for _ in 0..n {
+        ok += u64::from(std::fs::File::open(black_box(path)).is_ok());
+    }
+    println!("target: {ok} of {n} opens succeeded");
+}
+
 fn main() {
     let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("open") {
+        let n = args.nth(1).and_then(|a| a.parse().ok()).unwrap_or(100);
+        let path = args.next().unwrap_or_else(|| "/".into());
+        opens(n, &path);
+        return;
+    }
     if args.peek().map(String::as_str) == Some("malloc") {
         let n = args.nth(1).and_then(|a| a.parse().ok()).unwrap_or(100);
         mallocs(n);
