@@ -1,6 +1,7 @@
-/* Programs for moat-bench's bench_uprobe: empty entry and return probes, and one that looks up and
- * updates a hash map 1 000 times per hit (as bpftime's benchmark does). Attached through the API
- * (sections without a target), in moat and in the kernel alike. */
+/* Programs for moat-bench's bench_uprobe: empty entry and return probes, one that looks up and
+ * updates a hash map 1 000 times per hit (as bpftime's benchmark does, through bpf_loop), and two
+ * with 100 unrolled lookups or updates (the cost of one map operation from a probe). Attached
+ * through the API (sections without a target), in moat and in the kernel alike. */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
@@ -58,6 +59,32 @@ SEC("uprobe")
 int hash_1000(void *ctx)
 {
 	bpf_loop(1000, lookup_update, 0, 0);
+	return 0;
+}
+
+SEC("uprobe")
+int hash_lookup_100(void *ctx)
+{
+	__u64 sum = 0;
+#pragma clang loop unroll(full)
+	for (__u32 i = 0; i < 100; i++) {
+		__u32 key = i;
+		__u64 *v = bpf_map_lookup_elem(&table, &key);
+		if (v)
+			sum += *v;
+	}
+	return sum & 1;
+}
+
+SEC("uprobe")
+int hash_update_100(void *ctx)
+{
+#pragma clang loop unroll(full)
+	for (__u32 i = 0; i < 100; i++) {
+		__u32 key = i;
+		__u64 value = i;
+		bpf_map_update_elem(&table, &key, &value, BPF_ANY);
+	}
 	return 0;
 }
 

@@ -178,11 +178,11 @@ pub fn trampoline(
 
 /// A system call site's trampoline at `at`: runs `displaced` (relocated; the last instruction is
 /// the `syscall`), calling `enter(site, &pt_regs)` just before the `syscall` and
-/// `exit(site, &pt_regs)` just after it, then jumps to `resume`.
+/// `exit(site, &pt_regs)` just after it (each only if given), then jumps to `resume`.
 pub fn syscall_trampoline(
     at: u64,
-    enter: u64,
-    exit: u64,
+    enter: Option<u64>,
+    exit: Option<u64>,
     site: u64,
     displaced: &[Instruction],
     resume: u64,
@@ -193,8 +193,8 @@ pub fn syscall_trampoline(
 
 fn syscall_code(
     at: u64,
-    enter: u64,
-    exit: u64,
+    enter: Option<u64>,
+    exit: Option<u64>,
     site: u64,
     before: &[Instruction],
     syscall: &Instruction,
@@ -205,10 +205,12 @@ fn syscall_code(
         a.add_instruction(*insn)?;
     }
     for (handler, insn) in [(enter, Some(syscall)), (exit, None)] {
-        save(&mut a, RED_ZONE + FRAME)?;
-        call(&mut a, handler, site)?;
-        restore(&mut a)?;
-        a.lea(rsp, ptr(rsp + (RED_ZONE + FRAME)))?;
+        if let Some(handler) = handler {
+            save(&mut a, RED_ZONE + FRAME)?;
+            call(&mut a, handler, site)?;
+            restore(&mut a)?;
+            a.lea(rsp, ptr(rsp + (RED_ZONE + FRAME)))?;
+        }
         if let Some(insn) = insn {
             a.add_instruction(*insn)?;
         }

@@ -87,7 +87,8 @@ extern "C" fn forked() {
     FORKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
-fn pid_tgid() -> u64 {
+/// This thread's `(tgid << 32) | tid`, asked of the kernel once per thread (and after `fork`).
+pub(crate) fn pid_tgid() -> u64 {
     let generation = FORKS.load(std::sync::atomic::Ordering::Relaxed);
     PID_TGID.with(|c| {
         let (v, g) = c.get();

@@ -361,11 +361,15 @@ pub fn attach_syscalls(
                     errors: AtomicU64::new(0),
                 }));
                 let resume = address + site.displaced.len as u64;
+                let enter = (!probe.enter.is_empty() || !probe.raw_enter.is_empty())
+                    .then_some(probe::on_sys_enter as *const () as u64);
+                let exit = (!probe.exit.is_empty() || !probe.raw_exit.is_empty())
+                    .then_some(probe::on_sys_exit as *const () as u64);
                 let tramp = mem::place_code(address, 2 * MAX_TRAMPOLINE, |at| {
                     codegen::syscall_trampoline(
                         at,
-                        probe::on_sys_enter as *const () as u64,
-                        probe::on_sys_exit as *const () as u64,
+                        enter,
+                        exit,
                         probe as *const SyscallProbe as u64,
                         &site.displaced.instrs,
                         resume,

@@ -131,17 +131,12 @@ pub(crate) fn return_trampoline(near: u64) -> Option<u64> {
 /// `pt_regs`, or a tracepoint record padded with zeros).
 fn run(hook: &Hook, words: &[u64; 21], function: u64) -> bool {
     CURRENT.with(|c| c.set((function, hook.cookie)));
-    hook.program
-        .run_placed(
-            PT_REGS_SIZE,
-            |buf| {
-                for (dst, r) in buf.chunks_exact_mut(8).zip(words) {
-                    dst.copy_from_slice(&r.to_ne_bytes());
-                }
-            },
-            |_| (),
-        )
-        .is_ok()
+    // A copy: what a program writes into its context never reaches the thread's registers.
+    let mut ctx = [0u8; PT_REGS_SIZE];
+    for (dst, r) in ctx.chunks_exact_mut(8).zip(words) {
+        dst.copy_from_slice(&r.to_ne_bytes());
+    }
+    hook.program.run_in_place(&mut ctx).is_ok()
 }
 
 fn run_hooks(
@@ -196,7 +191,7 @@ pub(crate) struct SyscallProbe {
 
 fn sys_event(probe: &SyscallProbe, regs: &PtRegs, exit: bool) {
     let r = &regs.regs;
-    let tid = crate::mem::gettid();
+    let tid = crate::helpers::pid_tgid();
     // struct trace_entry { u16 type; u8 flags; u8 preempt_count; s32 pid; }: the pid only.
     let common = (tid & 0xffff_ffff) << 32;
     let mut words = [0u64; 21];

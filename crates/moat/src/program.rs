@@ -141,6 +141,27 @@ impl LoadedProgram {
         })
     }
 
+    /// Runs a buffer or tracing program on `ctx` where it lies, without copying it into the
+    /// program's domain: for hosts that build a small context per run in their own memory (the
+    /// probes of `moat-attach`). Under `sfi` and without isolation the engines check every access
+    /// against `ctx`'s region as for any context; under `mpk`, whose confined code cannot reach
+    /// host memory, and for packet programs, this is [`LoadedProgram::run`]. The program may
+    /// write `ctx` (where its verifier rules allow).
+    pub fn run_in_place(&self, ctx: &mut [u8]) -> Result<u64, Error> {
+        let mpk = self
+            .domain
+            .as_ref()
+            .is_some_and(|d| d.isolation() == Isolation::Mpk);
+        if mpk || !matches!(self.prog_type, ProgType::Buffer | ProgType::Tracing) {
+            return self.run(ctx);
+        }
+        let len = ctx.len();
+        self.run_guarded(len, || {
+            Ok((context::run_in(&self.exec, self.prog_type, ctx, None)?, ()))
+        })
+        .map(|(r0, ())| r0)
+    }
+
     /// The checks around every run: a disabled program does not run, a buffer program verified for
     /// a size refuses shorter inputs, the time budget is enforced, and violations and overruns are
     /// counted.

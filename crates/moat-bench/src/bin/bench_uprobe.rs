@@ -62,11 +62,60 @@ fn moat_probe(entry: &[&LoadedProgram], ret: &[&LoadedProgram], choice: Choice) 
 #[expect(unsafe_code, reason = "perf_event_open and its ioctls")]
 mod kernel {
     use moat_attach::Located;
+    use std::hint::black_box;
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
     /// `PERF_EVENT_IOC_SET_BPF`, `PERF_EVENT_IOC_ENABLE`.
     const SET_BPF: libc::c_ulong = 0x4004_2408;
     const ENABLE: libc::c_ulong = 0x2400;
+
+    /// Attaches kernel program `prog_fd` to tracepoint `id` (from tracefs); lives as long as the
+    /// returned descriptor.
+    pub fn attach_tracepoint(id: u64, prog_fd: i32) -> Result<OwnedFd, String> {
+        let mut attr = [0u8; 128];
+        attr[0..4].copy_from_slice(&2u32.to_ne_bytes()); // PERF_TYPE_TRACEPOINT
+        attr[4..8].copy_from_slice(&128u32.to_ne_bytes());
+        attr[8..16].copy_from_slice(&id.to_ne_bytes());
+        attr[16..24].copy_from_slice(&1u64.to_ne_bytes()); // sample_period
+                                                           // SAFETY: `attr` is a complete perf_event_attr of the size it states.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_perf_event_open,
+                attr.as_ptr(),
+                -1,
+                0,
+                -1,
+                libc::c_ulong::from(8u8),
+            )
+        };
+        if fd < 0 {
+            return Err(format!(
+                "perf_event_open(tracepoint): {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        // SAFETY: the kernel returned a new descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        for (req, arg) in [(SET_BPF, prog_fd as libc::c_ulong), (ENABLE, 0)] {
+            // SAFETY: both ioctls take an integer argument.
+            if unsafe { libc::ioctl(fd.as_raw_fd(), req, arg) } != 0 {
+                return Err(format!("ioctl: {}", std::io::Error::last_os_error()));
+            }
+        }
+        Ok(fd)
+    }
+
+    /// `getppid`, through the C library (whose wrapper is the rewritten system call site).
+    pub fn getppid() -> i32 {
+        // SAFETY: getppid has no preconditions.
+        unsafe { libc::getppid() }
+    }
+
+    /// One `malloc` and one `free` of what it returned.
+    pub fn malloc_free(size: usize) {
+        // SAFETY: the pointer (possibly null) is freed once and not used otherwise.
+        unsafe { libc::free(black_box(libc::malloc(black_box(size)))) }
+    }
 
     /// The uprobe PMU's type number.
     fn pmu() -> Option<u32> {
@@ -151,6 +200,25 @@ fn kernel_maps(obj: &moat::Object) -> Result<Vec<moat_kernel::Map>, String> {
         .collect()
 }
 
+/// As `kernel_probe` for one entry program, with keys 0..100 in the object's first map.
+fn kernel_probe_filled(obj: &moat::Object, name: &str) -> Result<f64, String> {
+    moat_kernel::available()?;
+    let maps = kernel_maps(obj)?;
+    let table = obj
+        .maps
+        .iter()
+        .position(|m| m.name == "table")
+        .ok_or("no map `table`")?;
+    for k in 0u32..100 {
+        maps[table]
+            .update(&k.to_ne_bytes(), &u64::from(k).to_ne_bytes(), 0)
+            .map_err(|e| e.to_string())?;
+    }
+    let prog = kernel_program(obj, name, &maps)?;
+    let _probe = kernel::attach(&located(), prog.fd(), false)?;
+    Ok(per_call())
+}
+
 fn kernel_probe(obj: &moat::Object, entry: &[&str], ret: &[&str]) -> Result<f64, String> {
     moat_kernel::available()?;
     let maps = kernel_maps(obj)?;
@@ -175,6 +243,132 @@ fn prog_fd_holder(prog: moat_kernel::Program) -> std::os::fd::OwnedFd {
     owned
 }
 
+/// Nanoseconds per `getppid()` call.
+fn per_syscall() -> f64 {
+    let mut run = || {
+        black_box(kernel::getppid());
+    };
+    let iters = calibrate(Duration::from_millis(100), &mut run);
+    median_ns(iters, BATCHES, &mut run)
+}
+
+/// Nanoseconds per malloc + free pair.
+fn per_malloc() -> f64 {
+    let mut i = 0usize;
+    let mut run = || {
+        i = i.wrapping_add(1);
+        kernel::malloc_free(black_box(16 + (i & 255)));
+    };
+    let iters = calibrate(Duration::from_millis(100), &mut run);
+    median_ns(iters, BATCHES, &mut run)
+}
+
+/// The tracepoint id of `event` (`syscalls/sys_enter_getppid`), mounting tracefs if needed.
+fn tracepoint_id(event: &str) -> Result<u64, String> {
+    let path = format!("/sys/kernel/tracing/events/{event}/id");
+    if std::fs::metadata(&path).is_err() {
+        let _ = std::process::Command::new("mount")
+            .args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"])
+            .status();
+    }
+    std::fs::read_to_string(&path)
+        .map_err(|e| format!("{path}: {e}"))?
+        .trim()
+        .parse()
+        .map_err(|e| format!("{path}: {e}"))
+}
+
+fn kernel_syscall(obj: &moat::Object) -> Result<f64, String> {
+    moat_kernel::available()?;
+    let id = tracepoint_id("syscalls/sys_enter_getppid")?;
+    let spec = obj.program("empty_tp").map_err(|e| e.to_string())?;
+    let prog = moat_kernel::load_program(
+        &spec.bytecode,
+        &moat_kernel::LoadOptions::new(moat_kernel::ProgType::Tracepoint),
+    )
+    .map_err(|e| e.to_string())?;
+    let _event = kernel::attach_tracepoint(id, prog.fd())?;
+    Ok(per_syscall())
+}
+
+fn moat_syscall(prog: &LoadedProgram) -> f64 {
+    let hooks = moat_attach::SyscallHooks {
+        enter: vec![(
+            110,
+            Hook {
+                program: prog.clone(),
+                cookie: 0,
+            },
+        )],
+        ..Default::default()
+    };
+    let a = moat_attach::attach_syscalls(hooks, &["libc.so.6"]).expect("attach");
+    assert!(!a.sites().is_empty(), "getppid's site found");
+    let ns = per_syscall();
+    assert!(a.hits() > 0, "the syscall probe fired");
+    assert!(a.detach());
+    ns
+}
+
+/// malloc/free with the malloc_free.o probes: moat's (`Some(choice)`) or the kernel's (`None`).
+fn malloc_probed(choice: Option<Choice>) -> Result<f64, String> {
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/c/malloc_free.o"
+    ))
+    .map_err(|e| e.to_string())?;
+    let at = |symbol: &str| {
+        moat_attach::locate(
+            &Target {
+                path: "libc.so.6".into(),
+                symbol: symbol.into(),
+                offset: 0,
+            },
+            std::process::id(),
+        )
+        .map_err(|e| e.to_string())
+    };
+    let (malloc, free) = (at("malloc")?, at("free")?);
+    match choice {
+        Some(choice) => {
+            let mut rt = Runtime::new();
+            moat_attach::helpers::register(&mut rt);
+            let loaded = rt
+                .load_object(
+                    &bytes,
+                    ObjectOptions {
+                        prog_type: Some(ProgType::Tracing),
+                    },
+                )
+                .map_err(|e| e.to_string())?;
+            let hook = |n: &str| -> Result<Vec<Hook>, String> {
+                Ok(vec![Hook {
+                    program: loaded.program(n).map_err(|e| e.to_string())?.clone(),
+                    cookie: 0,
+                }])
+            };
+            let a = moat_attach::attach(&malloc, hook("on_malloc")?, vec![], choice)
+                .map_err(|e| e.to_string())?;
+            let b = moat_attach::attach(&free, hook("on_free")?, vec![], choice)
+                .map_err(|e| e.to_string())?;
+            let ns = per_malloc();
+            a.detach();
+            b.detach();
+            Ok(ns)
+        }
+        None => {
+            moat_kernel::available()?;
+            let obj = moat::Object::parse(&bytes).map_err(|e| e.to_string())?;
+            let maps = kernel_maps(&obj)?;
+            let pm = kernel_program(&obj, "on_malloc", &maps)?;
+            let pf = kernel_program(&obj, "on_free", &maps)?;
+            let _a = kernel::attach(&malloc, pm.fd(), false)?;
+            let _b = kernel::attach(&free, pf.fd(), false)?;
+            Ok(per_malloc())
+        }
+    }
+}
+
 fn main() {
     let bytes = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -194,16 +388,19 @@ fn main() {
     let obj = loaded.object().clone();
     let prog = |n: &str| loaded.program(n).expect("program").clone();
     let (empty, empty_ret, hash) = (prog("empty"), prog("empty_ret"), prog("hash_1000"));
+    if let Err(e) = kernel_probe(&obj, &["hash_1000"], &[]) {
+        println!("kernel hash_1000: {e}");
+    }
     println!(
         "isolation {:?}, engine {:?}",
         rt.isolation(),
         empty.engine()
     );
 
-    if std::env::args().any(|a| a == "--profile") {
-        // For `perf record`: the rewritten empty probe, hit for a few seconds.
+    if let Some(which) = std::env::args().skip_while(|a| a != "--profile").nth(1) {
+        // For `perf record`: one rewritten probe, hit for a few seconds.
         let hook = Hook {
-            program: empty.clone(),
+            program: prog(&which),
             cookie: 0,
         };
         let a = moat_attach::attach(&located(), vec![hook], vec![], Choice::Auto).expect("attach");
@@ -224,6 +421,7 @@ fn main() {
     let k_entry = kernel_probe(&obj, &["empty"], &[]);
     let k_pair = kernel_probe(&obj, &["empty"], &["empty_ret"]);
     let k_hash = kernel_probe(&obj, &["hash_1000"], &[]);
+    let k_lookup = kernel_probe_filled(&obj, "hash_lookup_100");
     if let Err(e) = &k_entry {
         println!("kernel: {e}");
     }
@@ -232,6 +430,11 @@ fn main() {
     let trap_entry = moat_probe(&[&empty], &[], Choice::Trap);
     let trap_pair = moat_probe(&[&empty], &[&empty_ret], Choice::Trap);
     let hash_rewrite = moat_probe(&[&hash], &[], Choice::Auto);
+    let (lookup, update) = (prog("hash_lookup_100"), prog("hash_update_100"));
+    // The updates first, so that the lookups find their keys.
+    let m_update = moat_probe(&[&update], &[], Choice::Auto);
+    let m_lookup = moat_probe(&[&lookup], &[], Choice::Auto);
+    let k_update = kernel_probe(&obj, &["hash_update_100"], &[]);
     println!("no probe: {base:.1} ns per call");
     println!("| probe (ns per hit over no probe) | moat | kernel | kernel / moat |");
     println!("|---|---:|---:|---:|");
@@ -259,6 +462,51 @@ fn main() {
         "uprobe, 1 000 hash lookups + updates",
         hash_rewrite,
         k_hash.as_ref().ok().copied(),
+    );
+    let per_op = |r: f64, e: f64| (r - e) / 100.0;
+    let k_per = |r: &Result<f64, String>| {
+        r.as_ref().ok().zip(k_entry.as_ref().ok()).map_or_else(
+            || format!("n/a ({})", r.as_ref().err().cloned().unwrap_or_default()),
+            |(r, e)| format!("{:.1}", per_op(*r, *e)),
+        )
+    };
+    println!(
+        "| one hash lookup from a probe (100 per hit) | {:.1} | {} | |",
+        per_op(m_lookup, rewrite_entry),
+        k_per(&k_lookup)
+    );
+    println!(
+        "| one hash update from a probe (100 per hit) | {:.1} | {} | |",
+        per_op(m_update, rewrite_entry),
+        k_per(&k_update)
+    );
+    let sys_base = per_syscall();
+    let k_sys = kernel_syscall(&obj);
+    let m_sys = moat_syscall(&prog("empty_tp"));
+    println!(
+        "| sys_enter tracepoint (getppid: {sys_base:.0} ns unprobed), empty | {:.1} | {} | {} |",
+        m_sys - sys_base,
+        k_sys
+            .as_ref()
+            .map_or_else(|e| format!("n/a ({e})"), |k| format!("{:.0}", k - sys_base)),
+        k_sys.as_ref().map_or("n/a".into(), |k| format!(
+            "{:.1}×",
+            (k - sys_base) / (m_sys - sys_base).max(0.1)
+        )),
+    );
+    let m_base = per_malloc();
+    let m_moat = malloc_probed(Some(Choice::Auto));
+    let m_kernel = malloc_probed(None);
+    let slow = |r: &Result<f64, String>| {
+        r.as_ref().map_or_else(
+            |e| format!("n/a ({e})"),
+            |ns| format!("{:.2}×", ns / m_base),
+        )
+    };
+    println!(
+        "malloc + free ({m_base:.1} ns unprobed), malloc/free counters: moat {}, kernel {}",
+        slow(&m_moat),
+        slow(&m_kernel)
     );
     println!(
         "hash lookup + update from a probe: {:.1} ns (moat), {} (kernel)",
