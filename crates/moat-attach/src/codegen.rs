@@ -8,7 +8,7 @@
 //! the return handler for the real return address and returns there.
 
 use iced_x86::code_asm::*;
-use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction};
+use iced_x86::{BlockEncoderOptions, Decoder, DecoderOptions, FlowControl, Instruction};
 
 /// Bytes the `jmp rel32` of a rewritten probe takes.
 pub const JMP_LEN: usize = 5;
@@ -156,24 +156,37 @@ fn call(a: &mut CodeAssembler, handler: u64, arg: u64) -> Result<(), IcedError> 
 }
 
 /// A probe's trampoline at address `at`: saves the registers, calls `handler(probe, &pt_regs)`,
-/// restores them, runs `displaced` (relocated) and jumps to `resume`.
+/// restores them, runs `displaced` (relocated) and jumps to `resume`. Returns the code and, for
+/// each displaced instruction after the first, where its relocated copy starts (a thread stopped
+/// between displaced instructions goes on there).
 pub fn trampoline(
     at: u64,
     handler: u64,
     probe: u64,
     displaced: &[Instruction],
     resume: u64,
-) -> Result<Vec<u8>, IcedError> {
+) -> Result<(Vec<u8>, Vec<u64>), IcedError> {
     let mut a = CodeAssembler::new(64)?;
     save(&mut a, RED_ZONE + FRAME)?;
     call(&mut a, handler, probe)?;
     restore(&mut a)?;
     a.lea(rsp, ptr(rsp + (RED_ZONE + FRAME)))?;
-    for insn in displaced {
+    let mut labels = Vec::new();
+    for (i, insn) in displaced.iter().enumerate() {
+        if i > 0 {
+            let mut label = a.create_label();
+            a.set_label(&mut label)?;
+            labels.push(label);
+        }
         a.add_instruction(*insn)?;
     }
     a.jmp(resume)?;
-    a.assemble(at)
+    let result = a.assemble_options(at, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
+    let interior = labels
+        .iter()
+        .map(|l| result.label_ip(l))
+        .collect::<Result<Vec<u64>, IcedError>>()?;
+    Ok((result.inner.code_buffer, interior))
 }
 
 /// A system call site's trampoline at `at`: runs `displaced` (relocated; the last instruction is
@@ -186,7 +199,7 @@ pub fn syscall_trampoline(
     site: u64,
     displaced: &[Instruction],
     resume: u64,
-) -> Option<Vec<u8>> {
+) -> Option<(Vec<u8>, Vec<u64>)> {
     let (syscall, before) = displaced.split_last()?;
     syscall_code(at, enter, exit, site, before, syscall, resume).ok()
 }
@@ -199,9 +212,15 @@ fn syscall_code(
     before: &[Instruction],
     syscall: &Instruction,
     resume: u64,
-) -> Result<Vec<u8>, IcedError> {
+) -> Result<(Vec<u8>, Vec<u64>), IcedError> {
     let mut a = CodeAssembler::new(64)?;
-    for insn in before {
+    let mut labels = Vec::new();
+    for (i, insn) in before.iter().enumerate() {
+        if i > 0 {
+            let mut label = a.create_label();
+            a.set_label(&mut label)?;
+            labels.push(label);
+        }
         a.add_instruction(*insn)?;
     }
     for (handler, insn) in [(enter, Some(syscall)), (exit, None)] {
@@ -212,11 +231,20 @@ fn syscall_code(
             a.lea(rsp, ptr(rsp + (RED_ZONE + FRAME)))?;
         }
         if let Some(insn) = insn {
+            // A thread stopped at the `syscall` itself goes on here (its enter programs skipped).
+            let mut label = a.create_label();
+            a.set_label(&mut label)?;
+            labels.push(label);
             a.add_instruction(*insn)?;
         }
     }
     a.jmp(resume)?;
-    a.assemble(at)
+    let result = a.assemble_options(at, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
+    let interior = labels
+        .iter()
+        .map(|l| result.label_ip(l))
+        .collect::<Result<Vec<u64>, IcedError>>()?;
+    Ok((result.inner.code_buffer, interior))
 }
 
 /// Where a system call site can be rewritten: `mov eax, NR` and the instructions up to and
@@ -370,7 +398,7 @@ mod tests {
         // mov rax, [rip + 0x100] at 0x40_0000, moved to 0x40_1000: the operand still names 0x40_0107.
         let code = [0x48, 0x8b, 0x05, 0x00, 0x01, 0x00, 0x00];
         let d = displace(0x40_0000, &code, JMP_LEN).unwrap();
-        let out = trampoline(0x40_1000, 0x50_0000, 0, &d.instrs, 0x40_0007).unwrap();
+        let (out, _) = trampoline(0x40_1000, 0x50_0000, 0, &d.instrs, 0x40_0007).unwrap();
         let mut dec = Decoder::with_ip(64, &out, 0x40_1000, DecoderOptions::NONE);
         let found = dec
             .iter()

@@ -40,6 +40,8 @@ pub mod symbols;
 pub mod syscalls;
 #[expect(unsafe_code, reason = "registering the SIGTRAP handler")]
 mod trap;
+#[expect(unsafe_code, reason = "registering the SIGURG handler")]
+mod world;
 
 pub use mem::read_user;
 pub use probe::{untraced, Hook, PtRegs};
@@ -194,15 +196,18 @@ pub fn attach(
     }
     let resume = address + displaced.len as u64;
     let handler = probe::on_entry as *const () as u64;
+    let interior = std::cell::RefCell::new(Vec::new());
     let tramp = mem::place_code(address, MAX_TRAMPOLINE, |at| {
-        codegen::trampoline(
+        let (code, inside) = codegen::trampoline(
             at,
             handler,
             probe as *const Probe as u64,
             &displaced.instrs,
             resume,
         )
-        .ok()
+        .ok()?;
+        *interior.borrow_mut() = inside;
+        Some(code)
     })
     .ok_or_else(|| AttachError::NoTrampoline {
         address,
@@ -224,12 +229,33 @@ pub fn attach(
             .to_vec(),
     };
     let original = code[..patch.len()].to_vec();
-    if !mem::patch_code(address, &patch) {
+    // Threads stopped between displaced instructions go on in the trampoline's copy of them.
+    let redirects: Vec<(u64, u64)> = displaced
+        .instrs
+        .iter()
+        .skip(1)
+        .map(|i| i.ip())
+        .zip(interior.into_inner())
+        .collect();
+    let mut written = false;
+    let mut patch_now = || written = mem::patch_code(address, &patch);
+    let (method, patch_len) = if redirects.is_empty() {
+        patch_now();
+        (method, patch.len())
+    } else if world::stopped(&redirects, patch_now) {
+        (method, patch.len())
+    } else {
+        // Other threads could not be stopped: the single-byte trap needs no stop.
+        written = mem::patch_code(address, &[0xcc]);
+        (Method::Trap, 1)
+    };
+    if !written {
         return Err(AttachError::Patch {
             address,
             reason: "mprotect refused".into(),
         });
     }
+    let original = original[..patch_len].to_vec();
     Ok(Attachment {
         probe,
         method,
@@ -365,15 +391,18 @@ pub fn attach_syscalls(
                     .then_some(probe::on_sys_enter as *const () as u64);
                 let exit = (!probe.exit.is_empty() || !probe.raw_exit.is_empty())
                     .then_some(probe::on_sys_exit as *const () as u64);
+                let interior = std::cell::RefCell::new(Vec::new());
                 let tramp = mem::place_code(address, 2 * MAX_TRAMPOLINE, |at| {
-                    codegen::syscall_trampoline(
+                    let (code, inside) = codegen::syscall_trampoline(
                         at,
                         enter,
                         exit,
                         probe as *const SyscallProbe as u64,
                         &site.displaced.instrs,
                         resume,
-                    )
+                    )?;
+                    *interior.borrow_mut() = inside;
+                    Some(code)
                 });
                 let Some(tramp) = tramp else { continue };
                 let Some(jmp) = codegen::jmp_rel32(address, tramp) else {
@@ -385,7 +414,19 @@ pub fn attach_syscalls(
                 let Some(original) = mem::read_code(address, JMP_LEN) else {
                     continue;
                 };
-                if mem::patch_code(address, &jmp) {
+                let redirects: Vec<(u64, u64)> = site
+                    .displaced
+                    .instrs
+                    .iter()
+                    .skip(1)
+                    .map(|i| i.ip())
+                    .zip(interior.into_inner())
+                    .collect();
+                let mut written = false;
+                let stopped = world::stopped(&redirects, || {
+                    written = mem::patch_code(address, &jmp);
+                });
+                if stopped && written {
                     sites.push((probe, original));
                 }
             }

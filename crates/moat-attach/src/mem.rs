@@ -272,3 +272,9 @@ pub(crate) fn at_fork_child(f: extern "C" fn()) {
         unsafe { libc::pthread_atfork(None, None, Some(f)) };
     });
 }
+
+/// Sends `signal` to thread `tid` of this process; `false` if it no longer exists.
+pub(crate) fn signal_thread(tid: i32, signal: i32) -> bool {
+    // SAFETY: tgkill takes no pointers; the thread id is checked by the kernel against this process.
+    unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, signal) == 0 }
+}

@@ -76,7 +76,10 @@ fn ten_thousand_attach_detach_cycles_under_two_calling_threads() {
         .collect();
     let mut hits = 0;
     let start = std::time::Instant::now();
-    let cycles = 10_000;
+    // 10 000 in release builds (the issue's figure); fewer in debug builds, where stopping the
+    // busy threads for each patch takes milliseconds.
+    let cycles: u32 = if cfg!(debug_assertions) { 500 } else { 10_000 };
+    let mut rewritten = 0;
     for i in 0..cycles {
         let choice = if i % 2 == 0 {
             Choice::Auto
@@ -93,24 +96,28 @@ fn ten_thousand_attach_detach_cycles_under_two_calling_threads() {
             vec![]
         };
         let a = moat_attach::attach(&located, vec![hook], rets, choice).expect("attach");
+        rewritten += u32::from(matches!(a.method(), moat_attach::Method::Rewrite { .. }));
         for _ in 0..10 {
-            black_box(moat_attach_cycled(black_box(i)));
+            black_box(moat_attach_cycled(black_box(u64::from(i))));
         }
         hits += a.hits();
         assert!(a.detach());
     }
-    let per_cycle = start.elapsed() / cycles as u32;
+    let per_cycle = start.elapsed() / cycles;
     stop.store(true, Ordering::Relaxed);
     let calls: u64 = callers
         .into_iter()
         .map(|t| t.join().expect("no crash"))
         .sum();
     assert_eq!(wrong.load(Ordering::Relaxed), 0);
-    assert!(calls > 0 && hits >= cycles as u64 * 10);
+    assert!(calls > 0 && hits >= u64::from(cycles) * 10);
     assert_eq!(
         code_at(located.function, 64),
         before,
         "code restored byte for byte"
     );
-    println!("{cycles} attach/detach cycles: {per_cycle:?} per cycle, {calls} concurrent calls");
+    println!(
+        "{cycles} attach/detach cycles ({rewritten} rewritten): {per_cycle:?} per cycle, \
+         {calls} concurrent calls"
+    );
 }
