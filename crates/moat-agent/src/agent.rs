@@ -37,6 +37,8 @@ struct State {
     attachments: Vec<(String, Attachment)>,
     syscalls: Option<(String, SyscallAttachment)>,
     dumps: Mutex<u64>,
+    /// Set once the last records are written (at exit or detach): nothing is reported after.
+    done: std::sync::atomic::AtomicBool,
 }
 
 static STATE: OnceLock<State> = OnceLock::new();
@@ -96,6 +98,17 @@ impl State {
         self.send(&records);
     }
 
+    /// The last events, the last dump, the counters, once.
+    fn finish(&self) {
+        if self.done.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
+        self.drain_events();
+        self.dump();
+        self.stats();
+        self.send(&[Record::Detached]);
+    }
+
     fn stats(&self) {
         let mut records: Vec<Record> = self
             .attachments
@@ -122,38 +135,85 @@ impl State {
 /// Starts the agent if the controller asked for it (the environment names an object); called
 /// once, before `main`.
 pub fn start() {
-    let Some(object) = std::env::var_os(env::OBJECT) else {
+    if std::env::var_os(env::OBJECT).is_none() {
         return;
-    };
-    // Panics in moat are caught and counted; their messages must not reach the process's stderr.
-    // (The hook is the agent's own: the library has its own copy of Rust's standard library.)
-    std::panic::set_hook(Box::new(|_| {}));
-    moat_attach::untraced(|| start_untraced(object));
+    }
+    let orders = |key: &str| std::env::var(key).ok();
+    quiet_panics();
+    moat_attach::untraced(|| start_with(&orders, true));
 }
 
-fn start_untraced(object: std::ffi::OsString) {
-    let out = std::env::var_os(env::OUT).and_then(|p| {
+/// Starts the agent with the orders of file `config` (`KEY=VALUE` lines, the keys of [`env`]):
+/// the way in for an agent injected into a running process. `false` when there are no orders or
+/// an agent already runs in this process.
+pub fn start_from_file(config: &std::path::Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(config) else {
+        return false;
+    };
+    let map: std::collections::HashMap<String, String> = text
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    if !map.contains_key(env::OBJECT) || STATE.get().is_some() {
+        return false;
+    }
+    let orders = |key: &str| map.get(key).cloned();
+    quiet_panics();
+    moat_attach::untraced(|| start_with(&orders, false));
+    STATE.get().is_some()
+}
+
+/// Detaches every probe (the code gets its bytes back), writes the last records and stops
+/// reporting; the library stays loaded. `false` if no agent runs.
+pub fn stop() -> bool {
+    let Some(state) = STATE.get() else {
+        return false;
+    };
+    moat_attach::untraced(|| {
+        for (_, a) in &state.attachments {
+            a.detach();
+        }
+        if let Some((_, a)) = &state.syscalls {
+            a.detach();
+        }
+        state.finish();
+    });
+    true
+}
+
+/// Panics in moat are caught and counted; their messages must not reach the process's stderr.
+/// (The hook is the agent's own: the library has its own copy of Rust's standard library.)
+fn quiet_panics() {
+    std::panic::set_hook(Box::new(|_| {}));
+}
+
+fn start_with(orders: &dyn Fn(&str) -> Option<String>, from_env: bool) {
+    let Some(object) = orders(env::OBJECT) else {
+        return;
+    };
+    let out = orders(env::OUT).and_then(|p| {
         std::fs::OpenOptions::new()
             .append(true)
             .create(true)
             .open(p)
             .ok()
     });
-    let programs: Option<Vec<String>> = std::env::var(env::PROGRAMS)
-        .ok()
+    let programs: Option<Vec<String>> = orders(env::PROGRAMS)
         .filter(|s| !s.is_empty())
         .map(|s| s.split(',').map(str::to_string).collect());
-    let interval = std::env::var(env::INTERVAL_MS)
-        .ok()
+    let interval = orders(env::INTERVAL_MS)
         .and_then(|s| s.parse::<u64>().ok())
         .filter(|&ms| ms > 0)
         .map(Duration::from_millis);
-    let choice = match std::env::var(env::METHOD).as_deref() {
-        Ok("trap") => Choice::Trap,
+    let choice = match orders(env::METHOD).as_deref() {
+        Some("trap") => Choice::Trap,
         _ => Choice::Auto,
     };
-    let no_verify = std::env::var(env::NO_VERIFY).as_deref() == Ok("1");
-    crate::sys::forget_environment();
+    let no_verify = orders(env::NO_VERIFY).as_deref() == Some("1");
+    if from_env {
+        crate::sys::forget_environment();
+    }
     let mut early = Vec::new();
     let loaded = (|| {
         let bytes = std::fs::read(&object)
@@ -192,6 +252,7 @@ fn start_untraced(object: std::ffi::OsString) {
         attachments,
         syscalls,
         dumps: Mutex::new(0),
+        done: std::sync::atomic::AtomicBool::new(false),
     };
     state.send(&early);
     if STATE.set(state).is_err() {
@@ -209,6 +270,9 @@ fn poll(interval: Option<Duration>) {
     loop {
         std::thread::sleep(Duration::from_millis(5));
         let Some(state) = STATE.get() else { return };
+        if state.done.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         moat_attach::untraced(|| {
             state.drain_events();
             if let Some(i) = interval {
@@ -225,12 +289,7 @@ fn poll(interval: Option<Duration>) {
 extern "C" fn finish() {
     let _ = std::panic::catch_unwind(|| {
         if let Some(state) = STATE.get() {
-            moat_attach::untraced(|| {
-                state.drain_events();
-                state.dump();
-                state.stats();
-                state.send(&[Record::Detached]);
-            });
+            moat_attach::untraced(|| state.finish());
         }
     });
 }

@@ -60,6 +60,9 @@ pub enum ControlError {
         #[source]
         source: std::io::Error,
     },
+    /// Injecting into (or detaching from) a running process failed.
+    #[error("{0}")]
+    Inject(String),
     /// The report file could not be made or read.
     #[error("report file {path}: {source}")]
     Report {
@@ -215,42 +218,155 @@ pub fn launch(
             buf
         })
     });
-    let file = std::fs::File::open(&report).map_err(report_err)?;
-    let mut reader = BufReader::new(file);
-    let mut printer = Printer::new(options.format);
-    let mut outcome = Outcome::default();
-    let mut partial = String::new();
-    let mut follow = |reader: &mut BufReader<std::fs::File>, out: &mut dyn Write| loop {
-        let mut line = String::new();
-        match reader.read_line(&mut line) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-        partial.push_str(&line);
-        if !partial.ends_with('\n') {
-            break;
-        }
-        let text = std::mem::take(&mut partial);
-        if let Some(r) = Record::parse(text.trim_end_matches('\n')) {
-            printer.print(&r, out);
-            outcome.records.push(r);
-        }
-    };
+    let mut follower = Follower::new(&report, options.format).map_err(report_err)?;
     let status = loop {
-        follow(&mut reader, out);
+        follower.poll(out);
         match child.try_wait() {
             Ok(Some(status)) => break status,
             Ok(None) => std::thread::sleep(Duration::from_millis(10)),
             Err(e) => return Err(report_err(e)),
         }
     };
-    follow(&mut reader, out);
+    follower.poll(out);
+    let mut outcome = follower.outcome;
     if let Some(c) = captured {
         outcome.stdout = c.join().unwrap_or_default();
     }
     let _ = out.flush();
     let _ = std::fs::remove_file(&report);
     Ok((status, outcome))
+}
+
+/// Reads the agent's records as they are appended and prints them.
+struct Follower {
+    reader: BufReader<std::fs::File>,
+    printer: Printer,
+    partial: String,
+    outcome: Outcome,
+}
+
+impl Follower {
+    fn new(report: &Path, format: Format) -> std::io::Result<Follower> {
+        Ok(Follower {
+            reader: BufReader::new(std::fs::File::open(report)?),
+            printer: Printer::new(format),
+            partial: String::new(),
+            outcome: Outcome::default(),
+        })
+    }
+
+    /// Prints every complete line written since the last call.
+    fn poll(&mut self, out: &mut dyn Write) {
+        loop {
+            let mut line = String::new();
+            match self.reader.read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            self.partial.push_str(&line);
+            if !self.partial.ends_with('\n') {
+                break;
+            }
+            let text = std::mem::take(&mut self.partial);
+            if let Some(r) = Record::parse(text.trim_end_matches('\n')) {
+                self.printer.print(&r, out);
+                self.outcome.records.push(r);
+            }
+        }
+    }
+
+    fn detached(&self) -> bool {
+        self.outcome.records.last() == Some(&Record::Detached)
+    }
+}
+
+/// Whether process `pid` is alive (not gone, not a zombie).
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// Injects the agent into running process `pid`, prints what it reports until `until()` says
+/// stop or the process ends, then detaches it (every patched byte restored) and returns what was
+/// reported.
+pub fn attach_running(
+    options: &Options,
+    pid: i32,
+    out: &mut dyn Write,
+    until: &mut dyn FnMut() -> bool,
+) -> Result<Outcome, ControlError> {
+    let agent = match &options.agent {
+        Some(a) => a.clone(),
+        None => find_agent()?,
+    };
+    let agent = agent.canonicalize().unwrap_or(agent);
+    let report = report_path();
+    let report_err = |source| ControlError::Report {
+        path: report.clone(),
+        source,
+    };
+    std::fs::write(&report, b"").map_err(report_err)?;
+    let config = report.with_extension("conf");
+    let object = options
+        .object
+        .canonicalize()
+        .unwrap_or_else(|_| options.object.clone());
+    let mut orders = format!(
+        "{}={}\n{}={}\n{}={}\n",
+        env::OBJECT,
+        object.display(),
+        env::OUT,
+        report.display(),
+        env::PROGRAMS,
+        options.programs.join(",")
+    );
+    if let Some(i) = options.interval {
+        orders += &format!("{}={}\n", env::INTERVAL_MS, i.as_millis().max(1));
+    }
+    if options.trap {
+        orders += &format!("{}=trap\n", env::METHOD);
+    }
+    if options.no_verify {
+        orders += &format!("{}=1\n", env::NO_VERIFY);
+    }
+    std::fs::write(&config, orders).map_err(|source| ControlError::Report {
+        path: config.clone(),
+        source,
+    })?;
+    let mut follower = Follower::new(&report, options.format).map_err(report_err)?;
+    let injected = crate::inject::inject(pid, &agent, &config);
+    let _ = std::fs::remove_file(&config);
+    if let Err(e) = injected {
+        follower.poll(out);
+        let _ = std::fs::remove_file(&report);
+        return Err(e);
+    }
+    while alive(pid) && !until() {
+        follower.poll(out);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let ejected = if alive(pid) {
+        crate::inject::eject(pid, &agent)
+    } else {
+        Ok(())
+    };
+    // The agent writes its last records while detaching, or at exit.
+    for _ in 0..100 {
+        follower.poll(out);
+        if follower.detached() || !alive(pid) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    follower.poll(out);
+    let _ = out.flush();
+    let _ = std::fs::remove_file(&report);
+    ejected.map(|()| follower.outcome)
 }
 
 fn report_path() -> PathBuf {

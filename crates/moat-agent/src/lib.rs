@@ -10,6 +10,8 @@
 
 pub mod agent;
 pub mod control;
+#[expect(unsafe_code, reason = "ptrace, waitpid")]
+pub mod inject;
 pub mod protocol;
 #[expect(
     unsafe_code,

@@ -55,3 +55,35 @@ pub fn malloc_free(size: usize) {
         libc::free(std::hint::black_box(p));
     }
 }
+
+/// The way in for `moat trace -p`: the controller calls this in the target process (through
+/// `ptrace`, after `dlopen`) with the path of a file of orders. Returns 0 when the agent runs.
+///
+/// # Safety
+/// `config` is a NUL-terminated path.
+#[no_mangle]
+pub unsafe extern "C" fn moat_agent_start(config: *const libc::c_char) -> i32 {
+    if config.is_null() {
+        return -1;
+    }
+    // SAFETY: the caller passes a NUL-terminated string.
+    let path = unsafe { std::ffi::CStr::from_ptr(config) };
+    let path = std::path::PathBuf::from(
+        <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(path.to_bytes()),
+    );
+    let started = std::panic::catch_unwind(|| crate::agent::start_from_file(&path));
+    if matches!(started, Ok(true)) {
+        0
+    } else {
+        -1
+    }
+}
+
+/// Detaches the agent's probes (called by `moat trace -p` at the end). Returns 0 if an agent ran.
+#[no_mangle]
+pub extern "C" fn moat_agent_stop() -> i32 {
+    match std::panic::catch_unwind(crate::agent::stop) {
+        Ok(true) => 0,
+        _ => -1,
+    }
+}

@@ -2,7 +2,7 @@
 //! programs, the examples attached, and the counts compared with what the programs really did;
 //! the traced programs' output and exit status compared with untraced runs.
 
-use moat_agent::control::{launch, le, Options, Outcome};
+use moat_agent::control::{attach_running, launch, le, Options, Outcome};
 use moat_agent::protocol::Record;
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -371,4 +371,71 @@ fn openat_in_a_real_program() {
     let ok = outcome.value("results", 0).unwrap_or(0);
     let failed = outcome.value("results", 1).unwrap_or(0);
     assert_eq!(ok + failed, names.len() as u64, "every enter has its exit");
+}
+
+/// The executable mappings of `pid`'s program, read through `/proc/PID/mem`.
+fn program_code(pid: u32) -> Vec<u8> {
+    use std::io::{Read, Seek, SeekFrom};
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
+    let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).expect("mem");
+    let mut code = Vec::new();
+    for line in maps.lines().filter(|l| l.contains("moat-trace-target")) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if !f[1].contains('x') {
+            continue;
+        }
+        let (s, e) = f[0].split_once('-').expect("range");
+        let (s, e) = (
+            u64::from_str_radix(s, 16).expect("hex"),
+            u64::from_str_radix(e, 16).expect("hex"),
+        );
+        let mut buf = vec![0u8; (e - s) as usize];
+        mem.seek(SeekFrom::Start(s)).expect("seek");
+        mem.read_exact(&mut buf).expect("read code");
+        code.extend(buf);
+    }
+    code
+}
+
+#[test]
+fn injected_into_a_running_process_and_detached_byte_identical() {
+    let child = Command::new(TARGET)
+        .args(["serve", "1500"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("target starts");
+    let pid = child.id();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let before = program_code(pid);
+    let start = std::time::Instant::now();
+    let mut log = Vec::new();
+    let outcome = attach_running(
+        &Options {
+            object: example("uprobe_count.o"),
+            ..Options::default()
+        },
+        pid as i32,
+        &mut log,
+        &mut || start.elapsed() > std::time::Duration::from_millis(400),
+    )
+    .expect("injected and detached");
+    let after = program_code(pid);
+    assert!(errors(&outcome).is_empty(), "{:?}", errors(&outcome));
+    assert_eq!(attached(&outcome).len(), 2);
+    assert!(outcome.records.contains(&Record::Detached));
+    assert!(
+        before == after,
+        "the code is byte-identical after detaching"
+    );
+    let counted: u64 = (0..7).filter_map(|k| outcome.value("calls", k)).sum();
+    assert!(counted > 1000, "probes fired while attached ({counted})");
+    let out = child.wait_with_output().expect("target ends");
+    assert_eq!(out.status.code(), Some(3));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let served: u64 = text
+        .split_whitespace()
+        .nth(2)
+        .and_then(|n| n.parse().ok())
+        .expect("served N");
+    assert!(counted < served, "counted only while attached");
 }

@@ -278,3 +278,15 @@ pub(crate) fn signal_thread(tid: i32, signal: i32) -> bool {
     // SAFETY: tgkill takes no pointers; the thread id is checked by the kernel against this process.
     unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, signal) == 0 }
 }
+
+/// The calling thread's thread pointer (`fs:0`, the C library's thread control block, which
+/// points to itself): a name for the thread that needs no thread-local storage.
+pub(crate) fn thread_pointer() -> u64 {
+    let tp: u64;
+    // SAFETY: on x86-64 Linux every thread's `fs` base is its TCB, whose first word points to
+    // itself (the TLS ABI); reading it has no side effect.
+    unsafe {
+        std::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags))
+    };
+    tp
+}

@@ -92,9 +92,6 @@ const EMPTY: Frame = Frame {
 };
 
 thread_local! {
-    /// Whether this thread is running probe programs (`RUNNING`: probes hit meanwhile are skipped
-    /// and counted as missed) or moat's own work (`QUIET`: skipped, not counted), or neither (`FREE`).
-    static IN_PROBE: Cell<u8> = const { Cell::new(FREE) };
     static SHADOW: RefCell<Shadow> = const {
         RefCell::new(Shadow { frames: [EMPTY; SHADOW_DEPTH], depth: 0 })
     };
@@ -105,10 +102,84 @@ thread_local! {
 /// Runs `f` with this thread's probes off: what moat does for itself (an agent's reports, map
 /// dumps) is not traced.
 pub fn untraced<R>(f: impl FnOnce() -> R) -> R {
-    let was = IN_PROBE.with(|p| p.replace(QUIET));
-    let r = f();
-    IN_PROBE.with(|p| p.set(was));
-    r
+    match guard::enter(QUIET) {
+        Some(slot) => {
+            let r = f();
+            guard::leave(slot);
+            r
+        }
+        // Already running a probe or untraced.
+        None => f(),
+    }
+}
+
+/// Whether each thread runs probe programs (`RUNNING`) or moat's own work (`QUIET`), or neither
+/// (`FREE`): probes hit in the first two states are skipped. Kept outside thread-local storage,
+/// because the first touch of an injected library's thread-local storage calls `malloc`, which
+/// may be probed: a table of words `thread pointer | state`, the thread pointer (`fs:0`, 64-byte
+/// aligned) naming the thread.
+mod guard {
+    use super::FREE;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    const SLOTS: usize = 4096;
+    #[expect(clippy::declare_interior_mutable_const, reason = "array initialiser")]
+    const ZERO: AtomicU64 = AtomicU64::new(0);
+    static TABLE: [AtomicU64; SLOTS] = [ZERO; SLOTS];
+
+    /// Moves this thread from `FREE` to `to`; its slot, or `None` if it is not free.
+    pub(super) fn enter(to: u8) -> Option<usize> {
+        let me = crate::mem::thread_pointer() & !0x3f;
+        let start = ((me >> 6).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 52) as usize;
+        let want = me | u64::from(to);
+        for i in 0..SLOTS {
+            let idx = (start + i) % SLOTS;
+            let v = TABLE[idx].load(Ordering::Acquire);
+            if v & !0x3f == me {
+                return (v & 0x3 == u64::from(FREE)
+                    && TABLE[idx]
+                        .compare_exchange(v, want, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok())
+                .then_some(idx);
+            }
+            if v == 0 {
+                if TABLE[idx]
+                    .compare_exchange(0, want, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    return Some(idx);
+                }
+                // Another thread took the slot: look at it again.
+                return enter_evicting(me, want);
+            }
+        }
+        enter_evicting(me, want)
+    }
+
+    /// The table is full (or contended): this thread's entry, or a free one of another thread
+    /// replaced.
+    fn enter_evicting(me: u64, want: u64) -> Option<usize> {
+        for (idx, slot) in TABLE.iter().enumerate() {
+            let v = slot.load(Ordering::Acquire);
+            if v & !0x3f == me && v & 0x3 != u64::from(FREE) {
+                return None;
+            }
+            if (v == 0 || v & 0x3 == u64::from(FREE))
+                && slot
+                    .compare_exchange(v, want, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            {
+                return Some(idx);
+            }
+        }
+        None
+    }
+
+    /// Back to `FREE`.
+    pub(super) fn leave(slot: usize) {
+        let me = crate::mem::thread_pointer() & !0x3f;
+        TABLE[slot].store(me | u64::from(FREE), Ordering::Release);
+    }
 }
 
 /// The function address and cookie of the probe program running on this thread.
@@ -249,26 +320,22 @@ fn on_sys(probe: &SyscallProbe, regs: &mut PtRegs, exit: bool) {
     if !probe.enabled.load(Ordering::Relaxed) {
         return;
     }
-    match IN_PROBE.with(|p| p.get()) {
-        FREE => {}
-        _ => return,
-    }
-    IN_PROBE.with(|p| p.set(RUNNING));
+    let Some(slot) = guard::enter(RUNNING) else {
+        return;
+    };
     let _ = catch_unwind(AssertUnwindSafe(|| sys_event(probe, regs, exit)));
-    IN_PROBE.with(|p| p.set(FREE));
+    guard::leave(slot);
 }
 
 /// Runs `f` unless this thread is already in a probe.
 fn guarded(f: impl FnOnce()) {
-    match IN_PROBE.with(|p| p.get()) {
-        FREE => {}
-        // Hits from moat's own code (a program's helpers, the agent) are not the process's.
-        _ => return,
-    }
-    IN_PROBE.with(|p| p.set(RUNNING));
+    // Hits from moat's own code (a program's helpers, the agent) are not the process's.
+    let Some(slot) = guard::enter(RUNNING) else {
+        return;
+    };
     // A panic in moat must not unwind into the traced code (or abort the process).
     let _ = catch_unwind(AssertUnwindSafe(f));
-    IN_PROBE.with(|p| p.set(FREE));
+    guard::leave(slot);
 }
 
 fn fill_fixed(regs: &mut PtRegs, rip: u64, rsp: u64) {

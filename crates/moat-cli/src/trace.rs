@@ -1,7 +1,7 @@
 //! `moat trace`: attach an object's programs to a command and print what they report.
 
 use clap::{Args, ValueEnum};
-use moat_agent::control::{launch, Format, Options};
+use moat_agent::control::{attach_running, launch, Format, Options};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,7 +16,7 @@ pub enum TraceFormat {
     Json,
 }
 
-/// `moat trace OBJ.o [--program NAME]... -- CMD ARGS`.
+/// `moat trace OBJ.o [--program NAME]... -- CMD ARGS`, or `moat trace OBJ.o -p PID`.
 #[derive(Debug, Args)]
 #[command(after_long_help = TRACE_HELP)]
 pub struct TraceArgs {
@@ -38,11 +38,19 @@ pub struct TraceArgs {
     /// a probe that misbehaves is stopped and disabled, and the command runs on).
     #[arg(long)]
     no_verify: bool,
+    /// Attach to running process PID instead of starting a command: the agent is injected
+    /// (ptrace, dlopen) and detached again, every patched byte restored, at Ctrl-C, after
+    /// --duration, or when the process ends.
+    #[arg(long, short = 'p', value_name = "PID", conflicts_with = "command")]
+    pid: Option<i32>,
+    /// With -p: detach after SECONDS.
+    #[arg(long, value_name = "SECONDS", requires = "pid")]
+    duration: Option<f64>,
     /// Write the report to FILE instead of standard output.
     #[arg(long, short, value_name = "FILE")]
     output: Option<PathBuf>,
     /// The command to run traced, after `--`.
-    #[arg(last = true, required = true, value_name = "CMD")]
+    #[arg(last = true, required_unless_present = "pid", value_name = "CMD")]
     command: Vec<OsString>,
 }
 
@@ -68,7 +76,18 @@ goes wrong inside the traced process (a refused program, a missing symbol, a fai
 reported and the command keeps its own behaviour: moat trace exits with CMD's exit status and
 passes CMD's output through unchanged. CMD's children are not traced.
 
-Example: moat trace examples/c/malloc_free.o -- python3 -c 'print(1)'";
+System call tracepoints (tracepoint/syscalls/sys_enter_NAME, sys_exit_NAME, raw_tracepoint/sys_enter,
+sys_exit) get the kernel's tracepoint records; they are made by rewriting the `mov eax, NR; syscall`
+sites of the C library and the program (system calls made elsewhere are not seen).
+
+With -p PID the agent is injected into a running process (ptrace, dlopen in its main thread) and
+detached at Ctrl-C, after --duration or when the process ends; detaching restores every patched
+byte. Needs ptrace permission over the process (root, or the same user with ptrace_scope 0).
+
+Examples:
+  moat trace examples/c/malloc_free.o -- python3 -c 'print(1)'
+  moat trace examples/c/openat.o -- ls /
+  moat trace examples/c/uprobe_count.o -p 1234 --duration 5";
 
 /// Runs `moat trace`; exits with the traced command's status.
 pub fn run(args: TraceArgs) -> ExitCode {
@@ -102,6 +121,23 @@ pub fn run(args: TraceArgs) -> ExitCode {
         },
         None => Box::new(std::io::stdout()),
     };
+    if let Some(pid) = args.pid {
+        moat_agent::inject::block_interrupts();
+        let start = std::time::Instant::now();
+        let duration = args
+            .duration
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64);
+        let mut until =
+            || moat_agent::inject::interrupted() || duration.is_some_and(|d| start.elapsed() >= d);
+        return match attach_running(&options, pid, &mut out, &mut until) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match launch(&options, &args.command, &mut out) {
         Ok((status, _)) => exit_code(status),
         Err(e) => {

@@ -62,3 +62,28 @@ fn traced_commands_keep_output_and_status() {
         .expect("runs");
     assert_eq!(failing.code(), Some(7));
 }
+
+#[test]
+fn attaching_to_a_running_process_and_detaching() {
+    let mut sleeper = Command::new("/bin/sleep")
+        .arg("3")
+        .spawn()
+        .expect("sleep starts");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let out = moat()
+        .arg("trace")
+        .arg(example("malloc_free.o"))
+        .args(["-p", &sleeper.id().to_string(), "--duration", "0.3"])
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("attached on_malloc"), "{text}");
+    assert!(text.contains("detached"), "{text}");
+    let status = sleeper.wait().expect("sleep ends");
+    assert!(status.success(), "the process was not disturbed");
+}

@@ -51,8 +51,28 @@ fn opens(n: u64, path: &str) {
     println!("target: {ok} of {n} opens succeeded");
 }
 
+/// `serve MS`: calls `target_add` in batches of 1 000, sleeping 1 ms between batches, for MS
+/// milliseconds (a process to inject into), then prints how many calls it made.
+fn serve(ms: u64) {
+    let start = std::time::Instant::now();
+    let mut calls = 0u64;
+    let mut sum = 0u64;
+    while start.elapsed() < std::time::Duration::from_millis(ms) {
+        for i in 0..1000 {
+            sum = sum.wrapping_add(target_add(i % 7, i));
+            calls += 1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    println!("target: served {calls} calls, sum {sum}");
+    std::process::exit(3);
+}
+
 fn main() {
     let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("serve") {
+        serve(args.nth(1).and_then(|a| a.parse().ok()).unwrap_or(1000));
+    }
     if args.peek().map(String::as_str) == Some("open") {
         let n = args.nth(1).and_then(|a| a.parse().ok()).unwrap_or(100);
         let path = args.next().unwrap_or_else(|| "/".into());
