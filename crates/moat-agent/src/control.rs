@@ -195,9 +195,7 @@ pub fn launch(
         .env(env::OBJECT, &object)
         .env(env::OUT, &report)
         .env(env::PROGRAMS, options.programs.join(","));
-    if let Some(i) = options.interval {
-        cmd.env(env::INTERVAL_MS, i.as_millis().max(1).to_string());
-    }
+    cmd.env(env::INTERVAL_MS, dump_every(options).to_string());
     if options.trap {
         cmd.env(env::METHOD, "trap");
     }
@@ -218,7 +216,7 @@ pub fn launch(
             buf
         })
     });
-    let mut follower = Follower::new(&report, options.format).map_err(report_err)?;
+    let mut follower = Follower::new(&report, options).map_err(report_err)?;
     let status = loop {
         follower.poll(out);
         match child.try_wait() {
@@ -228,6 +226,7 @@ pub fn launch(
         }
     };
     follower.poll(out);
+    follower.finish(out);
     let mut outcome = follower.outcome;
     if let Some(c) = captured {
         outcome.stdout = c.join().unwrap_or_default();
@@ -235,6 +234,12 @@ pub fn launch(
     let _ = out.flush();
     let _ = std::fs::remove_file(&report);
     Ok((status, outcome))
+}
+
+/// Milliseconds between the agent's map dumps: `--interval`, else one a second, kept quietly so
+/// that a process that crashes (and writes no dump at exit) still leaves its maps.
+fn dump_every(options: &Options) -> u128 {
+    options.interval.map_or(1000, |i| i.as_millis().max(1))
 }
 
 /// Reads the agent's records as they are appended and prints them.
@@ -246,10 +251,10 @@ struct Follower {
 }
 
 impl Follower {
-    fn new(report: &Path, format: Format) -> std::io::Result<Follower> {
+    fn new(report: &Path, options: &Options) -> std::io::Result<Follower> {
         Ok(Follower {
             reader: BufReader::new(std::fs::File::open(report)?),
-            printer: Printer::new(format),
+            printer: Printer::new(options.format, options.interval.is_some()),
             partial: String::new(),
             outcome: Outcome::default(),
         })
@@ -272,6 +277,13 @@ impl Follower {
                 self.printer.print(&r, out);
                 self.outcome.records.push(r);
             }
+        }
+    }
+
+    /// After the process ended: the last dump, if the agent could not write its final one.
+    fn finish(&mut self, out: &mut dyn Write) {
+        if !self.detached() {
+            self.printer.flush_pending(out, true);
         }
     }
 
@@ -325,9 +337,7 @@ pub fn attach_running(
         env::PROGRAMS,
         options.programs.join(",")
     );
-    if let Some(i) = options.interval {
-        orders += &format!("{}={}\n", env::INTERVAL_MS, i.as_millis().max(1));
-    }
+    orders += &format!("{}={}\n", env::INTERVAL_MS, dump_every(options));
     if options.trap {
         orders += &format!("{}=trap\n", env::METHOD);
     }
@@ -338,7 +348,7 @@ pub fn attach_running(
         path: config.clone(),
         source,
     })?;
-    let mut follower = Follower::new(&report, options.format).map_err(report_err)?;
+    let mut follower = Follower::new(&report, options).map_err(report_err)?;
     let injected = crate::inject::inject(pid, &agent, &config);
     let _ = std::fs::remove_file(&config);
     if let Err(e) = injected {
@@ -364,6 +374,7 @@ pub fn attach_running(
         std::thread::sleep(Duration::from_millis(10));
     }
     follower.poll(out);
+    follower.finish(out);
     let _ = out.flush();
     let _ = std::fs::remove_file(&report);
     ejected.map(|()| follower.outcome)
@@ -383,6 +394,10 @@ fn report_path() -> PathBuf {
 struct Printer {
     format: Format,
     dump: Vec<(String, Vec<u8>, Vec<u8>)>,
+    /// Whether dumps are printed as they come (`--interval`), or only the last one.
+    every_dump: bool,
+    /// The last complete dump, not printed yet.
+    pending: Option<(u64, String, String)>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -417,10 +432,26 @@ fn json_str(s: &str) -> String {
 }
 
 impl Printer {
-    fn new(format: Format) -> Printer {
+    fn new(format: Format, every_dump: bool) -> Printer {
         Printer {
             format,
             dump: Vec::new(),
+            every_dump,
+            pending: None,
+        }
+    }
+
+    /// Prints the pending dump (noting, if `ended`, that the process ended without a final one).
+    fn flush_pending(&mut self, out: &mut dyn Write, ended: bool) {
+        if let Some((seq, text, json)) = self.pending.take() {
+            let text = if self.format == Format::Json {
+                json
+            } else if ended {
+                format!("maps (dump {seq}, the last before the process ended):\n{text}")
+            } else {
+                format!("maps (dump {seq}):\n{text}")
+            };
+            let _ = out.write_all(text.as_bytes());
         }
     }
 
@@ -473,24 +504,21 @@ impl Printer {
                 return;
             }
             Record::DumpEnd(seq) => {
-                let mut s = String::new();
-                if !json {
-                    let _ = writeln!(s, "maps (dump {seq}):");
-                }
+                let (mut text, mut json_text) = (String::new(), String::new());
                 for (map, k, v) in &self.dump {
-                    if json {
-                        let _ = writeln!(
-                            s,
-                            "{{\"map\":{},\"key\":\"{}\",\"value\":\"{}\",\"dump\":{seq}}}",
-                            json_str(map),
-                            hex(k),
-                            hex(v)
-                        );
-                    } else {
-                        let _ = writeln!(s, "  {map}[{}] = {}", show(k), show(v));
-                    }
+                    let _ = writeln!(
+                        json_text,
+                        "{{\"map\":{},\"key\":\"{}\",\"value\":\"{}\",\"dump\":{seq}}}",
+                        json_str(map),
+                        hex(k),
+                        hex(v)
+                    );
+                    let _ = writeln!(text, "  {map}[{}] = {}", show(k), show(v));
                 }
-                let _ = out.write_all(s.as_bytes());
+                self.pending = Some((*seq, text, json_text));
+                if self.every_dump {
+                    self.flush_pending(out, false);
+                }
                 return;
             }
             Record::Stats {
@@ -499,6 +527,8 @@ impl Printer {
                 errors,
                 missed,
             } => {
+                // The final dump comes first.
+                self.flush_pending(out, false);
                 if json {
                     format!(
                         "{{\"stats\":{},\"runs\":{hits},\"failed\":{errors},\"missed\":{missed}}}",
@@ -509,6 +539,8 @@ impl Printer {
                 }
             }
             Record::Detached => {
+                // The final dump, written just before.
+                self.flush_pending(out, false);
                 if json {
                     "{\"detached\":true}".into()
                 } else {

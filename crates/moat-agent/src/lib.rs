@@ -21,5 +21,5 @@ mod sys;
 
 /// What the bundled test program needs of the C library.
 pub mod test_support {
-    pub use crate::sys::malloc_free;
+    pub use crate::sys::{crash, malloc_free};
 }

@@ -87,3 +87,13 @@ pub extern "C" fn moat_agent_stop() -> i32 {
         _ => -1,
     }
 }
+
+/// Ends the process by `SIGSEGV`, as a crash would (for the bundled test program).
+pub fn crash() -> ! {
+    // SAFETY: raising a signal has no memory effects; SIGSEGV's default action ends the process.
+    unsafe {
+        libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+        libc::raise(libc::SIGSEGV);
+    }
+    std::process::abort()
+}

@@ -446,3 +446,21 @@ fn injected_into_a_running_process_and_detached_byte_identical() {
         .expect("served N");
     assert!(counted < served, "counted only while attached");
 }
+
+#[test]
+fn a_crashing_process_leaves_its_maps() {
+    let (status, outcome) = trace(
+        Options {
+            object: example("uprobe_count.o"),
+            ..Options::default()
+        },
+        &[TARGET, "crash", "700"],
+    );
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGSEGV));
+    assert!(!outcome.records.contains(&Record::Detached));
+    // The agent's background dump (every second) saw every call.
+    for arg in 0..7 {
+        assert_eq!(outcome.value("calls", arg), Some(100), "calls[{arg}]");
+    }
+}

@@ -68,8 +68,20 @@ fn serve(ms: u64) {
     std::process::exit(3);
 }
 
+/// `crash N`: N calls of `target_add`, a pause of 1.5 s, then death by `SIGSEGV`.
+fn crash(n: u64) {
+    for i in 0..n {
+        black_box(target_add(i % 7, i));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    moat_agent::test_support::crash();
+}
+
 fn main() {
     let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("crash") {
+        crash(args.nth(1).and_then(|a| a.parse().ok()).unwrap_or(100));
+    }
     if args.peek().map(String::as_str) == Some("serve") {
         serve(args.nth(1).and_then(|a| a.parse().ok()).unwrap_or(1000));
     }
