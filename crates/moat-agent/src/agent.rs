@@ -159,6 +159,8 @@ pub fn start_from_file(config: &std::path::Path) -> bool {
         return false;
     }
     let orders = |key: &str| map.get(key).cloned();
+    // Loaded with dlopen: this library's thread-local storage is allocated lazily, with malloc.
+    moat_attach::tls_free_guard();
     quiet_panics();
     moat_attach::untraced(|| start_with(&orders, false));
     STATE.get().is_some()

@@ -44,7 +44,7 @@ mod trap;
 mod world;
 
 pub use mem::read_user;
-pub use probe::{untraced, Hook, PtRegs};
+pub use probe::{tls_free_guard, untraced, Hook, PtRegs};
 pub use spec::{AttachPoint, SpecError, Syscall, Target};
 pub use symbols::{locate, Located, SymbolError};
 

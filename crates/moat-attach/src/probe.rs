@@ -113,22 +113,63 @@ pub fn untraced<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
+/// Makes the probes' re-entrancy guard live outside thread-local storage from now on: for a
+/// library loaded with `dlopen` (an injected agent), whose thread-local storage each thread
+/// allocates with `malloc` on first touch — a `malloc` that may be probed. Costs ~15 ns per hit
+/// (an atomic compare-and-swap on a shared table instead of a thread-local byte).
+pub fn tls_free_guard() {
+    guard::TABLE_GUARD.store(true, Ordering::Relaxed);
+}
+
 /// Whether each thread runs probe programs (`RUNNING`) or moat's own work (`QUIET`), or neither
-/// (`FREE`): probes hit in the first two states are skipped. Kept outside thread-local storage,
-/// because the first touch of an injected library's thread-local storage calls `malloc`, which
-/// may be probed: a table of words `thread pointer | state`, the thread pointer (`fs:0`, 64-byte
-/// aligned) naming the thread.
+/// (`FREE`): probes hit in the first two states are skipped. In thread-local storage, or (after
+/// [`tls_free_guard`]) in a table of words `thread pointer | state`, the thread pointer (`fs:0`,
+/// 64-byte aligned) naming the thread.
 mod guard {
     use super::FREE;
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    /// Whether the table is used rather than thread-local storage ([`super::tls_free_guard`]).
+    pub(super) static TABLE_GUARD: AtomicBool = AtomicBool::new(false);
+
+    thread_local! {
+        static STATE: Cell<u8> = const { Cell::new(FREE) };
+    }
+
+    /// Where a thread's state is.
+    pub(super) enum Slot {
+        /// In thread-local storage.
+        Local,
+        /// In the table, at this index.
+        Table(usize),
+    }
+
+    /// Moves this thread from `FREE` to `to`; where its state is, or `None` if it is not free.
+    pub(super) fn enter(to: u8) -> Option<Slot> {
+        if !TABLE_GUARD.load(Ordering::Relaxed) {
+            return STATE
+                .with(|s| (s.get() == FREE).then(|| s.set(to)))
+                .map(|()| Slot::Local);
+        }
+        enter_table(to).map(Slot::Table)
+    }
+
+    /// Back to `FREE`.
+    pub(super) fn leave(slot: Slot) {
+        match slot {
+            Slot::Local => STATE.with(|s| s.set(FREE)),
+            Slot::Table(i) => leave_table(i),
+        }
+    }
 
     const SLOTS: usize = 4096;
     #[expect(clippy::declare_interior_mutable_const, reason = "array initialiser")]
     const ZERO: AtomicU64 = AtomicU64::new(0);
     static TABLE: [AtomicU64; SLOTS] = [ZERO; SLOTS];
 
-    /// Moves this thread from `FREE` to `to`; its slot, or `None` if it is not free.
-    pub(super) fn enter(to: u8) -> Option<usize> {
+    /// Moves this thread from `FREE` to `to` in the table; its slot, or `None` if it is not free.
+    fn enter_table(to: u8) -> Option<usize> {
         let me = crate::mem::thread_pointer() & !0x3f;
         let start = ((me >> 6).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 52) as usize;
         let want = me | u64::from(to);
@@ -175,8 +216,7 @@ mod guard {
         None
     }
 
-    /// Back to `FREE`.
-    pub(super) fn leave(slot: usize) {
+    fn leave_table(slot: usize) {
         let me = crate::mem::thread_pointer() & !0x3f;
         TABLE[slot].store(me | u64::from(FREE), Ordering::Release);
     }
