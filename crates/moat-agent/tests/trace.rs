@@ -464,3 +464,27 @@ fn a_crashing_process_leaves_its_maps() {
         assert_eq!(outcome.value("calls", arg), Some(100), "calls[{arg}]");
     }
 }
+
+#[test]
+fn raw_sys_enter_counts_every_system_call_and_reads_registers() {
+    let count = |n: u64| {
+        let (status, outcome) = trace(
+            Options {
+                object: example("syscall_count.o"),
+                ..Options::default()
+            },
+            &[TARGET, "open", &n.to_string(), "/"],
+        );
+        assert_eq!(status.code(), Some(0));
+        assert!(errors(&outcome).is_empty(), "{:?}", errors(&outcome));
+        (
+            outcome.value("syscalls", 257).unwrap_or(0),
+            outcome.value("writes", 1).unwrap_or(0),
+        )
+    };
+    let (opens_10, writes_10) = count(10);
+    let (opens_40, _) = count(40);
+    assert_eq!(opens_40 - opens_10, 30, "openat counted by raw sys_enter");
+    // The program's one line of output, its fd read from the saved registers.
+    assert_eq!(writes_10, 1, "write(1, ...) seen with its file descriptor");
+}
