@@ -11,7 +11,7 @@ use moat_attach::{AttachPoint, Attachment, Choice, Hook, SyscallAttachment, Sysc
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The environment the controller passes the agent.
@@ -37,11 +37,19 @@ struct State {
     attachments: Vec<(String, Attachment)>,
     syscalls: Option<(String, SyscallAttachment)>,
     dumps: Mutex<u64>,
+    /// The report file's path (names the object for `stop`).
+    report: String,
     /// Set once the last records are written (at exit or detach): nothing is reported after.
     done: std::sync::atomic::AtomicBool,
 }
 
-static STATE: OnceLock<State> = OnceLock::new();
+/// Every object the agent runs, each reporting to its own file (an injected agent may be given
+/// several, one after another; they never share maps, domains or reports).
+static STATES: Mutex<Vec<&'static State>> = Mutex::new(Vec::new());
+
+fn states() -> Vec<&'static State> {
+    STATES.lock().map(|s| s.clone()).unwrap_or_default()
+}
 
 impl State {
     fn send(&self, records: &[Record]) {
@@ -155,33 +163,39 @@ pub fn start_from_file(config: &std::path::Path) -> bool {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    if !map.contains_key(env::OBJECT) || STATE.get().is_some() {
+    if !map.contains_key(env::OBJECT) {
         return false;
     }
+    let before = states().len();
     let orders = |key: &str| map.get(key).cloned();
     // Loaded with dlopen: this library's thread-local storage is allocated lazily, with malloc.
     moat_attach::tls_free_guard();
     quiet_panics();
     moat_attach::untraced(|| start_with(&orders, false));
-    STATE.get().is_some()
+    states().len() > before
 }
 
-/// Detaches every probe (the code gets its bytes back), writes the last records and stops
-/// reporting; the library stays loaded. `false` if no agent runs.
-pub fn stop() -> bool {
-    let Some(state) = STATE.get() else {
-        return false;
-    };
-    moat_attach::untraced(|| {
-        for (_, a) in &state.attachments {
-            a.detach();
+/// Detaches the probes of the object reporting to `report` (every object when `None`): the code
+/// gets its bytes back, the last records are written and reporting stops; the library stays
+/// loaded. `false` if no such object runs.
+pub fn stop(report: Option<&str>) -> bool {
+    let mut found = false;
+    for state in states() {
+        if report.is_some_and(|r| r != state.report) {
+            continue;
         }
-        if let Some((_, a)) = &state.syscalls {
-            a.detach();
-        }
-        state.finish();
-    });
-    true
+        found = true;
+        moat_attach::untraced(|| {
+            for (_, a) in &state.attachments {
+                a.detach();
+            }
+            if let Some((_, a)) = &state.syscalls {
+                a.detach();
+            }
+            state.finish();
+        });
+    }
+    found
 }
 
 /// Panics in moat are caught and counted; their messages must not reach the process's stderr.
@@ -194,6 +208,7 @@ fn start_with(orders: &dyn Fn(&str) -> Option<String>, from_env: bool) {
     let Some(object) = orders(env::OBJECT) else {
         return;
     };
+    let report = orders(env::OUT).unwrap_or_default();
     let out = orders(env::OUT).and_then(|p| {
         std::fs::OpenOptions::new()
             .append(true)
@@ -254,24 +269,31 @@ fn start_with(orders: &dyn Fn(&str) -> Option<String>, from_env: bool) {
         attachments,
         syscalls,
         dumps: Mutex::new(0),
+        report,
         done: std::sync::atomic::AtomicBool::new(false),
     };
     state.send(&early);
-    if STATE.set(state).is_err() {
-        return;
+    let state: &'static State = Box::leak(Box::new(state));
+    let first = match STATES.lock() {
+        Ok(mut s) => {
+            s.push(state);
+            s.len() == 1
+        }
+        Err(_) => return,
+    };
+    if first {
+        crate::sys::at_exit(finish);
     }
-    crate::sys::at_exit(finish);
     let _ = std::thread::Builder::new()
         .name("moat-agent".into())
-        .spawn(move || poll(interval));
+        .spawn(move || poll(state, interval));
 }
 
 /// Streams ring-buffer records every few milliseconds and dumps maps every `interval`.
-fn poll(interval: Option<Duration>) {
+fn poll(state: &'static State, interval: Option<Duration>) {
     let mut last = Instant::now();
     loop {
         std::thread::sleep(Duration::from_millis(5));
-        let Some(state) = STATE.get() else { return };
         if state.done.load(std::sync::atomic::Ordering::Acquire) {
             return;
         }
@@ -290,7 +312,7 @@ fn poll(interval: Option<Duration>) {
 /// At exit: the last events, the last dump, the counters.
 extern "C" fn finish() {
     let _ = std::panic::catch_unwind(|| {
-        if let Some(state) = STATE.get() {
+        for state in states() {
             moat_attach::untraced(|| state.finish());
         }
     });

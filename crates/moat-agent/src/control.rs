@@ -361,7 +361,7 @@ pub fn attach_running(
         std::thread::sleep(Duration::from_millis(10));
     }
     let ejected = if alive(pid) {
-        crate::inject::eject(pid, &agent)
+        crate::inject::eject(pid, &agent, &report)
     } else {
         Ok(())
     };

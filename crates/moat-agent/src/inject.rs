@@ -206,11 +206,13 @@ pub fn inject(pid: i32, agent: &Path, config: &Path) -> Result<(), ControlError>
     result
 }
 
-/// Detaches the agent from process `pid`: every probe's bytes restored.
-pub fn eject(pid: i32, agent: &Path) -> Result<(), ControlError> {
+/// Detaches the object reporting to `report` from process `pid`: its probes' bytes restored.
+pub fn eject(pid: i32, agent: &Path, report: &Path) -> Result<(), ControlError> {
     let stop = symbol(pid, &agent.to_string_lossy(), "moat_agent_stop")?;
     let mut t = Stopped::new(pid)?;
-    let result = t.call(stop, &[]);
+    let result = t
+        .string(0, &report.to_string_lossy())
+        .and_then(|r| t.call(stop, &[r]));
     t.release()?;
     result.map(|_| ())
 }

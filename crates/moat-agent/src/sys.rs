@@ -79,10 +79,20 @@ pub unsafe extern "C" fn moat_agent_start(config: *const libc::c_char) -> i32 {
     }
 }
 
-/// Detaches the agent's probes (called by `moat trace -p` at the end). Returns 0 if an agent ran.
+/// Detaches the probes of the object reporting to file `report` (every object when null; called
+/// by `moat trace -p` at the end). Returns 0 if such an object ran.
+///
+/// # Safety
+/// `report` is null or a NUL-terminated path.
 #[no_mangle]
-pub extern "C" fn moat_agent_stop() -> i32 {
-    match std::panic::catch_unwind(crate::agent::stop) {
+pub unsafe extern "C" fn moat_agent_stop(report: *const libc::c_char) -> i32 {
+    let report = (!report.is_null()).then(|| {
+        // SAFETY: the caller passes a NUL-terminated string.
+        unsafe { std::ffi::CStr::from_ptr(report) }
+            .to_string_lossy()
+            .into_owned()
+    });
+    match std::panic::catch_unwind(|| crate::agent::stop(report.as_deref())) {
         Ok(true) => 0,
         _ => -1,
     }

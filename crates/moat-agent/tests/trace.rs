@@ -488,3 +488,52 @@ fn raw_sys_enter_counts_every_system_call_and_reads_registers() {
     // The program's one line of output, its fd read from the saved registers.
     assert_eq!(writes_10, 1, "write(1, ...) seen with its file descriptor");
 }
+
+#[test]
+fn a_second_object_injected_meanwhile_leaves_the_first_undisturbed() {
+    let child = Command::new(TARGET)
+        .args(["serve", "1500"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("target starts");
+    let pid = child.id() as i32;
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let before = program_code(child.id());
+    let run = |delay: u64, length: u64| {
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(delay));
+            let start = std::time::Instant::now();
+            attach_running(
+                &Options {
+                    object: example("uprobe_count.o"),
+                    ..Options::default()
+                },
+                pid,
+                &mut Vec::new(),
+                &mut || start.elapsed() > std::time::Duration::from_millis(length),
+            )
+        })
+    };
+    let first = run(0, 700);
+    let second = run(200, 250);
+    let (first, second) = match (first.join().expect("first"), second.join().expect("second")) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) if e.to_string().contains("Operation not permitted") => {
+            println!("skipped: ptrace not permitted here ({e})");
+            let _ = child.wait_with_output();
+            return;
+        }
+        (a, b) => panic!("{:?} {:?}", a.err(), b.err()),
+    };
+    let after = program_code(child.id());
+    let total = |o: &Outcome| (0..7).filter_map(|k| o.value("calls", k)).sum::<u64>();
+    assert!(errors(&first).is_empty() && errors(&second).is_empty());
+    assert!(total(&second) > 0, "the second object's probes ran");
+    assert!(
+        total(&first) > total(&second),
+        "the first object kept counting while the second was attached and after"
+    );
+    assert!(before == after, "byte-identical after both detached");
+    let out = child.wait_with_output().expect("target ends");
+    assert_eq!(out.status.code(), Some(3));
+}
