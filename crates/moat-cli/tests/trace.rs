@@ -87,3 +87,32 @@ fn attaching_to_a_running_process_and_detaching() {
     let status = sleeper.wait().expect("sleep ends");
     assert!(status.success(), "the process was not disturbed");
 }
+
+#[test]
+fn program_choice_and_json_output() {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let out = moat()
+        .arg("trace")
+        .args([
+            "--program",
+            "on_malloc",
+            "--format",
+            "json",
+            "-o",
+            "/dev/stdout",
+        ])
+        .arg(example("malloc_free.o"))
+        .args(["--", "/bin/true", dir])
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(!lines.is_empty());
+    for line in &lines {
+        assert!(line.starts_with('{') && line.ends_with('}'), "{line}");
+    }
+    assert!(text.contains("\"attached\":\"on_malloc\""), "{text}");
+    assert!(!text.contains("\"attached\":\"on_free\""), "{text}");
+    assert!(text.contains("\"map\":\"counts\""), "{text}");
+}
