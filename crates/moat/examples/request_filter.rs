@@ -47,7 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("policy verified: {stats:?}");
 
     // 10.0.0.1 may use /admin.
-    let admins = obj.map("admins").ok_or("no admins map")?;
+    let admins = obj.map("admins")?;
     admins.update(&[10, 0, 0, 1], &[1], BPF_ANY)?;
 
     let requests = [
@@ -87,7 +87,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             if verdict == 1 { "allow" } else { "deny" }
         );
     }
-    let counters = obj.map("requests").ok_or("no requests map")?;
+    let counters = obj.map("requests")?;
     for key in counters.keys() {
         let count = u64::from_ne_bytes(
             counters

@@ -123,6 +123,58 @@ pub enum Error {
         #[source]
         source: moat_pool::PoolError,
     },
+    /// The object has no map of that name.
+    #[error("no map `{name}` (the object has: {})", available.join(", "))]
+    NoSuchMap {
+        /// The name asked for.
+        name: String,
+        /// The maps there are.
+        available: Vec<String>,
+    },
+    /// The object has no global variable of that name (in its BTF).
+    #[error("no global variable `{name}` (the object has: {})", if available.is_empty() { "none with BTF".to_string() } else { available.join(", ") })]
+    NoSuchGlobal {
+        /// The name asked for.
+        name: String,
+        /// The variables there are.
+        available: Vec<String>,
+    },
+    /// A value given for a map entry or a global does not fit it.
+    #[error("{what}: {reason}")]
+    BadValue {
+        /// What the value was for.
+        what: String,
+        /// Why it does not fit.
+        reason: String,
+    },
+    /// The program calls a helper moat does not implement: it could never run.
+    #[error("instruction {pc}: helper {id}{} is not implemented by moat", name.as_ref().map_or(String::new(), |n| format!(" ({n})")))]
+    UnsupportedHelper {
+        /// The calling instruction.
+        pc: usize,
+        /// The helper's id.
+        id: u32,
+        /// The kernel's name for it, if it has one.
+        name: Option<String>,
+    },
+    /// A program's section name says nothing about its type (libbpf would not load it either).
+    #[error("program `{program}`: section `{section}` names no program type; pass one with --type (ObjectOptions::prog_type): buffer, xdp, tc, socket, cgroup_skb, kprobe, tracepoint")]
+    UnknownSection {
+        /// The program.
+        program: String,
+        /// Its section.
+        section: String,
+    },
+    /// A program's section names a kernel program type moat does not run.
+    #[error("program `{program}`: section `{section}` is a {kind} program, a type moat does not support")]
+    UnsupportedProgType {
+        /// The program.
+        program: String,
+        /// Its section.
+        section: String,
+        /// The kernel's program type (and attach type).
+        kind: String,
+    },
     /// An error in a named program.
     #[error("program `{program}`")]
     InProgram {

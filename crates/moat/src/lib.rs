@@ -41,10 +41,10 @@ pub use moat_isolate::{mpk, Domain, IsolateError, Isolation, UnknownIsolation};
 pub use moat_maps::{
     Map, MapDef, MapError, MapType, BPF_ANY, BPF_EXIST, BPF_F_RDONLY_PROG, BPF_NOEXIST,
 };
-pub use moat_obj::{ObjError, Object};
+pub use moat_obj::{CMember, CType, GlobalVar, ObjError, Object, ParseValueError};
 pub use moat_pool as pool;
 pub use moat_verify::{Arg, Callback, HelperProto, MapClass, Rejection, Ret, VerifiedProgram};
-pub use object::{LoadedObject, ObjectOptions};
+pub use object::{LoadedObject, ObjectOptions, OpenObject};
 pub use pooled::{program_tag, PoolBackend, PoolMapError, LIBBPF_PIN_BY_NAME};
 pub use program::{is_violation, LoadedProgram, DEFAULT_VIOLATION_LIMIT};
 pub use runtime::{Engine, Runtime};
@@ -52,4 +52,27 @@ pub use trace::TraceLog;
 pub use verifying::Verification;
 
 pub(crate) use load::{Exec, ProgramTable};
+
+/// Fault injection for moat's own isolation tests; not part of the supported API.
+#[doc(hidden)]
+pub mod testing {
+    use crate::Runtime;
+
+    /// Treats every memory access at `slots` as proven safe by the verifier in programs `rt`
+    /// loads from now on, so the JIT drops its typed-error check — what a verifier bug would do.
+    /// Under `sfi` the access stays confined to the domain; under `mpk` the hardware must stop it
+    /// outside the domain.
+    ///
+    /// # Safety
+    /// Without isolation ([`crate::Isolation::None`]) the JIT emits no check at all for these
+    /// accesses: a program loaded from now on may then read and write any memory of the process.
+    /// Use it only to test isolation, never with programs you do not control.
+    #[expect(
+        unsafe_code,
+        reason = "fault injection: the caller vouches for the claimed proofs"
+    )]
+    pub unsafe fn simulate_verifier_bug(rt: &mut Runtime, slots: Vec<usize>) {
+        rt.simulated_verifier_bug = slots;
+    }
+}
 pub(crate) use program::Guard;

@@ -109,8 +109,9 @@ impl Runtime {
         maps: &[Arc<Map>],
         domain: Option<Domain>,
     ) -> Result<LoadedProgram, Error> {
-        // A buffer program is verified only when the buffer's size is known (`set_buffer_size`);
-        // otherwise its safety rests on the engines' run-time checks alone.
+        // A buffer program is verified only when the buffer's size is known (`set_buffer_size`,
+        // or for objects the BTF of its context argument); otherwise its safety rests on the
+        // engines' run-time checks alone.
         let skip = self.verification == Verification::Off
             || (prog_type == ProgType::Buffer && self.buffer_size.is_none());
         // The verifier checks register initialisation per path; without it, the conservative

@@ -182,28 +182,12 @@ impl Runtime {
         self.verification = verification;
     }
 
-    /// Sets the input size the verifier assumes for buffer-context programs. Without it, buffer
-    /// programs are not verified: their safety then rests on the engines' run-time checks alone.
+    /// Sets the input size the verifier assumes for buffer-context programs loaded from now on
+    /// (per object: [`crate::OpenObject::set_buffer_size`]). Without it, a buffer program of an
+    /// object is verified for the structure its first parameter points to (from BTF); other buffer
+    /// programs are not verified and rest on the engines' run-time checks alone.
     pub fn set_buffer_size(&mut self, size: u64) {
         self.buffer_size = Some(size);
-    }
-
-    /// Fault injection for isolation tests: treats every memory access at `slots` as proven safe by
-    /// the verifier, so the JIT drops its typed-error check — what a verifier bug would do. Under
-    /// `sfi` the access stays confined to the domain; under `mpk` the hardware must stop it outside
-    /// the domain.
-    ///
-    /// # Safety
-    /// Without isolation ([`Isolation::None`]) the JIT emits no check at all for these accesses: a
-    /// program loaded from now on may then read and write any memory of the process. Use it only
-    /// to test isolation, never with programs you do not control.
-    #[doc(hidden)]
-    #[expect(
-        unsafe_code,
-        reason = "fault injection: the caller vouches for the claimed proofs"
-    )]
-    pub unsafe fn simulate_verifier_bug(&mut self, slots: Vec<usize>) {
-        self.simulated_verifier_bug = slots;
     }
 
     /// Keeps the verifier's per-instruction log (`LoadedProgram::verified`, rejections).

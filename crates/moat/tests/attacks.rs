@@ -6,7 +6,7 @@
 //! array), the victim's map and the victim's own result are checked intact.
 //!
 //! The suite runs twice: once as described, and once with the verifier *simulated wrong*: every
-//! memory access of the attacker is treated as proven safe (`Runtime::simulate_verifier_bug` on
+//! memory access of the attacker is treated as proven safe (`moat::testing::simulate_verifier_bug` on
 //! every slot), so that the JIT's `sfi` confinement of proven accesses, not its typed-error checks,
 //! is what stands between the attacker and the host (issue 21). There an attack must end as
 //! `# expect:` says (the interpreter checks every access whatever was proven; the JIT's complete
@@ -226,7 +226,9 @@ fn run_suite(engine: Engine, isolation: Isolation, trust: Trust) -> (usize, Vec<
             .unwrap_or_else(|e| panic!("{name}: does not assemble: {e}"));
         if trust == Trust::Everything {
             // SAFETY: isolation test: the attacker's accesses are meant to escape a wrong proof.
-            unsafe { rt.simulate_verifier_bug((0..bytes.len() / 8).collect()) };
+            unsafe {
+                moat::testing::simulate_verifier_bug(&mut rt, (0..bytes.len() / 8).collect())
+            };
         }
         let attacker = rt
             .load_in_domain(&bytes, ProgType::Buffer, &[own, ring, progs], &domain)
@@ -258,7 +260,7 @@ fn run_suite(engine: Engine, isolation: Isolation, trust: Trust) -> (usize, Vec<
             problems.push(format!("{} violations counted", attacker.violations()));
         }
         // SAFETY: claims nothing: clears the simulated proofs.
-        unsafe { rt.simulate_verifier_bug(Vec::new()) };
+        unsafe { moat::testing::simulate_verifier_bug(&mut rt, Vec::new()) };
         if !problems.is_empty() {
             failures.push(format!(
                 "{isolation} {engine:?} {trust:?} {name}: {}",

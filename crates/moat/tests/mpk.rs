@@ -1,7 +1,7 @@
 //! `mpk` isolation where the CPU and kernel have protection keys (on this project's CI machine,
 //! which has none, `mpk_guest.rs` runs this file inside an emulated guest whose CPU has them).
 //!
-//! The verifier can have bugs: `Runtime::simulate_verifier_bug` makes the JIT trust chosen memory
+//! The verifier can have bugs: `moat::testing::simulate_verifier_bug` makes the JIT trust chosen memory
 //! accesses as a buggy verifier would, so no software check runs for them. Under `mpk` the hardware
 //! must still stop them: confined code runs with PKRU allowing its own domain's key only.
 
@@ -61,7 +61,7 @@ fn a_verifier_bug_cannot_reach_host_memory() {
     let addr = heap.as_ptr() as u64;
     // Slot 2: the access after the two-slot lddw.
     // SAFETY: isolation test: the attacker's accesses are meant to escape a wrong proof.
-    unsafe { rt.simulate_verifier_bug(vec![2]) };
+    unsafe { moat::testing::simulate_verifier_bug(&mut rt, vec![2]) };
     let read = load(&rt, &format!("lddw r2, {addr:#x}\nldxdw r0, [r2]\nexit"));
     assert_pkey_fault(read.run(&mut [0u8; 8]), 2, addr);
     let write = load(
@@ -73,7 +73,7 @@ fn a_verifier_bug_cannot_reach_host_memory() {
     assert_eq!(write.violations(), 1);
     // Without the bug, the software check stops the same program first.
     // SAFETY: claims nothing: clears the simulated proofs.
-    unsafe { rt.simulate_verifier_bug(Vec::new()) };
+    unsafe { moat::testing::simulate_verifier_bug(&mut rt, Vec::new()) };
     let checked = rt
         .load_with_maps(&write.bytecode(), ProgType::Buffer, &[])
         .expect("loads");
@@ -115,7 +115,7 @@ fn a_verifier_bug_cannot_reach_another_domains_map() {
         .expect("value")
         .as_ptr() as u64;
     // SAFETY: isolation test: the attacker's accesses are meant to escape a wrong proof.
-    unsafe { rt.simulate_verifier_bug(vec![2]) };
+    unsafe { moat::testing::simulate_verifier_bug(&mut rt, vec![2]) };
     let attacker = load(
         &rt,
         &format!("lddw r2, {target:#x}\nstdw [r2], 1000\nmov r0, 0\nexit"),
@@ -176,7 +176,7 @@ fn more_programs_than_keys_run_isolated_at_once() {
         .as_ptr() as u64;
     rt.set_verification(Verification::Off);
     // SAFETY: isolation test: the attacker's accesses are meant to escape a wrong proof.
-    unsafe { rt.simulate_verifier_bug(vec![2]) };
+    unsafe { moat::testing::simulate_verifier_bug(&mut rt, vec![2]) };
     let attacker = load(&rt, &format!("lddw r2, {target:#x}\nldxdw r0, [r2]\nexit"));
     assert_pkey_fault(attacker.run(&mut [0u8; 8]), 2, target);
 }
@@ -189,7 +189,7 @@ fn the_run_anchor_is_read_only_for_the_program() {
     // the store through; the anchor's protection key lets the program read but not write it.
     let src = "mov %r2, %r10\nadd %r2, 4096\nldxdw %r0, [%r2]\nstdw [%r2], 0\nmov %r0, 0\nexit";
     // SAFETY: isolation test: the attacker's accesses are meant to escape a wrong proof.
-    unsafe { rt.simulate_verifier_bug(vec![2, 3]) };
+    unsafe { moat::testing::simulate_verifier_bug(&mut rt, vec![2, 3]) };
     let program = load(&rt, src);
     match program.run(&mut [0u8; 8]) {
         Err(Error::Run(e)) => {
