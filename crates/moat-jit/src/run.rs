@@ -18,8 +18,8 @@
 
 use crate::JitProgram;
 use moat_exec::{
-    HelperCtx, LinkedHelper, MemoryMap, Region, RunError, RunErrorKind, RunState, TailCall,
-    STACK_BYTES, STACK_FRAME_SIZE,
+    HelperCtx, HelperError, LinkedHelper, MemoryMap, Region, RunError, RunErrorKind, RunState,
+    TailCall, STACK_BYTES, STACK_FRAME_SIZE,
 };
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -626,6 +626,18 @@ pub(crate) fn enter_nested(
     if !valid_frame(state, frame_top) {
         return None;
     }
+    // Entering the program's code again (a callback of `bpf_loop` and its kind, a tail call) is a
+    // call: a polling point, so that a run spending its time in callbacks without loops of their
+    // own still stops when interrupted.
+    // SAFETY: `jit_ctx` found the live context of a JIT run; the flag in its anchor is an atomic.
+    let requested = unsafe { (*anchor(ctx)).poll.load(Ordering::SeqCst) } != 0;
+    if requested && jit_poll(ctx) != 0 {
+        POLLER.with(|p| p.requested.store(false, Ordering::SeqCst));
+        return Some(Err(RunError {
+            pc: slot,
+            kind: RunErrorKind::Interrupted,
+        }));
+    }
     // SAFETY: `jit_ctx` found the context of a JIT run at the stack top of `state`, `frame_top` is a
     // frame of that stack and `native` the code of an instruction of `prog` (from its slot table);
     // `mem`'s regions are valid for the run by `MemoryMap`'s own contract.
@@ -874,6 +886,16 @@ fn call_helper(
     mem.enter_frame(fp, state);
     let value = match result {
         Ok(v) => v,
+        // A callback stopped at a polling point: the run stops here, interrupted.
+        Err(HelperError::Callback(inner)) if matches!(inner.kind, RunErrorKind::Interrupted) => {
+            return (
+                2,
+                Err(RunError {
+                    pc,
+                    kind: RunErrorKind::Interrupted,
+                }),
+            )
+        }
         Err(source) => {
             return (
                 2,

@@ -79,3 +79,40 @@ fn the_time_budget_replaces_the_instruction_budget_of_jit_programs_only() {
         "{err:?}"
     );
 }
+
+/// A verified program whose time goes into `bpf_loop` callbacks without loops of their own
+/// (`examples/c/slow_probe.o`: 2^22 steps) stops too: entering a callback is a polling point, and
+/// the interrupted callback stops the run at the `bpf_loop` call.
+#[test]
+fn a_run_spent_in_bpf_loop_callbacks_is_stopped() {
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/c/slow_probe.o"
+    ))
+    .expect("example object");
+    let rt = runtime(Duration::from_micros(200));
+    let object = rt
+        .load_object(
+            &bytes,
+            moat::ObjectOptions {
+                prog_type: Some(moat::ProgType::Tracing),
+            },
+        )
+        .expect("verified and loaded");
+    let prog = object.program("slow").expect("program");
+    let mut regs = [0u8; 168];
+    let err = prog.run(&mut regs).expect_err("stopped");
+    let Error::TimeBudget { pc, .. } = err else {
+        panic!("not a time-budget error: {err:?}");
+    };
+    let program = moat_isa::Program::new(&prog.bytecode()).expect("decodes");
+    let call = program.insns().iter().find(|(slot, _)| *slot == pc);
+    assert!(
+        matches!(call, Some((_, moat_isa::Insn::Call(_)))),
+        "stopped at instruction {pc}: {call:?}"
+    );
+    assert_eq!(prog.overruns(), 1);
+    // The request was taken: the next short run on this thread is not stopped.
+    let short = rt.load_asm("mov r0, 7\nexit").expect("loads");
+    assert_eq!(short.run(&mut [0u8; 8]).expect("runs"), 7);
+}
