@@ -28,6 +28,8 @@ pub mod env {
     pub const METHOD: &str = "MOAT_TRACE_METHOD";
     /// `1`: load without verification (the engines' checks and `sfi` still confine).
     pub const NO_VERIFY: &str = "MOAT_TRACE_NO_VERIFY";
+    /// Nanoseconds: the time budget of every run of the object's programs (none when unset).
+    pub const TIME_BUDGET_NS: &str = "MOAT_TRACE_TIME_BUDGET_NS";
 }
 
 /// What the agent keeps for the life of the process.
@@ -117,6 +119,13 @@ impl State {
         self.send(&[Record::Detached]);
     }
 
+    /// Runs of `program` stopped at the time budget.
+    fn overruns(&self, program: &str) -> u64 {
+        self.object
+            .program(program)
+            .map_or(0, |p| u64::from(p.overruns()))
+    }
+
     fn stats(&self) {
         let mut records: Vec<Record> = self
             .attachments
@@ -126,6 +135,7 @@ impl State {
                 hits: a.hits(),
                 errors: a.errors(),
                 missed: a.missed(),
+                overruns: self.overruns(program),
             })
             .collect();
         if let Some((program, a)) = &self.syscalls {
@@ -134,6 +144,7 @@ impl State {
                 hits: a.hits(),
                 errors: a.errors(),
                 missed: 0,
+                overruns: self.overruns(program),
             });
         }
         self.send(&records);
@@ -228,6 +239,10 @@ fn start_with(orders: &dyn Fn(&str) -> Option<String>, from_env: bool) {
         _ => Choice::Auto,
     };
     let no_verify = orders(env::NO_VERIFY).as_deref() == Some("1");
+    let time_budget = orders(env::TIME_BUDGET_NS)
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|&ns| ns > 0)
+        .map(Duration::from_nanos);
     if from_env {
         crate::sys::forget_environment();
     }
@@ -240,6 +255,8 @@ fn start_with(orders: &dyn Fn(&str) -> Option<String>, from_env: bool) {
         if no_verify {
             rt.set_verification(Verification::Off);
         }
+        rt.set_time_budget(time_budget)
+            .map_err(|e| format!("time budget: no watchdog thread: {e}"))?;
         rt.load_object(
             &bytes,
             ObjectOptions {

@@ -38,6 +38,8 @@ pub struct Options {
     pub trap: bool,
     /// Load without verification.
     pub no_verify: bool,
+    /// Stop every run of a program that takes longer than this (counted like a violation).
+    pub time_budget: Option<Duration>,
     /// The agent library (found next to the running executable when `None`).
     pub agent: Option<PathBuf>,
     /// Capture the command's standard output into [`Outcome::stdout`] instead of passing it on.
@@ -202,6 +204,9 @@ pub fn launch(
     if options.no_verify {
         cmd.env(env::NO_VERIFY, "1");
     }
+    if let Some(budget) = options.time_budget {
+        cmd.env(env::TIME_BUDGET_NS, budget.as_nanos().to_string());
+    }
     if options.capture {
         cmd.stdout(std::process::Stdio::piped());
     }
@@ -343,6 +348,9 @@ pub fn attach_running(
     }
     if options.no_verify {
         orders += &format!("{}=1\n", env::NO_VERIFY);
+    }
+    if let Some(budget) = options.time_budget {
+        orders += &format!("{}={}\n", env::TIME_BUDGET_NS, budget.as_nanos());
     }
     std::fs::write(&config, orders).map_err(|source| ControlError::Report {
         path: config.clone(),
@@ -526,13 +534,18 @@ impl Printer {
                 hits,
                 errors,
                 missed,
+                overruns,
             } => {
                 // The final dump comes first.
                 self.flush_pending(out, false);
                 if json {
                     format!(
-                        "{{\"stats\":{},\"runs\":{hits},\"failed\":{errors},\"missed\":{missed}}}",
+                        "{{\"stats\":{},\"runs\":{hits},\"failed\":{errors},\"missed\":{missed},\"over_budget\":{overruns}}}",
                         json_str(program)
+                    )
+                } else if *overruns > 0 {
+                    format!(
+                        "probe {program}: {hits} runs, {errors} failed ({overruns} over the time budget), {missed} missed"
                     )
                 } else {
                     format!("probe {program}: {hits} runs, {errors} failed, {missed} missed")

@@ -55,6 +55,8 @@ pub enum Record {
         errors: u64,
         /// Skipped hits.
         missed: u64,
+        /// Runs stopped at the time budget (part of `errors`).
+        overruns: u64,
     },
     /// The agent detached (the process is exiting or the controller asked).
     Detached,
@@ -111,7 +113,11 @@ impl Record {
                 hits,
                 errors,
                 missed,
-            } => format!("stats\t{}\t{hits}\t{errors}\t{missed}", clean(program)),
+                overruns,
+            } => format!(
+                "stats\t{}\t{hits}\t{errors}\t{missed}\t{overruns}",
+                clean(program)
+            ),
             Record::Detached => "detached".to_string(),
         };
         body + "\n"
@@ -150,6 +156,7 @@ impl Record {
                 hits: n(2)?,
                 errors: n(3)?,
                 missed: n(4)?,
+                overruns: n(5)?,
             },
             "detached" => Record::Detached,
             _ => return None,
@@ -190,6 +197,7 @@ mod tests {
                 hits: 5,
                 errors: 1,
                 missed: 0,
+                overruns: 1,
             },
             Record::Detached,
         ];

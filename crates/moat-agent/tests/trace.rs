@@ -537,3 +537,48 @@ fn a_second_object_injected_meanwhile_leaves_the_first_undisturbed() {
     let out = child.wait_with_output().expect("target ends");
     assert_eq!(out.status.code(), Some(3));
 }
+
+/// A verified probe that would run for milliseconds per call (2^22 `bpf_loop` steps) is stopped at
+/// its time budget on every hit and then disabled; the traced program's results are its own.
+#[test]
+fn a_slow_probe_is_stopped_at_its_time_budget() {
+    let cmd = [TARGET, "100"];
+    let (status, outcome) = trace(
+        Options {
+            object: example("slow_probe.o"),
+            time_budget: Some(std::time::Duration::from_micros(50)),
+            ..Options::default()
+        },
+        &cmd,
+    );
+    assert!(errors(&outcome).is_empty(), "{:?}", errors(&outcome));
+    let attached = attached(&outcome);
+    assert!(
+        attached.len() == 1 && attached[0].1.starts_with("rewritten"),
+        "{attached:?}"
+    );
+    let stats = outcome
+        .records
+        .iter()
+        .find_map(|r| match r {
+            Record::Stats {
+                hits,
+                errors,
+                overruns,
+                ..
+            } => Some((*hits, *errors, *overruns)),
+            _ => None,
+        })
+        .expect("stats");
+    assert_eq!(
+        stats,
+        (100, 100, 3),
+        "(runs, failed runs, runs over the budget): three overruns, then disabled"
+    );
+    let (code, stdout) = untraced(&cmd);
+    assert_eq!(status.code(), code);
+    assert_eq!(
+        String::from_utf8_lossy(&outcome.stdout),
+        String::from_utf8_lossy(&stdout)
+    );
+}

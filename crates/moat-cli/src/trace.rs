@@ -38,6 +38,11 @@ pub struct TraceArgs {
     /// a probe that misbehaves is stopped and disabled, and the command runs on).
     #[arg(long)]
     no_verify: bool,
+    /// Time budget of every run of a program, e.g. `50us`, `2ms` (units ns, us, ms, s): a run
+    /// past it is stopped at its next loop back-edge or call and counted like a violation, so a
+    /// slow probe cannot stall the traced program.
+    #[arg(long, value_name = "TIME", value_parser = crate::parse_duration)]
+    time_budget: Option<Duration>,
     /// Attach to running process PID instead of starting a command: the agent is injected
     /// (ptrace, dlopen) and detached again, every patched byte restored, at Ctrl-C, after
     /// --duration, or when the process ends.
@@ -87,7 +92,8 @@ byte. Needs ptrace permission over the process (root, or the same user with ptra
 Examples:
   moat trace examples/c/malloc_free.o -- python3 -c 'print(1)'
   moat trace examples/c/openat.o -- ls /
-  moat trace examples/c/uprobe_count.o -p 1234 --duration 5";
+  moat trace examples/c/uprobe_count.o -p 1234 --duration 5
+  moat trace --time-budget 50us examples/c/slow_probe.o -- moat-trace-target 100";
 
 /// Runs `moat trace`; exits with the traced command's status.
 pub fn run(args: TraceArgs) -> ExitCode {
@@ -104,6 +110,7 @@ pub fn run(args: TraceArgs) -> ExitCode {
             .map(Duration::from_secs_f64),
         trap: args.trap,
         no_verify: args.no_verify,
+        time_budget: args.time_budget,
         agent: None,
         capture: false,
     };
