@@ -23,11 +23,14 @@ fn skip(reason: &str) {
     println!("skipped: {reason}");
 }
 
+/// Whether `tool` runs: `--version`, or `-V` for tools that know only that (iproute2's `ip`).
 fn have(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
+    ["--version", "-V"].iter().any(|flag| {
+        Command::new(tool)
+            .arg(flag)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
 }
 
 /// Makes sure `mpicc` and `mpirun` exist, installing them with the project's script.
@@ -152,11 +155,15 @@ fn tcp_crosses_a_veth_pair_between_two_namespaces() {
         c1.wait_with_output().unwrap(),
     );
     assert!(o0.status.success() && o1.status.success());
-    let rows: Vec<Row> = String::from_utf8_lossy(&o0.stdout)
+    // The test harness prints `test veth_child ... ` without a newline before the child's first
+    // row: a row starts wherever `ROW ` does.
+    let stdout = String::from_utf8_lossy(&o0.stdout);
+    let rows: Vec<Row> = stdout
         .lines()
+        .filter_map(|l| l.find("ROW ").map(|at| &l[at..]))
         .filter_map(moat_omb::launch::parse_row)
         .collect();
-    assert_eq!(rows.len(), 13, "{rows:?}");
+    assert_eq!(rows.len(), 13, "{stdout}");
     assert!(rows.iter().all(|r| r.value > 0.0));
 }
 
