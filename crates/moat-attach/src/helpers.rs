@@ -5,34 +5,22 @@
 //! per thread (and again after `fork` or a rename through `prctl`).
 
 use crate::mem::read_user;
+use moat::helpers::HelperId as H;
 use moat::{Arg, HelperCtx, HelperError, HelperProto, Ret, Runtime};
-use moat_abi_ids::*;
 use std::cell::Cell;
-
-/// The kernel's helper ids these helpers serve.
-mod moat_abi_ids {
-    pub const PROBE_READ: u32 = 4;
-    pub const GET_CURRENT_PID_TGID: u32 = 14;
-    pub const GET_CURRENT_COMM: u32 = 16;
-    pub const PROBE_READ_STR: u32 = 45;
-    pub const PROBE_READ_USER: u32 = 112;
-    pub const PROBE_READ_USER_STR: u32 = 114;
-    pub const GET_FUNC_IP: u32 = 173;
-    pub const GET_ATTACH_COOKIE: u32 = 174;
-}
 
 const EFAULT: u64 = (-14i64) as u64;
 
 /// The largest read one call makes (the kernel has no limit but the stack the result goes to).
 const MAX_READ: u64 = 1 << 16;
 
-fn proto(name: &str, args: &[Arg], ret: Ret) -> HelperProto {
+fn proto(id: H, args: &[Arg], ret: Ret) -> HelperProto {
     let mut a = [Arg::None; 5];
     for (d, s) in a.iter_mut().zip(args) {
         *d = *s;
     }
     HelperProto {
-        name: name.to_string(),
+        name: id.name().to_string(),
         args: a,
         ret,
         callback: moat::Callback::None,
@@ -108,34 +96,28 @@ pub(crate) fn pid_tgid() -> u64 {
 pub fn register(rt: &mut Runtime) {
     crate::mem::at_fork_child(forked);
     use Arg::{AnyAddr, Ctx, MemOut, Size, SizeOrZero};
-    for (id, name) in [
-        (PROBE_READ, "bpf_probe_read"),
-        (PROBE_READ_USER, "bpf_probe_read_user"),
-    ] {
+    for id in [H::ProbeRead, H::ProbeReadUser] {
         rt.register_helper_with_proto(
-            id,
-            proto(name, &[MemOut, SizeOrZero, AnyAddr], Ret::Integer),
+            id.as_u32(),
+            proto(id, &[MemOut, SizeOrZero, AnyAddr], Ret::Integer),
             probe_read,
         );
     }
-    for (id, name) in [
-        (PROBE_READ_STR, "bpf_probe_read_str"),
-        (PROBE_READ_USER_STR, "bpf_probe_read_user_str"),
-    ] {
+    for id in [H::ProbeReadStr, H::ProbeReadUserStr] {
         rt.register_helper_with_proto(
-            id,
-            proto(name, &[MemOut, SizeOrZero, AnyAddr], Ret::Integer),
+            id.as_u32(),
+            proto(id, &[MemOut, SizeOrZero, AnyAddr], Ret::Integer),
             probe_read_str,
         );
     }
     rt.register_helper_with_proto(
-        GET_CURRENT_PID_TGID,
-        proto("bpf_get_current_pid_tgid", &[], Ret::Integer),
+        H::GetCurrentPidTgid.as_u32(),
+        proto(H::GetCurrentPidTgid, &[], Ret::Integer),
         |_, _| Ok(pid_tgid()),
     );
     rt.register_helper_with_proto(
-        GET_CURRENT_COMM,
-        proto("bpf_get_current_comm", &[MemOut, Size], Ret::Integer),
+        H::GetCurrentComm.as_u32(),
+        proto(H::GetCurrentComm, &[MemOut, Size], Ret::Integer),
         |ctx, args| {
             let size = args[1].min(16) as usize;
             if size == 0 {
@@ -148,13 +130,13 @@ pub fn register(rt: &mut Runtime) {
         },
     );
     rt.register_helper_with_proto(
-        GET_FUNC_IP,
-        proto("bpf_get_func_ip", &[Ctx], Ret::Integer),
+        H::GetFuncIp.as_u32(),
+        proto(H::GetFuncIp, &[Ctx], Ret::Integer),
         |_, _| Ok(crate::probe::current().0),
     );
     rt.register_helper_with_proto(
-        GET_ATTACH_COOKIE,
-        proto("bpf_get_attach_cookie", &[Ctx], Ret::Integer),
+        H::GetAttachCookie.as_u32(),
+        proto(H::GetAttachCookie, &[Ctx], Ret::Integer),
         |_, _| Ok(crate::probe::current().1),
     );
 }
