@@ -85,6 +85,8 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         (
             "moat-fuzz",
             &[
+                "moat",
+                "moat-abi",
                 "moat-isa",
                 "moat-exec",
                 "moat-interp",

@@ -1,0 +1,325 @@
+//! The verifier's rule files (`crates/moat-verify/tests/rules/*.asm`), parsed once for every test
+//! that reads them: the verifier's own rule test and the kernel differential.
+//!
+//! A file starts with comment lines; those of the form `# key: value` (or a bare `# flag`) set it
+//! up, any other comment is prose:
+//!
+//! * `# rule: SENTENCE` (required): which rule the program shows.
+//! * `# context: buffer N | xdp | tc | socket | cgroup-skb | tracing [N]`: what `r1` points to (the
+//!   generic buffer, `struct xdp_md`, `struct __sk_buff` with a writable packet for tc or a
+//!   read-only one for socket filters and cgroup skb programs, or a read-only tracing context of `N`
+//!   bytes, default 168, x86-64's `struct pt_regs`). Default: `buffer 64`.
+//! * `# map: NAME TYPE KEY VALUE ENTRIES [ro]` (repeatable): the maps, in `map_idx` order. `TYPE` is
+//!   a kernel map type number or a libbpf name without its prefix (`hash`, `array`, `prog_array`,
+//!   `ringbuf`, …); `ro` sets `BPF_F_RDONLY_PROG` (read-only for programs).
+//! * `# unprivileged`: the rules of an unprivileged loader ([`Env::privileged`] = false).
+//! * `# limit: N`: the complexity limit ([`Env::complexity_limit`]), for loops that must exhaust it
+//!   quickly.
+//! * `# reject: VARIANT at PC`: the verifier must reject the program with this
+//!   [`moat_verify::Reason`] variant (matched by name) at this instruction slot. Structural errors
+//!   that [`moat_isa::Program::new`] finds before the verifier runs are written `Program::VARIANT`.
+//! * `# accept`: the verifier must accept the program (a safe twin of a rejected one).
+//! * `# FIXME: ...`: the expectation records current behaviour that is wrong; the text says how.
+
+use moat_abi::MapType;
+use moat_verify::{Context, Env, MapInfo};
+use std::path::{Path, PathBuf};
+
+/// A malformed header line, named by its line number (1-based) and text.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleFileError {
+    /// A header line that does not parse.
+    #[error("line {line}: {what}: `{text}`")]
+    BadLine {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with it.
+        what: String,
+        /// The line as written.
+        text: String,
+    },
+    /// A required line is missing.
+    #[error("missing `# {0}` line")]
+    Missing(&'static str),
+    /// The rule directory cannot be listed.
+    #[error("cannot read {}: {source}", dir.display())]
+    Dir {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// What `r1` points to, as the header names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleContext {
+    /// `buffer N`: the generic buffer of `N` bytes.
+    Buffer(u64),
+    /// `xdp`: `struct xdp_md`.
+    Xdp,
+    /// `tc`: `struct __sk_buff`, packet writable.
+    Tc,
+    /// `socket`: `struct __sk_buff` of a socket filter, packet read-only.
+    Socket,
+    /// `cgroup-skb`: `struct __sk_buff` of a cgroup skb program, packet read-only.
+    CgroupSkb,
+    /// `tracing N`: a read-only tracing context of `N` bytes.
+    Tracing(u32),
+}
+
+impl RuleContext {
+    /// The verifier's context for it.
+    #[must_use]
+    pub fn verifier_context(self) -> Context {
+        match self {
+            Self::Buffer(size) => Context::Buffer { size },
+            Self::Xdp => Context::xdp(),
+            Self::Tc => Context::sk_buff(true),
+            Self::Socket | Self::CgroupSkb => Context::sk_buff(false),
+            Self::Tracing(size) => Context::tracing(size),
+        }
+    }
+
+    fn parse(value: &str) -> Result<Self, String> {
+        let words: Vec<&str> = value.split_whitespace().collect();
+        let size = |default: u64| -> Result<u64, String> {
+            words.get(1).map_or(Ok(default), |w| {
+                w.parse().map_err(|_| format!("bad size `{w}`"))
+            })
+        };
+        Ok(match words.first().copied() {
+            Some("buffer") => Self::Buffer(size(64)?),
+            Some("xdp") => Self::Xdp,
+            Some("tc") => Self::Tc,
+            Some("socket") => Self::Socket,
+            Some("cgroup-skb") => Self::CgroupSkb,
+            Some("tracing") => Self::Tracing(
+                u32::try_from(size(168)?).map_err(|_| "tracing size too large".to_string())?,
+            ),
+            _ => return Err("unknown context".to_string()),
+        })
+    }
+}
+
+/// What a file expects of the verifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// `# accept`.
+    Accept,
+    /// `# reject: VARIANT at PC`.
+    Reject {
+        /// The reason's variant name (`Program::VARIANT` for structural errors).
+        variant: String,
+        /// The instruction slot.
+        pc: usize,
+    },
+}
+
+impl std::fmt::Display for Expect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Accept => write!(f, "accept"),
+            Self::Reject { variant, pc } => write!(f, "reject {variant} at {pc}"),
+        }
+    }
+}
+
+/// A parsed rule file.
+#[derive(Debug, Clone)]
+pub struct RuleFile {
+    /// The rule the program shows.
+    pub rule: String,
+    /// What `r1` points to.
+    pub context: RuleContext,
+    /// The maps, in `map_idx` order.
+    pub maps: Vec<MapInfo>,
+    /// Whether the loader is privileged (default) or not (`# unprivileged`).
+    pub privileged: bool,
+    /// The complexity limit, if the header sets one.
+    pub limit: Option<u64>,
+    /// The expected verdict.
+    pub expect: Expect,
+    /// Why the expectation is known to be wrong, if it is.
+    pub fixme: Option<String>,
+    /// The whole file, program included.
+    pub source: String,
+}
+
+impl RuleFile {
+    /// Parses a file's header.
+    ///
+    /// # Errors
+    /// A header line that does not parse, a second verdict line, or a missing `rule` or verdict.
+    pub fn parse(source: &str) -> Result<Self, RuleFileError> {
+        let mut rule = None;
+        let mut context = RuleContext::Buffer(64);
+        let mut maps = Vec::new();
+        let mut privileged = true;
+        let mut limit = None;
+        let mut expect = None;
+        let mut fixme = None;
+        for (index, line) in source.lines().enumerate() {
+            let Some(comment) = line.trim().strip_prefix('#') else {
+                continue;
+            };
+            let bad = |what: String| RuleFileError::BadLine {
+                line: index + 1,
+                what,
+                text: line.to_string(),
+            };
+            let comment = comment.trim();
+            let (key, value) = match comment.split_once(':') {
+                Some((k, v)) => (k.trim(), v.trim()),
+                None => (comment, ""),
+            };
+            let verdict = match key {
+                "rule" => {
+                    rule = Some(value.to_string());
+                    None
+                }
+                "context" => {
+                    context = RuleContext::parse(value).map_err(bad)?;
+                    None
+                }
+                "map" => {
+                    maps.push(parse_map(value).map_err(bad)?);
+                    None
+                }
+                "unprivileged" => {
+                    privileged = false;
+                    None
+                }
+                "limit" => {
+                    limit = Some(value.parse().map_err(|_| bad("bad limit".to_string()))?);
+                    None
+                }
+                "reject" => Some(parse_reject(value).map_err(bad)?),
+                "accept" => Some(Expect::Accept),
+                "FIXME" => {
+                    fixme = Some(value.to_string());
+                    None
+                }
+                _ => None,
+            };
+            if let Some(v) = verdict {
+                if expect.replace(v).is_some() {
+                    return Err(bad("more than one `reject`/`accept` line".to_string()));
+                }
+            }
+        }
+        Ok(Self {
+            rule: rule.ok_or(RuleFileError::Missing("rule:"))?,
+            context,
+            maps,
+            privileged,
+            limit,
+            expect: expect.ok_or(RuleFileError::Missing("reject:` or `# accept"))?,
+            fixme,
+            source: source.to_string(),
+        })
+    }
+
+    /// The verifier's environment the header describes.
+    #[must_use]
+    pub fn env(&self) -> Env<'_> {
+        let mut env = Env::new(self.context.verifier_context());
+        env.maps.clone_from(&self.maps);
+        env.privileged = self.privileged;
+        if let Some(limit) = self.limit {
+            env.complexity_limit = limit;
+        }
+        env
+    }
+}
+
+fn parse_map(value: &str) -> Result<MapInfo, String> {
+    let words: Vec<&str> = value.split_whitespace().collect();
+    let [name, ty, key, val, entries, rest @ ..] = words.as_slice() else {
+        return Err("map needs NAME TYPE KEY VALUE ENTRIES".to_string());
+    };
+    let number = |s: &str| s.parse::<u32>().map_err(|_| format!("bad number `{s}`"));
+    let map_type = match ty.parse::<u32>() {
+        Ok(n) => n,
+        Err(_) => MapType::from_name(ty)
+            .map(MapType::as_u32)
+            .ok_or_else(|| format!("unknown map type `{ty}`"))?,
+    };
+    let read_only = match rest {
+        [] => false,
+        ["ro"] => true,
+        _ => return Err(format!("unexpected map flags {rest:?}")),
+    };
+    Ok(MapInfo {
+        name: (*name).to_string(),
+        map_type,
+        key_size: number(key)?,
+        value_size: number(val)?,
+        max_entries: number(entries)?,
+        read_only,
+    })
+}
+
+fn parse_reject(value: &str) -> Result<Expect, String> {
+    let (variant, pc) = value
+        .split_once(" at ")
+        .ok_or_else(|| "reject needs `VARIANT at PC`".to_string())?;
+    Ok(Expect::Reject {
+        variant: variant.trim().to_string(),
+        pc: pc
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad instruction `{}`", pc.trim()))?,
+    })
+}
+
+/// The rule files of a directory (`*.asm`), sorted.
+///
+/// # Errors
+/// The directory cannot be read.
+pub fn rule_files(dir: &Path) -> Result<Vec<PathBuf>, RuleFileError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| RuleFileError::Dir {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "asm"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_checked() {
+        assert!(RuleFile::parse("mov %r0, 0\nexit").is_err(), "no rule line");
+        assert!(RuleFile::parse("# rule: x\n# accept\n# accept\nexit").is_err());
+        let e = RuleFile::parse("# rule: x\n# context: nonsense\n# accept").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "line 2: unknown context: `# context: nonsense`"
+        );
+        assert!(RuleFile::parse("# rule: x\n# map: m nosuch 4 8 16\n# accept").is_err());
+        let f = RuleFile::parse("# rule: x\n# map: m hash 4 8 16 ro\n# reject: OutOfBounds at 3")
+            .expect("parses");
+        assert_eq!(
+            f.expect,
+            Expect::Reject {
+                variant: "OutOfBounds".into(),
+                pc: 3
+            }
+        );
+        assert!(f.maps[0].read_only);
+        assert_eq!(f.maps[0].map_type, MapType::Hash.as_u32());
+        let t =
+            RuleFile::parse("# rule: x\n# context: tracing\n# unprivileged\n# limit: 9\n# accept")
+                .expect("parses");
+        assert_eq!(t.context, RuleContext::Tracing(168));
+        assert!(!t.privileged);
+        assert_eq!(t.env().complexity_limit, 9);
+    }
+}
