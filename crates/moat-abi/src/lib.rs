@@ -93,11 +93,15 @@ macro_rules! kernel_enum {
     };
 }
 
+mod access;
 mod helper;
 mod limits;
 mod map;
 mod prog;
 
+pub use access::{
+    license_is_gpl_compatible, HelperAccess, HELPER_TABLE_KERNEL, HELPER_TABLE_TYPES,
+};
 pub use helper::HelperId;
 pub use limits::{
     COMPLEXITY_LIMIT_INSNS, MAX_CALL_FRAMES, MAX_LOOPS, MAX_TAIL_CALLS, STACK_FRAME_SIZE,
