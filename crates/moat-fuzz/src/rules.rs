@@ -12,6 +12,8 @@
 //! * `# map: NAME TYPE KEY VALUE ENTRIES [ro]` (repeatable): the maps, in `map_idx` order. `TYPE` is
 //!   a kernel map type number or a libbpf name without its prefix (`hash`, `array`, `prog_array`,
 //!   `ringbuf`, …); `ro` sets `BPF_F_RDONLY_PROG` (read-only for programs).
+//! * `# license: STRING`: the program's license (default `GPL`); GPL-only helpers need a
+//!   GPL-compatible one.
 //! * `# unprivileged`: the rules of an unprivileged loader ([`Env::privileged`] = false).
 //! * `# limit: N`: the complexity limit ([`Env::complexity_limit`]), for loops that must exhaust it
 //!   quickly.
@@ -21,7 +23,7 @@
 //! * `# accept`: the verifier must accept the program (a safe twin of a rejected one).
 //! * `# FIXME: ...`: the expectation records current behaviour that is wrong; the text says how.
 
-use moat_abi::MapType;
+use moat_abi::{license_is_gpl_compatible, MapType, ProgType};
 use moat_verify::{Context, Env, MapInfo};
 use std::path::{Path, PathBuf};
 
@@ -66,6 +68,22 @@ pub enum RuleContext {
     CgroupSkb,
     /// `tracing N`: a read-only tracing context of `N` bytes.
     Tracing(u32),
+}
+
+impl RuleContext {
+    /// The kernel program type the context stands for (the type the kernel differential loads the
+    /// file as, and whose helper rules the verifier applies); `None` for the generic buffer.
+    #[must_use]
+    pub fn kernel_type(self) -> Option<ProgType> {
+        match self {
+            Self::Buffer(_) => None,
+            Self::Xdp => Some(ProgType::Xdp),
+            Self::Tc => Some(ProgType::SchedCls),
+            Self::Socket => Some(ProgType::SocketFilter),
+            Self::CgroupSkb => Some(ProgType::CgroupSkb),
+            Self::Tracing(_) => Some(ProgType::Kprobe),
+        }
+    }
 }
 
 impl RuleContext {
@@ -134,6 +152,8 @@ pub struct RuleFile {
     pub context: RuleContext,
     /// The maps, in `map_idx` order.
     pub maps: Vec<MapInfo>,
+    /// The program's license (`# license:`, default `GPL`).
+    pub license: String,
     /// Whether the loader is privileged (default) or not (`# unprivileged`).
     pub privileged: bool,
     /// The complexity limit, if the header sets one.
@@ -156,6 +176,7 @@ impl RuleFile {
         let mut context = RuleContext::Buffer(64);
         let mut maps = Vec::new();
         let mut privileged = true;
+        let mut license = "GPL".to_string();
         let mut limit = None;
         let mut expect = None;
         let mut fixme = None;
@@ -190,6 +211,10 @@ impl RuleFile {
                     privileged = false;
                     None
                 }
+                "license" => {
+                    license = value.to_string();
+                    None
+                }
                 "limit" => {
                     limit = Some(value.parse().map_err(|_| bad("bad limit".to_string()))?);
                     None
@@ -212,6 +237,7 @@ impl RuleFile {
             rule: rule.ok_or(RuleFileError::Missing("rule:"))?,
             context,
             maps,
+            license,
             privileged,
             limit,
             expect: expect.ok_or(RuleFileError::Missing("reject:` or `# accept"))?,
@@ -226,6 +252,8 @@ impl RuleFile {
         let mut env = Env::new(self.context.verifier_context());
         env.maps.clone_from(&self.maps);
         env.privileged = self.privileged;
+        env.kernel_type = self.context.kernel_type();
+        env.gpl_compatible = license_is_gpl_compatible(&self.license);
         if let Some(limit) = self.limit {
             env.complexity_limit = limit;
         }
@@ -321,5 +349,10 @@ mod tests {
         assert_eq!(t.context, RuleContext::Tracing(168));
         assert!(!t.privileged);
         assert_eq!(t.env().complexity_limit, 9);
+        assert_eq!(t.env().kernel_type, Some(ProgType::Kprobe));
+        assert!(t.env().gpl_compatible);
+        let p = RuleFile::parse("# rule: x\n# license: Proprietary\n# accept").expect("parses");
+        assert!(!p.env().gpl_compatible);
+        assert_eq!(p.env().kernel_type, None);
     }
 }

@@ -10,6 +10,7 @@ use crate::error::{Reason, VerifyError};
 use crate::facts::{Facts, MemAccess};
 use crate::scalar::Scalar;
 use crate::state::{Byte, Frame, Reg, Region, State, STACK_SIZE};
+use moat_abi::{HelperAccess, HelperId};
 use moat_isa::{
     AluOp, AtomicOp, CallTarget, Endian, Insn, JmpCond, LddwKind, Operand, Program, Size, Width,
 };
@@ -1691,7 +1692,26 @@ impl<'p, 'e> Checker<'p, 'e> {
     #[allow(clippy::too_many_lines)]
     fn call_helper(&mut self, pc: usize, next: usize, st: &mut State, id: i32) -> R<Step> {
         let proto: Option<HelperProto> = u32::try_from(id).ok().and_then(|i| (self.env.helpers)(i));
-        if id == 12 && !st.refs.is_empty() {
+        let kernel_helper = u32::try_from(id).ok().and_then(HelperId::from_u32);
+        if let (Some(helper), Some(prog_type)) = (kernel_helper, self.env.kernel_type) {
+            match helper.access(prog_type) {
+                Some(HelperAccess::Unavailable) => {
+                    let reason = Reason::HelperUnavailable {
+                        helper: helper.name(),
+                        prog_type: prog_type.name(),
+                    };
+                    return Err(self.err(pc, st, reason));
+                }
+                Some(HelperAccess::GplOnly) if !self.env.gpl_compatible => {
+                    let reason = Reason::GplOnlyHelper {
+                        helper: helper.name(),
+                    };
+                    return Err(self.err(pc, st, reason));
+                }
+                _ => {}
+            }
+        }
+        if kernel_helper == Some(HelperId::TailCall) && !st.refs.is_empty() {
             // A tail call never returns: a held reservation would leak.
             return Err(self.err(
                 pc,

@@ -334,7 +334,7 @@ impl HelperProto {
             H::TracePrintk => p(&[MemIn, Size], Ret::Integer),
             H::GetPrandomU32 => p(&[], Ret::Integer),
             H::GetSmpProcessorId => p(&[], Ret::Integer),
-            H::TailCall => p(&[Ctx, Map(MapClass::ProgArray), Scalar], Ret::Integer),
+            H::TailCall => p(&[Ctx, Map(MapClass::ProgArray), Scalar], Ret::Void),
             H::GetCurrentPidTgid => p(&[], Ret::Integer),
             H::GetCurrentUidGid => p(&[], Ret::Integer),
             H::GetCurrentComm => p(&[MemOut, Size], Ret::Integer),
@@ -461,6 +461,13 @@ pub struct Env<'a> {
     pub complexity_limit: u64,
     /// Whether to keep a per-instruction log of register states.
     pub log: bool,
+    /// The kernel program type whose helper rules apply: a helper the kernel does not offer to
+    /// the type is refused, and a GPL-only one unless [`Env::gpl_compatible`]
+    /// ([`moat_abi::HelperId::access`]). `None`: no such rules (moat's buffer programs, types the
+    /// table has no column for).
+    pub kernel_type: Option<moat_abi::ProgType>,
+    /// Whether the program's license is GPL-compatible ([`moat_abi::license_is_gpl_compatible`]).
+    pub gpl_compatible: bool,
 }
 
 impl std::fmt::Debug for Env<'_> {
@@ -486,6 +493,8 @@ impl<'a> Env<'a> {
             privileged: true,
             complexity_limit: DEFAULT_COMPLEXITY_LIMIT,
             log: false,
+            kernel_type: None,
+            gpl_compatible: true,
         }
     }
 }

@@ -170,6 +170,20 @@ pub enum Reason {
     /// `ldabs`/`ldind` without the context in `r6`.
     #[error("legacy packet loads need the context pointer in r6")]
     LegacyPacketLoadNeedsCtxInR6,
+    /// A helper the kernel does not offer to programs of this type.
+    #[error("program of type {prog_type} cannot use helper {helper}")]
+    HelperUnavailable {
+        /// The helper's name.
+        helper: &'static str,
+        /// The kernel program type.
+        prog_type: &'static str,
+    },
+    /// A GPL-only helper called by a program whose license is not GPL-compatible.
+    #[error("{helper} is GPL-only: the program's license is not GPL-compatible (the kernel accepts \"GPL\", \"GPL v2\", \"GPL and additional rights\", \"Dual BSD/GPL\", \"Dual MIT/GPL\", \"Dual MPL/GPL\")")]
+    GplOnlyHelper {
+        /// The helper's name.
+        helper: &'static str,
+    },
     /// A call to a helper without a prototype.
     #[error("unknown helper #{id}")]
     UnknownHelper {

@@ -55,6 +55,12 @@ impl Runtime {
             })
             .collect();
         let mode = self.verification;
+        // Without a `license` section the loader states the license to the kernel: like bytecode
+        // loaded without one, such an object may call GPL-only helpers.
+        let gpl_compatible = object
+            .license
+            .as_deref()
+            .is_none_or(moat_abi::license_is_gpl_compatible);
         Ok(object
             .programs
             .iter()
@@ -77,6 +83,7 @@ impl Runtime {
                     crate::verifying::verify(
                         &program,
                         mode,
+                        (prog_type, gpl_compatible),
                         context,
                         maps.clone(),
                         &self.helpers,
@@ -351,9 +358,10 @@ impl OpenObject {
         }
         let implemented = rt.implemented_helpers();
         let mut programs = Vec::with_capacity(object.programs.len());
+        let license = object.license.as_deref();
         for spec in &object.programs {
             let loaded = rt
-                .load_spec(spec, options, &maps, domain.clone(), &implemented)
+                .load_spec(spec, options, license, &maps, domain.clone(), &implemented)
                 .map_err(Arc::new);
             progress(&spec.name, loaded.as_ref().map_err(|e| &**e));
             programs.push(loaded);
@@ -455,6 +463,7 @@ impl Runtime {
         &self,
         spec: &moat_obj::ProgramSpec,
         options: ObjectOptions,
+        license: Option<&str>,
         maps: &[Arc<Map>],
         domain: Option<moat_isolate::Domain>,
         implemented: &moat_exec::HelperRegistry,
@@ -480,7 +489,7 @@ impl Runtime {
             }
             _ => self,
         };
-        rt.load_in(&spec.bytecode, prog_type, maps, domain)
+        rt.load_in(&spec.bytecode, prog_type, license, maps, domain)
             .map(|mut p| {
                 p.guard = Arc::new(p.guard.renamed(&spec.name));
                 p

@@ -247,7 +247,7 @@ impl Runtime {
         maps: &[Arc<Map>],
     ) -> Result<LoadedProgram, Error> {
         let domain = self.new_domain()?;
-        self.load_in(bytes, prog_type, maps, domain)
+        self.load_in(bytes, prog_type, None, maps, domain)
     }
 
     /// Loads a program into an existing `domain`, whose maps (created with
@@ -259,7 +259,7 @@ impl Runtime {
         maps: &[Arc<Map>],
         domain: &Domain,
     ) -> Result<LoadedProgram, Error> {
-        self.load_in(bytes, prog_type, maps, Some(domain.clone()))
+        self.load_in(bytes, prog_type, None, maps, Some(domain.clone()))
     }
 
     /// Assembles and loads assembly text.

@@ -59,10 +59,32 @@ pub(crate) fn map_info(map: &Map) -> MapInfo {
     }
 }
 
-/// Verifies `program` (`Off` is treated as privileged: callers skip verification themselves).
+/// The kernel program type whose helper rules (which helpers, which only for GPL-compatible
+/// programs) apply to a program type; none for moat's generic buffer programs. Tracing programs
+/// follow kprobes' (uprobes are kprobe programs in the kernel; tracepoints differ from them in no
+/// helper moat runs).
+pub(crate) fn kernel_type(prog_type: ProgType) -> Option<moat_abi::ProgType> {
+    use moat_abi::ProgType as K;
+    match prog_type {
+        ProgType::Buffer => None,
+        ProgType::Xdp => Some(K::Xdp),
+        ProgType::SchedCls => Some(K::SchedCls),
+        ProgType::SocketFilter => Some(K::SocketFilter),
+        ProgType::CgroupSkb => Some(K::CgroupSkb),
+        ProgType::Tracing => Some(K::Kprobe),
+    }
+}
+
+/// Verifies `program` of `prog_type`, whose license is or is not GPL-compatible (`Off` is treated
+/// as privileged: callers skip verification themselves).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "what the verifier is told about one program, passed once"
+)]
 pub(crate) fn verify(
     program: &Program,
     mode: Verification,
+    (prog_type, gpl_compatible): (ProgType, bool),
     context: Context,
     maps: Vec<MapInfo>,
     helpers: &HelperRegistry,
@@ -84,6 +106,8 @@ pub(crate) fn verify(
         privileged: mode != Verification::Unprivileged,
         complexity_limit: moat_abi::COMPLEXITY_LIMIT_INSNS,
         log,
+        kernel_type: kernel_type(prog_type),
+        gpl_compatible,
     };
     moat_verify::verify(program, &env)
 }

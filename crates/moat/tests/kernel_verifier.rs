@@ -126,16 +126,6 @@ const KERNEL_NARROW_CTX: &str = "kernel-specific rule: xdp_md fields can only be
 const KERNEL_REGISTER_FILL: &str =
     "kernel-specific rule: part of a spilled pointer can never be read \
     back (\"invalid size of register fill\"); moat lets a privileged program read it as a number";
-const KERNEL_HELPER_TYPE: &str = "kernel-specific rule: helpers are allowed per program type \
-    (bpf_skb_store_bytes is not available to socket filters); moat checks prototypes only";
-const KERNEL_TAIL_CALL_VOID: &str =
-    "prototype difference: the kernel's bpf_tail_call returns void, so r0 \
-    is uninitialised when it falls through; moat's prototype returns an integer";
-const KERNEL_CONFIG_WRITE_USER: &str =
-    "kernel configuration: bpf_probe_write_user is unavailable under \
-    this kernel's lockdown (integrity)";
-const KERNEL_CONFIG_OVERRIDE: &str = "kernel configuration: bpf_override_return needs \
-    CONFIG_BPF_KPROBE_OVERRIDE, which this kernel lacks";
 const SPECTRE_PKT_ARITH: &str = "kernel-specific rule (Spectre v1 hardening, no CAP_PERFMON): no \
     variable-offset arithmetic on packet pointers (\"prohibited for !root\"); moat proves bounds and \
     leaves speculation aside";
@@ -166,12 +156,6 @@ const ROOT_DISAGREEMENTS: &[(&str, &str, &str)] = &[
     ("uninit-r0-dead-path.asm", "-", LIM_UNINIT_PATH),
     ("uretprobe_latency.o", "work_return", LIM_ATTACH_HELPER),
     ("build/bounded_loop.o", "test_bounded_loop", LIM_STATES),
-    (
-        "build/correlated_branch2.o",
-        "ConvergedBranch",
-        KERNEL_HELPER_TYPE,
-    ),
-    ("build/tail_call.o", "caller", KERNEL_TAIL_CALL_VOID),
     ("cilium/bpf_lxc.o", "tail_handle_ipv6", LIM_STATES),
     ("cilium/bpf_lxc.o", "tail_handle_ipv4", LIM_STATES),
     ("cilium/bpf_lxc.o", "tail_ipv6_policy", LIM_STATES),
@@ -291,20 +275,9 @@ const ROOT_DISAGREEMENTS: &[(&str, &str, &str)] = &[
         LIM_STATES,
     ),
     ("cilium-core/bpf_xdp.o", "cil_xdp_entry", LIM_UNINIT_PATH),
-    (
-        "linux/test_probe_write_user_kern.o",
-        "bpf_prog1",
-        KERNEL_CONFIG_WRITE_USER,
-    ),
     ("linux/trace_event_kern.o", "bpf_prog1", LIM_PERF_EVENT_CTX),
-    ("linux/tracex7_kern.o", "bpf_prog1", KERNEL_CONFIG_OVERRIDE),
     ("linux/xdp2skb_meta_kern.o", "_xdp_mark", LIM_META),
     ("linux/xdp2skb_meta_kern.o", "_tc_mark", LIM_SKB_FIELDS),
-    (
-        "new_linux/tracex7_kern.o",
-        "bpf_prog1",
-        KERNEL_CONFIG_OVERRIDE,
-    ),
 ];
 /// Disagreements of the unprivileged comparison (moat unprivileged, the kernel with CAP_BPF and
 /// CAP_NET_ADMIN only).
@@ -320,18 +293,12 @@ const UNPRIVILEGED_DISAGREEMENTS: &[(&str, &str, &str)] = &[
     ("counter.o", "count_packets", KERNEL_PTR_SUB),
     ("globals.o", "use_globals", KERNEL_PTR_SUB),
     ("build/bounded_loop.o", "test_bounded_loop", LIM_STATES),
-    (
-        "build/correlated_branch2.o",
-        "ConvergedBranch",
-        KERNEL_HELPER_TYPE,
-    ),
     ("build/exposeptr.o", "func", BUG_LEAK_HELPER),
     (
         "build/packet_access.o",
         "test_packet_access",
         SPECTRE_PKT_ARITH,
     ),
-    ("build/tail_call.o", "caller", KERNEL_TAIL_CALL_VOID),
     ("cilium/bpf_lxc.o", "tail_handle_ipv4", LIM_STATES),
     ("cilium/bpf_lxc.o", "tail_ipv6_policy", LIM_STATES),
     ("cilium/bpf_netdev.o", "tail_handle_ipv4", STRICT_CMP_ZERO),
@@ -758,13 +725,8 @@ fn rule_case(path: &Path, privileged: bool) -> Case {
     let insns = moat_isa::assemble(&source).expect("rule files assemble");
     let bytes = moat_isa::encode(&insns);
     let header = RuleFile::parse(&source).unwrap_or_else(|e| panic!("{origin}: {e}"));
-    let kernel = match header.context {
-        RuleContext::Buffer(_) | RuleContext::Xdp => KernelType::Xdp,
-        RuleContext::Tc => KernelType::SchedCls,
-        RuleContext::Socket => KernelType::SocketFilter,
-        RuleContext::CgroupSkb => KernelType::CgroupSkb,
-        RuleContext::Tracing(_) => KernelType::Kprobe,
-    };
+    // The generic buffer is loaded as XDP with the buffer in a map value (see below).
+    let kernel = header.context.kernel_type().unwrap_or(KernelType::Xdp);
     if !privileged && needs_perfmon(kernel) {
         return Case {
             corpus: "rules",
@@ -827,7 +789,7 @@ fn rule_case(path: &Path, privileged: bool) -> Case {
         maps.push(mem);
     }
     let kbytes = kernel_insns(&insns, &fds, &prologue);
-    let (outcome, kernel_time) = match kernel_verdict(&kbytes, kernel, "GPL", 0) {
+    let (outcome, kernel_time) = match kernel_verdict(&kbytes, kernel, &header.license, 0) {
         Ok((kernel, kernel_time)) => (Outcome::Compared { moat, kernel }, kernel_time),
         Err(why) => (Outcome::Excluded(why), None),
     };
