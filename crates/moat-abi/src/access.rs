@@ -274,6 +274,41 @@ impl HelperId {
     }
 }
 
+impl HelperId {
+    /// Whether a call may move or resize the packet, so that every packet pointer the program
+    /// holds is invalid afterwards (`bpf_helper_changes_pkt_data` of the kernel's
+    /// `net/core/filter.c`). A tail call that falls through does not count: the kernel (6.18)
+    /// keeps packet pointers across it.
+    pub fn changes_packet_data(self) -> bool {
+        use HelperId as H;
+        matches!(
+            self,
+            H::CloneRedirect
+                | H::L3CsumReplace
+                | H::L4CsumReplace
+                | H::LwtPushEncap
+                | H::LwtSeg6Action
+                | H::LwtSeg6AdjustSrh
+                | H::LwtSeg6StoreBytes
+                | H::MsgPopData
+                | H::MsgPullData
+                | H::MsgPushData
+                | H::SkbAdjustRoom
+                | H::SkbChangeHead
+                | H::SkbChangeProto
+                | H::SkbChangeTail
+                | H::SkbPullData
+                | H::SkbStoreBytes
+                | H::SkbVlanPop
+                | H::SkbVlanPush
+                | H::StoreHdrOpt
+                | H::XdpAdjustHead
+                | H::XdpAdjustMeta
+                | H::XdpAdjustTail
+        )
+    }
+}
+
 /// Whether the kernel counts `license` as GPL-compatible (`license_is_gpl_compatible` of
 /// `include/linux/license.h`): exactly one of its six strings.
 pub fn license_is_gpl_compatible(license: &str) -> bool {

@@ -1934,6 +1934,9 @@ impl<'p, 'e> Checker<'p, 'e> {
             *st = cb_state;
             return Ok(Step::Next(f));
         }
+        if kernel_helper.is_some_and(HelperId::changes_packet_data) {
+            st.forget_packet_pointers();
+        }
         for r in 1..=5 {
             st.set(r, Reg::NotInit);
         }

@@ -432,6 +432,47 @@ pub struct State {
 }
 
 impl State {
+    /// Forgets every packet pointer (in every frame's registers and stack slots: they become
+    /// unknown numbers) and every packet bound proven, as the kernel's `clear_all_pkt_pointers`
+    /// does after a helper that may move the packet.
+    pub fn forget_packet_pointers(&mut self) {
+        let is_packet = |r: &Reg| {
+            matches!(
+                r,
+                Reg::Ptr {
+                    region: Region::Packet { .. } | Region::PacketEnd | Region::PacketMeta,
+                    ..
+                }
+            )
+        };
+        self.packet_len = 0;
+        self.packet_ranges.clear();
+        for frame in &mut self.frames {
+            let spilled = (0..frame.stack.top_down.len()).any(|i| {
+                frame.stack.top_down[i]
+                    .spill
+                    .as_ref()
+                    .is_some_and(is_packet)
+            });
+            if !spilled && !frame.regs.iter().any(is_packet) {
+                continue;
+            }
+            let frame = Rc::make_mut(frame);
+            for r in &mut frame.regs {
+                if is_packet(r) {
+                    *r = Reg::unknown();
+                }
+            }
+            if spilled {
+                for slot in &mut Rc::make_mut(&mut frame.stack).top_down {
+                    if slot.spill.as_ref().is_some_and(is_packet) {
+                        slot.spill = Some(Reg::unknown());
+                    }
+                }
+            }
+        }
+    }
+
     /// The current (innermost) frame.
     pub fn frame(&self) -> &Frame {
         self.frames

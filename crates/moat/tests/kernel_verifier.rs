@@ -86,9 +86,6 @@ use std::time::{Duration, Instant};
 // refuses for reasons that are not about memory safety in moat (helper availability, Spectre
 // hardening, this kernel's build).
 
-const BUG_PKT_INVALIDATION: &str =
-    "moat bug (FIXME, rules/pkt-after-adjust-head.asm): packet pointers \
-    stay valid after helpers that move packet data; the kernel invalidates them";
 const BUG_LEAK_HELPER: &str =
     "moat bug (FIXME, rules/leak-ptr-via-helper-unpriv.asm): unprivileged, a \
     spilled pointer can be passed as helper input memory (bpf_map_update_elem's value) and so be \
@@ -149,7 +146,6 @@ const LIM_ATTACH_HELPER: &str = "moat limitation by design: bpf_get_func_ip (173
 /// program, why).
 const ROOT_DISAGREEMENTS: &[(&str, &str, &str)] = &[
     ("ctx-narrow-read-xdp.asm", "-", KERNEL_NARROW_CTX),
-    ("pkt-after-adjust-head.asm", "-", BUG_PKT_INVALIDATION),
     ("pkt-meta-checked.asm", "-", LIM_META),
     ("spill-partial-read-priv.asm", "-", KERNEL_REGISTER_FILL),
     ("spill-partial-read-unpriv.asm", "-", KERNEL_REGISTER_FILL),
@@ -286,7 +282,6 @@ const UNPRIVILEGED_DISAGREEMENTS: &[(&str, &str, &str)] = &[
     ("leak-ptr-compare-zero-unpriv.asm", "-", STRICT_CMP_ZERO),
     ("leak-ptr-via-helper-unpriv.asm", "-", BUG_LEAK_HELPER),
     ("loop-bounded.asm", "-", KERNEL_LOOP_UNPRIV),
-    ("pkt-after-adjust-head.asm", "-", BUG_PKT_INVALIDATION),
     ("pkt-meta-checked.asm", "-", LIM_META),
     ("pkt-var-offset-rechecked.asm", "-", SPECTRE_PKT_ARITH),
     ("uninit-r0-dead-path.asm", "-", LIM_UNINIT_PATH),

@@ -1,7 +1,6 @@
 # rule: packet pointers are invalid after a helper that may move the packet (bpf_xdp_adjust_head).
-# FIXME: moat accepts this use of a stale packet pointer: call_helper does not invalidate packet pointers (and their proven ranges) after helpers that change packet data (bpf_xdp_adjust_head/meta/tail, bpf_skb_pull_data, bpf_skb_change_*, bpf_l3/l4_csum_replace, bpf_skb_store_bytes, ...), as the kernel's clear_all_pkt_pointers does. The kernel rejects r7 as a scalar at 9.
 # context: xdp
-# accept
+# reject: NotAPointer at 9
 mov %r6, %r1                # 0
 ldxw %r7, [%r1+0]           # 1: data
 ldxw %r8, [%r1+4]           # 2: data_end
