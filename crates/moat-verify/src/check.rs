@@ -205,6 +205,7 @@ impl<'p, 'e> Checker<'p, 'e> {
             refs: Vec::new(),
             packet_len: 0,
             packet_ranges: Vec::new(),
+            lock: None,
         }
     }
 
@@ -1635,6 +1636,9 @@ impl<'p, 'e> Checker<'p, 'e> {
     }
 
     fn exit(&mut self, pc: usize, st: &mut State) -> R<Step> {
+        if st.lock.is_some() {
+            return Err(self.err(pc, st, Reason::ExitWhileLocked));
+        }
         let r0 = self.read_reg(pc, st, moat_isa::Reg::R0)?;
         let (return_to, callback) = (st.frame().return_to, st.frame().callback);
         match return_to {
@@ -1711,6 +1715,12 @@ impl<'p, 'e> Checker<'p, 'e> {
                 _ => {}
             }
         }
+        if st.lock.is_some() && kernel_helper != Some(HelperId::SpinUnlock) {
+            let helper = proto
+                .as_ref()
+                .map_or_else(|| format!("#{id}"), |p| p.name.clone());
+            return Err(self.err(pc, st, Reason::CallWhileLocked { helper }));
+        }
         if kernel_helper == Some(HelperId::TailCall) && !st.refs.is_empty() {
             // A tail call never returns: a held reservation would leak.
             return Err(self.err(
@@ -1729,6 +1739,7 @@ impl<'p, 'e> Checker<'p, 'e> {
         let mut func: Option<usize> = None;
         let mut mem_arg: Option<(usize, Reg, bool)> = None;
         let mut alloc_size: u64 = 0;
+        let mut lock_arg: Option<(u32, u32)> = None;
         for (i, arg) in proto.args.iter().enumerate() {
             let r = i + 1;
             if *arg == Arg::None {
@@ -1845,17 +1856,27 @@ impl<'p, 'e> Checker<'p, 'e> {
                 }
                 Arg::Long => self.check_mem_arg(pc, st, &proto.name, r, v, 8, true)?,
                 Arg::SpinLock => {
-                    if !matches!(
-                        v,
-                        Reg::Ptr {
-                            region: Region::MapValue { .. },
-                            null_id: None,
-                            ..
-                        }
-                    ) {
+                    let Reg::Ptr {
+                        region: Region::MapValue { map },
+                        off,
+                        var,
+                        null_id: None,
+                    } = v
+                    else {
                         return Err(bad(self, st, "a lock in a map value"));
-                    }
+                    };
+                    // The kernel: "bpf_spin_lock has to be at the constant offset".
                     self.check_mem_arg(pc, st, &proto.name, r, v, 4, true)?;
+                    // In bounds (just checked), so within u32; the kernel: "bpf_spin_lock has to
+                    // be at the constant offset".
+                    let at = var
+                        .as_const()
+                        .and_then(|c| off.checked_add(c.cast_signed()))
+                        .and_then(|at| u32::try_from(at).ok());
+                    let (Some(at), Ok(map)) = (at, u32::try_from(map)) else {
+                        return Err(bad(self, st, "a lock at a constant offset"));
+                    };
+                    lock_arg = Some((map, at));
                 }
                 Arg::ConstStr => {
                     let ok = matches!(v, Reg::Ptr { region: Region::MapValue { map }, null_id: None, .. } if self.env.maps[map].read_only);
@@ -1933,6 +1954,17 @@ impl<'p, 'e> Checker<'p, 'e> {
             // unknown number); continue in the callback.
             *st = cb_state;
             return Ok(Step::Next(f));
+        }
+        match (kernel_helper, lock_arg) {
+            (Some(HelperId::SpinLock), Some(lock)) => st.lock = Some(lock),
+            (Some(HelperId::SpinUnlock), Some(lock)) => match st.lock {
+                None => return Err(self.err(pc, st, Reason::UnlockWithoutLock)),
+                Some(held) if held != lock => {
+                    return Err(self.err(pc, st, Reason::UnlockOfDifferentLock))
+                }
+                Some(_) => st.lock = None,
+            },
+            _ => {}
         }
         if kernel_helper.is_some_and(HelperId::changes_packet_data) {
             st.forget_packet_pointers();

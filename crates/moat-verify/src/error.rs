@@ -184,6 +184,21 @@ pub enum Reason {
         /// The helper's name.
         helper: &'static str,
     },
+    /// A helper called while a `bpf_spin_lock` is held (only `bpf_spin_unlock` may be).
+    #[error("call to {helper} while holding a bpf_spin_lock: function calls are not allowed while holding a lock")]
+    CallWhileLocked {
+        /// The helper's name (or `#id`).
+        helper: String,
+    },
+    /// `exit` while a `bpf_spin_lock` is held.
+    #[error("exit while holding a bpf_spin_lock: bpf_spin_unlock is missing")]
+    ExitWhileLocked,
+    /// `bpf_spin_unlock` with no lock held.
+    #[error("bpf_spin_unlock without taking a lock")]
+    UnlockWithoutLock,
+    /// `bpf_spin_unlock` of another lock than the one held (another map or offset).
+    #[error("bpf_spin_unlock of a different lock than the one held")]
+    UnlockOfDifferentLock,
     /// A call to a helper without a prototype.
     #[error("unknown helper #{id}")]
     UnknownHelper {

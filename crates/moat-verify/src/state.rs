@@ -429,6 +429,8 @@ pub struct State {
     /// For packet pointers with a variable offset (by id): bytes known to exist from their
     /// variable start.
     pub packet_ranges: Vec<(u32, u64)>,
+    /// The `bpf_spin_lock` held: the map's index and the lock's offset in its value.
+    pub lock: Option<(u32, u32)>,
 }
 
 impl State {
@@ -521,6 +523,7 @@ impl State {
         *work += 1;
         self.frames.len() == new.frames.len()
             && self.refs == new.refs
+            && self.lock == new.lock
             && self.packet_len <= new.packet_len
             && self
                 .packet_ranges
