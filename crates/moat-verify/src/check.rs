@@ -1367,6 +1367,22 @@ impl<'p, 'e> Checker<'p, 'e> {
             ));
         };
         let exact = lo == i64::from(field.off) && size.bytes() as u32 == field.size;
+        // The kernel: every context access is aligned to its size, and a load narrower than its
+        // field only where the field allows it.
+        let misaligned = lo.rem_euclid(size.bytes() as i64) != 0;
+        let narrow = !exact && matches!(access, Access::Read) && !field.narrow_loads;
+        if misaligned || narrow {
+            return Err(self.err(
+                pc,
+                st,
+                Reason::BadCtxAccess {
+                    ctx: name,
+                    off: lo,
+                    size: size.bytes(),
+                    ctx_size: *ctx_size,
+                },
+            ));
+        }
         match access {
             // Atomics on the context are refused before they get here.
             Access::Atomic => Err(self.err(pc, st, Reason::BadAtomicTarget { what: "ctx".into() })),

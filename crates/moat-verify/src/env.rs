@@ -28,6 +28,9 @@ pub struct CtxField {
     pub kind: FieldKind,
     /// Whether programs may store to it.
     pub writable: bool,
+    /// Whether a load may read an aligned part of it (the kernel's narrow loads: allowed for
+    /// `__sk_buff`'s numbers and `pt_regs`, never for `xdp_md` or pointer fields).
+    pub narrow_loads: bool,
 }
 
 /// What `r1` points to at entry.
@@ -62,6 +65,7 @@ impl Context {
             size: 4,
             kind,
             writable: false,
+            narrow_loads: false,
         };
         Context::Struct {
             name: "xdp_md",
@@ -88,6 +92,7 @@ impl Context {
             size: 4,
             kind,
             writable: writable && (tc || (48..68).contains(&off)),
+            narrow_loads: kind == FieldKind::Scalar,
         };
         let mut fields = vec![
             f(0, FieldKind::Scalar, false),  // len
@@ -134,6 +139,7 @@ impl Context {
                     size: 8,
                     kind: FieldKind::Scalar,
                     writable: false,
+                    narrow_loads: true,
                 })
                 .collect(),
             legacy_packet_loads: false,

@@ -118,8 +118,6 @@ const LIM_SKB_FIELDS: &str = "moat limitation: moat's __sk_buff ends with `famil
 const STRICT_CMP_ZERO: &str = "moat limitation (FIXME, rules/leak-ptr-compare-zero-unpriv.asm): \
     unprivileged, comparing a map value pointer already known non-null with 0 is refused; the kernel \
     knows the outcome and allows it";
-const KERNEL_NARROW_CTX: &str = "kernel-specific rule: xdp_md fields can only be loaded whole (4 \
-    bytes); moat accepts narrower loads, which are safe";
 const KERNEL_REGISTER_FILL: &str =
     "kernel-specific rule: part of a spilled pointer can never be read \
     back (\"invalid size of register fill\"); moat lets a privileged program read it as a number";
@@ -145,7 +143,6 @@ const LIM_ATTACH_HELPER: &str = "moat limitation by design: bpf_get_func_ip (173
 /// Disagreements of the privileged comparison (moat privileged, the kernel as root): (origin,
 /// program, why).
 const ROOT_DISAGREEMENTS: &[(&str, &str, &str)] = &[
-    ("ctx-narrow-read-xdp.asm", "-", KERNEL_NARROW_CTX),
     ("pkt-meta-checked.asm", "-", LIM_META),
     ("spill-partial-read-priv.asm", "-", KERNEL_REGISTER_FILL),
     ("spill-partial-read-unpriv.asm", "-", KERNEL_REGISTER_FILL),
@@ -278,7 +275,6 @@ const ROOT_DISAGREEMENTS: &[(&str, &str, &str)] = &[
 /// Disagreements of the unprivileged comparison (moat unprivileged, the kernel with CAP_BPF and
 /// CAP_NET_ADMIN only).
 const UNPRIVILEGED_DISAGREEMENTS: &[(&str, &str, &str)] = &[
-    ("ctx-narrow-read-xdp.asm", "-", KERNEL_NARROW_CTX),
     ("leak-ptr-compare-zero-unpriv.asm", "-", STRICT_CMP_ZERO),
     ("leak-ptr-via-helper-unpriv.asm", "-", BUG_LEAK_HELPER),
     ("loop-bounded.asm", "-", KERNEL_LOOP_UNPRIV),

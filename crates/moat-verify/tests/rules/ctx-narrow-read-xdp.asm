@@ -1,6 +1,5 @@
-# rule: a 2-byte load of a scalar xdp_md field (ingress_ifindex) is a safe read of the context.
-# The kernel refuses it (xdp_md fields are 4-byte only): a kernel-specific rule moat does not copy.
+# rule: xdp_md fields are loaded whole: a 2-byte load of ingress_ifindex is refused, as the kernel refuses it.
 # context: xdp
-# accept
+# reject: BadCtxAccess at 0
 ldxh %r0, [%r1+12]
 exit
