@@ -103,6 +103,19 @@ kernel_enum! {
     }
 }
 
+impl ProgType {
+    /// The values a program of this type may return from its main function, as the kernel's
+    /// `check_return_code` enforces them for the types moat runs (`None`: any value). cgroup skb
+    /// programs return 0 (drop) or 1 (pass); egress ones may add congestion notification (2, 3).
+    pub fn return_range(self, attach_type: Option<AttachType>) -> Option<(u64, u64)> {
+        match (self, attach_type) {
+            (ProgType::CgroupSkb, Some(AttachType::CgroupInetEgress)) => Some((0, 3)),
+            (ProgType::CgroupSkb, _) => Some((0, 1)),
+            _ => None,
+        }
+    }
+}
+
 /// One row of libbpf's `section_defs`: the section names starting with `prefix` hold programs of
 /// this type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -254,6 +254,8 @@ impl RuleFile {
         env.privileged = self.privileged;
         env.kernel_type = self.context.kernel_type();
         env.gpl_compatible = license_is_gpl_compatible(&self.license);
+        // Loaded without an expected attach type, as the kernel differential loads it.
+        env.return_range = env.kernel_type.and_then(|t| t.return_range(None));
         if let Some(limit) = self.limit {
             env.complexity_limit = limit;
         }

@@ -1677,6 +1677,17 @@ impl<'p, 'e> Checker<'p, 'e> {
                         },
                     ));
                 }
+                if let Some((lo, hi)) = self.env.return_range {
+                    let found = match r0 {
+                        Reg::Scalar(v) if v.umin >= lo && v.umax <= hi => None,
+                        Reg::Scalar(v) if v.umin == v.umax => Some(v.umin.to_string()),
+                        Reg::Scalar(v) => Some(format!("a number in [{}, {}]", v.umin, v.umax)),
+                        _ => Some("a pointer".to_string()),
+                    };
+                    if let Some(found) = found {
+                        return Err(self.err(pc, st, Reason::ReturnOutOfRange { found, lo, hi }));
+                    }
+                }
                 Ok(Step::Done)
             }
             Some(ret) => {

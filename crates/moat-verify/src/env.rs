@@ -474,6 +474,9 @@ pub struct Env<'a> {
     pub kernel_type: Option<moat_abi::ProgType>,
     /// Whether the program's license is GPL-compatible ([`moat_abi::license_is_gpl_compatible`]).
     pub gpl_compatible: bool,
+    /// The values the main function may return (`r0` at its `exit`), inclusive
+    /// ([`moat_abi::ProgType::return_range`]); `None`: any number.
+    pub return_range: Option<(u64, u64)>,
 }
 
 impl std::fmt::Debug for Env<'_> {
@@ -501,6 +504,7 @@ impl<'a> Env<'a> {
             log: false,
             kernel_type: None,
             gpl_compatible: true,
+            return_range: None,
         }
     }
 }

@@ -190,6 +190,16 @@ pub enum Reason {
         /// The helper's name (or `#id`).
         helper: String,
     },
+    /// The main function returns a value outside the range its program type allows.
+    #[error("at program exit r0 is {found}, which should have been in [{lo}, {hi}]")]
+    ReturnOutOfRange {
+        /// What `r0` may be.
+        found: String,
+        /// The smallest allowed value.
+        lo: u64,
+        /// The largest allowed value.
+        hi: u64,
+    },
     /// `exit` while a `bpf_spin_lock` is held.
     #[error("exit while holding a bpf_spin_lock: bpf_spin_unlock is missing")]
     ExitWhileLocked,

@@ -97,9 +97,8 @@ impl ProgramTable {
 }
 
 impl Runtime {
-    /// Loads a program into `domain` (see [`Runtime::load_with_maps`]). `license` is an object's
-    /// `license` section (GPL-only helpers need a GPL-compatible one); bytecode loaded without one
-    /// (`None`: the loader would state it to the kernel) may call them.
+    /// Loads a program into `domain` (see [`Runtime::load_with_maps`]), with what its object says
+    /// about it (`facts`: license and section; none for bytecode loaded on its own).
     #[expect(
         unsafe_code,
         reason = "hands map storage to the interpreter as accessible memory"
@@ -108,7 +107,7 @@ impl Runtime {
         &self,
         bytes: &[u8],
         prog_type: ProgType,
-        license: Option<&str>,
+        facts: verifying::ObjectFacts<'_>,
         maps: &[Arc<Map>],
         domain: Option<Domain>,
     ) -> Result<LoadedProgram, Error> {
@@ -128,11 +127,10 @@ impl Runtime {
             None
         } else {
             let context = verifying::context(prog_type, self.buffer_size.unwrap_or(0));
-            let gpl_compatible = license.is_none_or(moat_abi::license_is_gpl_compatible);
             verifying::verify(
                 &program,
                 self.verification,
-                (prog_type, gpl_compatible),
+                (prog_type, facts),
                 context,
                 maps.iter().map(|m| verifying::map_info(m)).collect(),
                 &self.helpers,

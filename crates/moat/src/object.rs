@@ -55,12 +55,6 @@ impl Runtime {
             })
             .collect();
         let mode = self.verification;
-        // Without a `license` section the loader states the license to the kernel: like bytecode
-        // loaded without one, such an object may call GPL-only helpers.
-        let gpl_compatible = object
-            .license
-            .as_deref()
-            .is_none_or(moat_abi::license_is_gpl_compatible);
         Ok(object
             .programs
             .iter()
@@ -83,7 +77,13 @@ impl Runtime {
                     crate::verifying::verify(
                         &program,
                         mode,
-                        (prog_type, gpl_compatible),
+                        (
+                            prog_type,
+                            crate::verifying::ObjectFacts {
+                                license: object.license.as_deref(),
+                                section: Some(&spec.section),
+                            },
+                        ),
                         context,
                         maps.clone(),
                         &self.helpers,
@@ -359,6 +359,8 @@ impl OpenObject {
         let implemented = rt.implemented_helpers();
         let mut programs = Vec::with_capacity(object.programs.len());
         let license = object.license.as_deref();
+        // (Without a `license` section the loader states the license to the kernel: like bytecode
+        // loaded on its own, such an object may call GPL-only helpers.)
         for spec in &object.programs {
             let loaded = rt
                 .load_spec(spec, options, license, &maps, domain.clone(), &implemented)
@@ -489,7 +491,11 @@ impl Runtime {
             }
             _ => self,
         };
-        rt.load_in(&spec.bytecode, prog_type, license, maps, domain)
+        let facts = crate::verifying::ObjectFacts {
+            license,
+            section: Some(&spec.section),
+        };
+        rt.load_in(&spec.bytecode, prog_type, facts, maps, domain)
             .map(|mut p| {
                 p.guard = Arc::new(p.guard.renamed(&spec.name));
                 p

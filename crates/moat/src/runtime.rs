@@ -4,7 +4,7 @@
 use crate::load::ProgramTable;
 use crate::program::TimeBudget;
 use crate::trace::TraceLog;
-use crate::verifying::Verification;
+use crate::verifying::{ObjectFacts, Verification};
 use crate::{helpers, pooled, Error, LoadedProgram, ProgType, DEFAULT_VIOLATION_LIMIT};
 use moat_exec::{HelperCtx, HelperError, HelperRegistry};
 use moat_isa::datafile::DataFile;
@@ -247,7 +247,7 @@ impl Runtime {
         maps: &[Arc<Map>],
     ) -> Result<LoadedProgram, Error> {
         let domain = self.new_domain()?;
-        self.load_in(bytes, prog_type, None, maps, domain)
+        self.load_in(bytes, prog_type, ObjectFacts::default(), maps, domain)
     }
 
     /// Loads a program into an existing `domain`, whose maps (created with
@@ -259,7 +259,13 @@ impl Runtime {
         maps: &[Arc<Map>],
         domain: &Domain,
     ) -> Result<LoadedProgram, Error> {
-        self.load_in(bytes, prog_type, None, maps, Some(domain.clone()))
+        self.load_in(
+            bytes,
+            prog_type,
+            ObjectFacts::default(),
+            maps,
+            Some(domain.clone()),
+        )
     }
 
     /// Assembles and loads assembly text.

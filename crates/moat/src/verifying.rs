@@ -75,8 +75,35 @@ pub(crate) fn kernel_type(prog_type: ProgType) -> Option<moat_abi::ProgType> {
     }
 }
 
-/// Verifies `program` of `prog_type`, whose license is or is not GPL-compatible (`Off` is treated
-/// as privileged: callers skip verification themselves).
+/// What an object says about one of its programs besides its bytecode and type: its license
+/// (GPL-only helpers need a GPL-compatible one) and its section (which names the attach type).
+/// Bytecode loaded on its own has neither: its loader would state the license to the kernel, so
+/// it may call GPL-only helpers.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ObjectFacts<'a> {
+    /// The object's `license` section.
+    pub license: Option<&'a str>,
+    /// The program's section name.
+    pub section: Option<&'a str>,
+}
+
+impl ObjectFacts<'_> {
+    fn gpl_compatible(&self) -> bool {
+        self.license.is_none_or(moat_abi::license_is_gpl_compatible)
+    }
+
+    /// What the program may return, from its kernel type and the attach type its section names.
+    fn return_range(&self, prog_type: ProgType) -> Option<(u64, u64)> {
+        let attach = self
+            .section
+            .and_then(moat_abi::section_def)
+            .and_then(|d| d.attach_type);
+        kernel_type(prog_type)?.return_range(attach)
+    }
+}
+
+/// Verifies `program` of `prog_type` (`Off` is treated as privileged: callers skip verification
+/// themselves).
 #[expect(
     clippy::too_many_arguments,
     reason = "what the verifier is told about one program, passed once"
@@ -84,7 +111,7 @@ pub(crate) fn kernel_type(prog_type: ProgType) -> Option<moat_abi::ProgType> {
 pub(crate) fn verify(
     program: &Program,
     mode: Verification,
-    (prog_type, gpl_compatible): (ProgType, bool),
+    (prog_type, facts): (ProgType, ObjectFacts<'_>),
     context: Context,
     maps: Vec<MapInfo>,
     helpers: &HelperRegistry,
@@ -107,7 +134,8 @@ pub(crate) fn verify(
         complexity_limit: moat_abi::COMPLEXITY_LIMIT_INSNS,
         log,
         kernel_type: kernel_type(prog_type),
-        gpl_compatible,
+        gpl_compatible: facts.gpl_compatible(),
+        return_range: facts.return_range(prog_type),
     };
     moat_verify::verify(program, &env)
 }
