@@ -205,6 +205,7 @@ impl<'p, 'e> Checker<'p, 'e> {
             refs: Vec::new(),
             packet_len: 0,
             packet_ranges: Vec::new(),
+            meta_len: 0,
             lock: None,
         }
     }
@@ -1114,7 +1115,30 @@ impl<'p, 'e> Checker<'p, 'e> {
                 }
                 None
             }
-            Region::PacketMeta => return Err(bad(self, st, 0)),
+            Region::PacketMeta => {
+                // Only what a comparison with `data` proved exists; writable where the packet is.
+                if !inside(u64::from(st.meta_len)) {
+                    return Err(bad(self, st, u64::from(st.meta_len)));
+                }
+                if writing
+                    && !matches!(
+                        self.env.context,
+                        Context::Struct {
+                            packet_writable: true,
+                            ..
+                        }
+                    )
+                {
+                    return Err(self.err(
+                        pc,
+                        st,
+                        Reason::ReadOnly {
+                            region: "packet metadata".into(),
+                        },
+                    ));
+                }
+                None
+            }
             Region::Packet { id } => {
                 // Offsets relative to the pointer's variable start (the packet start when id is 0).
                 let (lo, hi, known) = if id == 0 {
@@ -1604,6 +1628,67 @@ impl<'p, 'e> Checker<'p, 'e> {
                         Some(JmpCond::Ge) => fall.prove_packet_range(id, reach + 1),
                         Some(JmpCond::Lt) => taken.prove_packet_range(id, reach + 1),
                         Some(JmpCond::Le) => taken.prove_packet_range(id, reach),
+                        _ => {}
+                    }
+                }
+                Ok(Step::Branch {
+                    taken: (target, taken),
+                    fall: Some((next, fall)),
+                })
+            }
+            // Metadata bounds checks: `data_meta + N` against `data` itself (the kernel's
+            // find_good_pkt_pointers on a PTR_TO_PACKET_META compared with the initial packet
+            // pointer).
+            (
+                Reg::Ptr {
+                    region: Region::PacketMeta,
+                    off,
+                    var,
+                    null_id: None,
+                },
+                Reg::Ptr {
+                    region: Region::Packet { .. },
+                    off: 0,
+                    var: data_var,
+                    null_id: None,
+                },
+            )
+            | (
+                Reg::Ptr {
+                    region: Region::Packet { .. },
+                    off: 0,
+                    var: data_var,
+                    null_id: None,
+                },
+                Reg::Ptr {
+                    region: Region::PacketMeta,
+                    off,
+                    var,
+                    null_id: None,
+                },
+            ) if width == Width::W64 && data_var.as_const() == Some(0) => {
+                let meta_first = matches!(
+                    a,
+                    Reg::Ptr {
+                        region: Region::PacketMeta,
+                        ..
+                    }
+                );
+                // Normalise to "meta CMP data".
+                let c = if meta_first { Some(cond) } else { mirror(cond) };
+                let reach = var
+                    .as_const()
+                    .and_then(|v| off.checked_add(v.cast_signed()))
+                    .and_then(|r| u32::try_from(r).ok());
+                let mut taken = st.clone();
+                let mut fall = st.clone();
+                if let Some(reach) = reach {
+                    let prove = |s: &mut State, n: u32| s.meta_len = s.meta_len.max(n);
+                    match c {
+                        Some(JmpCond::Gt) => prove(&mut fall, reach),
+                        Some(JmpCond::Ge) => prove(&mut fall, reach.saturating_add(1)),
+                        Some(JmpCond::Lt) => prove(&mut taken, reach.saturating_add(1)),
+                        Some(JmpCond::Le) => prove(&mut taken, reach),
                         _ => {}
                     }
                 }

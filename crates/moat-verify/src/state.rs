@@ -429,6 +429,9 @@ pub struct State {
     /// For packet pointers with a variable offset (by id): bytes known to exist from their
     /// variable start.
     pub packet_ranges: Vec<(u32, u64)>,
+    /// Bytes of packet metadata known to exist before the packet (from comparisons of `data_meta`
+    /// pointers with `data`).
+    pub meta_len: u32,
     /// The `bpf_spin_lock` held: the map's index and the lock's offset in its value.
     pub lock: Option<(u32, u32)>,
 }
@@ -449,6 +452,7 @@ impl State {
         };
         self.packet_len = 0;
         self.packet_ranges.clear();
+        self.meta_len = 0;
         for frame in &mut self.frames {
             let spilled = (0..frame.stack.top_down.len()).any(|i| {
                 frame.stack.top_down[i]
@@ -524,6 +528,7 @@ impl State {
         self.frames.len() == new.frames.len()
             && self.refs == new.refs
             && self.lock == new.lock
+            && self.meta_len <= new.meta_len
             && self.packet_len <= new.packet_len
             && self
                 .packet_ranges

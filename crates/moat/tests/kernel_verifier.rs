@@ -90,8 +90,6 @@ const BUG_LEAK_HELPER: &str =
     "moat bug (FIXME, rules/leak-ptr-via-helper-unpriv.asm): unprivileged, a \
     spilled pointer can be passed as helper input memory (bpf_map_update_elem's value) and so be \
     stored in a map; the kernel refuses to read spilled pointers as helper memory";
-const LIM_META: &str = "moat limitation (FIXME, rules/pkt-meta-checked.asm): no data_meta ranges: \
-    comparing data_meta with data proves nothing and every pkt_meta access is refused";
 const LIM_STATES: &str =
     "moat limitation: too complex for moat's pruning (at most 64 states kept per \
     instruction, no precision or liveness tracking) within 1M processed instructions; the kernel \
@@ -143,7 +141,6 @@ const LIM_ATTACH_HELPER: &str = "moat limitation by design: bpf_get_func_ip (173
 /// Disagreements of the privileged comparison (moat privileged, the kernel as root): (origin,
 /// program, why).
 const ROOT_DISAGREEMENTS: &[(&str, &str, &str)] = &[
-    ("pkt-meta-checked.asm", "-", LIM_META),
     ("spill-partial-read-priv.asm", "-", KERNEL_REGISTER_FILL),
     ("spill-partial-read-unpriv.asm", "-", KERNEL_REGISTER_FILL),
     ("uninit-r0-dead-path.asm", "-", LIM_UNINIT_PATH),
@@ -182,7 +179,6 @@ const ROOT_DISAGREEMENTS: &[(&str, &str, &str)] = &[
         "tail_handle_nat_fwd_ipv4",
         LIM_HELPER_118,
     ),
-    ("cilium/bpf_xdp_dsr_linux.o", "bpf_xdp_entry", LIM_META),
     (
         "cilium/bpf_xdp_snat_linux.o",
         "tail_nodeport_nat_ipv6",
@@ -213,7 +209,6 @@ const ROOT_DISAGREEMENTS: &[(&str, &str, &str)] = &[
         "tail_handle_nat_fwd_ipv4",
         LIM_HELPER_118,
     ),
-    ("cilium/bpf_xdp_snat_linux.o", "bpf_xdp_entry", LIM_META),
     (
         "cilium-core/bpf_lxc.o",
         "tail_nodeport_nat_egress_ipv4",
@@ -267,9 +262,7 @@ const ROOT_DISAGREEMENTS: &[(&str, &str, &str)] = &[
         "tail_nodeport_nat_ingress_ipv4",
         LIM_STATES,
     ),
-    ("cilium-core/bpf_xdp.o", "cil_xdp_entry", LIM_UNINIT_PATH),
     ("linux/trace_event_kern.o", "bpf_prog1", LIM_PERF_EVENT_CTX),
-    ("linux/xdp2skb_meta_kern.o", "_xdp_mark", LIM_META),
     ("linux/xdp2skb_meta_kern.o", "_tc_mark", LIM_SKB_FIELDS),
 ];
 /// Disagreements of the unprivileged comparison (moat unprivileged, the kernel with CAP_BPF and
@@ -278,7 +271,6 @@ const UNPRIVILEGED_DISAGREEMENTS: &[(&str, &str, &str)] = &[
     ("leak-ptr-compare-zero-unpriv.asm", "-", STRICT_CMP_ZERO),
     ("leak-ptr-via-helper-unpriv.asm", "-", BUG_LEAK_HELPER),
     ("loop-bounded.asm", "-", KERNEL_LOOP_UNPRIV),
-    ("pkt-meta-checked.asm", "-", LIM_META),
     ("pkt-var-offset-rechecked.asm", "-", SPECTRE_PKT_ARITH),
     ("uninit-r0-dead-path.asm", "-", LIM_UNINIT_PATH),
     ("counter.o", "count_packets", KERNEL_PTR_SUB),
@@ -356,7 +348,6 @@ const UNPRIVILEGED_DISAGREEMENTS: &[(&str, &str, &str)] = &[
     ),
     ("linux/xdp1_kern.o", "xdp_prog1", SPECTRE_PKT_ARITH),
     ("linux/xdp2_kern.o", "xdp_prog1", SPECTRE_PKT_ARITH),
-    ("linux/xdp2skb_meta_kern.o", "_xdp_mark", LIM_META),
     ("linux/xdp2skb_meta_kern.o", "_tc_mark", LIM_SKB_FIELDS),
     ("linux/xdp_adjust_tail_kern.o", "_xdp_icmp", KERNEL_PTR_SUB),
     (
@@ -418,6 +409,17 @@ const UNPRIVILEGED_DISAGREEMENTS: &[(&str, &str, &str)] = &[
         SPECTRE_PKT_ARITH,
     ),
     ("suricata/xdp_filter.o", "xdp_hashfilter", SPECTRE_PKT_ARITH),
+    (
+        "cilium/bpf_xdp_dsr_linux.o",
+        "bpf_xdp_entry",
+        KERNEL_PTR_SUB,
+    ),
+    (
+        "cilium/bpf_xdp_snat_linux.o",
+        "bpf_xdp_entry",
+        KERNEL_PTR_SUB,
+    ),
+    ("cilium-core/bpf_xdp.o", "cil_xdp_entry", KERNEL_PTR_SUB),
 ];
 
 /// Set in the child process that runs the unprivileged comparison.
