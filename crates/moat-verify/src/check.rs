@@ -2217,19 +2217,35 @@ impl<'p, 'e> Checker<'p, 'e> {
                     ));
                 }
                 let privileged = self.env.privileged;
-                let uninit = st.frame_at_mut(frame).and_then(|f| {
+                // For an unprivileged loader the helper may read neither uninitialised bytes nor
+                // the bytes of a spilled pointer (which it would copy out: a leak), as the
+                // kernel's check_stack_range_initialized; spilled numbers are fine.
+                let refused = st.frame_at_mut(frame).and_then(|f| {
                     f.stack_depth = f.stack_depth.max(lo.unsigned_abs() as u32);
                     for b in stack_byte(lo)..stack_byte(hi) {
                         if write {
                             f.write_data(b);
-                        } else if f.stack.slot(b / 8).bytes[b % 8] == Byte::Uninit && !privileged {
-                            return Some(lo + (b - stack_byte(lo)) as i64);
+                            continue;
+                        }
+                        if privileged {
+                            continue;
+                        }
+                        let slot = f.stack.slot(b / 8);
+                        let off = lo + (b - stack_byte(lo)) as i64;
+                        match slot.bytes[b % 8] {
+                            Byte::Uninit => return Some(Reason::UninitStack { off }),
+                            Byte::Spill if slot.spill.is_some_and(|r| r.is_pointer()) => {
+                                return Some(Reason::PointerLeak {
+                                    into: "a helper's memory argument",
+                                })
+                            }
+                            _ => {}
                         }
                     }
                     None
                 });
-                if let Some(off) = uninit {
-                    return Err(self.err(pc, st, Reason::UninitStack { off }));
+                if let Some(reason) = refused {
+                    return Err(self.err(pc, st, reason));
                 }
                 let total: u32 = st.frames.iter().map(|f| f.stack_depth).sum();
                 if total > STACK_SIZE as u32 {

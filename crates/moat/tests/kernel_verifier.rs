@@ -86,10 +86,6 @@ use std::time::{Duration, Instant};
 // refuses for reasons that are not about memory safety in moat (helper availability, Spectre
 // hardening, this kernel's build).
 
-const BUG_LEAK_HELPER: &str =
-    "moat bug (FIXME, rules/leak-ptr-via-helper-unpriv.asm): unprivileged, a \
-    spilled pointer can be passed as helper input memory (bpf_map_update_elem's value) and so be \
-    stored in a map; the kernel refuses to read spilled pointers as helper memory";
 const LIM_STATES: &str =
     "moat limitation: too complex for moat's pruning (at most 64 states kept per \
     instruction, no precision or liveness tracking) within 1M processed instructions; the kernel \
@@ -269,14 +265,12 @@ const ROOT_DISAGREEMENTS: &[(&str, &str, &str)] = &[
 /// CAP_NET_ADMIN only).
 const UNPRIVILEGED_DISAGREEMENTS: &[(&str, &str, &str)] = &[
     ("leak-ptr-compare-zero-unpriv.asm", "-", STRICT_CMP_ZERO),
-    ("leak-ptr-via-helper-unpriv.asm", "-", BUG_LEAK_HELPER),
     ("loop-bounded.asm", "-", KERNEL_LOOP_UNPRIV),
     ("pkt-var-offset-rechecked.asm", "-", SPECTRE_PKT_ARITH),
     ("uninit-r0-dead-path.asm", "-", LIM_UNINIT_PATH),
     ("counter.o", "count_packets", KERNEL_PTR_SUB),
     ("globals.o", "use_globals", KERNEL_PTR_SUB),
     ("build/bounded_loop.o", "test_bounded_loop", LIM_STATES),
-    ("build/exposeptr.o", "func", BUG_LEAK_HELPER),
     (
         "build/packet_access.o",
         "test_packet_access",
