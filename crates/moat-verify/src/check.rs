@@ -2062,10 +2062,21 @@ impl<'p, 'e> Checker<'p, 'e> {
                 }
                 Callback::None => {}
             }
+            // The callback may also run zero times (`nr_loops` = 0, an empty map, or flags the
+            // helper refuses): then the caller goes on from its own state, `r0` a number (0 or an
+            // error), `r1`-`r5` clobbered.
+            let mut skipped = st.clone();
+            for r in 1..=5 {
+                skipped.set(r, Reg::NotInit);
+            }
+            skipped.set(0, Reg::unknown());
             // Return value and clobbers after the callback returns to `next` are set by `exit` (r0 =
             // unknown number); continue in the callback.
             *st = cb_state;
-            return Ok(Step::Next(f));
+            return Ok(Step::Branch {
+                taken: (f, st.clone()),
+                fall: Some((next, skipped)),
+            });
         }
         match (kernel_helper, lock_arg) {
             (Some(HelperId::SpinLock), Some(lock)) => st.lock = Some(lock),

@@ -1,7 +1,6 @@
 # rule: bpf_loop may run its callback zero times, so the caller may not rely on what the callback wrote.
-# FIXME: moat accepts this type confusion: call_helper verifies a callback for exactly one invocation and continues with the callback's final state, so after bpf_loop the slot fp-8 is believed to hold the pointer the callback spilled there, although with nr_loops = 0 it still holds the number 4096, which the store at 9 then uses as an address. The kernel verifies the callback as a loop that may run zero or more times (it also needs BTF func_info for the callback, so it cannot be loaded here).
 # context: buffer 8
-# accept
+# reject: NotAPointer at 9
 stdw [%r10-8], 4096         # 0: a number in fp-8
 ldxdw %r1, [%r1+0]          # 1: nr_loops, possibly 0
 lddw %r2, code(cb)          # 2
