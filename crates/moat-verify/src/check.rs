@@ -1323,7 +1323,9 @@ impl<'p, 'e> Checker<'p, 'e> {
             return Ok(spill);
         } else if uninit && !privileged {
             Some(Reason::UninitStack { off: lo })
-        } else if pointer && !privileged {
+        } else if pointer && !atomic {
+            // Part of a spilled pointer: "invalid size of register fill" in the kernel, for every
+            // loader (atomics on a whole spilled pointer are judged above).
             Some(Reason::PartialPointerRead)
         } else {
             None

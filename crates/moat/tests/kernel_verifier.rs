@@ -112,9 +112,6 @@ const LIM_SKB_FIELDS: &str = "moat limitation: moat's __sk_buff ends with `famil
 const STRICT_CMP_ZERO: &str = "moat limitation (FIXME, rules/leak-ptr-compare-zero-unpriv.asm): \
     unprivileged, comparing a map value pointer already known non-null with 0 is refused; the kernel \
     knows the outcome and allows it";
-const KERNEL_REGISTER_FILL: &str =
-    "kernel-specific rule: part of a spilled pointer can never be read \
-    back (\"invalid size of register fill\"); moat lets a privileged program read it as a number";
 const SPECTRE_PKT_ARITH: &str = "kernel-specific rule (Spectre v1 hardening, no CAP_PERFMON): no \
     variable-offset arithmetic on packet pointers (\"prohibited for !root\"); moat proves bounds and \
     leaves speculation aside";
@@ -137,8 +134,6 @@ const LIM_ATTACH_HELPER: &str = "moat limitation by design: bpf_get_func_ip (173
 /// Disagreements of the privileged comparison (moat privileged, the kernel as root): (origin,
 /// program, why).
 const ROOT_DISAGREEMENTS: &[(&str, &str, &str)] = &[
-    ("spill-partial-read-priv.asm", "-", KERNEL_REGISTER_FILL),
-    ("spill-partial-read-unpriv.asm", "-", KERNEL_REGISTER_FILL),
     ("uninit-r0-dead-path.asm", "-", LIM_UNINIT_PATH),
     ("uretprobe_latency.o", "work_return", LIM_ATTACH_HELPER),
     ("build/bounded_loop.o", "test_bounded_loop", LIM_STATES),

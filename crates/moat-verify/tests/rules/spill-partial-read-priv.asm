@@ -1,7 +1,6 @@
-# rule: a privileged program may read half of a spilled pointer as a number.
-# The kernel refuses it for every loader ("invalid size of register fill"): a kernel-specific rule; the read is memory-safe.
+# rule: no loader may read part of a spilled pointer, not even a privileged one (the kernel: "invalid size of register fill").
 # context: buffer 8
-# accept
+# reject: PartialPointerRead at 1
 stxdw [%r10-8], %r10
 ldxw %r0, [%r10-8]
 exit
