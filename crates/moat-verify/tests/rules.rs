@@ -33,7 +33,7 @@ fn program_error_pc(e: &ProgramError) -> Option<usize> {
 /// What actually happened: the verdict in the same form as [`Expect`], plus the message.
 fn run(file: &RuleFile) -> Result<(Expect, String), String> {
     let bytes = moat_isa::assemble_bytes(&file.source).map_err(|e| format!("assembly: {e}"))?;
-    let program = match Program::new(&bytes) {
+    let program = match Program::new_for_verifier(&bytes) {
         Ok(p) => p,
         Err(e) => {
             let variant = format!("Program::{}", variant_name(&format!("{e:?}")));

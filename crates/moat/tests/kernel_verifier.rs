@@ -96,10 +96,6 @@ const LIM_HELPER_118: &str = "moat limitation: no prototype for helper 118 (bpf_
 const LIM_HELPER_99: &str =
     "moat limitation: no prototype for helper 99 (bpf_skc_lookup_tcp, which \
     returns a socket reference to release)";
-const LIM_UNINIT_PATH: &str =
-    "moat limitation (FIXME, rules/uninit-r0-dead-path.asm): Program::new's \
-    must-be-initialised analysis is path-insensitive; the kernel proves no feasible path reads the \
-    register uninitialised";
 const LIM_NARROW_SPILL: &str = "moat limitation: a 4-byte spill of a known number (the flag at fp-272) \
     reads back unknown because only aligned 8-byte spills are tracked, so moat explores an infeasible \
     path (flag set, pointer at fp-280 null) and reports a null dereference; the kernel keeps narrow \
@@ -134,7 +130,6 @@ const LIM_ATTACH_HELPER: &str = "moat limitation by design: bpf_get_func_ip (173
 /// Disagreements of the privileged comparison (moat privileged, the kernel as root): (origin,
 /// program, why).
 const ROOT_DISAGREEMENTS: &[(&str, &str, &str)] = &[
-    ("uninit-r0-dead-path.asm", "-", LIM_UNINIT_PATH),
     ("uretprobe_latency.o", "work_return", LIM_ATTACH_HELPER),
     ("build/bounded_loop.o", "test_bounded_loop", LIM_STATES),
     ("cilium/bpf_lxc.o", "tail_handle_ipv6", LIM_STATES),
@@ -236,7 +231,7 @@ const ROOT_DISAGREEMENTS: &[(&str, &str, &str)] = &[
     (
         "cilium-core/bpf_xdp.o",
         "tail_nodeport_nat_ingress_ipv6",
-        LIM_UNINIT_PATH,
+        LIM_STATES,
     ),
     (
         "cilium-core/bpf_xdp.o",
@@ -262,7 +257,6 @@ const UNPRIVILEGED_DISAGREEMENTS: &[(&str, &str, &str)] = &[
     ("leak-ptr-compare-zero-unpriv.asm", "-", STRICT_CMP_ZERO),
     ("loop-bounded.asm", "-", KERNEL_LOOP_UNPRIV),
     ("pkt-var-offset-rechecked.asm", "-", SPECTRE_PKT_ARITH),
-    ("uninit-r0-dead-path.asm", "-", LIM_UNINIT_PATH),
     ("counter.o", "count_packets", KERNEL_PTR_SUB),
     ("globals.o", "use_globals", KERNEL_PTR_SUB),
     ("build/bounded_loop.o", "test_bounded_loop", LIM_STATES),
@@ -725,7 +719,7 @@ fn rule_case(path: &Path, privileged: bool) -> Case {
     let mut env = header.env();
     env.privileged = privileged;
     let mut moat_time = None;
-    let moat = match moat_isa::Program::new(&bytes) {
+    let moat = match moat_isa::Program::new_for_verifier(&bytes) {
         Err(e) => Verdict::Reject(format!("Program: {e}")),
         Ok(program) => match moat_verify::verify(&program, &env) {
             Ok(v) => {
@@ -1448,7 +1442,7 @@ fn moat_verify_case(case: &SpeedCase) -> (bool, moat_verify::Stats, Duration) {
         })
         .collect();
     let start = Instant::now();
-    let Ok(program) = moat_isa::Program::new(&case.bytes) else {
+    let Ok(program) = moat_isa::Program::new_for_verifier(&case.bytes) else {
         return (false, moat_verify::Stats::default(), start.elapsed());
     };
     match moat_verify::verify(&program, &env) {
