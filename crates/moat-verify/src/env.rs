@@ -119,6 +119,17 @@ impl Context {
             f(84, FieldKind::Scalar, false), // napi_id
             f(88, FieldKind::Scalar, false), // family
         ]);
+        if tc {
+            // data_meta: the packet's metadata, for tc programs (the kernel's
+            // tc_cls_act_is_valid_access).
+            fields.push(CtxField {
+                off: 140,
+                size: 4,
+                kind: FieldKind::PacketMeta,
+                writable: false,
+                narrow_loads: false,
+            });
+        }
         Context::Struct {
             name: "__sk_buff",
             size: 192,

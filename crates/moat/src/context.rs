@@ -240,6 +240,10 @@ fn run_packet(
         put_u32(ctx, 40, 1);
         put_u32(ctx, 76, data);
         put_u32(ctx, 80, data_end);
+        if ty == ProgType::SchedCls {
+            // data_meta: no metadata in front of the packet.
+            put_u32(ctx, 140, data);
+        }
         SK_BUFF_SIZE
     };
     let ctx_addr = ctx.as_ptr() as u64;

@@ -103,8 +103,6 @@ const LIM_NARROW_SPILL: &str = "moat limitation: a 4-byte spill of a known numbe
 const LIM_PERF_EVENT_CTX: &str =
     "moat limitation: the perf_event context (struct bpf_perf_event_data, \
     184 bytes) is modelled as struct pt_regs (168 bytes), so sample_period at 168 is refused";
-const LIM_SKB_FIELDS: &str = "moat limitation: moat's __sk_buff ends with `family` (offset 92); \
-    data_meta (offset 140) and the later fields are missing";
 const STRICT_CMP_ZERO: &str = "moat limitation (FIXME, rules/leak-ptr-compare-zero-unpriv.asm): \
     unprivileged, comparing a map value pointer already known non-null with 0 is refused; the kernel \
     knows the outcome and allows it";
@@ -249,7 +247,6 @@ const ROOT_DISAGREEMENTS: &[(&str, &str, &str)] = &[
         LIM_STATES,
     ),
     ("linux/trace_event_kern.o", "bpf_prog1", LIM_PERF_EVENT_CTX),
-    ("linux/xdp2skb_meta_kern.o", "_tc_mark", LIM_SKB_FIELDS),
 ];
 /// Disagreements of the unprivileged comparison (moat unprivileged, the kernel with CAP_BPF and
 /// CAP_NET_ADMIN only).
@@ -331,7 +328,6 @@ const UNPRIVILEGED_DISAGREEMENTS: &[(&str, &str, &str)] = &[
     ),
     ("linux/xdp1_kern.o", "xdp_prog1", SPECTRE_PKT_ARITH),
     ("linux/xdp2_kern.o", "xdp_prog1", SPECTRE_PKT_ARITH),
-    ("linux/xdp2skb_meta_kern.o", "_tc_mark", LIM_SKB_FIELDS),
     ("linux/xdp_adjust_tail_kern.o", "_xdp_icmp", KERNEL_PTR_SUB),
     (
         "linux/xdp_redirect_cpu_kern.o",
