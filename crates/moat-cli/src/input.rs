@@ -1,6 +1,7 @@
 //! Program files the CLI accepts, recognised by content and extension: ELF objects, conformance data
 //! files, assembly text and raw bytecode.
 
+use crate::setup::Setup;
 use anyhow::{bail, Context, Result};
 use moat::{DataFile, LoadedObject, LoadedProgram, Map, Object, ObjectOptions, Runtime};
 use std::path::Path;
@@ -128,19 +129,30 @@ impl Input {
         Ok(bytes)
     }
 
-    /// Loads the program into `rt`: for an object, every program and map, then picks `program`.
+    /// Loads the program into `rt`: for an object, every program and map (set up as `setup`
+    /// says first), then picks `program`.
     pub fn load(
         &self,
         rt: &Runtime,
         options: ObjectOptions,
         program: Option<&str>,
+        setup: &Setup,
     ) -> Result<Loaded> {
         if let Kind::Object(bytes) = &self.kind {
-            let obj = rt
-                .load_object(bytes, options)
-                .with_context(|| self.path.clone())?;
+            let mut open = rt.open_object(bytes).with_context(|| self.path.clone())?;
+            if let Some(prog_type) = options.prog_type {
+                open.set_prog_type(prog_type);
+            }
+            setup.apply(&mut open).with_context(|| self.path.clone())?;
+            let obj = open.load().with_context(|| self.path.clone())?;
             let name = choose_program(obj.object(), program, &self.path)?;
             return Ok(Loaded::FromObject(obj, name));
+        }
+        if !setup.is_empty() {
+            bail!(
+                "{}: --map, --global and --prog-array need an ELF object",
+                self.path
+            );
         }
         let bytes = self.bytecode(None)?;
         let prog_type = options.prog_type.unwrap_or(moat::ProgType::Buffer);

@@ -29,6 +29,7 @@ mod pool;
 mod report;
 mod sched;
 mod sched_plot;
+mod setup;
 mod trace;
 mod verify;
 
@@ -201,6 +202,20 @@ struct RunArgs {
     /// With --pool: also place this map of the object in the pool (repeatable).
     #[arg(long = "pool-map", value_name = "NAME", requires = "pool")]
     pool_maps: Vec<String>,
+    /// Before verification, store KEY -> VALUE in the object's map NAME (repeatable). KEY and
+    /// VALUE are written as the map's BTF C types (`6`, `0x0a000001`, `"GET"`, `{1, 2}`) or as raw
+    /// bytes `x:HEX`; without BTF, a number fills a 1-, 2-, 4- or 8-byte key or value.
+    #[arg(long = "map", value_name = "NAME:KEY=VALUE")]
+    map_entries: Vec<String>,
+    /// Before verification, set the object's global variable NAME (`.rodata` `const volatile`
+    /// configuration, `.data`, `.bss`) to VALUE, written as its BTF C type or as `x:HEX`
+    /// (repeatable).
+    #[arg(long = "global", value_name = "NAME=VALUE")]
+    globals: Vec<String>,
+    /// Put the object's program PROGRAM in slot INDEX of its program array NAME, for tail calls
+    /// (repeatable).
+    #[arg(long = "prog-array", value_name = "NAME:INDEX=PROGRAM")]
+    prog_slots: Vec<String>,
 }
 
 fn parse_isolation(name: &str) -> Result<moat::Isolation, moat::UnknownIsolation> {
@@ -271,7 +286,17 @@ fn run(args: RunArgs) -> Result<()> {
     if let Some(path) = &args.pool {
         pool::open_for_run(&mut rt, path, args.pool_maps.clone())?;
     }
-    let loaded = input.load(&rt, ObjectOptions { prog_type }, args.program.as_deref())?;
+    let setup = setup::Setup {
+        map_entries: args.map_entries.clone(),
+        globals: args.globals.clone(),
+        prog_slots: args.prog_slots.clone(),
+    };
+    let loaded = input.load(
+        &rt,
+        ObjectOptions { prog_type },
+        args.program.as_deref(),
+        &setup,
+    )?;
     let name = input.path();
     let prog = loaded.program().with_context(|| name.to_string())?;
     if args.repeat > 1 {
@@ -305,7 +330,12 @@ fn jit_dump(file: &std::path::Path, program: Option<&str>, prog_type: Option<&st
     let mut rt = Runtime::new();
     rt.set_engine(Engine::Jit);
     rt.set_verification(Verification::Off);
-    let loaded = input.load(&rt, ObjectOptions { prog_type }, program)?;
+    let loaded = input.load(
+        &rt,
+        ObjectOptions { prog_type },
+        program,
+        &setup::Setup::default(),
+    )?;
     let prog = loaded.program().with_context(|| input.path().to_string())?;
     match prog.jit_disassembly() {
         Some(text) => print!("{text}"),

@@ -530,3 +530,90 @@ fn run_with_a_pool_counts_across_processes_into_a_pinned_map() {
         "pool map `pool_counts`: the pool's map has value_size 8",
     );
 }
+
+/// `--prog-array`: the dispatcher's tail call reaches the handler its source promises (TCP → the
+/// TCP handler's XDP_DROP, UDP → XDP_TX); without the slots it falls through to XDP_PASS.
+#[test]
+fn prog_array_slots_make_the_tail_calls_happen() {
+    let run = |packet: &str, slots: bool| {
+        let (obj, pkt) = (
+            example("examples/c/tailcall.o"),
+            example(&format!("examples/{packet}")),
+        );
+        let mut args = vec!["run", &obj, "--program", "dispatch", "--mem-file", &pkt];
+        if slots {
+            args.extend([
+                "--prog-array",
+                "handlers:6=handle_tcp",
+                "--prog-array",
+                "handlers:17=handle_udp",
+            ]);
+        }
+        let o = moat(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o).lines().last().unwrap_or_default().to_string()
+    };
+    assert_eq!(run("packets/tcp.bin", false), "0x2");
+    assert_eq!(run("packets/tcp.bin", true), "0x1");
+    assert_eq!(run("packets/udp.bin", true), "0x3");
+    let bad = moat(&[
+        "run",
+        &example("examples/c/tailcall.o"),
+        "--program",
+        "dispatch",
+        "--prog-array",
+        "seen:1=handle_tcp",
+    ]);
+    assert_one_line_error(&bad, "not a prog_array");
+}
+
+/// `--map`: routes written as the trie's BTF key type; the longest prefix wins.
+#[test]
+fn map_entries_are_set_before_the_run() {
+    let (obj, pkt) = (
+        example("examples/c/lpm.o"),
+        example("examples/packets/udp.bin"),
+    );
+    let base = ["run", obj.as_str(), "--mem-file", pkt.as_str()];
+    let o = moat(&base);
+    assert_eq!(stdout(&o).lines().last(), Some("0x0"), "no route yet");
+    let mut args = base.to_vec();
+    // 192.168.1.0/24 and 192.168.0.0/16, addresses as the packet holds them (network order).
+    args.extend([
+        "--map",
+        "routes:{24, 0x0001a8c0}=7",
+        "--map",
+        "routes:{16, 0x0000a8c0}=3",
+    ]);
+    let o = moat(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).lines().last(), Some("0x7"));
+    let mut raw = base.to_vec();
+    raw.extend(["--map", "routes:x:10000000c0a80000=x:03000000"]);
+    assert_eq!(stdout(&moat(&raw)).lines().last(), Some("0x3"));
+    let mut bad = base.to_vec();
+    bad.extend(["--map", "routes:{24, abc}=7"]);
+    assert_one_line_error(&moat(&bad), "--map routes:{24, abc}=7");
+    let mut missing = base.to_vec();
+    missing.extend(["--map", "nosuch:1=2"]);
+    assert_one_line_error(&moat(&missing), "no map `nosuch`");
+}
+
+/// `--global`: `const volatile` configuration set before verification.
+#[test]
+fn globals_are_set_before_verification() {
+    let obj = example("examples/c/globals.o");
+    let o = moat(&[
+        "run",
+        &obj,
+        "--mem",
+        &"00".repeat(60),
+        "--global",
+        "multiplier=10",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plain = moat(&["run", &obj, "--mem", &"00".repeat(60)]);
+    assert_ne!(stdout(&o), stdout(&plain), "the global changed the result");
+    let bad = moat(&["run", &obj, "--global", "nosuch=1"]);
+    assert_one_line_error(&bad, "nosuch");
+}
