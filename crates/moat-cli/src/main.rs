@@ -77,6 +77,13 @@ enum Command {
         /// Input memory size assumed for buffer programs (default: a `.data` file's `-- mem`, else 0).
         #[arg(long)]
         mem_size: Option<u64>,
+        /// Run the verifier only, as the kernel would, without creating maps or checking that moat
+        /// can run every helper and map type (by default `verify` loads the object as `run` does).
+        #[arg(long)]
+        verifier_only: bool,
+        /// Map, global and program-array setup before the object loads.
+        #[command(flatten)]
+        setup: setup::Setup,
     },
     /// Persistent map pools: create, inspect, verify, and read or write their maps.
     Pool {
@@ -202,20 +209,9 @@ struct RunArgs {
     /// With --pool: also place this map of the object in the pool (repeatable).
     #[arg(long = "pool-map", value_name = "NAME", requires = "pool")]
     pool_maps: Vec<String>,
-    /// Before verification, store KEY -> VALUE in the object's map NAME (repeatable). KEY and
-    /// VALUE are written as the map's BTF C types (`6`, `0x0a000001`, `"GET"`, `{1, 2}`) or as raw
-    /// bytes `x:HEX`; without BTF, a number fills a 1-, 2-, 4- or 8-byte key or value.
-    #[arg(long = "map", value_name = "NAME:KEY=VALUE")]
-    map_entries: Vec<String>,
-    /// Before verification, set the object's global variable NAME (`.rodata` `const volatile`
-    /// configuration, `.data`, `.bss`) to VALUE, written as its BTF C type or as `x:HEX`
-    /// (repeatable).
-    #[arg(long = "global", value_name = "NAME=VALUE")]
-    globals: Vec<String>,
-    /// Put the object's program PROGRAM in slot INDEX of its program array NAME, for tail calls
-    /// (repeatable).
-    #[arg(long = "prog-array", value_name = "NAME:INDEX=PROGRAM")]
-    prog_slots: Vec<String>,
+    /// Map, global and program-array setup before the object loads.
+    #[command(flatten)]
+    setup: setup::Setup,
 }
 
 fn parse_isolation(name: &str) -> Result<moat::Isolation, moat::UnknownIsolation> {
@@ -286,16 +282,11 @@ fn run(args: RunArgs) -> Result<()> {
     if let Some(path) = &args.pool {
         pool::open_for_run(&mut rt, path, args.pool_maps.clone())?;
     }
-    let setup = setup::Setup {
-        map_entries: args.map_entries.clone(),
-        globals: args.globals.clone(),
-        prog_slots: args.prog_slots.clone(),
-    };
     let loaded = input.load(
         &rt,
         ObjectOptions { prog_type },
         args.program.as_deref(),
-        &setup,
+        &args.setup,
     )?;
     let name = input.path();
     let prog = loaded.program().with_context(|| name.to_string())?;
@@ -355,9 +346,15 @@ fn main() -> ExitCode {
             unprivileged,
             log,
             mem_size,
+            verifier_only,
+            setup,
         } => Input::read(&file).and_then(|input| {
             let prog_type = prog_type.as_deref().map(ProgType::parse).transpose()?;
-            let buffer_size = mem_size.unwrap_or(input.default_mem().len() as u64);
+            // An object's buffer programs take their input size from BTF unless given.
+            let buffer_size = mem_size.or_else(|| {
+                let mem = input.default_mem();
+                (!mem.is_empty() || input.object_bytes().is_none()).then_some(mem.len() as u64)
+            });
             verify::verify(
                 &input,
                 &verify::VerifyArgs {
@@ -366,6 +363,8 @@ fn main() -> ExitCode {
                     unprivileged,
                     log,
                     buffer_size,
+                    verifier_only,
+                    setup: &setup,
                 },
             )
         }),

@@ -10,13 +10,21 @@ use anyhow::{bail, Context, Result};
 use moat::{CType, OpenObject};
 
 /// What to set up, as given on the command line.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, clap::Args)]
 pub struct Setup {
-    /// `NAME:KEY=VALUE` map entries.
+    /// Before verification, store KEY -> VALUE in the object's map NAME (repeatable). KEY and
+    /// VALUE are written as the map's BTF C types (`6`, `0x0a000001`, `"GET"`, `{1, 2}`) or as raw
+    /// bytes `x:HEX`; without BTF, a number fills a 1-, 2-, 4- or 8-byte key or value.
+    #[arg(long = "map", value_name = "NAME:KEY=VALUE")]
     pub map_entries: Vec<String>,
-    /// `NAME=VALUE` global variables.
+    /// Before verification, set the object's global variable NAME (`.rodata` `const volatile`
+    /// configuration, `.data`, `.bss`) to VALUE, written as its BTF C type or as `x:HEX`
+    /// (repeatable).
+    #[arg(long = "global", value_name = "NAME=VALUE")]
     pub globals: Vec<String>,
-    /// `NAME:INDEX=PROGRAM` program array slots.
+    /// Put the object's program PROGRAM in slot INDEX of its program array NAME, for tail calls
+    /// (repeatable).
+    #[arg(long = "prog-array", value_name = "NAME:INDEX=PROGRAM")]
     pub prog_slots: Vec<String>,
 }
 

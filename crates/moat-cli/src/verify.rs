@@ -1,8 +1,10 @@
-//! `moat verify`: run the verifier on a program (or every program of an object) and print OK with
-//! statistics, or the rejection.
+//! `moat verify`: load a program (or every program of an object) as `moat run` would and print OK
+//! with the verifier's statistics, or why not (the rejection, or what moat cannot run);
+//! `--verifier-only` runs the verifier alone.
 
 use crate::input::Input;
-use anyhow::{bail, Result};
+use crate::setup::Setup;
+use anyhow::{bail, Context, Result};
 use moat::{Error, ObjectOptions, ProgType, Rejection, Runtime, Verification, VerifiedProgram};
 
 /// Options of `moat verify`.
@@ -15,8 +17,12 @@ pub struct VerifyArgs<'a> {
     pub unprivileged: bool,
     /// Print the per-instruction log.
     pub log: bool,
-    /// Input size for buffer programs.
-    pub buffer_size: u64,
+    /// Input size for buffer programs (`None`: an object's BTF says, else 0).
+    pub buffer_size: Option<u64>,
+    /// Only the verifier (no maps created, no check that moat runs every helper and map type).
+    pub verifier_only: bool,
+    /// Map, global and program-array setup before an object loads.
+    pub setup: &'a Setup,
 }
 
 fn ok_line(name: &str, v: &VerifiedProgram) -> String {
@@ -30,6 +36,11 @@ fn ok_line(name: &str, v: &VerifiedProgram) -> String {
         s.pruned,
         v.elapsed().as_secs_f64() * 1e6
     )
+}
+
+thread_local! {
+    /// Set when a program failed for another reason than the verifier (the final message says so).
+    static NOT_LOADED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Finds the rejection inside a load error, if it is one.
@@ -51,6 +62,9 @@ fn report_ok(name: &str, v: &VerifiedProgram, log: bool) -> bool {
 }
 
 fn report_err(name: &str, e: &Error, log: bool) -> bool {
+    if rejection(e).is_none() {
+        NOT_LOADED.set(true);
+    }
     match rejection(e) {
         Some(r) => {
             if log {
@@ -58,7 +72,16 @@ fn report_err(name: &str, e: &Error, log: bool) -> bool {
             }
             out!("{name}: REJECTED {r}");
         }
-        None => out!("{name}: NOT LOADED {e}"),
+        None => {
+            // The whole chain: "program `p`: call to bpf_get_func_ip, which moat does not run".
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(inner) = source {
+                text += &format!(": {inner}");
+                source = inner.source();
+            }
+            out!("{name}: NOT LOADED {text}");
+        }
     }
     false
 }
@@ -85,9 +108,37 @@ pub fn verify(input: &Input, args: &VerifyArgs<'_>) -> Result<()> {
         Verification::Privileged
     });
     rt.set_verifier_log(args.log);
-    rt.set_buffer_size(args.buffer_size);
+    if let Some(size) = args.buffer_size {
+        rt.set_buffer_size(size);
+    } else if input.object_bytes().is_none() {
+        rt.set_buffer_size(0);
+    }
     let mut all_ok = true;
-    if let Some(bytes) = input.object_bytes() {
+    if let (Some(bytes), false) = (input.object_bytes(), args.verifier_only) {
+        // What `run` does: maps created (set up first), every program verified and loaded, so a
+        // helper or map type moat cannot run fails here too, by name.
+        let mut open = rt
+            .open_object(bytes)
+            .with_context(|| input.path().to_string())?;
+        if let Some(prog_type) = args.prog_type {
+            open.set_prog_type(prog_type);
+        }
+        args.setup
+            .apply(&mut open)
+            .with_context(|| input.path().to_string())?;
+        let loaded = open.load().with_context(|| input.path().to_string())?;
+        let mut matched = false;
+        for (spec, (name, result)) in loaded.object().programs.iter().zip(loaded.programs()) {
+            if args.program.is_some_and(|p| p != name && p != spec.section) {
+                continue;
+            }
+            matched = true;
+            all_ok &= report(name, result, args.log);
+        }
+        if !matched {
+            loaded.object().program(args.program.unwrap_or_default())?;
+        }
+    } else if let Some(bytes) = input.object_bytes() {
         let obj = moat::Object::parse(bytes)?;
         let verdicts = rt.verify_object(
             bytes,
@@ -110,12 +161,21 @@ pub fn verify(input: &Input, args: &VerifyArgs<'_>) -> Result<()> {
             obj.program(args.program.unwrap_or_default())?;
         }
     } else {
+        if !args.setup.is_empty() {
+            bail!(
+                "{}: --map, --global and --prog-array need an ELF object",
+                input.path()
+            );
+        }
         let bytes = input.bytecode(None)?;
         let prog_type = args.prog_type.unwrap_or(ProgType::Buffer);
         let loaded = rt.load_bytecode_as(&bytes, prog_type);
         all_ok &= report(input.path(), loaded.as_ref(), args.log);
     }
     if !all_ok {
+        if NOT_LOADED.get() {
+            bail!("{}: not every program loads", input.path());
+        }
         bail!("{}: rejected by the verifier", input.path());
     }
     Ok(())

@@ -373,16 +373,29 @@ fn verify_prints_ok_with_statistics_or_the_rejection() {
 
 #[test]
 fn verify_names_the_c_source_line_of_a_rejection() {
-    // Falco-style raw tracepoint programs need kernel helpers moat does not have; the samples'
-    // sock_flags program reads its context as a socket: rejected as a buffer, accepted with its type.
+    // The samples' sock_flags program reads its context as a socket (cgroup_sock).
     let obj = "../../../shared/objects/new_linux/sock_flags_kern.o";
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(obj);
     if !path.exists() {
         println!("skipped: {} missing", path.display());
         return;
     }
+    // Loaded as `run` would: moat has no cgroup_sock programs, and says so.
     let o = moat(&[
         "verify",
+        path.to_str().unwrap_or_default(),
+        "--program",
+        "bpf_prog1",
+    ]);
+    assert!(
+        stdout(&o).contains("a cgroup_sock program, a type moat does not support"),
+        "{}",
+        stdout(&o)
+    );
+    // The verifier alone takes it as a buffer program and names the C line it refuses.
+    let o = moat(&[
+        "verify",
+        "--verifier-only",
         path.to_str().unwrap_or_default(),
         "--program",
         "bpf_prog1",
@@ -616,4 +629,43 @@ fn globals_are_set_before_verification() {
     assert_ne!(stdout(&o), stdout(&plain), "the global changed the result");
     let bad = moat(&["run", &obj, "--global", "nosuch=1"]);
     assert_one_line_error(&bad, "nosuch");
+}
+
+/// `verify` loads as `run` does: a map type moat cannot create fails it, by name; `--verifier-only`
+/// runs the verifier alone, as the kernel would.
+#[test]
+fn verify_means_the_object_loads() {
+    let obj = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/objects/linux/xdp_redirect_cpu_kern.o");
+    if !obj.exists() {
+        println!("skipped: {} not found", obj.display());
+        return;
+    }
+    let obj = obj.to_string_lossy().into_owned();
+    let o = moat(&["verify", &obj]);
+    assert_one_line_error(&o, "map `cpu_map`: unknown or unsupported map type 16");
+    let o = moat(&["verify", "--verifier-only", &obj]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("xdp_redirect_cpu_prog: OK") || stdout(&o).contains(": OK"));
+    // A buffer program's input size comes from its BTF without --mem-size.
+    let o = moat(&["verify", &example("examples/c/request_filter.o")]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    // A program needing a helper only moat trace provides is named with it.
+    let o = moat(&["verify", &example("examples/c/uretprobe_latency.o")]);
+    assert!(
+        stdout(&o).contains("work_return: NOT LOADED")
+            && stdout(&o).contains("bpf_get_func_ip")
+            && stderr(&o).contains("not every program loads"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    // Setup options apply to verify too.
+    let o = moat(&[
+        "verify",
+        &example("examples/c/globals.o"),
+        "--global",
+        "nosuch=1",
+    ]);
+    assert_one_line_error(&o, "nosuch");
 }
