@@ -84,6 +84,21 @@ fn repeat_prints_ns_per_run_before_r0() {
         .expect("float");
     assert!(ns > 0.0);
     assert_eq!(lines[1], "0x1");
+    // Exactly N runs: the counter example counts 3 packets after --repeat 3, not 4.
+    let o = moat(&[
+        "run",
+        &example("examples/c/counter.o"),
+        "--mem-file",
+        &example("examples/packets/tcp.bin"),
+        "--dump-maps",
+        "--repeat",
+        "3",
+    ]);
+    assert!(
+        stdout(&o).contains("06 00 00 00 => 03 00 00 00 00 00 00 00"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
@@ -668,4 +683,29 @@ fn verify_means_the_object_loads() {
         "nosuch=1",
     ]);
     assert_one_line_error(&o, "nosuch");
+}
+
+/// Errors say each thing once: asking for `mpk` where the CPU has no protection keys names the
+/// reason once (on PKU hardware the run succeeds and there is nothing to check).
+#[test]
+fn errors_do_not_repeat_themselves() {
+    let o = moat(&[
+        "run",
+        "--isolation",
+        "mpk",
+        &example("examples/c/counter.o"),
+        "--mem-file",
+        &example("examples/packets/tcp.bin"),
+    ]);
+    let err = stderr(&o);
+    if o.status.success() {
+        println!("skipped: this CPU has protection keys");
+        return;
+    }
+    assert_eq!(
+        err.matches("memory protection keys are unavailable")
+            .count(),
+        1,
+        "{err}"
+    );
 }

@@ -142,8 +142,13 @@ fn cache() -> Result<&'static Cache, &'static String> {
     static CACHE: OnceLock<Result<Cache, String>> = OnceLock::new();
     CACHE
         .get_or_init(|| {
-            let parking = Pkey::alloc().map_err(|e| e.to_string())?;
-            let anchor = Pkey::alloc().map_err(|e| e.to_string())?;
+            // The reason alone: callers wrap it in `MpkUnavailable` again.
+            let reason = |e: IsolateError| match e {
+                IsolateError::MpkUnavailable(reason) => reason,
+                other => other.to_string(),
+            };
+            let parking = Pkey::alloc().map_err(reason)?;
+            let anchor = Pkey::alloc().map_err(reason)?;
             let slots: Vec<Slot> = std::iter::from_fn(|| Pkey::alloc().ok())
                 .take(15)
                 .map(|key| Slot {

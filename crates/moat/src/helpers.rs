@@ -124,13 +124,54 @@ fn read_cstr(ctx: &HelperCtx<'_>, arg: u8, addr: u64, max: usize) -> Result<Vec<
     Ok(out)
 }
 
+/// What a format reads from program memory: a zero-terminated string, or this many bytes.
+pub(crate) type ReadArg<'a> = dyn FnMut(u64, Option<usize>) -> Result<Vec<u8>, HelperError> + 'a;
+
+/// A pointer as `%p` prints it: hashed with a key of this process, as the kernel hashes pointers,
+/// so that no format ever prints a host address.
+fn hashed_pointer(value: u64) -> String {
+    use std::hash::BuildHasher;
+    static KEY: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    let hash = KEY
+        .get_or_init(std::collections::hash_map::RandomState::new)
+        .hash_one(value);
+    format!("{hash:016x}")
+}
+
+/// `%pI4`/`%pi4` (4 bytes, dotted quad; `i` pads each part to 3 digits) and `%pI6`/`%pi6` (16
+/// bytes, eight groups of 4 hex digits, `:`-separated for `I`), as the kernel's `vsprintf` prints
+/// them.
+fn ip_address(bytes: &[u8], padded: bool) -> String {
+    if bytes.len() == 4 {
+        let parts: Vec<String> = bytes
+            .iter()
+            .map(|b| {
+                if padded {
+                    format!("{b:03}")
+                } else {
+                    b.to_string()
+                }
+            })
+            .collect();
+        return parts.join(".");
+    }
+    let groups: Vec<String> = bytes
+        .chunks(2)
+        .map(|g| format!("{:02x}{:02x}", g[0], g.get(1).copied().unwrap_or(0)))
+        .collect();
+    groups.join(if padded { "" } else { ":" })
+}
+
 /// Formats `fmt` with the kernel's `bpf_trace_printk`/`bpf_snprintf` conversions: `%d %i %u %x %X %c
-/// %s %p %%` with `l`/`ll` length modifiers and a field width. `%s` arguments are read from program
-/// memory with `read_str`.
+/// %s %%` with `l`/`ll` length modifiers and a field width; `%p` (also `%pK`, `%px`) prints the
+/// pointer hashed, never as an address; `%pI4 %pi4 %pI6 %pi6` print the IP address the argument
+/// points to and `%pks %pus` the string. Strings and addresses are read from program memory with
+/// `read` (`None`: up to a zero byte).
 pub(crate) fn format_printf(
     fmt: &[u8],
     args: &[u64],
-    mut read_str: impl FnMut(u64) -> Result<Vec<u8>, HelperError>,
+    read: &mut ReadArg<'_>,
 ) -> Result<Vec<u8>, HelperError> {
     let mut out = Vec::new();
     let mut next = args.iter();
@@ -197,9 +238,24 @@ pub(crate) fn format_printf(
                 };
                 s.into_bytes()
             }
-            b'p' => format!("0x{arg:x}").into_bytes(),
+            b'p' => match (fmt.get(i).copied(), fmt.get(i + 1).copied()) {
+                (Some(kind @ (b'I' | b'i')), Some(version @ (b'4' | b'6'))) => {
+                    i += 2;
+                    let bytes = read(arg, Some(if version == b'4' { 4 } else { 16 }))?;
+                    ip_address(&bytes, kind == b'i').into_bytes()
+                }
+                (Some(b'k' | b'u'), Some(b's')) => {
+                    i += 2;
+                    read(arg, None)?
+                }
+                (Some(b'K' | b'x'), _) => {
+                    i += 1;
+                    hashed_pointer(arg).into_bytes()
+                }
+                _ => hashed_pointer(arg).into_bytes(),
+            },
             b'c' => vec![arg as u8],
-            b's' => read_str(arg)?,
+            b's' => read(arg, None)?,
             other => return Err(bad(format!("unsupported conversion %{}", other as char))),
         };
         if text.len() < width {
@@ -334,7 +390,10 @@ pub(crate) fn register_standard(registry: &mut HelperRegistry, trace: TraceLog) 
         let size = usize::try_from(args[1]).unwrap_or(0).min(1024);
         let fmt = ctx.read(1, args[0], size as u64)?;
         let fmt = fmt.split(|&b| b == 0).next().unwrap_or(&[]).to_vec();
-        let line = format_printf(&fmt, &args[2..5], |addr| read_cstr(ctx, 3, addr, 256))?;
+        let line = format_printf(&fmt, &args[2..5], &mut |addr, len| match len {
+            None => read_cstr(ctx, 3, addr, 256),
+            Some(n) => ctx.read(3, addr, n as u64),
+        })?;
         let text = String::from_utf8_lossy(&line)
             .trim_end_matches('\n')
             .to_string();
@@ -354,7 +413,11 @@ pub(crate) fn register_standard(registry: &mut HelperRegistry, trace: TraceLog) 
             .chunks_exact(8)
             .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
             .collect();
-        let mut text = match format_printf(&fmt, &values, |addr| read_cstr(ctx, 4, addr, 256)) {
+        let mut read = |addr, len: Option<usize>| match len {
+            None => read_cstr(ctx, 4, addr, 256),
+            Some(n) => ctx.read(4, addr, n as u64),
+        };
+        let mut text = match format_printf(&fmt, &values, &mut read) {
             Ok(t) => t,
             Err(_) => return Ok(neg_errno(EINVAL)),
         };
@@ -374,7 +437,16 @@ mod tests {
     use super::*;
 
     fn fmt(f: &str, args: &[u64]) -> String {
-        let out = format_printf(f.as_bytes(), args, |_| Ok(b"str".to_vec())).expect("formats");
+        let mut read = |addr: u64, len: Option<usize>| {
+            Ok(match len {
+                None => b"str".to_vec(),
+                // Addresses: the bytes 192, 168, 1, 7, ... at any address.
+                Some(n) => (0..n)
+                    .map(|k| [192u8, 168, 1, 7][k % 4] ^ (addr as u8))
+                    .collect(),
+            })
+        };
+        let out = format_printf(f.as_bytes(), args, &mut read).expect("formats");
         String::from_utf8(out).expect("utf8")
     }
 
@@ -389,7 +461,25 @@ mod tests {
             "-1 18446744073709551615 ff str %"
         );
         assert_eq!(fmt("%08x|%4d", &[0xab, 7]), "000000ab|   7");
-        assert!(format_printf(b"%d %d", &[1], |_| Ok(vec![])).is_err());
+        assert!(format_printf(b"%d %d", &[1], &mut |_, _| Ok(vec![])).is_err());
+    }
+
+    #[test]
+    fn pointers_are_never_printed_as_addresses() {
+        assert_eq!(fmt("%pI4", &[0]), "192.168.1.7");
+        assert_eq!(fmt("%pi4", &[0]), "192.168.001.007");
+        assert_eq!(fmt("%pI6", &[0]), "c0a8:0107:c0a8:0107:c0a8:0107:c0a8:0107");
+        assert_eq!(fmt("%pks|%pus", &[1, 2]), "str|str");
+        let address = 0x7ffd_1234_5678u64;
+        for f in ["%p", "%pK", "%px"] {
+            let text = fmt(f, &[address]);
+            assert!(
+                !text.contains("12345678") && !text.contains("7ffd"),
+                "{f}: {text}"
+            );
+            assert_eq!(text, fmt(f, &[address]), "stable within a process");
+        }
+        assert_ne!(fmt("%p", &[1]), fmt("%p", &[2]));
     }
 
     #[test]
