@@ -29,7 +29,7 @@ fn ok_line(name: &str, v: &VerifiedProgram) -> String {
     let s = v.stats();
     format!(
         "{name}: OK ({} insns, {} instructions processed, {} states, peak {} states, {} pruned, {:.1} µs)",
-        v.program().insns().len(),
+        v.program().slots(),
         s.insns_processed,
         s.states,
         s.peak_states,

@@ -709,3 +709,38 @@ fn errors_do_not_repeat_themselves() {
         "{err}"
     );
 }
+
+/// A kprobe-style program run without its registers says what it needs; `verify` and `inspect`
+/// count instructions alike (slots, as the kernel counts them: `lddw` is two).
+#[test]
+fn tracing_runs_need_their_registers_and_counts_agree() {
+    let obj = example("examples/c/uprobe_count.o");
+    let o = moat(&["run", &obj, "--program", "count_add"]);
+    assert_one_line_error(&o, "this context needs 168 bytes");
+    let o = moat(&[
+        "run",
+        &obj,
+        "--program",
+        "count_add",
+        "--mem",
+        &"00".repeat(168),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let counter = example("examples/c/counter.o");
+    let inspect = stdout(&moat(&["inspect", &counter]));
+    let verify = stdout(&moat(&["verify", &counter]));
+    let slots = |text: &str, marker: &str| -> Option<String> {
+        let at = text.find(marker)?;
+        let before: String = text[..at]
+            .chars()
+            .rev()
+            .take_while(|c| *c != ' ' && *c != '(')
+            .collect();
+        Some(before.chars().rev().collect())
+    };
+    assert_eq!(
+        slots(&inspect, " insns"),
+        slots(&verify, " insns,"),
+        "{inspect}\n{verify}"
+    );
+}

@@ -125,6 +125,17 @@ pub enum ContextError {
         /// The size it was verified for.
         verified: u64,
     },
+    /// A tracing program run on less than its context (the kernel's x86-64 `struct pt_regs`).
+    #[error(
+        "this context needs {needed} bytes (struct pt_regs of x86-64), the input has {len}: give \
+         the registers as the input (--mem-file)"
+    )]
+    ContextTooSmall {
+        /// The input's length.
+        len: usize,
+        /// The context's size.
+        needed: u64,
+    },
     /// Memory below 4 GiB could not be mapped.
     #[error("cannot map packet memory below 4 GiB: {0}")]
     LowMemory(String),

@@ -177,6 +177,14 @@ impl LoadedProgram {
                 violations: seen,
             });
         }
+        // The tracing context the verifier allowed reads of: the whole of it must be there.
+        let regs = u64::from(crate::verifying::PT_REGS_SIZE);
+        if self.prog_type == ProgType::Tracing && (len as u64) < regs {
+            return Err(Error::Context(ContextError::ContextTooSmall {
+                len,
+                needed: regs,
+            }));
+        }
         if let (ProgType::Buffer, Some(size)) = (self.prog_type, self.verified_size) {
             if (len as u64) < size {
                 return Err(Error::Context(ContextError::InputTooSmall {

@@ -21,7 +21,7 @@ pub enum Verification {
 }
 
 /// The size of `struct pt_regs` on x86-64: the context of kprobes.
-const PT_REGS_SIZE: u32 = 168;
+pub(crate) const PT_REGS_SIZE: u32 = 168;
 
 /// The verifier's context for a program type; buffer programs need the buffer's size.
 pub(crate) fn context(prog_type: ProgType, buffer_size: u64) -> Context {
