@@ -3,9 +3,8 @@
 
 use crate::setup::Setup;
 use anyhow::{bail, Context, Result};
-use moat::{DataFile, LoadedObject, LoadedProgram, Map, Object, ObjectOptions, Runtime};
+use moat::{DataFile, LoadedObject, LoadedProgram, Object, ObjectOptions, Runtime};
 use std::path::Path;
-use std::sync::Arc;
 
 /// A program file, read and classified, with its path for error messages.
 pub struct Input {
@@ -41,17 +40,23 @@ impl Loaded {
         }
     }
 
-    /// The maps the program uses, with their names.
-    pub fn maps(&self) -> Vec<(String, Arc<Map>)> {
+    /// The maps the program uses, with their names and the C types BTF gives their keys and
+    /// values.
+    pub fn maps(&self) -> Vec<crate::report::TypedMap> {
         match self {
             Loaded::FromObject(obj, _) => obj
                 .maps()
-                .map(|(n, m)| (n.to_string(), m.clone()))
+                .map(|(n, m)| {
+                    let spec = obj.object().maps.iter().find(|s| s.name == n);
+                    let (k, v) =
+                        spec.map_or((None, None), |s| (s.key_type.clone(), s.value_type.clone()));
+                    (n.to_string(), m.clone(), k, v)
+                })
                 .collect(),
             Loaded::Standalone(p) => p
                 .maps()
                 .iter()
-                .map(|m| (m.name().to_string(), m.clone()))
+                .map(|m| (m.name().to_string(), m.clone(), None, None))
                 .collect(),
         }
     }

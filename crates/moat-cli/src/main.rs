@@ -77,6 +77,12 @@ enum Command {
         /// Input memory size assumed for buffer programs (default: a `.data` file's `-- mem`, else 0).
         #[arg(long)]
         mem_size: Option<u64>,
+        /// Print one JSON object instead of lines: `file`, `ok`, and `programs`, each with
+        /// `program`, `status` (`ok`, `rejected`, `not_loaded`, `not_verified`) and either the
+        /// statistics (`insns`, `processed`, `states`, `peak_states`, `pruned`, `us`) or `pc` and
+        /// `message`. Exit code 1 unless every program is ok.
+        #[arg(long)]
+        json: bool,
         /// Run the verifier only, as the kernel would, without creating maps or checking that moat
         /// can run every helper and map type (by default `verify` loads the object as `run` does).
         #[arg(long)]
@@ -192,6 +198,12 @@ struct RunArgs {
     /// After the run, print the contents of every map the program uses.
     #[arg(long)]
     dump_maps: bool,
+    /// Print one JSON object instead of text: `file`, `program`, `runs`, `ns_per_run` (with
+    /// --repeat), `trace` (the last run's lines), `maps` (with --dump-maps: `name`, `type`,
+    /// `pooled`, `entries` of `key`/`value` in hex and `key_c`/`value_c` decoded through BTF, or
+    /// `records`/`values`), `r0` (a number); on failure `error` and exit code 1.
+    #[arg(long)]
+    json: bool,
     /// Run without verifying first (the engines' run-time checks still apply).
     #[arg(long)]
     no_verify: bool,
@@ -299,17 +311,45 @@ fn run(args: RunArgs) -> Result<()> {
     rt.trace_log().drain();
     let last = Instant::now();
     let result = prog.run(&mut mem).with_context(|| name.to_string());
+    let total = (last - start) + last.elapsed();
+    let per_run = total.as_nanos() as f64 / args.repeat as f64;
+    let trace = rt.trace_log().drain();
+    if args.json {
+        let mut v = serde_json::json!({
+            "file": name,
+            "program": args.program,
+            "runs": args.repeat,
+            "trace": trace,
+        });
+        if args.repeat > 1 {
+            v["ns_per_run"] = serde_json::json!(per_run);
+        }
+        match result {
+            Ok(r0) => v["r0"] = serde_json::json!(r0),
+            Err(e) => {
+                v["error"] = serde_json::json!(format!("{e:#}"));
+                out!("{v}");
+                std::process::exit(1);
+            }
+        }
+        if args.dump_maps {
+            let maps = report::collect_maps(loaded.maps());
+            v["maps"] = maps.iter().map(report::MapDump::to_json).collect();
+        }
+        out!("{v}");
+        return Ok(());
+    }
     if args.repeat > 1 {
-        let total = (last - start) + last.elapsed();
-        let per_run = total.as_nanos() as f64 / args.repeat as f64;
         out!("{per_run:.1} ns/run");
     }
-    for line in rt.trace_log().drain() {
+    for line in trace {
         out!("trace: {line}");
     }
     let r0 = result?;
     if args.dump_maps {
-        report::dump_maps(loaded.maps());
+        report::collect_maps(loaded.maps())
+            .iter()
+            .for_each(report::MapDump::print);
     }
     out!("{r0:#x}");
     Ok(())
@@ -339,10 +379,23 @@ fn jit_dump(file: &std::path::Path, program: Option<&str>, prog_type: Option<&st
     Ok(())
 }
 
+/// With `--json`, an error is printed as `{"error": "..."}` on standard output (exit code 1), so
+/// that scripts always get JSON.
+fn json_errors(json: bool, result: Result<()>) -> Result<()> {
+    if let (true, Err(e)) = (json, &result) {
+        out!("{}", serde_json::json!({ "error": format!("{e:#}") }));
+        std::process::exit(1);
+    }
+    result
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => {
+            let json = args.json;
+            json_errors(json, run(args))
+        }
         Command::Verify {
             file,
             program,
@@ -352,26 +405,31 @@ fn main() -> ExitCode {
             mem_size,
             verifier_only,
             setup,
-        } => Input::read(&file).and_then(|input| {
-            let prog_type = prog_type.as_deref().map(ProgType::parse).transpose()?;
-            // An object's buffer programs take their input size from BTF unless given.
-            let buffer_size = mem_size.or_else(|| {
-                let mem = input.default_mem();
-                (!mem.is_empty() || input.object_bytes().is_none()).then_some(mem.len() as u64)
-            });
-            verify::verify(
-                &input,
-                &verify::VerifyArgs {
-                    program: program.as_deref(),
-                    prog_type,
-                    unprivileged,
-                    log,
-                    buffer_size,
-                    verifier_only,
-                    setup: &setup,
-                },
-            )
-        }),
+            json,
+        } => json_errors(
+            json,
+            Input::read(&file).and_then(|input| {
+                let prog_type = prog_type.as_deref().map(ProgType::parse).transpose()?;
+                // An object's buffer programs take their input size from BTF unless given.
+                let buffer_size = mem_size.or_else(|| {
+                    let mem = input.default_mem();
+                    (!mem.is_empty() || input.object_bytes().is_none()).then_some(mem.len() as u64)
+                });
+                verify::verify(
+                    &input,
+                    &verify::VerifyArgs {
+                        program: program.as_deref(),
+                        prog_type,
+                        unprivileged,
+                        log,
+                        buffer_size,
+                        verifier_only,
+                        setup: &setup,
+                        json,
+                    },
+                )
+            }),
+        ),
         Command::Pool { command } => pool::run(command),
         Command::Omb { command } => omb::run(command),
         Command::SchedBench(args) => sched::run_bench(args),

@@ -145,47 +145,160 @@ pub fn disasm(input: &Input, with_pc: bool, program: Option<&str>) -> Result<()>
     Ok(())
 }
 
-/// Prints every map's contents (ring buffers and queues are drained; pool maps are marked).
-pub fn dump_maps(maps: Vec<(String, Arc<Map>)>) {
-    for (name, map) in maps {
-        let t = map.map_type();
-        match t {
-            MapType::RingBuf => {
-                let mut records = Vec::new();
-                let _ = map.ringbuf_consume(&mut |r| records.push(hex(r)));
-                out!("map {name} ({}, {} records):", t.name(), records.len());
-                for r in records {
-                    out!("  {r}");
+/// A map's contents as read after a run (ring buffers and queues drained), with the C types BTF
+/// gives its keys and values.
+pub struct MapDump {
+    name: String,
+    map_type: MapType,
+    pooled: bool,
+    key_type: Option<moat::CType>,
+    value_type: Option<moat::CType>,
+    /// Key and value, for maps with keys.
+    entries: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Records (ring buffers) or values (queues, stacks), in order.
+    items: Vec<Vec<u8>>,
+}
+
+/// A map with its name and the C types BTF gives its keys and values.
+pub type TypedMap = (String, Arc<Map>, Option<moat::CType>, Option<moat::CType>);
+
+/// Reads every map.
+pub fn collect_maps(maps: Vec<TypedMap>) -> Vec<MapDump> {
+    maps.into_iter()
+        .map(|(name, map, key_type, value_type)| {
+            let t = map.map_type();
+            let mut dump = MapDump {
+                name,
+                map_type: t,
+                pooled: moat::PoolBackend::of(&map).is_some(),
+                key_type,
+                value_type,
+                entries: Vec::new(),
+                items: Vec::new(),
+            };
+            match t {
+                MapType::RingBuf => {
+                    let _ = map.ringbuf_consume(&mut |r| dump.items.push(r.to_vec()));
+                }
+                MapType::Queue | MapType::Stack => {
+                    while let Ok(v) = map.pop() {
+                        dump.items.push(v);
+                    }
+                }
+                _ => {
+                    dump.entries = map
+                        .keys()
+                        .filter_map(|k| map.lookup(&k).ok().map(|v| (k, v)))
+                        .filter(|(_, v)| t != MapType::Array || v.iter().any(|&b| b != 0))
+                        .collect();
                 }
             }
-            MapType::Queue | MapType::Stack => {
-                let mut values = Vec::new();
-                while let Ok(v) = map.pop() {
-                    values.push(hex(&v));
-                }
-                out!("map {name} ({}, {} values):", t.name(), values.len());
-                for v in values {
-                    out!("  {v}");
-                }
+            dump
+        })
+        .collect()
+}
+
+impl MapDump {
+    /// `bytes` as the C type, when BTF gives one of exactly that size; per-CPU values (one
+    /// value per CPU, back to back) as `[cpu0, cpu1, ...]`.
+    fn decoded(ty: Option<&moat::CType>, bytes: &[u8]) -> Option<String> {
+        let ty = ty?;
+        let size = ty.size() as usize;
+        if size == bytes.len() {
+            return Some(ty.format(bytes));
+        }
+        if size == 0 || !bytes.len().is_multiple_of(size) {
+            return None;
+        }
+        let per_cpu: Vec<String> = bytes.chunks(size).map(|c| ty.format(c)).collect();
+        Some(format!("[{}]", per_cpu.join(", ")))
+    }
+
+    /// A value decoded; per CPU for per-CPU maps only.
+    fn decoded_value(&self, bytes: &[u8]) -> Option<String> {
+        let per_cpu = matches!(
+            self.map_type,
+            MapType::PercpuArray | MapType::PercpuHash | MapType::LruPercpuHash
+        );
+        let exact = self
+            .value_type
+            .as_ref()
+            .is_some_and(|t| t.size() as usize == bytes.len());
+        (exact || per_cpu)
+            .then(|| Self::decoded(self.value_type.as_ref(), bytes))
+            .flatten()
+    }
+
+    /// The dump as JSON: `name`, `type`, `pooled`, and `entries` (`key`, `value` in hex, `key_c`,
+    /// `value_c` decoded through BTF where the object has it) or `records`/`values` (hex).
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        let mut v = json!({
+            "name": self.name,
+            "type": self.map_type.name(),
+            "pooled": self.pooled,
+        });
+        match self.map_type {
+            MapType::RingBuf | MapType::Queue | MapType::Stack => {
+                let field = if self.map_type == MapType::RingBuf {
+                    "records"
+                } else {
+                    "values"
+                };
+                v[field] = self.items.iter().map(|i| json!(hex(i))).collect();
             }
             _ => {
-                let entries: Vec<(Vec<u8>, Vec<u8>)> = map
-                    .keys()
-                    .filter_map(|k| map.lookup(&k).ok().map(|v| (k, v)))
-                    .filter(|(_, v)| t != MapType::Array || v.iter().any(|&b| b != 0))
+                v["entries"] = self
+                    .entries
+                    .iter()
+                    .map(|(k, val)| {
+                        let mut e = json!({ "key": hex(k), "value": hex(val) });
+                        if let Some(kc) = Self::decoded(self.key_type.as_ref(), k) {
+                            e["key_c"] = json!(kc);
+                        }
+                        if let Some(vc) = self.decoded_value(val) {
+                            e["value_c"] = json!(vc);
+                        }
+                        e
+                    })
                     .collect();
-                let pooled = if moat::PoolBackend::of(&map).is_some() {
-                    " in the pool"
-                } else {
-                    ""
-                };
+            }
+        }
+        v
+    }
+
+    /// Prints the dump for people: hex, then the C values where BTF gives them.
+    pub fn print(&self) {
+        let t = self.map_type.name();
+        match self.map_type {
+            MapType::RingBuf => {
+                out!("map {} ({t}, {} records):", self.name, self.items.len());
+                self.items.iter().for_each(|r| out!("  {}", hex(r)));
+            }
+            MapType::Queue | MapType::Stack => {
+                out!("map {} ({t}, {} values):", self.name, self.items.len());
+                self.items.iter().for_each(|v| out!("  {}", hex(v)));
+            }
+            _ => {
+                let pooled = if self.pooled { " in the pool" } else { "" };
                 out!(
-                    "map {name} ({}{pooled}, {} entries):",
-                    t.name(),
-                    entries.len()
+                    "map {} ({t}{pooled}, {} entries):",
+                    self.name,
+                    self.entries.len()
                 );
-                for (k, v) in entries {
-                    out!("  {} => {}", hex(&k), hex(&v));
+                for (k, v) in &self.entries {
+                    let key_c = Self::decoded(self.key_type.as_ref(), k);
+                    let value_c = self.decoded_value(v);
+                    match (key_c, value_c) {
+                        (None, None) => out!("  {} => {}", hex(k), hex(v)),
+                        (kc, vc) => out!(
+                            "  {} => {}    ({} => {})",
+                            hex(k),
+                            hex(v),
+                            kc.unwrap_or_else(|| hex(k)),
+                            vc.unwrap_or_else(|| hex(v))
+                        ),
+                    }
                 }
             }
         }

@@ -23,6 +23,8 @@ pub struct VerifyArgs<'a> {
     pub verifier_only: bool,
     /// Map, global and program-array setup before an object loads.
     pub setup: &'a Setup,
+    /// Print one JSON object instead of lines.
+    pub json: bool,
 }
 
 fn ok_line(name: &str, v: &VerifiedProgram) -> String {
@@ -41,6 +43,14 @@ fn ok_line(name: &str, v: &VerifiedProgram) -> String {
 thread_local! {
     /// Set when a program failed for another reason than the verifier (the final message says so).
     static NOT_LOADED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// With `--json`: the programs' results, printed together at the end instead of lines.
+    static JSON: std::cell::RefCell<Option<Vec<serde_json::Value>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Adds a program's result to the JSON output, if `--json` is on; whether it was.
+fn json_result(value: impl FnOnce() -> serde_json::Value) -> bool {
+    JSON.with_borrow_mut(|j| j.as_mut().map(|j| j.push(value())).is_some())
 }
 
 /// Finds the rejection inside a load error, if it is one.
@@ -54,6 +64,21 @@ fn rejection(e: &Error) -> Option<&Rejection> {
 }
 
 fn report_ok(name: &str, v: &VerifiedProgram, log: bool) -> bool {
+    let s = v.stats();
+    if json_result(|| {
+        serde_json::json!({
+            "program": name,
+            "status": "ok",
+            "insns": v.program().slots(),
+            "processed": s.insns_processed,
+            "states": s.states,
+            "peak_states": s.peak_states,
+            "pruned": s.pruned,
+            "us": v.elapsed().as_secs_f64() * 1e6,
+        })
+    }) {
+        return true;
+    }
     if log {
         v.log().iter().for_each(|l| out!("  {l}"));
     }
@@ -65,6 +90,21 @@ fn report_err(name: &str, e: &Error, log: bool) -> bool {
     if rejection(e).is_none() {
         NOT_LOADED.set(true);
     }
+    if json_result(|| match rejection(e) {
+        Some(r) => serde_json::json!({
+            "program": name,
+            "status": "rejected",
+            "pc": r.error.pc,
+            "message": r.to_string(),
+        }),
+        None => serde_json::json!({
+            "program": name,
+            "status": "not_loaded",
+            "message": error_chain(e),
+        }),
+    }) {
+        return false;
+    }
     match rejection(e) {
         Some(r) => {
             if log {
@@ -72,18 +112,20 @@ fn report_err(name: &str, e: &Error, log: bool) -> bool {
             }
             out!("{name}: REJECTED {r}");
         }
-        None => {
-            // The whole chain: "program `p`: call to bpf_get_func_ip, which moat does not run".
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(e);
-            while let Some(inner) = source {
-                text += &format!(": {inner}");
-                source = inner.source();
-            }
-            out!("{name}: NOT LOADED {text}");
-        }
+        None => out!("{name}: NOT LOADED {}", error_chain(e)),
     }
     false
+}
+
+/// The whole chain: "program `p`: instruction 57: helper 173 (bpf_get_func_ip) is not implemented".
+fn error_chain(e: &Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        text += &format!(": {inner}");
+        source = inner.source();
+    }
+    text
 }
 
 fn report(name: &str, result: Result<&moat::LoadedProgram, &Error>, log: bool) -> bool {
@@ -91,7 +133,9 @@ fn report(name: &str, result: Result<&moat::LoadedProgram, &Error>, log: bool) -
         Ok(p) => match p.verified() {
             Some(v) => report_ok(name, v, log),
             None => {
-                out!("{name}: not verified");
+                if !json_result(|| serde_json::json!({"program": name, "status": "not_verified"})) {
+                    out!("{name}: not verified");
+                }
                 false
             }
         },
@@ -101,6 +145,9 @@ fn report(name: &str, result: Result<&moat::LoadedProgram, &Error>, log: bool) -
 
 /// Verifies `input`; fails when any program is rejected.
 pub fn verify(input: &Input, args: &VerifyArgs<'_>) -> Result<()> {
+    if args.json {
+        JSON.set(Some(Vec::new()));
+    }
     let mut rt = Runtime::new();
     rt.set_verification(if args.unprivileged {
         Verification::Unprivileged
@@ -171,6 +218,18 @@ pub fn verify(input: &Input, args: &VerifyArgs<'_>) -> Result<()> {
         let prog_type = args.prog_type.unwrap_or(ProgType::Buffer);
         let loaded = rt.load_bytecode_as(&bytes, prog_type);
         all_ok &= report(input.path(), loaded.as_ref(), args.log);
+    }
+    if let Some(programs) = JSON.take() {
+        let v = serde_json::json!({
+            "file": input.path(),
+            "ok": all_ok,
+            "programs": programs,
+        });
+        out!("{v}");
+        if !all_ok {
+            std::process::exit(1);
+        }
+        return Ok(());
     }
     if !all_ok {
         if NOT_LOADED.get() {

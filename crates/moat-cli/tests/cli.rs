@@ -744,3 +744,56 @@ fn tracing_runs_need_their_registers_and_counts_agree() {
         "{inspect}\n{verify}"
     );
 }
+
+/// `run --json` and `verify --json` print one JSON object with the documented fields, map values
+/// decoded through BTF.
+#[test]
+fn run_and_verify_speak_json() {
+    let parse = |o: &Output| -> serde_json::Value {
+        serde_json::from_str(stdout(o).trim()).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
+    };
+    let o = moat(&[
+        "run",
+        &example("examples/c/counter.o"),
+        "--mem-file",
+        &example("examples/packets/tcp.bin"),
+        "--dump-maps",
+        "--repeat",
+        "2",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = parse(&o);
+    assert_eq!(v["r0"], 2);
+    assert_eq!(v["runs"], 2);
+    assert!(v["ns_per_run"].as_f64().is_some_and(|ns| ns > 0.0));
+    let counters = &v["maps"][0];
+    assert_eq!(counters["name"], "counters");
+    assert_eq!(counters["type"], "hash");
+    assert_eq!(counters["entries"][0]["key"], "06 00 00 00");
+    assert_eq!(counters["entries"][0]["key_c"], "6");
+    assert_eq!(
+        counters["entries"][0]["value_c"],
+        "{packets: 2, bytes: 144}"
+    );
+    // A failing run: `error`, exit code 1, still JSON.
+    let o = moat(&["run", &example("examples/c/misbehave.o"), "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(parse(&o)["error"].as_str().is_some_and(|e| !e.is_empty()));
+    let o = moat(&[
+        "verify",
+        "--json",
+        &example("examples/c/uretprobe_latency.o"),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let v = parse(&o);
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["programs"][0]["program"], "work_entry");
+    assert_eq!(v["programs"][0]["status"], "ok");
+    assert!(v["programs"][0]["processed"].as_u64().is_some());
+    assert_eq!(v["programs"][1]["status"], "not_loaded");
+    let o = moat(&["verify", "--json", &example("examples/c/misbehave.o")]);
+    let v = parse(&o);
+    assert_eq!(v["programs"][0]["status"], "rejected");
+    assert!(v["programs"][0]["pc"].as_u64().is_some());
+}
