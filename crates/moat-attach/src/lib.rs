@@ -13,8 +13,9 @@
 //!   with every thread serialised in between (`membarrier`).
 //! - **Trap** (the fallback): where the function is shorter than 5 bytes or a branch of the
 //!   function lands inside the bytes a `jmp` would cover, only an `int3` is written; the `SIGTRAP`
-//!   handler (through `moat-signal`) resumes the thread at the same trampoline, which displaces
-//!   just the one instruction.
+//!   handler (through `moat-signal`) resumes the thread at a trampoline that displaces the same
+//!   instructions a rewrite would (just the one where the code ends within 5 bytes), so that a
+//!   thread still in it when the address is later rewritten resumes behind the `jmp`, not in it.
 //! - **Return probes**: the entry handler swaps the return address on the stack for the return
 //!   trampoline and pushes the real one on a per-thread shadow stack (64 deep, as the kernel's);
 //!   the return trampoline runs the return programs and returns to the real address. A `longjmp`
@@ -155,11 +156,13 @@ pub fn attach(
             DisplaceError::TooShort => "the code ends there".into(),
         },
     };
+    // The instructions a `jmp` at the address would cover.
+    let window = codegen::displace(address, &code, JMP_LEN).ok();
     // The rewrite, where the function is long enough and nothing branches into the window.
     let rewrite = match choice {
         Choice::Trap => None,
-        Choice::Auto => codegen::displace(address, &code, JMP_LEN)
-            .ok()
+        Choice::Auto => window
+            .clone()
             .filter(|d| !branches_into(located, address, d.len)),
     };
     let (displaced, method) = match rewrite {
@@ -167,8 +170,16 @@ pub fn attach(
             let len = d.len;
             (d, Method::Rewrite { displaced: len })
         }
+        // An `int3` probe's trampoline displaces the same whole window a rewrite would, so that
+        // it resumes at the window's end: a thread still in it (running programs, preempted)
+        // when the probe is detached and the address rewritten with a `jmp` must not come back
+        // into the middle of the `jmp`'s bytes. Just the one instruction only where no rewrite
+        // can ever cover the address (the code ends within 5 bytes).
         None => (
-            codegen::displace(address, &code, 1).map_err(undisplaceable)?,
+            match window {
+                Some(d) => d,
+                None => codegen::displace(address, &code, 1).map_err(undisplaceable)?,
+            },
             Method::Trap,
         ),
     };
@@ -239,7 +250,8 @@ pub fn attach(
         .collect();
     let mut written = false;
     let mut patch_now = || written = mem::patch_code(address, &patch);
-    let (method, patch_len) = if redirects.is_empty() {
+    // A single `int3` byte needs no stop: a thread never stands inside it.
+    let (method, patch_len) = if redirects.is_empty() || method == Method::Trap {
         patch_now();
         (method, patch.len())
     } else if world::stopped(&redirects, patch_now) {
