@@ -1,14 +1,29 @@
 //! `moat trace -p PID`: the agent injected into a running process with `ptrace`. The controller
-//! seizes the process's main thread, interrupts it, makes it call `dlopen(agent)` and then
-//! `moat_agent_start(orders)` on a scratch frame below its stack pointer, puts its registers back
-//! and lets it go; the agent then runs as if preloaded. Detaching calls `moat_agent_stop()` the
-//! same way, which gives every patched byte back. Other threads keep running throughout (the
-//! agent's patching stops them itself where it must).
+//! seizes the process's main thread, interrupts it at a safe point (below), makes it call
+//! `dlopen(agent)` and then `moat_agent_start(orders)` on a scratch frame below its stack pointer,
+//! puts its registers back and lets it go; the agent then runs as if preloaded. Detaching calls
+//! `moat_agent_stop()` the same way, which gives every patched byte back. Other threads keep running
+//! throughout (the agent's patching stops them itself where it must).
 //!
-//! The interrupted thread may be anywhere, inside `malloc` holding its lock for instance; then the
-//! injected `dlopen` waits on that lock forever. Debuggers that call functions in a stopped
-//! process share this limit; a thread blocked in a system call (the usual case) is safe, and the
-//! system call is restarted when the thread goes on.
+//! **Safe points.** An interrupted thread may be anywhere: inside `malloc` or `free` halfway through
+//! updating its per-thread cache (`tcache`, which takes no lock: re-entering it corrupts the heap,
+//! seen as "double free detected in tcache 2" or "double free or corruption"), or holding its
+//! arena's lock, or the loader's (`dlopen` then waits on it forever). So the thread is only used
+//! where it holds none of them: when its instruction pointer is in the program's own code or in a
+//! library other than the C library, the loader and the agent (none of which the allocator or the
+//! loader calls back into), or when it is blocked in a sleeping system call (`clock_nanosleep`,
+//! `poll`, `epoll_wait`, ...), which no allocator or loader path makes. Anywhere else (the C
+//! library, `ld.so`, the agent, anonymous code such as the agent's trampolines and JIT code, the
+//! vDSO) it is let run on for a fraction of a millisecond and interrupted again, for at most
+//! [`SAFE_POINT_WAIT`]; then injecting fails with an error naming where the thread kept being.
+//!
+//! Other threads are deliberately not stopped. glibc gives each thread an arena (shared only when
+//! there are more threads than arenas) and a private `tcache`; another thread inside `malloc` holds
+//! at most its arena's lock, which it releases as it runs on, so the hijacked thread's `dlopen`
+//! may wait for it but never finds an allocator or loader half-updated. Stopping them all could
+//! instead freeze one holding a lock the injected call needs. A safe point is judged by the
+//! innermost frame only: a program that calls back into its own code from inside the C library
+//! with a lock held (a `qsort` comparator, a `dl_iterate_phdr` callback) could still be caught there.
 
 use crate::control::ControlError;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -30,13 +45,16 @@ fn ptrace(req: libc::c_uint, pid: i32, addr: u64, data: u64) -> Result<i64, Cont
         )
     };
     if r == -1 {
-        return Err(os_err("ptrace"));
+        return Err(os_err(&format!("ptrace request {req} on {pid}")));
     }
     Ok(r)
 }
 
-/// Waits for a stop (or the end) of `pid`: the stop's signal, or an error if it exited.
-fn wait_stop(pid: i32) -> Result<i32, ControlError> {
+/// How long [`Stopped::new`] lets a thread run on looking for a safe point.
+pub const SAFE_POINT_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Waits for a stop (or the end) of `pid`: its wait status, or an error if it exited.
+fn wait_status(pid: i32) -> Result<i32, ControlError> {
     let mut status = 0;
     // SAFETY: `status` is a valid out-pointer.
     let r = unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };
@@ -44,16 +62,96 @@ fn wait_stop(pid: i32) -> Result<i32, ControlError> {
         return Err(os_err("waitpid"));
     }
     if libc::WIFSTOPPED(status) {
-        return Ok(libc::WSTOPSIG(status));
+        return Ok(status);
     }
     Err(ControlError::Inject(format!(
         "process {pid} ended while being injected"
     )))
 }
 
-fn get_regs(pid: i32) -> Result<libc::user_regs_struct, ControlError> {
+/// Waits for a stop (or the end) of `pid`: the stop's signal, or an error if it exited.
+fn wait_stop(pid: i32) -> Result<i32, ControlError> {
+    wait_status(pid).map(|s| libc::WSTOPSIG(s))
+}
+
+/// Waits for the stop a `PTRACE_INTERRUPT` asked for, passing on any signal that arrives first
+/// (a signal-delivery stop comes before it and would otherwise be swallowed).
+fn wait_interrupted(pid: i32) -> Result<(), ControlError> {
+    loop {
+        let status = wait_status(pid)?;
+        if status >> 16 == libc::PTRACE_EVENT_STOP {
+            return Ok(());
+        }
+        ptrace(libc::PTRACE_CONT, pid, 0, libc::WSTOPSIG(status) as u64)?;
+    }
+}
+
+/// System calls a thread can be blocked in with no allocator or loader lock held: they sleep or
+/// wait for events, and neither `malloc` nor the loader makes them. (`futex` is not one: lock waits
+/// use it; nor `read`/`write`, which stdio makes holding a stream's lock.)
+const SLEEPING_SYSCALLS: [i64; 14] = [
+    libc::SYS_nanosleep,
+    libc::SYS_clock_nanosleep,
+    libc::SYS_pause,
+    libc::SYS_poll,
+    libc::SYS_ppoll,
+    libc::SYS_select,
+    libc::SYS_pselect6,
+    libc::SYS_epoll_wait,
+    libc::SYS_epoll_pwait,
+    libc::SYS_wait4,
+    libc::SYS_waitid,
+    libc::SYS_rt_sigsuspend,
+    libc::SYS_accept,
+    libc::SYS_accept4,
+];
+
+/// The kernel's "interrupted, to be restarted" results (`ERESTARTSYS`, `ERESTARTNOINTR`,
+/// `ERESTARTNOHAND`, `ERESTART_RESTARTBLOCK`) and `EINTR`: what `rax` holds while a thread is stopped
+/// inside a blocking system call.
+const INTERRUPTED: [i64; 5] = [-512, -513, -514, -516, -(libc::EINTR as i64)];
+
+/// Whether the file a code mapping comes from is one whose functions may hold the allocator's or
+/// the loader's state half-updated: the C library, the loader, or the agent itself.
+fn unsafe_library(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    [
+        "libc.so",
+        "libc-",
+        "ld-linux",
+        "ld-",
+        "libpthread",
+        "libdl",
+        "libmoat_agent",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
+}
+
+/// The mapping of process `pid` holding `addr`: its path ("" for anonymous memory), if any.
+fn mapping_of(pid: i32, addr: u64) -> Result<Option<String>, ControlError> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .map_err(|e| ControlError::Inject(format!("/proc/{pid}/maps: {e}")))?;
+    Ok(maps.lines().find_map(|line| {
+        let mut fields = line.splitn(6, ' ');
+        let (start, end) = fields.next()?.split_once('-')?;
+        let (start, end) = (
+            u64::from_str_radix(start, 16).ok()?,
+            u64::from_str_radix(end, 16).ok()?,
+        );
+        (start..end)
+            .contains(&addr)
+            .then(|| fields.nth(4).unwrap_or("").trim().to_string())
+    }))
+}
+
+fn zeroed_regs() -> libc::user_regs_struct {
     // SAFETY: an all-zero `user_regs_struct` is a valid value (plain integers).
-    let mut regs: libc::user_regs_struct = unsafe { std::mem::zeroed() };
+    unsafe { std::mem::zeroed() }
+}
+
+fn get_regs(pid: i32) -> Result<libc::user_regs_struct, ControlError> {
+    let mut regs = zeroed_regs();
     ptrace(
         libc::PTRACE_GETREGS,
         pid,
@@ -81,18 +179,81 @@ pub struct Stopped {
 }
 
 impl Stopped {
-    /// Seizes and interrupts process `pid`'s main thread.
+    /// Seizes process `pid`'s main thread and stops it at a safe point (see the module's notes),
+    /// waiting at most [`SAFE_POINT_WAIT`] for one.
     pub fn new(pid: i32) -> Result<Stopped, ControlError> {
         ptrace(libc::PTRACE_SEIZE, pid, 0, 0)?;
-        ptrace(libc::PTRACE_INTERRUPT, pid, 0, 0)?;
-        wait_stop(pid)?;
-        let saved = get_regs(pid)?;
         let mem = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open(format!("/proc/{pid}/mem"))
-            .map_err(|e| ControlError::Inject(format!("/proc/{pid}/mem: {e}")))?;
-        Ok(Stopped { pid, saved, mem })
+            .map_err(|e| ControlError::Inject(format!("/proc/{pid}/mem: {e}")));
+        let mut t = Stopped {
+            pid,
+            saved: zeroed_regs(),
+            mem: match mem {
+                Ok(m) => m,
+                Err(e) => {
+                    let _ = ptrace(libc::PTRACE_DETACH, pid, 0, 0);
+                    return Err(e);
+                }
+            },
+        };
+        match t.stop_safely() {
+            Ok(()) => Ok(t),
+            Err(e) => {
+                // Stopped (or gone): let it go as it was.
+                let _ = ptrace(libc::PTRACE_DETACH, pid, 0, 0);
+                Err(e)
+            }
+        }
+    }
+
+    /// Interrupts the thread until it is at a safe point; `saved` then holds its registers.
+    fn stop_safely(&mut self) -> Result<(), ControlError> {
+        let start = std::time::Instant::now();
+        let mut attempt = 0u64;
+        loop {
+            ptrace(libc::PTRACE_INTERRUPT, self.pid, 0, 0)?;
+            wait_interrupted(self.pid)?;
+            self.saved = get_regs(self.pid)?;
+            let why = match self.unsafe_spot()? {
+                None => return Ok(()),
+                Some(why) => why,
+            };
+            if start.elapsed() > SAFE_POINT_WAIT {
+                return Err(ControlError::Inject(format!(
+                    "no safe point to call into process {} in {:?} ({attempt} tries): its main \
+                     thread was always {why}",
+                    self.pid, SAFE_POINT_WAIT
+                )));
+            }
+            attempt += 1;
+            ptrace(libc::PTRACE_CONT, self.pid, 0, 0)?;
+            // Uneven pauses, so as not to fall in step with a loop of the program's.
+            std::thread::sleep(std::time::Duration::from_micros(20 + attempt * 37 % 400));
+        }
+    }
+
+    /// Why the stopped thread is not at a safe point to call into (`None` when it is).
+    fn unsafe_spot(&mut self) -> Result<Option<String>, ControlError> {
+        let r = self.saved;
+        let syscall = r.orig_rax as i64;
+        if SLEEPING_SYSCALLS.contains(&syscall)
+            && INTERRUPTED.contains(&(r.rax as i64))
+            && r.rip >= 2
+            && self.read(r.rip - 2, 2).ok().as_deref() == Some(&[0x0f, 0x05][..])
+        {
+            return Ok(None);
+        }
+        Ok(match mapping_of(self.pid, r.rip)? {
+            None => Some(format!("at {:#x}, in no mapping", r.rip)),
+            Some(path) if path.is_empty() || path.starts_with('[') => {
+                Some(format!("at {:#x}, in anonymous code {path}", r.rip))
+            }
+            Some(path) if unsafe_library(&path) => Some(format!("at {:#x}, in {path}", r.rip)),
+            Some(_) => None,
+        })
     }
 
     /// Writes `bytes` into the process at `addr`.

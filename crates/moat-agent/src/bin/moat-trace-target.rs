@@ -68,6 +68,38 @@ fn serve(ms: u64) {
     std::process::exit(3);
 }
 
+/// `churn THREADS`: THREADS threads (the main one among them) call the C library's `malloc` and
+/// `free` in a tight loop until standard input ends, so that a thread interrupted at random is
+/// likely inside the allocator (a process to inject into); then prints how many rounds they made
+/// and exits with status 3.
+fn churn(threads: u64) -> ! {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static DONE: AtomicBool = AtomicBool::new(false);
+    std::thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        DONE.store(true, Ordering::Relaxed);
+    });
+    let spin = || {
+        let mut rounds = 0u64;
+        while !DONE.load(Ordering::Relaxed) {
+            for i in 0..256 {
+                moat_agent::test_support::malloc_free(16 + (i & 1023));
+            }
+            rounds += 1;
+        }
+        rounds
+    };
+    let others: Vec<_> = (1..threads.max(1))
+        .map(|_| std::thread::spawn(spin))
+        .collect();
+    let mut rounds = spin();
+    for t in others {
+        rounds += t.join().unwrap_or(0);
+    }
+    println!("target: churned {rounds} rounds");
+    std::process::exit(3);
+}
+
 /// `crash N`: N calls of `target_add`, a pause of 1.5 s, then death by `SIGSEGV`.
 fn crash(n: u64) {
     for i in 0..n {
@@ -84,6 +116,9 @@ fn main() {
     }
     if args.peek().map(String::as_str) == Some("serve") {
         serve(args.nth(1).and_then(|a| a.parse().ok()).unwrap_or(1000));
+    }
+    if args.peek().map(String::as_str) == Some("churn") {
+        churn(args.nth(1).and_then(|a| a.parse().ok()).unwrap_or(1));
     }
     if args.peek().map(String::as_str) == Some("open") {
         let n = args.nth(1).and_then(|a| a.parse().ok()).unwrap_or(100);
