@@ -238,7 +238,17 @@ impl Stopped {
     /// Why the stopped thread is not at a safe point to call into (`None` when it is).
     fn unsafe_spot(&mut self) -> Result<Option<String>, ControlError> {
         let r = self.saved;
-        let syscall = r.orig_rax as i64;
+        let mut syscall = r.orig_rax as i64;
+        if syscall == libc::SYS_restart_syscall && r.rip >= 7 {
+            // A sleep interrupted before (by an earlier injection, a stop signal) goes on as
+            // `restart_syscall`; which call it restarts shows in the C library's `mov eax, NR`
+            // right before the `syscall` instruction.
+            if let Ok(code) = self.read(r.rip - 7, 5) {
+                if code[0] == 0xb8 {
+                    syscall = i64::from(u32::from_le_bytes([code[1], code[2], code[3], code[4]]));
+                }
+            }
+        }
         if SLEEPING_SYSCALLS.contains(&syscall)
             && INTERRUPTED.contains(&(r.rax as i64))
             && r.rip >= 2
