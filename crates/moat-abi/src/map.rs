@@ -105,6 +105,19 @@ pub const BPF_F_NO_USER_CONV: u32 = 1 << 18;
 /// Map flag: ring buffers overwrite the oldest records when full.
 pub const BPF_F_RB_OVERWRITE: u32 = 1 << 19;
 
+/// `bpf_get_stackid`/`bpf_get_stack` flags: how many frames to skip (the low 8 bits).
+pub const BPF_F_SKIP_FIELD_MASK: u64 = 0xff;
+/// `bpf_get_stackid`/`bpf_get_stack` flag: the user stack instead of the kernel's.
+pub const BPF_F_USER_STACK: u64 = 1 << 8;
+/// `bpf_get_stackid` flag: a stack whose hash matches a stored one is that one (no comparison).
+pub const BPF_F_FAST_STACK_CMP: u64 = 1 << 9;
+/// `bpf_get_stackid` flag: a new stack replaces a different one stored under the same id.
+pub const BPF_F_REUSE_STACKID: u64 = 1 << 10;
+/// `bpf_get_stack` flag: build ids and offsets instead of addresses.
+pub const BPF_F_USER_BUILD_ID: u64 = 1 << 11;
+/// The deepest stack the kernel records (`sysctl kernel.perf_event_max_stack`'s default).
+pub const PERF_MAX_STACK_DEPTH: u32 = 127;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -67,11 +67,13 @@ pub enum MapType {
     Stack,
     /// `BPF_MAP_TYPE_RINGBUF`.
     RingBuf,
+    /// `BPF_MAP_TYPE_STACK_TRACE`.
+    StackTrace,
 }
 
 impl MapType {
     /// Every implemented type.
-    pub const ALL: [MapType; 11] = [
+    pub const ALL: [MapType; 12] = [
         MapType::Hash,
         MapType::Array,
         MapType::ProgArray,
@@ -83,6 +85,7 @@ impl MapType {
         MapType::Queue,
         MapType::Stack,
         MapType::RingBuf,
+        MapType::StackTrace,
     ];
 
     /// The kernel's map type this is.
@@ -100,6 +103,7 @@ impl MapType {
             MapType::Queue => Abi::Queue,
             MapType::Stack => Abi::Stack,
             MapType::RingBuf => Abi::RingBuf,
+            MapType::StackTrace => Abi::StackTrace,
         }
     }
 
@@ -366,6 +370,33 @@ impl MapDef {
                     ));
                 }
                 entries + 2 * PAGE_SIZE
+            }
+            MapType::StackTrace => {
+                let mask =
+                    BPF_F_NUMA_NODE | BPF_F_RDONLY | BPF_F_WRONLY | moat_abi::BPF_F_STACK_BUILD_ID;
+                if flags & !mask != 0 {
+                    return Err(self.invalid("unsupported map flags"));
+                }
+                if flags & moat_abi::BPF_F_STACK_BUILD_ID != 0 {
+                    return Err(MapError::UnsupportedDef {
+                        name: self.name.clone(),
+                        map_type: self.map_type,
+                        reason: "stacks as build ids (BPF_F_STACK_BUILD_ID)",
+                    });
+                }
+                if self.max_entries == 0
+                    || self.key_size != 4
+                    || value < 8
+                    || value % 8 != 0
+                    || value / 8 > u64::from(moat_abi::PERF_MAX_STACK_DEPTH)
+                {
+                    return Err(self.invalid(
+                        "stack trace maps need key_size 4, value_size a multiple of 8 up to 127 frames, max_entries > 0",
+                    ));
+                }
+                let buckets = crate::stacktrace::bucket_count(self.max_entries)
+                    .ok_or_else(|| self.too_big("max_entries rounds up past 2^32"))?;
+                u64::from(buckets).saturating_mul(value + 16)
             }
         };
         // The products above saturate, so absurd inputs land in this check instead of overflowing.

@@ -2,7 +2,7 @@
 //! JIT-compiled) receive raw pointers to map values.
 //!
 //! [`Map`] implements hash, array, program-array, per-CPU hash and array, LRU hash (plain and per-CPU),
-//! LPM-trie, queue, stack and ring-buffer maps ([`MapType`]). Definitions are checked like the kernel's
+//! LPM-trie, queue, stack, ring-buffer and stack-trace maps ([`MapType`]). Definitions are checked like the kernel's
 //! `map_alloc_check`, operations take the kernel's flags, and every error maps to the errno the kernel
 //! would return ([`MapError::errno`]).
 //!
@@ -47,6 +47,7 @@ mod map;
 mod mem;
 mod queue;
 mod ringbuf;
+mod stacktrace;
 mod value;
 
 pub use backend::MapBackend;

@@ -10,6 +10,7 @@ use crate::lpm::LpmTrie;
 use crate::mem::{HeapMemory, MapMemory};
 use crate::queue::QueueStack;
 use crate::ringbuf::RingBuf;
+use crate::stacktrace::StackTraceMap;
 use crate::value::ValueSrc;
 use std::fmt;
 use std::ptr::NonNull;
@@ -42,6 +43,7 @@ enum Kind {
     Lpm(LpmTrie),
     Queue(QueueStack),
     RingBuf(RingBuf),
+    StackTrace(StackTraceMap),
     External(Arc<dyn MapBackend>),
 }
 
@@ -134,6 +136,7 @@ impl Map {
             MapType::LpmTrie => Kind::Lpm(LpmTrie::new(&def, &memory)?),
             MapType::Queue | MapType::Stack => Kind::Queue(QueueStack::new(&def, &memory)?),
             MapType::RingBuf => Kind::RingBuf(RingBuf::new(&def, &memory)?),
+            MapType::StackTrace => Kind::StackTrace(StackTraceMap::new(&def)?),
         };
         Ok(Map { def, cpus, kind })
     }
@@ -219,6 +222,7 @@ impl Map {
             Kind::Lpm(l) => l.len(),
             Kind::Queue(q) => q.len(),
             Kind::RingBuf(r) => r.query(crate::BPF_RB_AVAIL_DATA) as usize,
+            Kind::StackTrace(s) => s.len(),
             Kind::External(b) => b.len(),
         }
     }
@@ -284,7 +288,7 @@ impl Map {
             Kind::Hash(h) => h.lookup_ptr(key, cpu),
             Kind::Lpm(l) => l.lookup_ptr(key),
             Kind::External(b) => b.lookup_ptr(key),
-            Kind::ProgArray(_) | Kind::Queue(_) | Kind::RingBuf(_) => None,
+            Kind::ProgArray(_) | Kind::Queue(_) | Kind::RingBuf(_) | Kind::StackTrace(_) => None,
         }
     }
 
@@ -316,6 +320,7 @@ impl Map {
             Kind::Hash(h) => h.lookup_into(key, out),
             Kind::Lpm(l) => l.lookup_into(key, out),
             Kind::Queue(q) => q.take(out, false),
+            Kind::StackTrace(s) => s.lookup_into(Map::index(key), out),
             Kind::External(b) => b.lookup_into(key, out),
             Kind::RingBuf(_) => Err(self.not_supported("lookup")),
         }
@@ -354,6 +359,10 @@ impl Map {
         if let Kind::RingBuf(_) = self.kind {
             return Err(self.not_supported("update"));
         }
+        if let Kind::StackTrace(_) = self.kind {
+            // Stacks are stored by `bpf_get_stackid` only (`stack_map_update_elem`).
+            return Err(self.invalid_op("update"));
+        }
         self.check_key(key)?;
         match &self.kind {
             Kind::Array(a) => a.update(Map::index(key), src, flags),
@@ -377,6 +386,7 @@ impl Map {
                 b.update(key, v, flags)
             }
             Kind::RingBuf(_) => Err(self.not_supported("update")),
+            Kind::StackTrace(_) => Err(self.invalid_op("update")),
         }
     }
 
@@ -395,6 +405,7 @@ impl Map {
             Kind::ProgArray(p) => p.delete(Map::index(key)),
             Kind::Hash(h) => h.delete(key),
             Kind::Lpm(l) => l.delete(key),
+            Kind::StackTrace(s) => s.delete(Map::index(key)),
             Kind::External(b) => b.delete(key),
             Kind::Array(_) | Kind::Queue(_) => Err(self.invalid_op("delete")),
             Kind::RingBuf(_) => Err(self.not_supported("delete")),
@@ -435,6 +446,10 @@ impl Map {
             }
             Kind::Hash(h) => h.next_key(key, out),
             Kind::Lpm(l) => l.next_key(key, out),
+            Kind::StackTrace(s) => {
+                out.copy_from_slice(&s.next_key(index(key))?.to_ne_bytes());
+                Ok(())
+            }
             Kind::External(b) => b.next_key_into(key, out),
             Kind::Queue(_) => Err(self.invalid_op("next_key")),
             Kind::RingBuf(_) => Err(self.not_supported("next_key")),
@@ -447,7 +462,10 @@ impl Map {
         Keys {
             map: self,
             prev: None,
-            left: self.def.max_entries as usize,
+            left: match &self.kind {
+                Kind::StackTrace(s) => s.ids(),
+                _ => self.def.max_entries as usize,
+            },
         }
     }
 
@@ -545,6 +563,25 @@ impl Map {
         self.ringbuf("consume")?.consume(f)
     }
 
+    /// `bpf_get_stackid` after the stack walk: stores `ips` (innermost first, the `skip` frames
+    /// already dropped; deeper stacks are cut to `value_size / 8` frames) in a stack trace map and
+    /// returns its id. [`MapError::Exists`] (`-EEXIST`) when another stack holds the id and
+    /// `flags` lacks `BPF_F_REUSE_STACKID`; [`MapError::NotSupported`] on other map types.
+    pub fn store_stack(&self, ips: &[u64], skip: u64, flags: u64) -> Result<u32, MapError> {
+        match &self.kind {
+            Kind::StackTrace(s) => s.store(ips, skip, flags),
+            _ => Err(self.not_supported("store_stack")),
+        }
+    }
+
+    /// The most frames a stack trace map keeps per stack (0 for other maps).
+    pub fn stack_depth(&self) -> usize {
+        match &self.kind {
+            Kind::StackTrace(s) => s.depth(),
+            _ => 0,
+        }
+    }
+
     /// The memory programs may access through pointers from this map: the value slots of arrays, hash
     /// maps and tries, the data area of ring buffers, nothing for queues, stacks and program arrays
     /// (whose values are only copied). An interpreter checks loads and stores against these; an
@@ -559,7 +596,7 @@ impl Map {
             Kind::Lpm(l) => vec![l.slots.region()],
             Kind::RingBuf(r) => vec![r.region()],
             Kind::External(b) => b.value_regions(),
-            Kind::ProgArray(_) | Kind::Queue(_) => Vec::new(),
+            Kind::ProgArray(_) | Kind::Queue(_) | Kind::StackTrace(_) => Vec::new(),
         }
     }
 }
