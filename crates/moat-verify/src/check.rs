@@ -2388,6 +2388,7 @@ fn map_class_name(c: MapClass) -> &'static str {
         MapClass::Queue => "a queue or stack map",
         MapClass::RingBuf => "a ring buffer map",
         MapClass::ProgArray => "a program array",
+        MapClass::StackTrace => "a stack trace map",
         MapClass::Any => "a map",
     }
 }

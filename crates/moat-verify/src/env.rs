@@ -194,6 +194,8 @@ pub enum MapClass {
     RingBuf,
     /// Program arrays.
     ProgArray,
+    /// Stack trace maps (`bpf_get_stackid`).
+    StackTrace,
     /// Any map.
     Any,
 }
@@ -221,6 +223,7 @@ impl MapClass {
             MapClass::Queue => matches!(t, MapType::Queue | MapType::Stack),
             MapClass::RingBuf => t == MapType::RingBuf,
             MapClass::ProgArray => t == MapType::ProgArray,
+            MapClass::StackTrace => t == MapType::StackTrace,
             MapClass::Any => true,
         }
     }
@@ -390,6 +393,8 @@ impl HelperProto {
                 callback: Callback::Loop,
                 ..HelperProto::new(h.name(), &[Scalar, Func, Anything, Scalar], Ret::Integer)
             }),
+            H::GetStackid => p(&[Ctx, Map(MapClass::StackTrace), Scalar], Ret::Integer),
+            H::GetStack => p(&[Ctx, MemOut, SizeOrZero, Scalar], Ret::Integer),
             _ => HelperProto::kernel_only(h),
         }
     }
@@ -416,7 +421,6 @@ impl HelperProto {
             H::GetRouteRealm => p(&[Ctx], Ret::Integer),
             H::PerfEventOutput => p(&[Ctx, any, Scalar, MemIn, SizeOrZero], Ret::Integer),
             H::SkbLoadBytes => p(&[Ctx, Scalar, MemOut, Size], Ret::Integer),
-            H::GetStackid => p(&[Ctx, any, Scalar], Ret::Integer),
             H::CsumDiff => p(
                 &[MemInOrNull, SizeOrZero, MemInOrNull, SizeOrZero, Scalar],
                 Ret::Integer,
@@ -447,7 +451,6 @@ impl HelperProto {
             H::PerfEventReadValue => p(&[any, Scalar, MemOut, Size], Ret::Integer),
             H::OverrideReturn => p(&[Ctx, Scalar], Ret::Integer),
             H::XdpAdjustTail => p(&[Ctx, Scalar], Ret::Integer),
-            H::GetStack => p(&[Ctx, MemOut, SizeOrZero, Scalar], Ret::Integer),
             H::SkbLoadBytesRelative => p(&[Ctx, Scalar, MemOut, Size, Scalar], Ret::Integer),
             H::FibLookup => p(&[Ctx, MemOut, Size, Scalar], Ret::Integer),
             H::SkbCgroupId => p(&[Ctx], Ret::Integer),

@@ -29,6 +29,7 @@ mod object;
 mod pooled;
 mod program;
 mod runtime;
+pub mod stacks;
 mod trace;
 mod verifying;
 
@@ -48,6 +49,7 @@ pub use object::{LoadedObject, ObjectOptions, OpenObject};
 pub use pooled::{program_tag, PoolBackend, PoolMapError, LIBBPF_PIN_BY_NAME};
 pub use program::{is_violation, LoadedProgram, DEFAULT_VIOLATION_LIMIT};
 pub use runtime::{Engine, Runtime};
+pub use stacks::StackSource;
 pub use trace::TraceLog;
 pub use verifying::Verification;
 

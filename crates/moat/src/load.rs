@@ -142,7 +142,12 @@ impl Runtime {
         };
         let table = Arc::new(MapTable::new(pooled::program_maps(maps, bytes)?));
         let mut registry = self.helpers.clone();
-        maphelpers::register(&mut registry, &table, Arc::downgrade(&self.programs));
+        maphelpers::register(
+            &mut registry,
+            &table,
+            Arc::downgrade(&self.programs),
+            &self.stacks,
+        );
         let mut linked = Linked::new(&program, &registry, &*table)?;
         linked.set_budget(self.budget);
         for map in maps {

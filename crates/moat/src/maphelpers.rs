@@ -8,6 +8,7 @@
 //! program's runs may access ([`moat_exec::Linked::add_static_region`]).
 
 use crate::helpers::{current_cpu, neg_errno, register as register_helper, E2BIG, EINVAL};
+use crate::stacks::StackSource;
 use crate::ProgramTable;
 use moat_abi::HelperId as H;
 use moat_exec::{HelperCtx, HelperError, HelperRegistry, LddwResolver};
@@ -155,13 +156,24 @@ const KEYED: &[MapType] = &[
 ];
 const QUEUES: &[MapType] = &[MapType::Queue, MapType::Stack];
 
-/// Registers the map helpers of a program whose maps are `table`; `programs` resolves tail-call targets.
+/// Registers the map helpers of a program whose maps are `table`; `programs` resolves tail-call
+/// targets; `stacks` gives `bpf_get_stackid` and `bpf_get_stack` their stacks.
 pub(crate) fn register(
     registry: &mut HelperRegistry,
     table: &Arc<MapTable>,
     programs: Weak<ProgramTable>,
+    stacks: &Arc<dyn StackSource>,
 ) {
     crate::pooled::register(registry, table.maps());
+    let (t, source) = (table.clone(), stacks.clone());
+    register_helper(registry, H::GetStackid, move |ctx, a| {
+        let map = t.of_type(2, a[1], &[MapType::StackTrace], H::GetStackid)?;
+        Ok(crate::stacks::get_stackid(&*source, ctx, map, a))
+    });
+    let source = stacks.clone();
+    register_helper(registry, H::GetStack, move |ctx, a| {
+        crate::stacks::get_stack(&*source, ctx, a)
+    });
     let t = table.clone();
     register_helper(registry, H::MapLookupElem, move |ctx, a| {
         let map = t.of_type(1, a[0], KEYED, H::MapLookupElem)?;

@@ -456,7 +456,7 @@ impl Runtime {
     pub(crate) fn implemented_helpers(&self) -> moat_exec::HelperRegistry {
         let mut registry = self.helpers.clone();
         let table = Arc::new(crate::MapTable::new(Vec::new()));
-        crate::maphelpers::register(&mut registry, &table, std::sync::Weak::new());
+        crate::maphelpers::register(&mut registry, &table, std::sync::Weak::new(), &self.stacks);
         registry
     }
 

@@ -63,6 +63,8 @@ pub struct Runtime {
     pub(crate) simulated_verifier_bug: Vec<usize>,
     /// How long one JIT run may take ([`Runtime::set_time_budget`]).
     pub(crate) time_budget: Option<TimeBudget>,
+    /// Where `bpf_get_stackid`/`bpf_get_stack` get user stacks ([`Runtime::set_stack_source`]).
+    pub(crate) stacks: Arc<dyn crate::StackSource>,
 }
 
 impl Default for Runtime {
@@ -92,7 +94,15 @@ impl Runtime {
             pools: pooled::PoolSettings::default(),
             simulated_verifier_bug: Vec::new(),
             time_budget: None,
+            stacks: crate::stacks::default_source(),
         }
+    }
+
+    /// Sets where `bpf_get_stackid` and `bpf_get_stack` of programs loaded from now on get user
+    /// stacks (by default [`crate::stacks::ContextIp`]: the context's instruction pointer only;
+    /// moat's attach layer walks the probed thread's stack).
+    pub fn set_stack_source(&mut self, source: Arc<dyn crate::StackSource>) {
+        self.stacks = source;
     }
 
     /// Sets how long one run of a JIT-compiled program loaded from now on may take (`None`: no
