@@ -2,7 +2,8 @@
 //! old `bpf_probe_read(_str)`) read the process's own memory through `process_vm_readv`, which
 //! fails instead of faulting; `bpf_get_func_ip` and `bpf_get_attach_cookie` answer for the probe
 //! that runs the program; `bpf_get_current_pid_tgid` and `bpf_get_current_comm` ask the kernel once
-//! per thread (and again after `fork` or a rename through `prctl`).
+//! per thread (and again after `fork` or a rename through `prctl`); `bpf_get_stackid` and
+//! `bpf_get_stack` walk the probed thread's user stack ([`crate::ThreadStacks`]).
 
 use crate::mem::read_user;
 use moat::helpers::HelperId as H;
@@ -95,6 +96,7 @@ pub(crate) fn pid_tgid() -> u64 {
 /// only) for programs loaded from now on.
 pub fn register(rt: &mut Runtime) {
     crate::mem::at_fork_child(forked);
+    rt.set_stack_source(std::sync::Arc::new(crate::ThreadStacks));
     use Arg::{AnyAddr, Ctx, MemOut, Size, SizeOrZero};
     for id in [H::ProbeRead, H::ProbeReadUser] {
         rt.register_helper_with_proto(

@@ -37,6 +37,7 @@ mod mem;
 #[expect(unsafe_code, reason = "the handlers trampolines call with raw frames")]
 mod probe;
 pub mod spec;
+mod stack;
 pub mod symbols;
 pub mod syscalls;
 #[expect(unsafe_code, reason = "registering the SIGTRAP handler")]
@@ -47,6 +48,7 @@ mod world;
 pub use mem::read_user;
 pub use probe::{tls_free_guard, untraced, Hook, PtRegs};
 pub use spec::{AttachPoint, SpecError, Syscall, Target};
+pub use stack::ThreadStacks;
 pub use symbols::{locate, Located, SymbolError};
 
 use codegen::{DisplaceError, JMP_LEN, MAX_TRAMPOLINE};
@@ -192,6 +194,7 @@ pub fn attach(
     let probe: &'static Probe = Box::leak(Box::new(Probe {
         address,
         function: located.function,
+        entry_frame: code.first() == Some(&0x55) || code.starts_with(&[0xf3, 0x0f, 0x1e, 0xfa]),
         entry,
         ret,
         enabled: AtomicBool::new(true),

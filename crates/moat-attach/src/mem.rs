@@ -290,3 +290,29 @@ pub(crate) fn thread_pointer() -> u64 {
     };
     tp
 }
+
+/// The calling thread's stack, `[lowest, top)`, as the C library knows it.
+pub(crate) fn thread_stack() -> Option<(u64, u64)> {
+    // SAFETY: a zeroed `pthread_attr_t` is what pthread_getattr_np initialises; it is destroyed
+    // after use, and the out-pointers are locals.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+            return None;
+        }
+        let mut addr: *mut libc::c_void = std::ptr::null_mut();
+        let mut size: libc::size_t = 0;
+        let ok = libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0;
+        libc::pthread_attr_destroy(&mut attr);
+        ok.then(|| (addr as u64, addr as u64 + size as u64))
+    }
+}
+
+/// The two words at `addr`, which the caller has checked lie between the calling thread's stack
+/// pointer and the top of its stack ([`thread_stack`]): memory mapped for as long as the thread
+/// runs, which nothing frees while it is in a probe.
+pub(crate) fn read_own_stack(addr: u64) -> [u64; 2] {
+    // SAFETY: the caller's check: [addr, addr + 16) is mapped stack above the live stack pointer
+    // of this thread; an unaligned address is read unaligned.
+    unsafe { (addr as *const [u64; 2]).read_unaligned() }
+}

@@ -24,6 +24,7 @@ pub struct PtRegs {
 /// `pt_regs` slots.
 pub mod slot {
     #![allow(missing_docs)]
+    pub const RBP: usize = 4;
     pub const ORIG_RAX: usize = 15;
     pub const RAX: usize = 10;
     pub const RIP: usize = 16;
@@ -49,6 +50,9 @@ pub(crate) struct Probe {
     pub address: u64,
     /// The function's first byte (`bpf_get_func_ip`).
     pub function: u64,
+    /// Whether the probed instruction is a function's first (`push rbp` or `endbr64`): stack
+    /// walks then read the return address at the stack pointer first.
+    pub entry_frame: bool,
     /// Programs run at entry.
     pub entry: Vec<Hook>,
     /// Programs run at return.
@@ -363,7 +367,15 @@ fn on_sys(probe: &SyscallProbe, regs: &mut PtRegs, exit: bool) {
     let Some(slot) = guard::enter(RUNNING) else {
         return;
     };
-    let _ = catch_unwind(AssertUnwindSafe(|| sys_event(probe, regs, exit)));
+    let start = crate::stack::Start {
+        ip: probe.address,
+        sp: rsp,
+        bp: regs.regs[slot::RBP],
+        entry: false,
+    };
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        crate::stack::from(start, || sys_event(probe, regs, exit))
+    }));
     guard::leave(slot);
 }
 
@@ -400,8 +412,14 @@ pub(crate) unsafe extern "C" fn on_entry(probe: *const Probe, regs: *mut PtRegs)
     if !probe.enabled.load(Ordering::Relaxed) {
         return;
     }
+    let start = crate::stack::Start {
+        ip: probe.address,
+        sp: rsp,
+        bp: regs.regs[slot::RBP],
+        entry: probe.entry_frame,
+    };
     guarded(|| {
-        run_all(probe, &probe.entry, regs);
+        crate::stack::from(start, || run_all(probe, &probe.entry, regs));
         if !probe.ret.is_empty() {
             hijack(probe, rsp);
         }
@@ -431,6 +449,22 @@ fn hijack(probe: &Probe, slot: u64) {
         // SAFETY: as above.
         unsafe { slot_ptr.write(trampoline) };
     });
+}
+
+/// What a stack walk reports for return address `value` found at stack slot `slot`: the real
+/// return address where a return probe put its trampoline there.
+pub(crate) fn real_return(slot: u64, value: u64) -> u64 {
+    if RETURN_TRAMPOLINE.get().copied().flatten() != Some(value) {
+        return value;
+    }
+    SHADOW.with(|s| {
+        let s = s.borrow();
+        s.frames[..s.depth]
+            .iter()
+            .rev()
+            .find(|f| f.slot == slot)
+            .map_or(value, |f| f.ret)
+    })
 }
 
 /// Called by the return trampoline: pops the thread's shadow stack, runs the function's return
@@ -466,7 +500,13 @@ pub(crate) unsafe extern "C" fn on_return(_: u64, regs: *mut PtRegs) -> u64 {
     // SAFETY: probes are never freed.
     let probe = unsafe { &*frame.probe };
     if probe.enabled.load(Ordering::Relaxed) {
-        guarded(|| run_all(probe, &probe.ret, regs));
+        let start = crate::stack::Start {
+            ip: frame.ret,
+            sp: rsp,
+            bp: regs.regs[slot::RBP],
+            entry: false,
+        };
+        guarded(|| crate::stack::from(start, || run_all(probe, &probe.ret, regs)));
     }
     frame.ret
 }
