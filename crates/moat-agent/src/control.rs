@@ -168,6 +168,17 @@ pub fn launch(
     command: &[OsString],
     out: &mut dyn Write,
 ) -> Result<(ExitStatus, Outcome), ControlError> {
+    launch_observed(options, command, out, &mut |_| {})
+}
+
+/// [`launch`], also handing every record to `observe` as it arrives (`moat memleak` reports
+/// from each dump while the command runs).
+pub fn launch_observed(
+    options: &Options,
+    command: &[OsString],
+    out: &mut dyn Write,
+    observe: &mut dyn FnMut(&Record),
+) -> Result<(ExitStatus, Outcome), ControlError> {
     let agent = match &options.agent {
         Some(a) => a.clone(),
         None => find_agent()?,
@@ -221,7 +232,7 @@ pub fn launch(
             buf
         })
     });
-    let mut follower = Follower::new(&report, options).map_err(report_err)?;
+    let mut follower = Follower::new(&report, options, observe).map_err(report_err)?;
     let status = loop {
         follower.poll(out);
         match child.try_wait() {
@@ -248,20 +259,26 @@ fn dump_every(options: &Options) -> u128 {
 }
 
 /// Reads the agent's records as they are appended and prints them.
-struct Follower {
+struct Follower<'a> {
     reader: BufReader<std::fs::File>,
     printer: Printer,
     partial: String,
     outcome: Outcome,
+    observe: &'a mut dyn FnMut(&Record),
 }
 
-impl Follower {
-    fn new(report: &Path, options: &Options) -> std::io::Result<Follower> {
+impl<'a> Follower<'a> {
+    fn new(
+        report: &Path,
+        options: &Options,
+        observe: &'a mut dyn FnMut(&Record),
+    ) -> std::io::Result<Follower<'a>> {
         Ok(Follower {
             reader: BufReader::new(std::fs::File::open(report)?),
             printer: Printer::new(options.format, options.interval.is_some()),
             partial: String::new(),
             outcome: Outcome::default(),
+            observe,
         })
     }
 
@@ -280,6 +297,7 @@ impl Follower {
             let text = std::mem::take(&mut self.partial);
             if let Some(r) = Record::parse(text.trim_end_matches('\n')) {
                 self.printer.print(&r, out);
+                (self.observe)(&r);
                 self.outcome.records.push(r);
             }
         }
@@ -316,6 +334,17 @@ pub fn attach_running(
     pid: i32,
     out: &mut dyn Write,
     until: &mut dyn FnMut() -> bool,
+) -> Result<Outcome, ControlError> {
+    attach_running_observed(options, pid, out, until, &mut |_| {})
+}
+
+/// [`attach_running`], also handing every record to `observe` as it arrives.
+pub fn attach_running_observed(
+    options: &Options,
+    pid: i32,
+    out: &mut dyn Write,
+    until: &mut dyn FnMut() -> bool,
+    observe: &mut dyn FnMut(&Record),
 ) -> Result<Outcome, ControlError> {
     let agent = match &options.agent {
         Some(a) => a.clone(),
@@ -356,7 +385,7 @@ pub fn attach_running(
         path: config.clone(),
         source,
     })?;
-    let mut follower = Follower::new(&report, options).map_err(report_err)?;
+    let mut follower = Follower::new(&report, options, observe).map_err(report_err)?;
     let injected = crate::inject::inject(pid, &agent, &config);
     let _ = std::fs::remove_file(&config);
     if let Err(e) = injected {
@@ -507,6 +536,7 @@ impl Printer {
                 self.dump.clear();
                 return;
             }
+            Record::Mapping { .. } => return,
             Record::Entry { map, key, value } => {
                 self.dump.push((map.clone(), key.clone(), value.clone()));
                 return;

@@ -45,6 +45,18 @@ pub enum Record {
     },
     /// The dump ends.
     DumpEnd(u64),
+    /// An executable file mapping of the process, sent with the dumps of objects that record
+    /// stacks, so that addresses can be symbolised after the process is gone.
+    Mapping {
+        /// First address.
+        start: u64,
+        /// One past the last address.
+        end: u64,
+        /// The file offset mapped at `start`.
+        offset: u64,
+        /// The file.
+        path: String,
+    },
     /// A probe's counters: program, runs, failed runs, skipped hits.
     Stats {
         /// The program.
@@ -108,6 +120,12 @@ impl Record {
                 format!("entry\t{}\t{}\t{}", clean(map), hex(key), hex(value))
             }
             Record::DumpEnd(n) => format!("dump-end\t{n}"),
+            Record::Mapping {
+                start,
+                end,
+                offset,
+                path,
+            } => format!("mapping\t{start:x}\t{end:x}\t{offset:x}\t{}", clean(path)),
             Record::Stats {
                 program,
                 hits,
@@ -151,6 +169,12 @@ impl Record {
                 value: unhex(f.get(3)?)?,
             },
             "dump-end" => Record::DumpEnd(n(1)?),
+            "mapping" => Record::Mapping {
+                start: u64::from_str_radix(f.get(1)?, 16).ok()?,
+                end: u64::from_str_radix(f.get(2)?, 16).ok()?,
+                offset: u64::from_str_radix(f.get(3)?, 16).ok()?,
+                path: s(4)?,
+            },
             "stats" => Record::Stats {
                 program: s(1)?,
                 hits: n(2)?,
@@ -192,6 +216,12 @@ mod tests {
                 value: vec![],
             },
             Record::DumpEnd(3),
+            Record::Mapping {
+                start: 0x5555_0000,
+                end: 0x5556_0000,
+                offset: 0x1000,
+                path: "/usr/bin/a b".into(),
+            },
             Record::Stats {
                 program: "p".into(),
                 hits: 5,
