@@ -24,12 +24,14 @@ macro_rules! out_raw {
 }
 
 mod input;
+mod memleak;
 mod omb;
 mod pool;
 mod report;
 mod sched;
 mod sched_plot;
 mod setup;
+mod symbolize;
 mod trace;
 mod verify;
 
@@ -110,6 +112,9 @@ enum Command {
     /// Attach an object's uprobes and uretprobes to a command and print what they report
     /// (`moat trace OBJ.o -- CMD ARGS`; see --help).
     Trace(trace::TraceArgs),
+    /// Outstanding allocations per call stack of a command or process, like BCC's memleak
+    /// (`moat memleak -- CMD ARGS`, `moat memleak -p PID`; see --help).
+    Memleak(memleak::MemleakArgs),
     /// List an object's programs, maps and sections.
     Inspect {
         /// The ELF object.
@@ -434,6 +439,7 @@ fn main() -> ExitCode {
         Command::Omb { command } => omb::run(command),
         Command::SchedBench(args) => sched::run_bench(args),
         Command::Trace(args) => return trace::run(args),
+        Command::Memleak(args) => return memleak::run(args),
         Command::Inspect { file } => Input::read(&file).and_then(|input| report::inspect(&input)),
         Command::Asm { file, output } => Input::read(&file).and_then(|input| {
             let bytes = input.bytecode(None)?;

@@ -155,7 +155,7 @@ pub fn run(args: TraceArgs) -> ExitCode {
 }
 
 /// The traced command's status as ours: its exit code, or 128 + the signal that killed it.
-fn exit_code(status: std::process::ExitStatus) -> ExitCode {
+pub(crate) fn exit_code(status: std::process::ExitStatus) -> ExitCode {
     use std::os::unix::process::ExitStatusExt;
     let code = status
         .code()
