@@ -6,16 +6,22 @@
 //! * [`load_program`] runs `BPF_PROG_LOAD` and returns a [`Program`] with the verifier log and the time
 //!   the load took; a rejection is a [`KernelError::Load`] carrying the verifier's log.
 //! * [`Program::test_run`] runs a loaded program with `BPF_PROG_TEST_RUN`.
+//! * [`perf`] attaches loaded programs to uprobes and tracepoints (`perf_event_open`).
 //! * [`create_map`] and [`Map`] wrap the map commands; [`Map::fd`] is what a `lddw` with
 //!   `src = BPF_PSEUDO_MAP_FD` refers to.
 //!
 //! Program types, map types and flags are [`moat_abi`]'s, re-exported. All `unsafe` code lives in
-//! the private `sys` module.
+//! the private `sys` module and in `perf`.
 
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
 mod map;
+#[expect(
+    unsafe_code,
+    reason = "perf_event_open(2), its ioctls and ptrace(2) for a command under probes"
+)]
+pub mod perf;
 mod prog;
 #[expect(
     unsafe_code,
@@ -62,6 +68,12 @@ pub enum KernelError {
         op: MapOp,
         /// The error number.
         errno: i32,
+    },
+    /// Attaching a program to a probe (or running a command under probes) failed.
+    #[error("{reason}")]
+    Attach {
+        /// What failed, with the system's error.
+        reason: String,
     },
     /// A buffer handed to this crate has the wrong length (caught before calling the kernel).
     #[error("{what} is {found} bytes, expected {expected}")]

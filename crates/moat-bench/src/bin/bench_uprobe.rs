@@ -59,50 +59,16 @@ fn moat_probe(entry: &[&LoadedProgram], ret: &[&LoadedProgram], choice: Choice) 
 }
 
 /// The kernel's side: the object's programs loaded into Linux, attached with the uprobe PMU.
-#[expect(unsafe_code, reason = "perf_event_open and its ioctls")]
+#[expect(unsafe_code, reason = "getppid, malloc and free called directly")]
 mod kernel {
     use moat_attach::Located;
     use std::hint::black_box;
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-
-    /// `PERF_EVENT_IOC_SET_BPF`, `PERF_EVENT_IOC_ENABLE`.
-    const SET_BPF: libc::c_ulong = 0x4004_2408;
-    const ENABLE: libc::c_ulong = 0x2400;
+    use std::os::fd::OwnedFd;
 
     /// Attaches kernel program `prog_fd` to tracepoint `id` (from tracefs); lives as long as the
     /// returned descriptor.
     pub fn attach_tracepoint(id: u64, prog_fd: i32) -> Result<OwnedFd, String> {
-        let mut attr = [0u8; 128];
-        attr[0..4].copy_from_slice(&2u32.to_ne_bytes()); // PERF_TYPE_TRACEPOINT
-        attr[4..8].copy_from_slice(&128u32.to_ne_bytes());
-        attr[8..16].copy_from_slice(&id.to_ne_bytes());
-        attr[16..24].copy_from_slice(&1u64.to_ne_bytes()); // sample_period
-                                                           // SAFETY: `attr` is a complete perf_event_attr of the size it states.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_perf_event_open,
-                attr.as_ptr(),
-                -1,
-                0,
-                -1,
-                libc::c_ulong::from(8u8),
-            )
-        };
-        if fd < 0 {
-            return Err(format!(
-                "perf_event_open(tracepoint): {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        // SAFETY: the kernel returned a new descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-        for (req, arg) in [(SET_BPF, prog_fd as libc::c_ulong), (ENABLE, 0)] {
-            // SAFETY: both ioctls take an integer argument.
-            if unsafe { libc::ioctl(fd.as_raw_fd(), req, arg) } != 0 {
-                return Err(format!("ioctl: {}", std::io::Error::last_os_error()));
-            }
-        }
-        Ok(fd)
+        moat_kernel::perf::attach_tracepoint(id, prog_fd).map_err(|e| e.to_string())
     }
 
     /// `getppid`, through the C library (whose wrapper is the rewritten system call site).
@@ -117,55 +83,11 @@ mod kernel {
         unsafe { libc::free(black_box(libc::malloc(black_box(size)))) }
     }
 
-    /// The uprobe PMU's type number.
-    fn pmu() -> Option<u32> {
-        std::fs::read_to_string("/sys/bus/event_source/devices/uprobe/type")
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-    }
-
-    /// Attaches kernel program `prog_fd` to `at` (a return probe if `ret`); the probe lives as long
-    /// as the returned descriptor.
+    /// Attaches kernel program `prog_fd` to `at` in this process (a return probe if `ret`); the
+    /// probe lives as long as the returned descriptor.
     pub fn attach(at: &Located, prog_fd: i32, ret: bool) -> Result<OwnedFd, String> {
-        let pmu = pmu().ok_or("no uprobe PMU")?;
-        let path = std::ffi::CString::new(at.file.to_string_lossy().as_bytes())
-            .map_err(|e| e.to_string())?;
-        // struct perf_event_attr: type, size, config, ..., config1 (path), config2 (offset).
-        let mut attr = [0u8; 128];
-        attr[0..4].copy_from_slice(&pmu.to_ne_bytes());
-        attr[4..8].copy_from_slice(&128u32.to_ne_bytes());
-        attr[8..16].copy_from_slice(&u64::from(ret).to_ne_bytes());
-        attr[56..64].copy_from_slice(&(path.as_ptr() as u64).to_ne_bytes());
-        attr[64..72].copy_from_slice(&at.file_offset.to_ne_bytes());
-        // SAFETY: `attr` is a complete perf_event_attr of the size it states; `path` outlives the
-        // call; the kernel copies both.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_perf_event_open,
-                attr.as_ptr(),
-                0,
-                -1,
-                -1,
-                libc::c_ulong::from(8u8), // PERF_FLAG_FD_CLOEXEC
-            )
-        };
-        if fd < 0 {
-            return Err(format!(
-                "perf_event_open: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        // SAFETY: the kernel returned a new descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-        for (req, arg) in [(SET_BPF, prog_fd as libc::c_ulong), (ENABLE, 0)] {
-            // SAFETY: both ioctls take an integer argument.
-            if unsafe { libc::ioctl(fd.as_raw_fd(), req, arg) } != 0 {
-                return Err(format!("ioctl: {}", std::io::Error::last_os_error()));
-            }
-        }
-        Ok(fd)
+        moat_kernel::perf::attach_uprobe(&at.file, at.file_offset, Some(0), prog_fd, ret)
+            .map_err(|e| e.to_string())
     }
 }
 
