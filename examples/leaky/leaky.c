@@ -3,8 +3,9 @@
  * outstanding at exit is known by construction (see EXPECTED). Built with frame pointers, as
  * stack walkers need (the kernel's and moat's):
  *   cc -O1 -g -fno-omit-frame-pointer -fno-inline -o leaky examples/leaky/leaky.c
- * `leaky --wait` waits for a line on standard input before allocating and for end of input
- * before exiting, so that a tracer can attach to it and read its maps while it lives.
+ * `leaky --wait` waits for SIGUSR1 before allocating and for SIGTERM (or SIGINT) before
+ * exiting, sleeping in pause(), so that a tracer can attach to it and read its maps while it
+ * lives.
  *
  * EXPECTED (call site: outstanding bytes in blocks):
  *   leak_small    2400 in 100   (malloc 24, never freed)
@@ -13,9 +14,21 @@
  *   leak_aligned  5120 in  10   (posix_memalign 64, 512)
  *   leak_half     1440 in  20   (malloc 72 forty times, half freed)
  *   churn            0 in   0   (malloc 200 then free, 1000 times) */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t go, stop;
+
+static void on_signal(int sig)
+{
+	if (sig == SIGUSR1)
+		go = 1;
+	else
+		stop = 1;
+}
 
 /* Kept so that valgrind sees the blocks as reachable from a global, whatever the optimiser does. */
 void *volatile sink[1000];
@@ -79,13 +92,15 @@ void churn(void)
 int main(int argc, char **argv)
 {
 	int wait = argc > 1 && strcmp(argv[1], "--wait") == 0;
-	char line[64];
 
 	if (wait) {
+		signal(SIGUSR1, on_signal);
+		signal(SIGTERM, on_signal);
+		signal(SIGINT, on_signal);
 		printf("ready\n");
 		fflush(stdout);
-		if (!fgets(line, sizeof(line), stdin))
-			return 1;
+		while (!go)
+			pause();
 	}
 	leak_small();
 	leak_calloc();
@@ -95,8 +110,7 @@ int main(int argc, char **argv)
 	churn();
 	printf("done\n");
 	fflush(stdout);
-	if (wait)
-		while (fgets(line, sizeof(line), stdin))
-			;
+	while (wait && !stop)
+		pause();
 	return 0;
 }

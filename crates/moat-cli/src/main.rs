@@ -25,6 +25,7 @@ macro_rules! out_raw {
 
 mod input;
 mod memleak;
+mod memleak_kernel;
 mod omb;
 mod pool;
 mod report;

@@ -50,6 +50,10 @@ pub struct MemleakArgs {
     /// `stack_traces`).
     #[arg(long, value_name = "OBJ")]
     object: Option<PathBuf>,
+    /// Run the same tracer on the Linux kernel's uprobes instead of moat (root; for comparing
+    /// reports and overhead).
+    #[arg(long)]
+    kernel: bool,
     /// Write reports to FILE instead of standard output.
     #[arg(long, short, value_name = "FILE")]
     output: Option<PathBuf>,
@@ -270,6 +274,16 @@ pub fn run(args: MemleakArgs) -> ExitCode {
         symbols: Symbolizer::default(),
         start: Instant::now(),
     };
+    if args.kernel {
+        let bytes = match std::fs::read(&options.object) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("error: {}: {e}", options.object.display());
+                return ExitCode::FAILURE;
+            }
+        };
+        return run_kernel(&args, &bytes, interval, &mut reporter, &mut *out);
+    }
     let mut current = Dump::default();
     let mut last = None::<Dump>;
     let (mut runs, mut failed, mut missed) = (0u64, 0u64, 0u64);
@@ -340,4 +354,71 @@ impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
+}
+
+/// `moat memleak --kernel`: the tracer on the kernel's uprobes.
+fn run_kernel(
+    args: &MemleakArgs,
+    bytes: &[u8],
+    interval: Option<Duration>,
+    reporter: &mut Reporter,
+    out: &mut dyn Write,
+) -> ExitCode {
+    let mut tracer = match crate::memleak_kernel::KernelTracer::load(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: the kernel's tracer: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let dump_of = |records: &[Record]| {
+        let mut dump = Dump::default();
+        for r in records {
+            dump.add(r);
+        }
+        dump
+    };
+    let Some(pid) = args.pid else {
+        return match crate::memleak_kernel::run_command(&mut tracer, &args.command) {
+            Ok((status, records)) => {
+                reporter.report(&dump_of(&records), out);
+                crate::trace::exit_code(status)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    };
+    if let Err(e) = tracer.attach(pid) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
+    moat_agent::inject::block_interrupts();
+    let start = Instant::now();
+    let duration = args
+        .duration
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64);
+    let mut last_report = Instant::now();
+    let mut records = Vec::new();
+    loop {
+        let done = moat_agent::inject::interrupted()
+            || duration.is_some_and(|d| start.elapsed() >= d)
+            || !moat_agent::control::alive(pid);
+        if moat_agent::control::alive(pid) {
+            records = tracer.records();
+            records.extend(crate::memleak_kernel::mappings(pid));
+        }
+        if done {
+            break;
+        }
+        if interval.is_some_and(|i| last_report.elapsed() >= i) {
+            reporter.report(&dump_of(&records), out);
+            last_report = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    reporter.report(&dump_of(&records), out);
+    ExitCode::SUCCESS
 }

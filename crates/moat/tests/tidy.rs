@@ -76,7 +76,15 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ),
         (
             "moat-cli",
-            &["moat", "moat-isa", "moat-omb", "moat-sched", "moat-agent"][..],
+            &[
+                "moat",
+                "moat-isa",
+                "moat-omb",
+                "moat-sched",
+                "moat-agent",
+                "moat-attach",
+                "moat-kernel",
+            ][..],
         ),
         (
             "moat-sched",
