@@ -209,6 +209,14 @@ impl HelperCtx<'_> {
             .ok_or_else(|| self.out_of_bounds(arg, addr, len))
     }
 
+    /// Copies `out.len()` bytes from program memory at `addr` into `out` (argument `arg`, for the
+    /// error): [`read`](HelperCtx::read) without an allocation.
+    pub fn read_into(&self, arg: u8, addr: u64, out: &mut [u8]) -> Result<(), HelperError> {
+        self.mem
+            .read_into(addr, out)
+            .ok_or_else(|| self.out_of_bounds(arg, addr, out.len() as u64))
+    }
+
     /// Writes `data` into program memory at `addr` (argument `arg`, for the error).
     pub fn write(&self, arg: u8, addr: u64, data: &[u8]) -> Result<(), HelperError> {
         self.mem

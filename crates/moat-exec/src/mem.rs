@@ -321,6 +321,17 @@ impl MemoryMap {
         Some(unsafe { std::slice::from_raw_parts(addr as *const u8, len) }.to_vec())
     }
 
+    /// Copies `out.len()` bytes of checked program memory at `addr` into `out`.
+    pub fn read_into(&self, addr: u64, out: &mut [u8]) -> Option<()> {
+        if !self.check(addr, out.len() as u64, false) {
+            return None;
+        }
+        // SAFETY: `check` proved `[addr, addr + out.len())` readable for the run; `out` is a Rust
+        // slice, which cannot overlap program memory mutably borrowed by the map.
+        unsafe { std::ptr::copy(addr as *const u8, out.as_mut_ptr(), out.len()) };
+        Some(())
+    }
+
     /// Copies bytes into checked, writable program memory.
     pub fn write_bytes(&self, addr: u64, data: &[u8]) -> Option<()> {
         if !self.check(addr, data.len() as u64, true) {

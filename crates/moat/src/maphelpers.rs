@@ -126,12 +126,41 @@ impl LddwResolver for MapTable {
     }
 }
 
-fn key_of(ctx: &HelperCtx<'_>, map: &Map, arg: u8, addr: u64) -> Result<Vec<u8>, HelperError> {
-    ctx.read(arg, addr, u64::from(map.def().key_size))
+/// Bytes copied out of program memory (a key or a value): on the stack up to [`INLINE`] bytes,
+/// so that the map helpers of probes that run millions of times a second allocate nothing.
+enum Copied {
+    Inline([u8; INLINE], usize),
+    Heap(Vec<u8>),
 }
 
-fn value_of(ctx: &HelperCtx<'_>, map: &Map, arg: u8, addr: u64) -> Result<Vec<u8>, HelperError> {
-    ctx.read(arg, addr, u64::from(map.def().value_size))
+const INLINE: usize = 64;
+
+impl std::ops::Deref for Copied {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Copied::Inline(b, n) => &b[..*n],
+            Copied::Heap(v) => v,
+        }
+    }
+}
+
+fn copy_of(ctx: &HelperCtx<'_>, arg: u8, addr: u64, len: u32) -> Result<Copied, HelperError> {
+    let len = len as usize;
+    if len <= INLINE {
+        let mut b = [0u8; INLINE];
+        ctx.read_into(arg, addr, &mut b[..len])?;
+        return Ok(Copied::Inline(b, len));
+    }
+    ctx.read(arg, addr, len as u64).map(Copied::Heap)
+}
+
+fn key_of(ctx: &HelperCtx<'_>, map: &Map, arg: u8, addr: u64) -> Result<Copied, HelperError> {
+    copy_of(ctx, arg, addr, map.def().key_size)
+}
+
+fn value_of(ctx: &HelperCtx<'_>, map: &Map, arg: u8, addr: u64) -> Result<Copied, HelperError> {
+    copy_of(ctx, arg, addr, map.def().value_size)
 }
 
 fn status(result: Result<(), moat_maps::MapError>) -> u64 {

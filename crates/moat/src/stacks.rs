@@ -43,7 +43,8 @@ impl StackSource for ContextIp {
 
 /// The context at `addr` read as `struct pt_regs`, if it is that large.
 fn regs_of(ctx: &HelperCtx<'_>, addr: u64) -> Option<[u64; 21]> {
-    let bytes = ctx.read(1, addr, PT_REGS_SIZE).ok()?;
+    let mut bytes = [0u8; PT_REGS_SIZE as usize];
+    ctx.read_into(1, addr, &mut bytes).ok()?;
     let mut regs = [0u64; 21];
     for (r, b) in regs.iter_mut().zip(bytes.chunks_exact(8)) {
         *r = u64::from_ne_bytes(b.try_into().ok()?);
