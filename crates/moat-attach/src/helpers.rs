@@ -73,6 +73,7 @@ thread_local! {
 static FORKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 extern "C" fn forked() {
+    crate::mem::forget_pid();
     FORKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 

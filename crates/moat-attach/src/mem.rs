@@ -136,9 +136,37 @@ pub(crate) fn read_code(addr: u64, len: usize) -> Option<Vec<u8>> {
     (read_user(addr, &mut buf) == len).then_some(buf)
 }
 
+/// This process's id, asked of the kernel once (and again after `fork`, [`forget_pid`]).
+fn own_pid() -> libc::pid_t {
+    static PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+    match PID.load(Ordering::Relaxed) {
+        0 => {
+            // SAFETY: getpid has no preconditions.
+            let pid = unsafe { libc::getpid() };
+            PID.store(pid, Ordering::Relaxed);
+            OWN_PID_GENERATION.store(1, Ordering::Relaxed);
+            pid
+        }
+        pid if OWN_PID_GENERATION.load(Ordering::Relaxed) == 1 => pid,
+        _ => {
+            PID.store(0, Ordering::Relaxed);
+            own_pid()
+        }
+    }
+}
+
+/// 1 while [`own_pid`]'s cached id is this process's; 0 after a `fork`.
+static OWN_PID_GENERATION: AtomicU8 = AtomicU8::new(0);
+
+/// Called in a forked child: the cached process id is the parent's.
+pub(crate) fn forget_pid() {
+    OWN_PID_GENERATION.store(0, Ordering::Relaxed);
+}
+
 /// Reads the process's own memory at `addr` into `buf` without ever faulting: returns how many
 /// bytes could be read (from the start; a read stops at the first unreadable page).
 pub fn read_user(addr: u64, buf: &mut [u8]) -> usize {
+    let pid = own_pid();
     let mut done = 0usize;
     while done < buf.len() {
         let at = addr.wrapping_add(done as u64);
@@ -155,7 +183,7 @@ pub fn read_user(addr: u64, buf: &mut [u8]) -> usize {
         };
         // SAFETY: `local` is `n` writable bytes of `buf`; the kernel checks the remote range and
         // fails with EFAULT rather than fault.
-        let got = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+        let got = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
         if got <= 0 {
             break;
         }

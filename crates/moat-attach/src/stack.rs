@@ -8,7 +8,9 @@
 //! kernel does the same for its uretprobe trampoline).
 //!
 //! Reads inside the thread's own stack, between its stack pointer and the stack's top, are plain
-//! loads; anything else goes through the fault-safe [`crate::read_user`].
+//! loads; a frame pointer outside it ends the walk (the kernel would read on, and record what it
+//! finds). Where the stack's bounds are unknown every read goes through the fault-safe
+//! [`crate::read_user`].
 
 use moat::StackSource;
 use std::cell::Cell;
@@ -50,10 +52,15 @@ fn top_of_stack() -> u64 {
     })
 }
 
-/// The words `[addr]` and `[addr + 8]`, if readable.
+/// The words `[addr]` and `[addr + 8]`, if readable. Where the thread's stack is known, only
+/// inside it: a frame pointer that leaves the stack ends the walk (the frame chain's end, or a
+/// function using `rbp` for data), where the kernel would read on wherever it points.
 fn read_pair(addr: u64, sp: u64, top: u64) -> Option<[u64; 2]> {
     if addr >= sp && addr.checked_add(16).is_some_and(|end| end <= top) {
         return Some(crate::mem::read_own_stack(addr));
+    }
+    if top > 1 {
+        return None;
     }
     let mut buf = [0u8; 16];
     (crate::read_user(addr, &mut buf) == 16).then(|| {
