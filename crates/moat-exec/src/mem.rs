@@ -167,6 +167,15 @@ impl MemoryMap {
         MemoryMap::default()
     }
 
+    /// An empty map with room for `regions` regions (one allocation per run, not one per
+    /// doubling).
+    pub fn with_capacity(regions: usize) -> MemoryMap {
+        MemoryMap {
+            regions: Vec::with_capacity(regions),
+            ..MemoryMap::default()
+        }
+    }
+
     /// Adds the memory of `buf` as a region. The borrow is the caller's promise that the memory stays
     /// valid; [`crate::HelperCtx::with_region`] keeps the borrow alive while the region is listed.
     pub(crate) fn add_slice(&mut self, buf: &mut [u8], writable: bool) {
@@ -194,7 +203,8 @@ impl MemoryMap {
         linked: &crate::Linked,
         f: impl FnOnce(&mut MemoryMap) -> R,
     ) -> R {
-        let mut mem = MemoryMap::new();
+        // Room for helpers' temporary regions (`with_region`) too.
+        let mut mem = MemoryMap::with_capacity(buffers.len() + linked.static_regions().len() + 4);
         for b in buffers.iter_mut() {
             mem.add_slice(b.bytes, b.writable);
         }

@@ -651,7 +651,8 @@ pub(crate) fn run_fresh(
     buffers: &mut [moat_exec::Buffer<'_>],
     args: [u64; 5],
 ) -> Result<u64, RunError> {
-    let mut mem = MemoryMap::new();
+    // Room for helpers' temporary regions (`with_region`) too.
+    let mut mem = MemoryMap::with_capacity(buffers.len() + prog.static_regions().len() + 4);
     for b in buffers.iter_mut() {
         let region = Region {
             start: b.bytes.as_mut_ptr() as u64,
