@@ -69,11 +69,13 @@ pub enum MapType {
     RingBuf,
     /// `BPF_MAP_TYPE_STACK_TRACE`.
     StackTrace,
+    /// `BPF_MAP_TYPE_PERF_EVENT_ARRAY`.
+    PerfEventArray,
 }
 
 impl MapType {
     /// Every implemented type.
-    pub const ALL: [MapType; 12] = [
+    pub const ALL: [MapType; 13] = [
         MapType::Hash,
         MapType::Array,
         MapType::ProgArray,
@@ -86,6 +88,7 @@ impl MapType {
         MapType::Stack,
         MapType::RingBuf,
         MapType::StackTrace,
+        MapType::PerfEventArray,
     ];
 
     /// The kernel's map type this is.
@@ -104,6 +107,7 @@ impl MapType {
             MapType::Stack => Abi::Stack,
             MapType::RingBuf => Abi::RingBuf,
             MapType::StackTrace => Abi::StackTrace,
+            MapType::PerfEventArray => Abi::PerfEventArray,
         }
     }
 
@@ -371,6 +375,20 @@ impl MapDef {
                 }
                 entries + 2 * PAGE_SIZE
             }
+            MapType::PerfEventArray => {
+                // `array_map_alloc_check` with `fd_array_map_alloc_check`'s value size.
+                let mask =
+                    BPF_F_NUMA_NODE | BPF_F_RDONLY | BPF_F_WRONLY | moat_abi::BPF_F_PRESERVE_ELEMS;
+                if flags & !mask != 0 {
+                    return Err(self.invalid("unsupported map flags"));
+                }
+                if self.max_entries == 0 || self.key_size != 4 || self.value_size != 4 {
+                    return Err(self.invalid(
+                        "perf event arrays need key_size 4, value_size 4 and max_entries > 0",
+                    ));
+                }
+                entries.saturating_mul(crate::perfbuf::PERF_BUFFER_BYTES as u64)
+            }
             MapType::StackTrace => {
                 let mask =
                     BPF_F_NUMA_NODE | BPF_F_RDONLY | BPF_F_WRONLY | moat_abi::BPF_F_STACK_BUILD_ID;
@@ -445,8 +463,11 @@ mod tests {
         }
         assert_eq!(MapType::Hash.as_u32(), 1);
         assert_eq!(MapType::RingBuf.as_u32(), 27);
-        assert_eq!(MapType::from_u32(4), None);
-        assert_eq!(MapType::try_from(4), Err(MapError::UnknownType(4)));
+        assert_eq!(MapType::PerfEventArray.as_u32(), 4);
+        assert_eq!(MapType::StackTrace.as_u32(), 7);
+        // BPF_MAP_TYPE_CGROUP_ARRAY: not implemented.
+        assert_eq!(MapType::from_u32(8), None);
+        assert_eq!(MapType::try_from(8), Err(MapError::UnknownType(8)));
         assert_eq!(MapType::try_from(999).map_err(|e| e.errno()), Err(-22));
         assert!(matches!(
             MapDef::try_from_raw(12, 4, 4, 1, 0, "x"),

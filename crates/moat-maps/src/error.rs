@@ -116,8 +116,8 @@ pub enum MapError {
         /// The map's `max_entries`.
         max_entries: u32,
     },
-    /// The LPM trie is full (`-ENOSPC`).
-    #[error("trie is full")]
+    /// The LPM trie is full, or a perf event array's slot (`-ENOSPC`).
+    #[error("no space left (a full LPM trie or perf buffer)")]
     NoSpace,
     /// An LPM key's prefix length exceeds the map's data bits (`-EINVAL`).
     #[error("prefix length {prefixlen} exceeds the maximum {max}")]

@@ -2,7 +2,7 @@
 //! JIT-compiled) receive raw pointers to map values.
 //!
 //! [`Map`] implements hash, array, program-array, per-CPU hash and array, LRU hash (plain and per-CPU),
-//! LPM-trie, queue, stack, ring-buffer and stack-trace maps ([`MapType`]). Definitions are checked like the kernel's
+//! LPM-trie, queue, stack, ring-buffer, stack-trace and perf-event-array maps ([`MapType`]). Definitions are checked like the kernel's
 //! `map_alloc_check`, operations take the kernel's flags, and every error maps to the errno the kernel
 //! would return ([`MapError::errno`]).
 //!
@@ -45,6 +45,7 @@ mod hash;
 mod lpm;
 mod map;
 mod mem;
+mod perfbuf;
 mod queue;
 mod ringbuf;
 mod stacktrace;
@@ -63,6 +64,7 @@ pub use moat_abi::{
     BPF_F_NUMA_NODE, BPF_F_RDONLY, BPF_F_RDONLY_PROG, BPF_F_WRONLY, BPF_F_WRONLY_PROG,
     BPF_F_ZERO_SEED, BPF_NOEXIST,
 };
+pub use perfbuf::{BPF_F_CURRENT_CPU, BPF_F_INDEX_MASK, PERF_BUFFER_BYTES};
 pub use ringbuf::{
     BPF_RB_AVAIL_DATA, BPF_RB_CONS_POS, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_PROD_POS,
     BPF_RB_RING_SIZE, BPF_RINGBUF_BUSY_BIT, BPF_RINGBUF_DISCARD_BIT, BPF_RINGBUF_HDR_SZ,

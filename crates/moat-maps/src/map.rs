@@ -8,6 +8,7 @@ use crate::error::MapError;
 use crate::hash::HashMap;
 use crate::lpm::LpmTrie;
 use crate::mem::{HeapMemory, MapMemory};
+use crate::perfbuf::PerfEventArray;
 use crate::queue::QueueStack;
 use crate::ringbuf::RingBuf;
 use crate::stacktrace::StackTraceMap;
@@ -44,6 +45,7 @@ enum Kind {
     Queue(QueueStack),
     RingBuf(RingBuf),
     StackTrace(StackTraceMap),
+    PerfEventArray(PerfEventArray),
     External(Arc<dyn MapBackend>),
 }
 
@@ -137,6 +139,7 @@ impl Map {
             MapType::Queue | MapType::Stack => Kind::Queue(QueueStack::new(&def, &memory)?),
             MapType::RingBuf => Kind::RingBuf(RingBuf::new(&def, &memory)?),
             MapType::StackTrace => Kind::StackTrace(StackTraceMap::new(&def)?),
+            MapType::PerfEventArray => Kind::PerfEventArray(PerfEventArray::new(&def)),
         };
         Ok(Map { def, cpus, kind })
     }
@@ -223,6 +226,7 @@ impl Map {
             Kind::Queue(q) => q.len(),
             Kind::RingBuf(r) => r.query(crate::BPF_RB_AVAIL_DATA) as usize,
             Kind::StackTrace(s) => s.len(),
+            Kind::PerfEventArray(p) => p.len(),
             Kind::External(b) => b.len(),
         }
     }
@@ -288,7 +292,11 @@ impl Map {
             Kind::Hash(h) => h.lookup_ptr(key, cpu),
             Kind::Lpm(l) => l.lookup_ptr(key),
             Kind::External(b) => b.lookup_ptr(key),
-            Kind::ProgArray(_) | Kind::Queue(_) | Kind::RingBuf(_) | Kind::StackTrace(_) => None,
+            Kind::ProgArray(_)
+            | Kind::Queue(_)
+            | Kind::RingBuf(_)
+            | Kind::StackTrace(_)
+            | Kind::PerfEventArray(_) => None,
         }
     }
 
@@ -321,6 +329,10 @@ impl Map {
             Kind::Lpm(l) => l.lookup_into(key, out),
             Kind::Queue(q) => q.take(out, false),
             Kind::StackTrace(s) => s.lookup_into(Map::index(key), out),
+            Kind::PerfEventArray(p) => {
+                out.copy_from_slice(&p.lookup(Map::index(key))?.to_ne_bytes());
+                Ok(())
+            }
             Kind::External(b) => b.lookup_into(key, out),
             Kind::RingBuf(_) => Err(self.not_supported("lookup")),
         }
@@ -387,6 +399,14 @@ impl Map {
             }
             Kind::RingBuf(_) => Err(self.not_supported("update")),
             Kind::StackTrace(_) => Err(self.invalid_op("update")),
+            Kind::PerfEventArray(p) => {
+                let (ValueSrc::Host(v) | ValueSrc::Cpu(_, v)) = src;
+                let value: [u8; 4] = v.try_into().map_err(|_| MapError::ValueSize {
+                    expected: 4,
+                    got: v.len(),
+                })?;
+                p.update(Map::index(key), u32::from_ne_bytes(value))
+            }
         }
     }
 
@@ -406,6 +426,7 @@ impl Map {
             Kind::Hash(h) => h.delete(key),
             Kind::Lpm(l) => l.delete(key),
             Kind::StackTrace(s) => s.delete(Map::index(key)),
+            Kind::PerfEventArray(p) => p.delete(Map::index(key)),
             Kind::External(b) => b.delete(key),
             Kind::Array(_) | Kind::Queue(_) => Err(self.invalid_op("delete")),
             Kind::RingBuf(_) => Err(self.not_supported("delete")),
@@ -448,6 +469,10 @@ impl Map {
             Kind::Lpm(l) => l.next_key(key, out),
             Kind::StackTrace(s) => {
                 out.copy_from_slice(&s.next_key(index(key))?.to_ne_bytes());
+                Ok(())
+            }
+            Kind::PerfEventArray(p) => {
+                out.copy_from_slice(&p.next_key(index(key))?.to_ne_bytes());
                 Ok(())
             }
             Kind::External(b) => b.next_key_into(key, out),
@@ -574,6 +599,34 @@ impl Map {
         }
     }
 
+    /// `bpf_perf_event_output` from a program running on `cpu`: appends `data` to the slot `flags`
+    /// names (`BPF_F_CURRENT_CPU`: `cpu`'s). [`MapError::IndexOutOfRange`] (`-E2BIG`) past the
+    /// last slot, [`MapError::NoSpace`] (`-ENOSPC`, counted in [`perf_lost`](Map::perf_lost)) when
+    /// the slot is full, [`MapError::NotSupported`] on other map types.
+    pub fn perf_output(&self, data: &[u8], flags: u64, cpu: usize) -> Result<(), MapError> {
+        match &self.kind {
+            Kind::PerfEventArray(p) => p.output(data, flags, cpu),
+            _ => Err(self.not_supported("perf_event_output")),
+        }
+    }
+
+    /// Drains a perf event array: every record to `f` as `(slot, bytes)`, oldest first per slot;
+    /// how many (0 for other map types).
+    pub fn perf_consume(&self, f: &mut dyn FnMut(u32, &[u8])) -> usize {
+        match &self.kind {
+            Kind::PerfEventArray(p) => p.consume(f),
+            _ => 0,
+        }
+    }
+
+    /// Records a perf event array dropped because their slot was full.
+    pub fn perf_lost(&self) -> u64 {
+        match &self.kind {
+            Kind::PerfEventArray(p) => p.lost(),
+            _ => 0,
+        }
+    }
+
     /// The most frames a stack trace map keeps per stack (0 for other maps).
     pub fn stack_depth(&self) -> usize {
         match &self.kind {
@@ -596,7 +649,9 @@ impl Map {
             Kind::Lpm(l) => vec![l.slots.region()],
             Kind::RingBuf(r) => vec![r.region()],
             Kind::External(b) => b.value_regions(),
-            Kind::ProgArray(_) | Kind::Queue(_) | Kind::StackTrace(_) => Vec::new(),
+            Kind::ProgArray(_) | Kind::Queue(_) | Kind::StackTrace(_) | Kind::PerfEventArray(_) => {
+                Vec::new()
+            }
         }
     }
 }
