@@ -2389,6 +2389,7 @@ fn map_class_name(c: MapClass) -> &'static str {
         MapClass::RingBuf => "a ring buffer map",
         MapClass::ProgArray => "a program array",
         MapClass::StackTrace => "a stack trace map",
+        MapClass::PerfEventArray => "a perf event array",
         MapClass::Any => "a map",
     }
 }

@@ -196,6 +196,8 @@ pub enum MapClass {
     ProgArray,
     /// Stack trace maps (`bpf_get_stackid`).
     StackTrace,
+    /// Perf event arrays (`bpf_perf_event_output`, `bpf_perf_event_read`).
+    PerfEventArray,
     /// Any map.
     Any,
 }
@@ -224,6 +226,7 @@ impl MapClass {
             MapClass::RingBuf => t == MapType::RingBuf,
             MapClass::ProgArray => t == MapType::ProgArray,
             MapClass::StackTrace => t == MapType::StackTrace,
+            MapClass::PerfEventArray => t == MapType::PerfEventArray,
             MapClass::Any => true,
         }
     }
@@ -395,6 +398,16 @@ impl HelperProto {
             }),
             H::GetStackid => p(&[Ctx, Map(MapClass::StackTrace), Scalar], Ret::Integer),
             H::GetStack => p(&[Ctx, MemOut, SizeOrZero, Scalar], Ret::Integer),
+            H::PerfEventOutput => p(
+                &[
+                    Ctx,
+                    Map(MapClass::PerfEventArray),
+                    Scalar,
+                    MemIn,
+                    SizeOrZero,
+                ],
+                Ret::Integer,
+            ),
             _ => HelperProto::kernel_only(h),
         }
     }
@@ -416,10 +429,9 @@ impl HelperProto {
             H::SkbVlanPop => p(&[Ctx], Ret::Integer),
             H::SkbGetTunnelKey => p(&[Ctx, MemOut, Size, Scalar], Ret::Integer),
             H::SkbSetTunnelKey => p(&[Ctx, MemIn, Size, Scalar], Ret::Integer),
-            H::PerfEventRead => p(&[any, Scalar], Ret::Integer),
+            H::PerfEventRead => p(&[Map(MapClass::PerfEventArray), Scalar], Ret::Integer),
             H::Redirect => p(&[Scalar, Scalar], Ret::Integer),
             H::GetRouteRealm => p(&[Ctx], Ret::Integer),
-            H::PerfEventOutput => p(&[Ctx, any, Scalar, MemIn, SizeOrZero], Ret::Integer),
             H::SkbLoadBytes => p(&[Ctx, Scalar, MemOut, Size], Ret::Integer),
             H::CsumDiff => p(
                 &[MemInOrNull, SizeOrZero, MemInOrNull, SizeOrZero, Scalar],

@@ -199,6 +199,12 @@ pub(crate) fn register(
         let map = t.of_type(2, a[1], &[MapType::StackTrace], H::GetStackid)?;
         Ok(crate::stacks::get_stackid(&*source, ctx, map, a))
     });
+    let t = table.clone();
+    register_helper(registry, H::PerfEventOutput, move |ctx, a| {
+        let map = t.of_type(2, a[1], &[MapType::PerfEventArray], H::PerfEventOutput)?;
+        let data = copy_of(ctx, 4, a[3], u32::try_from(a[4]).unwrap_or(u32::MAX))?;
+        Ok(status(map.perf_output(&data, a[2], current_cpu())))
+    });
     let source = stacks.clone();
     register_helper(registry, H::GetStack, move |ctx, a| {
         crate::stacks::get_stack(&*source, ctx, a)
