@@ -91,13 +91,24 @@ impl State {
     fn drain_events(&self) {
         let mut records = Vec::new();
         for (name, map) in self.object.maps() {
-            if map.map_type() == MapType::RingBuf {
-                let _ = map.ringbuf_consume(&mut |r| {
-                    records.push(Record::Event {
-                        map: name.to_string(),
-                        data: r.to_vec(),
-                    })
-                });
+            match map.map_type() {
+                MapType::RingBuf => {
+                    let _ = map.ringbuf_consume(&mut |r| {
+                        records.push(Record::Event {
+                            map: name.to_string(),
+                            data: r.to_vec(),
+                        })
+                    });
+                }
+                MapType::PerfEventArray => {
+                    map.perf_consume(&mut |_, r| {
+                        records.push(Record::Event {
+                            map: name.to_string(),
+                            data: r.to_vec(),
+                        })
+                    });
+                }
+                _ => {}
             }
         }
         if !records.is_empty() {
@@ -115,7 +126,11 @@ impl State {
         for (name, map) in self.object.maps() {
             if matches!(
                 map.map_type(),
-                MapType::RingBuf | MapType::Queue | MapType::Stack | MapType::ProgArray
+                MapType::RingBuf
+                    | MapType::Queue
+                    | MapType::Stack
+                    | MapType::ProgArray
+                    | MapType::PerfEventArray
             ) {
                 continue;
             }

@@ -347,6 +347,38 @@ fn openat_tracepoints_count_every_call_with_its_file_name() {
     assert!(failed >= 5);
 }
 
+/// The file names of `moat-trace-target open N PATH` as `opensnoop_perf.o` reports them through
+/// its perf event array.
+fn perf_open_names(n: u64, path: &str) -> Vec<String> {
+    let (status, outcome) = trace(
+        Options {
+            object: example("opensnoop_perf.o"),
+            ..Options::default()
+        },
+        &[TARGET, "open", &n.to_string(), path],
+    );
+    assert_eq!(status.code(), Some(0));
+    assert!(errors(&outcome).is_empty(), "{:?}", errors(&outcome));
+    outcome
+        .events("events")
+        .iter()
+        .map(|e| {
+            assert_eq!(e.len(), 72, "struct event: pid, flags, name[64]");
+            let name = &e[8..];
+            let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+            String::from_utf8_lossy(&name[..end]).into_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn perf_event_output_streams_every_record() {
+    let names = perf_open_names(25, "/");
+    assert_eq!(names.iter().filter(|n| *n == "/").count(), 25, "{names:?}");
+    let missing = perf_open_names(7, "/no/such/file");
+    assert_eq!(missing.iter().filter(|n| *n == "/no/such/file").count(), 7);
+}
+
 #[test]
 fn openat_in_a_real_program() {
     let (status, outcome) = trace(

@@ -180,6 +180,9 @@ pub fn collect_maps(maps: Vec<TypedMap>) -> Vec<MapDump> {
                 MapType::RingBuf => {
                     let _ = map.ringbuf_consume(&mut |r| dump.items.push(r.to_vec()));
                 }
+                MapType::PerfEventArray => {
+                    map.perf_consume(&mut |_, r| dump.items.push(r.to_vec()));
+                }
                 MapType::Queue | MapType::Stack => {
                     while let Ok(v) = map.pop() {
                         dump.items.push(v);
@@ -239,8 +242,8 @@ impl MapDump {
             "pooled": self.pooled,
         });
         match self.map_type {
-            MapType::RingBuf | MapType::Queue | MapType::Stack => {
-                let field = if self.map_type == MapType::RingBuf {
+            MapType::RingBuf | MapType::PerfEventArray | MapType::Queue | MapType::Stack => {
+                let field = if matches!(self.map_type, MapType::RingBuf | MapType::PerfEventArray) {
                     "records"
                 } else {
                     "values"
@@ -271,7 +274,7 @@ impl MapDump {
     pub fn print(&self) {
         let t = self.map_type.name();
         match self.map_type {
-            MapType::RingBuf => {
+            MapType::RingBuf | MapType::PerfEventArray => {
                 out!("map {} ({t}, {} records):", self.name, self.items.len());
                 self.items.iter().for_each(|r| out!("  {}", hex(r)));
             }

@@ -71,15 +71,16 @@ The context is the kernel's x86-64 struct pt_regs, so BPF_KPROBE/BPF_KRETPROBE a
 work unchanged. Probes are made by rewriting the function's first instructions into a jump to a
 trampoline (no trap, no system call per hit); where that is unsafe (a function shorter than 5
 bytes, a branch into the patched bytes) an int3 trap is used. The report says which each got.
-Helpers: map operations, ring buffers, bpf_get_current_pid_tgid, bpf_get_current_comm,
-bpf_ktime_get_ns, bpf_probe_read_user(_str) (never faults the process), bpf_get_func_ip,
-bpf_get_attach_cookie.
+Helpers: map operations, ring buffers, perf event arrays (bpf_perf_event_output),
+bpf_get_current_pid_tgid, bpf_get_current_comm, bpf_ktime_get_ns, bpf_probe_read_user(_str) (never
+faults the process), bpf_get_func_ip, bpf_get_attach_cookie, bpf_get_stackid and bpf_get_stack
+(the thread's user stack by frame pointers, as the kernel walks it; see moat memleak).
 
-Printed: what each program attached to and how; ring-buffer records as they arrive (hex); the maps
-at exit (and every --interval); each probe's runs, failed runs and skipped hits. Everything that
-goes wrong inside the traced process (a refused program, a missing symbol, a failing probe) is
-reported and the command keeps its own behaviour: moat trace exits with CMD's exit status and
-passes CMD's output through unchanged. CMD's children are not traced.
+Printed: what each program attached to and how; ring-buffer and perf event records as they arrive
+(hex); the maps at exit (and every --interval); each probe's runs, failed runs and skipped hits.
+Everything that goes wrong inside the traced process (a refused program, a missing symbol, a
+failing probe) is reported and the command keeps its own behaviour: moat trace exits with CMD's
+exit status and passes CMD's output through unchanged. CMD's children are not traced.
 
 System call tracepoints (tracepoint/syscalls/sys_enter_NAME, sys_exit_NAME, raw_tracepoint/sys_enter,
 sys_exit) get the kernel's tracepoint records; they are made by rewriting the `mov eax, NR; syscall`
