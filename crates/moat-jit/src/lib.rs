@@ -175,7 +175,12 @@ pub struct JitProgram {
     landing: u32,
     confined: bool,
     sfi: Option<Sfi>,
+    /// Unique among the process's programs (never reused): whose residue a run area's stack holds.
+    run_id: u64,
 }
+
+/// The next [`JitProgram::run_id`].
+static NEXT_RUN_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl std::fmt::Debug for JitProgram {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -236,7 +241,13 @@ impl JitProgram {
             landing: compiled.landing,
             confined,
             sfi,
+            run_id: NEXT_RUN_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
+    }
+
+    /// The program's identity for run areas (unique, never reused).
+    pub(crate) fn run_id(&self) -> u64 {
+        self.run_id
     }
 
     /// Runs the program on a context buffer: `r1` = its address, `r2` = its length.
