@@ -152,6 +152,21 @@ impl std::fmt::Display for Locus {
     }
 }
 
+thread_local! {
+    /// A region list a dropped [`MemoryMap`] left for the thread's next one.
+    static SPARE_REGIONS: std::cell::Cell<Vec<Region>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+impl Drop for MemoryMap {
+    fn drop(&mut self) {
+        let list = std::mem::take(&mut self.regions);
+        if list.capacity() > 0 && list.capacity() <= 64 {
+            // During thread teardown the slot may be gone: the list is then simply freed.
+            let _ = SPARE_REGIONS.try_with(|s| s.set(list));
+        }
+    }
+}
+
 /// The regions reachable by one run. The stack is tracked separately: only the frames of active calls
 /// are reachable, and that window moves with every call and return.
 #[derive(Debug, Default)]
@@ -167,11 +182,16 @@ impl MemoryMap {
         MemoryMap::default()
     }
 
-    /// An empty map with room for `regions` regions (one allocation per run, not one per
-    /// doubling).
+    /// An empty map with room for `regions` regions. The list is the thread's spare one where
+    /// there is one (a map gives its list back when dropped), so a run allocates nothing.
     pub fn with_capacity(regions: usize) -> MemoryMap {
+        let mut list = SPARE_REGIONS
+            .try_with(std::cell::Cell::take)
+            .unwrap_or_default();
+        list.clear();
+        list.reserve(regions);
         MemoryMap {
-            regions: Vec::with_capacity(regions),
+            regions: list,
             ..MemoryMap::default()
         }
     }

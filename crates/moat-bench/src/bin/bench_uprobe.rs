@@ -320,12 +320,16 @@ fn main() {
     );
 
     if let Some(which) = std::env::args().skip_while(|a| a != "--profile").nth(1) {
-        // For `perf record`: one rewritten probe, hit for a few seconds.
+        // For `perf record`: one rewritten probe (`ret`: and a return probe), hit for a few
+        // seconds.
         let hook = Hook {
             program: prog(&which),
             cookie: 0,
         };
-        let a = moat_attach::attach(&located(), vec![hook], vec![], Choice::Auto).expect("attach");
+        // `--profile NAME ret`: the same program as a return probe too.
+        let ret = std::env::args().any(|a| a == "ret");
+        let rets = if ret { vec![hook.clone()] } else { vec![] };
+        let a = moat_attach::attach(&located(), vec![hook], rets, Choice::Auto).expect("attach");
         for i in 0..20_000_000u64 {
             black_box(moat_bench_probed(black_box(i)));
         }
