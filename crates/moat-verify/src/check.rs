@@ -125,6 +125,8 @@ pub(crate) struct Checker<'p, 'e> {
     pub(crate) facts: Facts,
     pub(crate) log: Vec<String>,
     pkt_ids: std::cell::Cell<u32>,
+    /// Which registers can still matter at each instruction (pruning ignores the others).
+    reg_use: crate::reguse::RegUse,
 }
 
 type R<T> = Result<T, Box<VerifyError>>;
@@ -157,6 +159,11 @@ impl<'p, 'e> Checker<'p, 'e> {
             facts: Facts::default(),
             log: Vec::new(),
             pkt_ids: std::cell::Cell::new(0),
+            reg_use: crate::reguse::analyse(
+                prog,
+                &crate::cfg::functions(prog),
+                env.return_range.is_some(),
+            ),
         }
     }
 
@@ -277,6 +284,11 @@ impl<'p, 'e> Checker<'p, 'e> {
         pending: usize,
     ) -> R<bool> {
         let privileged = self.env.privileged;
+        let (live, precise) = self
+            .prog
+            .index_of_slot(pc)
+            .and_then(|i| Some((*self.reg_use.live.get(i)?, *self.reg_use.precise.get(i)?)))
+            .unwrap_or((u16::MAX, u16::MAX));
         let evict = self.state_bytes(pending) > EVICTION_THRESHOLD;
         let mut len = 0;
         if let Some(list) = self.stored.get_mut(&pc) {
@@ -287,9 +299,13 @@ impl<'p, 'e> Checker<'p, 'e> {
                     .get(st.node as usize)
                     .is_none_or(|n| n.pending == 0);
                 if verified
-                    && st
-                        .state
-                        .covers_counting(state, privileged, &mut self.stats.compare_work)
+                    && st.state.covers_relaxed(
+                        state,
+                        privileged,
+                        &mut self.stats.compare_work,
+                        live,
+                        precise,
+                    )
                 {
                     st.hits += 1;
                     self.stats.pruned += 1;

@@ -9,8 +9,10 @@
 //! `*_or_null` pointers into checked ones. Every load and store must be in bounds of its region, every
 //! helper call must match the helper's prototype ([`env::HelperProto`]), every ring buffer reservation
 //! must be released, and loops must terminate within a complexity limit (states are pruned when an
-//! earlier, more general state at the same instruction was already proven safe; returning to an
-//! identical state is an infinite loop).
+//! earlier, more general state at the same instruction was already proven safe — registers no path
+//! reads, and scalars whose value decides nothing, left out of the comparison as the kernel's
+//! liveness and precision tracking leave them; returning to an identical state is an infinite
+//! loop).
 //!
 //! The result, [`VerifiedProgram`], carries the proven facts ([`facts::Facts`]) later layers use: the
 //! JIT elides bounds checks ([`ProvenAccesses`], which nothing but a verification can make without
@@ -32,6 +34,7 @@ pub mod env;
 mod error;
 pub mod facts;
 mod proof;
+mod reguse;
 pub mod scalar;
 pub mod state;
 pub mod tnum;

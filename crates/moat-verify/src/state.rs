@@ -405,12 +405,37 @@ impl Frame {
     }
 
     fn covers(&self, new: &Frame, privileged: bool, work: &mut u64) -> bool {
+        self.covers_relaxed(new, privileged, work, u16::MAX, u16::MAX)
+    }
+
+    /// [`Frame::covers`] ignoring registers outside `live` (no path reads them before writing
+    /// them) and comparing scalars outside `precise` by type only (their values decide nothing).
+    fn covers_relaxed(
+        &self,
+        new: &Frame,
+        privileged: bool,
+        work: &mut u64,
+        live: u16,
+        precise: u16,
+    ) -> bool {
         self.return_to == new.return_to
             && self.callback == new.callback
-            && self.regs.iter().zip(&new.regs).all(|(o, n)| {
-                *work += 1;
-                o.covers(n)
-            })
+            && self
+                .regs
+                .iter()
+                .zip(&new.regs)
+                .enumerate()
+                .all(|(r, (o, n))| {
+                    *work += 1;
+                    let bit = 1u16 << r;
+                    if live & bit == 0 {
+                        return true;
+                    }
+                    if precise & bit == 0 && matches!((o, n), (Reg::Scalar(_), Reg::Scalar(_))) {
+                        return true;
+                    }
+                    o.covers(n)
+                })
             && (Rc::ptr_eq(&self.stack, &new.stack)
                 || self.stack.covers(&new.stack, privileged, work))
     }
@@ -524,6 +549,21 @@ impl State {
 
     /// [`State::covers`], adding to `work` the registers and stack slots it compared.
     pub fn covers_counting(&self, new: &State, privileged: bool, work: &mut u64) -> bool {
+        self.covers_relaxed(new, privileged, work, u16::MAX, u16::MAX)
+    }
+
+    /// [`State::covers_counting`] where the innermost frame's registers outside `live` are not
+    /// compared and its scalars outside `precise` are compared by type only (the verifier's
+    /// register-use analysis says which registers can still matter at the instruction); outer
+    /// frames are compared whole.
+    pub fn covers_relaxed(
+        &self,
+        new: &State,
+        privileged: bool,
+        work: &mut u64,
+        live: u16,
+        precise: u16,
+    ) -> bool {
         *work += 1;
         self.frames.len() == new.frames.len()
             && self.refs == new.refs
@@ -539,7 +579,15 @@ impl State {
                 .iter()
                 .zip(&new.frames)
                 .rev()
-                .all(|(o, n)| Rc::ptr_eq(o, n) || o.covers(n, privileged, work))
+                .enumerate()
+                .all(|(depth, (o, n))| {
+                    Rc::ptr_eq(o, n)
+                        || if depth == 0 {
+                            o.covers_relaxed(n, privileged, work, live, precise)
+                        } else {
+                            o.covers(n, privileged, work)
+                        }
+                })
     }
 
     /// Bytes known to exist from the variable start of packet pointers with `id`.
