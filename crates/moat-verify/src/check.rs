@@ -284,11 +284,19 @@ impl<'p, 'e> Checker<'p, 'e> {
         pending: usize,
     ) -> R<bool> {
         let privileged = self.env.privileged;
-        let (live, precise) = self
+        let u = &self.reg_use;
+        let relax = self
             .prog
             .index_of_slot(pc)
-            .and_then(|i| Some((*self.reg_use.live.get(i)?, *self.reg_use.precise.get(i)?)))
-            .unwrap_or((u16::MAX, u16::MAX));
+            .and_then(|i| {
+                Some(crate::state::Relax {
+                    regs_live: *u.live.get(i)?,
+                    regs_precise: *u.precise.get(i)?,
+                    slots_live: *u.slot_live.get(i)?,
+                    slots_precise: *u.slot_precise.get(i)?,
+                })
+            })
+            .unwrap_or(crate::state::Relax::NONE);
         let evict = self.state_bytes(pending) > EVICTION_THRESHOLD;
         let mut len = 0;
         if let Some(list) = self.stored.get_mut(&pc) {
@@ -303,8 +311,7 @@ impl<'p, 'e> Checker<'p, 'e> {
                         state,
                         privileged,
                         &mut self.stats.compare_work,
-                        live,
-                        precise,
+                        &relax,
                     )
                 {
                     st.hits += 1;

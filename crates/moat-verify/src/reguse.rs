@@ -30,6 +30,11 @@ pub(crate) struct RegUse {
     pub live: Vec<u16>,
     /// Scalars whose range may decide safety on some path.
     pub precise: Vec<u16>,
+    /// The frame's 8-byte stack slots (bit `i`: bytes `8i..8i+8` above the frame's lowest) some
+    /// path reads before overwriting them whole.
+    pub slot_live: Vec<u64>,
+    /// Slots whose spilled scalar's range may decide safety on some path.
+    pub slot_precise: Vec<u64>,
 }
 
 const ARGS: u16 = 0b11_1110; // r1..r5
@@ -303,9 +308,33 @@ pub(crate) fn analyse(prog: &Program, entries: &[usize], return_checked: bool) -
             }
         }
     }
-    // Backward: liveness and precision, to a fixed point.
-    let mut live = vec![0u16; n];
-    let mut precise = vec![0u16; n];
+    // Forward: registers that may point into the current frame's stack.
+    let mut stack_in = vec![0u16; n];
+    let mut seen = vec![false; n];
+    for &e in entries {
+        if let Some(i) = prog.index_of_slot(e) {
+            stack_in[i] |= R10;
+            seen[i] = true;
+            work.push(i);
+        }
+    }
+    while let Some(i) = work.pop() {
+        let out = stack_pointers_after(&insns[i].1, stack_in[i]);
+        for s in successors(prog, i) {
+            if s < n && (!seen[s] || stack_in[s] | out != stack_in[s]) {
+                seen[s] = true;
+                stack_in[s] |= out;
+                work.push(s);
+            }
+        }
+    }
+    // Backward: liveness and precision of registers and stack slots, to a fixed point.
+    let mut out = RegUse {
+        live: vec![0; n],
+        precise: vec![0; n],
+        slot_live: vec![0; n],
+        slot_precise: vec![0; n],
+    };
     let effects: Vec<Effect> = insns
         .iter()
         .enumerate()
@@ -316,27 +345,179 @@ pub(crate) fn analyse(prog: &Program, entries: &[usize], return_checked: bool) -
     while changed {
         changed = false;
         for i in (0..n).rev() {
-            let (mut live_out, mut precise_out) = (0u16, 0u16);
+            let mut after = Masks::default();
             for &s in &succs[i] {
                 if s < n {
-                    live_out |= live[s];
-                    precise_out |= precise[s];
+                    after.regs_live |= out.live[s];
+                    after.regs_precise |= out.precise[s];
+                    after.slots_live |= out.slot_live[s];
+                    after.slots_precise |= out.slot_precise[s];
                 }
             }
-            let e = &effects[i];
-            let live_in = (live_out & !e.defs) | e.uses | R10;
-            let mut precise_in = (precise_out & !e.defs) | e.seeds;
-            if precise_out & e.defs != 0 {
-                precise_in |= e.flows;
-            }
-            if live_in != live[i] || precise_in != precise[i] {
-                live[i] = live_in;
-                precise[i] = precise_in;
+            let before = step(&insns[i].1, &effects[i], stack_in[i], after);
+            if before.regs_live != out.live[i]
+                || before.regs_precise != out.precise[i]
+                || before.slots_live != out.slot_live[i]
+                || before.slots_precise != out.slot_precise[i]
+            {
+                out.live[i] = before.regs_live;
+                out.precise[i] = before.regs_precise;
+                out.slot_live[i] = before.slots_live;
+                out.slot_precise[i] = before.slots_precise;
                 changed = true;
             }
         }
     }
-    RegUse { live, precise }
+    out
+}
+
+/// What matters at one point.
+#[derive(Debug, Clone, Copy, Default)]
+struct Masks {
+    regs_live: u16,
+    regs_precise: u16,
+    slots_live: u64,
+    slots_precise: u64,
+}
+
+/// The slots bytes `[off, off + size)` from the frame pointer cover, if all inside the frame.
+fn slots_of(off: i16, size: usize) -> Option<u64> {
+    let first = 512 + i64::from(off);
+    let last = first + size as i64 - 1;
+    if first < 0 || last >= 512 || size == 0 {
+        return None;
+    }
+    let (a, b) = ((first / 8) as u32, (last / 8) as u32);
+    Some((a..=b).fold(0u64, |m, k| m | (1u64 << k)))
+}
+
+/// Registers that may point into the current frame's stack after `insn`.
+fn stack_pointers_after(insn: &Insn, before: u16) -> u16 {
+    match *insn {
+        Insn::Alu { op, dst, src, .. } => {
+            let d = bit(dst);
+            let s = operand(&src);
+            match op {
+                AluOp::Mov | AluOp::MovSx(_) => {
+                    if before & s != 0 {
+                        before | d
+                    } else {
+                        before & !d
+                    }
+                }
+                _ if before & (d | s) != 0 => before | d,
+                _ => before,
+            }
+        }
+        // A spilled stack pointer may be filled back.
+        Insn::Load { dst, .. } => before | bit(dst),
+        Insn::LoadImm64 { dst, .. } => before & !bit(dst),
+        Insn::Atomic { op, src, .. } => match op {
+            AtomicOp::CmpXchg => before | R0,
+            AtomicOp::Xchg => before | bit(src),
+            AtomicOp::Add { fetch: true }
+            | AtomicOp::Or { fetch: true }
+            | AtomicOp::And { fetch: true }
+            | AtomicOp::Xor { fetch: true } => before | bit(src),
+            _ => before,
+        },
+        Insn::LoadAbs { .. } | Insn::LoadInd { .. } => before & !CLOBBERED,
+        // A function may return a pointer its caller passed it.
+        Insn::Call(moat_isa::CallTarget::Local(_)) | Insn::CallX { .. } => {
+            (before & !CLOBBERED) | R0
+        }
+        Insn::Call(_) => before & !CLOBBERED,
+        _ => before,
+    }
+}
+
+/// What matters before `insn`, from what matters after it. `stack`: registers that may point into
+/// the frame's stack before it.
+fn step(insn: &Insn, e: &Effect, stack: u16, after: Masks) -> Masks {
+    const ALL: u64 = u64::MAX;
+    let mut regs_live = (after.regs_live & !e.defs) | e.uses | R10;
+    let mut regs_precise = (after.regs_precise & !e.defs) | e.seeds;
+    if after.regs_precise & e.defs != 0 {
+        regs_precise |= e.flows;
+    }
+    let (mut slots_live, mut slots_precise) = (after.slots_live, after.slots_precise);
+    match *insn {
+        Insn::Store {
+            size,
+            dst,
+            off,
+            src,
+        } => {
+            let s = operand(&src);
+            match (dst.index() == 10, slots_of(off, size.bytes())) {
+                (true, Some(slots)) => {
+                    if size.bytes() == 8 && off % 8 == 0 {
+                        // A whole slot written from the frame pointer: a spill (or a number). Its
+                        // value matters as much as the slot's does after.
+                        if slots_precise & slots == 0 {
+                            regs_precise = (regs_precise & !s) | (after.regs_precise & s);
+                        }
+                        slots_live &= !slots;
+                        slots_precise &= !slots;
+                    }
+                }
+                (true, None) => {}
+                // Somewhere in the frame, or elsewhere: no slot is known to be overwritten.
+                (false, _) => {}
+            }
+        }
+        Insn::Load {
+            size,
+            dst,
+            src,
+            off,
+            ..
+        } => {
+            let d_precise = after.regs_precise & bit(dst) != 0;
+            if src.index() == 10 {
+                if let Some(slots) = slots_of(off, size.bytes()) {
+                    slots_live |= slots;
+                    if d_precise {
+                        slots_precise |= slots;
+                    }
+                }
+            } else if stack & bit(src) != 0 {
+                slots_live = ALL;
+                if d_precise {
+                    slots_precise = ALL;
+                }
+            }
+        }
+        Insn::Atomic { size, dst, off, .. } => {
+            if dst.index() == 10 {
+                if let Some(slots) = slots_of(off, size.bytes()) {
+                    slots_live |= slots;
+                    slots_precise |= slots;
+                }
+            } else if stack & bit(dst) != 0 {
+                slots_live = ALL;
+                slots_precise = ALL;
+            }
+        }
+        // A helper or function given a pointer into the frame may read any slot of it.
+        Insn::Call(_) | Insn::CallX { .. } if stack & (ARGS | e.uses) != 0 => {
+            slots_live = ALL;
+            slots_precise = ALL;
+        }
+        // The frame ends: nothing in it matters to the caller.
+        Insn::Exit => {
+            slots_live = 0;
+            slots_precise = 0;
+        }
+        _ => {}
+    }
+    regs_live |= R10;
+    Masks {
+        regs_live,
+        regs_precise,
+        slots_live,
+        slots_precise,
+    }
 }
 
 #[cfg(test)]
@@ -385,6 +566,37 @@ mod tests {
         // Checked return values are precise.
         let u = analyse(&p, &[0], true);
         assert_eq!(u.precise[done] & 0b1000, 0b1000);
+    }
+
+    #[test]
+    fn spilled_scalars_are_precise_only_if_their_fill_is() {
+        // fp-8 holds a number that only reaches the unchecked return value; fp-16 one that is
+        // added to a pointer after it is filled.
+        let p = prog(
+            "ldxw %r3, [%r1+0]
+             stxdw [%r10-8], %r3
+             stxdw [%r10-16], %r3
+             ja +0
+             ldxdw %r4, [%r10-16]
+             and %r4, 7
+             mov %r5, %r10
+             add %r5, -32
+             add %r5, %r4
+             ldxdw %r0, [%r10-8]
+             exit",
+        );
+        let u = analyse(&p, &[0], false);
+        let at = |slot: usize| p.index_of_slot(slot).unwrap();
+        let (fp8, fp16) = (1u64 << 63, 1u64 << 62);
+        assert_eq!(u.slot_live[at(3)] & (fp8 | fp16), fp8 | fp16);
+        assert_eq!(u.slot_precise[at(3)] & (fp8 | fp16), fp16);
+        // The store to fp-16 makes r3 precise before it; the one to fp-8 alone would not.
+        assert_ne!(u.precise[at(2)] & (1 << 3), 0);
+        assert_eq!(
+            u.slot_live[at(1)] & (fp8 | fp16),
+            0,
+            "both are written before any read"
+        );
     }
 
     #[test]

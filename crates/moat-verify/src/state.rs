@@ -327,12 +327,35 @@ impl Stack {
         self.top_down.iter_mut()
     }
 
-    fn covers(&self, new: &Stack, privileged: bool, work: &mut u64) -> bool {
+    /// Whether every slot of `self` (an earlier state's stack) covers `new`'s, ignoring slots outside `live` (bit `i`: [`Stack::slot`] `i`) and
+    /// comparing spilled scalars outside `precise` by type only.
+    fn covers_relaxed(
+        &self,
+        new: &Stack,
+        privileged: bool,
+        work: &mut u64,
+        live: u64,
+        precise: u64,
+    ) -> bool {
         let n = self.top_down.len().max(new.top_down.len());
         (0..n).all(|j| {
             *work += 1;
             let o = self.top_down.get(j).unwrap_or(&Slot::EMPTY);
             let nw = new.top_down.get(j).unwrap_or(&Slot::EMPTY);
+            let bit = SLOTS.checked_sub(j + 1).map_or(u64::MAX, |i| 1u64 << i);
+            if live & bit == 0 {
+                return true;
+            }
+            if precise & bit == 0
+                && o.bytes == [Byte::Spill; 8]
+                && nw.bytes == [Byte::Spill; 8]
+                && matches!(
+                    (&o.spill, &nw.spill),
+                    (Some(Reg::Scalar(_)), Some(Reg::Scalar(_)))
+                )
+            {
+                return true;
+            }
             o.covers(nw, privileged)
         })
     }
@@ -405,19 +428,14 @@ impl Frame {
     }
 
     fn covers(&self, new: &Frame, privileged: bool, work: &mut u64) -> bool {
-        self.covers_relaxed(new, privileged, work, u16::MAX, u16::MAX)
+        self.covers_relaxed(new, privileged, work, &Relax::NONE)
     }
 
-    /// [`Frame::covers`] ignoring registers outside `live` (no path reads them before writing
-    /// them) and comparing scalars outside `precise` by type only (their values decide nothing).
-    fn covers_relaxed(
-        &self,
-        new: &Frame,
-        privileged: bool,
-        work: &mut u64,
-        live: u16,
-        precise: u16,
-    ) -> bool {
+    /// [`Frame::covers`] ignoring registers and stack slots `relax` says are dead (no path reads
+    /// them before writing them) and comparing scalars it says are imprecise by type only (their
+    /// values decide nothing).
+    fn covers_relaxed(&self, new: &Frame, privileged: bool, work: &mut u64, relax: &Relax) -> bool {
+        let (live, precise) = (relax.regs_live, relax.regs_precise);
         self.return_to == new.return_to
             && self.callback == new.callback
             && self
@@ -437,8 +455,38 @@ impl Frame {
                     o.covers(n)
                 })
             && (Rc::ptr_eq(&self.stack, &new.stack)
-                || self.stack.covers(&new.stack, privileged, work))
+                || self.stack.covers_relaxed(
+                    &new.stack,
+                    privileged,
+                    work,
+                    relax.slots_live,
+                    relax.slots_precise,
+                ))
     }
+}
+
+/// What pruning may leave out of the comparison of the innermost frame, by register and stack slot
+/// (from the verifier's register-use analysis at the instruction).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Relax {
+    /// Registers some path reads before writing.
+    pub regs_live: u16,
+    /// Registers whose scalar value may decide safety.
+    pub regs_precise: u16,
+    /// Stack slots (bit `i`: [`Stack::slot`] `i`) some path reads before overwriting.
+    pub slots_live: u64,
+    /// Stack slots whose spilled scalar may decide safety.
+    pub slots_precise: u64,
+}
+
+impl Relax {
+    /// Nothing left out: the plain comparison.
+    pub const NONE: Relax = Relax {
+        regs_live: u16::MAX,
+        regs_precise: u16::MAX,
+        slots_live: u64::MAX,
+        slots_precise: u64::MAX,
+    };
 }
 
 /// The state of one path at one instruction. Frames are shared with the states it was copied from
@@ -549,20 +597,18 @@ impl State {
 
     /// [`State::covers`], adding to `work` the registers and stack slots it compared.
     pub fn covers_counting(&self, new: &State, privileged: bool, work: &mut u64) -> bool {
-        self.covers_relaxed(new, privileged, work, u16::MAX, u16::MAX)
+        self.covers_relaxed(new, privileged, work, &Relax::NONE)
     }
 
-    /// [`State::covers_counting`] where the innermost frame's registers outside `live` are not
-    /// compared and its scalars outside `precise` are compared by type only (the verifier's
-    /// register-use analysis says which registers can still matter at the instruction); outer
-    /// frames are compared whole.
+    /// [`State::covers_counting`] leaving out of the innermost frame's comparison what `relax`
+    /// says cannot matter at the instruction (the verifier's register-use analysis); outer frames
+    /// are compared whole.
     pub fn covers_relaxed(
         &self,
         new: &State,
         privileged: bool,
         work: &mut u64,
-        live: u16,
-        precise: u16,
+        relax: &Relax,
     ) -> bool {
         *work += 1;
         self.frames.len() == new.frames.len()
@@ -583,7 +629,7 @@ impl State {
                 .all(|(depth, (o, n))| {
                     Rc::ptr_eq(o, n)
                         || if depth == 0 {
-                            o.covers_relaxed(n, privileged, work, live, precise)
+                            o.covers_relaxed(n, privileged, work, relax)
                         } else {
                             o.covers(n, privileged, work)
                         }
