@@ -120,6 +120,17 @@ enum Command {
     Inspect {
         /// The ELF object.
         file: PathBuf,
+        /// Print one JSON object instead of text: `file`, `license` (string or null),
+        /// `kernel_version` (number or null), `btf` and `btf_ext` (booleans); `programs`, each with
+        /// `name`, `section`, `type` (the `--type` name libbpf's section names give, or null),
+        /// `insns` (8-byte slots, as `verify` counts them), `tag` (hex), `maps` (names of the maps
+        /// it uses), `core_relocations`, `unresolved` (`symbol`, `insn`, `call`); `maps`, each with
+        /// `name`, `type` (e.g. `hash`, or null if unknown), `type_id` (`BPF_MAP_TYPE_*`),
+        /// `key_size`, `value_size`, `max_entries`, `flags`, `kind` (`btf`, `legacy`, `data`,
+        /// `rodata`, `bss`), `pinned_by_name`; `sections`, each with `index`, `name`, `kind`,
+        /// `size`. On failure `{"error": "..."}` and exit code 1.
+        #[arg(long)]
+        json: bool,
     },
     /// Assemble a text file into bytecode.
     Asm {
@@ -128,6 +139,10 @@ enum Command {
         /// Where to write the bytecode.
         #[arg(short, long)]
         output: PathBuf,
+        /// Print one JSON object: `output` (the path written), `insns` (8-byte slots), `bytes`.
+        /// On failure `{"error": "..."}` and exit code 1.
+        #[arg(long)]
+        json: bool,
     },
     /// Compile a program with the JIT and show the generated x86-64 code, disassembled.
     JitDump {
@@ -150,6 +165,13 @@ enum Command {
         /// For an object: only this program.
         #[arg(long)]
         program: Option<String>,
+        /// Print one JSON object instead of text: `file`, and `programs`, each with `name` and
+        /// `section` (null for bytecode without an object) and `insns`, each with `pc` (slot
+        /// index), `text` (as the text output prints it) and, where the object's BTF line info
+        /// covers it, `source`: `file`, `line`, `column`, `text` (the C line). On failure
+        /// `{"error": "..."}` and exit code 1.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -441,20 +463,44 @@ fn main() -> ExitCode {
         Command::SchedBench(args) => sched::run_bench(args),
         Command::Trace(args) => return trace::run(args),
         Command::Memleak(args) => return memleak::run(args),
-        Command::Inspect { file } => Input::read(&file).and_then(|input| report::inspect(&input)),
-        Command::Asm { file, output } => Input::read(&file).and_then(|input| {
-            let bytes = input.bytecode(None)?;
-            std::fs::write(&output, &bytes)
-                .with_context(|| format!("cannot write {}", output.display()))
-        }),
+        Command::Inspect { file, json } => json_errors(
+            json,
+            Input::read(&file).and_then(|input| report::inspect(&input, json)),
+        ),
+        Command::Asm { file, output, json } => json_errors(
+            json,
+            Input::read(&file).and_then(|input| {
+                let bytes = input.bytecode(None)?;
+                std::fs::write(&output, &bytes)
+                    .with_context(|| format!("cannot write {}", output.display()))?;
+                if json {
+                    out!(
+                        "{}",
+                        serde_json::json!({
+                            "output": output,
+                            "insns": bytes.len() / 8,
+                            "bytes": bytes.len(),
+                        })
+                    );
+                }
+                Ok(())
+            }),
+        ),
         Command::JitDump {
             file,
             program,
             prog_type,
         } => jit_dump(&file, program.as_deref(), prog_type.as_deref()),
-        Command::Disasm { file, pc, program } => {
-            Input::read(&file).and_then(|input| report::disasm(&input, pc, program.as_deref()))
-        }
+        Command::Disasm {
+            file,
+            pc,
+            program,
+            json,
+        } => json_errors(
+            json,
+            Input::read(&file)
+                .and_then(|input| report::disasm(&input, pc, program.as_deref(), json)),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -18,13 +18,113 @@ fn hex(bytes: &[u8]) -> String {
         .join(" ")
 }
 
-/// Prints an object's programs, maps and sections.
-pub fn inspect(input: &Input) -> Result<()> {
+/// Prints an object's programs, maps and sections (as one JSON object with `json`).
+pub fn inspect(input: &Input, json: bool) -> Result<()> {
     let obj = input
         .object()?
         .with_context(|| format!("{}: not an ELF object", input.path()))?;
-    out_raw!("{}", describe(input.path(), &obj));
+    if json {
+        out!("{}", describe_json(input.path(), &obj));
+    } else {
+        out_raw!("{}", describe(input.path(), &obj));
+    }
     Ok(())
+}
+
+/// A program type by the name `--type` takes for it.
+fn prog_type_name(t: moat::ProgType) -> String {
+    use moat::ProgType as P;
+    match t {
+        P::Buffer => "buffer".into(),
+        P::Xdp => "xdp".into(),
+        P::SchedCls => "sched_cls".into(),
+        P::SocketFilter => "socket_filter".into(),
+        P::CgroupSkb => "cgroup_skb".into(),
+        P::Tracing => "tracing".into(),
+        other => snake_case(&format!("{other:?}")),
+    }
+}
+
+/// `LegacyMaps` → `legacy_maps`: the names of moat-obj's fieldless kinds in JSON.
+fn snake_case(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+/// `moat inspect --json`: the fields documented in `moat inspect --help`.
+fn describe_json(path: &str, obj: &Object) -> serde_json::Value {
+    use serde_json::json;
+    let programs: Vec<serde_json::Value> = obj
+        .programs
+        .iter()
+        .map(|p| {
+            let maps: Vec<&str> = p
+                .map_indices
+                .iter()
+                .filter_map(|&i| obj.maps.get(i).map(|m| m.name.as_str()))
+                .collect();
+            let unresolved: Vec<serde_json::Value> = p
+                .unresolved
+                .iter()
+                .map(|u| json!({"symbol": u.symbol, "insn": u.insn, "call": u.is_call}))
+                .collect();
+            json!({
+                "name": p.name,
+                "section": p.section,
+                "type": moat::ProgType::from_section(&p.section).map(prog_type_name),
+                "insns": p.insn_count,
+                "tag": hex(&moat::program_tag(&p.bytecode)).replace(' ', ""),
+                "maps": maps,
+                "core_relocations": p.core_relocations,
+                "unresolved": unresolved,
+            })
+        })
+        .collect();
+    let maps: Vec<serde_json::Value> = obj
+        .maps
+        .iter()
+        .map(|m| {
+            json!({
+                "name": m.name,
+                "type": MapType::try_from(m.map_type).ok().map(MapType::name),
+                "type_id": m.map_type,
+                "key_size": m.key_size,
+                "value_size": m.value_size,
+                "max_entries": m.max_entries,
+                "flags": m.flags,
+                "kind": snake_case(&format!("{:?}", m.kind)),
+                "pinned_by_name": m.pinning == moat::LIBBPF_PIN_BY_NAME,
+            })
+        })
+        .collect();
+    let sections: Vec<serde_json::Value> = obj
+        .sections
+        .iter()
+        .map(|s| {
+            json!({
+                "index": s.index,
+                "name": s.name,
+                "kind": snake_case(&format!("{:?}", s.kind)),
+                "size": s.size,
+            })
+        })
+        .collect();
+    json!({
+        "file": path,
+        "license": obj.license,
+        "kernel_version": obj.kernel_version,
+        "btf": obj.has_btf,
+        "btf_ext": obj.has_btf_ext,
+        "programs": programs,
+        "maps": maps,
+        "sections": sections,
+    })
 }
 
 fn describe(path: &str, obj: &Object) -> String {
@@ -107,18 +207,78 @@ fn describe(path: &str, obj: &Object) -> String {
     out
 }
 
-/// Disassembles a program (for objects: one or every program, with source lines where known).
-pub fn disasm(input: &Input, with_pc: bool, program: Option<&str>) -> Result<()> {
+/// One instruction of `disasm --json`: `pc`, `text`, and `source` where line info covers it.
+fn insn_json(
+    pc: usize,
+    insn: &moat_isa::Insn,
+    source: Option<serde_json::Value>,
+) -> serde_json::Value {
+    let mut v = serde_json::json!({ "pc": pc, "text": moat_isa::disasm_one(insn) });
+    if let Some(source) = source {
+        v["source"] = source;
+    }
+    v
+}
+
+/// Disassembles a program (for objects: one or every program, with source lines where known); with
+/// `json`, one JSON object as `moat disasm --help` documents.
+pub fn disasm(input: &Input, with_pc: bool, program: Option<&str>, json: bool) -> Result<()> {
     let Some(obj) = input.object()? else {
         let bytes = input.bytecode(None)?;
         let insns = moat_isa::decode(&bytes).with_context(|| input.path().to_string())?;
-        out_raw!("{}", moat_isa::disasm(&insns, with_pc));
+        if json {
+            let insns: Vec<_> = insns
+                .iter()
+                .map(|(pc, i)| insn_json(*pc, i, None))
+                .collect();
+            let program = serde_json::json!({ "name": null, "section": null, "insns": insns });
+            out!(
+                "{}",
+                serde_json::json!({ "file": input.path(), "programs": [program] })
+            );
+        } else {
+            out_raw!("{}", moat_isa::disasm(&insns, with_pc));
+        }
         return Ok(());
     };
     let names: Vec<String> = match program {
         Some(_) => vec![choose_program(&obj, program, input.path())?],
         None => obj.programs.iter().map(|p| p.name.clone()).collect(),
     };
+    if json {
+        let mut programs = Vec::new();
+        for name in names {
+            let spec = obj
+                .program(&name)
+                .with_context(|| input.path().to_string())?;
+            let insns = moat_isa::decode(&spec.bytecode)
+                .with_context(|| format!("{}: program {}", input.path(), spec.name))?;
+            let insns: Vec<_> = insns
+                .iter()
+                .map(|(pc, i)| {
+                    let source = spec.line_at(*pc).filter(|l| l.line > 0).map(|l| {
+                        serde_json::json!({
+                            "file": &*l.file,
+                            "line": l.line,
+                            "column": l.column,
+                            "text": l.text.trim(),
+                        })
+                    });
+                    insn_json(*pc, i, source)
+                })
+                .collect();
+            programs.push(serde_json::json!({
+                "name": spec.name,
+                "section": spec.section,
+                "insns": insns,
+            }));
+        }
+        out!(
+            "{}",
+            serde_json::json!({ "file": input.path(), "programs": programs })
+        );
+        return Ok(());
+    }
     for name in names {
         let spec = obj
             .program(&name)
