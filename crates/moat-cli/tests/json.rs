@@ -300,3 +300,212 @@ fn asm_reports_what_it_wrote() {
     std::fs::write(&bad, "frobnicate %r0\n").expect("write");
     check_error(&["asm", &bad.to_string_lossy(), "-o", &out_s, "--json"]);
 }
+
+/// The fields of `pool inspect --json` (and `pool create --json`).
+fn check_pool_info(v: &Value) {
+    use Ty::*;
+    check(
+        v,
+        &[
+            ("path", Str),
+            ("uuid", Str),
+            ("layout_version", Uint),
+            ("size", Uint),
+            ("created", Str),
+            ("created_unix", Uint),
+            ("owner_uid", Uint),
+            ("owner_tag", OptStr),
+            ("log", Obj),
+            ("max_maps", Uint),
+            ("heap_pages", Uint),
+            ("free_pages", Uint),
+            ("lock", Obj),
+            ("maps", Arr),
+        ],
+    );
+    assert!(v["mode"].is_null() || v["mode"].is_object(), "{v}");
+    check(
+        &v["log"],
+        &[("size", Uint), ("state", Str), ("records", Uint)],
+    );
+    check(&v["lock"], &[("takeovers", Uint)]);
+    assert!(v["lock"]["holder"].is_null() || v["lock"]["holder"].is_u64());
+    let uuid = v["uuid"].as_str().unwrap_or_default();
+    let groups: Vec<usize> = uuid.split('-').map(str::len).collect();
+    assert_eq!(groups, [8, 4, 4, 4, 12], "{uuid}");
+    // RFC 3339 in UTC, and the same instant as `created_unix`.
+    let created = v["created"].as_str().unwrap_or_default();
+    let unix = v["created_unix"].as_u64().unwrap_or_default();
+    assert_eq!(created, rfc3339(unix), "{v}");
+}
+
+/// RFC 3339 by the civil-from-days algorithm (Howard Hinnant's), independent of the `time` crate
+/// the CLI uses.
+fn rfc3339(unix: u64) -> String {
+    let days = i64::try_from(unix / 86_400).expect("days fit");
+    let secs = unix % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+#[test]
+fn the_reference_date_conversion_is_right() {
+    for (unix, text) in [
+        (0, "1970-01-01T00:00:00Z"),
+        (951_782_400, "2000-02-29T00:00:00Z"),
+        (1_796_360_970, "2026-12-04T05:09:30Z"),
+        (4_107_542_399, "2100-02-28T23:59:59Z"),
+    ] {
+        assert_eq!(rfc3339(unix), text);
+    }
+}
+
+#[test]
+fn pool_verbs_speak_json() {
+    use Ty::*;
+    let dir = temp_dir("pool");
+    let pool = dir.join("p.pool").to_string_lossy().into_owned();
+    let v = json(&["pool", "create", &pool, "--size", "1M", "--json"], 0);
+    check_pool_info(&v);
+    assert_eq!(v["size"], 1 << 20);
+    assert_eq!(v["log"]["state"], "clean");
+    let v = json(
+        &[
+            "pool",
+            "create-map",
+            &pool,
+            "m",
+            "--key-size",
+            "4",
+            "--value-size",
+            "8",
+            "--max-entries",
+            "16",
+            "--json",
+        ],
+        0,
+    );
+    check(
+        &v,
+        &[
+            ("path", Str),
+            ("map", Str),
+            ("key_size", Uint),
+            ("value_size", Uint),
+            ("max_entries", Uint),
+        ],
+    );
+    for key in ["01000000", "02000000"] {
+        let v = json(
+            &[
+                "pool",
+                "update",
+                &pool,
+                "m",
+                key,
+                "2a00000000000000",
+                "--json",
+            ],
+            0,
+        );
+        check(
+            &v,
+            &[("path", Str), ("map", Str), ("key", Str), ("value", Str)],
+        );
+    }
+    let v = json(&["pool", "delete", &pool, "m", "02000000", "--json"], 0);
+    check(&v, &[("path", Str), ("map", Str), ("key", Str)]);
+    assert_eq!(v["key"], "02 00 00 00");
+    let v = json(&["pool", "dump", &pool, "m", "--json"], 0);
+    check(&v, &[("path", Str), ("map", Str), ("entries", Arr)]);
+    check_each(&v["entries"], &[("key", Str), ("value", Str)]);
+    assert_eq!(v["entries"][0]["key"], "01 00 00 00");
+    assert_eq!(v["entries"][0]["value"], "2a 00 00 00 00 00 00 00");
+    assert_eq!(v["entries"].as_array().map(Vec::len), Some(1));
+    let v = json(&["pool", "verify", &pool, "--json"], 0);
+    check(
+        &v,
+        &[
+            ("path", Str),
+            ("ok", Bool),
+            ("maps", Uint),
+            ("elements", Uint),
+            ("free_pages", Uint),
+            ("recovered", Obj),
+        ],
+    );
+    check(
+        &v["recovered"],
+        &[("rolled_back", Uint), ("completed_frees", Uint)],
+    );
+    assert_eq!(
+        (v["maps"].as_u64(), v["elements"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let v = json(&["pool", "inspect", &pool, "--json"], 0);
+    check_pool_info(&v);
+    check_each(
+        &v["maps"],
+        &[
+            ("name", Str),
+            ("type", Str),
+            ("key_size", Uint),
+            ("value_size", Uint),
+            ("max_entries", Uint),
+            ("entries", Uint),
+            ("owner_uid", Uint),
+            ("owner_tag", OptStr),
+            ("sealed", Bool),
+            ("acl", Arr),
+            ("extent_offset", Uint),
+            ("extent_len", Uint),
+        ],
+    );
+    assert_eq!(v["maps"][0]["entries"], 1);
+    // Errors: still JSON.
+    check_error(&["pool", "dump", &pool, "nomap", "--json"]);
+    check_error(&["pool", "create", &pool, "--json"]);
+    check_error(&[
+        "pool",
+        "verify",
+        &dir.join("none").to_string_lossy(),
+        "--json",
+    ]);
+}
+
+/// The text of `pool inspect` and `pool verify` is for people: dates in RFC 3339, no debug output.
+#[test]
+fn pool_text_is_readable() {
+    let dir = temp_dir("pool-text");
+    let pool = dir.join("p.pool").to_string_lossy().into_owned();
+    let info = json(&["pool", "create", &pool, "--size", "1M", "--json"], 0);
+    let o = moat(&["pool", "inspect", &pool]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{text}");
+    let created = info["created"].as_str().unwrap_or("?");
+    assert!(text.contains(&format!("created {created}")), "{text}");
+    assert!(!text.contains("(unix)"), "{text}");
+    let o = moat(&["pool", "verify", &pool]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{text}");
+    assert_eq!(
+        text.trim(),
+        format!(
+            "pool {pool}: consistent: 0 maps, 0 elements, {} free heap pages",
+            info["free_pages"]
+        )
+    );
+}
