@@ -228,8 +228,10 @@ struct RunArgs {
     dump_maps: bool,
     /// Print one JSON object instead of text: `file`, `program`, `runs`, `ns_per_run` (with
     /// --repeat), `trace` (the last run's lines), `maps` (with --dump-maps: `name`, `type`,
-    /// `pooled`, `entries` of `key`/`value` in hex and `key_c`/`value_c` decoded through BTF, or
-    /// `records`/`values`), `r0` (a number); on failure `error` and exit code 1.
+    /// `pooled`, and `entries` of `key`/`value` in hex and `key_c`/`value_c` decoded through BTF
+    /// where the object has it; per-CPU maps give `values` instead of `value`, one
+    /// `cpu`/`value`/`value_c` per CPU; ring buffers `records`, queues and stacks `values`, in
+    /// hex), `r0` (a number); on failure `error` and exit code 1.
     #[arg(long)]
     json: bool,
     /// Run without verifying first (the engines' run-time checks still apply).

@@ -313,7 +313,9 @@ pub struct MapDump {
     pooled: bool,
     key_type: Option<moat::CType>,
     value_type: Option<moat::CType>,
-    /// Key and value, for maps with keys.
+    /// One value's size in bytes (for per-CPU maps: one CPU's).
+    value_size: usize,
+    /// Key and value, for maps with keys (per-CPU values: every CPU's, each padded to 8 bytes).
     entries: Vec<(Vec<u8>, Vec<u8>)>,
     /// Records (ring buffers) or values (queues, stacks), in order.
     items: Vec<Vec<u8>>,
@@ -321,6 +323,14 @@ pub struct MapDump {
 
 /// A map with its name and the C types BTF gives its keys and values.
 pub type TypedMap = (String, Arc<Map>, Option<moat::CType>, Option<moat::CType>);
+
+/// Whether maps of type `t` keep one value per CPU.
+fn is_per_cpu(t: MapType) -> bool {
+    matches!(
+        t,
+        MapType::PercpuArray | MapType::PercpuHash | MapType::LruPercpuHash
+    )
+}
 
 /// Reads every map.
 pub fn collect_maps(maps: Vec<TypedMap>) -> Vec<MapDump> {
@@ -333,6 +343,7 @@ pub fn collect_maps(maps: Vec<TypedMap>) -> Vec<MapDump> {
                 pooled: moat::PoolBackend::of(&map).is_some(),
                 key_type,
                 value_type,
+                value_size: map.def().value_size as usize,
                 entries: Vec::new(),
                 items: Vec::new(),
             };
@@ -349,10 +360,12 @@ pub fn collect_maps(maps: Vec<TypedMap>) -> Vec<MapDump> {
                     }
                 }
                 _ => {
+                    // Arrays have every index: only the elements a program wrote are shown.
+                    let array = matches!(t, MapType::Array | MapType::PercpuArray);
                     dump.entries = map
                         .keys()
                         .filter_map(|k| map.lookup(&k).ok().map(|v| (k, v)))
-                        .filter(|(_, v)| t != MapType::Array || v.iter().any(|&b| b != 0))
+                        .filter(|(_, v)| !array || v.iter().any(|&b| b != 0))
                         .collect();
                 }
             }
@@ -362,38 +375,30 @@ pub fn collect_maps(maps: Vec<TypedMap>) -> Vec<MapDump> {
 }
 
 impl MapDump {
-    /// `bytes` as the C type, when BTF gives one of exactly that size; per-CPU values (one
-    /// value per CPU, back to back) as `[cpu0, cpu1, ...]`.
+    /// `bytes` as the C type, when BTF gives one of exactly that size.
     fn decoded(ty: Option<&moat::CType>, bytes: &[u8]) -> Option<String> {
         let ty = ty?;
-        let size = ty.size() as usize;
-        if size == bytes.len() {
-            return Some(ty.format(bytes));
-        }
-        if size == 0 || !bytes.len().is_multiple_of(size) {
-            return None;
-        }
-        let per_cpu: Vec<String> = bytes.chunks(size).map(|c| ty.format(c)).collect();
-        Some(format!("[{}]", per_cpu.join(", ")))
+        (ty.size() as usize == bytes.len()).then(|| ty.format(bytes))
     }
 
-    /// A value decoded; per CPU for per-CPU maps only.
-    fn decoded_value(&self, bytes: &[u8]) -> Option<String> {
-        let per_cpu = matches!(
-            self.map_type,
-            MapType::PercpuArray | MapType::PercpuHash | MapType::LruPercpuHash
-        );
-        let exact = self
-            .value_type
-            .as_ref()
-            .is_some_and(|t| t.size() as usize == bytes.len());
-        (exact || per_cpu)
-            .then(|| Self::decoded(self.value_type.as_ref(), bytes))
-            .flatten()
+    /// A per-CPU map's value split by CPU: each CPU's slot is `value_size` rounded up to 8 bytes,
+    /// of which the first `value_size` are the value. `None` for other maps.
+    fn per_cpu<'v>(&self, value: &'v [u8]) -> Option<Vec<&'v [u8]>> {
+        if !is_per_cpu(self.map_type) || self.value_size == 0 {
+            return None;
+        }
+        let stride = self.value_size.next_multiple_of(8);
+        Some(
+            value
+                .chunks(stride)
+                .map(|c| c.get(..self.value_size).unwrap_or(c))
+                .collect(),
+        )
     }
 
     /// The dump as JSON: `name`, `type`, `pooled`, and `entries` (`key`, `value` in hex, `key_c`,
-    /// `value_c` decoded through BTF where the object has it) or `records`/`values` (hex).
+    /// `value_c` decoded through BTF where the object has it; for per-CPU maps `values` instead of
+    /// `value`: one `{cpu, value, value_c}` per CPU) or `records`/`values` (hex).
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::json;
         let mut v = json!({
@@ -415,12 +420,30 @@ impl MapDump {
                     .entries
                     .iter()
                     .map(|(k, val)| {
-                        let mut e = json!({ "key": hex(k), "value": hex(val) });
+                        let value = |cpu: Option<usize>, bytes: &[u8]| {
+                            let mut v = json!({ "value": hex(bytes) });
+                            if let Some(cpu) = cpu {
+                                v["cpu"] = json!(cpu);
+                            }
+                            if let Some(c) = Self::decoded(self.value_type.as_ref(), bytes) {
+                                v["value_c"] = json!(c);
+                            }
+                            v
+                        };
+                        let mut e = match self.per_cpu(val) {
+                            Some(cpus) => {
+                                let values: Vec<_> = cpus
+                                    .iter()
+                                    .enumerate()
+                                    .map(|(cpu, b)| value(Some(cpu), b))
+                                    .collect();
+                                json!({ "values": values })
+                            }
+                            None => value(None, val),
+                        };
+                        e["key"] = json!(hex(k));
                         if let Some(kc) = Self::decoded(self.key_type.as_ref(), k) {
                             e["key_c"] = json!(kc);
-                        }
-                        if let Some(vc) = self.decoded_value(val) {
-                            e["value_c"] = json!(vc);
                         }
                         e
                     })
@@ -430,7 +453,8 @@ impl MapDump {
         v
     }
 
-    /// Prints the dump for people: hex, then the C values where BTF gives them.
+    /// Prints the dump for people: hex, then the C values where BTF gives them; per-CPU values
+    /// one CPU a line.
     pub fn print(&self) {
         let t = self.map_type.name();
         match self.map_type {
@@ -449,9 +473,21 @@ impl MapDump {
                     self.name,
                     self.entries.len()
                 );
+                let with_c = |bytes: &[u8], ty: Option<&moat::CType>| match Self::decoded(ty, bytes)
+                {
+                    Some(c) => format!("{}    ({c})", hex(bytes)),
+                    None => hex(bytes),
+                };
                 for (k, v) in &self.entries {
+                    if let Some(cpus) = self.per_cpu(v) {
+                        out!("  {}:", with_c(k, self.key_type.as_ref()));
+                        for (cpu, value) in cpus.iter().enumerate() {
+                            out!("    cpu {cpu}: {}", with_c(value, self.value_type.as_ref()));
+                        }
+                        continue;
+                    }
                     let key_c = Self::decoded(self.key_type.as_ref(), k);
-                    let value_c = self.decoded_value(v);
+                    let value_c = Self::decoded(self.value_type.as_ref(), v);
                     match (key_c, value_c) {
                         (None, None) => out!("  {} => {}", hex(k), hex(v)),
                         (kc, vc) => out!(
@@ -464,6 +500,59 @@ impl MapDump {
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dump(map_type: MapType, value_size: usize) -> MapDump {
+        MapDump {
+            name: "m".into(),
+            map_type,
+            pooled: false,
+            key_type: None,
+            value_type: None,
+            value_size,
+            entries: Vec::new(),
+            items: Vec::new(),
+        }
+    }
+
+    /// Per-CPU values are split at 8-byte slots, each cut to the value size.
+    #[test]
+    fn per_cpu_values_split_by_cpu() {
+        let bytes: Vec<u8> = (1..=16).collect();
+        type Case<'a> = (MapType, usize, Option<Vec<&'a [u8]>>);
+        let cases: [Case<'_>; 4] = [
+            (
+                MapType::PercpuArray,
+                8,
+                Some(vec![&bytes[..8], &bytes[8..]]),
+            ),
+            (
+                MapType::PercpuHash,
+                4,
+                Some(vec![&bytes[..4], &bytes[8..12]]),
+            ),
+            (MapType::LruPercpuHash, 16, Some(vec![&bytes[..]])),
+            (MapType::Hash, 8, None),
+        ];
+        for (t, size, want) in cases {
+            assert_eq!(dump(t, size).per_cpu(&bytes), want, "{t:?} {size}");
+        }
+    }
+
+    #[test]
+    fn kinds_are_snake_case() {
+        for (name, want) in [
+            ("LegacyMaps", "legacy_maps"),
+            ("Btf", "btf"),
+            ("BtfExt", "btf_ext"),
+        ] {
+            assert_eq!(snake_case(name), want);
         }
     }
 }

@@ -509,3 +509,79 @@ fn pool_text_is_readable() {
         )
     );
 }
+
+/// `run --json --dump-maps`: per-CPU values one per CPU, decoded through BTF.
+#[test]
+fn run_dumps_per_cpu_values_per_cpu() {
+    use Ty::*;
+    let v = json(
+        &[
+            "run",
+            &example("examples/c/lpm.o"),
+            "--mem-file",
+            &example("examples/packets/udp.bin"),
+            "--map",
+            "routes:{24, 0x0001a8c0}=7",
+            "--dump-maps",
+            "--repeat",
+            "3",
+            "--json",
+        ],
+        0,
+    );
+    check(
+        &v,
+        &[
+            ("file", Str),
+            ("program", OptStr),
+            ("runs", Uint),
+            ("ns_per_run", Num),
+            ("trace", Arr),
+            ("maps", Arr),
+            ("r0", Uint),
+        ],
+    );
+    check_each(
+        &v["maps"],
+        &[
+            ("name", Str),
+            ("type", Str),
+            ("pooled", Bool),
+            ("entries", Arr),
+        ],
+    );
+    let routes = &v["maps"][0];
+    assert_eq!(routes["type"], "lpm_trie");
+    check_each(
+        &routes["entries"],
+        &[
+            ("key", Str),
+            ("key_c", Str),
+            ("value", Str),
+            ("value_c", Str),
+        ],
+    );
+    let hits = &v["maps"][1];
+    assert_eq!(hits["type"], "percpu_array");
+    // Only the slot the program wrote; one value per CPU, summing to the runs.
+    assert_eq!(hits["entries"].as_array().map(Vec::len), Some(1));
+    let entry = &hits["entries"][0];
+    check(entry, &[("key", Str), ("key_c", Str), ("values", Arr)]);
+    assert!(entry.get("value").is_none(), "{entry}");
+    assert_eq!(entry["key_c"], "7");
+    check_each(
+        &entry["values"],
+        &[("cpu", Uint), ("value", Str), ("value_c", Str)],
+    );
+    let values = entry["values"].as_array().cloned().unwrap_or_default();
+    let sum: u64 = values
+        .iter()
+        .filter_map(|c| c["value_c"].as_str()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(sum, 3, "{entry}");
+    for (i, c) in values.iter().enumerate() {
+        assert_eq!(c["cpu"].as_u64(), Some(i as u64));
+        assert_eq!(c["value"].as_str().map(|h| h.split(' ').count()), Some(8));
+    }
+    check_error(&["run", "/nonexistent.o", "--json"]);
+}
