@@ -357,7 +357,7 @@ fn run(args: RunArgs) -> Result<()> {
         match result {
             Ok(r0) => v["r0"] = serde_json::json!(r0),
             Err(e) => {
-                v["error"] = serde_json::json!(format!("{e:#}"));
+                v["error"] = serde_json::json!(error_text(&e));
                 out!("{v}");
                 std::process::exit(1);
             }
@@ -409,11 +409,32 @@ fn jit_dump(file: &std::path::Path, program: Option<&str>, prog_type: Option<&st
     Ok(())
 }
 
+/// An error and its causes on one line, `context: cause: cause`, each text once: a context that the
+/// next message starts with (`p.pool` before `p.pool: create: ...`) and a cause whose text the line
+/// already ends with (an error that prints its source) are left out.
+fn error_text(e: &anyhow::Error) -> String {
+    let messages: Vec<String> = e.chain().map(ToString::to_string).collect();
+    let mut text = String::new();
+    for (i, m) in messages.iter().enumerate() {
+        let repeated_by_next = messages
+            .get(i + 1)
+            .is_some_and(|next| next == m || next.starts_with(&format!("{m}: ")));
+        if m.is_empty() || repeated_by_next || text.ends_with(m.as_str()) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(m);
+    }
+    text
+}
+
 /// With `--json`, an error is printed as `{"error": "..."}` on standard output (exit code 1), so
 /// that scripts always get JSON.
 fn json_errors(json: bool, result: Result<()>) -> Result<()> {
     if let (true, Err(e)) = (json, &result) {
-        out!("{}", serde_json::json!({ "error": format!("{e:#}") }));
+        out!("{}", serde_json::json!({ "error": error_text(e) }));
         std::process::exit(1);
     }
     result
@@ -507,8 +528,56 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+    use anyhow::Context;
+
+    /// An error that prints its source in its own text, as some of the libraries' errors do.
+    #[derive(Debug)]
+    struct WithSource(std::io::Error);
+
+    impl std::fmt::Display for WithSource {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "p.pool: create: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for WithSource {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn error_text_says_each_thing_once() {
+        let io = || std::io::Error::other("File exists");
+        let cases: [(anyhow::Error, &str); 4] = [
+            (
+                Err::<(), _>(WithSource(io()))
+                    .context("p.pool")
+                    .unwrap_err(),
+                "p.pool: create: File exists",
+            ),
+            (
+                Err::<(), _>(io()).context("cannot read x.o").unwrap_err(),
+                "cannot read x.o: File exists",
+            ),
+            // A context that merely starts like the cause is kept.
+            (
+                Err::<(), _>(io()).context("File").unwrap_err(),
+                "File: File exists",
+            ),
+            (anyhow::anyhow!("plain"), "plain"),
+        ];
+        for (e, want) in cases {
+            assert_eq!(error_text(&e), want);
         }
     }
 }

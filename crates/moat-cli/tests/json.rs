@@ -477,7 +477,11 @@ fn pool_verbs_speak_json() {
     assert_eq!(v["maps"][0]["entries"], 1);
     // Errors: still JSON.
     check_error(&["pool", "dump", &pool, "nomap", "--json"]);
-    check_error(&["pool", "create", &pool, "--json"]);
+    // Said once: no path or cause repeated.
+    let v = json(&["pool", "create", &pool, "--json"], 1);
+    let error = v["error"].as_str().unwrap_or_default();
+    assert_eq!(error.matches(pool.as_str()).count(), 1, "{error}");
+    assert_eq!(error.matches("exists").count(), 1, "{error}");
     check_error(&[
         "pool",
         "verify",
