@@ -43,6 +43,36 @@ fn json(args: &[&str], code: i32) -> Value {
     serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("moat {args:?}: {e}: {out}"))
 }
 
+/// Every key of `v`, at any depth.
+fn keys(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            for (k, inner) in map {
+                out.push(k.clone());
+                keys(inner, out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| keys(i, out)),
+        _ => {}
+    }
+}
+
+/// Asserts that `moat VERB --help` names (in backquotes) every field `v` has: no undocumented
+/// field.
+fn documented(verb: &[&str], v: &Value) {
+    let mut args = verb.to_vec();
+    args.push("--help");
+    let help = String::from_utf8_lossy(&moat(&args).stdout).into_owned();
+    let mut all = Vec::new();
+    keys(v, &mut all);
+    for k in all {
+        assert!(
+            help.contains(&format!("`{k}`")),
+            "`{k}` is not documented in moat {verb:?} --help:\n{help}"
+        );
+    }
+}
+
 /// The JSON types the documentation names.
 #[derive(Clone, Copy, Debug)]
 enum Ty {
@@ -103,6 +133,7 @@ fn check_error(args: &[&str]) {
 fn inspect_lists_programs_maps_and_sections() {
     use Ty::*;
     let v = json(&["inspect", &example("examples/c/tailcall.o"), "--json"], 0);
+    documented(&["inspect"], &v);
     check(
         &v,
         &[
@@ -201,6 +232,7 @@ fn inspect_counts_insns_as_verify_does() {
             ("us", Ty::Num),
         ],
     );
+    documented(&["verify"], &verify);
     assert_eq!(
         inspect["programs"][0]["insns"],
         verify["programs"][0]["insns"]
@@ -214,6 +246,7 @@ fn inspect_counts_insns_as_verify_does() {
 fn disasm_gives_instructions_with_source_lines() {
     use Ty::*;
     let v = json(&["disasm", &example("examples/c/counter.o"), "--json"], 0);
+    documented(&["disasm"], &v);
     check(&v, &[("file", Str), ("programs", Arr)]);
     check_each(
         &v["programs"],
@@ -292,6 +325,7 @@ fn asm_reports_what_it_wrote() {
         0,
     );
     check(&v, &[("output", Str), ("insns", Uint), ("bytes", Uint)]);
+    documented(&["asm"], &v);
     let written = std::fs::read(&out).expect("output written");
     assert_eq!(v["output"], out_s.as_ref());
     assert_eq!(v["bytes"].as_u64(), Some(written.len() as u64));
@@ -380,6 +414,7 @@ fn pool_verbs_speak_json() {
     let pool = dir.join("p.pool").to_string_lossy().into_owned();
     let v = json(&["pool", "create", &pool, "--size", "1M", "--json"], 0);
     check_pool_info(&v);
+    documented(&["pool", "inspect"], &v);
     assert_eq!(v["size"], 1 << 20);
     assert_eq!(v["log"]["state"], "clean");
     let v = json(
@@ -408,6 +443,7 @@ fn pool_verbs_speak_json() {
             ("max_entries", Uint),
         ],
     );
+    documented(&["pool", "create-map"], &v);
     for key in ["01000000", "02000000"] {
         let v = json(
             &[
@@ -425,13 +461,16 @@ fn pool_verbs_speak_json() {
             &v,
             &[("path", Str), ("map", Str), ("key", Str), ("value", Str)],
         );
+        documented(&["pool", "update"], &v);
     }
     let v = json(&["pool", "delete", &pool, "m", "02000000", "--json"], 0);
     check(&v, &[("path", Str), ("map", Str), ("key", Str)]);
+    documented(&["pool", "delete"], &v);
     assert_eq!(v["key"], "02 00 00 00");
     let v = json(&["pool", "dump", &pool, "m", "--json"], 0);
     check(&v, &[("path", Str), ("map", Str), ("entries", Arr)]);
     check_each(&v["entries"], &[("key", Str), ("value", Str)]);
+    documented(&["pool", "dump"], &v);
     assert_eq!(v["entries"][0]["key"], "01 00 00 00");
     assert_eq!(v["entries"][0]["value"], "2a 00 00 00 00 00 00 00");
     assert_eq!(v["entries"].as_array().map(Vec::len), Some(1));
@@ -451,12 +490,14 @@ fn pool_verbs_speak_json() {
         &v["recovered"],
         &[("rolled_back", Uint), ("completed_frees", Uint)],
     );
+    documented(&["pool", "verify"], &v);
     assert_eq!(
         (v["maps"].as_u64(), v["elements"].as_u64()),
         (Some(1), Some(1))
     );
     let v = json(&["pool", "inspect", &pool, "--json"], 0);
     check_pool_info(&v);
+    documented(&["pool", "inspect"], &v);
     check_each(
         &v["maps"],
         &[
@@ -545,6 +586,7 @@ fn run_dumps_per_cpu_values_per_cpu() {
             ("r0", Uint),
         ],
     );
+    documented(&["run"], &v);
     check_each(
         &v["maps"],
         &[
