@@ -43,9 +43,17 @@ pub struct MemleakArgs {
     /// How many stacks each report shows, most outstanding bytes first.
     #[arg(long, default_value_t = 10)]
     top: usize,
-    /// Output format.
+    /// Output format (`json`: as --json).
     #[arg(long, value_enum, default_value = "text")]
     format: LeakFormat,
+    /// One JSON object per report (same as `--format json`): `seconds` (since tracing began),
+    /// `outstanding_bytes`, `stacks_with_outstanding`, and `stacks` (the --top ones, most bytes
+    /// first), each with `bytes`, `allocations`, `stack_id` (negative: no stack, the error
+    /// `bpf_get_stackid` returned) and `frames`, innermost first, each with `address`,
+    /// `function`, `offset` (from the function's start), `file`, `line` and `object` (null where
+    /// unknown).
+    #[arg(long)]
+    json: bool,
     /// Use this tracer object instead of the built-in one (same maps: `combined_allocs`,
     /// `stack_traces`).
     #[arg(long, value_name = "OBJ")]
@@ -269,7 +277,11 @@ pub fn run(args: MemleakArgs) -> ExitCode {
         None => Box::new(std::io::stdout()),
     };
     let mut reporter = Reporter {
-        format: args.format,
+        format: if args.json {
+            LeakFormat::Json
+        } else {
+            args.format
+        },
         top: args.top,
         symbols: Symbolizer::default(),
         start: Instant::now(),

@@ -25,9 +25,18 @@ pub struct TraceArgs {
     /// Attach only this program (repeatable); default: every program with an attach section.
     #[arg(long = "program", value_name = "NAME")]
     programs: Vec<String>,
-    /// Output format.
+    /// Output format (`json`: as --json).
     #[arg(long, value_enum, default_value = "text")]
     format: TraceFormat,
+    /// One JSON object per line (same as `--format json`), each with one of these shapes:
+    /// `{"attached": PROGRAM, "point": WHERE, "address": N, "method": HOW}` for each probe
+    /// attached; `{"event": MAP, "data": HEX}` for each ring-buffer record; `{"map": MAP, "key":
+    /// HEX, "value": HEX, "dump": N}` for each element of each map dump (N counts the dumps);
+    /// `{"stats": PROGRAM, "runs": N, "failed": N, "missed": N, "over_budget": N}` per program at
+    /// the end; `{"error": MESSAGE, "program": PROGRAM}` (`program` empty when no program is at
+    /// fault); `{"detached": true}` last. Hex without spaces, in the target's byte order.
+    #[arg(long)]
+    json: bool,
     /// Also dump the maps every SECONDS while the command runs (they are always dumped at exit).
     #[arg(long, value_name = "SECONDS")]
     interval: Option<f64>,
@@ -101,9 +110,9 @@ pub fn run(args: TraceArgs) -> ExitCode {
     let options = Options {
         object: args.object,
         programs: args.programs,
-        format: match args.format {
-            TraceFormat::Text => Format::Text,
-            TraceFormat::Json => Format::Json,
+        format: match (args.json, args.format) {
+            (true, _) | (false, TraceFormat::Json) => Format::Json,
+            (false, TraceFormat::Text) => Format::Text,
         },
         interval: args
             .interval

@@ -57,8 +57,8 @@ fn keys(v: &Value, out: &mut Vec<String>) {
     }
 }
 
-/// Asserts that `moat VERB --help` names (in backquotes) every field `v` has: no undocumented
-/// field.
+/// Asserts that `moat VERB --help` names (in backquotes, or quoted in a JSON shape) every field
+/// `v` has: no undocumented field.
 fn documented(verb: &[&str], v: &Value) {
     let mut args = verb.to_vec();
     args.push("--help");
@@ -67,7 +67,7 @@ fn documented(verb: &[&str], v: &Value) {
     keys(v, &mut all);
     for k in all {
         assert!(
-            help.contains(&format!("`{k}`")),
+            help.contains(&format!("`{k}`")) || help.contains(&format!("\"{k}\"")),
             "`{k}` is not documented in moat {verb:?} --help:\n{help}"
         );
     }
@@ -630,4 +630,105 @@ fn run_dumps_per_cpu_values_per_cpu() {
         assert_eq!(c["value"].as_str().map(|h| h.split(' ').count()), Some(8));
     }
     check_error(&["run", "/nonexistent.o", "--json"]);
+}
+
+/// `trace --json`: one JSON object per line, each of a documented shape.
+#[test]
+fn trace_prints_json_lines() {
+    use Ty::*;
+    let o = moat(&[
+        "trace",
+        "--json",
+        "-o",
+        "/dev/stdout",
+        &example("examples/c/malloc_free.o"),
+        "--",
+        "/bin/true",
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{text}");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let shapes: [(&str, &[(&str, Ty)]); 4] = [
+        (
+            "attached",
+            &[
+                ("attached", Str),
+                ("point", Str),
+                ("address", Uint),
+                ("method", Str),
+            ],
+        ),
+        (
+            "map",
+            &[("map", Str), ("key", Str), ("value", Str), ("dump", Uint)],
+        ),
+        (
+            "stats",
+            &[
+                ("stats", Str),
+                ("runs", Uint),
+                ("failed", Uint),
+                ("missed", Uint),
+                ("over_budget", Uint),
+            ],
+        ),
+        ("detached", &[("detached", Bool)]),
+    ];
+    for (tag, fields) in shapes {
+        let of_shape: Vec<&Value> = lines.iter().filter(|l| l.get(tag).is_some()).collect();
+        assert!(!of_shape.is_empty(), "no `{tag}` line in {text}");
+        of_shape.iter().for_each(|l| check(l, fields));
+    }
+    for l in &lines {
+        documented(&["trace"], l);
+    }
+    assert_eq!(
+        lines.last().map(|l| &l["detached"]),
+        Some(&Value::Bool(true))
+    );
+}
+
+/// `memleak --json`: one JSON object per report.
+#[test]
+fn memleak_prints_json_reports() {
+    use Ty::*;
+    let o = moat(&["memleak", "--json", "-o", "/dev/stdout", "--", "/bin/true"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{text}");
+    let last = text.lines().last().unwrap_or_default();
+    let v: Value = serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {text}"));
+    check(
+        &v,
+        &[
+            ("seconds", Num),
+            ("outstanding_bytes", Uint),
+            ("stacks_with_outstanding", Uint),
+            ("stacks", Arr),
+        ],
+    );
+    for stack in v["stacks"].as_array().into_iter().flatten() {
+        check(
+            stack,
+            &[
+                ("bytes", Uint),
+                ("allocations", Uint),
+                ("stack_id", Num),
+                ("frames", Arr),
+            ],
+        );
+        for frame in stack["frames"].as_array().into_iter().flatten() {
+            check(frame, &[("address", Uint), ("offset", Uint)]);
+            for optional in ["function", "file", "object"] {
+                assert!(
+                    frame[optional].is_string() || frame[optional].is_null(),
+                    "{frame}"
+                );
+            }
+            assert!(frame["line"].is_u64() || frame["line"].is_null(), "{frame}");
+        }
+    }
+    documented(&["memleak"], &v);
 }
