@@ -75,6 +75,15 @@ pub struct Common {
     /// Also write the comparison tables as Markdown to this file.
     #[arg(long, value_name = "FILE")]
     markdown: Option<PathBuf>,
+    /// Print one JSON object at the end instead of OSU's lines and the tables: `ranks`, and
+    /// `benchmarks`, each with `benchmark` (the subcommand's name, e.g. `latency`), `unit` (`us` or `MB/s`),
+    /// `results`, one per transport that ran (and `memcpy`, one core's copy, for `bw` and `bibw`),
+    /// each with `transport` and `rows` (`size` in bytes, `value` in `unit`, `rate`: messages
+    /// per second where the benchmark measures it, else null), and `skipped`, one per transport
+    /// that could not run, with `transport` and `reason`. On failure `{"error": "..."}` and exit
+    /// code 1.
+    #[arg(long)]
+    json: bool,
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
@@ -90,6 +99,22 @@ fn parse_size(s: &str) -> Result<usize, String> {
 
 /// Runs `moat omb …`.
 pub fn run(cmd: OmbCommand) -> Result<()> {
+    let json = match &cmd {
+        OmbCommand::Rank { .. } => false,
+        OmbCommand::Latency(c)
+        | OmbCommand::Bw(c)
+        | OmbCommand::Bibw(c)
+        | OmbCommand::MbwMr(c)
+        | OmbCommand::MultiLat(c)
+        | OmbCommand::Barrier(c)
+        | OmbCommand::Bcast(c)
+        | OmbCommand::Allreduce(c)
+        | OmbCommand::All(c) => c.json,
+    };
+    crate::json_errors(json, run_benchmarks(cmd))
+}
+
+fn run_benchmarks(cmd: OmbCommand) -> Result<()> {
     let (benches, common): (Vec<Bench>, Common) = match cmd {
         OmbCommand::Rank { args } => {
             let a = RankArgs::parse(&args)?;
@@ -136,19 +161,24 @@ pub fn run(cmd: OmbCommand) -> Result<()> {
         scratch: std::env::temp_dir().join("moat-omb"),
     };
     let mut markdown = String::new();
+    let mut json_benches = Vec::new();
+    let text = !common.json;
     for bench in benches {
         let mut results: Vec<(Kind, Vec<Row>)> = Vec::new();
+        let mut skipped = Vec::new();
         for &kind in &kinds {
             let total = params.sizes(bench).len();
             let mut done = 0;
             let bar = Progress::new(bench, kind, total);
-            out!(
-                "# {} (moat omb, transport: {}, {} ranks)",
-                bench.title(),
-                kind.name(),
-                common.ranks
-            );
-            out!("# Size{:>20}", bench.columns());
+            if text {
+                out!(
+                    "# {} (moat omb, transport: {}, {} ranks)",
+                    bench.title(),
+                    kind.name(),
+                    common.ranks
+                );
+                out!("# Size{:>20}", bench.columns());
+            }
             let r = launcher.run(
                 kind,
                 bench,
@@ -158,17 +188,29 @@ pub fn run(cmd: OmbCommand) -> Result<()> {
                 &mut |row| {
                     done += 1;
                     bar.clear();
-                    out!("{}", row.osu_line());
+                    if text {
+                        out!("{}", row.osu_line());
+                    }
                     bar.update(done, row.size);
                 },
             );
             bar.clear();
             match r {
                 Ok(rows) => results.push((kind, rows)),
-                Err(e @ OmbError::Unavailable { .. }) => out!("# skipped: {e}"),
+                Err(e @ OmbError::Unavailable { .. }) => {
+                    if text {
+                        out!("# skipped: {e}");
+                    }
+                    skipped.push(serde_json::json!({
+                        "transport": kind.name(),
+                        "reason": e.to_string(),
+                    }));
+                }
                 Err(e) => return Err(e).context(format!("{bench} over {}", kind.name())),
             }
-            out!("");
+            if text {
+                out!("");
+            }
         }
         let mut named: Vec<(String, Vec<Row>)> = results
             .into_iter()
@@ -188,7 +230,10 @@ pub fn run(cmd: OmbCommand) -> Result<()> {
             named.push(("memcpy".to_string(), rows));
         }
         let table = comparison(bench, &named);
-        out!("{table}");
+        if text {
+            out!("{table}");
+        }
+        json_benches.push(bench_json(bench, &named, skipped));
         markdown.push_str(&table);
         markdown.push('\n');
         if let Some(dir) = &common.plot {
@@ -197,6 +242,12 @@ pub fn run(cmd: OmbCommand) -> Result<()> {
     }
     if let Some(path) = &common.markdown {
         std::fs::write(path, markdown).with_context(|| format!("write {}", path.display()))?;
+    }
+    if common.json {
+        out!(
+            "{}",
+            serde_json::json!({ "ranks": common.ranks, "benchmarks": json_benches })
+        );
     }
     Ok(())
 }
@@ -226,6 +277,30 @@ fn ensure_mpi() {
 }
 
 /// A Markdown table: one row per size, one column per transport.
+/// One benchmark's results for `--json`.
+fn bench_json(
+    bench: Bench,
+    results: &[(String, Vec<Row>)],
+    skipped: Vec<serde_json::Value>,
+) -> serde_json::Value {
+    let results: Vec<serde_json::Value> = results
+        .iter()
+        .map(|(transport, rows)| {
+            let rows: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|r| serde_json::json!({ "size": r.size, "value": r.value, "rate": r.rate }))
+                .collect();
+            serde_json::json!({ "transport": transport, "rows": rows })
+        })
+        .collect();
+    serde_json::json!({
+        "benchmark": bench.name(),
+        "unit": if bench.is_bandwidth() { "MB/s" } else { "us" },
+        "results": results,
+        "skipped": skipped,
+    })
+}
+
 fn comparison(bench: Bench, results: &[(String, Vec<Row>)]) -> String {
     let unit = if bench.is_bandwidth() { "MB/s" } else { "µs" };
     let mut s = format!("### {} ({unit})\n\n| size |", bench.name());

@@ -732,3 +732,45 @@ fn memleak_prints_json_reports() {
     }
     documented(&["memleak"], &v);
 }
+
+/// `omb --json`: one object with every benchmark's rows per transport.
+#[test]
+fn omb_prints_one_json_object() {
+    use Ty::*;
+    let small = ["-t", "pool,tcp-lo", "--max", "8", "--iters", "20"];
+    let mut args = vec!["omb", "mbw_mr", "--json"];
+    args.extend(small);
+    let v = json(&args, 0);
+    check(&v, &[("ranks", Uint), ("benchmarks", Arr)]);
+    check_each(
+        &v["benchmarks"],
+        &[
+            ("benchmark", Str),
+            ("unit", Str),
+            ("results", Arr),
+            ("skipped", Arr),
+        ],
+    );
+    let bench = &v["benchmarks"][0];
+    assert_eq!(bench["benchmark"], "mbw_mr");
+    assert_eq!(bench["unit"], "MB/s");
+    let results = bench["results"].as_array().cloned().unwrap_or_default();
+    let ran = results.len() + bench["skipped"].as_array().map_or(0, Vec::len);
+    assert_eq!(ran, 2, "{bench}");
+    for r in &results {
+        check(r, &[("transport", Str), ("rows", Arr)]);
+        check_each(&r["rows"], &[("size", Uint), ("value", Num), ("rate", Num)]);
+    }
+    documented(&["omb", "mbw_mr"], &v);
+    // Latency has no message rate.
+    let mut args = vec!["omb", "latency", "--json"];
+    args.extend(small);
+    let v = json(&args, 0);
+    assert_eq!(v["benchmarks"][0]["unit"], "us");
+    check_each(
+        &v["benchmarks"][0]["results"][0]["rows"],
+        &[("size", Uint), ("value", Num)],
+    );
+    assert!(v["benchmarks"][0]["results"][0]["rows"][0]["rate"].is_null());
+    check_error(&["omb", "latency", "--json", "--ranks", "1"]);
+}
