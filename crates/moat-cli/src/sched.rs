@@ -47,6 +47,14 @@ pub struct SchedBenchArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Print one JSON object at the end instead of the tables (no progress bar): `uintr`
+    /// (`available`, or why not), `requests`, `repeat`, and `workloads`, each with `workload`,
+    /// `mean_service_us`, `plot` (the PNG written), and `systems`, each with `system` and
+    /// `points`, one per load, with `load` (%), `p50_us`, `p99_us`, `p999_us`, `short_p99_us`
+    /// (the short requests' p99 for `bimodal`, else null) and `preemptions_per_1k` (per 1 000
+    /// requests). On failure `{"error": "..."}` and exit code 1.
+    #[arg(long)]
+    json: bool,
 }
 
 /// A service-time distribution.
@@ -375,6 +383,45 @@ fn median(runs: &[Latencies]) -> Latencies {
 
 /// `moat sched-bench`.
 pub fn run_bench(args: SchedBenchArgs) -> Result<()> {
+    let json = args.json;
+    crate::json_errors(json, bench(args))
+}
+
+/// One workload's results for `--json`.
+fn workload_json(
+    workload: Workload,
+    plot: &std::path::Path,
+    results: &[(String, Vec<(f64, Latencies)>)],
+) -> serde_json::Value {
+    let short = workload == Workload::Bimodal;
+    let systems: Vec<serde_json::Value> = results
+        .iter()
+        .map(|(name, curve)| {
+            let points: Vec<serde_json::Value> = curve
+                .iter()
+                .map(|(load, l)| {
+                    serde_json::json!({
+                        "load": load,
+                        "p50_us": l.p50,
+                        "p99_us": l.p99,
+                        "p999_us": l.p999,
+                        "short_p99_us": short.then_some(l.short_p99),
+                        "preemptions_per_1k": l.preemptions,
+                    })
+                })
+                .collect();
+            serde_json::json!({ "system": name, "points": points })
+        })
+        .collect();
+    serde_json::json!({
+        "workload": workload.name(),
+        "mean_service_us": workload.mean() / 1e3,
+        "plot": plot,
+        "systems": systems,
+    })
+}
+
+fn bench(args: SchedBenchArgs) -> Result<()> {
     let workloads: Vec<Workload> = args
         .workloads
         .iter()
@@ -396,20 +443,21 @@ pub fn run_bench(args: SchedBenchArgs) -> Result<()> {
                 .map_err(|e| anyhow::anyhow!("{name}: {mechanism} is unavailable: {e}"))?;
         }
     }
-    println!(
-        "uintr: {}",
-        Mechanism::Uintr
-            .availability()
-            .err()
-            .unwrap_or_else(|| "available".into())
-    );
+    let uintr = Mechanism::Uintr
+        .availability()
+        .err()
+        .unwrap_or_else(|| "available".into());
     let clock = Clock::new();
     let total = (workloads.len() * systems.len() * args.loads.len()) as u64;
-    println!(
-        "{} requests per run, median of {} run(s) per point",
-        args.requests, args.repeat
-    );
-    let bar = if args.quiet {
+    if !args.json {
+        println!("uintr: {uintr}");
+        println!(
+            "{} requests per run, median of {} run(s) per point",
+            args.requests, args.repeat
+        );
+    }
+    let mut json_workloads = Vec::new();
+    let bar = if args.quiet || args.json {
         ProgressBar::hidden()
     } else {
         ProgressBar::new(total)
@@ -439,7 +487,9 @@ pub fn run_bench(args: SchedBenchArgs) -> Result<()> {
             }
             results.push((name.clone(), curve));
         }
-        bar.suspend(|| print!("{}", table(workload, &results)));
+        if !args.json {
+            bar.suspend(|| print!("{}", table(workload, &results)));
+        }
         let path = args.out.join(format!("sched-{}.png", workload.name()));
         crate::sched_plot::plot(
             &path,
@@ -447,9 +497,24 @@ pub fn run_bench(args: SchedBenchArgs) -> Result<()> {
             &results_for_plot(workload, &results),
         )
         .with_context(|| format!("cannot write {}", path.display()))?;
-        bar.suspend(|| println!("plot: {}\n", path.display()));
+        if args.json {
+            json_workloads.push(workload_json(workload, &path, &results));
+        } else {
+            bar.suspend(|| println!("plot: {}\n", path.display()));
+        }
     }
     bar.finish_and_clear();
+    if args.json {
+        out!(
+            "{}",
+            serde_json::json!({
+                "uintr": uintr,
+                "requests": args.requests,
+                "repeat": args.repeat,
+                "workloads": json_workloads,
+            })
+        );
+    }
     Ok(())
 }
 

@@ -774,3 +774,67 @@ fn omb_prints_one_json_object() {
     assert!(v["benchmarks"][0]["results"][0]["rows"][0]["rate"].is_null());
     check_error(&["omb", "latency", "--json", "--ranks", "1"]);
 }
+
+/// `sched-bench --json`: one object with each workload's curves; the plots still written.
+#[test]
+fn sched_bench_prints_one_json_object() {
+    use Ty::*;
+    let dir = temp_dir("sched");
+    let dir_s = dir.to_string_lossy();
+    let v = json(
+        &[
+            "sched-bench",
+            "--requests",
+            "1000",
+            "--loads",
+            "30",
+            "--workloads",
+            "bimodal,exponential",
+            "--systems",
+            "fcfs,coop-10",
+            "--json",
+            "--out",
+            &dir_s,
+        ],
+        0,
+    );
+    check(
+        &v,
+        &[
+            ("uintr", Str),
+            ("requests", Uint),
+            ("repeat", Uint),
+            ("workloads", Arr),
+        ],
+    );
+    check_each(
+        &v["workloads"],
+        &[
+            ("workload", Str),
+            ("mean_service_us", Num),
+            ("plot", Str),
+            ("systems", Arr),
+        ],
+    );
+    for w in v["workloads"].as_array().into_iter().flatten() {
+        let png = std::fs::read(w["plot"].as_str().unwrap_or_default()).expect("plot written");
+        assert_eq!(png.get(1..4), Some(&b"PNG"[..]));
+        check_each(&w["systems"], &[("system", Str), ("points", Arr)]);
+        for s in w["systems"].as_array().into_iter().flatten() {
+            check_each(
+                &s["points"],
+                &[
+                    ("load", Num),
+                    ("p50_us", Num),
+                    ("p99_us", Num),
+                    ("p999_us", Num),
+                    ("preemptions_per_1k", Num),
+                ],
+            );
+            let short = &s["points"][0]["short_p99_us"];
+            assert_eq!(short.is_number(), w["workload"] == "bimodal", "{w}");
+        }
+    }
+    documented(&["sched-bench"], &v);
+    check_error(&["sched-bench", "--json", "--systems", "nosuch"]);
+}
