@@ -140,10 +140,8 @@ fn describe(path: &str, obj: &Object) -> String {
     );
     let _ = writeln!(out, "programs ({}):", obj.programs.len());
     for p in &obj.programs {
-        let ty = moat::ProgType::from_section(&p.section).map_or_else(
-            || "? (use --type)".to_string(),
-            |t| format!("{t:?}").to_lowercase(),
-        );
+        let ty = moat::ProgType::from_section(&p.section)
+            .map_or_else(|| "? (use --type)".to_string(), prog_type_name);
         let maps: Vec<&str> = p
             .map_indices
             .iter()
@@ -542,6 +540,22 @@ mod tests {
         ];
         for (t, size, want) in cases {
             assert_eq!(dump(t, size).per_cpu(&bytes), want, "{t:?} {size}");
+        }
+    }
+
+    /// `inspect` names each program type as `--type` takes it.
+    #[test]
+    fn type_names_parse_back() {
+        use moat::ProgType as P;
+        for t in [
+            P::Buffer,
+            P::Xdp,
+            P::SchedCls,
+            P::SocketFilter,
+            P::CgroupSkb,
+            P::Tracing,
+        ] {
+            assert_eq!(P::parse(&prog_type_name(t)), Ok(t));
         }
     }
 
