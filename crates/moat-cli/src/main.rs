@@ -500,7 +500,7 @@ fn main() -> ExitCode {
                     out!(
                         "{}",
                         serde_json::json!({
-                            "output": output,
+                            "output": output.display().to_string(),
                             "insns": bytes.len() / 8,
                             "bytes": bytes.len(),
                         })

@@ -76,12 +76,12 @@ pub struct Common {
     #[arg(long, value_name = "FILE")]
     markdown: Option<PathBuf>,
     /// Print one JSON object at the end instead of OSU's lines and the tables: `ranks`, and
-    /// `benchmarks`, each with `benchmark` (the subcommand's name, e.g. `latency`), `unit` (`us` or `MB/s`),
-    /// `results`, one per transport that ran (and `memcpy`, one core's copy, for `bw` and `bibw`),
-    /// each with `transport` and `rows` (`size` in bytes, `value` in `unit`, `rate`: messages
-    /// per second where the benchmark measures it, else null), and `skipped`, one per transport
-    /// that could not run, with `transport` and `reason`. On failure `{"error": "..."}` and exit
-    /// code 1.
+    /// `benchmarks`, each with `benchmark` (the subcommand's name, e.g. `latency`), `unit` (`us` or
+    /// `MB/s`), `results`, one per transport that ran (and `memcpy`, one core's copy, for `bw` and
+    /// `bibw`), each with `transport` and `rows` (`size` in bytes, `value` in `unit`, `rate`:
+    /// messages per second where the benchmark measures it, else null), and `skipped`, one per
+    /// transport that could not run, with `transport` and `reason`. On failure `{"error": "..."}`
+    /// and exit code 1.
     #[arg(long)]
     json: bool,
 }

@@ -40,11 +40,11 @@ pub enum PoolCommand {
         /// (hex program tag, or null), `log` (`size`, `state`: `clean`, `committed` or
         /// `interrupted`, `records`), `max_maps`, `heap_pages`, `free_pages`, `lock` (`holder`:
         /// thread id or null, `takeovers`), `mode` (how this process maps the pool: `map_sync`,
-        /// `msync`, `flush`, `protection`; null, as the file is only read), and `maps`, each with `name`, `type` (`hash`), `key_size`,
-        /// `value_size`, `max_entries`, `entries`, `owner_uid`, `owner_tag`, `sealed`, `acl`
-        /// (`grantee`: `user`, `program` or `anyone`, `uid` or `tag` where it has one, `perms`:
-        /// `r-`, `-w` or `rw`), `extent_offset`, `extent_len`.
-        /// On failure `{"error": "..."}` and exit code 1.
+        /// `msync`, `flush`, `protection`; null, as the file is only read), and `maps`, each with
+        /// `name`, `type` (`hash`), `key_size`, `value_size`, `max_entries`, `entries`,
+        /// `owner_uid`, `owner_tag`, `sealed`, `acl` (`grantee`: `user`, `program` or `anyone`,
+        /// `uid` or `tag` where it has one, `perms`: `r-`, `-w` or `rw`), `extent_offset`,
+        /// `extent_len`. On failure `{"error": "..."}` and exit code 1.
         #[arg(long)]
         json: bool,
     },
@@ -245,7 +245,7 @@ fn info_json(info: &PoolInfo) -> serde_json::Value {
         })
         .collect();
     json!({
-        "path": info.path,
+        "path": info.path.display().to_string(),
         "uuid": uuid(&info.uuid),
         "layout_version": info.layout_version,
         "size": info.size,
@@ -411,7 +411,7 @@ fn run_command(cmd: PoolCommand) -> Result<()> {
                 out!(
                     "{}",
                     json!({
-                        "path": path,
+                        "path": path.display().to_string(),
                         "ok": true,
                         "maps": report.maps,
                         "elements": report.elements,
@@ -462,7 +462,7 @@ fn run_command(cmd: PoolCommand) -> Result<()> {
                 out!(
                     "{}",
                     json!({
-                        "path": path,
+                        "path": path.display().to_string(),
                         "map": name,
                         "key_size": key_size,
                         "value_size": value_size,
@@ -483,7 +483,12 @@ fn run_command(cmd: PoolCommand) -> Result<()> {
             if json {
                 out!(
                     "{}",
-                    json!({"path": path, "map": map, "key": show(&key), "value": show(&value)})
+                    json!({
+                        "path": path.display().to_string(),
+                        "map": map,
+                        "key": show(&key),
+                        "value": show(&value),
+                    })
                 );
             }
         }
@@ -496,7 +501,10 @@ fn run_command(cmd: PoolCommand) -> Result<()> {
             let key = hex(&key)?;
             with_map(&path, &map, |m| Ok(m.delete(&key)?))?;
             if json {
-                out!("{}", json!({"path": path, "map": map, "key": show(&key)}));
+                out!(
+                    "{}",
+                    json!({"path": path.display().to_string(), "map": map, "key": show(&key)})
+                );
             }
         }
         PoolCommand::Dump { path, map, json } => {
@@ -506,7 +514,10 @@ fn run_command(cmd: PoolCommand) -> Result<()> {
                     .iter()
                     .map(|(k, v)| json!({"key": show(k), "value": show(v)}))
                     .collect();
-                out!("{}", json!({"path": path, "map": map, "entries": entries}));
+                out!(
+                    "{}",
+                    json!({"path": path.display().to_string(), "map": map, "entries": entries})
+                );
             } else {
                 out!("map {map} ({} entries):", entries.len());
                 for (k, v) in entries {

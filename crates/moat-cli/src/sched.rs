@@ -416,7 +416,7 @@ fn workload_json(
     serde_json::json!({
         "workload": workload.name(),
         "mean_service_us": workload.mean() / 1e3,
-        "plot": plot,
+        "plot": plot.display().to_string(),
         "systems": systems,
     })
 }

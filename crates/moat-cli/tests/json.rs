@@ -1,6 +1,6 @@
-//! `--json` on every verb: each verb runs on the bundled examples (and on a pool made in a temporary
-//! directory), its output parses as one JSON object, and every field its `--help` documents is
-//! there with the documented type.
+//! `--json` on every verb but `jit-dump`: each verb runs on the bundled examples (and on a pool
+//! made in a temporary directory), its output parses as JSON, every field the tests expect is
+//! there with its type, and every field it has is named in the verb's `--help`.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -330,6 +330,23 @@ fn asm_reports_what_it_wrote() {
     assert_eq!(v["output"], out_s.as_ref());
     assert_eq!(v["bytes"].as_u64(), Some(written.len() as u64));
     assert_eq!(v["insns"].as_u64(), Some(written.len() as u64 / 8));
+    // A path that is not UTF-8 is shown lossily, never a panic.
+    let odd = dir.join(
+        <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(b"o\xff.bin".to_vec()),
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_moat"))
+        .args(["asm", &example("examples/asm/checksum.s"), "--json", "-o"])
+        .arg(&odd)
+        .output()
+        .expect("moat runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert!(
+        v["output"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("o\u{fffd}.bin")),
+        "{v}"
+    );
     let bad = dir.join("bad.s");
     std::fs::write(&bad, "frobnicate %r0\n").expect("write");
     check_error(&["asm", &bad.to_string_lossy(), "-o", &out_s, "--json"]);
