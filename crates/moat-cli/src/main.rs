@@ -430,6 +430,17 @@ fn error_text(e: &anyhow::Error) -> String {
     text
 }
 
+/// A failure of a verb that returns its own exit code: with `--json`, `{"error": "..."}` on
+/// standard output, else `error: ...` on standard error; exit code 1.
+fn fail(json: bool, message: impl std::fmt::Display) -> ExitCode {
+    if json {
+        out!("{}", serde_json::json!({ "error": message.to_string() }));
+    } else {
+        eprintln!("error: {message}");
+    }
+    ExitCode::FAILURE
+}
+
 /// With `--json`, an error is printed as `{"error": "..."}` on standard output (exit code 1), so
 /// that scripts always get JSON.
 fn json_errors(json: bool, result: Result<()>) -> Result<()> {

@@ -51,7 +51,7 @@ pub struct MemleakArgs {
     /// first), each with `bytes`, `allocations`, `stack_id` (negative: no stack, the error
     /// `bpf_get_stackid` returned) and `frames`, innermost first, each with `address`,
     /// `function`, `offset` (from the function's start), `file`, `line` and `object` (null where
-    /// unknown).
+    /// unknown). On failure `{"error": "..."}` and exit code 1.
     #[arg(long)]
     json: bool,
     /// Use this tracer object instead of the built-in one (same maps: `combined_allocs`,
@@ -246,13 +246,13 @@ impl Reporter {
 
 /// Runs `moat memleak`.
 pub fn run(args: MemleakArgs) -> ExitCode {
+    let json = args.json || args.format == LeakFormat::Json;
     let (object, _keep) = match &args.object {
         Some(p) => (p.clone(), None),
         None => {
             let path = std::env::temp_dir().join(format!("moat-memleak-{}.o", std::process::id()));
             if let Err(e) = std::fs::write(&path, TRACER) {
-                eprintln!("error: {}: {e}", path.display());
-                return ExitCode::FAILURE;
+                return crate::fail(json, format!("{}: {e}", path.display()));
             }
             (path.clone(), Some(RemoveOnDrop(path)))
         }
@@ -270,8 +270,7 @@ pub fn run(args: MemleakArgs) -> ExitCode {
         Some(path) => match std::fs::File::create(path) {
             Ok(f) => Box::new(f),
             Err(e) => {
-                eprintln!("error: {}: {e}", path.display());
-                return ExitCode::FAILURE;
+                return crate::fail(json, format!("{}: {e}", path.display()));
             }
         },
         None => Box::new(std::io::stdout()),
@@ -290,8 +289,7 @@ pub fn run(args: MemleakArgs) -> ExitCode {
         let bytes = match std::fs::read(&options.object) {
             Ok(b) => b,
             Err(e) => {
-                eprintln!("error: {}: {e}", options.object.display());
-                return ExitCode::FAILURE;
+                return crate::fail(json, format!("{}: {e}", options.object.display()));
             }
         };
         return run_kernel(&args, &bytes, interval, &mut reporter, &mut *out);
@@ -344,8 +342,7 @@ pub fn run(args: MemleakArgs) -> ExitCode {
     let code = match status {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
+            return crate::fail(json, e);
         }
     };
     match &last {
@@ -376,11 +373,11 @@ fn run_kernel(
     reporter: &mut Reporter,
     out: &mut dyn Write,
 ) -> ExitCode {
+    let json = reporter.format == LeakFormat::Json;
     let mut tracer = match crate::memleak_kernel::KernelTracer::load(bytes) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("error: the kernel's tracer: {e}");
-            return ExitCode::FAILURE;
+            return crate::fail(json, format!("the kernel's tracer: {e}"));
         }
     };
     let dump_of = |records: &[Record]| {
@@ -396,15 +393,11 @@ fn run_kernel(
                 reporter.report(&dump_of(&records), out);
                 crate::trace::exit_code(status)
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
+            Err(e) => crate::fail(json, e),
         };
     };
     if let Err(e) = tracer.attach(pid) {
-        eprintln!("error: {e}");
-        return ExitCode::FAILURE;
+        return crate::fail(json, e);
     }
     moat_agent::inject::block_interrupts();
     let start = Instant::now();

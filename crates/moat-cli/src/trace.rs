@@ -34,7 +34,8 @@ pub struct TraceArgs {
     /// HEX, "value": HEX, "dump": N}` for each element of each map dump (N counts the dumps);
     /// `{"stats": PROGRAM, "runs": N, "failed": N, "missed": N, "over_budget": N}` per program at
     /// the end; `{"error": MESSAGE, "program": PROGRAM}` (`program` empty when no program is at
-    /// fault); `{"detached": true}` last. Hex without spaces, in the target's byte order.
+    /// fault); `{"detached": true}` last. Hex without spaces, in the target's byte order. A
+    /// failure to start prints `{"error": MESSAGE}` alone, exit code 1.
     #[arg(long)]
     json: bool,
     /// Also dump the maps every SECONDS while the command runs (they are always dumped at exit).
@@ -107,6 +108,7 @@ Examples:
 
 /// Runs `moat trace`; exits with the traced command's status.
 pub fn run(args: TraceArgs) -> ExitCode {
+    let json = args.json || matches!(args.format, TraceFormat::Json);
     let options = Options {
         object: args.object,
         programs: args.programs,
@@ -125,15 +127,16 @@ pub fn run(args: TraceArgs) -> ExitCode {
         capture: false,
     };
     if !options.object.is_file() {
-        eprintln!("error: {}: no such object", options.object.display());
-        return ExitCode::FAILURE;
+        return crate::fail(
+            json,
+            format!("{}: no such object", options.object.display()),
+        );
     }
     let mut out: Box<dyn std::io::Write> = match &args.output {
         Some(path) => match std::fs::File::create(path) {
             Ok(f) => Box::new(f),
             Err(e) => {
-                eprintln!("error: {}: {e}", path.display());
-                return ExitCode::FAILURE;
+                return crate::fail(json, format!("{}: {e}", path.display()));
             }
         },
         None => Box::new(std::io::stdout()),
@@ -149,18 +152,12 @@ pub fn run(args: TraceArgs) -> ExitCode {
             || moat_agent::inject::interrupted() || duration.is_some_and(|d| start.elapsed() >= d);
         return match attach_running(&options, pid, &mut out, &mut until) {
             Ok(_) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
+            Err(e) => crate::fail(json, e),
         };
     }
     match launch(&options, &args.command, &mut out) {
         Ok((status, _)) => exit_code(status),
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => crate::fail(json, e),
     }
 }
 

@@ -748,6 +748,14 @@ fn memleak_prints_json_reports() {
         }
     }
     documented(&["memleak"], &v);
+    check_error(&[
+        "memleak",
+        "--json",
+        "-o",
+        "/nonexistent/report.json",
+        "--",
+        "/bin/true",
+    ]);
 }
 
 /// `omb --json`: one object with every benchmark's rows per transport.
