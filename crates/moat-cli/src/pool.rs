@@ -165,7 +165,7 @@ pub fn open_for_run(rt: &mut moat::Runtime, path: &Path, names: Vec<String>) -> 
 }
 
 /// Seconds since the Unix epoch as RFC 3339 in UTC (`2026-12-04T05:04:00Z`).
-pub fn rfc3339(unix: u64) -> String {
+fn rfc3339(unix: u64) -> String {
     i64::try_from(unix)
         .ok()
         .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
@@ -527,4 +527,29 @@ fn run_command(cmd: PoolCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_rfc3339_utc() {
+        for (unix, text) in [
+            (0, "1970-01-01T00:00:00Z"),
+            (951_782_400, "2000-02-29T00:00:00Z"),
+            (1_796_360_970, "2026-12-04T05:09:30Z"),
+            (253_402_300_799, "9999-12-31T23:59:59Z"),
+        ] {
+            assert_eq!(rfc3339(unix), text);
+        }
+        // Past what RFC 3339 can write: said, not a panic.
+        assert!(rfc3339(u64::MAX).contains("out of range"));
+    }
+
+    #[test]
+    fn uuids_are_grouped_8_4_4_4_12() {
+        let u: [u8; 16] = std::array::from_fn(|i| i as u8);
+        assert_eq!(uuid(&u), "00010203-0405-0607-0809-0a0b0c0d0e0f");
+    }
 }
