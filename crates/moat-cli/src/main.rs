@@ -127,8 +127,10 @@ enum Command {
         /// it uses), `core_relocations`, `unresolved` (`symbol`, `insn`, `call`); `maps`, each with
         /// `name`, `type` (e.g. `hash`, or null if unknown), `type_id` (`BPF_MAP_TYPE_*`),
         /// `key_size`, `value_size`, `max_entries`, `flags`, `kind` (`btf`, `legacy`, `data`,
-        /// `rodata`, `bss`), `pinned_by_name`; `sections`, each with `index`, `name`, `kind`,
-        /// `size`. On failure `{"error": "..."}` and exit code 1.
+        /// `rodata`, `bss`), `pinned_by_name`; `sections`, each with `index`, `name`, `size` and
+        /// `kind` (`program`, `text`, `legacy_maps`, `btf_maps`, `global_data`, `license`,
+        /// `version`, `btf`, `btf_ext`, `relocations`, `symbols`, `strings`, `debug`, `other`).
+        /// On failure `{"error": "..."}` and exit code 1.
         #[arg(long)]
         json: bool,
     },

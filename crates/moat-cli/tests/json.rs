@@ -209,6 +209,34 @@ fn inspect_lists_programs_maps_and_sections() {
     check_error(&["inspect", "/nonexistent/x.o", "--json"]);
 }
 
+/// `inspect --json` names map and section kinds only as its help lists them, on every bundled
+/// object.
+#[test]
+fn inspect_kinds_are_the_documented_ones() {
+    let help = String::from_utf8_lossy(&moat(&["inspect", "--help"]).stdout).into_owned();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/c");
+    let mut objects = 0;
+    for entry in std::fs::read_dir(&dir).expect("examples/c").flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "o") {
+            continue;
+        }
+        objects += 1;
+        let v = json(&["inspect", &path.to_string_lossy(), "--json"], 0);
+        for list in ["maps", "sections"] {
+            for item in v[list].as_array().into_iter().flatten() {
+                let kind = item["kind"].as_str().unwrap_or_default();
+                assert!(
+                    help.contains(&format!("`{kind}`")),
+                    "{list} kind `{kind}` of {} is not in inspect --help",
+                    path.display()
+                );
+            }
+        }
+    }
+    assert!(objects > 5, "only {objects} objects in {}", dir.display());
+}
+
 /// `inspect --json` counts instructions as `verify --json` does.
 #[test]
 fn inspect_counts_insns_as_verify_does() {
