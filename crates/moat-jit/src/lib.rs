@@ -53,6 +53,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 pub use codemem::{CodeStats, StrategyFigures};
+pub use dump::{CodePart, NativeInsn};
 pub use fault::install as install_fault_handler;
 pub use run::{set_poll_hook, Interrupter, PollHook, MIN_CONFINEMENT};
 pub use watchdog::{Armed, Watchdog, DEFAULT_SPIN};
@@ -283,8 +284,20 @@ impl JitProgram {
         self.code.bytes()
     }
 
+    /// The generated machine code, decoded: each native instruction with the part of the code it
+    /// belongs to (the entry trampoline, an eBPF instruction's slot, the cold stubs), its offset,
+    /// bytes and Intel-syntax text, whose branch targets inside the code are labels (`pc 7`).
+    pub fn native_code(&self) -> Vec<NativeInsn> {
+        dump::decode(
+            self.code.bytes(),
+            self.code.addr(),
+            &self.slot_offsets,
+            self.body_end,
+        )
+    }
+
     /// The generated machine code, disassembled (Intel syntax), each eBPF instruction's code under
-    /// its slot index.
+    /// its slot index, branch targets as labels (see [`JitProgram::native_code`]).
     pub fn disassemble(&self) -> String {
         dump::disassemble(
             self.code.bytes(),

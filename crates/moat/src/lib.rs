@@ -47,7 +47,7 @@ pub use moat_pool as pool;
 pub use moat_verify::{Arg, Callback, HelperProto, MapClass, Rejection, Ret, VerifiedProgram};
 pub use object::{LoadedObject, ObjectOptions, OpenObject};
 pub use pooled::{program_tag, PoolBackend, PoolMapError, LIBBPF_PIN_BY_NAME};
-pub use program::{is_violation, LoadedProgram, DEFAULT_VIOLATION_LIMIT};
+pub use program::{is_violation, JitInsn, JitPart, LoadedProgram, DEFAULT_VIOLATION_LIMIT};
 pub use runtime::{Engine, Runtime};
 pub use stacks::StackSource;
 pub use trace::TraceLog;

@@ -35,6 +35,31 @@ pub fn is_violation(e: &RunError) -> bool {
     }
 }
 
+/// The part of a JIT program's code a native instruction belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JitPart {
+    /// The entry trampoline, before the program's first instruction.
+    Entry,
+    /// The code of the eBPF instruction at this slot (as in [`Program::insns`]).
+    Insn(usize),
+    /// The cold stubs (failed checks, budget exhaustion) and shared error routines.
+    Stubs,
+}
+
+/// One native instruction of a JIT-compiled program ([`LoadedProgram::jit_code`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JitInsn {
+    /// Where it belongs.
+    pub part: JitPart,
+    /// Its offset from the start of the program's code.
+    pub offset: u32,
+    /// Its encoding.
+    pub bytes: Vec<u8>,
+    /// Intel syntax; branch targets inside the code as `pc N` (the code of the eBPF instruction at
+    /// slot N), `pc N+0xK` or `@0xOFF` (an offset into the code), not host addresses.
+    pub text: String,
+}
+
 /// A loaded, structurally checked program, ready to run.
 #[derive(Debug, Clone)]
 pub struct LoadedProgram {
@@ -338,6 +363,31 @@ impl LoadedProgram {
             Exec::Interp(_) => None,
             #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
             Exec::Jit(p) => Some(p.disassemble()),
+        }
+    }
+
+    /// The JIT's machine code for the program, decoded (`None` for the interpreter): each native
+    /// instruction with the part of the code it belongs to, its offset, bytes and Intel-syntax text,
+    /// whose branch targets inside the code are labels (`pc 7`, `pc 7+0x1c`, `@0x4a0`).
+    pub fn jit_code(&self) -> Option<Vec<JitInsn>> {
+        match &self.exec {
+            Exec::Interp(_) => None,
+            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+            Exec::Jit(p) => Some(
+                p.native_code()
+                    .into_iter()
+                    .map(|n| JitInsn {
+                        part: match n.part {
+                            moat_jit::CodePart::Entry => JitPart::Entry,
+                            moat_jit::CodePart::Slot(slot) => JitPart::Insn(slot),
+                            moat_jit::CodePart::Stubs => JitPart::Stubs,
+                        },
+                        offset: n.offset,
+                        bytes: n.bytes,
+                        text: n.text,
+                    })
+                    .collect(),
+            ),
         }
     }
 
