@@ -24,6 +24,7 @@ macro_rules! out_raw {
 }
 
 mod input;
+mod jitdump;
 mod memleak;
 mod memleak_kernel;
 mod omb;
@@ -146,17 +147,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Compile a program with the JIT and show the generated x86-64 code, disassembled.
-    JitDump {
-        /// The program file (as for `run`).
-        file: PathBuf,
-        /// For an object: the program to compile.
-        #[arg(long)]
-        program: Option<String>,
-        /// Program type, as for `run`.
-        #[arg(long = "type", value_name = "TYPE")]
-        prog_type: Option<String>,
-    },
+    /// Show the x86-64 code `moat run` executes for a program: loaded and verified as `run` does
+    /// (`--no-verify` for the unverified code), each eBPF instruction's native code under a
+    /// `; pc N: <instruction>` line, branch targets as `pc N` labels.
+    JitDump(jitdump::JitDumpArgs),
     /// Disassemble bytecode, or the program(s) of an object, `.data` or assembly file.
     Disasm {
         /// The file to disassemble.
@@ -284,6 +278,26 @@ fn parse_duration(text: &str) -> Result<std::time::Duration> {
         .with_context(|| format!("`{text}` is not a valid duration"))
 }
 
+/// What `run` and `jit-dump` set alike: verification, isolation and the time budget, which decide
+/// the code the JIT generates.
+fn configure(
+    rt: &mut Runtime,
+    no_verify: bool,
+    unprivileged: bool,
+    isolation: Option<moat::Isolation>,
+    time_budget: Option<std::time::Duration>,
+) -> Result<()> {
+    rt.set_time_budget(time_budget)
+        .context("cannot start the time-budget watchdog")?;
+    rt.set_verification(match (no_verify, unprivileged) {
+        (true, _) => Verification::Off,
+        (false, true) => Verification::Unprivileged,
+        (false, false) => Verification::Privileged,
+    });
+    rt.set_isolation(isolation.unwrap_or_else(moat::Isolation::detect));
+    Ok(())
+}
+
 fn parse_hex_bytes(text: &str) -> Result<Vec<u8>> {
     let digits: String = text.chars().filter(|c| !c.is_whitespace()).collect();
     let digits = digits.strip_prefix("0x").unwrap_or(&digits);
@@ -314,16 +328,15 @@ fn run(args: RunArgs) -> Result<()> {
     if let Some(budget) = args.budget {
         rt.set_budget(budget);
     }
-    rt.set_time_budget(args.time_budget)
-        .context("cannot start the time-budget watchdog")?;
     rt.set_buffer_size(mem.len() as u64);
-    rt.set_verification(match (args.no_verify, args.unprivileged) {
-        (true, _) => Verification::Off,
-        (false, true) => Verification::Unprivileged,
-        (false, false) => Verification::Privileged,
-    });
     rt.set_engine(args.engine.engine());
-    rt.set_isolation(args.isolation.unwrap_or_else(moat::Isolation::detect));
+    configure(
+        &mut rt,
+        args.no_verify,
+        args.unprivileged,
+        args.isolation,
+        args.time_budget,
+    )?;
     if let Some(path) = &args.pool {
         pool::open_for_run(&mut rt, path, args.pool_maps.clone())?;
     }
@@ -384,30 +397,6 @@ fn run(args: RunArgs) -> Result<()> {
             .for_each(report::MapDump::print);
     }
     out!("{r0:#x}");
-    Ok(())
-}
-
-/// `moat jit-dump`: the program compiled by the JIT (unverified: the dump shows every check).
-fn jit_dump(file: &std::path::Path, program: Option<&str>, prog_type: Option<&str>) -> Result<()> {
-    if !Engine::Jit.is_supported() {
-        bail!("the JIT needs x86-64 Linux");
-    }
-    let input = Input::read(file)?;
-    let prog_type = prog_type.map(ProgType::parse).transpose()?;
-    let mut rt = Runtime::new();
-    rt.set_engine(Engine::Jit);
-    rt.set_verification(Verification::Off);
-    let loaded = input.load(
-        &rt,
-        ObjectOptions { prog_type },
-        program,
-        &setup::Setup::default(),
-    )?;
-    let prog = loaded.program().with_context(|| input.path().to_string())?;
-    match prog.jit_disassembly() {
-        Some(text) => print!("{text}"),
-        None => bail!("{}: not compiled by the JIT", input.path()),
-    }
     Ok(())
 }
 
@@ -522,11 +511,7 @@ fn main() -> ExitCode {
                 Ok(())
             }),
         ),
-        Command::JitDump {
-            file,
-            program,
-            prog_type,
-        } => jit_dump(&file, program.as_deref(), prog_type.as_deref()),
+        Command::JitDump(args) => json_errors(args.json(), jitdump::run(&args)),
         Command::Disasm {
             file,
             pc,

@@ -48,10 +48,10 @@ fn jit_dump_disassembles_every_instruction() {
     }
     assert!(out.status.success(), "{out:?}");
     let text = stdout(&out);
-    assert!(text.starts_with("entry trampoline:"), "{text}");
+    assert!(text.contains("\n; entry trampoline\n"), "{text}");
     for slot in 0..6 {
         assert!(
-            text.contains(&format!("insn {slot}:")),
+            text.contains(&format!("\n; pc {slot}: ")),
             "insn {slot} missing:\n{text}"
         );
     }

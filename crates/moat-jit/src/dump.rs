@@ -41,8 +41,9 @@ fn part_starts(slot_offsets: &[u32], body_end: u32) -> BTreeMap<u32, CodePart> {
     starts.insert(0, CodePart::Entry);
     for (slot, &off) in slot_offsets.iter().enumerate() {
         if off != u32::MAX && off < body_end {
-            // Where empty slots share an offset, the first one owns the code.
-            starts.entry(off).or_insert(CodePart::Slot(slot));
+            // Where slots without code share an offset with the next one, the code is the next
+            // one's.
+            starts.insert(off, CodePart::Slot(slot));
         }
     }
     starts.insert(body_end, CodePart::Stubs);

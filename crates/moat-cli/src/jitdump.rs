@@ -1,0 +1,171 @@
+//! `moat jit-dump`: the x86-64 code `moat run` executes for a program, loaded the way `run` loads
+//! it (verified unless `--no-verify`, the same program type, isolation, time budget and setup), as
+//! text under `; pc N: <eBPF instruction>` lines or as JSON.
+
+use crate::input::Input;
+use crate::setup::Setup;
+use anyhow::{bail, Context, Result};
+use moat::{Engine, JitInsn, JitPart, ObjectOptions, ProgType, Runtime};
+use std::path::PathBuf;
+
+/// Options of `moat jit-dump`.
+#[derive(clap::Args)]
+pub struct JitDumpArgs {
+    /// The program file (as for `run`).
+    file: PathBuf,
+    /// For an object: the program to compile.
+    #[arg(long)]
+    program: Option<String>,
+    /// Program type, as for `run`.
+    #[arg(long = "type", value_name = "TYPE")]
+    prog_type: Option<String>,
+    /// Input size a buffer program is verified for (`run` takes its `--mem` length; default: a
+    /// `.data` file's `-- mem`, an object's BTF, else 0).
+    #[arg(long)]
+    mem_size: Option<u64>,
+    /// Compile without verifying, as `run --no-verify` does: the code then counts the instruction
+    /// budget and checks every memory access.
+    #[arg(long)]
+    no_verify: bool,
+    /// Verify with the rules of an unprivileged loader, as `run --unprivileged`.
+    #[arg(long)]
+    unprivileged: bool,
+    /// Isolation of the program's domain, as for `run` (default: mpk where protection keys exist,
+    /// else sfi).
+    #[arg(long, value_parser = crate::parse_isolation)]
+    isolation: Option<moat::Isolation>,
+    /// Compile as `run --time-budget` does (polling points, no instruction budget).
+    #[arg(long, value_name = "TIME", value_parser = crate::parse_duration)]
+    time_budget: Option<std::time::Duration>,
+    /// Print one JSON object instead of text: `file`, `program`, `verified`, `entry` (the entry
+    /// trampoline), `insns` (each eBPF instruction's `pc`, `ebpf` text and `native` code) and
+    /// `stubs` (cold stubs and shared routines); native instructions are `offset` (into the code),
+    /// `bytes` (hex) and `text` (Intel syntax, branch targets as `pc N` labels).
+    #[arg(long)]
+    json: bool,
+    /// Map, global and program-array setup before the object loads (as for `run`).
+    #[command(flatten)]
+    setup: Setup,
+}
+
+impl JitDumpArgs {
+    /// Whether the output is JSON.
+    pub fn json(&self) -> bool {
+        self.json
+    }
+}
+
+/// The code of one eBPF instruction.
+struct Insn {
+    pc: usize,
+    ebpf: String,
+    native: Vec<JitInsn>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn native_json(n: &JitInsn) -> serde_json::Value {
+    serde_json::json!({ "offset": n.offset, "bytes": hex(&n.bytes), "text": n.text })
+}
+
+fn native_line(n: &JitInsn) -> String {
+    format!("  {:5x}  {:<24} {}", n.offset, hex(&n.bytes), n.text)
+}
+
+/// Runs `moat jit-dump`.
+pub fn run(args: &JitDumpArgs) -> Result<()> {
+    if !Engine::Jit.is_supported() {
+        bail!("the JIT needs x86-64 Linux");
+    }
+    let input = Input::read(&args.file)?;
+    let prog_type = args.prog_type.as_deref().map(ProgType::parse).transpose()?;
+    let mut rt = Runtime::new();
+    rt.set_engine(Engine::Jit);
+    crate::configure(
+        &mut rt,
+        args.no_verify,
+        args.unprivileged,
+        args.isolation,
+        args.time_budget,
+    )?;
+    let buffer_size = args.mem_size.or_else(|| {
+        let mem = input.default_mem();
+        (!mem.is_empty() || input.object_bytes().is_none()).then_some(mem.len() as u64)
+    });
+    if let Some(size) = buffer_size {
+        rt.set_buffer_size(size);
+    }
+    let loaded = input.load(
+        &rt,
+        ObjectOptions { prog_type },
+        args.program.as_deref(),
+        &args.setup,
+    )?;
+    let prog = loaded.program().with_context(|| input.path().to_string())?;
+    let Some(code) = prog.jit_code() else {
+        bail!("{}: not compiled by the JIT", input.path());
+    };
+    let mut entry = Vec::new();
+    let mut stubs = Vec::new();
+    let mut insns: Vec<Insn> = prog
+        .program()
+        .insns()
+        .iter()
+        .map(|(pc, insn)| Insn {
+            pc: *pc,
+            ebpf: moat_isa::disasm_one(insn),
+            native: Vec::new(),
+        })
+        .collect();
+    for n in code {
+        match n.part {
+            JitPart::Entry => entry.push(n),
+            JitPart::Stubs => stubs.push(n),
+            JitPart::Insn(slot) => match insns.iter_mut().find(|i| i.pc == slot) {
+                Some(insn) => insn.native.push(n),
+                None => bail!(
+                    "{}: JIT code for slot {slot}, which has no instruction",
+                    prog.name()
+                ),
+            },
+        }
+    }
+    let verified = prog.verified().is_some();
+    if args.json {
+        let v = serde_json::json!({
+            "file": input.path(),
+            "program": prog.name(),
+            "verified": verified,
+            "entry": entry.iter().map(native_json).collect::<Vec<_>>(),
+            "insns": insns.iter().map(|i| serde_json::json!({
+                "pc": i.pc,
+                "ebpf": i.ebpf,
+                "native": i.native.iter().map(native_json).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "stubs": stubs.iter().map(native_json).collect::<Vec<_>>(),
+        });
+        out!("{v}");
+        return Ok(());
+    }
+    out!(
+        "; {} {} ({}; branch targets as `pc N` labels, `@0xOFF` code offsets)",
+        input.path(),
+        prog.name(),
+        if verified {
+            "verified: the code `moat run` executes"
+        } else {
+            "not verified: every check and the instruction budget kept"
+        }
+    );
+    out!("; entry trampoline");
+    entry.iter().for_each(|n| out!("{}", native_line(n)));
+    for insn in &insns {
+        out!("; pc {}: {}", insn.pc, insn.ebpf);
+        insn.native.iter().for_each(|n| out!("{}", native_line(n)));
+    }
+    out!("; cold stubs and shared routines");
+    stubs.iter().for_each(|n| out!("{}", native_line(n)));
+    Ok(())
+}
