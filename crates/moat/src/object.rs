@@ -43,6 +43,17 @@ impl Runtime {
         bytes: &[u8],
         options: ObjectOptions,
     ) -> Result<Vec<(String, Verdict)>, Error> {
+        self.verify_object_each(bytes, options, |_, _| {})
+    }
+
+    /// [`Runtime::verify_object`], calling `progress` with each program's name and verdict as
+    /// soon as it is verified (for progress reports on large objects).
+    pub fn verify_object_each(
+        &self,
+        bytes: &[u8],
+        options: ObjectOptions,
+        mut progress: impl FnMut(&str, &Verdict),
+    ) -> Result<Vec<(String, Verdict)>, Error> {
         let object = Object::parse(bytes)?;
         let maps: Vec<moat_verify::MapInfo> = object
             .maps
@@ -93,6 +104,7 @@ impl Runtime {
                     .map_err(Error::Verify)
                 })()
                 .map_err(|e| with_source_line(e, spec));
+                progress(&spec.name, &verdict);
                 (spec.name.clone(), verdict)
             })
             .collect())

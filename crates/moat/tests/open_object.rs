@@ -106,3 +106,32 @@ fn buffer_programs_of_objects_are_verified_for_their_btf_context() {
         "verified for the 76-byte struct request"
     );
 }
+
+#[test]
+fn verify_and_load_report_each_program_as_it_comes() {
+    let rt = Runtime::new();
+    let bytes = example("tailcall.o");
+    let mut seen = Vec::new();
+    let verdicts = rt
+        .verify_object_each(&bytes, moat::ObjectOptions::default(), |name, verdict| {
+            seen.push((name.to_string(), verdict.is_ok()));
+        })
+        .expect("parses");
+    let expected: Vec<(String, bool)> = verdicts
+        .iter()
+        .map(|(name, verdict)| (name.clone(), verdict.is_ok()))
+        .collect();
+    assert_eq!(seen, expected);
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    let mut loaded = Vec::new();
+    let obj = rt
+        .open_object(&bytes)
+        .expect("opens")
+        .load_each(|name, result| loaded.push((name.to_string(), result.is_ok())))
+        .expect("loads");
+    let expected: Vec<(String, bool)> = obj
+        .programs()
+        .map(|(name, result)| (name.to_string(), result.is_ok()))
+        .collect();
+    assert_eq!(loaded, expected);
+}
