@@ -62,7 +62,9 @@ enum Command {
     /// context over the input as the packet.
     Run(RunArgs),
     /// Verify a program (or every program of an object): print OK with statistics, or the rejection
-    /// with its instruction, source line and register state.
+    /// with its instruction, source line and register state. While an object's programs are
+    /// verified, a terminal's standard error names the one being verified (never with --json or
+    /// when standard error is not a terminal).
     Verify {
         /// The program file (object, `.data`, assembly or bytecode).
         file: PathBuf,

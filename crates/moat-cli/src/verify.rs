@@ -6,6 +6,7 @@ use crate::input::Input;
 use crate::setup::Setup;
 use anyhow::{bail, Context, Result};
 use moat::{Error, ObjectOptions, ProgType, Rejection, Runtime, Verification, VerifiedProgram};
+use std::io::{IsTerminal, Write};
 
 /// Options of `moat verify`.
 pub struct VerifyArgs<'a> {
@@ -143,6 +144,60 @@ fn report(name: &str, result: Result<&moat::LoadedProgram, &Error>, log: bool) -
     }
 }
 
+/// While an object's programs are verified, one line on standard error naming the program being
+/// verified (`verifying 3/12 from-netdev ...`), rewritten in place and cleared at the end; only
+/// when standard error is a terminal and the output is not JSON, so that pipes and scripts see
+/// none of it.
+struct Progress {
+    names: Vec<String>,
+    done: usize,
+    on: bool,
+}
+
+/// How the progress line names a program: its name and, if different, its section.
+fn progress_name(name: &str, section: &str) -> String {
+    if name == section {
+        name.to_string()
+    } else {
+        format!("{name} ({section})")
+    }
+}
+
+impl Progress {
+    fn new(names: Vec<String>, json: bool) -> Progress {
+        let on = !json && !names.is_empty() && std::io::stderr().is_terminal();
+        let progress = Progress { names, done: 0, on };
+        progress.show();
+        progress
+    }
+
+    fn show(&self) {
+        if let (true, Some(name)) = (self.on, self.names.get(self.done)) {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(
+                err,
+                "\r\x1b[Kverifying {}/{} {name} ...",
+                self.done + 1,
+                self.names.len()
+            );
+            let _ = err.flush();
+        }
+    }
+
+    /// One more program verified: names the next one.
+    fn advance(&mut self) {
+        self.done += 1;
+        self.show();
+    }
+
+    /// Clears the line before the results are printed.
+    fn finish(&self) {
+        if self.on {
+            let _ = write!(std::io::stderr(), "\r\x1b[K");
+        }
+    }
+}
+
 /// Verifies `input`; fails when any program is rejected.
 pub fn verify(input: &Input, args: &VerifyArgs<'_>) -> Result<()> {
     if args.json {
@@ -173,7 +228,17 @@ pub fn verify(input: &Input, args: &VerifyArgs<'_>) -> Result<()> {
         args.setup
             .apply(&mut open)
             .with_context(|| input.path().to_string())?;
-        let loaded = open.load().with_context(|| input.path().to_string())?;
+        let mut progress = Progress::new(
+            open.object()
+                .programs
+                .iter()
+                .map(|p| progress_name(&p.name, &p.section))
+                .collect(),
+            args.json,
+        );
+        let loaded = open.load_each(|_, _| progress.advance());
+        progress.finish();
+        let loaded = loaded.with_context(|| input.path().to_string())?;
         let mut matched = false;
         for (spec, (name, result)) in loaded.object().programs.iter().zip(loaded.programs()) {
             if args.program.is_some_and(|p| p != name && p != spec.section) {
@@ -187,12 +252,22 @@ pub fn verify(input: &Input, args: &VerifyArgs<'_>) -> Result<()> {
         }
     } else if let Some(bytes) = input.object_bytes() {
         let obj = moat::Object::parse(bytes)?;
-        let verdicts = rt.verify_object(
+        let mut progress = Progress::new(
+            obj.programs
+                .iter()
+                .map(|p| progress_name(&p.name, &p.section))
+                .collect(),
+            args.json,
+        );
+        let verdicts = rt.verify_object_each(
             bytes,
             ObjectOptions {
                 prog_type: args.prog_type,
             },
-        )?;
+            |_, _| progress.advance(),
+        );
+        progress.finish();
+        let verdicts = verdicts?;
         let mut matched = false;
         for (spec, (name, verdict)) in obj.programs.iter().zip(&verdicts) {
             if args.program.is_some_and(|p| p != name && p != spec.section) {
