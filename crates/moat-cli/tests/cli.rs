@@ -403,14 +403,16 @@ fn verify_names_the_c_source_line_of_a_rejection() {
         "bpf_prog1",
     ]);
     assert!(
-        stdout(&o).contains("a cgroup_sock program, a type moat does not support"),
+        stdout(&o).contains("program type cgroup_sock is not supported by moat"),
         "{}",
         stdout(&o)
     );
-    // The verifier alone takes it as a buffer program and names the C line it refuses.
+    // The verifier alone, told to take it as a buffer program, names the C line it refuses.
     let o = moat(&[
         "verify",
         "--verifier-only",
+        "--type",
+        "buffer",
         path.to_str().unwrap_or_default(),
         "--program",
         "bpf_prog1",

@@ -166,7 +166,9 @@ pub enum Error {
         section: String,
     },
     /// A program's section names a kernel program type moat does not run.
-    #[error("program `{program}`: section `{section}` is a {kind} program, a type moat does not support")]
+    #[error(
+        "program `{program}` (section `{section}`): program type {kind} is not supported by moat"
+    )]
     UnsupportedProgType {
         /// The program.
         program: String,

@@ -37,7 +37,10 @@ impl Runtime {
     /// Verifies every program of an object without creating its maps or loading anything: the
     /// verifier needs only the maps' descriptions, so this works for objects whose map types moat
     /// cannot create (perf event arrays, devmaps, ...). Uses this runtime's verification rules
-    /// (privileged unless set otherwise; `Off` is treated as privileged).
+    /// (privileged unless set otherwise; `Off` is treated as privileged). Program types come from
+    /// the section names as for a load: a section that names no type, or one moat does not run
+    /// (fentry, fexit, lsm, ...), is that program's error ([`Error::UnknownSection`],
+    /// [`Error::UnsupportedProgType`]) unless `options` give the type.
     pub fn verify_object(
         &self,
         bytes: &[u8],
@@ -70,11 +73,10 @@ impl Runtime {
             .programs
             .iter()
             .map(|spec| {
-                let prog_type = options
-                    .prog_type
-                    .or_else(|| ProgType::from_section(&spec.section))
-                    .unwrap_or(ProgType::Buffer);
                 let verdict = (|| {
+                    // Sections name program types as for a load: an unknown section or a type
+                    // moat does not support (fentry, lsm, ...) fails by name here too.
+                    let prog_type = program_type(spec, options)?;
                     if let Some(u) = spec.unresolved.first() {
                         return Err(Error::Unresolved {
                             program: spec.name.clone(),

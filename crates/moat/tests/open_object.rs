@@ -135,3 +135,32 @@ fn verify_and_load_report_each_program_as_it_comes() {
         .collect();
     assert_eq!(loaded, expected);
 }
+
+#[test]
+fn verifying_alone_refuses_program_types_moat_does_not_support() {
+    // fentry, fexit and lsm programs read kernel BTF-typed arguments: `verify_object` used to take
+    // them for kprobe or buffer programs and reject a pointer read inside them.
+    let verdicts = Runtime::new()
+        .verify_object(&example("fentry.o"), moat::ObjectOptions::default())
+        .expect("parses");
+    let sections: Vec<(String, String)> = verdicts
+        .iter()
+        .map(|(name, verdict)| match verdict {
+            Err(Error::UnsupportedProgType {
+                program, section, ..
+            }) => {
+                assert_eq!(program, name);
+                (name.clone(), section.clone())
+            }
+            other => panic!("{name}: {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        sections,
+        [
+            ("on_connect".into(), "fentry/tcp_connect".into()),
+            ("after_connect".into(), "fexit/tcp_connect".into()),
+            ("check_connect".into(), "lsm/socket_connect".into()),
+        ]
+    );
+}
