@@ -1,23 +1,18 @@
 //! Loads every real-world object under `shared/objects/` (see its README): none may panic, and every
 //! object outside `invalid/` must load, except the commented refusals in [`REFUSED`].
 //!
-//! The folder is `$MOAT_OBJECTS_DIR`, or `../../../shared/objects` from this crate's manifest. Where it
-//! is missing the test says so and passes: the objects are shared data, not part of the repository.
+//! The folder is `$MOAT_OBJECTS_DIR`, `$MOAT_SHARED/objects` or `../../../shared/objects` from this
+//! crate's manifest ([`common::objects_dir`]): the objects are shared data, not part of the
+//! repository.
 
+mod common;
+use common::objects_dir;
 use moat_obj::Object;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 /// Objects outside `invalid/` that the loader refuses on purpose, with the reason.
 const REFUSED: &[(&str, &str)] = &[];
-
-/// The objects folder, if present.
-fn objects_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("MOAT_OBJECTS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/objects"));
-    dir.is_dir().then_some(dir)
-}
 
 /// Every `*.o` below `dir`, sorted.
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -37,9 +32,6 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 #[test]
 fn every_real_object_loads_or_is_refused_cleanly() {
     let Some(dir) = objects_dir() else {
-        println!(
-            "skipped: no objects folder (set MOAT_OBJECTS_DIR or provide ../../../shared/objects)"
-        );
         return;
     };
     let mut files = Vec::new();

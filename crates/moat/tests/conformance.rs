@@ -33,7 +33,10 @@ fn run(path: &Path) -> Result<(DataFile, u64), String> {
 
 #[test]
 fn conformance_programs_return_their_result() {
-    let dir = shared_dir().join("conformance/tests");
+    let Some(shared) = shared_dir() else {
+        return;
+    };
+    let dir = shared.join("conformance/tests");
     let files = data_files(&dir);
     assert_eq!(
         files.len(),
@@ -72,7 +75,10 @@ fn conformance_programs_return_their_result() {
 
 #[test]
 fn negative_conformance_files_are_refused() {
-    let dir = shared_dir().join("conformance/negative");
+    let Some(shared) = shared_dir() else {
+        return;
+    };
+    let dir = shared.join("conformance/negative");
     let files = data_files(&dir);
     assert_eq!(
         files.len(),

@@ -65,7 +65,7 @@
 //! `MOAT_KERNEL_VERIFIER_LOG_LINES=N` keeps more of the kernel's log.
 
 mod common;
-use common::{shared_dir as shared, workspace_root as root};
+use common::{shared_dir, workspace_root as root};
 
 use moat::{ObjectOptions, ProgType, Runtime, Verification};
 use moat_abi::{MapType, BPF_F_RDONLY_PROG};
@@ -1209,7 +1209,15 @@ fn report(title: &str, cases: &[Case], allowed: &[(&str, &str, &str)]) -> Vec<St
 }
 
 fn unavailable() -> Option<String> {
+    if shared_dir().is_none() {
+        return Some("no shared test data (see above)".into());
+    }
     moat_kernel::available().err()
+}
+
+/// The shared test data folder, which [`unavailable`] found.
+fn shared() -> PathBuf {
+    shared_dir().unwrap_or_else(|| panic!("the shared test data folder vanished during the test"))
 }
 
 #[test]

@@ -14,21 +14,43 @@ use object::{
 };
 use std::path::{Path, PathBuf};
 
-/// The shared objects folder (`$MOAT_OBJECTS_DIR` or `../../../shared/objects`), if present.
+/// The shared objects folder (real-world objects; README.md, "Test data"): `$MOAT_OBJECTS_DIR`,
+/// else `objects/` of `$MOAT_SHARED`, else `../shared/objects` beside the checkout. Where it is
+/// missing, a test that needs it fails with a message naming the path when a variable named it or
+/// `CI` is set, and otherwise prints why it skips and gets `None`.
 pub fn objects_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("MOAT_OBJECTS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/objects"));
-    dir.is_dir().then_some(dir)
+    let (dir, named) = match (
+        std::env::var_os("MOAT_OBJECTS_DIR"),
+        std::env::var_os("MOAT_SHARED"),
+    ) {
+        (Some(dir), _) => (PathBuf::from(dir), Some("MOAT_OBJECTS_DIR")),
+        (None, Some(shared)) => (PathBuf::from(shared).join("objects"), Some("MOAT_SHARED")),
+        (None, None) => (
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/objects"),
+            None,
+        ),
+    };
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    let why = format!(
+        "the shared objects folder {} does not exist (real-world eBPF objects, see README.md, \
+         \"Test data\"): {}",
+        dir.display(),
+        match named {
+            Some(var) => format!("{var} points nowhere"),
+            None => "put `shared/` beside the checkout or set MOAT_SHARED to its path".into(),
+        }
+    );
+    assert!(named.is_none() && std::env::var_os("CI").is_none(), "{why}");
+    println!("skipped: {why}");
+    None
 }
 
 /// The bytes of a real object, e.g. `real("new_linux/sockex1_kern.o")`; `None` (after printing a skip
 /// reason) if the objects folder is missing.
 pub fn real(rel: &str) -> Option<Vec<u8>> {
-    let Some(dir) = objects_dir() else {
-        println!("skipped: no objects folder for {rel}");
-        return None;
-    };
+    let dir = objects_dir()?;
     Some(std::fs::read(dir.join(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}")))
 }
 
