@@ -40,7 +40,8 @@ pub struct JitDumpArgs {
     /// Print one JSON object instead of text: `file`, `program`, `verified`, `entry` (the entry
     /// trampoline), `insns` (each eBPF instruction's `pc`, `ebpf` text and `native` code) and
     /// `stubs` (cold stubs and shared routines); native instructions are `offset` (into the code),
-    /// `bytes` (hex) and `text` (Intel syntax, branch targets as `pc N` labels).
+    /// `bytes` (hex) and `text` (Intel syntax, branch targets as `pc N` or `stub(pc N)` labels), and
+    /// a stub's first instruction has `stub_for`, the pc whose code branches to it.
     #[arg(long)]
     json: bool,
     /// Map, global and program-array setup before the object loads (as for `run`).
@@ -67,7 +68,11 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn native_json(n: &JitInsn) -> serde_json::Value {
-    serde_json::json!({ "offset": n.offset, "bytes": hex(&n.bytes), "text": n.text })
+    let mut v = serde_json::json!({ "offset": n.offset, "bytes": hex(&n.bytes), "text": n.text });
+    if let Some(pc) = n.stub_for {
+        v["stub_for"] = serde_json::json!(pc);
+    }
+    v
 }
 
 fn native_line(n: &JitInsn) -> String {
@@ -150,7 +155,7 @@ pub fn run(args: &JitDumpArgs) -> Result<()> {
         return Ok(());
     }
     out!(
-        "; {} {} ({}; branch targets as `pc N` labels, `@0xOFF` code offsets)",
+        "; {} {} ({}; branch targets as `pc N` and `stub(pc N)` labels or `@0xOFF` code offsets)",
         input.path(),
         prog.name(),
         if verified {
@@ -166,6 +171,11 @@ pub fn run(args: &JitDumpArgs) -> Result<()> {
         insn.native.iter().for_each(|n| out!("{}", native_line(n)));
     }
     out!("; cold stubs and shared routines");
-    stubs.iter().for_each(|n| out!("{}", native_line(n)));
+    for n in &stubs {
+        if let Some(pc) = n.stub_for {
+            out!("; stub(pc {pc}): the slow path of pc {pc}");
+        }
+        out!("{}", native_line(n));
+    }
     Ok(())
 }

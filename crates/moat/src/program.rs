@@ -56,8 +56,11 @@ pub struct JitInsn {
     /// Its encoding.
     pub bytes: Vec<u8>,
     /// Intel syntax; branch targets inside the code as `pc N` (the code of the eBPF instruction at
-    /// slot N), `pc N+0xK` or `@0xOFF` (an offset into the code), not host addresses.
+    /// slot N), `pc N+0xK`, `stub(pc N)` (the cold stub that code branches to) or `@0xOFF` (an
+    /// offset into the code), not host addresses.
     pub text: String,
+    /// For the first instruction of a cold stub: the slot whose code branches to it.
+    pub stub_for: Option<usize>,
 }
 
 /// A loaded, structurally checked program, ready to run.
@@ -368,7 +371,8 @@ impl LoadedProgram {
 
     /// The JIT's machine code for the program, decoded (`None` for the interpreter): each native
     /// instruction with the part of the code it belongs to, its offset, bytes and Intel-syntax text,
-    /// whose branch targets inside the code are labels (`pc 7`, `pc 7+0x1c`, `@0x4a0`).
+    /// whose branch targets inside the code are labels (`pc 7`, `pc 7+0x1c`, `stub(pc 7)`,
+    /// `@0x4a0`).
     pub fn jit_code(&self) -> Option<Vec<JitInsn>> {
         match &self.exec {
             Exec::Interp(_) => None,
@@ -385,6 +389,7 @@ impl LoadedProgram {
                         offset: n.offset,
                         bytes: n.bytes,
                         text: n.text,
+                        stub_for: n.stub_for,
                     })
                     .collect(),
             ),
