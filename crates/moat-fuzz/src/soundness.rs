@@ -703,6 +703,48 @@ pub fn soundness(source: &mut dyn Source, cases: u64) -> Report {
     report
 }
 
+/// The pruning oracle over `cases` programs from `source` (privileged and unprivileged rules in
+/// turn): the verifier's register-use analysis only lets states prune that differ in what cannot
+/// matter, so every program it accepts must also be accepted with pruning comparing states whole
+/// ([`moat_verify::testing::with_exact_pruning`]) — or refused as too complex — and every program
+/// accepted that way must be accepted with the analysis.
+pub fn pruning_agrees(source: &mut dyn Source, cases: u64) -> Report {
+    let map = array_map();
+    let runtimes: Vec<(Verification, Runtime)> =
+        [Verification::Privileged, Verification::Unprivileged]
+            .into_iter()
+            .map(|v| (v, runtime(v, Engine::Interp, Isolation::None)))
+            .collect();
+    let mut report = Report::default();
+    for case in 0..cases {
+        let (verification, rt) = &runtimes[(case % 2) as usize];
+        let asm = generate(source, *verification == Verification::Privileged);
+        report.generated += 1;
+        let relaxed = load(rt, &asm, &map);
+        let exact = moat_verify::testing::with_exact_pruning(|| load(rt, &asm, &map));
+        let too_complex = |r: &Result<LoadedProgram, Refused>| matches!(r, Err(Refused::Verifier(w)) if w.contains("too complex"));
+        match (&relaxed, &exact) {
+            (Ok(_), Ok(_)) => report.accepted += 1,
+            (Err(_), Err(_)) => {}
+            (Ok(_), Err(_)) if too_complex(&exact) => report.accepted += 1,
+            _ => report.failures.push(format!(
+                "case {case} ({verification:?}): with the register-use analysis {}, comparing \
+                 states whole {}\n{asm}",
+                verdict(&relaxed),
+                verdict(&exact)
+            )),
+        }
+    }
+    report
+}
+
+fn verdict(r: &Result<LoadedProgram, Refused>) -> String {
+    match r {
+        Ok(_) => "accepted".into(),
+        Err(why) => format!("refused ({why:?})"),
+    }
+}
+
 /// What one run left behind: `r0` or the failing instruction, the buffer and the map's values.
 #[derive(Debug, PartialEq, Eq)]
 struct Outcome {

@@ -1,6 +1,7 @@
-//! The verifier's two oracles ([`moat_fuzz::soundness`]), bounded for CI: soundness on 2 000
-//! random programs and verified JIT = interpreter on 600 (`MOAT_SOUNDNESS_CASES` and
-//! `MOAT_JIT_CASES` change the counts, `MOAT_SOUNDNESS_SEED` the sequence,
+//! The verifier's oracles ([`moat_fuzz::soundness`]), bounded for CI: soundness on 2 000
+//! random programs, verified JIT = interpreter on 600, and the same verdicts with and without the
+//! register-use analysis's relaxed pruning on 2 000 (`MOAT_SOUNDNESS_CASES`, `MOAT_JIT_CASES` and
+//! `MOAT_PRUNING_CASES` change the counts, `MOAT_SOUNDNESS_SEED` the sequence,
 //! `MOAT_SOUNDNESS_VERBOSE` prints why each refused program was refused). Longer runs:
 //! `MOAT_SOUNDNESS_CASES=1000000 MOAT_JIT_CASES=200000 cargo test --release -p moat-fuzz --test
 //! verifier -- --nocapture`. A failure prints the program; `MOAT_SOUNDNESS_REPLAY=FILE cargo test -p
@@ -9,7 +10,7 @@
 use moat::{is_violation, Engine, Error, Isolation, Verification};
 use moat_fuzz::diff::{Rng, Source};
 use moat_fuzz::soundness::{
-    array_map, jit_matches_interpreter, load, runtime, soundness, Report, BUFFER,
+    array_map, jit_matches_interpreter, load, pruning_agrees, runtime, soundness, Report, BUFFER,
 };
 
 fn env_number(name: &str, default: u64) -> u64 {
@@ -50,6 +51,16 @@ fn verified_jit_matches_the_interpreter() {
     let cases = env_number("MOAT_JIT_CASES", 600);
     let report = jit_matches_interpreter(&mut Rng(seed() ^ 0x6a17), cases);
     judge(&report, "verified JIT = interpreter");
+}
+
+#[test]
+fn pruning_with_the_register_use_analysis_agrees_with_exact_pruning() {
+    let cases = env_number("MOAT_PRUNING_CASES", 2000);
+    let report = pruning_agrees(&mut Rng(seed() ^ 0x9e1d), cases);
+    judge(
+        &report,
+        "pruning with the register-use analysis = exact pruning",
+    );
 }
 
 /// Runs a program kept from an earlier run (`MOAT_SOUNDNESS_REPLAY=FILE`): prints, for each rule

@@ -140,3 +140,28 @@ pub fn verify(program: &Program, env: &Env<'_>) -> Result<VerifiedProgram, Box<R
         })),
     }
 }
+
+/// Hooks for testing the verifier against itself.
+pub mod testing {
+    use std::cell::Cell;
+
+    thread_local! {
+        static EXACT_PRUNING: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// Runs `f` with pruning on this thread comparing states whole, without the register-use
+    /// analysis (no liveness, every scalar precise): a program accepted with the analysis must be
+    /// accepted without it too (or refused as too complex), or the analysis left out something
+    /// that mattered. The differential oracle in `moat-fuzz` checks exactly that.
+    pub fn with_exact_pruning<R>(f: impl FnOnce() -> R) -> R {
+        let old = EXACT_PRUNING.with(|e| e.replace(true));
+        let r = f();
+        EXACT_PRUNING.with(|e| e.set(old));
+        r
+    }
+
+    /// Whether [`with_exact_pruning`] is in force on this thread.
+    pub(crate) fn exact_pruning() -> bool {
+        EXACT_PRUNING.with(Cell::get)
+    }
+}
