@@ -423,6 +423,39 @@ fn error_text(e: &anyhow::Error) -> String {
     text
 }
 
+/// A command line clap refused (or `--help`/`--version`, which clap reports the same way). With
+/// `--json` (or `--format json`) on the command line, a real usage error is printed as
+/// `{"error": "...", "usage": true}` on standard output, so that scripts always get JSON; either
+/// way the exit code is clap's (2 for a usage error, 0 for help).
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let args: Vec<String> = std::env::args().collect();
+    let json = args.iter().any(|a| a == "--json")
+        || args
+            .windows(2)
+            .any(|w| w[0] == "--format" && w[1] == "json")
+        || args.iter().any(|a| a == "--format=json");
+    let informational = matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if json && !informational {
+        let text = e.render().to_string();
+        let first = text
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("invalid command line")
+            .trim_start_matches("error: ")
+            .to_string();
+        out!("{}", serde_json::json!({ "error": first, "usage": true }));
+        return ExitCode::from(2);
+    }
+    let _ = e.print();
+    ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
+}
+
 /// A failure of a verb that returns its own exit code: with `--json`, `{"error": "..."}` on
 /// standard output, else `error: ...` on standard error; exit code 1.
 fn fail(json: bool, message: impl std::fmt::Display) -> ExitCode {
@@ -445,7 +478,10 @@ fn json_errors(json: bool, result: Result<()>) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     let result = match cli.command {
         Command::Run(args) => {
             let json = args.json;

@@ -891,3 +891,32 @@ fn sched_bench_prints_one_json_object() {
     documented(&["sched-bench"], &v);
     check_error(&["sched-bench", "--json", "--systems", "nosuch"]);
 }
+
+#[test]
+fn usage_errors_under_json_are_json() {
+    for args in [
+        &["verify", "--json", "--bogus", "x"][..],
+        &["inspect", "--json"][..],
+        &[
+            "trace",
+            "--format",
+            "json",
+            "--interval",
+            "soon",
+            "x.o",
+            "--",
+            "true",
+        ][..],
+    ] {
+        let v = json(args, 2);
+        assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+        assert_eq!(v["usage"], Value::Bool(true), "{v}");
+    }
+    // Without --json, clap's text on standard error, exit code 2.
+    let o = moat(&["verify", "--bogus", "x"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(o.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--bogus"));
+    // Help is not an error, --json or not.
+    assert_eq!(moat(&["verify", "--json", "--help"]).status.code(), Some(0));
+}
