@@ -6,7 +6,7 @@
 //! cannot be written) is reported if possible and otherwise ignored; the process runs on.
 
 use crate::protocol::Record;
-use moat::{LoadedObject, MapType, ObjectOptions, ProgType, Runtime, Verification};
+use moat::{LoadedObject, MapType, ProgType, Runtime, Verification};
 use moat_attach::{AttachPoint, Attachment, Choice, Hook, SyscallAttachment, SyscallHooks, Target};
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -30,6 +30,11 @@ pub mod env {
     pub const NO_VERIFY: &str = "MOAT_TRACE_NO_VERIFY";
     /// Nanoseconds: the time budget of every run of the object's programs (none when unset).
     pub const TIME_BUDGET_NS: &str = "MOAT_TRACE_TIME_BUDGET_NS";
+    /// Global variables to set before the object loads: `NAME=VALUE` entries (values as the
+    /// variable's C type, as `moat run --global` takes them) separated by [`GLOBALS_SEPARATOR`].
+    pub const GLOBALS: &str = "MOAT_TRACE_GLOBALS";
+    /// Between two entries of [`GLOBALS`] (ASCII unit separator: never in a name or a value).
+    pub const GLOBALS_SEPARATOR: char = '\u{1f}';
 }
 
 /// The process's executable file mappings, from `/proc/self/maps`: what turns the addresses of
@@ -290,6 +295,12 @@ fn start_with(orders: &dyn Fn(&str) -> Option<String>, from_env: bool) {
         .and_then(|s| s.parse::<u64>().ok())
         .filter(|&ns| ns > 0)
         .map(Duration::from_nanos);
+    let globals: Vec<(String, String)> = orders(env::GLOBALS)
+        .unwrap_or_default()
+        .split(env::GLOBALS_SEPARATOR)
+        .filter_map(|e| e.split_once('='))
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
     if from_env {
         crate::sys::forget_environment();
     }
@@ -304,13 +315,13 @@ fn start_with(orders: &dyn Fn(&str) -> Option<String>, from_env: bool) {
         }
         rt.set_time_budget(time_budget)
             .map_err(|e| format!("time budget: no watchdog thread: {e}"))?;
-        rt.load_object(
-            &bytes,
-            ObjectOptions {
-                prog_type: Some(ProgType::Tracing),
-            },
-        )
-        .map_err(|e| e.to_string())
+        let mut open = rt.open_object(&bytes).map_err(|e| e.to_string())?;
+        open.set_prog_type(ProgType::Tracing);
+        for (name, value) in &globals {
+            open.set_global_text(name, value)
+                .map_err(|e| format!("--global {name}={value}: {e}"))?;
+        }
+        open.load().map_err(|e| e.to_string())
     })();
     let object = match loaded {
         Ok(o) => o,

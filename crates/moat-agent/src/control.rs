@@ -44,6 +44,18 @@ pub struct Options {
     pub agent: Option<PathBuf>,
     /// Capture the command's standard output into [`Outcome::stdout`] instead of passing it on.
     pub capture: bool,
+    /// Global variables (`NAME`, `VALUE` as the variable's C type) set before the object loads.
+    pub globals: Vec<(String, String)>,
+}
+
+/// `options.globals` as the agent's [`env::GLOBALS`] order.
+fn globals_order(options: &Options) -> String {
+    options
+        .globals
+        .iter()
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect::<Vec<_>>()
+        .join(&env::GLOBALS_SEPARATOR.to_string())
 }
 
 /// Why tracing could not start.
@@ -218,6 +230,9 @@ pub fn launch_observed(
     if let Some(budget) = options.time_budget {
         cmd.env(env::TIME_BUDGET_NS, budget.as_nanos().to_string());
     }
+    if !options.globals.is_empty() {
+        cmd.env(env::GLOBALS, globals_order(options));
+    }
     if options.capture {
         cmd.stdout(std::process::Stdio::piped());
     }
@@ -380,6 +395,9 @@ pub fn attach_running_observed(
     }
     if let Some(budget) = options.time_budget {
         orders += &format!("{}={}\n", env::TIME_BUDGET_NS, budget.as_nanos());
+    }
+    if !options.globals.is_empty() {
+        orders += &format!("{}={}\n", env::GLOBALS, globals_order(options));
     }
     std::fs::write(&config, orders).map_err(|source| ControlError::Report {
         path: config.clone(),

@@ -58,6 +58,12 @@ pub struct MemleakArgs {
     /// `stack_traces`).
     #[arg(long, value_name = "OBJ")]
     object: Option<PathBuf>,
+    /// Count only allocations of at least BYTES (the tracer's `min_size`).
+    #[arg(long, value_name = "BYTES")]
+    min_size: Option<u64>,
+    /// Count only allocations of at most BYTES (the tracer's `max_size`).
+    #[arg(long, value_name = "BYTES")]
+    max_size: Option<u64>,
     /// Run the same tracer on the Linux kernel's uprobes instead of moat (root; for comparing
     /// reports and overhead).
     #[arg(long)]
@@ -261,9 +267,17 @@ pub fn run(args: MemleakArgs) -> ExitCode {
         .interval
         .filter(|s| s.is_finite() && *s > 0.0)
         .map(Duration::from_secs_f64);
+    let mut globals = Vec::new();
+    if let Some(n) = args.min_size {
+        globals.push(("min_size".to_string(), n.to_string()));
+    }
+    if let Some(n) = args.max_size {
+        globals.push(("max_size".to_string(), n.to_string()));
+    }
     let options = Options {
         object,
         interval,
+        globals,
         ..Options::default()
     };
     let mut out: Box<dyn Write> = match &args.output {
@@ -292,7 +306,14 @@ pub fn run(args: MemleakArgs) -> ExitCode {
                 return crate::fail(json, format!("{}: {e}", options.object.display()));
             }
         };
-        return run_kernel(&args, &bytes, interval, &mut reporter, &mut *out);
+        return run_kernel(
+            &args,
+            &bytes,
+            &options.globals,
+            interval,
+            &mut reporter,
+            &mut *out,
+        );
     }
     let mut current = Dump::default();
     let mut last = None::<Dump>;
@@ -369,12 +390,13 @@ impl Drop for RemoveOnDrop {
 fn run_kernel(
     args: &MemleakArgs,
     bytes: &[u8],
+    globals: &[(String, String)],
     interval: Option<Duration>,
     reporter: &mut Reporter,
     out: &mut dyn Write,
 ) -> ExitCode {
     let json = reporter.format == LeakFormat::Json;
-    let mut tracer = match crate::memleak_kernel::KernelTracer::load(bytes) {
+    let mut tracer = match crate::memleak_kernel::KernelTracer::load(bytes, globals) {
         Ok(t) => t,
         Err(e) => {
             return crate::fail(json, format!("the kernel's tracer: {e}"));

@@ -36,9 +36,16 @@ impl KernelTracer {
     /// Loads `bytes` into the kernel: every map (with its initial data) and every uprobe and
     /// uretprobe program, each located in this process's copy of its library (the file offset is
     /// the file's, the same in every process).
-    pub(crate) fn load(bytes: &[u8]) -> Result<KernelTracer, String> {
+    /// `globals` (`NAME`, `VALUE`) are set in the object's data first, as moat's agent sets them.
+    pub(crate) fn load(bytes: &[u8], globals: &[(String, String)]) -> Result<KernelTracer, String> {
         moat_kernel::available()?;
-        let object = moat::Object::parse(bytes).map_err(|e| e.to_string())?;
+        let rt = moat::Runtime::new();
+        let mut open = rt.open_object(bytes).map_err(|e| e.to_string())?;
+        for (name, value) in globals {
+            open.set_global_text(name, value)
+                .map_err(|e| format!("{name}={value}: {e}"))?;
+        }
+        let object = open.object().clone();
         let mut maps = Vec::new();
         for spec in &object.maps {
             let map = moat_kernel::create_map(

@@ -61,6 +61,10 @@ pub struct TraceArgs {
     /// With -p: detach after SECONDS.
     #[arg(long, value_name = "SECONDS", requires = "pid")]
     duration: Option<f64>,
+    /// Set global variable NAME (`const volatile` configuration in `.rodata`, or `.data`/`.bss`)
+    /// to VALUE before the object loads, VALUE written as the variable's C type (repeatable).
+    #[arg(long = "global", value_name = "NAME=VALUE")]
+    globals: Vec<String>,
     /// Write the report to FILE instead of standard output.
     #[arg(long, short, value_name = "FILE")]
     output: Option<PathBuf>,
@@ -125,6 +129,13 @@ pub fn run(args: TraceArgs) -> ExitCode {
         time_budget: args.time_budget,
         agent: None,
         capture: false,
+        globals: match parse_globals(&args.globals) {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
     };
     if !options.object.is_file() {
         return crate::fail(
@@ -169,4 +180,16 @@ pub(crate) fn exit_code(status: std::process::ExitStatus) -> ExitCode {
         .or_else(|| status.signal().map(|s| 128 + s))
         .unwrap_or(1);
     ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// `--global NAME=VALUE` arguments as pairs; an argument without `=` is an error naming it.
+pub(crate) fn parse_globals(args: &[String]) -> Result<Vec<(String, String)>, String> {
+    args.iter()
+        .map(|a| {
+            a.split_once('=')
+                .map(|(n, v)| (n.trim().to_string(), v.to_string()))
+                .filter(|(n, _)| !n.is_empty())
+                .ok_or_else(|| format!("--global {a}: expected NAME=VALUE"))
+        })
+        .collect()
 }

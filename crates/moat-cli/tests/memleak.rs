@@ -349,3 +349,34 @@ fn memleak_attaches_to_a_running_process() {
     assert_eq!(only_sites(sites, &expected()), expected());
     let _ = std::fs::remove_dir_all(bin.parent().expect("dir"));
 }
+
+#[test]
+fn min_size_leaves_small_allocations_out() {
+    if let Err(why) = tools() {
+        println!("skipped: {why}");
+        return;
+    }
+    let bin = leaky("min-size");
+    // calloc(10, 100) is 1 000 bytes; realloc's 3 000; the others are smaller.
+    let want: BTreeMap<String, (u64, u64)> = expected()
+        .into_iter()
+        .filter(|(site, _)| site == "leak_calloc" || site == "leak_realloc")
+        .collect();
+    let moat = moat_sites(&bin, &["--min-size", "1000"]).expect("moat memleak runs");
+    assert_eq!(moat, want, "moat: {moat:?}");
+    if moat_kernel::available().is_ok() {
+        let kernel = moat_sites(&bin, &["--kernel", "--min-size", "1000"]).expect("kernel runs");
+        assert_eq!(kernel, want, "kernel: {kernel:?}");
+    }
+    // A global that does not exist is an error naming it, and the command still runs.
+    let out = Command::new(MOAT)
+        .args(["trace", "--global", "no_such=1"])
+        .arg(workspace().join("examples/c/malloc_free.o"))
+        .args(["--", "/bin/true"])
+        .output()
+        .expect("moat runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("no_such"), "{text}");
+    assert_eq!(out.status.code(), Some(0));
+    let _ = std::fs::remove_dir_all(bin.parent().expect("dir"));
+}
