@@ -77,7 +77,10 @@ enum Command {
         /// Apply the rules of an unprivileged loader.
         #[arg(long)]
         unprivileged: bool,
-        /// Print the register state at every instruction processed.
+        /// Print every instruction processed as the kernel's level-2 verifier log does (`12: (2d)
+        /// if r5 > r3 goto pc+5 ; R3=pkt_end() R5=pkt(off=1,r=1)`: opcode, the kernel's syntax,
+        /// the state it leaves), `from X to Y:` where a queued branch is taken up and `N: safe`
+        /// where a path is pruned, so the two logs can be compared line by line.
         #[arg(long)]
         log: bool,
         /// Input memory size assumed for buffer programs (default: a `.data` file's `-- mem`, else 0).

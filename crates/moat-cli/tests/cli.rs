@@ -452,8 +452,22 @@ fn verify_log_shows_register_states() {
     let o = moat(&["verify", &example("examples/c/globals.o"), "--log"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
+    // As the kernel's level-2 log: the opcode, the instruction in the kernel's syntax, the state
+    // it leaves; `from X to Y:` where a queued branch is taken up, `N: safe` where one is pruned.
+    assert!(out.contains("0: R1=ctx() R10=fp0"), "{out}");
     assert!(
-        out.contains("0: ldxw %r2, [%r1] ; r1=ctx+0 r10=fp0+0"),
+        out.contains("0: (61) r2 = *(u32 *)(r1 +0)            ; R1=ctx() R2=pkt(r=0) R10=fp0"),
+        "{out}"
+    );
+    assert!(out.contains("R3=map_value(map=.data,ks=4,vs=8)"), "{out}");
+    let o = moat(&["verify", &example("examples/c/counter.o"), "--log"]);
+    let out = stdout(&o);
+    assert!(
+        out.lines().any(|l| l.trim_start().starts_with("from ")),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.trim_end().ends_with(": safe")),
         "{out}"
     );
 }

@@ -19,6 +19,7 @@ pub mod asm;
 pub mod datafile;
 pub mod disasm;
 pub mod insn;
+pub mod kernel_syntax;
 pub mod opcode;
 pub mod program;
 

@@ -93,6 +93,8 @@ struct Job {
     state: State,
     /// The last checkpoint the path passed.
     node: Option<u32>,
+    /// The branch instruction the path was queued at (for the log's `from X to Y:`).
+    from: Option<usize>,
 }
 
 /// Fixed bytes counted per stored state and per waiting branch, besides their frames and stacks.
@@ -222,6 +224,7 @@ impl<'p, 'e> Checker<'p, 'e> {
             pc: 0,
             state: self.initial_state(),
             node: None,
+            from: None,
         }];
         while let Some(job) = jobs.pop() {
             self.run_path(job, &mut jobs)?;
@@ -380,7 +383,17 @@ impl<'p, 'e> Checker<'p, 'e> {
             mut pc,
             mut state,
             mut node,
+            from,
         } = job;
+        if self.env.log {
+            self.log.push(match from {
+                Some(f) => format!(
+                    "from {f} to {pc}: {}",
+                    state.describe_kernel(&self.env.maps)
+                ),
+                None => format!("{pc}: {}", state.describe_kernel(&self.env.maps)),
+            });
+        }
         loop {
             self.stats.insns_processed += 1;
             if self.stats.insns_processed > self.env.complexity_limit {
@@ -396,20 +409,47 @@ impl<'p, 'e> Checker<'p, 'e> {
             if self.prune_point.get(pc).copied().unwrap_or(false)
                 && self.visit(pc, &state, &mut node, jobs.len())?
             {
+                if self.env.log {
+                    self.log.push(format!("{pc}: safe"));
+                }
                 self.finish_path(node);
                 return Ok(());
             }
             let Some(insn) = self.insn_at(pc) else {
                 return Err(self.err(pc, &state, Reason::FallsOffEnd));
             };
-            if self.env.log {
-                self.log.push(format!(
-                    "{pc}: {} ; {}",
-                    moat_isa::disasm_one(&insn),
-                    state.describe()
-                ));
+            let logged = self.env.log.then(|| {
+                let name = |id: i32| {
+                    u32::try_from(id)
+                        .ok()
+                        .and_then(moat_abi::HelperId::from_u32)
+                        .map(|h| h.name())
+                };
+                format!(
+                    "{pc}: ({:02x}) {}",
+                    moat_isa::kernel_syntax::opcode(&insn),
+                    moat_isa::kernel_syntax::disasm_kernel(&insn, &name)
+                )
+            });
+            let step = self.step(pc, insn, &mut state)?;
+            if let Some(line) = logged {
+                // As the kernel's level-2 log: the instruction, then the state it leaves (the
+                // fall-through's at a branch).
+                let after = match &step {
+                    Step::Next(_) => state.describe_kernel(&self.env.maps),
+                    Step::Branch {
+                        fall: Some((_, s)), ..
+                    } => s.describe_kernel(&self.env.maps),
+                    Step::Branch { taken, fall: None } => taken.1.describe_kernel(&self.env.maps),
+                    Step::Done => String::new(),
+                };
+                self.log.push(if after.is_empty() {
+                    line
+                } else {
+                    format!("{line:<40}; {after}")
+                });
             }
-            match self.step(pc, insn, &mut state)? {
+            match step {
                 Step::Next(next) => pc = next,
                 Step::Done => {
                     self.finish_path(node);
@@ -438,6 +478,7 @@ impl<'p, 'e> Checker<'p, 'e> {
                             pc: taken.0,
                             state: taken.1,
                             node,
+                            from: Some(pc),
                         });
                         self.stats.peak_pending = self.stats.peak_pending.max(jobs.len() as u64);
                         pc = fall.0;

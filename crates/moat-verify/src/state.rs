@@ -685,6 +685,39 @@ impl State {
         }
     }
 
+    /// The innermost frame as the kernel's verifier log prints states (`R1=ctx() R2=0
+    /// R3=pkt(r=14) R10=fp0 fp-8=mmmmmmmm`), for `--log` lines comparable with the kernel's.
+    pub fn describe_kernel(&self, maps: &[crate::env::MapInfo]) -> String {
+        let mut parts: Vec<String> = self
+            .frame()
+            .regs
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| **r != Reg::NotInit)
+            .map(|(i, r)| format!("R{i}={}", kernel_reg(r, self, maps)))
+            .collect();
+        for (i, slot) in self.frame().stack.written() {
+            if slot.bytes == [Byte::Uninit; 8] {
+                continue;
+            }
+            let fp = (i as i64 + 1) * 8 - 512 - 8;
+            let text = match (&slot.spill, slot.bytes) {
+                (Some(r), b) if b == [Byte::Spill; 8] => kernel_reg(r, self, maps),
+                (_, b) => b
+                    .iter()
+                    .rev()
+                    .map(|b| match b {
+                        Byte::Uninit => '?',
+                        Byte::Data => 'm',
+                        Byte::Spill => 'r',
+                    })
+                    .collect(),
+            };
+            parts.push(format!("fp{fp}={text}"));
+        }
+        parts.join(" ")
+    }
+
     /// A one-line dump of the current frame's initialised registers.
     pub fn describe(&self) -> String {
         let regs: Vec<String> = self
@@ -700,5 +733,100 @@ impl State {
             s.push_str(&format!(" pkt_len>={}", self.packet_len));
         }
         s
+    }
+}
+
+/// A scalar as the kernel's log prints it: the constant, or `scalar(...)` with the bounds that
+/// say something.
+fn kernel_scalar(s: &Scalar) -> String {
+    if let Some(v) = s.as_const() {
+        return if (v as i64).unsigned_abs() < 1 << 32 {
+            format!("{}", v as i64)
+        } else {
+            format!("{v:#x}")
+        };
+    }
+    let mut parts = Vec::new();
+    if s.smin != i64::MIN {
+        parts.push(format!("smin={}", s.smin));
+    }
+    if s.smax != i64::MAX {
+        parts.push(format!("smax={}", s.smax));
+    }
+    if s.umin != 0 {
+        parts.push(format!("umin={}", s.umin));
+    }
+    if s.umax != u64::MAX {
+        parts.push(format!("umax={}", s.umax));
+    }
+    if s.tnum.mask != u64::MAX {
+        parts.push(format!("var_off=({:#x}; {:#x})", s.tnum.value, s.tnum.mask));
+    }
+    format!("scalar({})", parts.join(","))
+}
+
+/// A register as the kernel's log prints it.
+fn kernel_reg(r: &Reg, state: &State, maps: &[crate::env::MapInfo]) -> String {
+    // `map=NAME,ks=K,vs=V`, the name cut to the kernel's 15 characters.
+    let map = |i: usize| {
+        maps.get(i).map_or(format!("map=#{i}"), |m| {
+            let name: String = m.name.chars().take(15).collect();
+            format!("map={name},ks={},vs={}", m.key_size, m.value_size)
+        })
+    };
+    match r {
+        Reg::NotInit => "?".into(),
+        Reg::Scalar(s) => kernel_scalar(s),
+        Reg::Map { map: m } => format!("map_ptr({})", map(*m)),
+        Reg::Func { pc } => format!("func(pc={pc})"),
+        Reg::Ptr {
+            region,
+            off,
+            var,
+            null_id,
+        } => {
+            let null = if null_id.is_some() { "_or_null" } else { "" };
+            let mut args = Vec::new();
+            if *off != 0 {
+                args.push(format!("off={off}"));
+            }
+            if let Region::Packet { id } = region {
+                args.push(format!("r={}", state.packet_range(*id)));
+            }
+            if var.as_const() != Some(0) {
+                let v = kernel_scalar(var);
+                args.push(
+                    v.strip_prefix("scalar(")
+                        .map_or(v.clone(), |x| x.strip_suffix(')').unwrap_or(x).to_string()),
+                );
+            }
+            let a = args.join(",");
+            match region {
+                Region::Stack { .. } if var.as_const() == Some(0) => format!("fp{off}"),
+                Region::Ctx => format!("ctx{null}({a})"),
+                Region::Stack { .. } => format!("fp({a})"),
+                Region::Mem { size, .. } => format!("mem{null}(sz={size}{}{a})", sep(&a)),
+                Region::MapValue { map: m } => {
+                    format!("map_value{null}({}{}{a})", map(*m), sep(&a))
+                }
+                Region::Packet { .. } => format!("pkt{null}({a})"),
+                Region::PacketEnd => format!("pkt_end({a})"),
+                Region::PacketMeta => format!("pkt_meta({a})"),
+                Region::Ringbuf { size, ref_id } => {
+                    format!(
+                        "ringbuf_mem{null}(ref_obj_id={ref_id},sz={size}{}{a})",
+                        sep(&a)
+                    )
+                }
+            }
+        }
+    }
+}
+
+fn sep(a: &str) -> &'static str {
+    if a.is_empty() {
+        ""
+    } else {
+        ","
     }
 }
