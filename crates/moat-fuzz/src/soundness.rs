@@ -660,15 +660,19 @@ fn verbose() -> bool {
     std::env::var_os("MOAT_SOUNDNESS_VERBOSE").is_some()
 }
 
+/// An interpreting runtime per rule set, privileged first (the oracles alternate between them).
+fn interpreters_by_rules() -> Vec<(Verification, Runtime)> {
+    [Verification::Privileged, Verification::Unprivileged]
+        .into_iter()
+        .map(|v| (v, runtime(v, Engine::Interp, Isolation::None)))
+        .collect()
+}
+
 /// The soundness oracle over `cases` programs from `source`: accepted programs run on the checking
 /// interpreter must make no memory error.
 pub fn soundness(source: &mut dyn Source, cases: u64) -> Report {
     let map = array_map();
-    let runtimes: Vec<(Verification, Runtime)> =
-        [Verification::Privileged, Verification::Unprivileged]
-            .into_iter()
-            .map(|v| (v, runtime(v, Engine::Interp, Isolation::None)))
-            .collect();
+    let runtimes = interpreters_by_rules();
     let mut report = Report::default();
     for case in 0..cases {
         let (verification, rt) = &runtimes[(case % 2) as usize];
@@ -710,11 +714,7 @@ pub fn soundness(source: &mut dyn Source, cases: u64) -> Report {
 /// accepted that way must be accepted with the analysis.
 pub fn pruning_agrees(source: &mut dyn Source, cases: u64) -> Report {
     let map = array_map();
-    let runtimes: Vec<(Verification, Runtime)> =
-        [Verification::Privileged, Verification::Unprivileged]
-            .into_iter()
-            .map(|v| (v, runtime(v, Engine::Interp, Isolation::None)))
-            .collect();
+    let runtimes = interpreters_by_rules();
     let mut report = Report::default();
     for case in 0..cases {
         let (verification, rt) = &runtimes[(case % 2) as usize];

@@ -195,8 +195,16 @@ fn effect(insn: &Insn, may_ptr: u16, main_exit: bool, return_checked: bool) -> E
     }
 }
 
-/// Registers that may hold pointers after `insn`, from those before it.
-fn pointers_after(insn: &Insn, before: u16) -> u16 {
+/// What a forward may-analysis tracks: registers that may hold any pointer, or a pointer into the
+/// current frame's stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tracked {
+    AnyPointer,
+    StackPointer,
+}
+
+/// Registers that may hold a `tracked` pointer after `insn`, from those before it.
+fn pointers_after(insn: &Insn, before: u16, tracked: Tracked) -> u16 {
     match *insn {
         Insn::Alu { op, dst, src, .. } => {
             let d = bit(dst);
@@ -214,9 +222,11 @@ fn pointers_after(insn: &Insn, before: u16) -> u16 {
                 _ => before,
             }
         }
+        // A spilled pointer may be filled back.
         Insn::Load { dst, .. } => before | bit(dst),
+        // Map and function addresses are pointers, never into the stack.
         Insn::LoadImm64 { dst, kind, .. } => {
-            if kind == LddwKind::Imm {
+            if kind == LddwKind::Imm || tracked == Tracked::StackPointer {
                 before & !bit(dst)
             } else {
                 before | bit(dst)
@@ -232,6 +242,13 @@ fn pointers_after(insn: &Insn, before: u16) -> u16 {
             _ => before,
         },
         Insn::LoadAbs { .. } | Insn::LoadInd { .. } => before & !CLOBBERED,
+        // Helpers return pointers (into maps, never into the stack); a function may return a
+        // pointer its caller passed it.
+        Insn::Call(moat_isa::CallTarget::Helper(_) | moat_isa::CallTarget::Kfunc(_))
+            if tracked == Tracked::StackPointer =>
+        {
+            before & !CLOBBERED
+        }
         Insn::Call(_) | Insn::CallX { .. } => (before & !CLOBBERED) | R0,
         _ => before,
     }
@@ -299,7 +316,7 @@ pub(crate) fn analyse(prog: &Program, entries: &[usize], return_checked: bool) -
         }
     }
     while let Some(i) = work.pop() {
-        let out = pointers_after(&insns[i].1, ptr_in[i]);
+        let out = pointers_after(&insns[i].1, ptr_in[i], Tracked::AnyPointer);
         for s in successors(prog, i) {
             if s < n && (!seen[s] || ptr_in[s] | out != ptr_in[s]) {
                 seen[s] = true;
@@ -319,7 +336,7 @@ pub(crate) fn analyse(prog: &Program, entries: &[usize], return_checked: bool) -
         }
     }
     while let Some(i) = work.pop() {
-        let out = stack_pointers_after(&insns[i].1, stack_in[i]);
+        let out = pointers_after(&insns[i].1, stack_in[i], Tracked::StackPointer);
         for s in successors(prog, i) {
             if s < n && (!seen[s] || stack_in[s] | out != stack_in[s]) {
                 seen[s] = true;
@@ -389,46 +406,6 @@ fn slots_of(off: i16, size: usize) -> Option<u64> {
     }
     let (a, b) = ((first / 8) as u32, (last / 8) as u32);
     Some((a..=b).fold(0u64, |m, k| m | (1u64 << k)))
-}
-
-/// Registers that may point into the current frame's stack after `insn`.
-fn stack_pointers_after(insn: &Insn, before: u16) -> u16 {
-    match *insn {
-        Insn::Alu { op, dst, src, .. } => {
-            let d = bit(dst);
-            let s = operand(&src);
-            match op {
-                AluOp::Mov | AluOp::MovSx(_) => {
-                    if before & s != 0 {
-                        before | d
-                    } else {
-                        before & !d
-                    }
-                }
-                _ if before & (d | s) != 0 => before | d,
-                _ => before,
-            }
-        }
-        // A spilled stack pointer may be filled back.
-        Insn::Load { dst, .. } => before | bit(dst),
-        Insn::LoadImm64 { dst, .. } => before & !bit(dst),
-        Insn::Atomic { op, src, .. } => match op {
-            AtomicOp::CmpXchg => before | R0,
-            AtomicOp::Xchg => before | bit(src),
-            AtomicOp::Add { fetch: true }
-            | AtomicOp::Or { fetch: true }
-            | AtomicOp::And { fetch: true }
-            | AtomicOp::Xor { fetch: true } => before | bit(src),
-            _ => before,
-        },
-        Insn::LoadAbs { .. } | Insn::LoadInd { .. } => before & !CLOBBERED,
-        // A function may return a pointer its caller passed it.
-        Insn::Call(moat_isa::CallTarget::Local(_)) | Insn::CallX { .. } => {
-            (before & !CLOBBERED) | R0
-        }
-        Insn::Call(_) => before & !CLOBBERED,
-        _ => before,
-    }
 }
 
 /// What matters before `insn`, from what matters after it. `stack`: registers that may point into
