@@ -37,31 +37,6 @@ pub mod env {
     pub const GLOBALS_SEPARATOR: char = '\u{1f}';
 }
 
-/// The process's executable file mappings, from `/proc/self/maps`: what turns the addresses of
-/// recorded stacks into symbols.
-fn executable_mappings() -> Vec<Record> {
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
-    maps.lines()
-        .filter_map(|line| {
-            let mut f = line.split_whitespace();
-            let (start, end) = f.next()?.split_once('-')?;
-            let perms = f.next()?;
-            let offset = f.next()?;
-            // The path is the rest of the line (it may hold spaces).
-            let path = &line[line.find(" /")? + 1..];
-            if !perms.contains('x') {
-                return None;
-            }
-            Some(Record::Mapping {
-                start: u64::from_str_radix(start, 16).ok()?,
-                end: u64::from_str_radix(end, 16).ok()?,
-                offset: u64::from_str_radix(offset, 16).ok()?,
-                path: path.to_string(),
-            })
-        })
-        .collect()
-}
-
 /// What the agent keeps for the life of the process.
 struct State {
     out: Mutex<Option<File>>,
@@ -154,7 +129,9 @@ impl State {
             .maps()
             .any(|(_, m)| m.map_type() == MapType::StackTrace)
         {
-            records.extend(executable_mappings());
+            records.extend(crate::protocol::executable_mappings(
+                &std::fs::read_to_string("/proc/self/maps").unwrap_or_default(),
+            ));
         }
         records.push(Record::DumpEnd(seq));
         self.send(&records);

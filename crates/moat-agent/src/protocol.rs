@@ -188,6 +188,30 @@ impl Record {
     }
 }
 
+/// The executable file mappings listed in `maps` (a `/proc/PID/maps` text) as [`Record::Mapping`]s:
+/// what turns the addresses of recorded stacks into symbols, also after the process is gone.
+pub fn executable_mappings(maps: &str) -> Vec<Record> {
+    maps.lines()
+        .filter_map(|line| {
+            let mut f = line.split_whitespace();
+            let (start, end) = f.next()?.split_once('-')?;
+            let perms = f.next()?;
+            let offset = f.next()?;
+            // The path is the rest of the line (it may hold spaces).
+            let path = &line[line.find(" /")? + 1..];
+            if !perms.contains('x') {
+                return None;
+            }
+            Some(Record::Mapping {
+                start: u64::from_str_radix(start, 16).ok()?,
+                end: u64::from_str_radix(end, 16).ok()?,
+                offset: u64::from_str_radix(offset, 16).ok()?,
+                path: path.to_string(),
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +260,18 @@ mod tests {
             assert_eq!(Record::parse(line.trim_end_matches('\n')), Some(r));
         }
         assert_eq!(Record::parse("event\tx\t0"), None);
+        let maps = "5555-5556 r-xp 00001000 08:01 42 /usr/bin/a b\n\
+                    5556-5557 rw-p 00002000 08:01 42 /usr/bin/a b\n\
+                    7000-7001 r-xp 00000000 00:00 0 [vdso]\n";
+        assert_eq!(
+            executable_mappings(maps),
+            [Record::Mapping {
+                start: 0x5555,
+                end: 0x5556,
+                offset: 0x1000,
+                path: "/usr/bin/a b".into(),
+            }]
+        );
         assert_eq!(Record::parse("nonsense"), None);
     }
 }

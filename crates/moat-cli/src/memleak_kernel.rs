@@ -119,25 +119,9 @@ impl KernelTracer {
 
 /// The executable file mappings of process `pid`, as records.
 pub(crate) fn mappings(pid: i32) -> Vec<Record> {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
-    maps.lines()
-        .filter_map(|line| {
-            let mut f = line.split_whitespace();
-            let (start, end) = f.next()?.split_once('-')?;
-            let perms = f.next()?;
-            let offset = f.next()?;
-            let path = &line[line.find(" /")? + 1..];
-            if !perms.contains('x') {
-                return None;
-            }
-            Some(Record::Mapping {
-                start: u64::from_str_radix(start, 16).ok()?,
-                end: u64::from_str_radix(end, 16).ok()?,
-                offset: u64::from_str_radix(offset, 16).ok()?,
-                path: path.to_string(),
-            })
-        })
-        .collect()
+    moat_agent::protocol::executable_mappings(
+        &std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default(),
+    )
 }
 
 /// Runs `command` under the kernel's probes; its exit status and the records of the final dump
