@@ -41,6 +41,7 @@ fn prog_type_name(t: moat::ProgType) -> String {
         P::SocketFilter => "socket_filter".into(),
         P::CgroupSkb => "cgroup_skb".into(),
         P::Tracing => "tracing".into(),
+        P::SockOps => "sock_ops".into(),
         other => snake_case(&format!("{other:?}")),
     }
 }
@@ -554,6 +555,7 @@ mod tests {
             P::SocketFilter,
             P::CgroupSkb,
             P::Tracing,
+            P::SockOps,
         ] {
             assert_eq!(P::parse(&prog_type_name(t)), Ok(t));
         }

@@ -68,6 +68,8 @@ pub enum RuleContext {
     CgroupSkb,
     /// `tracing N`: a read-only tracing context of `N` bytes.
     Tracing(u32),
+    /// `sock-ops`: `struct bpf_sock_ops` of a `sock_ops` program.
+    SockOps,
 }
 
 impl RuleContext {
@@ -82,6 +84,7 @@ impl RuleContext {
             Self::Socket => Some(ProgType::SocketFilter),
             Self::CgroupSkb => Some(ProgType::CgroupSkb),
             Self::Tracing(_) => Some(ProgType::Kprobe),
+            Self::SockOps => Some(ProgType::SockOps),
         }
     }
 }
@@ -96,6 +99,7 @@ impl RuleContext {
             Self::Tc => Context::sk_buff(true),
             Self::Socket | Self::CgroupSkb => Context::sk_buff(false),
             Self::Tracing(size) => Context::tracing(size),
+            Self::SockOps => Context::sock_ops(),
         }
     }
 
@@ -112,6 +116,7 @@ impl RuleContext {
             Some("tc") => Self::Tc,
             Some("socket") => Self::Socket,
             Some("cgroup-skb") => Self::CgroupSkb,
+            Some("sock-ops") => Self::SockOps,
             Some("tracing") => Self::Tracing(
                 u32::try_from(size(168)?).map_err(|_| "tracing size too large".to_string())?,
             ),

@@ -139,6 +139,53 @@ impl Context {
         }
     }
 
+    /// The kernel's `struct bpf_sock_ops` (224 bytes) as `sock_ops` programs see it, with the rules of
+    /// its `sock_ops_is_valid_access`: every access aligned to its size; `reply` (`args[0]`, offset
+    /// 4) and `sk_txhash` (164) writable as 4-byte stores; the `__u32` fields read whole (4 bytes),
+    /// `bytes_received`, `bytes_acked` and `skb_hwtstamp` read as 8 bytes, `skb_tcp_flags` also
+    /// narrowly; `skb_data` and `skb_data_end` (8 bytes) are the packet's bounds (read-only packet).
+    /// `sk` (184, a `struct bpf_sock *` or null) is not described: moat has no socket pointers, so
+    /// reading it is refused.
+    pub fn sock_ops() -> Context {
+        let u32_field = |off, writable| CtxField {
+            off,
+            size: 4,
+            kind: FieldKind::Scalar,
+            writable,
+            narrow_loads: false,
+        };
+        let u64_field = |off, kind| CtxField {
+            off,
+            size: 8,
+            kind,
+            writable: false,
+            narrow_loads: false,
+        };
+        // op, args[4] (reply = args[0]), family, ... up to sk_txhash at 164.
+        let mut fields: Vec<CtxField> = (0..=41)
+            .map(|i| u32_field(4 * i, i == 1 || i == 41))
+            .collect();
+        fields.extend([
+            u64_field(168, FieldKind::Scalar), // bytes_received
+            u64_field(176, FieldKind::Scalar), // bytes_acked
+            u64_field(192, FieldKind::PacketData),
+            u64_field(200, FieldKind::PacketEnd),
+            u32_field(208, false), // skb_len
+            CtxField {
+                narrow_loads: true,
+                ..u32_field(212, false) // skb_tcp_flags
+            },
+            u64_field(216, FieldKind::Scalar), // skb_hwtstamp
+        ]);
+        Context::Struct {
+            name: "bpf_sock_ops",
+            size: 224,
+            fields,
+            legacy_packet_loads: false,
+            packet_writable: false,
+        }
+    }
+
     /// A read-only buffer of `size` bytes for tracing programs (registers or a tracepoint record).
     pub fn tracing(size: u32) -> Context {
         Context::Struct {
@@ -473,6 +520,11 @@ impl HelperProto {
             H::GetNetnsCookie => p(&[Anything], Ret::Integer),
             H::RedirectPeer => p(&[Scalar, Scalar], Ret::Integer),
             H::RedirectNeigh => p(&[Scalar, MemInOrNull, SizeOrZero, Scalar], Ret::Integer),
+            // The sock_ops prototypes (`bpf_sock_ops_setsockopt_proto` and friends of
+            // `net/core/filter.c`): the context, a level and an option name, the option's bytes.
+            H::Setsockopt => p(&[Ctx, Scalar, Scalar, MemIn, Size], Ret::Integer),
+            H::Getsockopt => p(&[Ctx, Scalar, Scalar, MemOut, Size], Ret::Integer),
+            H::SockOpsCbFlagsSet => p(&[Ctx, Scalar], Ret::Integer),
             _ => Option::None,
         }
     }
@@ -560,6 +612,27 @@ mod tests {
                 assert_eq!(p.name, h.name());
             }
         }
+    }
+
+    /// The field at `off`, if the context has one starting there.
+    fn field(ctx: &Context, off: u32) -> Option<CtxField> {
+        let Context::Struct { fields, .. } = ctx else {
+            return None;
+        };
+        fields.iter().find(|f| f.off == off).copied()
+    }
+
+    #[test]
+    fn socket_contexts_follow_the_kernels_access_rules() {
+        let ops = Context::sock_ops();
+        assert!(field(&ops, 4).is_some_and(|f| f.writable)); // reply
+        assert!(field(&ops, 0).is_some_and(|f| !f.writable && !f.narrow_loads)); // op
+        assert!(field(&ops, 168).is_some_and(|f| f.size == 8)); // bytes_received
+        assert_eq!(
+            field(&ops, 192).map(|f| f.kind),
+            Some(FieldKind::PacketData)
+        );
+        assert_eq!(field(&ops, 184), None); // sk: no socket pointers
     }
 
     #[test]

@@ -28,12 +28,17 @@ pub enum ProgType {
     /// Tracing kinds (kprobe, tracepoint, raw tracepoint, perf event): `r1` = the input as the
     /// probe's context (registers or tracepoint record).
     Tracing,
+    /// `sock_ops`: `r1` = `struct bpf_sock_ops`. Verify-only: moat verifies these programs as the
+    /// kernel would but has no socket to build the context from, so running one fails with
+    /// [`ContextError::VerifyOnly`].
+    SockOps,
 }
 
 /// An unknown `--type` name.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error(
-    "unknown program type `{0}` (known: buffer, xdp, tc, socket, cgroup_skb, kprobe, tracepoint)"
+    "unknown program type `{0}` (known: buffer, xdp, tc, socket, cgroup_skb, kprobe, tracepoint, \
+     sock_ops)"
 )]
 pub struct UnknownProgType(pub String);
 
@@ -59,6 +64,7 @@ impl ProgType {
             }
             (K::SocketFilter, _) => ProgType::SocketFilter,
             (K::CgroupSkb, _) => ProgType::CgroupSkb,
+            (K::SockOps, _) => ProgType::SockOps,
             (
                 K::Kprobe
                 | K::Tracepoint
@@ -82,6 +88,7 @@ impl ProgType {
             "tc" | "sched_cls" | "classifier" => ProgType::SchedCls,
             "socket" | "socket_filter" => ProgType::SocketFilter,
             "cgroup_skb" => ProgType::CgroupSkb,
+            "sock_ops" | "sockops" => ProgType::SockOps,
             "kprobe" | "tracepoint" | "tracing" | "raw_tracepoint" | "perf_event" => {
                 ProgType::Tracing
             }
@@ -98,6 +105,7 @@ impl ProgType {
             ProgType::SchedCls => K::SchedCls,
             ProgType::CgroupSkb => K::CgroupSkb,
             ProgType::Tracing => K::Kprobe,
+            ProgType::SockOps => K::SockOps,
         }
         .as_u32()
     }
@@ -136,6 +144,9 @@ pub enum ContextError {
         /// The context's size.
         needed: u64,
     },
+    /// The program type is verified but not run by moat (no context builder for it).
+    #[error("moat verifies {0} programs but cannot run them (no context to build)")]
+    VerifyOnly(&'static str),
     /// Memory below 4 GiB could not be mapped.
     #[error("cannot map packet memory below 4 GiB: {0}")]
     LowMemory(String),
@@ -182,6 +193,7 @@ pub(crate) fn run_in(
     // A pool transaction the program opened and did not commit is rolled back when the run ends.
     let _run = crate::pooled::RunScope::enter();
     match ty {
+        ProgType::SockOps => Err(ContextError::VerifyOnly("sock_ops")),
         ProgType::Buffer | ProgType::Tracing => {
             let args = [input.as_mut_ptr() as u64, input.len() as u64, 0, 0, 0];
             Ok(prog.run_with(
@@ -307,12 +319,13 @@ mod tests {
             ("perf_event", Some(ProgType::Tracing)),
             ("fentry/x", Some(ProgType::Tracing)),
             ("fexit.s/x", Some(ProgType::Tracing)),
+            // Verify-only types.
+            ("sockops", Some(ProgType::SockOps)),
             // Kernel types moat has no context for.
             ("fmod_ret/x", None),
             ("iter/task", None),
             ("lsm/x", None),
             ("netkit/primary", None),
-            ("sockops", None),
             ("cgroup/connect4", None),
             ("sk_skb/stream_parser", None),
             // Names that say nothing.

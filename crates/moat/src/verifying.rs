@@ -31,6 +31,7 @@ pub(crate) fn context(prog_type: ProgType, buffer_size: u64) -> Context {
         ProgType::SchedCls => Context::sk_buff(true),
         ProgType::SocketFilter | ProgType::CgroupSkb => Context::sk_buff(false),
         ProgType::Tracing => Context::tracing(PT_REGS_SIZE),
+        ProgType::SockOps => Context::sock_ops(),
     }
 }
 
@@ -72,6 +73,8 @@ pub(crate) fn kernel_type(prog_type: ProgType) -> Option<moat_abi::ProgType> {
         ProgType::SocketFilter => Some(K::SocketFilter),
         ProgType::CgroupSkb => Some(K::CgroupSkb),
         ProgType::Tracing => Some(K::Kprobe),
+        // moat_abi's helper table has no column for it: no per-type helper rule applies.
+        ProgType::SockOps => Some(K::SockOps),
     }
 }
 
