@@ -107,11 +107,11 @@ impl ProgType {
     /// The values a program of this type may return from its main function, as the kernel's
     /// `check_return_code` enforces them for the types moat verifies (`None`: any value). cgroup skb
     /// programs return 0 (drop) or 1 (pass); egress ones may add congestion notification (2, 3).
-    /// `sock_ops` programs return 0 or 1 as well (the kernel's default range).
+    /// `sock_ops` and `cgroup_sock` programs return 0 or 1 as well (the kernel's default range).
     pub fn return_range(self, attach_type: Option<AttachType>) -> Option<(u64, u64)> {
         match (self, attach_type) {
             (ProgType::CgroupSkb, Some(AttachType::CgroupInetEgress)) => Some((0, 3)),
-            (ProgType::CgroupSkb | ProgType::SockOps, _) => Some((0, 1)),
+            (ProgType::CgroupSkb | ProgType::SockOps | ProgType::CgroupSock, _) => Some((0, 1)),
             _ => None,
         }
     }
@@ -452,6 +452,7 @@ mod tests {
         assert_eq!(range(P::CgroupSkb, Some(A::CgroupInetEgress)), Some((0, 3)));
         assert_eq!(range(P::CgroupSkb, None), Some((0, 1)));
         assert_eq!(range(P::SockOps, Some(A::CgroupSockOps)), Some((0, 1)));
+        assert_eq!(range(P::CgroupSock, None), Some((0, 1)));
         assert_eq!(range(P::Xdp, None), None);
     }
 }

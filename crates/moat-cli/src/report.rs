@@ -42,6 +42,7 @@ fn prog_type_name(t: moat::ProgType) -> String {
         P::CgroupSkb => "cgroup_skb".into(),
         P::Tracing => "tracing".into(),
         P::SockOps => "sock_ops".into(),
+        P::CgroupSock => "cgroup_sock".into(),
         other => snake_case(&format!("{other:?}")),
     }
 }
@@ -556,6 +557,7 @@ mod tests {
             P::CgroupSkb,
             P::Tracing,
             P::SockOps,
+            P::CgroupSock,
         ] {
             assert_eq!(P::parse(&prog_type_name(t)), Ok(t));
         }

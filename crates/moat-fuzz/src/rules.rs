@@ -70,6 +70,9 @@ pub enum RuleContext {
     Tracing(u32),
     /// `sock-ops`: `struct bpf_sock_ops` of a `sock_ops` program.
     SockOps,
+    /// `cgroup-sock`: `struct bpf_sock` of a `cgroup_sock` program at socket creation (loaded
+    /// without an expected attach type, the kernel's default).
+    CgroupSock,
 }
 
 impl RuleContext {
@@ -85,6 +88,7 @@ impl RuleContext {
             Self::CgroupSkb => Some(ProgType::CgroupSkb),
             Self::Tracing(_) => Some(ProgType::Kprobe),
             Self::SockOps => Some(ProgType::SockOps),
+            Self::CgroupSock => Some(ProgType::CgroupSock),
         }
     }
 }
@@ -100,6 +104,7 @@ impl RuleContext {
             Self::Socket | Self::CgroupSkb => Context::sk_buff(false),
             Self::Tracing(size) => Context::tracing(size),
             Self::SockOps => Context::sock_ops(),
+            Self::CgroupSock => Context::sock(None),
         }
     }
 
@@ -117,6 +122,7 @@ impl RuleContext {
             Some("socket") => Self::Socket,
             Some("cgroup-skb") => Self::CgroupSkb,
             Some("sock-ops") => Self::SockOps,
+            Some("cgroup-sock") => Self::CgroupSock,
             Some("tracing") => Self::Tracing(
                 u32::try_from(size(168)?).map_err(|_| "tracing size too large".to_string())?,
             ),

@@ -186,6 +186,53 @@ impl Context {
         }
     }
 
+    /// The kernel's `struct bpf_sock` (80 bytes) as `cgroup_sock` programs attached at `attach` see
+    /// it (`None`: the kernel's default, `BPF_CGROUP_INET_SOCK_CREATE`), with the rules of its
+    /// `sock_filter_is_valid_access` and `bpf_sock_is_valid_access`: accesses aligned to their
+    /// size; `bound_dev_if`, `mark` and `priority` (0, 16, 20) read and written as 4 bytes, at
+    /// socket creation and release only; `src_ip4` (24) readable in `post_bind4` programs,
+    /// `src_ip6` (28-43) in `post_bind6`, `src_port` (44) in both; every other field (family,
+    /// type, protocol, dst_port, dst_ip4, dst_ip6, state, rx_queue_mapping) read-only everywhere.
+    /// Every readable field but the first three may also be read narrowly. (The kernel allows a
+    /// narrow read of family, type, protocol, src_port, state and rx_queue_mapping at the
+    /// field's first byte only; moat at any aligned offset inside the field, reading no byte
+    /// outside it.)
+    pub fn sock(attach: Option<moat_abi::AttachType>) -> Context {
+        use moat_abi::AttachType as A;
+        let create = matches!(
+            attach,
+            None | Some(A::CgroupInetSockCreate | A::CgroupInetSockRelease)
+        );
+        let bind4 = attach == Some(A::CgroupInet4PostBind);
+        let bind6 = attach == Some(A::CgroupInet6PostBind);
+        let fields = (0..20u32)
+            .map(|i| 4 * i)
+            .filter_map(|off| {
+                let (readable, writable) = match off {
+                    0 | 16 | 20 => (create, create),
+                    24 => (bind4, false),
+                    28..=40 => (bind6, false),
+                    44 => (bind4 || bind6, false),
+                    _ => (true, false),
+                };
+                readable.then_some(CtxField {
+                    off,
+                    size: 4,
+                    kind: FieldKind::Scalar,
+                    writable,
+                    narrow_loads: !writable,
+                })
+            })
+            .collect();
+        Context::Struct {
+            name: "bpf_sock",
+            size: 80,
+            fields,
+            legacy_packet_loads: false,
+            packet_writable: false,
+        }
+    }
+
     /// A read-only buffer of `size` bytes for tracing programs (registers or a tracepoint record).
     pub fn tracing(size: u32) -> Context {
         Context::Struct {
@@ -624,6 +671,7 @@ mod tests {
 
     #[test]
     fn socket_contexts_follow_the_kernels_access_rules() {
+        use moat_abi::AttachType as A;
         let ops = Context::sock_ops();
         assert!(field(&ops, 4).is_some_and(|f| f.writable)); // reply
         assert!(field(&ops, 0).is_some_and(|f| !f.writable && !f.narrow_loads)); // op
@@ -633,6 +681,13 @@ mod tests {
             Some(FieldKind::PacketData)
         );
         assert_eq!(field(&ops, 184), None); // sk: no socket pointers
+        let create = Context::sock(None);
+        assert!(field(&create, 16).is_some_and(|f| f.writable)); // mark
+        assert_eq!(field(&create, 44), None); // src_port: post_bind only
+        let bind4 = Context::sock(Some(A::CgroupInet4PostBind));
+        assert_eq!(field(&bind4, 16), None);
+        assert!(field(&bind4, 24).is_some_and(|f| !f.writable)); // src_ip4
+        assert_eq!(field(&bind4, 28), None); // src_ip6: post_bind6 only
     }
 
     #[test]

@@ -32,13 +32,16 @@ pub enum ProgType {
     /// kernel would but has no socket to build the context from, so running one fails with
     /// [`ContextError::VerifyOnly`].
     SockOps,
+    /// `cgroup_sock`: `r1` = `struct bpf_sock`, with the fields the attach type its section names
+    /// allows (socket creation by default). Verify-only, as [`ProgType::SockOps`].
+    CgroupSock,
 }
 
 /// An unknown `--type` name.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error(
     "unknown program type `{0}` (known: buffer, xdp, tc, socket, cgroup_skb, kprobe, tracepoint, \
-     sock_ops)"
+     sock_ops, cgroup_sock)"
 )]
 pub struct UnknownProgType(pub String);
 
@@ -65,6 +68,7 @@ impl ProgType {
             (K::SocketFilter, _) => ProgType::SocketFilter,
             (K::CgroupSkb, _) => ProgType::CgroupSkb,
             (K::SockOps, _) => ProgType::SockOps,
+            (K::CgroupSock, _) => ProgType::CgroupSock,
             (
                 K::Kprobe
                 | K::Tracepoint
@@ -89,6 +93,7 @@ impl ProgType {
             "socket" | "socket_filter" => ProgType::SocketFilter,
             "cgroup_skb" => ProgType::CgroupSkb,
             "sock_ops" | "sockops" => ProgType::SockOps,
+            "cgroup_sock" => ProgType::CgroupSock,
             "kprobe" | "tracepoint" | "tracing" | "raw_tracepoint" | "perf_event" => {
                 ProgType::Tracing
             }
@@ -106,6 +111,7 @@ impl ProgType {
             ProgType::CgroupSkb => K::CgroupSkb,
             ProgType::Tracing => K::Kprobe,
             ProgType::SockOps => K::SockOps,
+            ProgType::CgroupSock => K::CgroupSock,
         }
         .as_u32()
     }
@@ -194,6 +200,7 @@ pub(crate) fn run_in(
     let _run = crate::pooled::RunScope::enter();
     match ty {
         ProgType::SockOps => Err(ContextError::VerifyOnly("sock_ops")),
+        ProgType::CgroupSock => Err(ContextError::VerifyOnly("cgroup_sock")),
         ProgType::Buffer | ProgType::Tracing => {
             let args = [input.as_mut_ptr() as u64, input.len() as u64, 0, 0, 0];
             Ok(prog.run_with(
@@ -321,6 +328,8 @@ mod tests {
             ("fexit.s/x", Some(ProgType::Tracing)),
             // Verify-only types.
             ("sockops", Some(ProgType::SockOps)),
+            ("cgroup/sock", Some(ProgType::CgroupSock)),
+            ("cgroup/post_bind4", Some(ProgType::CgroupSock)),
             // Kernel types moat has no context for.
             ("fmod_ret/x", None),
             ("iter/task", None),

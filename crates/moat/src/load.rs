@@ -126,7 +126,8 @@ impl Runtime {
         let verified = if skip {
             None
         } else {
-            let context = verifying::context(prog_type, self.buffer_size.unwrap_or(0));
+            let context =
+                verifying::context(prog_type, self.buffer_size.unwrap_or(0), facts.section);
             verifying::verify(
                 &program,
                 self.verification,

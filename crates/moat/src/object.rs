@@ -85,8 +85,11 @@ impl Runtime {
                         });
                     }
                     let program = moat_isa::Program::new_for_verifier(&spec.bytecode)?;
-                    let context =
-                        crate::verifying::context(prog_type, self.buffer_size.unwrap_or(0));
+                    let context = crate::verifying::context(
+                        prog_type,
+                        self.buffer_size.unwrap_or(0),
+                        Some(&spec.section),
+                    );
                     crate::verifying::verify(
                         &program,
                         mode,

@@ -23,8 +23,9 @@ pub enum Verification {
 /// The size of `struct pt_regs` on x86-64: the context of kprobes.
 pub(crate) const PT_REGS_SIZE: u32 = 168;
 
-/// The verifier's context for a program type; buffer programs need the buffer's size.
-pub(crate) fn context(prog_type: ProgType, buffer_size: u64) -> Context {
+/// The verifier's context for a program type; buffer programs need the buffer's size, cgroup sock
+/// programs the attach type their section names (`None`: the kernel's default).
+pub(crate) fn context(prog_type: ProgType, buffer_size: u64, section: Option<&str>) -> Context {
     match prog_type {
         ProgType::Buffer => Context::Buffer { size: buffer_size },
         ProgType::Xdp => Context::xdp(),
@@ -32,7 +33,15 @@ pub(crate) fn context(prog_type: ProgType, buffer_size: u64) -> Context {
         ProgType::SocketFilter | ProgType::CgroupSkb => Context::sk_buff(false),
         ProgType::Tracing => Context::tracing(PT_REGS_SIZE),
         ProgType::SockOps => Context::sock_ops(),
+        ProgType::CgroupSock => Context::sock(attach_type(section)),
     }
+}
+
+/// The attach type libbpf gives a program in `section`.
+fn attach_type(section: Option<&str>) -> Option<moat_abi::AttachType> {
+    section
+        .and_then(moat_abi::section_def)
+        .and_then(|d| d.attach_type)
 }
 
 /// The verifier's description of a map an object declares.
@@ -75,6 +84,7 @@ pub(crate) fn kernel_type(prog_type: ProgType) -> Option<moat_abi::ProgType> {
         ProgType::Tracing => Some(K::Kprobe),
         // moat_abi's helper table has no column for it: no per-type helper rule applies.
         ProgType::SockOps => Some(K::SockOps),
+        ProgType::CgroupSock => Some(K::CgroupSock),
     }
 }
 
@@ -97,11 +107,7 @@ impl ObjectFacts<'_> {
 
     /// What the program may return, from its kernel type and the attach type its section names.
     fn return_range(&self, prog_type: ProgType) -> Option<(u64, u64)> {
-        let attach = self
-            .section
-            .and_then(moat_abi::section_def)
-            .and_then(|d| d.attach_type);
-        kernel_type(prog_type)?.return_range(attach)
+        kernel_type(prog_type)?.return_range(attach_type(self.section))
     }
 }
 

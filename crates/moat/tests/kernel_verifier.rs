@@ -16,14 +16,15 @@
 //!
 //! Program types. The section name decides, by libbpf's conventions ([`target`]): `xdp` (kernel type
 //! 6), `socket` (1), `tc`/`classifier` (3), `action` (4), `cgroup_skb`/`cgroup/skb` (8), `kprobe`/`uprobe`
-//! (2), `tracepoint` (5), `raw_tracepoint` (17), `perf_event` (7), `sockops` (13); moat checks
+//! (2), `tracepoint` (5), `raw_tracepoint` (17), `perf_event` (7), `sockops` (13), `cgroup/sock*` and
+//! `cgroup/post_bind*` (9, loaded with the attach type libbpf gives the section); moat checks
 //! kprobes, tracepoints, raw tracepoints and perf events with its tracing context. Where the name says nothing, the project's loader decided, and so does this test:
 //! the old Cilium objects are tc programs except in the `*xdp*` objects (XDP), as the PREVAIL verifier
 //! also assumes; OVS's datapath is tc except its `xdp`/`af_xdp` sections; the tc samples of
 //! `linux/` and `prototype-kernel/` whose sections are named after their function are tc; Suricata's
 //! filters and load balancer are socket filters (`SO_ATTACH_BPF`); any other unknown section is a
 //! socket filter, PREVAIL's default for these samples. Rule files map their `# context:` to
-//! moat's context and a kernel type: `xdp` 6, `tc` 3, `socket` 1, `cgroup-skb` 8, `sock-ops` 13,
+//! moat's context and a kernel type: `xdp` 6, `tc` 3, `socket` 1, `cgroup-skb` 8, `sock-ops` 13, `cgroup-sock` 9,
 //! `tracing` 2 (kprobe,
 //! whose context is `struct pt_regs`, 168 bytes, as moat's tracing context), and `buffer N` to XDP
 //! with a prologue `lddw r1, map_value(mem, 0); mov r2, N` where `mem` is an extra one-element array
@@ -35,7 +36,7 @@
 //! value size.
 //!
 //! A program that does not reach both verifiers is *excluded* and counted by reason: moat has no
-//! context for its type (cgroup sock/sock_addr, LWT; the embedder-defined context of an
+//! context for its type (cgroup sock_addr, LWT; the embedder-defined context of an
 //! example), the kernel attaches its type by BTF id (fentry/fexit), one of its maps cannot be created
 //! without BTF or an inner map (map-in-map), the kernel refuses it for want of BTF (function info for
 //! a callback passed with `lddw BPF_PSEUDO_FUNC`; a map's BTF for `bpf_spin_lock`), it calls an
@@ -401,8 +402,28 @@ const UNPRIVILEGED_DISAGREEMENTS: &[(&str, &str, &str)] = &[
         KERNEL_PTR_SUB,
     ),
     ("cilium-core/bpf_xdp.o", "cil_xdp_entry", KERNEL_PTR_SUB),
-    // sock_ops samples: moat_abi's helper table has no column for the type, so moat applies no
-    // per-type helper rule to them.
+    // cgroup_sock and sock_ops samples: moat_abi's helper table has no column for these types, so
+    // moat applies no per-type helper rule to them.
+    (
+        "linux/sock_flags_kern.o",
+        "bpf_prog1",
+        KERNEL_PERFMON_HELPER,
+    ),
+    (
+        "linux/sock_flags_kern.o",
+        "bpf_prog2",
+        KERNEL_PERFMON_HELPER,
+    ),
+    (
+        "new_linux/sock_flags_kern.o",
+        "bpf_prog1",
+        KERNEL_PERFMON_HELPER,
+    ),
+    (
+        "new_linux/sock_flags_kern.o",
+        "bpf_prog2",
+        KERNEL_PERFMON_HELPER,
+    ),
     (
         "linux/tcp_basertt_kern.o",
         "bpf_basertt",
@@ -482,10 +503,17 @@ struct Case {
 struct Target {
     moat: ProgType,
     kernel: KernelType,
+    /// The `expected_attach_type` the kernel is given (cgroup sock programs only: the fields they
+    /// may access depend on it; other types load without one, as before).
+    attach: Option<moat_abi::AttachType>,
 }
 
 fn t(moat: ProgType, kernel: KernelType) -> Result<Target, String> {
-    Ok(Target { moat, kernel })
+    Ok(Target {
+        moat,
+        kernel,
+        attach: None,
+    })
 }
 
 /// The program type of a program in `section` of the object `origin` (relative to its corpus
@@ -549,6 +577,14 @@ fn target(corpus: &str, origin: &str, section: &str) -> Result<Target, String> {
         t(M::Tracing, K::PerfEvent)
     } else if prefixed(&["sockops"]) {
         t(M::SockOps, K::SockOps)
+    } else if let Some(def) =
+        moat_abi::section_def(section).filter(|d| d.prog_type == K::CgroupSock)
+    {
+        Ok(Target {
+            moat: M::CgroupSock,
+            kernel: K::CgroupSock,
+            attach: def.attach_type,
+        })
     } else if prefixed(&["fentry/", "fexit/", "fmod_ret/", "tp_btf/", "lsm/", "iter/"]) {
         Err("the kernel attaches the program type by BTF id".into())
     } else if prefixed(&[
@@ -668,11 +704,12 @@ const KERNEL_EXCLUSIONS: &[(&str, &str)] = &[
 /// The kernel's verdict; `Err` when the program does not reach its verifier.
 fn kernel_verdict(
     bytes: &[u8],
-    kernel: KernelType,
+    (kernel, attach): (KernelType, Option<moat_abi::AttachType>),
     license: &str,
     kern_version: u32,
 ) -> Result<(Verdict, Option<Duration>), String> {
     let mut options = LoadOptions::new(kernel);
+    options.expected_attach_type = attach.map(moat_abi::AttachType::as_u32);
     options.license = license.to_string();
     options.kern_version = kern_version;
     match load_program(bytes, &options) {
@@ -781,7 +818,7 @@ fn rule_case(path: &Path, privileged: bool) -> Case {
         maps.push(mem);
     }
     let kbytes = kernel_insns(&insns, &fds, &prologue);
-    let (outcome, kernel_time) = match kernel_verdict(&kbytes, kernel, &header.license, 0) {
+    let (outcome, kernel_time) = match kernel_verdict(&kbytes, (kernel, None), &header.license, 0) {
         Ok((kernel, kernel_time)) => (Outcome::Compared { moat, kernel }, kernel_time),
         Err(why) => (Outcome::Excluded(why), None),
     };
@@ -944,7 +981,7 @@ fn object_cases(corpus: &'static str, dir: &Path, path: &Path, mode: Verificatio
                     };
                     match kernel_verdict(
                         &kbytes,
-                        target.kernel,
+                        (target.kernel, target.attach),
                         &license,
                         object.kernel_version.unwrap_or(0),
                     ) {
