@@ -43,6 +43,7 @@ fn prog_type_name(t: moat::ProgType) -> String {
         P::Tracing => "tracing".into(),
         P::SockOps => "sock_ops".into(),
         P::CgroupSock => "cgroup_sock".into(),
+        P::CgroupSockAddr => "cgroup_sock_addr".into(),
         other => snake_case(&format!("{other:?}")),
     }
 }
@@ -558,6 +559,7 @@ mod tests {
             P::Tracing,
             P::SockOps,
             P::CgroupSock,
+            P::CgroupSockAddr,
         ] {
             assert_eq!(P::parse(&prog_type_name(t)), Ok(t));
         }

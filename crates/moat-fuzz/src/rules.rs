@@ -23,7 +23,7 @@
 //! * `# accept`: the verifier must accept the program (a safe twin of a rejected one).
 //! * `# FIXME: ...`: the expectation records current behaviour that is wrong; the text says how.
 
-use moat_abi::{license_is_gpl_compatible, MapType, ProgType};
+use moat_abi::{license_is_gpl_compatible, AttachType, MapType, ProgType};
 use moat_verify::{Context, Env, MapInfo};
 use std::path::{Path, PathBuf};
 
@@ -73,6 +73,9 @@ pub enum RuleContext {
     /// `cgroup-sock`: `struct bpf_sock` of a `cgroup_sock` program at socket creation (loaded
     /// without an expected attach type, the kernel's default).
     CgroupSock,
+    /// `cgroup-sock-addr HOOK`: `struct bpf_sock_addr` of a `cgroup_sock_addr` program attached
+    /// at `HOOK`, a libbpf section name after `cgroup/` (`connect4`, `sendmsg6`, ...).
+    CgroupSockAddr(AttachType),
 }
 
 impl RuleContext {
@@ -89,11 +92,22 @@ impl RuleContext {
             Self::Tracing(_) => Some(ProgType::Kprobe),
             Self::SockOps => Some(ProgType::SockOps),
             Self::CgroupSock => Some(ProgType::CgroupSock),
+            Self::CgroupSockAddr(_) => Some(ProgType::CgroupSockAddr),
         }
     }
 }
 
 impl RuleContext {
+    /// The `expected_attach_type` a program of this context is loaded with (cgroup sock_addr
+    /// hooks only).
+    #[must_use]
+    pub fn attach_type(self) -> Option<AttachType> {
+        match self {
+            Self::CgroupSockAddr(attach) => Some(attach),
+            _ => None,
+        }
+    }
+
     /// The verifier's context for it.
     #[must_use]
     pub fn verifier_context(self) -> Context {
@@ -105,6 +119,7 @@ impl RuleContext {
             Self::Tracing(size) => Context::tracing(size),
             Self::SockOps => Context::sock_ops(),
             Self::CgroupSock => Context::sock(None),
+            Self::CgroupSockAddr(attach) => Context::sock_addr(Some(attach)),
         }
     }
 
@@ -123,6 +138,13 @@ impl RuleContext {
             Some("cgroup-skb") => Self::CgroupSkb,
             Some("sock-ops") => Self::SockOps,
             Some("cgroup-sock") => Self::CgroupSock,
+            Some("cgroup-sock-addr") => {
+                let hook = words.get(1).ok_or("cgroup-sock-addr needs a hook")?;
+                let def = moat_abi::section_def(&format!("cgroup/{hook}"))
+                    .filter(|d| d.prog_type == ProgType::CgroupSockAddr)
+                    .ok_or_else(|| format!("unknown cgroup_sock_addr hook `{hook}`"))?;
+                Self::CgroupSockAddr(def.attach_type.ok_or("hook without an attach type")?)
+            }
             Some("tracing") => Self::Tracing(
                 u32::try_from(size(168)?).map_err(|_| "tracing size too large".to_string())?,
             ),
@@ -265,8 +287,11 @@ impl RuleFile {
         env.privileged = self.privileged;
         env.kernel_type = self.context.kernel_type();
         env.gpl_compatible = license_is_gpl_compatible(&self.license);
-        // Loaded without an expected attach type, as the kernel differential loads it.
-        env.return_range = env.kernel_type.and_then(|t| t.return_range(None));
+        // Loaded with the attach type the context names (none for most), as the kernel
+        // differential loads it.
+        env.return_range = env
+            .kernel_type
+            .and_then(|t| t.return_range(self.context.attach_type()));
         if let Some(limit) = self.limit {
             env.complexity_limit = limit;
         }

@@ -233,6 +233,70 @@ impl Context {
         }
     }
 
+    /// The kernel's `struct bpf_sock_addr` (72 bytes) as `cgroup_sock_addr` programs attached at
+    /// `attach` see it, with the rules of its `sock_addr_is_valid_access`: accesses aligned to their
+    /// size; `user_ip4` (4) only for IPv4 hooks, `user_ip6` (8-23) only for IPv6 hooks,
+    /// `msg_src_ip4` (40) only for `sendmsg4`, `msg_src_ip6` (44-59) only for `sendmsg6`: these
+    /// and `user_port` (24) are read whole or narrowly and written as 4 bytes; `user_family`,
+    /// `family`, `type` and `protocol` are read-only, 4 bytes. Not described (refused): the
+    /// kernel's 8-byte accesses to two `user_ip6`/`msg_src_ip6` words at once, and `sk` (64, a
+    /// `struct bpf_sock *`: moat has no socket pointers).
+    pub fn sock_addr(attach: Option<moat_abi::AttachType>) -> Context {
+        use moat_abi::AttachType as A;
+        let ip4 = matches!(
+            attach,
+            Some(
+                A::CgroupInet4Bind
+                    | A::CgroupInet4Connect
+                    | A::CgroupInet4Getpeername
+                    | A::CgroupInet4Getsockname
+                    | A::CgroupUdp4Sendmsg
+                    | A::CgroupUdp4Recvmsg
+            )
+        );
+        let ip6 = matches!(
+            attach,
+            Some(
+                A::CgroupInet6Bind
+                    | A::CgroupInet6Connect
+                    | A::CgroupInet6Getpeername
+                    | A::CgroupInet6Getsockname
+                    | A::CgroupUdp6Sendmsg
+                    | A::CgroupUdp6Recvmsg
+            )
+        );
+        let send4 = attach == Some(A::CgroupUdp4Sendmsg);
+        let send6 = attach == Some(A::CgroupUdp6Sendmsg);
+        let fields = (0..15u32)
+            .map(|i| 4 * i)
+            .filter_map(|off| {
+                // (present, an address or port: narrow reads and 4-byte writes)
+                let (present, address) = match off {
+                    4 => (ip4, true),
+                    8..=20 => (ip6, true),
+                    24 => (true, true),
+                    40 => (send4, true),
+                    44..=56 => (send6, true),
+                    _ => (true, false),
+                };
+                present.then_some(CtxField {
+                    off,
+                    size: 4,
+                    kind: FieldKind::Scalar,
+                    writable: address,
+                    narrow_loads: address,
+                })
+            })
+            .collect();
+        Context::Struct {
+            name: "bpf_sock_addr",
+            size: 72,
+            fields,
+            legacy_packet_loads: false,
+            packet_writable: false,
+        }
+    }
+
     /// A read-only buffer of `size` bytes for tracing programs (registers or a tracepoint record).
     pub fn tracing(size: u32) -> Context {
         Context::Struct {
@@ -688,6 +752,13 @@ mod tests {
         assert_eq!(field(&bind4, 16), None);
         assert!(field(&bind4, 24).is_some_and(|f| !f.writable)); // src_ip4
         assert_eq!(field(&bind4, 28), None); // src_ip6: post_bind6 only
+        let connect4 = Context::sock_addr(Some(A::CgroupInet4Connect));
+        assert!(field(&connect4, 4).is_some_and(|f| f.writable && f.narrow_loads));
+        assert_eq!(field(&connect4, 8), None); // user_ip6
+        assert_eq!(field(&connect4, 40), None); // msg_src_ip4: sendmsg4 only
+        let send6 = Context::sock_addr(Some(A::CgroupUdp6Sendmsg));
+        assert!(field(&send6, 44).is_some_and(|f| f.writable));
+        assert!(field(&send6, 0).is_some_and(|f| !f.writable)); // user_family
     }
 
     #[test]

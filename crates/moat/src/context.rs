@@ -35,13 +35,16 @@ pub enum ProgType {
     /// `cgroup_sock`: `r1` = `struct bpf_sock`, with the fields the attach type its section names
     /// allows (socket creation by default). Verify-only, as [`ProgType::SockOps`].
     CgroupSock,
+    /// `cgroup_sock_addr`: `r1` = `struct bpf_sock_addr`, with the fields the attach type its
+    /// section names allows (`connect4`, `sendmsg6`, ...). Verify-only, as [`ProgType::SockOps`].
+    CgroupSockAddr,
 }
 
 /// An unknown `--type` name.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error(
     "unknown program type `{0}` (known: buffer, xdp, tc, socket, cgroup_skb, kprobe, tracepoint, \
-     sock_ops, cgroup_sock)"
+     sock_ops, cgroup_sock, cgroup_sock_addr)"
 )]
 pub struct UnknownProgType(pub String);
 
@@ -69,6 +72,7 @@ impl ProgType {
             (K::CgroupSkb, _) => ProgType::CgroupSkb,
             (K::SockOps, _) => ProgType::SockOps,
             (K::CgroupSock, _) => ProgType::CgroupSock,
+            (K::CgroupSockAddr, _) => ProgType::CgroupSockAddr,
             (
                 K::Kprobe
                 | K::Tracepoint
@@ -94,6 +98,7 @@ impl ProgType {
             "cgroup_skb" => ProgType::CgroupSkb,
             "sock_ops" | "sockops" => ProgType::SockOps,
             "cgroup_sock" => ProgType::CgroupSock,
+            "cgroup_sock_addr" => ProgType::CgroupSockAddr,
             "kprobe" | "tracepoint" | "tracing" | "raw_tracepoint" | "perf_event" => {
                 ProgType::Tracing
             }
@@ -112,6 +117,7 @@ impl ProgType {
             ProgType::Tracing => K::Kprobe,
             ProgType::SockOps => K::SockOps,
             ProgType::CgroupSock => K::CgroupSock,
+            ProgType::CgroupSockAddr => K::CgroupSockAddr,
         }
         .as_u32()
     }
@@ -201,6 +207,7 @@ pub(crate) fn run_in(
     match ty {
         ProgType::SockOps => Err(ContextError::VerifyOnly("sock_ops")),
         ProgType::CgroupSock => Err(ContextError::VerifyOnly("cgroup_sock")),
+        ProgType::CgroupSockAddr => Err(ContextError::VerifyOnly("cgroup_sock_addr")),
         ProgType::Buffer | ProgType::Tracing => {
             let args = [input.as_mut_ptr() as u64, input.len() as u64, 0, 0, 0];
             Ok(prog.run_with(
@@ -335,7 +342,7 @@ mod tests {
             ("iter/task", None),
             ("lsm/x", None),
             ("netkit/primary", None),
-            ("cgroup/connect4", None),
+            ("cgroup/connect4", Some(ProgType::CgroupSockAddr)),
             ("sk_skb/stream_parser", None),
             // Names that say nothing.
             ("2/7", None),

@@ -34,6 +34,7 @@ pub(crate) fn context(prog_type: ProgType, buffer_size: u64, section: Option<&st
         ProgType::Tracing => Context::tracing(PT_REGS_SIZE),
         ProgType::SockOps => Context::sock_ops(),
         ProgType::CgroupSock => Context::sock(attach_type(section)),
+        ProgType::CgroupSockAddr => Context::sock_addr(attach_type(section)),
     }
 }
 
@@ -85,6 +86,7 @@ pub(crate) fn kernel_type(prog_type: ProgType) -> Option<moat_abi::ProgType> {
         // moat_abi's helper table has no column for it: no per-type helper rule applies.
         ProgType::SockOps => Some(K::SockOps),
         ProgType::CgroupSock => Some(K::CgroupSock),
+        ProgType::CgroupSockAddr => Some(K::CgroupSockAddr),
     }
 }
 

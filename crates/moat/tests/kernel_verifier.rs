@@ -17,14 +17,16 @@
 //! Program types. The section name decides, by libbpf's conventions ([`target`]): `xdp` (kernel type
 //! 6), `socket` (1), `tc`/`classifier` (3), `action` (4), `cgroup_skb`/`cgroup/skb` (8), `kprobe`/`uprobe`
 //! (2), `tracepoint` (5), `raw_tracepoint` (17), `perf_event` (7), `sockops` (13), `cgroup/sock*` and
-//! `cgroup/post_bind*` (9, loaded with the attach type libbpf gives the section); moat checks
+//! `cgroup/post_bind*` (9) and the `cgroup/` address hooks (`connect4`, `sendmsg6`, ...: 18), both
+//! loaded with the attach type libbpf gives the section; moat checks
 //! kprobes, tracepoints, raw tracepoints and perf events with its tracing context. Where the name says nothing, the project's loader decided, and so does this test:
 //! the old Cilium objects are tc programs except in the `*xdp*` objects (XDP), as the PREVAIL verifier
 //! also assumes; OVS's datapath is tc except its `xdp`/`af_xdp` sections; the tc samples of
 //! `linux/` and `prototype-kernel/` whose sections are named after their function are tc; Suricata's
 //! filters and load balancer are socket filters (`SO_ATTACH_BPF`); any other unknown section is a
 //! socket filter, PREVAIL's default for these samples. Rule files map their `# context:` to
-//! moat's context and a kernel type: `xdp` 6, `tc` 3, `socket` 1, `cgroup-skb` 8, `sock-ops` 13, `cgroup-sock` 9,
+//! moat's context and a kernel type: `xdp` 6, `tc` 3, `socket` 1, `cgroup-skb` 8, `sock-ops` 13, `cgroup-sock` 9, `cgroup-sock-addr HOOK` 18
+//! (with the hook's attach type),
 //! `tracing` 2 (kprobe,
 //! whose context is `struct pt_regs`, 168 bytes, as moat's tracing context), and `buffer N` to XDP
 //! with a prologue `lddw r1, map_value(mem, 0); mov r2, N` where `mem` is an extra one-element array
@@ -36,7 +38,7 @@
 //! value size.
 //!
 //! A program that does not reach both verifiers is *excluded* and counted by reason: moat has no
-//! context for its type (cgroup sock_addr, LWT; the embedder-defined context of an
+//! context for its type (LWT, sk_skb, sk_msg, ...; the embedder-defined context of an
 //! example), the kernel attaches its type by BTF id (fentry/fexit), one of its maps cannot be created
 //! without BTF or an inner map (map-in-map), the kernel refuses it for want of BTF (function info for
 //! a callback passed with `lddw BPF_PSEUDO_FUNC`; a map's BTF for `bpf_spin_lock`), it calls an
@@ -577,12 +579,16 @@ fn target(corpus: &str, origin: &str, section: &str) -> Result<Target, String> {
         t(M::Tracing, K::PerfEvent)
     } else if prefixed(&["sockops"]) {
         t(M::SockOps, K::SockOps)
-    } else if let Some(def) =
-        moat_abi::section_def(section).filter(|d| d.prog_type == K::CgroupSock)
+    } else if let Some(def) = moat_abi::section_def(section)
+        .filter(|d| matches!(d.prog_type, K::CgroupSock | K::CgroupSockAddr))
     {
         Ok(Target {
-            moat: M::CgroupSock,
-            kernel: K::CgroupSock,
+            moat: if def.prog_type == K::CgroupSock {
+                M::CgroupSock
+            } else {
+                M::CgroupSockAddr
+            },
+            kernel: def.prog_type,
             attach: def.attach_type,
         })
     } else if prefixed(&["fentry/", "fexit/", "fmod_ret/", "tp_btf/", "lsm/", "iter/"]) {
@@ -818,7 +824,12 @@ fn rule_case(path: &Path, privileged: bool) -> Case {
         maps.push(mem);
     }
     let kbytes = kernel_insns(&insns, &fds, &prologue);
-    let (outcome, kernel_time) = match kernel_verdict(&kbytes, (kernel, None), &header.license, 0) {
+    let (outcome, kernel_time) = match kernel_verdict(
+        &kbytes,
+        (kernel, header.context.attach_type()),
+        &header.license,
+        0,
+    ) {
         Ok((kernel, kernel_time)) => (Outcome::Compared { moat, kernel }, kernel_time),
         Err(why) => (Outcome::Excluded(why), None),
     };
