@@ -44,6 +44,9 @@ fn prog_type_name(t: moat::ProgType) -> String {
         P::SockOps => "sock_ops".into(),
         P::CgroupSock => "cgroup_sock".into(),
         P::CgroupSockAddr => "cgroup_sock_addr".into(),
+        P::LwtIn => "lwt_in".into(),
+        P::LwtOut => "lwt_out".into(),
+        P::LwtXmit => "lwt_xmit".into(),
         other => snake_case(&format!("{other:?}")),
     }
 }
@@ -560,6 +563,9 @@ mod tests {
             P::SockOps,
             P::CgroupSock,
             P::CgroupSockAddr,
+            P::LwtIn,
+            P::LwtOut,
+            P::LwtXmit,
         ] {
             assert_eq!(P::parse(&prog_type_name(t)), Ok(t));
         }

@@ -76,6 +76,9 @@ pub enum RuleContext {
     /// `cgroup-sock-addr HOOK`: `struct bpf_sock_addr` of a `cgroup_sock_addr` program attached
     /// at `HOOK`, a libbpf section name after `cgroup/` (`connect4`, `sendmsg6`, ...).
     CgroupSockAddr(AttachType),
+    /// `lwt-in`, `lwt-out`, `lwt-xmit`: `struct __sk_buff` of a lightweight tunnel program
+    /// (its kernel type).
+    Lwt(ProgType),
 }
 
 impl RuleContext {
@@ -93,6 +96,7 @@ impl RuleContext {
             Self::SockOps => Some(ProgType::SockOps),
             Self::CgroupSock => Some(ProgType::CgroupSock),
             Self::CgroupSockAddr(_) => Some(ProgType::CgroupSockAddr),
+            Self::Lwt(t) => Some(t),
         }
     }
 }
@@ -120,6 +124,7 @@ impl RuleContext {
             Self::SockOps => Context::sock_ops(),
             Self::CgroupSock => Context::sock(None),
             Self::CgroupSockAddr(attach) => Context::sock_addr(Some(attach)),
+            Self::Lwt(t) => Context::lwt(t == ProgType::LwtXmit),
         }
     }
 
@@ -138,6 +143,9 @@ impl RuleContext {
             Some("cgroup-skb") => Self::CgroupSkb,
             Some("sock-ops") => Self::SockOps,
             Some("cgroup-sock") => Self::CgroupSock,
+            Some("lwt-in") => Self::Lwt(ProgType::LwtIn),
+            Some("lwt-out") => Self::Lwt(ProgType::LwtOut),
+            Some("lwt-xmit") => Self::Lwt(ProgType::LwtXmit),
             Some("cgroup-sock-addr") => {
                 let hook = words.get(1).ok_or("cgroup-sock-addr needs a hook")?;
                 let def = moat_abi::section_def(&format!("cgroup/{hook}"))

@@ -85,8 +85,18 @@ impl Context {
 
     /// The kernel's `struct __sk_buff` as tc classifiers (`writable_packet`) and socket filters see it.
     pub fn sk_buff(writable_packet: bool) -> Context {
+        Context::Struct {
+            name: "__sk_buff",
+            size: 192,
+            fields: Context::sk_buff_fields(writable_packet),
+            legacy_packet_loads: true,
+            packet_writable: writable_packet,
+        }
+    }
+
+    /// The fields of `struct __sk_buff` for tc programs (`tc`) or socket filters.
+    fn sk_buff_fields(tc: bool) -> Vec<CtxField> {
         // Socket filters may write only `cb[]`; tc programs also mark, priority, tc_index, ...
-        let tc = writable_packet;
         let f = |off, kind, writable: bool| CtxField {
             off,
             size: 4,
@@ -130,12 +140,28 @@ impl Context {
                 narrow_loads: false,
             });
         }
+        fields
+    }
+
+    /// The kernel's `struct __sk_buff` as lightweight-tunnel programs (`lwt_in`, `lwt_out`,
+    /// `lwt_xmit`) see it, with the rules of `lwt_is_valid_access`: the socket filter's fields
+    /// without `tc_classid` and `family` (nor the later ones), `mark`, `priority` and `cb[]`
+    /// writable, no legacy `ldabs`/`ldind` loads; only `lwt_xmit` programs may write the packet.
+    pub fn lwt(xmit: bool) -> Context {
+        let fields = Context::sk_buff_fields(false)
+            .into_iter()
+            .filter(|f| f.off != 72 && f.off != 88)
+            .map(|f| CtxField {
+                writable: f.writable || f.off == 8 || f.off == 32,
+                ..f
+            })
+            .collect();
         Context::Struct {
             name: "__sk_buff",
             size: 192,
             fields,
-            legacy_packet_loads: true,
-            packet_writable: writable_packet,
+            legacy_packet_loads: false,
+            packet_writable: xmit,
         }
     }
 
@@ -759,6 +785,22 @@ mod tests {
         let send6 = Context::sock_addr(Some(A::CgroupUdp6Sendmsg));
         assert!(field(&send6, 44).is_some_and(|f| f.writable));
         assert!(field(&send6, 0).is_some_and(|f| !f.writable)); // user_family
+    }
+
+    #[test]
+    fn lwt_contexts_are_sk_buff_subsets() {
+        for xmit in [false, true] {
+            let lwt = Context::lwt(xmit);
+            assert!(field(&lwt, 8).is_some_and(|f| f.writable)); // mark
+            assert!(field(&lwt, 44).is_some_and(|f| !f.writable)); // tc_index
+            assert_eq!(field(&lwt, 72), None); // tc_classid
+            assert_eq!(field(&lwt, 88), None); // family
+            assert!(matches!(
+                lwt,
+                Context::Struct { packet_writable, legacy_packet_loads: false, .. }
+                    if packet_writable == xmit
+            ));
+        }
     }
 
     #[test]

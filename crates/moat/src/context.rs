@@ -38,13 +38,20 @@ pub enum ProgType {
     /// `cgroup_sock_addr`: `r1` = `struct bpf_sock_addr`, with the fields the attach type its
     /// section names allows (`connect4`, `sendmsg6`, ...). Verify-only, as [`ProgType::SockOps`].
     CgroupSockAddr,
+    /// `lwt_in`: `r1` = `struct __sk_buff` of a lightweight tunnel's input hook, packet read-only.
+    /// Verify-only, as [`ProgType::SockOps`].
+    LwtIn,
+    /// `lwt_out`: as [`ProgType::LwtIn`], at the tunnel's output hook.
+    LwtOut,
+    /// `lwt_xmit`: as [`ProgType::LwtIn`], at the tunnel's transmit hook, packet writable.
+    LwtXmit,
 }
 
 /// An unknown `--type` name.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error(
     "unknown program type `{0}` (known: buffer, xdp, tc, socket, cgroup_skb, kprobe, tracepoint, \
-     sock_ops, cgroup_sock, cgroup_sock_addr)"
+     sock_ops, cgroup_sock, cgroup_sock_addr, lwt_in, lwt_out, lwt_xmit)"
 )]
 pub struct UnknownProgType(pub String);
 
@@ -73,6 +80,9 @@ impl ProgType {
             (K::SockOps, _) => ProgType::SockOps,
             (K::CgroupSock, _) => ProgType::CgroupSock,
             (K::CgroupSockAddr, _) => ProgType::CgroupSockAddr,
+            (K::LwtIn, _) => ProgType::LwtIn,
+            (K::LwtOut, _) => ProgType::LwtOut,
+            (K::LwtXmit, _) => ProgType::LwtXmit,
             (
                 K::Kprobe
                 | K::Tracepoint
@@ -99,6 +109,9 @@ impl ProgType {
             "sock_ops" | "sockops" => ProgType::SockOps,
             "cgroup_sock" => ProgType::CgroupSock,
             "cgroup_sock_addr" => ProgType::CgroupSockAddr,
+            "lwt_in" => ProgType::LwtIn,
+            "lwt_out" => ProgType::LwtOut,
+            "lwt_xmit" => ProgType::LwtXmit,
             "kprobe" | "tracepoint" | "tracing" | "raw_tracepoint" | "perf_event" => {
                 ProgType::Tracing
             }
@@ -118,6 +131,9 @@ impl ProgType {
             ProgType::SockOps => K::SockOps,
             ProgType::CgroupSock => K::CgroupSock,
             ProgType::CgroupSockAddr => K::CgroupSockAddr,
+            ProgType::LwtIn => K::LwtIn,
+            ProgType::LwtOut => K::LwtOut,
+            ProgType::LwtXmit => K::LwtXmit,
         }
         .as_u32()
     }
@@ -208,6 +224,9 @@ pub(crate) fn run_in(
         ProgType::SockOps => Err(ContextError::VerifyOnly("sock_ops")),
         ProgType::CgroupSock => Err(ContextError::VerifyOnly("cgroup_sock")),
         ProgType::CgroupSockAddr => Err(ContextError::VerifyOnly("cgroup_sock_addr")),
+        ProgType::LwtIn | ProgType::LwtOut | ProgType::LwtXmit => {
+            Err(ContextError::VerifyOnly("lwt"))
+        }
         ProgType::Buffer | ProgType::Tracing => {
             let args = [input.as_mut_ptr() as u64, input.len() as u64, 0, 0, 0];
             Ok(prog.run_with(
@@ -343,6 +362,7 @@ mod tests {
             ("lsm/x", None),
             ("netkit/primary", None),
             ("cgroup/connect4", Some(ProgType::CgroupSockAddr)),
+            ("lwt_xmit", Some(ProgType::LwtXmit)),
             ("sk_skb/stream_parser", None),
             // Names that say nothing.
             ("2/7", None),

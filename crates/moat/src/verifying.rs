@@ -35,6 +35,8 @@ pub(crate) fn context(prog_type: ProgType, buffer_size: u64, section: Option<&st
         ProgType::SockOps => Context::sock_ops(),
         ProgType::CgroupSock => Context::sock(attach_type(section)),
         ProgType::CgroupSockAddr => Context::sock_addr(attach_type(section)),
+        ProgType::LwtIn | ProgType::LwtOut => Context::lwt(false),
+        ProgType::LwtXmit => Context::lwt(true),
     }
 }
 
@@ -87,6 +89,9 @@ pub(crate) fn kernel_type(prog_type: ProgType) -> Option<moat_abi::ProgType> {
         ProgType::SockOps => Some(K::SockOps),
         ProgType::CgroupSock => Some(K::CgroupSock),
         ProgType::CgroupSockAddr => Some(K::CgroupSockAddr),
+        ProgType::LwtIn => Some(K::LwtIn),
+        ProgType::LwtOut => Some(K::LwtOut),
+        ProgType::LwtXmit => Some(K::LwtXmit),
     }
 }
 

@@ -18,14 +18,17 @@
 //! 6), `socket` (1), `tc`/`classifier` (3), `action` (4), `cgroup_skb`/`cgroup/skb` (8), `kprobe`/`uprobe`
 //! (2), `tracepoint` (5), `raw_tracepoint` (17), `perf_event` (7), `sockops` (13), `cgroup/sock*` and
 //! `cgroup/post_bind*` (9) and the `cgroup/` address hooks (`connect4`, `sendmsg6`, ...: 18), both
-//! loaded with the attach type libbpf gives the section; moat checks
-//! kprobes, tracepoints, raw tracepoints and perf events with its tracing context. Where the name says nothing, the project's loader decided, and so does this test:
+//! loaded with the attach type libbpf gives the section, `lwt_in`/`lwt_out`/`lwt_xmit` (10-12); moat
+//! checks kprobes, tracepoints, raw tracepoints and perf events with its tracing context. Where the
+//! name says nothing, the project's loader decided, and so does this test (`linux/lwt_len_hist_kern.o`
+//! is `lwt_out`, as its script attaches it):
 //! the old Cilium objects are tc programs except in the `*xdp*` objects (XDP), as the PREVAIL verifier
 //! also assumes; OVS's datapath is tc except its `xdp`/`af_xdp` sections; the tc samples of
 //! `linux/` and `prototype-kernel/` whose sections are named after their function are tc; Suricata's
 //! filters and load balancer are socket filters (`SO_ATTACH_BPF`); any other unknown section is a
 //! socket filter, PREVAIL's default for these samples. Rule files map their `# context:` to
-//! moat's context and a kernel type: `xdp` 6, `tc` 3, `socket` 1, `cgroup-skb` 8, `sock-ops` 13, `cgroup-sock` 9, `cgroup-sock-addr HOOK` 18
+//! moat's context and a kernel type: `xdp` 6, `tc` 3, `socket` 1, `cgroup-skb` 8, `sock-ops` 13, `cgroup-sock` 9, `lwt-in` 10, `lwt-out` 11, `lwt-xmit` 12,
+//! `cgroup-sock-addr HOOK` 18
 //! (with the hook's attach type),
 //! `tracing` 2 (kprobe,
 //! whose context is `struct pt_regs`, 168 bytes, as moat's tracing context), and `buffer N` to XDP
@@ -38,7 +41,7 @@
 //! value size.
 //!
 //! A program that does not reach both verifiers is *excluded* and counted by reason: moat has no
-//! context for its type (LWT, sk_skb, sk_msg, ...; the embedder-defined context of an
+//! context for its type (sk_skb, sk_msg, flow dissector, ...; the embedder-defined context of an
 //! example), the kernel attaches its type by BTF id (fentry/fexit), one of its maps cannot be created
 //! without BTF or an inner map (map-in-map), the kernel refuses it for want of BTF (function info for
 //! a callback passed with `lddw BPF_PSEUDO_FUNC`; a map's BTF for `bpf_spin_lock`), it calls an
@@ -548,8 +551,9 @@ fn target(corpus: &str, origin: &str, section: &str) -> Result<Target, String> {
     {
         return t(M::SchedCls, K::SchedCls);
     }
+    // The sample's script attaches it with `ip route ... encap bpf out ... section len_hist`.
     if origin == "linux/lwt_len_hist_kern.o" {
-        return Err("no moat context for the program type (lwt)".into());
+        return t(M::LwtOut, K::LwtOut);
     }
     let prefixed = |prefixes: &[&str]| prefixes.iter().any(|p| section.starts_with(p));
     if prefixed(&["xdp"]) {
@@ -591,6 +595,12 @@ fn target(corpus: &str, origin: &str, section: &str) -> Result<Target, String> {
             kernel: def.prog_type,
             attach: def.attach_type,
         })
+    } else if prefixed(&["lwt_in"]) {
+        t(M::LwtIn, K::LwtIn)
+    } else if prefixed(&["lwt_out"]) {
+        t(M::LwtOut, K::LwtOut)
+    } else if prefixed(&["lwt_xmit"]) {
+        t(M::LwtXmit, K::LwtXmit)
     } else if prefixed(&["fentry/", "fexit/", "fmod_ret/", "tp_btf/", "lsm/", "iter/"]) {
         Err("the kernel attaches the program type by BTF id".into())
     } else if prefixed(&[
