@@ -107,13 +107,20 @@ impl ProgType {
     /// The values a program of this type may return from its main function, as the kernel's
     /// `check_return_code` enforces them for the types moat verifies (`None`: any value). cgroup skb
     /// programs return 0 (drop) or 1 (pass); egress ones may add congestion notification (2, 3).
-    /// `sock_ops` and `cgroup_sock` programs return 0 or 1 as well (the kernel's default range);
+    /// `sock_ops`, `cgroup_sock` and `cgroup_device` programs return 0 or 1 as well (the kernel's
+    /// default range);
     /// `cgroup_sock_addr` ones too, except `recvmsg`, `getpeername` and `getsockname` hooks (1 only)
     /// and `bind` hooks (0 to 3: bit 1 asks the kernel to skip its port checks).
     pub fn return_range(self, attach_type: Option<AttachType>) -> Option<(u64, u64)> {
         match (self, attach_type) {
             (ProgType::CgroupSkb, Some(AttachType::CgroupInetEgress)) => Some((0, 3)),
-            (ProgType::CgroupSkb | ProgType::SockOps | ProgType::CgroupSock, _) => Some((0, 1)),
+            (
+                ProgType::CgroupSkb
+                | ProgType::SockOps
+                | ProgType::CgroupSock
+                | ProgType::CgroupDevice,
+                _,
+            ) => Some((0, 1)),
             (
                 ProgType::CgroupSockAddr,
                 Some(
@@ -486,6 +493,7 @@ mod tests {
             range(P::CgroupSockAddr, Some(A::CgroupInet6Bind)),
             Some((0, 3))
         );
+        assert_eq!(range(P::CgroupDevice, None), Some((0, 1)));
         assert_eq!(range(P::Xdp, None), None);
     }
 }

@@ -47,6 +47,7 @@ fn prog_type_name(t: moat::ProgType) -> String {
         P::LwtIn => "lwt_in".into(),
         P::LwtOut => "lwt_out".into(),
         P::LwtXmit => "lwt_xmit".into(),
+        P::CgroupDevice => "cgroup_device".into(),
         other => snake_case(&format!("{other:?}")),
     }
 }
@@ -566,6 +567,7 @@ mod tests {
             P::LwtIn,
             P::LwtOut,
             P::LwtXmit,
+            P::CgroupDevice,
         ] {
             assert_eq!(P::parse(&prog_type_name(t)), Ok(t));
         }

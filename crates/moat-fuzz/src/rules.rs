@@ -79,6 +79,8 @@ pub enum RuleContext {
     /// `lwt-in`, `lwt-out`, `lwt-xmit`: `struct __sk_buff` of a lightweight tunnel program
     /// (its kernel type).
     Lwt(ProgType),
+    /// `cgroup-device`: `struct bpf_cgroup_dev_ctx` of a `cgroup_device` program.
+    CgroupDevice,
 }
 
 impl RuleContext {
@@ -97,6 +99,7 @@ impl RuleContext {
             Self::CgroupSock => Some(ProgType::CgroupSock),
             Self::CgroupSockAddr(_) => Some(ProgType::CgroupSockAddr),
             Self::Lwt(t) => Some(t),
+            Self::CgroupDevice => Some(ProgType::CgroupDevice),
         }
     }
 }
@@ -125,6 +128,7 @@ impl RuleContext {
             Self::CgroupSock => Context::sock(None),
             Self::CgroupSockAddr(attach) => Context::sock_addr(Some(attach)),
             Self::Lwt(t) => Context::lwt(t == ProgType::LwtXmit),
+            Self::CgroupDevice => Context::cgroup_dev(),
         }
     }
 
@@ -143,6 +147,7 @@ impl RuleContext {
             Some("cgroup-skb") => Self::CgroupSkb,
             Some("sock-ops") => Self::SockOps,
             Some("cgroup-sock") => Self::CgroupSock,
+            Some("cgroup-device") => Self::CgroupDevice,
             Some("lwt-in") => Self::Lwt(ProgType::LwtIn),
             Some("lwt-out") => Self::Lwt(ProgType::LwtOut),
             Some("lwt-xmit") => Self::Lwt(ProgType::LwtXmit),

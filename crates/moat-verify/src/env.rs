@@ -165,6 +165,27 @@ impl Context {
         }
     }
 
+    /// The kernel's `struct bpf_cgroup_dev_ctx` (12 bytes: `access_type`, `major`, `minor`) of
+    /// `cgroup_device` programs, with the rules of `cgroup_dev_is_valid_access`: read-only,
+    /// aligned, 4-byte loads, and narrow loads of `access_type`.
+    pub fn cgroup_dev() -> Context {
+        Context::Struct {
+            name: "bpf_cgroup_dev_ctx",
+            size: 12,
+            fields: (0..3)
+                .map(|i| CtxField {
+                    off: 4 * i,
+                    size: 4,
+                    kind: FieldKind::Scalar,
+                    writable: false,
+                    narrow_loads: i == 0,
+                })
+                .collect(),
+            legacy_packet_loads: false,
+            packet_writable: false,
+        }
+    }
+
     /// The kernel's `struct bpf_sock_ops` (224 bytes) as `sock_ops` programs see it, with the rules of
     /// its `sock_ops_is_valid_access`: every access aligned to its size; `reply` (`args[0]`, offset
     /// 4) and `sk_txhash` (164) writable as 4-byte stores; the `__u32` fields read whole (4 bytes),
@@ -785,6 +806,14 @@ mod tests {
         let send6 = Context::sock_addr(Some(A::CgroupUdp6Sendmsg));
         assert!(field(&send6, 44).is_some_and(|f| f.writable));
         assert!(field(&send6, 0).is_some_and(|f| !f.writable)); // user_family
+    }
+
+    #[test]
+    fn cgroup_device_context_is_read_only() {
+        let dev = Context::cgroup_dev();
+        assert!(field(&dev, 0).is_some_and(|f| f.narrow_loads && !f.writable));
+        assert!(field(&dev, 8).is_some_and(|f| !f.narrow_loads && !f.writable));
+        assert_eq!(field(&dev, 12), None);
     }
 
     #[test]

@@ -45,13 +45,17 @@ pub enum ProgType {
     LwtOut,
     /// `lwt_xmit`: as [`ProgType::LwtIn`], at the tunnel's transmit hook, packet writable.
     LwtXmit,
+    /// `cgroup_device`: `r1` = `struct bpf_cgroup_dev_ctx` (access type, major, minor), read-only.
+    /// Verify-only, as [`ProgType::SockOps`].
+    CgroupDevice,
 }
 
 /// An unknown `--type` name.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error(
     "unknown program type `{0}` (known: buffer, xdp, tc, socket, cgroup_skb, kprobe, tracepoint, \
-     sock_ops, cgroup_sock, cgroup_sock_addr, lwt_in, lwt_out, lwt_xmit)"
+     sock_ops, cgroup_sock, cgroup_sock_addr, lwt_in, lwt_out, lwt_xmit, \
+     cgroup_device)"
 )]
 pub struct UnknownProgType(pub String);
 
@@ -83,6 +87,7 @@ impl ProgType {
             (K::LwtIn, _) => ProgType::LwtIn,
             (K::LwtOut, _) => ProgType::LwtOut,
             (K::LwtXmit, _) => ProgType::LwtXmit,
+            (K::CgroupDevice, _) => ProgType::CgroupDevice,
             (
                 K::Kprobe
                 | K::Tracepoint
@@ -112,6 +117,7 @@ impl ProgType {
             "lwt_in" => ProgType::LwtIn,
             "lwt_out" => ProgType::LwtOut,
             "lwt_xmit" => ProgType::LwtXmit,
+            "cgroup_device" => ProgType::CgroupDevice,
             "kprobe" | "tracepoint" | "tracing" | "raw_tracepoint" | "perf_event" => {
                 ProgType::Tracing
             }
@@ -134,6 +140,7 @@ impl ProgType {
             ProgType::LwtIn => K::LwtIn,
             ProgType::LwtOut => K::LwtOut,
             ProgType::LwtXmit => K::LwtXmit,
+            ProgType::CgroupDevice => K::CgroupDevice,
         }
         .as_u32()
     }
@@ -227,6 +234,7 @@ pub(crate) fn run_in(
         ProgType::LwtIn | ProgType::LwtOut | ProgType::LwtXmit => {
             Err(ContextError::VerifyOnly("lwt"))
         }
+        ProgType::CgroupDevice => Err(ContextError::VerifyOnly("cgroup_device")),
         ProgType::Buffer | ProgType::Tracing => {
             let args = [input.as_mut_ptr() as u64, input.len() as u64, 0, 0, 0];
             Ok(prog.run_with(
@@ -363,6 +371,7 @@ mod tests {
             ("netkit/primary", None),
             ("cgroup/connect4", Some(ProgType::CgroupSockAddr)),
             ("lwt_xmit", Some(ProgType::LwtXmit)),
+            ("cgroup/dev", Some(ProgType::CgroupDevice)),
             ("sk_skb/stream_parser", None),
             // Names that say nothing.
             ("2/7", None),

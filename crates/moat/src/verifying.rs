@@ -37,6 +37,7 @@ pub(crate) fn context(prog_type: ProgType, buffer_size: u64, section: Option<&st
         ProgType::CgroupSockAddr => Context::sock_addr(attach_type(section)),
         ProgType::LwtIn | ProgType::LwtOut => Context::lwt(false),
         ProgType::LwtXmit => Context::lwt(true),
+        ProgType::CgroupDevice => Context::cgroup_dev(),
     }
 }
 
@@ -92,6 +93,7 @@ pub(crate) fn kernel_type(prog_type: ProgType) -> Option<moat_abi::ProgType> {
         ProgType::LwtIn => Some(K::LwtIn),
         ProgType::LwtOut => Some(K::LwtOut),
         ProgType::LwtXmit => Some(K::LwtXmit),
+        ProgType::CgroupDevice => Some(K::CgroupDevice),
     }
 }
 
