@@ -107,8 +107,8 @@ impl ProgType {
     /// The values a program of this type may return from its main function, as the kernel's
     /// `check_return_code` enforces them for the types moat verifies (`None`: any value). cgroup skb
     /// programs return 0 (drop) or 1 (pass); egress ones may add congestion notification (2, 3).
-    /// `sock_ops`, `cgroup_sock` and `cgroup_device` programs return 0 or 1 as well (the kernel's
-    /// default range);
+    /// `sock_ops`, `cgroup_sock`, `cgroup_device` and `cgroup_sysctl` programs return 0 or 1 as
+    /// well (the kernel's default range);
     /// `cgroup_sock_addr` ones too, except `recvmsg`, `getpeername` and `getsockname` hooks (1 only)
     /// and `bind` hooks (0 to 3: bit 1 asks the kernel to skip its port checks).
     pub fn return_range(self, attach_type: Option<AttachType>) -> Option<(u64, u64)> {
@@ -118,7 +118,8 @@ impl ProgType {
                 ProgType::CgroupSkb
                 | ProgType::SockOps
                 | ProgType::CgroupSock
-                | ProgType::CgroupDevice,
+                | ProgType::CgroupDevice
+                | ProgType::CgroupSysctl,
                 _,
             ) => Some((0, 1)),
             (
@@ -494,6 +495,7 @@ mod tests {
             Some((0, 3))
         );
         assert_eq!(range(P::CgroupDevice, None), Some((0, 1)));
+        assert_eq!(range(P::CgroupSysctl, None), Some((0, 1)));
         assert_eq!(range(P::Xdp, None), None);
     }
 }

@@ -48,6 +48,7 @@ fn prog_type_name(t: moat::ProgType) -> String {
         P::LwtOut => "lwt_out".into(),
         P::LwtXmit => "lwt_xmit".into(),
         P::CgroupDevice => "cgroup_device".into(),
+        P::CgroupSysctl => "cgroup_sysctl".into(),
         other => snake_case(&format!("{other:?}")),
     }
 }
@@ -568,6 +569,7 @@ mod tests {
             P::LwtOut,
             P::LwtXmit,
             P::CgroupDevice,
+            P::CgroupSysctl,
         ] {
             assert_eq!(P::parse(&prog_type_name(t)), Ok(t));
         }

@@ -81,6 +81,8 @@ pub enum RuleContext {
     Lwt(ProgType),
     /// `cgroup-device`: `struct bpf_cgroup_dev_ctx` of a `cgroup_device` program.
     CgroupDevice,
+    /// `cgroup-sysctl`: `struct bpf_sysctl` of a `cgroup_sysctl` program.
+    CgroupSysctl,
 }
 
 impl RuleContext {
@@ -100,6 +102,7 @@ impl RuleContext {
             Self::CgroupSockAddr(_) => Some(ProgType::CgroupSockAddr),
             Self::Lwt(t) => Some(t),
             Self::CgroupDevice => Some(ProgType::CgroupDevice),
+            Self::CgroupSysctl => Some(ProgType::CgroupSysctl),
         }
     }
 }
@@ -129,6 +132,7 @@ impl RuleContext {
             Self::CgroupSockAddr(attach) => Context::sock_addr(Some(attach)),
             Self::Lwt(t) => Context::lwt(t == ProgType::LwtXmit),
             Self::CgroupDevice => Context::cgroup_dev(),
+            Self::CgroupSysctl => Context::sysctl(),
         }
     }
 
@@ -148,6 +152,7 @@ impl RuleContext {
             Some("sock-ops") => Self::SockOps,
             Some("cgroup-sock") => Self::CgroupSock,
             Some("cgroup-device") => Self::CgroupDevice,
+            Some("cgroup-sysctl") => Self::CgroupSysctl,
             Some("lwt-in") => Self::Lwt(ProgType::LwtIn),
             Some("lwt-out") => Self::Lwt(ProgType::LwtOut),
             Some("lwt-xmit") => Self::Lwt(ProgType::LwtXmit),

@@ -186,6 +186,27 @@ impl Context {
         }
     }
 
+    /// The kernel's `struct bpf_sysctl` (8 bytes: `write`, `file_pos`) of `cgroup_sysctl` programs,
+    /// with the rules of `sysctl_is_valid_access`: both read whole or narrowly, `file_pos` also
+    /// written as 4 bytes.
+    pub fn sysctl() -> Context {
+        Context::Struct {
+            name: "bpf_sysctl",
+            size: 8,
+            fields: (0..2)
+                .map(|i| CtxField {
+                    off: 4 * i,
+                    size: 4,
+                    kind: FieldKind::Scalar,
+                    writable: i == 1,
+                    narrow_loads: true,
+                })
+                .collect(),
+            legacy_packet_loads: false,
+            packet_writable: false,
+        }
+    }
+
     /// The kernel's `struct bpf_sock_ops` (224 bytes) as `sock_ops` programs see it, with the rules of
     /// its `sock_ops_is_valid_access`: every access aligned to its size; `reply` (`args[0]`, offset
     /// 4) and `sk_txhash` (164) writable as 4-byte stores; the `__u32` fields read whole (4 bytes),
@@ -814,6 +835,14 @@ mod tests {
         assert!(field(&dev, 0).is_some_and(|f| f.narrow_loads && !f.writable));
         assert!(field(&dev, 8).is_some_and(|f| !f.narrow_loads && !f.writable));
         assert_eq!(field(&dev, 12), None);
+    }
+
+    #[test]
+    fn sysctl_context_writes_file_pos_only() {
+        let sysctl = Context::sysctl();
+        assert!(field(&sysctl, 0).is_some_and(|f| !f.writable && f.narrow_loads));
+        assert!(field(&sysctl, 4).is_some_and(|f| f.writable));
+        assert_eq!(field(&sysctl, 8), None);
     }
 
     #[test]

@@ -48,6 +48,9 @@ pub enum ProgType {
     /// `cgroup_device`: `r1` = `struct bpf_cgroup_dev_ctx` (access type, major, minor), read-only.
     /// Verify-only, as [`ProgType::SockOps`].
     CgroupDevice,
+    /// `cgroup_sysctl`: `r1` = `struct bpf_sysctl` (`write`, `file_pos`). Verify-only, as
+    /// [`ProgType::SockOps`].
+    CgroupSysctl,
 }
 
 /// An unknown `--type` name.
@@ -55,7 +58,7 @@ pub enum ProgType {
 #[error(
     "unknown program type `{0}` (known: buffer, xdp, tc, socket, cgroup_skb, kprobe, tracepoint, \
      sock_ops, cgroup_sock, cgroup_sock_addr, lwt_in, lwt_out, lwt_xmit, \
-     cgroup_device)"
+     cgroup_device, cgroup_sysctl)"
 )]
 pub struct UnknownProgType(pub String);
 
@@ -88,6 +91,7 @@ impl ProgType {
             (K::LwtOut, _) => ProgType::LwtOut,
             (K::LwtXmit, _) => ProgType::LwtXmit,
             (K::CgroupDevice, _) => ProgType::CgroupDevice,
+            (K::CgroupSysctl, _) => ProgType::CgroupSysctl,
             (
                 K::Kprobe
                 | K::Tracepoint
@@ -118,6 +122,7 @@ impl ProgType {
             "lwt_out" => ProgType::LwtOut,
             "lwt_xmit" => ProgType::LwtXmit,
             "cgroup_device" => ProgType::CgroupDevice,
+            "cgroup_sysctl" => ProgType::CgroupSysctl,
             "kprobe" | "tracepoint" | "tracing" | "raw_tracepoint" | "perf_event" => {
                 ProgType::Tracing
             }
@@ -141,6 +146,7 @@ impl ProgType {
             ProgType::LwtOut => K::LwtOut,
             ProgType::LwtXmit => K::LwtXmit,
             ProgType::CgroupDevice => K::CgroupDevice,
+            ProgType::CgroupSysctl => K::CgroupSysctl,
         }
         .as_u32()
     }
@@ -235,6 +241,7 @@ pub(crate) fn run_in(
             Err(ContextError::VerifyOnly("lwt"))
         }
         ProgType::CgroupDevice => Err(ContextError::VerifyOnly("cgroup_device")),
+        ProgType::CgroupSysctl => Err(ContextError::VerifyOnly("cgroup_sysctl")),
         ProgType::Buffer | ProgType::Tracing => {
             let args = [input.as_mut_ptr() as u64, input.len() as u64, 0, 0, 0];
             Ok(prog.run_with(
@@ -372,6 +379,7 @@ mod tests {
             ("cgroup/connect4", Some(ProgType::CgroupSockAddr)),
             ("lwt_xmit", Some(ProgType::LwtXmit)),
             ("cgroup/dev", Some(ProgType::CgroupDevice)),
+            ("cgroup/sysctl", Some(ProgType::CgroupSysctl)),
             ("sk_skb/stream_parser", None),
             // Names that say nothing.
             ("2/7", None),

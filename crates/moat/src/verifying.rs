@@ -38,6 +38,7 @@ pub(crate) fn context(prog_type: ProgType, buffer_size: u64, section: Option<&st
         ProgType::LwtIn | ProgType::LwtOut => Context::lwt(false),
         ProgType::LwtXmit => Context::lwt(true),
         ProgType::CgroupDevice => Context::cgroup_dev(),
+        ProgType::CgroupSysctl => Context::sysctl(),
     }
 }
 
@@ -94,6 +95,7 @@ pub(crate) fn kernel_type(prog_type: ProgType) -> Option<moat_abi::ProgType> {
         ProgType::LwtOut => Some(K::LwtOut),
         ProgType::LwtXmit => Some(K::LwtXmit),
         ProgType::CgroupDevice => Some(K::CgroupDevice),
+        ProgType::CgroupSysctl => Some(K::CgroupSysctl),
     }
 }
 
