@@ -49,6 +49,7 @@ fn prog_type_name(t: moat::ProgType) -> String {
         P::LwtXmit => "lwt_xmit".into(),
         P::CgroupDevice => "cgroup_device".into(),
         P::CgroupSysctl => "cgroup_sysctl".into(),
+        P::SkMsg => "sk_msg".into(),
         other => snake_case(&format!("{other:?}")),
     }
 }
@@ -570,6 +571,7 @@ mod tests {
             P::LwtXmit,
             P::CgroupDevice,
             P::CgroupSysctl,
+            P::SkMsg,
         ] {
             assert_eq!(P::parse(&prog_type_name(t)), Ok(t));
         }

@@ -83,6 +83,8 @@ pub enum RuleContext {
     CgroupDevice,
     /// `cgroup-sysctl`: `struct bpf_sysctl` of a `cgroup_sysctl` program.
     CgroupSysctl,
+    /// `sk-msg`: `struct sk_msg_md` of an `sk_msg` program.
+    SkMsg,
 }
 
 impl RuleContext {
@@ -103,6 +105,7 @@ impl RuleContext {
             Self::Lwt(t) => Some(t),
             Self::CgroupDevice => Some(ProgType::CgroupDevice),
             Self::CgroupSysctl => Some(ProgType::CgroupSysctl),
+            Self::SkMsg => Some(ProgType::SkMsg),
         }
     }
 }
@@ -133,6 +136,7 @@ impl RuleContext {
             Self::Lwt(t) => Context::lwt(t == ProgType::LwtXmit),
             Self::CgroupDevice => Context::cgroup_dev(),
             Self::CgroupSysctl => Context::sysctl(),
+            Self::SkMsg => Context::sk_msg(),
         }
     }
 
@@ -153,6 +157,7 @@ impl RuleContext {
             Some("cgroup-sock") => Self::CgroupSock,
             Some("cgroup-device") => Self::CgroupDevice,
             Some("cgroup-sysctl") => Self::CgroupSysctl,
+            Some("sk-msg") => Self::SkMsg,
             Some("lwt-in") => Self::Lwt(ProgType::LwtIn),
             Some("lwt-out") => Self::Lwt(ProgType::LwtOut),
             Some("lwt-xmit") => Self::Lwt(ProgType::LwtXmit),

@@ -207,6 +207,39 @@ impl Context {
         }
     }
 
+    /// The kernel's `struct sk_msg_md` (80 bytes) of `sk_msg` programs, with the rules of
+    /// `sk_msg_is_valid_access`: read-only, aligned; `data` and `data_end` (8 bytes) are the
+    /// message's bounds (the message is writable); the `__u32` fields from `family` (16) to `size`
+    /// (68) are read whole. `sk` (72, a `struct bpf_sock *`) is not described: moat has no
+    /// socket pointers, so reading it is refused.
+    pub fn sk_msg() -> Context {
+        let pointer = |off, kind| CtxField {
+            off,
+            size: 8,
+            kind,
+            writable: false,
+            narrow_loads: false,
+        };
+        let mut fields = vec![
+            pointer(0, FieldKind::PacketData),
+            pointer(8, FieldKind::PacketEnd),
+        ];
+        fields.extend((4..18).map(|i| CtxField {
+            off: 4 * i,
+            size: 4,
+            kind: FieldKind::Scalar,
+            writable: false,
+            narrow_loads: false,
+        }));
+        Context::Struct {
+            name: "sk_msg_md",
+            size: 80,
+            fields,
+            legacy_packet_loads: false,
+            packet_writable: true,
+        }
+    }
+
     /// The kernel's `struct bpf_sock_ops` (224 bytes) as `sock_ops` programs see it, with the rules of
     /// its `sock_ops_is_valid_access`: every access aligned to its size; `reply` (`args[0]`, offset
     /// 4) and `sk_txhash` (164) writable as 4-byte stores; the `__u32` fields read whole (4 bytes),
@@ -843,6 +876,15 @@ mod tests {
         assert!(field(&sysctl, 0).is_some_and(|f| !f.writable && f.narrow_loads));
         assert!(field(&sysctl, 4).is_some_and(|f| f.writable));
         assert_eq!(field(&sysctl, 8), None);
+    }
+
+    #[test]
+    fn sk_msg_context_is_read_only_with_packet_bounds() {
+        let msg = Context::sk_msg();
+        assert_eq!(field(&msg, 0).map(|f| f.kind), Some(FieldKind::PacketData));
+        assert_eq!(field(&msg, 8).map(|f| f.kind), Some(FieldKind::PacketEnd));
+        assert!(field(&msg, 68).is_some_and(|f| !f.writable)); // size
+        assert_eq!(field(&msg, 72), None); // sk: no socket pointers
     }
 
     #[test]

@@ -51,6 +51,9 @@ pub enum ProgType {
     /// `cgroup_sysctl`: `r1` = `struct bpf_sysctl` (`write`, `file_pos`). Verify-only, as
     /// [`ProgType::SockOps`].
     CgroupSysctl,
+    /// `sk_msg`: `r1` = `struct sk_msg_md` over a message sent on a socket in a sockmap.
+    /// Verify-only, as [`ProgType::SockOps`].
+    SkMsg,
 }
 
 /// An unknown `--type` name.
@@ -58,7 +61,7 @@ pub enum ProgType {
 #[error(
     "unknown program type `{0}` (known: buffer, xdp, tc, socket, cgroup_skb, kprobe, tracepoint, \
      sock_ops, cgroup_sock, cgroup_sock_addr, lwt_in, lwt_out, lwt_xmit, \
-     cgroup_device, cgroup_sysctl)"
+     cgroup_device, cgroup_sysctl, sk_msg)"
 )]
 pub struct UnknownProgType(pub String);
 
@@ -92,6 +95,7 @@ impl ProgType {
             (K::LwtXmit, _) => ProgType::LwtXmit,
             (K::CgroupDevice, _) => ProgType::CgroupDevice,
             (K::CgroupSysctl, _) => ProgType::CgroupSysctl,
+            (K::SkMsg, _) => ProgType::SkMsg,
             (
                 K::Kprobe
                 | K::Tracepoint
@@ -123,6 +127,7 @@ impl ProgType {
             "lwt_xmit" => ProgType::LwtXmit,
             "cgroup_device" => ProgType::CgroupDevice,
             "cgroup_sysctl" => ProgType::CgroupSysctl,
+            "sk_msg" => ProgType::SkMsg,
             "kprobe" | "tracepoint" | "tracing" | "raw_tracepoint" | "perf_event" => {
                 ProgType::Tracing
             }
@@ -147,6 +152,7 @@ impl ProgType {
             ProgType::LwtXmit => K::LwtXmit,
             ProgType::CgroupDevice => K::CgroupDevice,
             ProgType::CgroupSysctl => K::CgroupSysctl,
+            ProgType::SkMsg => K::SkMsg,
         }
         .as_u32()
     }
@@ -242,6 +248,7 @@ pub(crate) fn run_in(
         }
         ProgType::CgroupDevice => Err(ContextError::VerifyOnly("cgroup_device")),
         ProgType::CgroupSysctl => Err(ContextError::VerifyOnly("cgroup_sysctl")),
+        ProgType::SkMsg => Err(ContextError::VerifyOnly("sk_msg")),
         ProgType::Buffer | ProgType::Tracing => {
             let args = [input.as_mut_ptr() as u64, input.len() as u64, 0, 0, 0];
             Ok(prog.run_with(
@@ -380,6 +387,7 @@ mod tests {
             ("lwt_xmit", Some(ProgType::LwtXmit)),
             ("cgroup/dev", Some(ProgType::CgroupDevice)),
             ("cgroup/sysctl", Some(ProgType::CgroupSysctl)),
+            ("sk_msg", Some(ProgType::SkMsg)),
             ("sk_skb/stream_parser", None),
             // Names that say nothing.
             ("2/7", None),

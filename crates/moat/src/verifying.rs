@@ -39,6 +39,7 @@ pub(crate) fn context(prog_type: ProgType, buffer_size: u64, section: Option<&st
         ProgType::LwtXmit => Context::lwt(true),
         ProgType::CgroupDevice => Context::cgroup_dev(),
         ProgType::CgroupSysctl => Context::sysctl(),
+        ProgType::SkMsg => Context::sk_msg(),
     }
 }
 
@@ -96,6 +97,7 @@ pub(crate) fn kernel_type(prog_type: ProgType) -> Option<moat_abi::ProgType> {
         ProgType::LwtXmit => Some(K::LwtXmit),
         ProgType::CgroupDevice => Some(K::CgroupDevice),
         ProgType::CgroupSysctl => Some(K::CgroupSysctl),
+        ProgType::SkMsg => Some(K::SkMsg),
     }
 }
 

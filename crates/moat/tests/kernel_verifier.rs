@@ -18,7 +18,7 @@
 //! 6), `socket` (1), `tc`/`classifier` (3), `action` (4), `cgroup_skb`/`cgroup/skb` (8), `kprobe`/`uprobe`
 //! (2), `tracepoint` (5), `raw_tracepoint` (17), `perf_event` (7), `sockops` (13), `cgroup/sock*` and
 //! `cgroup/post_bind*` (9) and the `cgroup/` address hooks (`connect4`, `sendmsg6`, ...: 18), both
-//! loaded with the attach type libbpf gives the section, `lwt_in`/`lwt_out`/`lwt_xmit` (10-12), `cgroup/dev` (15), `cgroup/sysctl` (23); moat
+//! loaded with the attach type libbpf gives the section, `lwt_in`/`lwt_out`/`lwt_xmit` (10-12), `cgroup/dev` (15), `cgroup/sysctl` (23), `sk_msg` (16); moat
 //! checks kprobes, tracepoints, raw tracepoints and perf events with its tracing context. Where the
 //! name says nothing, the project's loader decided, and so does this test (`linux/lwt_len_hist_kern.o`
 //! is `lwt_out`, as its script attaches it):
@@ -28,7 +28,7 @@
 //! filters and load balancer are socket filters (`SO_ATTACH_BPF`); any other unknown section is a
 //! socket filter, PREVAIL's default for these samples. Rule files map their `# context:` to
 //! moat's context and a kernel type: `xdp` 6, `tc` 3, `socket` 1, `cgroup-skb` 8, `sock-ops` 13, `cgroup-sock` 9, `lwt-in` 10, `lwt-out` 11, `lwt-xmit` 12,
-//! `cgroup-device` 15, `cgroup-sysctl` 23,
+//! `cgroup-device` 15, `cgroup-sysctl` 23, `sk-msg` 16,
 //! `cgroup-sock-addr HOOK` 18
 //! (with the hook's attach type),
 //! `tracing` 2 (kprobe,
@@ -42,7 +42,7 @@
 //! value size.
 //!
 //! A program that does not reach both verifiers is *excluded* and counted by reason: moat has no
-//! context for its type (sk_skb, sk_msg, flow dissector, ...; the embedder-defined context of an
+//! context for its type (sk_skb, flow dissector, sk_lookup, ...; the embedder-defined context of an
 //! example), the kernel attaches its type by BTF id (fentry/fexit), one of its maps cannot be created
 //! without BTF or an inner map (map-in-map), the kernel refuses it for want of BTF (function info for
 //! a callback passed with `lddw BPF_PSEUDO_FUNC`; a map's BTF for `bpf_spin_lock`), it calls an
@@ -600,6 +600,8 @@ fn target(corpus: &str, origin: &str, section: &str) -> Result<Target, String> {
         t(M::CgroupDevice, K::CgroupDevice)
     } else if prefixed(&["cgroup/sysctl"]) {
         t(M::CgroupSysctl, K::CgroupSysctl)
+    } else if prefixed(&["sk_msg"]) {
+        t(M::SkMsg, K::SkMsg)
     } else if prefixed(&["lwt_in"]) {
         t(M::LwtIn, K::LwtIn)
     } else if prefixed(&["lwt_out"]) {
