@@ -93,6 +93,10 @@ Examples:
   moat memleak --interval 5 --top 5 -p 1234
   moat memleak --format json -- python3 script.py";
 
+/// The tracer's maps a report reads (the others, such as the outstanding allocations by address,
+/// are the tracer's own bookkeeping).
+pub(crate) const REPORTED_MAPS: &[&str] = &["combined_allocs", "stack_traces"];
+
 /// One stack's outstanding allocations.
 #[derive(Debug, Clone)]
 struct Outstanding {
@@ -428,24 +432,30 @@ fn run_kernel(
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map(Duration::from_secs_f64);
     let mut last_report = Instant::now();
-    let mut records = Vec::new();
+    // The kernel's maps outlive the process (their descriptors are ours) and are read only for
+    // a report; its mappings do not, so they are kept fresh while it lives.
+    let mut mappings = Vec::new();
+    let report = |mappings: &[Record], reporter: &mut Reporter, out: &mut dyn Write| {
+        let mut records = tracer.records(REPORTED_MAPS);
+        records.extend_from_slice(mappings);
+        reporter.report(&dump_of(&records), out);
+    };
     loop {
         let done = moat_agent::inject::interrupted()
             || duration.is_some_and(|d| start.elapsed() >= d)
             || !moat_agent::control::alive(pid);
         if moat_agent::control::alive(pid) {
-            records = tracer.records();
-            records.extend(crate::memleak_kernel::mappings(pid));
+            mappings = crate::memleak_kernel::mappings(pid);
         }
         if done {
             break;
         }
         if interval.is_some_and(|i| last_report.elapsed() >= i) {
-            reporter.report(&dump_of(&records), out);
+            report(&mappings, reporter, out);
             last_report = Instant::now();
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    reporter.report(&dump_of(&records), out);
+    report(&mappings, reporter, out);
     ExitCode::SUCCESS
 }

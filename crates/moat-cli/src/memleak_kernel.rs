@@ -98,10 +98,13 @@ impl KernelTracer {
         Ok(())
     }
 
-    /// The maps as the agent's records: one dump's entries.
-    pub(crate) fn records(&self) -> Vec<Record> {
+    /// The entries of the maps named in `names` as the agent's records: one dump's entries.
+    pub(crate) fn records(&self, names: &[&str]) -> Vec<Record> {
         let mut records = Vec::new();
         for (spec, map) in self.object.maps.iter().zip(&self.maps) {
+            if !names.contains(&spec.name.as_str()) {
+                continue;
+            }
             let Ok(keys) = map.keys() else { continue };
             for key in keys {
                 if let Ok(Some(value)) = map.lookup(&key) {
@@ -138,7 +141,7 @@ pub(crate) fn run_command(
     let mut records = Vec::new();
     let status = child
         .run(|pid| {
-            records = tracer.records();
+            records = tracer.records(crate::memleak::REPORTED_MAPS);
             records.extend(mappings(pid));
         })
         .map_err(|e| e.to_string())?;
