@@ -35,6 +35,8 @@ pub mod env {
     pub const GLOBALS: &str = "MOAT_TRACE_GLOBALS";
     /// Between two entries of [`GLOBALS`] (ASCII unit separator: never in a name or a value).
     pub const GLOBALS_SEPARATOR: char = '\u{1f}';
+    /// Comma-separated names of the maps dumped (all when unset).
+    pub const DUMP_MAPS: &str = "MOAT_TRACE_DUMP_MAPS";
 }
 
 /// What the agent keeps for the life of the process.
@@ -48,6 +50,8 @@ struct State {
     report: String,
     /// Set once the last records are written (at exit or detach): nothing is reported after.
     done: std::sync::atomic::AtomicBool,
+    /// The maps dumped (`None`: all).
+    dump_maps: Option<Vec<String>>,
 }
 
 /// Every object the agent runs, each reporting to its own file (an injected agent may be given
@@ -104,14 +108,20 @@ impl State {
         };
         let mut records = vec![Record::DumpBegin(seq)];
         for (name, map) in self.object.maps() {
-            if matches!(
-                map.map_type(),
-                MapType::RingBuf
-                    | MapType::Queue
-                    | MapType::Stack
-                    | MapType::ProgArray
-                    | MapType::PerfEventArray
-            ) {
+            let unwanted = self
+                .dump_maps
+                .as_ref()
+                .is_some_and(|names| !names.iter().any(|n| n == name));
+            if unwanted
+                || matches!(
+                    map.map_type(),
+                    MapType::RingBuf
+                        | MapType::Queue
+                        | MapType::Stack
+                        | MapType::ProgArray
+                        | MapType::PerfEventArray
+                )
+            {
                 continue;
             }
             for key in map.keys() {
@@ -272,6 +282,9 @@ fn start_with(orders: &dyn Fn(&str) -> Option<String>, from_env: bool) {
         .and_then(|s| s.parse::<u64>().ok())
         .filter(|&ns| ns > 0)
         .map(Duration::from_nanos);
+    let dump_maps: Option<Vec<String>> = orders(env::DUMP_MAPS)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.split(',').map(str::to_string).collect());
     let globals: Vec<(String, String)> = orders(env::GLOBALS)
         .unwrap_or_default()
         .split(env::GLOBALS_SEPARATOR)
@@ -323,6 +336,7 @@ fn start_with(orders: &dyn Fn(&str) -> Option<String>, from_env: bool) {
         dumps: Mutex::new(0),
         report,
         done: std::sync::atomic::AtomicBool::new(false),
+        dump_maps,
     };
     state.send(&early);
     let state: &'static State = Box::leak(Box::new(state));

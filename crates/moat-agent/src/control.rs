@@ -46,6 +46,8 @@ pub struct Options {
     pub capture: bool,
     /// Global variables (`NAME`, `VALUE` as the variable's C type) set before the object loads.
     pub globals: Vec<(String, String)>,
+    /// Dump only these maps (all when `None`).
+    pub dump_maps: Option<Vec<String>>,
 }
 
 /// `options.globals` as the agent's [`env::GLOBALS`] order.
@@ -233,6 +235,9 @@ pub fn launch_observed(
     if !options.globals.is_empty() {
         cmd.env(env::GLOBALS, globals_order(options));
     }
+    if let Some(maps) = &options.dump_maps {
+        cmd.env(env::DUMP_MAPS, maps.join(","));
+    }
     if options.capture {
         cmd.stdout(std::process::Stdio::piped());
     }
@@ -398,6 +403,9 @@ pub fn attach_running_observed(
     }
     if !options.globals.is_empty() {
         orders += &format!("{}={}\n", env::GLOBALS, globals_order(options));
+    }
+    if let Some(maps) = &options.dump_maps {
+        orders += &format!("{}={}\n", env::DUMP_MAPS, maps.join(","));
     }
     std::fs::write(&config, orders).map_err(|source| ControlError::Report {
         path: config.clone(),

@@ -282,6 +282,7 @@ pub fn run(args: MemleakArgs) -> ExitCode {
         object,
         interval,
         globals,
+        dump_maps: Some(REPORTED_MAPS.iter().map(|m| m.to_string()).collect()),
         ..Options::default()
     };
     let mut out: Box<dyn Write> = match &args.output {

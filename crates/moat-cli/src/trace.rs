@@ -129,6 +129,7 @@ pub fn run(args: TraceArgs) -> ExitCode {
         time_budget: args.time_budget,
         agent: None,
         capture: false,
+        dump_maps: None,
         globals: match parse_globals(&args.globals) {
             Ok(g) => g,
             Err(e) => {
