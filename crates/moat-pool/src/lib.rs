@@ -58,6 +58,7 @@
 mod acl;
 mod core;
 mod error;
+mod inplace;
 mod layout;
 mod lock;
 mod media;
@@ -71,6 +72,7 @@ mod sys;
 pub use crate::acl::{AclEntry, Grantee, Perms, Principal, ProgramTag, MAX_ACL};
 pub use crate::core::{Entries, BPF_ANY, BPF_EXIST, BPF_NOEXIST};
 pub use crate::error::{errno, PoolError};
+pub use crate::inplace::{InPlaceValues, ValueWindow};
 pub use crate::media::{Durability, Protection};
 pub use crate::pool::{
     CreateOptions, LogState, MapDef, MapInfo, OpenOptions, Pool, PoolInfo, PoolMap, PoolMode,

@@ -205,6 +205,40 @@ impl FileMedia {
         }
     }
 
+    /// A second, writable mapping of the pages covering `off..off + len`, for in-place atomic
+    /// updates of values ([`crate::InPlaceValues`]); returns it with the position of `off` in it.
+    pub fn writable_alias(&self, off: u64, len: u64) -> Result<(Mapping, usize), PoolError> {
+        let end = off.checked_add(len).ok_or_else(|| out_of_range(off))?;
+        if len == 0 || end > self.len() {
+            return Err(out_of_range(off));
+        }
+        let start = off & !(PAGE - 1);
+        let stop = end.div_ceil(PAGE) * PAGE;
+        let (m, _) = Mapping::map(
+            self.file.as_raw_fd(),
+            start,
+            (stop - start) as usize,
+            true,
+            self.sync,
+        )
+        .map_err(|e| self.io("mmap in-place window", e))?;
+        Ok((m, (off - start) as usize))
+    }
+
+    /// Makes `off..off + len` durable now: its cache lines written back and fenced, and on ordinary
+    /// files (`msync` durability) its pages written to the file.
+    pub fn persist(&self, off: u64, len: u64) -> Result<(), PoolError> {
+        let (Ok(o), Ok(l)) = (usize::try_from(off), usize::try_from(len)) else {
+            return Err(out_of_range(off));
+        };
+        self.map.flush(o, l, self.flush);
+        sys::fence();
+        if self.msync {
+            self.map.msync(o, l).map_err(|e| self.io("msync", e))?;
+        }
+        Ok(())
+    }
+
     fn window(&self) -> std::sync::MutexGuard<'_, Window> {
         self.window.lock().unwrap_or_else(|e| e.into_inner())
     }

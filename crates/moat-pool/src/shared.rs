@@ -14,6 +14,7 @@
 use crate::acl::{self, Perms, Principal};
 use crate::core::{self, Core, MapRef, TxCore};
 use crate::error::PoolError;
+use crate::inplace::InPlaceValues;
 use crate::layout::{self, Entry, ENTRY_LEN};
 use crate::media::{rd64, FileMedia, Media};
 use crate::pool::{Pool, PoolMap};
@@ -194,6 +195,45 @@ impl SharedPoolMap {
             .map_or(0, |p| p.as_ptr() as usize);
         let len = u64::from(e.max_entries) * u64::from(e.elem_size);
         (start, usize::try_from(len).unwrap_or(0))
+    }
+
+    /// A writable alias of the map's slab for in-place atomic updates of its values (see
+    /// [`InPlaceValues`] for what they guarantee). [`PoolError::Sealed`] for a sealed map,
+    /// [`PoolError::AccessDenied`] (operation "write") if the principal may not write it.
+    pub fn in_place_values(&self) -> Result<InPlaceValues, PoolError> {
+        let (e, _) = self.fresh_entry()?;
+        if e.sealed {
+            return Err(PoolError::Sealed {
+                map: e.name.clone(),
+            });
+        }
+        if !acl::perms_of(&self.r.principal, e.owner_uid, e.owner_tag, &e.acl)
+            .contains(Perms::WRITE)
+        {
+            return Err(PoolError::AccessDenied {
+                map: e.name.clone(),
+                principal: self.r.principal,
+                op: "write",
+            });
+        }
+        let (read_only_start, slab_len) = self.value_region();
+        let (alias, lead) = self
+            .map
+            .pool
+            .core
+            .m
+            .writable_alias(e.slab_off, slab_len as u64)?;
+        Ok(InPlaceValues {
+            map: self.clone(),
+            alias,
+            lead,
+            slab_off: e.slab_off,
+            read_only_start,
+            slab_len,
+            elem_size: e.elem_size as usize,
+            value_off: (e.value_at(e.slab_off) - e.slab_off) as usize,
+            value_size: e.value_size as usize,
+        })
     }
 
     /// The address of the value of `key` in this process's mapping of the pool, or `None` if absent.

@@ -235,3 +235,108 @@ fn lock_free_lookups_race_writers_safely() {
     });
     pool.verify().expect("consistent");
 }
+
+#[test]
+fn in_place_atomics_count_without_transactions_and_persist() {
+    let path = temp("inplace");
+    Pool::create(&path, &CreateOptions::with_size(4 << 20)).expect("create");
+    let pool = Arc::new(Pool::open(&path).expect("open"));
+    pool.create_map(&MapDef::new("counts", 4, 16, 64))
+        .expect("map");
+    let map = pool.shared_map("counts").expect("map");
+    map.update(&k(1), &[0u8; 16], BPF_ANY).expect("insert");
+    let values = Arc::new(map.in_place_values().expect("in-place window"));
+    // Four threads, 10 000 adds each, on both words of the value.
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let values = values.clone();
+            std::thread::spawn(move || {
+                for _ in 0..10_000 {
+                    values
+                        .fetch_add(&k(1), 0, 1)
+                        .expect("add")
+                        .expect("present");
+                    values
+                        .fetch_add(&k(1), 8, 3)
+                        .expect("add")
+                        .expect("present");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("thread");
+    }
+    let mut want = 40_000u64.to_le_bytes().to_vec();
+    want.extend(120_000u64.to_le_bytes());
+    assert_eq!(map.lookup(&k(1)).expect("value"), want);
+    // Another opener of the file (another process would be the same) sees them at once.
+    let other = Pool::open(&path).expect("second open");
+    assert_eq!(
+        other
+            .map("counts")
+            .expect("map")
+            .lookup(&k(1))
+            .expect("value"),
+        want
+    );
+    // Only value words: not a key, not a chain link, not past the value, not misaligned.
+    let w = values.value_window();
+    let value = map
+        .lookup_ptr(&k(1))
+        .expect("lookup")
+        .expect("present")
+        .as_ptr() as usize;
+    assert_eq!(w.translate(value, 8), Some(w.alias + (value - w.start)));
+    assert_eq!(
+        w.translate(value + 8, 8),
+        Some(w.alias + (value + 8 - w.start))
+    );
+    assert_eq!(w.translate(value + 12, 8), None, "past the value");
+    assert_eq!(w.translate(value - 8, 8), None, "the key");
+    assert_eq!(w.translate(value - 16, 8), None, "the chain link");
+    assert_eq!(w.translate(w.start + w.len, 8), None, "past the slab");
+    assert!(values.fetch_add(&k(1), 4, 1).is_err(), "misaligned");
+    assert_eq!(values.fetch_add(&k(9), 0, 1).expect("absent"), None);
+    // Dropping the window is a durability point; reopening finds the counts.
+    values.sync().expect("sync");
+    drop((values, map, pool, other));
+    let again = Pool::open(&path).expect("reopen");
+    assert_eq!(
+        again
+            .map("counts")
+            .expect("map")
+            .lookup(&k(1))
+            .expect("value"),
+        want
+    );
+    let report = again.verify().expect("consistent");
+    assert_eq!((report.maps, report.elements), (1, 1));
+}
+
+#[test]
+fn in_place_windows_need_write_access_and_an_unsealed_map() {
+    let pool = pool("inplace-deny");
+    let owner = Principal::program([3; 8]);
+    pool.create_map(&MapDef::new("m", 4, 8, 16).with_owner(owner))
+        .expect("map");
+    let owned = pool.shared_map_as("m", owner).expect("owner");
+    owned
+        .as_map()
+        .set_acl(&[AclEntry {
+            grantee: Grantee::User(Principal::host().uid),
+            perms: Perms::READ,
+        }])
+        .expect("acl");
+    let reader = pool.shared_map("m").expect("reader");
+    assert!(matches!(
+        reader.in_place_values(),
+        Err(PoolError::AccessDenied { op: "write", .. })
+    ));
+    assert!(owned.in_place_values().is_ok());
+    owned.as_map().seal().expect("seal");
+    assert!(matches!(
+        owned.in_place_values(),
+        Err(PoolError::Sealed { .. })
+    ));
+}
