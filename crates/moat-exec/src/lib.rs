@@ -43,7 +43,7 @@ pub use helpers::{
 };
 pub use link::{Buffer, LddwResolver, Linked, LinkedHelper, NoMaps};
 pub use lowmem::LowBuffer;
-pub use mem::{with_stack, Locus, MemoryMap, Region, RunState, ORDER, STACK_BYTES};
+pub use mem::{with_stack, AtomicAlias, Locus, MemoryMap, Region, RunState, ORDER, STACK_BYTES};
 
 /// Maximum call depth, the main function included: the kernel's `MAX_CALL_FRAMES`.
 pub use moat_abi::MAX_CALL_FRAMES as MAX_CALL_DEPTH;

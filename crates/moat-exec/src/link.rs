@@ -4,7 +4,7 @@
 
 use crate::error::LinkError;
 use crate::helpers::{HelperFn, HelperRegistry};
-use crate::mem::Region;
+use crate::mem::{AtomicAlias, Region};
 use crate::{CODE_ADDRESS_MASK, CODE_ADDRESS_TAG, DEFAULT_BUDGET};
 use moat_isa::{CallTarget, Insn, LddwKind, Program};
 use std::any::Any;
@@ -64,6 +64,7 @@ pub struct Linked {
     budget: u64,
     /// Memory every run may access (map storage), with what keeps it alive.
     static_regions: Vec<Region>,
+    atomic_aliases: Option<Arc<[AtomicAlias]>>,
     keep_alive: Vec<Arc<dyn Any + Send + Sync>>,
 }
 
@@ -146,6 +147,7 @@ impl Linked {
             registry: registry.clone(),
             budget: DEFAULT_BUDGET,
             static_regions: Vec::new(),
+            atomic_aliases: None,
             keep_alive: Vec::new(),
         })
     }
@@ -224,6 +226,33 @@ impl Linked {
         keep_alive: Arc<dyn Any + Send + Sync>,
     ) {
         self.static_regions.push(region);
+        self.keep_alive.push(keep_alive);
+    }
+
+    /// The read-only memory in which runs' atomics apply in place (see
+    /// [`Linked::add_atomic_alias`]).
+    pub fn atomic_aliases(&self) -> Option<Arc<[AtomicAlias]>> {
+        self.atomic_aliases.clone()
+    }
+
+    /// Lets atomics of every run act in place on `alias.value_len`-byte windows of a read-only
+    /// static region (added with [`Linked::add_static_region`]), through the writable alias.
+    ///
+    /// # Safety
+    /// `alias.alias .. alias.alias + alias.len` must stay valid for atomic reads and writes while
+    /// `keep_alive` lives, and map the same memory as `alias.start ..` (a second mapping of it).
+    #[expect(
+        unsafe_code,
+        reason = "declares the contract under which engines may write through the alias"
+    )]
+    pub unsafe fn add_atomic_alias(
+        &mut self,
+        alias: AtomicAlias,
+        keep_alive: Arc<dyn Any + Send + Sync>,
+    ) {
+        let mut list = self.atomic_aliases.as_deref().unwrap_or(&[]).to_vec();
+        list.push(alias);
+        self.atomic_aliases = Some(list.into());
         self.keep_alive.push(keep_alive);
     }
 }

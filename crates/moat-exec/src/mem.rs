@@ -115,6 +115,38 @@ impl Region {
     }
 }
 
+/// Read-only memory in which atomics still apply in place, through a writable alias (the values
+/// of a persistent pool's map): in each `stride`-byte slot from `start`, the `value_len` bytes at
+/// `value_off` may be changed by an atomic read-modify-write, at the same offset from `alias`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AtomicAlias {
+    /// First address of the read-only memory.
+    pub start: u64,
+    /// Its length.
+    pub len: u64,
+    /// The address of `start`'s byte in the writable alias.
+    pub alias: u64,
+    /// Slot size (non-zero).
+    pub stride: u64,
+    /// Offset of the changeable bytes in a slot.
+    pub value_off: u64,
+    /// Their length.
+    pub value_len: u64,
+}
+
+impl AtomicAlias {
+    /// The alias address of the `len` bytes at `addr`, if they lie in one slot's changeable bytes.
+    #[inline]
+    fn translate(&self, addr: u64, len: u64) -> Option<u64> {
+        let rel = addr.checked_sub(self.start)?;
+        if rel >= self.len || self.stride == 0 {
+            return None;
+        }
+        let in_slot = (rel % self.stride).checked_sub(self.value_off)?;
+        (in_slot.checked_add(len)? <= self.value_len).then_some(self.alias + rel)
+    }
+}
+
 /// Where an address lies relative to a run's memory: what run-time errors report instead of the
 /// address itself, which would tell a program (or whoever reads its errors) where the host's memory
 /// is and so help defeat address-space layout randomisation.
@@ -172,6 +204,7 @@ impl Drop for MemoryMap {
 #[derive(Debug, Default)]
 pub struct MemoryMap {
     regions: Vec<Region>,
+    aliases: Option<std::sync::Arc<[AtomicAlias]>>,
     stack_lo: u64,
     stack_hi: u64,
 }
@@ -192,7 +225,9 @@ impl MemoryMap {
         list.reserve(regions);
         MemoryMap {
             regions: list,
-            ..MemoryMap::default()
+            aliases: None,
+            stack_lo: 0,
+            stack_hi: 0,
         }
     }
 
@@ -216,6 +251,15 @@ impl MemoryMap {
         self.regions.push(region);
     }
 
+    /// Sets the read-only memory in which atomics act in place through writable aliases.
+    ///
+    /// # Safety
+    /// As [`Linked::add_atomic_alias`](crate::Linked::add_atomic_alias): every alias must stay a
+    /// writable mapping of its read-only memory while the map is used.
+    pub unsafe fn set_atomic_aliases(&mut self, aliases: Option<std::sync::Arc<[AtomicAlias]>>) {
+        self.aliases = aliases;
+    }
+
     /// Runs `f` with a map of `buffers` (in order: the first is the packet of legacy `ldabs`/`ldind`
     /// loads) and the static regions of `linked`, the memory of one run besides its stack.
     pub fn with_buffers<R>(
@@ -233,6 +277,8 @@ impl MemoryMap {
             // which is borrowed for this whole call.
             unsafe { mem.add_raw(*r) };
         }
+        // SAFETY: `Linked::add_atomic_alias`'s contract, as for the static regions above.
+        unsafe { mem.set_atomic_aliases(linked.atomic_aliases()) };
         // The buffers are mutably borrowed until `f` returns; the map does not outlive the call.
         f(&mut mem)
     }
@@ -373,12 +419,28 @@ impl MemoryMap {
         Some(())
     }
 
-    /// Atomically applies `f` to the 64-bit word at `addr` (8-aligned, checked) and returns the old value.
-    pub fn atomic64(&self, addr: u64, f: impl Fn(&AtomicU64) -> u64) -> Option<u64> {
-        if !addr.is_multiple_of(8) || !self.check(addr, 8, true) {
+    /// Where an atomic read-modify-write of the `len` bytes at `addr` (aligned to `len`) acts: `addr`
+    /// itself in writable memory or the live stack, the alias address in read-only memory with an
+    /// [`AtomicAlias`]; `None` if an atomic may not touch those bytes.
+    #[inline]
+    pub fn atomic_address(&self, addr: u64, len: u64) -> Option<u64> {
+        if !addr.is_multiple_of(len) {
             return None;
         }
-        // SAFETY: the word is inside a writable region valid for the run and 8-aligned, as AtomicU64
+        if self.check(addr, len, true) {
+            return Some(addr);
+        }
+        self.aliases
+            .as_deref()?
+            .iter()
+            .find_map(|a| a.translate(addr, len))
+    }
+
+    /// Atomically applies `f` to the 64-bit word at `addr` (8-aligned, checked) and returns the old value.
+    pub fn atomic64(&self, addr: u64, f: impl Fn(&AtomicU64) -> u64) -> Option<u64> {
+        let addr = self.atomic_address(addr, 8)?;
+        // SAFETY: the word is inside a writable region valid for the run (or the writable alias of
+        // read-only map values, `Linked::add_atomic_alias`'s contract) and 8-aligned, as AtomicU64
         // requires; all concurrent accesses to map memory go through atomics or plain racy-free helpers.
         let cell = unsafe { AtomicU64::from_ptr(addr as *mut u64) };
         Some(f(cell))
@@ -386,9 +448,7 @@ impl MemoryMap {
 
     /// Atomically applies `f` to the 32-bit word at `addr` (4-aligned, checked) and returns the old value.
     pub fn atomic32(&self, addr: u64, f: impl Fn(&AtomicU32) -> u32) -> Option<u32> {
-        if !addr.is_multiple_of(4) || !self.check(addr, 4, true) {
-            return None;
-        }
+        let addr = self.atomic_address(addr, 4)?;
         // SAFETY: as in `atomic64`, with the 4-byte alignment AtomicU32 requires.
         let cell = unsafe { AtomicU32::from_ptr(addr as *mut u32) };
         Some(f(cell))

@@ -334,9 +334,11 @@ fn parse_map(value: &str) -> Result<MapInfo, String> {
             .map(MapType::as_u32)
             .ok_or_else(|| format!("unknown map type `{ty}`"))?,
     };
-    let read_only = match rest {
-        [] => false,
-        ["ro"] => true,
+    // `ro`: BPF_F_RDONLY_PROG; `pool`: read-only values whose atomics apply in place.
+    let (read_only, atomic_in_place) = match rest {
+        [] => (false, false),
+        ["ro"] => (true, false),
+        ["pool"] => (true, true),
         _ => return Err(format!("unexpected map flags {rest:?}")),
     };
     Ok(MapInfo {
@@ -346,6 +348,7 @@ fn parse_map(value: &str) -> Result<MapInfo, String> {
         value_size: number(val)?,
         max_entries: number(entries)?,
         read_only,
+        atomic_in_place,
     })
 }
 

@@ -1491,7 +1491,8 @@ impl Emitter<'_> {
             ; jne =>pending
             ; ret
         );
-        // The complete check: r11 = address, r10 = info. Preserves every eBPF register.
+        // The complete check: r11 = address, r10 = info. Preserves every eBPF register; on success
+        // r11 = the address to access (an atomic's in-place alias may differ from the one checked).
         let tramp = self.check_tramp;
         let fail = self.asm.new_dynamic_label();
         dynasm!(self.asm
@@ -1516,7 +1517,10 @@ impl Emitter<'_> {
         self.call_thunk(self.thunks.check, false);
         dynasm!(self.asm
             ; .arch x64
-            ; test eax, eax
+            ; test rax, rax
+            ; jz >denied
+            ; mov [rsp + 8], rax
+            ; denied:
             ; pop r10
             ; pop r11
             ; pop r8

@@ -356,6 +356,10 @@ impl JitProgram {
         self.linked.static_regions()
     }
 
+    pub(crate) fn atomic_aliases(&self) -> Option<std::sync::Arc<[moat_exec::AtomicAlias]>> {
+        self.linked.atomic_aliases()
+    }
+
     pub(crate) fn helper(&self, index: u32) -> Option<&LinkedHelper> {
         self.linked.helpers().get(index as usize)
     }

@@ -667,6 +667,8 @@ pub(crate) fn run_fresh(
         // borrowed for the run.
         unsafe { mem.add_raw(*r) };
     }
+    // SAFETY: as for the static regions: the aliases' mappings are kept by the program.
+    unsafe { mem.set_atomic_aliases(prog.atomic_aliases()) };
     if prog.is_confined() {
         // The offer serves the outermost confined run; runs nested in it (from a helper) and runs
         // without an offer get a host-memory area and keep the caller's PKRU.
@@ -981,8 +983,10 @@ extern "sysv64" fn jit_poll(ctx: *mut JitCtx) -> u64 {
 
 /// Called by generated code when a memory access fails its inline check: the complete check of
 /// `len` bytes at `addr` (`info` = pc | len << 32 | write << 40 | atomic << 41) against the memory
-/// map, with the stack window of the frame whose `r10` is `fp`. Returns 1 if allowed; otherwise
-/// records the error and returns 0.
+/// map, with the stack window of the frame whose `r10` is `fp`. Returns the address to access —
+/// `addr`, or for an atomic on read-only map values with an in-place alias
+/// ([`moat_exec::AtomicAlias`]) the alias address — if allowed; otherwise records the error and
+/// returns 0.
 extern "sysv64" fn jit_check(ctx: *mut JitCtx, addr: u64, info: u64, fp: u64) -> u64 {
     let pc = (info & 0xffff_ffff) as usize;
     let len = (info >> 32) & 0xff;
@@ -995,13 +999,13 @@ extern "sysv64" fn jit_check(ctx: *mut JitCtx, addr: u64, info: u64, fp: u64) ->
         let mem = &mut *(*anchor).mem;
         let state = &*(*anchor).state;
         mem.enter_frame(fp, state);
-        let ok = if atomic {
-            addr.is_multiple_of(len) && mem.check(addr, len, true)
+        let target = if atomic {
+            mem.atomic_address(addr, len)
         } else {
-            mem.check(addr, len, write)
+            mem.check(addr, len, write).then_some(addr)
         };
-        if ok {
-            return 1;
+        if let Some(target) = target {
+            return target;
         }
         let kind = if atomic {
             RunErrorKind::BadAtomic {

@@ -52,6 +52,13 @@ pub trait MapBackend: Any + Send + Sync + fmt::Debug {
     /// The memory programs may read through pointers from [`lookup_ptr`](MapBackend::lookup_ptr).
     fn value_regions(&self) -> Vec<MemRegion>;
 
+    /// Value memory that is read-only for programs' stores but where their atomic read-modify-writes
+    /// apply in place, through a writable alias (counters in a persistent pool). None by default:
+    /// the verifier then refuses atomics on read-only values.
+    fn atomic_windows(&self) -> Vec<crate::AtomicWindow> {
+        Vec::new()
+    }
+
     /// What identifies the storage: two backends over the same storage (say, one map opened for two
     /// principals) return the same value, different storage different values. By default the
     /// backend's own address.

@@ -57,7 +57,7 @@ pub use def::{
     MAX_MAP_BYTES, PAGE_SIZE, PCPU_MIN_UNIT_SIZE,
 };
 pub use error::{errno, MapError};
-pub use map::{Keys, Map, MemRegion};
+pub use map::{AtomicWindow, Keys, Map, MemRegion};
 pub use mem::{HeapMemory, MapMemory};
 pub use moat_abi::{
     BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC,

@@ -36,6 +36,23 @@ impl MemRegion {
     }
 }
 
+/// Read-only value memory in which atomic read-modify-writes still apply in place, through a
+/// writable alias (a persistent pool's values): in each `stride`-byte slot from `region.addr`, the
+/// `value_len` bytes at `value_off` may be changed by an atomic at the same offset from `alias`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AtomicWindow {
+    /// The read-only memory programs' pointers point into.
+    pub region: MemRegion,
+    /// The address of `region.addr`'s byte in the writable alias.
+    pub alias: usize,
+    /// Slot size.
+    pub stride: usize,
+    /// Offset of the value in a slot.
+    pub value_off: usize,
+    /// Length of the value.
+    pub value_len: usize,
+}
+
 #[derive(Debug)]
 enum Kind {
     Array(ArrayMap),
@@ -652,6 +669,17 @@ impl Map {
             Kind::ProgArray(_) | Kind::Queue(_) | Kind::StackTrace(_) | Kind::PerfEventArray(_) => {
                 Vec::new()
             }
+        }
+    }
+}
+
+impl Map {
+    /// The read-only value memory of this map in which programs' atomics apply in place
+    /// ([`MapBackend::atomic_windows`]); empty for maps whose values are writable or immutable.
+    pub fn atomic_windows(&self) -> Vec<AtomicWindow> {
+        match &self.kind {
+            Kind::External(b) => b.atomic_windows(),
+            _ => Vec::new(),
         }
     }
 }

@@ -1169,7 +1169,8 @@ impl<'p, 'e> Checker<'p, 'e> {
                 if !inside(limit) {
                     return Err(bad(self, st, limit));
                 }
-                if writing && info.read_only {
+                let in_place = matches!(access, Access::Atomic) && info.atomic_in_place;
+                if writing && info.read_only && !in_place {
                     return Err(self.err(
                         pc,
                         st,
@@ -2596,6 +2597,7 @@ mod tests {
             value_size: VALUE_SIZE,
             max_entries: 1,
             read_only: false,
+            atomic_in_place: false,
         }];
         env.privileged = privileged;
         env

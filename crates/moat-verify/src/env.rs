@@ -433,6 +433,9 @@ pub struct MapInfo {
     pub max_entries: u32,
     /// Whether programs may not write its values (`BPF_F_RDONLY_PROG`).
     pub read_only: bool,
+    /// Whether atomic read-modify-writes still apply in place to its read-only values (the
+    /// counters of a persistent pool's map).
+    pub atomic_in_place: bool,
 }
 
 /// `BPF_MAP_TYPE_ARRAY`'s number, as [`MapInfo::map_type`] holds it. Kept for the checker's uses

@@ -4,7 +4,7 @@
 use crate::maphelpers::{self, MapTable};
 use crate::verifying::Verification;
 use crate::{pooled, verifying, Engine, Error, Guard, LoadedProgram, ProgType, Runtime};
-use moat_exec::{Linked, ProgramRunner, Region, RunError};
+use moat_exec::{AtomicAlias, Linked, ProgramRunner, Region, RunError};
 use moat_interp::Prepared;
 use moat_isa::Program;
 use moat_isolate::{Domain, Isolation};
@@ -141,7 +141,8 @@ impl Runtime {
             .map(Some)
             .map_err(Error::Verify)?
         };
-        let table = Arc::new(MapTable::new(pooled::program_maps(maps, bytes)?));
+        let program_maps = pooled::program_maps(maps, bytes)?;
+        let table = Arc::new(MapTable::new(program_maps.clone()));
         let mut registry = self.helpers.clone();
         maphelpers::register(
             &mut registry,
@@ -162,6 +163,23 @@ impl Runtime {
                 // SAFETY: the region is the map's value storage, which lives as long as the map; the
                 // `Arc` handed over as keep-alive keeps the map alive as long as the program.
                 unsafe { linked.add_static_region(region, map.clone()) };
+            }
+        }
+        // Pool maps' values are read-only but their atomics act in place, through each program
+        // principal's writable alias.
+        for map in &program_maps {
+            for w in map.atomic_windows() {
+                let alias = AtomicAlias {
+                    start: w.region.addr as u64,
+                    len: w.region.len as u64,
+                    alias: w.alias as u64,
+                    stride: w.stride as u64,
+                    value_off: w.value_off as u64,
+                    value_len: w.value_len as u64,
+                };
+                // SAFETY: the alias is a second mapping of the window's memory, kept mapped by
+                // the map's backend, which the `Arc` handed over keeps alive with the program.
+                unsafe { linked.add_atomic_alias(alias, map.clone()) };
             }
         }
         let needs_host = domain.as_ref().is_some_and(|d| {

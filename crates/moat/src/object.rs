@@ -63,8 +63,10 @@ impl Runtime {
             .iter()
             .map(|spec| {
                 let mut info = crate::verifying::spec_info(spec);
-                // Pool maps are read-only for programs' direct accesses.
-                info.read_only |= self.in_pool(spec);
+                // Pool maps are read-only for programs' direct accesses; atomics apply in place.
+                let pooled = self.in_pool(spec);
+                info.read_only |= pooled;
+                info.atomic_in_place = pooled;
                 info
             })
             .collect();

@@ -23,8 +23,10 @@ use crate::helpers::{id, neg_errno, EBUSY, EINVAL, ENOENT};
 use crate::{Error, Runtime};
 use moat_abi::BPF_F_RDONLY_PROG;
 use moat_exec::HelperRegistry;
-use moat_maps::{Map, MapBackend, MapDef, MapError, MapType, MemRegion};
-use moat_pool::{Pool, PoolError, Principal, ProgramTag, SharedPoolMap, SharedTransaction};
+use moat_maps::{AtomicWindow, Map, MapBackend, MapDef, MapError, MapType, MemRegion};
+use moat_pool::{
+    InPlaceValues, Pool, PoolError, Principal, ProgramTag, SharedPoolMap, SharedTransaction,
+};
 use moat_verify::{Arg, Callback, HelperProto, Ret};
 use std::any::Any;
 use std::cell::RefCell;
@@ -153,7 +155,7 @@ fn place(pool: &Arc<Pool>, def: MapDef) -> Result<Map, PoolMapError> {
     let flags = def.flags | BPF_F_RDONLY_PROG;
     Ok(Map::external(
         def.with_flags(flags),
-        Arc::new(PoolBackend { map: shared }),
+        Arc::new(PoolBackend::new(shared)),
     )?)
 }
 
@@ -200,7 +202,7 @@ pub(crate) fn program_maps(maps: &[Arc<Map>], bytecode: &[u8]) -> Result<Vec<Arc
                 .as_principal(who)
                 .map_err(PoolMapError::from)
                 .and_then(|view| {
-                    let backend = Arc::new(PoolBackend { map: view });
+                    let backend = Arc::new(PoolBackend::new(view));
                     Ok(Map::external(map.def().clone(), backend)?)
                 });
             view.map(Arc::new).map_err(|source| Error::Pool {
@@ -218,9 +220,17 @@ pub(crate) fn program_maps(maps: &[Arc<Map>], bytecode: &[u8]) -> Result<Vec<Arc
 #[derive(Debug)]
 pub struct PoolBackend {
     map: SharedPoolMap,
+    /// The writable alias programs' atomics act through; none when the principal may not write
+    /// the map or it is sealed (atomics on its values are then refused).
+    in_place: Option<InPlaceValues>,
 }
 
 impl PoolBackend {
+    fn new(map: SharedPoolMap) -> PoolBackend {
+        let in_place = map.in_place_values().ok();
+        PoolBackend { map, in_place }
+    }
+
     /// The pool backend of `map`, if `map` is a pool map.
     pub fn of(map: &Map) -> Option<&PoolBackend> {
         let any: &dyn Any = &**map.backend()?;
@@ -302,6 +312,23 @@ impl MapBackend for PoolBackend {
     fn value_regions(&self) -> Vec<MemRegion> {
         let (addr, len) = self.map.value_region();
         vec![MemRegion { addr, len }]
+    }
+
+    fn atomic_windows(&self) -> Vec<AtomicWindow> {
+        let Some(values) = &self.in_place else {
+            return Vec::new();
+        };
+        let w = values.value_window();
+        vec![AtomicWindow {
+            region: MemRegion {
+                addr: w.start,
+                len: w.len,
+            },
+            alias: w.alias,
+            stride: w.stride,
+            value_off: w.value_off,
+            value_len: w.value_len,
+        }]
     }
 
     /// The map's slots in this process: the same for every principal's handle on it.

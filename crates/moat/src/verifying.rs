@@ -59,6 +59,7 @@ pub(crate) fn spec_info(spec: &moat_obj::MapSpec) -> MapInfo {
         value_size: spec.value_size,
         max_entries: spec.max_entries,
         read_only: spec.flags & moat_abi::BPF_F_RDONLY_PROG != 0,
+        atomic_in_place: false,
     }
 }
 
@@ -72,6 +73,7 @@ pub(crate) fn map_info(map: &Map) -> MapInfo {
         value_size: def.value_size,
         max_entries: def.max_entries,
         read_only: def.flags & moat_abi::BPF_F_RDONLY_PROG != 0,
+        atomic_in_place: !map.atomic_windows().is_empty(),
     }
 }
 

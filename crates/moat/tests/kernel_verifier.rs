@@ -111,6 +111,8 @@ const LIM_NARROW_SPILL: &str = "moat limitation: a 4-byte spill of a known numbe
 const LIM_PERF_EVENT_CTX: &str =
     "moat limitation: the perf_event context (struct bpf_perf_event_data, \
     184 bytes) is modelled as struct pt_regs (168 bytes), so sample_period at 168 is refused";
+const POOL_MAPS: &str = "moat only: persistent pool maps (read-only values whose atomics apply in \
+    place) have no kernel counterpart";
 const STRICT_CMP_ZERO: &str = "moat limitation (FIXME, rules/leak-ptr-compare-zero-unpriv.asm): \
     unprivileged, comparing a map value pointer already known non-null with 0 is refused; the kernel \
     knows the outcome and allows it";
@@ -779,13 +781,20 @@ fn rule_case(path: &Path, privileged: bool) -> Case {
     let header = RuleFile::parse(&source).unwrap_or_else(|e| panic!("{origin}: {e}"));
     // The generic buffer is loaded as XDP with the buffer in a map value (see below).
     let kernel = header.context.kernel_type().unwrap_or(KernelType::Xdp);
-    if !privileged && needs_perfmon(kernel) {
+    let excluded = if !privileged && needs_perfmon(kernel) {
+        Some(PERFMON)
+    } else if header.maps.iter().any(|m| m.atomic_in_place) {
+        Some(POOL_MAPS)
+    } else {
+        None
+    };
+    if let Some(why) = excluded {
         return Case {
             corpus: "rules",
             origin,
             program: "-".into(),
             insns: bytes.len() / 8,
-            outcome: Outcome::Excluded(PERFMON.into()),
+            outcome: Outcome::Excluded(why.into()),
             moat_time: None,
             kernel_time: None,
         };
@@ -1528,6 +1537,7 @@ fn moat_verify_case(case: &SpeedCase) -> (bool, moat_verify::Stats, Duration) {
             value_size: m.value_size,
             max_entries: m.max_entries,
             read_only: m.flags & BPF_F_RDONLY_PROG != 0,
+            atomic_in_place: false,
         })
         .collect();
     let start = Instant::now();

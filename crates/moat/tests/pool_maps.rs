@@ -588,3 +588,85 @@ fn host_side_map_operations_and_tail_calls_see_one_pool_map() {
     assert_eq!(map.delete(&17u32.to_ne_bytes()), Ok(()));
     assert_eq!(counts(&pool, 17), (0, 0));
 }
+
+/// `counter.o`'s `counters` map in the pool: `(packets, bytes)` of `proto`.
+fn counter_values(pool: &Pool, proto: u32) -> (u64, u64) {
+    let map = pool.map("counters").expect("counters");
+    let v = map.lookup(&proto.to_ne_bytes()).expect("counted");
+    (
+        u64::from_ne_bytes(v[..8].try_into().expect("8 bytes")),
+        u64::from_ne_bytes(v[8..].try_into().expect("8 bytes")),
+    )
+}
+
+#[test]
+fn atomic_counters_on_pool_values_apply_in_place_on_both_engines() {
+    // The common idiom, unchanged: `__sync_fetch_and_add` on a looked-up value (issue 20).
+    let object =
+        std::fs::read(common::workspace_root().join("examples/c/counter.o")).expect("object");
+    let (path, pool) = new_pool("atomics");
+    let mut frame = udp_frame();
+    let mut expected = 0u64;
+    for engine in ENGINES {
+        let mut rt = runtime(&pool, engine);
+        rt.set_pool_maps(["counters"]);
+        let obj = rt
+            .load_object(&object, ObjectOptions::default())
+            .expect("counter.o loads with its map in the pool");
+        let prog = obj.program("count_packets").expect("program");
+        for _ in 0..500 {
+            assert_eq!(prog.run(&mut frame).expect("runs"), 2, "XDP_PASS");
+        }
+        expected += 500;
+        assert_eq!(
+            counter_values(&pool, 17),
+            (expected, expected * 42),
+            "{engine:?}"
+        );
+    }
+    // Another opener of the file sees the counts; the pool is consistent.
+    let other = Pool::open(&path).expect("second open");
+    assert_eq!(counter_values(&other, 17), (1000, 42_000));
+    pool.verify().expect("consistent");
+}
+
+/// With the verifier off: an atomic on the key next to a pool value (r0 - 8 is the key's slot).
+const ATOMIC_ON_KEY: &str = "
+    stw [%r10-4], 1
+    mov %r2, %r10
+    add %r2, -4
+    lddw %r1, map_idx(0)
+    call 1
+    jeq %r0, 0, out
+    mov %r1, 1
+    lock add [%r0-8], %r1
+out:
+    mov %r0, 0
+    exit
+";
+
+#[test]
+fn atomics_reach_only_pool_values_never_keys_or_links() {
+    let (_path, pool) = new_pool("atomic-key");
+    for engine in ENGINES {
+        let mut rt = runtime(&pool, engine);
+        rt.set_verification(Verification::Off);
+        let map = rt
+            .pool_map(MapDef::new(MapType::Hash, 4, 8, 4).with_name("keys"))
+            .expect("pool map");
+        map.update(&1u32.to_ne_bytes(), &7u64.to_ne_bytes(), BPF_ANY)
+            .expect("host update");
+        let prog = load(&rt, ATOMIC_ON_KEY, std::slice::from_ref(&map)).expect("loads unverified");
+        let err = prog.run(&mut [0; 8]).expect_err("refused atomic");
+        assert!(
+            matches!(&err, Error::Run(r) if matches!(r.kind, RunErrorKind::BadAtomic { len: 8, .. })),
+            "{engine:?}: {err}"
+        );
+        // The key is intact: the element is still found under it.
+        assert_eq!(
+            map.lookup(&1u32.to_ne_bytes()).expect("value"),
+            7u64.to_ne_bytes()
+        );
+        pool.verify().expect("intact");
+    }
+}

@@ -1,6 +1,7 @@
 //! Persistent pool maps used by programs (issue 8), side by side in one run: lookup latency (p50, p99)
 //! of host lookups and of program lookups (JIT) on a pool map and on an in-memory hash map — idle, and
-//! while another process updates the same pool map — and the cost of an update made by a program.
+//! while another process updates the same pool map — and the cost of an update made by a program and
+//! of an atomic add on a looked-up value (in place on the pool map).
 //! `cargo run --release -p moat-bench --bin bench_pool [SAMPLES]` (default 200 000 per measurement; a
 //! tenth of that for the locked lookups and the pool updates, which take longer each).
 //!
@@ -49,6 +50,23 @@ const UPDATE: &str = "
     add %r3, -16
     mov %r4, 0
     call 2
+    exit
+";
+
+/// The counter idiom: looks up the `u32` key at the start of the input and adds 1 to its value with
+/// an atomic (`__sync_fetch_and_add`); returns 0.
+const ADD: &str = "
+    ldxw %r7, [%r1]
+    stxw [%r10-4], %r7
+    lddw %r1, map_idx(0)
+    mov %r2, %r10
+    add %r2, -4
+    call 1
+    jeq %r0, 0, miss
+    mov %r1, 1
+    lock add [%r0+0], %r1
+miss:
+    mov %r0, 0
     exit
 ";
 
@@ -113,6 +131,7 @@ struct Maps {
     map: Arc<Map>,
     lookup: LoadedProgram,
     update: LoadedProgram,
+    add: LoadedProgram,
 }
 
 impl Maps {
@@ -124,6 +143,7 @@ impl Maps {
         Maps {
             lookup: program(rt, LOOKUP, &map),
             update: program(rt, UPDATE, &map),
+            add: program(rt, ADD, &map),
             map,
         }
     }
@@ -149,6 +169,14 @@ impl Maps {
             input[..4].copy_from_slice(&k.to_ne_bytes());
             let r0 = self.update.run(&mut input).expect("runs");
             assert_eq!(r0, 0, "update succeeds");
+        })
+    }
+
+    fn prog_add(&self, samples: usize, overhead: f64) -> (f64, f64) {
+        let mut input = [0u8; 8];
+        latency(samples, overhead, |k| {
+            input[..4].copy_from_slice(&k.to_ne_bytes());
+            black_box(self.add.run(&mut input)).expect("runs");
         })
     }
 }
@@ -236,6 +264,8 @@ fn main() {
     let update_samples = samples / 10;
     let updates_memory = memory.prog_update(samples, overhead);
     let updates_pool = pooled.prog_update(update_samples, overhead);
+    let adds_memory = memory.prog_add(samples, overhead);
+    let adds_pool = pooled.prog_add(samples, overhead);
     println!();
     println!(
         "| lookup (ns, p50 / p99) | in-memory hash, idle | in-memory hash, updater running \
@@ -280,6 +310,11 @@ fn main() {
         "| `bpf_map_update_elem` of an existing key | {} | {} |",
         cell(updates_memory),
         cell(updates_pool)
+    );
+    println!(
+        "| `bpf_map_lookup_elem` + `lock add` on the value (the counter idiom; in place on the pool) | {} | {} |",
+        cell(adds_memory),
+        cell(adds_pool)
     );
     drop(locked);
     drop((memory, pooled, rt, pool));
