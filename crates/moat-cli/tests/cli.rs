@@ -594,6 +594,47 @@ fn run_with_a_pool_counts_across_processes_into_a_pinned_map() {
     );
 }
 
+/// The README's pool counter: `counter.o`, unchanged, counts with `__sync_fetch_and_add` into its map
+/// placed in the pool (`--pool-map`); the atomics apply in place, across processes and engines.
+#[test]
+fn atomic_counters_run_unchanged_on_a_pool_map() {
+    let path = temp_file("atomic.pool", b"");
+    std::fs::remove_file(&path).ok();
+    let p = path.to_str().unwrap_or_default();
+    let obj = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/c/counter.o");
+    let obj = obj.to_str().unwrap_or_default();
+    let packet = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/packets/udp.bin");
+    let packet = packet.to_str().unwrap_or_default();
+    for engine in ["jit", "interp"] {
+        let o = moat(&[
+            "run",
+            obj,
+            "--pool",
+            p,
+            "--pool-map",
+            "counters",
+            "--mem-file",
+            packet,
+            "--repeat",
+            "1000",
+            "--engine",
+            engine,
+        ]);
+        assert!(o.status.success(), "{engine}: {}", stderr(&o));
+        assert_eq!(stdout(&o).lines().last(), Some("0x2"));
+    }
+    let o = moat(&["pool", "dump", p, "counters"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Key 17 (UDP): 2 000 packets (0x7d0) of the file's length in bytes.
+    let len = std::fs::metadata(packet).map(|m| m.len()).unwrap_or(0) * 2000;
+    let mut want = String::from("11 00 00 00 => d0 07 00 00 00 00 00 00");
+    for b in len.to_le_bytes() {
+        want.push_str(&format!(" {b:02x}"));
+    }
+    assert!(stdout(&o).contains(&want), "{}\nwant {want}", stdout(&o));
+    assert!(moat(&["pool", "verify", p]).status.success());
+}
+
 /// `--prog-array`: the dispatcher's tail call reaches the handler its source promises (TCP → the
 /// TCP handler's XDP_DROP, UDP → XDP_TX); without the slots it falls through to XDP_PASS.
 #[test]
