@@ -131,12 +131,16 @@ fn save(a: &mut CodeAssembler, below: i32) -> Result<(), IcedError> {
     Ok(())
 }
 
-fn restore(a: &mut CodeAssembler) -> Result<(), IcedError> {
+/// Restores what `save` saved; the flags only with `flags` (`popfq` is slow, and at a function's
+/// return they are dead: no caller keeps flags live across a call).
+fn restore(a: &mut CodeAssembler, flags: bool) -> Result<(), IcedError> {
     for (i, x) in XMM.into_iter().enumerate() {
         a.movdqu(x, xmmword_ptr(rsp + (PT_REGS_SIZE as i32 + 16 * i as i32)))?;
     }
-    a.push(qword_ptr(rsp + FLAGS))?;
-    a.popfq()?;
+    if flags {
+        a.push(qword_ptr(rsp + FLAGS))?;
+        a.popfq()?;
+    }
     for (reg, off) in SAVED {
         a.mov(reg, qword_ptr(rsp + off))?;
     }
@@ -169,7 +173,7 @@ pub fn trampoline(
     let mut a = CodeAssembler::new(64)?;
     save(&mut a, RED_ZONE + FRAME)?;
     call(&mut a, handler, probe)?;
-    restore(&mut a)?;
+    restore(&mut a, true)?;
     a.lea(rsp, ptr(rsp + (RED_ZONE + FRAME)))?;
     let mut labels = Vec::new();
     for (i, insn) in displaced.iter().enumerate() {
@@ -227,7 +231,7 @@ fn syscall_code(
         if let Some(handler) = handler {
             save(&mut a, RED_ZONE + FRAME)?;
             call(&mut a, handler, site)?;
-            restore(&mut a)?;
+            restore(&mut a, true)?;
             a.lea(rsp, ptr(rsp + (RED_ZONE + FRAME)))?;
         }
         if let Some(insn) = insn {
@@ -344,9 +348,13 @@ pub fn return_trampoline(at: u64, handler: u64) -> Result<Vec<u8>, IcedError> {
     save(&mut a, 8 + FRAME)?;
     call(&mut a, handler, 0)?;
     a.mov(qword_ptr(rsp + FRAME), rax)?;
-    restore(&mut a)?;
-    a.lea(rsp, ptr(rsp + FRAME))?;
-    a.ret()?;
+    restore(&mut a, false)?;
+    // Pop the real return address and jump to it rather than `ret`: the function's own `ret`
+    // (to here) already used the return-stack entry of its call, and a second `ret` would
+    // mispredict and leave every return of the callers up the chain predicted one frame off.
+    // The word stays readable below `rsp` (signal frames skip the red zone).
+    a.lea(rsp, ptr(rsp + (FRAME + 8)))?;
+    a.jmp(qword_ptr(rsp - 8))?;
     a.assemble(at)
 }
 
