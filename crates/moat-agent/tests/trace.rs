@@ -614,3 +614,46 @@ fn a_slow_probe_is_stopped_at_its_time_budget() {
         String::from_utf8_lossy(&stdout)
     );
 }
+
+/// A probe on `mmap` runs inside `malloc` with the arena's lock held (a large allocation): its
+/// helpers must not allocate, or the process deadlocks on its own lock. `cxl_all.o` reads the
+/// caller's return address with `bpf_probe_read_user` in every allocator probe, `mmap`'s too.
+#[test]
+fn probes_inside_the_allocator_lock_never_deadlock() {
+    // The interpreter itself (`python3` may be a launcher script that execs it).
+    let Some(python) = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    else {
+        println!("skipped: no python3");
+        return;
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (status, outcome) = trace(
+            Options {
+                object: example("cxl_all.o"),
+                ..Options::default()
+            },
+            &[
+                python.as_str(),
+                "-c",
+                "b = [bytearray(4 << 20) for _ in range(8)]; print(sum(len(x) for x in b))",
+            ],
+        );
+        let _ = tx.send((status, outcome));
+    });
+    let (status, outcome) = rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("python3 under cxl_all.o finished (a deadlock in malloc otherwise)");
+    assert_eq!(status.code(), Some(0));
+    assert!(errors(&outcome).is_empty(), "{:?}", errors(&outcome));
+    assert_eq!(String::from_utf8_lossy(&outcome.stdout).trim(), "33554432");
+    // The eight 4 MiB buffers were placed on CXL (python frees them before it exits, so the
+    // cumulative total says it: mmap'd inside malloc and malloc'd, both count).
+    let cxl = outcome.value("cxl_totals", 1).expect("cxl_totals");
+    assert!(cxl >= 8 * (4 << 20), "{cxl} bytes placed");
+}

@@ -28,19 +28,40 @@ fn proto(id: H, args: &[Arg], ret: Ret) -> HelperProto {
     }
 }
 
+/// Bytes copied per step: reads go through a buffer on the native stack, never the heap, since a
+/// probe may run inside the allocator with its lock held (a probe on `mmap`, which `malloc` calls).
+const CHUNK: usize = 512;
+
+/// Fills `len` bytes of program memory at `dst` with zeros.
+fn zero(ctx: &mut HelperCtx<'_>, dst: u64, len: u64) -> Result<(), HelperError> {
+    let zeros = [0u8; CHUNK];
+    let mut off = 0;
+    while off < len {
+        let n = (len - off).min(CHUNK as u64);
+        ctx.write(1, dst + off, &zeros[..n as usize])?;
+        off += n;
+    }
+    Ok(())
+}
+
 fn probe_read(ctx: &mut HelperCtx<'_>, args: [u64; 5]) -> Result<u64, HelperError> {
     let (dst, size, src) = (args[0], args[1].min(MAX_READ), args[2]);
     if !ctx.mem.check(dst, size, true) {
         return Err(ctx.out_of_bounds(1, dst, size));
     }
-    let mut buf = vec![0u8; size as usize];
-    let got = read_user(src, &mut buf);
-    if got < buf.len() {
-        buf.fill(0);
-        ctx.write(1, dst, &buf)?;
-        return Ok(EFAULT);
+    let mut chunk = [0u8; CHUNK];
+    let mut off = 0;
+    while off < size {
+        let n = (size - off).min(CHUNK as u64) as usize;
+        let got = read_user(src.wrapping_add(off), &mut chunk[..n]);
+        if got < n {
+            // As the kernel: a failed read leaves the destination zeroed.
+            zero(ctx, dst, size)?;
+            return Ok(EFAULT);
+        }
+        ctx.write(1, dst + off, &chunk[..n])?;
+        off += n as u64;
     }
-    ctx.write(1, dst, &buf)?;
     Ok(0)
 }
 
@@ -52,17 +73,26 @@ fn probe_read_str(ctx: &mut HelperCtx<'_>, args: [u64; 5]) -> Result<u64, Helper
     if !ctx.mem.check(dst, size, true) {
         return Err(ctx.out_of_bounds(1, dst, size));
     }
-    let mut buf = vec![0u8; size as usize];
-    // Read up to `size - 1` bytes, stopping at the first unreadable page.
-    let got = read_user(src, &mut buf[..size as usize - 1]);
-    if got == 0 {
-        ctx.write(1, dst, &[0])?;
-        return Ok(EFAULT);
+    // Read up to `size - 1` bytes, stopping at the first NUL or unreadable page.
+    let mut chunk = [0u8; CHUNK];
+    let mut len = 0u64;
+    while len < size - 1 {
+        let n = (size - 1 - len).min(CHUNK as u64) as usize;
+        let got = read_user(src.wrapping_add(len), &mut chunk[..n]);
+        let end = chunk[..got].iter().position(|&b| b == 0);
+        let take = end.unwrap_or(got);
+        ctx.write(1, dst + len, &chunk[..take])?;
+        len += take as u64;
+        if end.is_some() || got < n {
+            if len == 0 && end.is_none() {
+                ctx.write(1, dst, &[0])?;
+                return Ok(EFAULT);
+            }
+            break;
+        }
     }
-    let len = buf[..got].iter().position(|&b| b == 0).unwrap_or(got);
-    buf[len] = 0;
-    ctx.write(1, dst, &buf[..=len])?;
-    Ok(len as u64 + 1)
+    ctx.write(1, dst + len, &[0])?;
+    Ok(len + 1)
 }
 
 thread_local! {
