@@ -6,12 +6,13 @@
 //! * [`load_program`] runs `BPF_PROG_LOAD` and returns a [`Program`] with the verifier log and the time
 //!   the load took; a rejection is a [`KernelError::Load`] carrying the verifier's log.
 //! * [`Program::test_run`] runs a loaded program with `BPF_PROG_TEST_RUN`.
-//! * [`perf`] attaches loaded programs to uprobes and tracepoints (`perf_event_open`).
+//! * [`perf`] attaches loaded programs to uprobes and tracepoints (`perf_event_open`);
+//!   [`sampling`] samples a process's CPU time with its registers (the software CPU clock).
 //! * [`create_map`] and [`Map`] wrap the map commands; [`Map::fd`] is what a `lddw` with
 //!   `src = BPF_PSEUDO_MAP_FD` refers to.
 //!
 //! Program types, map types and flags are [`moat_abi`]'s, re-exported. All `unsafe` code lives in
-//! the private `sys` module and in `perf`.
+//! the private `sys` module, `perf` and `sampling`.
 
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
@@ -23,6 +24,11 @@ mod map;
 )]
 pub mod perf;
 mod prog;
+#[expect(
+    unsafe_code,
+    reason = "perf_event_open(2) and the sampling ring it maps"
+)]
+pub mod sampling;
 #[expect(
     unsafe_code,
     reason = "the bpf(2) system call and the memory it reads and writes"
