@@ -193,6 +193,18 @@ pub fn launch_observed(
     out: &mut dyn Write,
     observe: &mut dyn FnMut(&Record),
 ) -> Result<(ExitStatus, Outcome), ControlError> {
+    launch_spawned(options, command, out, observe, &mut |_| {})
+}
+
+/// [`launch_observed`], also handing the command's process id to `spawned` as soon as it runs
+/// (`moat cxlsim` samples the process from then on).
+pub fn launch_spawned(
+    options: &Options,
+    command: &[OsString],
+    out: &mut dyn Write,
+    observe: &mut dyn FnMut(&Record),
+    spawned: &mut dyn FnMut(u32),
+) -> Result<(ExitStatus, Outcome), ControlError> {
     let agent = match &options.agent {
         Some(a) => a.clone(),
         None => find_agent()?,
@@ -245,6 +257,7 @@ pub fn launch_observed(
         command: program.to_string_lossy().into_owned(),
         source,
     })?;
+    spawned(child.id());
     let captured = child.stdout.take().map(|mut s| {
         std::thread::spawn(move || {
             let mut buf = Vec::new();
