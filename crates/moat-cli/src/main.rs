@@ -23,6 +23,7 @@ macro_rules! out_raw {
     }};
 }
 
+mod cxlsim;
 mod input;
 mod jitdump;
 mod memleak;
@@ -122,6 +123,9 @@ enum Command {
     /// Outstanding allocations per call stack of a command or process, like BCC's memleak
     /// (`moat memleak -- CMD ARGS`, `moat memleak -p PID`; see --help).
     Memleak(memleak::MemleakArgs),
+    /// Run a command (or attach to a process) as if the memory a placement policy chooses sat
+    /// behind CXL devices (`moat cxlsim -- CMD ARGS`; see --help).
+    Cxlsim(cxlsim::CxlsimArgs),
     /// List an object's programs, maps and sections.
     Inspect {
         /// The ELF object.
@@ -529,6 +533,7 @@ fn main() -> ExitCode {
         Command::SchedBench(args) => sched::run_bench(args),
         Command::Trace(args) => return trace::run(args),
         Command::Memleak(args) => return memleak::run(args),
+        Command::Cxlsim(args) => return cxlsim::run(args),
         Command::Inspect { file, json } => json_errors(
             json,
             Input::read(&file).and_then(|input| report::inspect(&input, json)),

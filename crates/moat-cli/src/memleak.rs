@@ -383,7 +383,7 @@ pub fn run(args: MemleakArgs) -> ExitCode {
 }
 
 /// Removes the extracted tracer object when `moat memleak` ends.
-struct RemoveOnDrop(PathBuf);
+pub(crate) struct RemoveOnDrop(pub(crate) PathBuf);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {

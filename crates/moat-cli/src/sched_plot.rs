@@ -1,4 +1,4 @@
-//! The PNG plots of `moat sched-bench` (plotters, bitmap backend): one panel per latency metric,
+//! The PNG plots of `moat sched-bench` and `moat cxlsim` (plotters, bitmap backend): one panel per latency metric,
 //! latency (µs, log scale) against offered load, a line per system. Text is drawn with DejaVu
 //! Sans from the system's fonts; where that font is missing the plot has no labels.
 
@@ -126,6 +126,43 @@ pub fn plot(path: &Path, title: &str, panels: &[Panel]) -> Result<()> {
                 .map_err(|e| anyhow!("{e}"))?;
         }
     }
+    root.present().map_err(|e| anyhow!("{e}"))?;
+    Ok(())
+}
+
+/// One series of `(x, y)` as a line (linear axes, y from 0): `moat cxlsim`'s delay timeline.
+pub fn timeline(path: &Path, title: &str, x: &str, y: &str, points: &[(f64, f64)]) -> Result<()> {
+    let text = font();
+    let root = BitMapBackend::new(path, (1200, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+    let x1 = points.iter().map(|p| p.0).fold(0.0f64, f64::max).max(1e-3);
+    let y1 = points.iter().map(|p| p.1).fold(0.0f64, f64::max).max(1e-3) * 1.1;
+    let mut builder = ChartBuilder::on(&root);
+    builder.margin(16);
+    if text {
+        builder
+            .caption(title, ("sans-serif", 22))
+            .x_label_area_size(40)
+            .y_label_area_size(70);
+    }
+    let mut chart = builder
+        .build_cartesian_2d(0.0..x1, 0.0..y1)
+        .map_err(|e| anyhow!("{e}"))?;
+    if text {
+        chart
+            .configure_mesh()
+            .x_desc(x)
+            .y_desc(y)
+            .draw()
+            .map_err(|e| anyhow!("{e}"))?;
+    }
+    let colour = COLOURS[1];
+    chart
+        .draw_series(LineSeries::new(
+            points.iter().copied(),
+            ShapeStyle::from(&colour).stroke_width(2),
+        ))
+        .map_err(|e| anyhow!("{e}"))?;
     root.present().map_err(|e| anyhow!("{e}"))?;
     Ok(())
 }

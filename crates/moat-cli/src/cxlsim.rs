@@ -1,0 +1,694 @@
+//! `moat cxlsim`: how would a program run with part of its memory behind CXL? Runs (or attaches
+//! to) an unmodified program with a placement policy — a moat program on glibc's allocator,
+//! verified and isolated like every attached program — deciding which allocations sit on which
+//! CXL device, samples the process's CPU time with the software clock (no hardware counters:
+//! it works in a VM), turns the time spent waiting on CXL-placed memory into delay over the
+//! topology's links, and injects it by stopping the process at each epoch's end.
+
+use crate::memleak::RemoveOnDrop;
+use crate::symbolize::{Mapping, Symbolizer};
+use anyhow::{anyhow, Context, Result};
+use clap::Args;
+use moat_agent::control::{attach_running_observed, launch_spawned, Options};
+use moat_agent::protocol::Record;
+use moat_cxlsim::model::Calibration;
+use moat_cxlsim::placement::Placement;
+use moat_cxlsim::topology::{self, Topology};
+use moat_cxlsim::{Epoch, Simulator};
+use moat_kernel::sampling::{pause, Sampler};
+use std::ffi::OsString;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The bundled placement policies (`examples/c/cxl_*.bpf.c`, rebuilt with `make -C examples/c`).
+const POLICIES: [(&str, &[u8]); 5] = [
+    ("local", include_bytes!("../../../examples/c/cxl_local.o")),
+    ("all", include_bytes!("../../../examples/c/cxl_all.o")),
+    (
+        "interleave",
+        include_bytes!("../../../examples/c/cxl_interleave.o"),
+    ),
+    (
+        "threshold",
+        include_bytes!("../../../examples/c/cxl_threshold.o"),
+    ),
+    (
+        "hot-sites",
+        include_bytes!("../../../examples/c/cxl_hot_sites.o"),
+    ),
+];
+
+/// The policy's map of placed ranges.
+const PLACED_MAP: &str = "cxl_placed";
+
+/// `moat cxlsim [--topology FILE] [--policy NAME|OBJ] [--epoch MS] -- CMD ARGS`.
+#[derive(Debug, Args)]
+#[command(after_long_help = CXLSIM_HELP)]
+pub struct CxlsimArgs {
+    /// Attach to running process PID instead of starting a command.
+    #[arg(long, short = 'p', value_name = "PID", conflicts_with = "command")]
+    pid: Option<i32>,
+    /// With -p: stop after SECONDS.
+    #[arg(long, value_name = "SECONDS", requires = "pid")]
+    duration: Option<f64>,
+    /// The memory system (see --help for the format). Without it: one expander on the root
+    /// port, --latency and --bandwidth away.
+    #[arg(long, value_name = "FILE")]
+    topology: Option<PathBuf>,
+    /// Without --topology: the expander's extra latency over local DRAM, ns.
+    #[arg(long, value_name = "NS", default_value_t = 200.0)]
+    latency: f64,
+    /// Without --topology: the expander link's bandwidth, GB/s.
+    #[arg(long, value_name = "GB_PER_S", default_value_t = 32.0)]
+    bandwidth: f64,
+    /// The placement policy: local, all, interleave, threshold (allocations of at least 1 MiB
+    /// on CXL), hot-sites, or a policy object built on examples/c/cxlsim.h.
+    #[arg(long, value_name = "NAME|OBJ", default_value = "threshold")]
+    policy: String,
+    /// Set a policy global before it loads, e.g. `--global min_size=65536`, `--global tier=2`.
+    #[arg(long = "global", value_name = "NAME=VALUE")]
+    globals: Vec<String>,
+    /// Epoch length: delay is computed and injected this often.
+    #[arg(long, value_name = "MS", default_value_t = 20)]
+    epoch: u64,
+    /// CPU time between two samples of a thread.
+    #[arg(long, value_name = "US", default_value_t = 100)]
+    period: u64,
+    /// Only predict: measure and report the delay, inject none.
+    #[arg(long)]
+    no_inject: bool,
+    /// Calibration working set (local DRAM latency and bandwidth are measured at start), MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 128)]
+    calibrate_mib: usize,
+    /// Use these local DRAM figures instead of measuring: NS,GB_PER_S.
+    #[arg(long, value_name = "NS,GB_PER_S")]
+    local: Option<String>,
+    /// Write a timeline plot (PNG) of the injected delay per epoch.
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
+    /// One JSON object with the whole report instead of text (on failure `{"error": ...}`).
+    #[arg(long)]
+    json: bool,
+    /// Allocation sites listed in the report.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+    /// The command, after `--`.
+    #[arg(last = true, required_unless_present = "pid", value_name = "CMD")]
+    command: Vec<OsString>,
+}
+
+const CXLSIM_HELP: &str = "\
+Runs CMD (or attaches to process PID) as if the memory a placement policy chooses sat behind CXL.
+
+How: the policy (a moat program attached to glibc's malloc, calloc, realloc, free, memalign,
+posix_memalign, aligned_alloc, valloc, mmap and munmap; examples/c/cxlsim.h) records the
+allocations it places on CXL devices. The process's CPU time is sampled with the kernel's software
+CPU clock (perf_event_open; no hardware counters needed, so it works in a VM): a sample whose
+thread was at a load or store into CXL-placed memory counts as time waiting on CXL. Each epoch,
+latency-bound waits grow by the device path's extra latency over local DRAM's (measured at start),
+streaming waits by how much narrower than local DRAM the links are (shared switch links add up);
+the process is stopped for that long (SIGSTOP/SIGCONT). The report gives the run time, the
+predicted slowdown, the CXL share of memory time per allocation site, and per-epoch delay.
+
+Topology file (one line per switch or device; each names its parent and the link to it):
+  switch sw0  parent=root latency=70ns  bandwidth=64GB/s
+  device mem0 parent=sw0  latency=100ns bandwidth=16GB/s   # tier 1: +170 ns
+  device mem1 parent=root latency=100ns bandwidth=32GB/s   # tier 2: +100 ns, direct
+Devices are tiers 1, 2, ... in file order; policies return a tier (0 = local).
+
+Examples:
+  moat cxlsim -- ./membench chase 256 20000000
+  moat cxlsim --latency 300 --policy all -- python3 script.py
+  moat cxlsim --topology two-level.topo --policy interleave --plot delay.png -- ./app
+  moat cxlsim --no-inject --json -p 1234 --duration 10";
+
+/// One epoch's row of the report.
+#[derive(Debug, Clone)]
+struct Row {
+    at: Duration,
+    epoch: Epoch,
+    injected: Duration,
+}
+
+/// What the sampling thread and the controller share.
+#[derive(Default)]
+struct Shared {
+    placement: Option<Placement>,
+    dump: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+fn parse_local(s: &str) -> Result<Calibration> {
+    let (ns, gbps) = s
+        .split_once(',')
+        .ok_or_else(|| anyhow!("--local {s}: expected NS,GB_PER_S"))?;
+    let ns: f64 = ns.trim().parse().context("--local latency")?;
+    let gbps: f64 = gbps.trim().parse().context("--local bandwidth")?;
+    if !(ns > 0.0 && gbps > 0.0) {
+        return Err(anyhow!("--local {s}: both must be positive"));
+    }
+    Ok(Calibration {
+        latency: Duration::from_secs_f64(ns * 1e-9),
+        bandwidth: gbps * 1e9,
+    })
+}
+
+fn policy_object(name: &str) -> Result<(PathBuf, Option<RemoveOnDrop>)> {
+    if let Some((_, bytes)) = POLICIES.iter().find(|(n, _)| *n == name) {
+        let path =
+            std::env::temp_dir().join(format!("moat-cxlsim-{name}-{}.o", std::process::id()));
+        std::fs::write(&path, bytes).with_context(|| path.display().to_string())?;
+        return Ok((path.clone(), Some(RemoveOnDrop(path))));
+    }
+    let path = PathBuf::from(name);
+    if !path.exists() {
+        let names: Vec<&str> = POLICIES.iter().map(|(n, _)| *n).collect();
+        return Err(anyhow!(
+            "--policy {name}: no such file, and not a bundled policy ({})",
+            names.join(", ")
+        ));
+    }
+    Ok((path, None))
+}
+
+/// The executable file mappings of `pid` (for naming allocation sites).
+fn mappings(pid: i32) -> Vec<Mapping> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (range, perms, offset) = (f.next()?, f.next()?, f.next()?);
+            let path = f.nth(2)?;
+            if !perms.contains('x') || !path.starts_with('/') {
+                return None;
+            }
+            let (a, b) = range.split_once('-')?;
+            Some(Mapping {
+                start: u64::from_str_radix(a, 16).ok()?,
+                end: u64::from_str_radix(b, 16).ok()?,
+                offset: u64::from_str_radix(offset, 16).ok()?,
+                path: PathBuf::from(path),
+            })
+        })
+        .collect()
+}
+
+/// `moat cxlsim`.
+pub fn run(args: CxlsimArgs) -> ExitCode {
+    match simulate(&args) {
+        Ok(code) => code,
+        Err(e) => crate::fail(args.json, format!("{e:#}")),
+    }
+}
+
+fn simulate(args: &CxlsimArgs) -> Result<ExitCode> {
+    let topology = match &args.topology {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+            Topology::parse(&text).with_context(|| path.display().to_string())?
+        }
+        None => {
+            if !(args.latency >= 0.0 && args.bandwidth > 0.0) {
+                return Err(anyhow!("--latency must be >= 0 and --bandwidth > 0"));
+            }
+            topology::direct(
+                Duration::from_secs_f64(args.latency * 1e-9),
+                args.bandwidth * 1e9,
+            )
+        }
+    };
+    if args.epoch == 0 || args.period == 0 {
+        return Err(anyhow!("--epoch and --period must be positive"));
+    }
+    let calibration = match &args.local {
+        Some(s) => parse_local(s)?,
+        None => {
+            if !args.json {
+                eprintln!(
+                    "moat cxlsim: measuring local DRAM ({} MiB pointer chase and stream)...",
+                    args.calibrate_mib
+                );
+            }
+            Calibration::measure(args.calibrate_mib.max(1) << 20)
+        }
+    };
+    if !args.json {
+        eprintln!(
+            "moat cxlsim: local DRAM {:.0} ns per dependent miss, {:.1} GB/s",
+            calibration.latency.as_secs_f64() * 1e9,
+            calibration.bandwidth / 1e9
+        );
+        for line in topology.describe() {
+            eprintln!("moat cxlsim: {line}");
+        }
+    }
+    let (object, _keep) = policy_object(&args.policy)?;
+    let globals = args
+        .globals
+        .iter()
+        .map(|g| {
+            g.split_once('=')
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .ok_or_else(|| anyhow!("--global {g}: expected NAME=VALUE"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let epoch_len = Duration::from_millis(args.epoch);
+    let period = Duration::from_micros(args.period);
+    let options = Options {
+        object,
+        globals,
+        interval: Some(epoch_len.max(Duration::from_millis(50))),
+        dump_maps: Some(vec![PLACED_MAP.to_string()]),
+        ..Options::default()
+    };
+
+    let shared = Arc::new(Mutex::new(Shared::default()));
+    let done = Arc::new(AtomicBool::new(false));
+    let target = Arc::new(AtomicI32::new(args.pid.unwrap_or(0)));
+    let inject = !args.no_inject;
+    let progress = !args.json && std::io::stderr().is_terminal();
+    let sampler_thread = {
+        let (shared, done, target) = (shared.clone(), done.clone(), target.clone());
+        let topology = topology.clone();
+        std::thread::spawn(move || {
+            epochs(
+                topology,
+                calibration,
+                period,
+                epoch_len,
+                inject,
+                progress,
+                &shared,
+                &done,
+                &target,
+            )
+        })
+    };
+
+    let mut observe = |r: &Record| {
+        let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
+        match r {
+            Record::DumpBegin(_) => s.dump.clear(),
+            Record::Entry { map, key, value } if map == PLACED_MAP => {
+                s.dump.push((key.clone(), value.clone()));
+            }
+            Record::DumpEnd(_) => {
+                let mut p = Placement::default();
+                p.replace(s.dump.iter().map(|(k, v)| (&k[..], &v[..])));
+                s.placement = Some(p);
+            }
+            Record::Error { program, message } => {
+                eprintln!("moat cxlsim: policy {program}: {message}");
+            }
+            _ => {}
+        }
+    };
+    let started = Instant::now();
+    let mut sink = std::io::sink();
+    let code = match args.pid {
+        Some(pid) => {
+            moat_agent::inject::block_interrupts();
+            let duration = args
+                .duration
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .map(Duration::from_secs_f64);
+            let mut until = || {
+                moat_agent::inject::interrupted()
+                    || duration.is_some_and(|d| started.elapsed() >= d)
+                    || !moat_agent::control::alive(pid)
+            };
+            attach_running_observed(&options, pid, &mut sink, &mut until, &mut observe)
+                .map(|_| ExitCode::SUCCESS)
+        }
+        None => {
+            let mut spawned = |pid: u32| target.store(pid as i32, Ordering::SeqCst);
+            launch_spawned(
+                &options,
+                &args.command,
+                &mut sink,
+                &mut observe,
+                &mut spawned,
+            )
+            .map(|(status, _)| crate::trace::exit_code(status))
+        }
+    };
+    let wall = started.elapsed();
+    done.store(true, Ordering::SeqCst);
+    let outcome = sampler_thread
+        .join()
+        .map_err(|_| anyhow!("the sampling thread panicked"))?;
+    let code = code.map_err(|e| anyhow!("{e}"))?;
+    let (rows, sim, maps, sampling_error) = outcome;
+    if progress {
+        eprint!("\r\x1b[K");
+    }
+    if let Some(e) = sampling_error {
+        return Err(anyhow!("sampling the process: {e}"));
+    }
+    let report = Report {
+        args,
+        calibration: &calibration,
+        topology: &topology,
+        rows: &rows,
+        sim: &sim,
+        mappings: &maps,
+        wall,
+        inject,
+    };
+    if args.json {
+        println!("{}", report.json());
+    } else {
+        report.text(&mut std::io::stdout())?;
+    }
+    if let Some(path) = &args.plot {
+        plot(path, &rows, &args.policy).with_context(|| path.display().to_string())?;
+        if !args.json {
+            eprintln!("moat cxlsim: wrote {}", path.display());
+        }
+    }
+    Ok(code)
+}
+
+type EpochOutcome = (Vec<Row>, Simulator, Vec<Mapping>, Option<String>);
+
+/// The sampling thread: waits for the process, then every epoch drains the samples, updates the
+/// placement from the latest dump, computes the delay and injects it.
+#[allow(clippy::too_many_arguments)]
+fn epochs(
+    topology: Topology,
+    calibration: Calibration,
+    period: Duration,
+    epoch_len: Duration,
+    inject: bool,
+    progress: bool,
+    shared: &Mutex<Shared>,
+    done: &AtomicBool,
+    target: &AtomicI32,
+) -> EpochOutcome {
+    let empty = |topology: Topology, e: Option<String>| {
+        let reader: moat_cxlsim::MemoryReader = Box::new(|_, _| Vec::new());
+        (
+            Vec::new(),
+            Simulator::new(topology, calibration, period, reader),
+            Vec::new(),
+            e,
+        )
+    };
+    let pid = loop {
+        let pid = target.load(Ordering::SeqCst);
+        if pid > 0 {
+            break pid;
+        }
+        if done.load(Ordering::SeqCst) {
+            return empty(topology, None);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let mut sampler = match Sampler::open(pid, period) {
+        Ok(s) => s,
+        Err(e) => return empty(topology, Some(e.to_string())),
+    };
+    let reader = match moat_cxlsim::proc_mem_reader(pid) {
+        Ok(r) => r,
+        Err(e) => return empty(topology, Some(format!("/proc/{pid}/mem: {e}"))),
+    };
+    let mut sim = Simulator::new(topology, calibration, period, reader);
+    let start = Instant::now();
+    let mut rows = Vec::new();
+    let mut maps = mappings(pid);
+    let mut last_maps = Instant::now();
+    let mut injected_total = Duration::ZERO;
+    let mut next = start + epoch_len;
+    loop {
+        let finished = done.load(Ordering::SeqCst);
+        if !finished {
+            let now = Instant::now();
+            if next > now {
+                std::thread::sleep(next - now);
+            }
+            next += epoch_len;
+        }
+        if let Some(p) = shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .placement
+            .take()
+        {
+            sim.set_placement(p);
+        }
+        let lost = sampler.drain(|s| sim.add(s));
+        sim.lost(lost);
+        let epoch = sim.end_epoch();
+        let delay = epoch.delay.total();
+        let injected = if inject && !finished && delay >= Duration::from_micros(20) {
+            if pause(pid, delay) {
+                delay
+            } else {
+                Duration::ZERO
+            }
+        } else {
+            Duration::ZERO
+        };
+        injected_total += injected;
+        if last_maps.elapsed() >= Duration::from_secs(1) && !finished {
+            let m = mappings(pid);
+            if !m.is_empty() {
+                maps = m;
+            }
+            last_maps = Instant::now();
+        }
+        if progress {
+            let cxl: u64 = epoch.tiers.iter().map(|t| t.latency + t.stream).sum();
+            eprint!(
+                "\r\x1b[Kmoat cxlsim: {:.1} s, epoch {}, {} samples ({} at CXL memory), {} placed ranges, injected {:.0} ms",
+                start.elapsed().as_secs_f64(),
+                rows.len() + 1,
+                epoch.samples,
+                cxl,
+                sim.placement().len(),
+                injected_total.as_secs_f64() * 1e3
+            );
+        }
+        rows.push(Row {
+            at: start.elapsed(),
+            epoch,
+            injected,
+        });
+        if finished {
+            break;
+        }
+    }
+    (rows, sim, maps, None)
+}
+
+struct Report<'a> {
+    args: &'a CxlsimArgs,
+    calibration: &'a Calibration,
+    topology: &'a Topology,
+    rows: &'a [Row],
+    sim: &'a Simulator,
+    mappings: &'a [Mapping],
+    wall: Duration,
+    inject: bool,
+}
+
+/// Totals over the run.
+struct Totals {
+    samples: u64,
+    local: u64,
+    latency: u64,
+    stream: u64,
+    lost: u64,
+    delay: Duration,
+    delay_latency: Duration,
+    delay_bandwidth: Duration,
+    injected: Duration,
+}
+
+impl Report<'_> {
+    fn totals(&self) -> Totals {
+        let mut t = Totals {
+            samples: 0,
+            local: 0,
+            latency: 0,
+            stream: 0,
+            lost: 0,
+            delay: Duration::ZERO,
+            delay_latency: Duration::ZERO,
+            delay_bandwidth: Duration::ZERO,
+            injected: Duration::ZERO,
+        };
+        for r in self.rows {
+            t.samples += r.epoch.samples;
+            t.local += r.epoch.local;
+            t.lost += r.epoch.lost;
+            for w in &r.epoch.tiers {
+                t.latency += w.latency;
+                t.stream += w.stream;
+            }
+            t.delay += r.epoch.delay.total();
+            t.delay_latency += r.epoch.delay.latency;
+            t.delay_bandwidth += r.epoch.delay.bandwidth;
+            t.injected += r.injected;
+        }
+        t
+    }
+
+    /// Run time without the simulated delay, and with it.
+    fn times(&self, t: &Totals) -> (Duration, Duration) {
+        if self.inject {
+            (self.wall.saturating_sub(t.injected), self.wall)
+        } else {
+            (self.wall, self.wall + t.delay)
+        }
+    }
+
+    fn sites(&self) -> Vec<(u64, u64, String)> {
+        let mut sites: Vec<(u64, u64)> = self.sim.sites().iter().map(|(&s, &n)| (s, n)).collect();
+        sites.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mut symbols = Symbolizer::default();
+        sites
+            .into_iter()
+            .take(self.args.top)
+            .map(|(site, n)| {
+                let f = symbols.frame(self.mappings, site, true);
+                let name = match (&f.function, &f.file, f.line) {
+                    (Some(func), Some(file), Some(line)) => {
+                        format!("{func}+{:#x} ({file}:{line})", f.offset)
+                    }
+                    (Some(func), _, _) => format!("{func}+{:#x}", f.offset),
+                    _ => format!("{site:#x}"),
+                };
+                (site, n, name)
+            })
+            .collect()
+    }
+
+    fn text(&self, out: &mut dyn Write) -> Result<()> {
+        let t = self.totals();
+        let (native, simulated) = self.times(&t);
+        let secs = |d: Duration| d.as_secs_f64();
+        let cxl = t.latency + t.stream;
+        writeln!(
+            out,
+            "moat cxlsim: policy {} ({} ranges on CXL, {:.1} MiB, at the last epoch)",
+            self.args.policy,
+            self.sim.placement().len(),
+            self.sim.placement().cxl_bytes() as f64 / (1u64 << 20) as f64
+        )?;
+        writeln!(
+            out,
+            "epochs: {} x {} ms; samples: {} ({} lost), at memory: {} local, {} CXL ({} latency-bound, {} streaming)",
+            self.rows.len(),
+            self.args.epoch,
+            t.samples,
+            t.lost,
+            t.local,
+            cxl,
+            t.latency,
+            t.stream
+        )?;
+        writeln!(
+            out,
+            "delay: {:.3} s (latency {:.3} s, bandwidth {:.3} s){}",
+            secs(t.delay),
+            secs(t.delay_latency),
+            secs(t.delay_bandwidth),
+            if self.inject {
+                format!(", injected {:.3} s", secs(t.injected))
+            } else {
+                " (predicted only, not injected)".to_string()
+            }
+        )?;
+        writeln!(
+            out,
+            "run time: {:.3} s without CXL, {:.3} s on this topology: slowdown {:.2}x",
+            secs(native),
+            secs(simulated),
+            secs(simulated) / secs(native).max(1e-9)
+        )?;
+        let sites = self.sites();
+        if !sites.is_empty() && cxl > 0 {
+            writeln!(out, "CXL memory time by allocation site:")?;
+            for (_, n, name) in sites {
+                writeln!(out, "  {:5.1} %  {name}", 100.0 * n as f64 / cxl as f64)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let t = self.totals();
+        let (native, simulated) = self.times(&t);
+        let ns = |d: Duration| d.as_nanos() as u64;
+        let cxl = t.latency + t.stream;
+        serde_json::json!({
+            "policy": self.args.policy,
+            "local_dram": {
+                "latency_ns": self.calibration.latency.as_secs_f64() * 1e9,
+                "bandwidth_bytes_per_s": self.calibration.bandwidth,
+            },
+            "tiers": (1..=self.topology.tiers()).map(|k| serde_json::json!({
+                "tier": k,
+                "device": self.topology.device(k).map(|d| d.name.clone()),
+                "extra_latency_ns": ns(self.topology.extra_latency(k)),
+            })).collect::<Vec<_>>(),
+            "epoch_ms": self.args.epoch,
+            "period_us": self.args.period,
+            "injected": self.inject,
+            "samples": t.samples,
+            "lost_samples": t.lost,
+            "local_memory_samples": t.local,
+            "cxl_latency_samples": t.latency,
+            "cxl_stream_samples": t.stream,
+            "delay_ns": ns(t.delay),
+            "delay_latency_ns": ns(t.delay_latency),
+            "delay_bandwidth_ns": ns(t.delay_bandwidth),
+            "injected_ns": ns(t.injected),
+            "native_ns": ns(native),
+            "simulated_ns": ns(simulated),
+            "slowdown": simulated.as_secs_f64() / native.as_secs_f64().max(1e-9),
+            "placed_ranges": self.sim.placement().len(),
+            "placed_bytes": self.sim.placement().cxl_bytes(),
+            "sites": self.sites().into_iter().map(|(site, n, name)| serde_json::json!({
+                "site": site,
+                "samples": n,
+                "share": if cxl > 0 { n as f64 / cxl as f64 } else { 0.0 },
+                "name": name,
+            })).collect::<Vec<_>>(),
+            "epochs": self.rows.iter().map(|r| serde_json::json!({
+                "at_ns": ns(r.at),
+                "samples": r.epoch.samples,
+                "local": r.epoch.local,
+                "cxl": r.epoch.tiers.iter().map(|w| serde_json::json!({
+                    "latency": w.latency, "stream": w.stream,
+                })).collect::<Vec<_>>(),
+                "delay_ns": ns(r.epoch.delay.total()),
+                "injected_ns": ns(r.injected),
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// The timeline: injected (or predicted) delay per epoch against time.
+fn plot(path: &Path, rows: &[Row], policy: &str) -> Result<()> {
+    let series: Vec<(f64, f64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.at.as_secs_f64(),
+                r.epoch.delay.total().as_secs_f64() * 1e3,
+            )
+        })
+        .collect();
+    crate::sched_plot::timeline(
+        path,
+        &format!("moat cxlsim ({policy}): delay per epoch"),
+        "time (s)",
+        "delay (ms)",
+        &series,
+    )
+}
