@@ -84,6 +84,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "moat-agent",
                 "moat-attach",
                 "moat-kernel",
+                "moat-cxlsim",
             ][..],
         ),
         (
@@ -106,6 +107,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("moat-omb", &["moat-pool"][..]),
         ("moat-attach", &["moat", "moat-signal"][..]),
         ("moat-agent", &["moat", "moat-attach"][..]),
+        ("moat-cxlsim", &["moat-kernel"][..]),
     ])
 }
 
