@@ -1,0 +1,251 @@
+//! Validation of `moat cxlsim` (issue 19): microbenchmarks whose CXL traffic is known by
+//! construction (`examples/cxlsim/membench.c`: a pointer chase, independent random loads, a
+//! sequential stream, a chase alternating between a CXL-placed and a local array), run natively
+//! and under `moat cxlsim` at +100, +200 and +300 ns, rounds interleaved. Each workload times its
+//! own loop, so the measured slowdown is the loop's, and is compared with the analytic value:
+//!
+//! - chase, random: every load misses, so each step's time grows by the extra latency in
+//!   proportion to a miss's local cost: `1 + extra / miss`, with `miss` the chase's own native
+//!   time per step (random: the same per overlapped miss);
+//! - mixed: one CXL miss per step among local hits: `1 + extra / step`;
+//! - stream: bandwidth-bound; through a link of bandwidth `B` (8 GB/s here, to make the link the
+//!   bottleneck) it takes `max(1, local_bandwidth / B)`.
+//!
+//! Also the sampling overhead (`--no-inject`: run time under `moat cxlsim` over native) and two
+//! real programs (python3 allocation-heavy and a dictionary key-value workload) with their
+//! predicted slowdowns.
+//!
+//! ```text
+//! cargo build --release -p moat-cli -p moat-agent
+//! cargo run --release -p moat-bench --bin bench_cxlsim [-- --rounds 3 --plot docs/bench/cxlsim.png]
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn moat() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let moat = exe.with_file_name("moat");
+    let agent = exe.with_file_name("libmoat_agent.so");
+    if moat.is_file() && agent.is_file() {
+        Ok(moat)
+    } else {
+        Err(format!(
+            "{} or {} missing: cargo build --release -p moat-cli -p moat-agent",
+            moat.display(),
+            agent.display()
+        ))
+    }
+}
+
+fn membench() -> Result<PathBuf, String> {
+    let bin = std::env::temp_dir().join(format!("moat-membench-{}", std::process::id()));
+    let status = Command::new("cc")
+        .args(["-O2", "-o"])
+        .arg(&bin)
+        .arg(workspace().join("examples/cxlsim/membench.c"))
+        .status()
+        .map_err(|e| format!("cc: {e}"))?;
+    if !status.success() {
+        return Err("cc failed on membench.c".into());
+    }
+    Ok(bin)
+}
+
+/// `ns/step` from membench's line.
+fn ns_per_step(stdout: &str) -> Option<f64> {
+    let line = stdout.lines().find(|l| l.contains("ns/step"))?;
+    let before = line.split(" ns/step").next()?;
+    before.rsplit(' ').next()?.parse().ok()
+}
+
+fn run_native(bin: &Path, args: &[&str]) -> Result<f64, String> {
+    let out = Command::new(bin)
+        .args(args)
+        .output()
+        .map_err(|e| e.to_string())?;
+    ns_per_step(&String::from_utf8_lossy(&out.stdout)).ok_or("no ns/step".into())
+}
+
+/// Under `moat cxlsim --json`: (ns/step of the loop, the report).
+fn run_sim(
+    moat: &Path,
+    sim_args: &[String],
+    cmd: &[&str],
+) -> Result<(Option<f64>, serde_json::Value), String> {
+    let out = Command::new(moat)
+        .arg("cxlsim")
+        .arg("--json")
+        .args(sim_args)
+        .arg("--")
+        .args(cmd)
+        .output()
+        .map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .ok_or_else(|| format!("no report: {}", String::from_utf8_lossy(&out.stderr)))?;
+    let report: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    Ok((ns_per_step(&stdout), report))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() -> Result<(), String> {
+    let args: Vec<String> = std::env::args().collect();
+    let rounds: usize = args
+        .iter()
+        .position(|a| a == "--rounds")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let plot = args
+        .iter()
+        .position(|a| a == "--plot")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from);
+    let moat = moat()?;
+    let bench = membench()?;
+    let b = bench.to_str().unwrap_or_default().to_string();
+    // The local DRAM figures, measured once for all runs (as each run would).
+    let (_, cal) = run_sim(
+        &moat,
+        &["--no-inject".into(), "--policy".into(), "local".into()],
+        &[&b, "chase", "8", "1000"],
+    )?;
+    let local_bw = cal["local_dram"]["bandwidth_bytes_per_s"]
+        .as_f64()
+        .unwrap_or(0.0);
+    let local_ns = cal["local_dram"]["latency_ns"].as_f64().unwrap_or(0.0);
+    let local = format!("{local_ns:.1},{:.3}", local_bw / 1e9);
+    println!(
+        "local DRAM (calibration): {local_ns:.0} ns per dependent miss, {:.1} GB/s",
+        local_bw / 1e9
+    );
+    let workloads: [(&str, Vec<&str>); 4] = [
+        ("chase", vec!["chase", "256", "3000000"]),
+        ("random", vec!["random", "256", "30000000"]),
+        ("mixed", vec!["mixed", "256", "2000000"]),
+        ("stream", vec!["stream", "256", "12"]),
+    ];
+    println!();
+    println!("| workload | extra latency | native ns/step | under cxlsim | measured slowdown | analytic | error | whole-run prediction |");
+    println!("|---|--:|--:|--:|--:|--:|--:|--:|");
+    // The chase's native time per step is the miss cost the analytic values use.
+    let mut chase_native = 0.0;
+    for (name, cmd) in &workloads {
+        let mut cmd_full = vec![b.as_str()];
+        cmd_full.extend(cmd.iter().copied());
+        for extra in [100u32, 200, 300] {
+            let mut sim_args = vec![
+                "--latency".to_string(),
+                extra.to_string(),
+                "--local".into(),
+                local.clone(),
+            ];
+            if *name == "stream" {
+                sim_args.extend(["--bandwidth".into(), "8".into()]);
+            }
+            let (mut native, mut simulated, mut whole) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..rounds {
+                native.push(run_native(&bench, &cmd_full[1..])?);
+                let (ns, report) = run_sim(&moat, &sim_args, &cmd_full)?;
+                simulated.push(ns.ok_or("no ns/step under cxlsim")?);
+                whole.push(report["slowdown"].as_f64().unwrap_or(0.0));
+            }
+            let (n, s) = (median(native), median(simulated));
+            if *name == "chase" && extra == 100 {
+                chase_native = n;
+            }
+            let measured = s / n;
+            let analytic = match *name {
+                "chase" | "random" => 1.0 + f64::from(extra) / chase_native.max(1.0),
+                "mixed" => 1.0 + f64::from(extra) / n,
+                _ => (local_bw / 8e9).max(1.0),
+            };
+            let error = (measured / analytic - 1.0) * 100.0;
+            println!(
+                "| {name} | +{extra} ns | {n:.2} | {s:.2} | {measured:.2}× | {analytic:.2}× | {error:+.1} % | {:.2}× |",
+                median(whole)
+            );
+        }
+    }
+    // Overhead: sampling and the policy's probes, nothing injected.
+    println!();
+    println!("| workload | native ns/step | under `moat cxlsim --no-inject` | overhead |");
+    println!("|---|--:|--:|--:|");
+    for (name, cmd) in &workloads {
+        let mut cmd_full = vec![b.as_str()];
+        cmd_full.extend(cmd.iter().copied());
+        let (mut native, mut sampled) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            native.push(run_native(&bench, &cmd_full[1..])?);
+            let sim_args = vec!["--no-inject".into(), "--local".into(), local.clone()];
+            let (ns, _) = run_sim(&moat, &sim_args, &cmd_full)?;
+            sampled.push(ns.ok_or("no ns/step")?);
+        }
+        let (n, s) = (median(native), median(sampled));
+        println!("| {name} | {n:.2} | {s:.2} | {:.2}× |", s / n);
+    }
+    // Real programs: predicted slowdowns (no analytic value).
+    let python = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    if let Some(py) = python {
+        println!();
+        println!("| program | policy | extra latency | run time native (s) | predicted (s) | slowdown | CXL samples |");
+        println!("|---|---|--:|--:|--:|--:|--:|");
+        let alloc = "x=[bytearray(4096) for _ in range(60000)]\nfor r in range(20):\n    for b in x[::7]: b[0]=r\n";
+        let kv = "import random\nd={}\nfor i in range(400000): d['k%d'%i]=i\ns=0\nfor i in range(1500000): s+=d['k%d'%random.randrange(400000)]\nprint(s>0)\n";
+        for (label, script) in [("python3 allocations", alloc), ("python3 key-value", kv)] {
+            for policy in ["all", "threshold"] {
+                let sim_args = vec![
+                    "--policy".into(),
+                    policy.into(),
+                    "--latency".into(),
+                    "200".into(),
+                    "--local".into(),
+                    local.clone(),
+                ];
+                let (_, r) = run_sim(&moat, &sim_args, &[&py, "-c", script])?;
+                let ns = |k: &str| r[k].as_f64().unwrap_or(0.0) / 1e9;
+                println!(
+                    "| {label} | {policy} | +200 ns | {:.2} | {:.2} | {:.2}× | {} |",
+                    ns("native_ns"),
+                    ns("simulated_ns"),
+                    r["slowdown"].as_f64().unwrap_or(0.0),
+                    r["cxl_latency_samples"].as_u64().unwrap_or(0)
+                        + r["cxl_stream_samples"].as_u64().unwrap_or(0)
+                );
+            }
+        }
+    }
+    if let Some(path) = plot {
+        // The timeline of one run, as `moat cxlsim --plot` draws it.
+        let status = Command::new(&moat)
+            .args(["cxlsim", "--latency", "200", "--local", &local, "--plot"])
+            .arg(&path)
+            .args(["--", &b, "mixed", "256", "3000000"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .map_err(|e| e.to_string())?;
+        if !status.success() {
+            return Err("moat cxlsim --plot failed".into());
+        }
+        println!("\nwrote {}", path.display());
+    }
+    let _ = std::fs::remove_file(&bench);
+    Ok(())
+}
