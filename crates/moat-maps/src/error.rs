@@ -9,6 +9,8 @@ pub mod errno {
     pub const ENOENT: i32 = 2;
     /// Argument list too long: map full, index out of range, map too big.
     pub const E2BIG: i32 = 7;
+    /// Input/output error: shared map storage that cannot be made or read.
+    pub const EIO: i32 = 5;
     /// Try again: ring buffer full.
     pub const EAGAIN: i32 = 11;
     /// Out of memory.
@@ -168,6 +170,15 @@ pub enum MapError {
         /// The size requested.
         size: usize,
     },
+    /// Shared map storage ([`SharedMemory`](crate::SharedMemory), [`SharedMap`](crate::SharedMap))
+    /// could not be made, mapped or read (`-EIO`): a file under the shared directory, and why.
+    #[error("shared map storage {path}: {reason}")]
+    Shared {
+        /// The file or directory concerned.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// An external backend ([`MapBackend`](crate::MapBackend)) failed for a reason of its own
     /// (permissions, a read-only or corrupt store, I/O), with the errno it maps to.
     #[error("{message}")]
@@ -203,6 +214,7 @@ impl MapError {
             MapError::RingFull => EAGAIN,
             MapError::Busy => EBUSY,
             MapError::OutOfMemory { .. } => ENOMEM,
+            MapError::Shared { .. } => EIO,
             MapError::External { errno, .. } => errno.saturating_abs(),
         }
     }

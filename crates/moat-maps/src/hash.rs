@@ -8,6 +8,12 @@
 //! The index (a `hashbrown` table from key to slot number, the keys, a free list) is on the Rust heap
 //! behind one `RwLock`: lookups share it, updates and deletes take it exclusively.
 //!
+//! In [shared](crate::MapMemory::is_shared) memory the map also keeps a key table beside the values:
+//! per slot a state word and the key ([`KeyTable`]), written under the index lock like a sequence
+//! lock, so that a reader in another process ([`SharedMap`](crate::SharedMap)) scans the elements
+//! without the private index and never takes a half-written key or value for an element. Programs'
+//! writes through value pointers are not covered (as in the kernel, such values may be read torn).
+//!
 //! LRU maps evict the least recently used element when a new key finds no free slot. "Used" means
 //! inserted, updated, or looked up by a program ([`HashMap::lookup_ptr`]); host-side lookups do not count,
 //! as in the kernel. The order is exact: every use stamps the slot with a global counter (under the
@@ -15,16 +21,16 @@
 //! re-queueing entries whose stamp moved since they were queued. The kernel's LRU is an approximation
 //! of this order.
 
-use crate::def::{MapDef, MapType};
+use crate::def::{round8, MapDef, MapType};
 use crate::error::MapError;
-use crate::mem::MapMemory;
+use crate::mem::{Block, MapMemory};
 use crate::value::{Slots, ValueSrc};
 use hashbrown::{DefaultHashBuilder, HashTable};
 use moat_abi::{BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST};
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Recency bookkeeping of LRU maps.
@@ -77,11 +83,115 @@ impl State {
     }
 }
 
+/// State word bit: the slot is being written; readers retry.
+const KEY_BUSY: u64 = 1;
+/// State word bit: the slot holds an element.
+const KEY_USED: u64 = 2;
+/// State word: one generation (the bits above the two flags count completed writes).
+const KEY_GEN: u64 = 4;
+/// How often a reader retries a slot that is being written before it skips it.
+const READ_RETRIES: usize = 1000;
+
+/// The key table of a hash map in shared memory: slot `i` is at `i * stride`, a `u64` state word
+/// (`generation << 2 | used << 1 | busy`) then the key, padded to 8 bytes.
+///
+/// The one writer (holding the index lock) sets `busy`, writes, then stores the next generation with
+/// `busy` clear; a reader copies the key and value between two loads of the word and keeps them only
+/// if both loads are equal and show a used, not busy, slot.
+#[derive(Debug)]
+pub(crate) struct KeyTable {
+    block: Block,
+    stride: usize,
+    key_size: usize,
+}
+
+impl KeyTable {
+    fn stride(key_size: usize) -> usize {
+        8 + round8(key_size as u64) as usize
+    }
+
+    fn new(memory: &Arc<dyn MapMemory>, n: usize, key_size: usize) -> Result<KeyTable, MapError> {
+        let stride = KeyTable::stride(key_size);
+        let len = stride
+            .checked_mul(n)
+            .ok_or(MapError::OutOfMemory { size: usize::MAX })?;
+        Ok(KeyTable {
+            block: Block::new(memory, len, 8)?,
+            stride,
+            key_size,
+        })
+    }
+
+    /// A reader's view of `n` slots in `block`; `None` if it is too short.
+    pub(crate) fn from_block(block: Block, n: u32, key_size: u32) -> Option<KeyTable> {
+        let stride = KeyTable::stride(key_size as usize);
+        (stride.checked_mul(n as usize)? <= block.len()).then_some(KeyTable {
+            block,
+            stride,
+            key_size: key_size as usize,
+        })
+    }
+
+    /// Marks `slot` busy; returns its word before.
+    fn begin(&self, slot: usize) -> u64 {
+        let word = self.block.atomic_u64(slot * self.stride);
+        let before = word.load(Ordering::Relaxed);
+        word.store(before | KEY_BUSY, Ordering::Relaxed);
+        // Orders the busy mark before the writes that follow, for readers that fence after copying.
+        fence(Ordering::Release);
+        before
+    }
+
+    /// Ends a write begun with `before`: the next generation, used or not.
+    fn end(&self, slot: usize, before: u64, used: bool) {
+        let next = (before & !(KEY_BUSY | KEY_USED)).wrapping_add(KEY_GEN)
+            | if used { KEY_USED } else { 0 };
+        self.block
+            .atomic_u64(slot * self.stride)
+            .store(next, Ordering::Release);
+    }
+
+    fn write_key(&self, slot: usize, key: &[u8]) {
+        self.block.write(slot * self.stride + 8, key);
+    }
+
+    /// Copies slot `slot`'s key into `key` and its value (through `read_value`) if it holds an
+    /// element that no write changed meanwhile; `false` if it holds none or kept changing.
+    pub(crate) fn read_entry(
+        &self,
+        slot: usize,
+        key: &mut [u8],
+        mut read_value: impl FnMut(),
+    ) -> bool {
+        let word = self.block.atomic_u64(slot * self.stride);
+        for _ in 0..READ_RETRIES {
+            let before = word.load(Ordering::Acquire);
+            if before & KEY_BUSY != 0 {
+                std::hint::spin_loop();
+                continue;
+            }
+            if before & KEY_USED == 0 {
+                return false;
+            }
+            self.block
+                .read(slot * self.stride + 8, &mut key[..self.key_size]);
+            read_value();
+            fence(Ordering::Acquire);
+            if word.load(Ordering::Relaxed) == before {
+                return true;
+            }
+        }
+        false
+    }
+}
+
 /// A (per-CPU, LRU) hash map.
 #[derive(Debug)]
 pub(crate) struct HashMap {
     key_size: usize,
     pub(crate) slots: Slots,
+    /// The key table readers in other processes scan (maps in shared memory only).
+    table: Option<KeyTable>,
     lru: Option<Lru>,
     hasher: DefaultHashBuilder,
     state: RwLock<State>,
@@ -103,9 +213,15 @@ impl HashMap {
             def.map_type.is_percpu(),
             cpus,
         )?;
+        let table = if memory.is_shared() {
+            Some(KeyTable::new(memory, n, key_size)?)
+        } else {
+            None
+        };
         Ok(HashMap {
             key_size,
             slots,
+            table,
             lru: lru.then(|| Lru {
                 clock: AtomicU64::new(0),
                 last_used: (0..n).map(|_| AtomicU64::new(0)).collect(),
@@ -173,7 +289,11 @@ impl HashMap {
             if flags == BPF_NOEXIST {
                 return Err(MapError::Exists);
             }
+            let before = self.table.as_ref().map(|t| t.begin(slot as usize));
             self.slots.write(slot as usize, src, false);
+            if let (Some(t), Some(before)) = (&self.table, before) {
+                t.end(slot as usize, before, true);
+            }
             if let Some(lru) = &self.lru {
                 lru.touch(slot as usize);
             }
@@ -200,7 +320,15 @@ impl HashMap {
                 .hash_one(keys.get(start..start + key_size).unwrap_or(&[]))
         });
         st.len += 1;
+        let before = self.table.as_ref().map(|t| {
+            let before = t.begin(slot as usize);
+            t.write_key(slot as usize, key);
+            before
+        });
         self.slots.write(slot as usize, src, true);
+        if let (Some(t), Some(before)) = (&self.table, before) {
+            t.end(slot as usize, before, true);
+        }
         if let Some(lru) = &self.lru {
             let stamp = lru.touch(slot as usize);
             st.queue.insert(stamp, slot);
@@ -219,6 +347,10 @@ impl HashMap {
         }
         if let Some(u) = st.used.get_mut(slot as usize) {
             *u = false;
+        }
+        if let Some(t) = &self.table {
+            let before = t.begin(slot as usize);
+            t.end(slot as usize, before, false);
         }
         st.len -= 1;
         if let Some(&q) = st.queued_at.get(slot as usize) {

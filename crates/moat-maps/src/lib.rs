@@ -29,10 +29,15 @@
 //! # Ok::<(), MapError>(())
 //! ```
 //!
+//! Maps can also live in memory another process maps: [`SharedMemory`] puts each allocation of a map
+//! in a file of its own (under `/dev/shm`), [`publish`] describes the map there, and a reader in
+//! another process opens it as a [`SharedMap`] to dump its elements or consume its records while the
+//! writer runs, and after it is gone (see the `shared` module for the files' layout).
+//!
 //! This crate depends on no other moat crate but [`moat_abi`] (the kernel's numbers: map types and
 //! flags, re-exported here): it knows nothing of instructions, programs or the verifier. Checks that
 //! the kernel leaves to the verifier (a program writing past its value, a read-only map written by a
-//! program) are not made here. All `unsafe` code is in the `mem` module.
+//! program) are not made here. All `unsafe` code is in the `mem` and `shm` modules.
 
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
@@ -48,6 +53,8 @@ mod mem;
 mod perfbuf;
 mod queue;
 mod ringbuf;
+mod shared;
+mod shm;
 mod stacktrace;
 mod value;
 
@@ -70,3 +77,5 @@ pub use ringbuf::{
     BPF_RB_RING_SIZE, BPF_RINGBUF_BUSY_BIT, BPF_RINGBUF_DISCARD_BIT, BPF_RINGBUF_HDR_SZ,
     RINGBUF_MAX_RECORD_SZ,
 };
+pub use shared::{is_shareable, publish, SharedMap};
+pub use shm::SharedMemory;

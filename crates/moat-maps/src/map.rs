@@ -156,7 +156,7 @@ impl Map {
             MapType::Queue | MapType::Stack => Kind::Queue(QueueStack::new(&def, &memory)?),
             MapType::RingBuf => Kind::RingBuf(RingBuf::new(&def, &memory)?),
             MapType::StackTrace => Kind::StackTrace(StackTraceMap::new(&def)?),
-            MapType::PerfEventArray => Kind::PerfEventArray(PerfEventArray::new(&def)),
+            MapType::PerfEventArray => Kind::PerfEventArray(PerfEventArray::new(&def, &memory)),
         };
         Ok(Map { def, cpus, kind })
     }

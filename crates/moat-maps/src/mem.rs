@@ -1,8 +1,8 @@
 //! Raw map storage: the [`MapMemory`] allocation trait, its heap implementation [`HeapMemory`], and
 //! `Block`, the crate-private owner of one allocation.
 //!
-//! This is the only module of the crate that contains `unsafe` code. Every other module reaches map
-//! memory through `Block`'s safe, bounds-checked methods.
+//! With `shm` (shared-memory mappings), this is the only module of the crate that contains `unsafe`
+//! code. Every other module reaches map memory through `Block`'s safe, bounds-checked methods.
 //!
 //! Values are shared with BPF programs, which read and write them through raw pointers while host threads
 //! copy them. So that such overlapping host accesses are never undefined behaviour on the Rust side, every
@@ -46,6 +46,13 @@ pub unsafe trait MapMemory: Send + Sync {
     /// `ptr` must come from a call `self.alloc(size, align)` with the same `size` and `align`, and must
     /// not have been freed already. No reference or pointer into the memory may be used afterwards.
     unsafe fn free(&self, ptr: NonNull<u8>, size: usize, align: usize);
+
+    /// Whether other processes read this memory while the map lives (as
+    /// [`SharedMemory`](crate::SharedMemory) does). Hash maps then also keep a table of their keys in
+    /// it, which a reader scans without the private index ([`SharedMap`](crate::SharedMap)).
+    fn is_shared(&self) -> bool {
+        false
+    }
 }
 
 /// [`MapMemory`] on the process heap ([`std::alloc::alloc_zeroed`]).
@@ -96,7 +103,18 @@ pub(crate) struct Block {
     ptr: NonNull<u8>,
     len: usize,
     align: usize,
-    memory: Arc<dyn MapMemory>,
+    owner: Owner,
+}
+
+/// Who returns a block's memory.
+enum Owner {
+    /// Allocated from a [`MapMemory`], freed on drop.
+    Memory(Arc<dyn MapMemory>),
+    /// A reader's view of another process's block (a mapped file); the mapping outlives the block.
+    Mapping {
+        /// Held, never read: keeps the mapping alive.
+        _keep: Arc<dyn Send + Sync>,
+    },
 }
 
 // SAFETY: a `Block` owns its memory exclusively (the `MapMemory` contract says it is not part of any
@@ -131,7 +149,7 @@ impl Block {
             ptr,
             len,
             align,
-            memory: Arc::clone(memory),
+            owner: Owner::Memory(Arc::clone(memory)),
         };
         if block.addr() & (align - 1) != 0 {
             // A misbehaving implementation: refuse the memory rather than misalign atomics. Dropping
@@ -139,6 +157,26 @@ impl Block {
             return Err(MapError::OutOfMemory { size: len });
         }
         Ok(block)
+    }
+
+    /// A view of `len` bytes at `ptr` that `mapping` keeps valid (a reader's mapping of a shared
+    /// block); dropping the view frees nothing.
+    ///
+    /// # Safety
+    ///
+    /// `ptr..ptr + len` must be readable and writable, 8-byte aligned, stay mapped at that address as
+    /// long as `mapping` lives, and be accessed by this process through atomics only.
+    pub(crate) unsafe fn view(
+        ptr: NonNull<u8>,
+        len: usize,
+        mapping: Arc<dyn Send + Sync>,
+    ) -> Block {
+        Block {
+            ptr,
+            len,
+            align: MIN_ALIGN,
+            owner: Owner::Mapping { _keep: mapping },
+        }
     }
 
     /// The block's start address.
@@ -280,10 +318,12 @@ impl Block {
 
 impl Drop for Block {
     fn drop(&mut self) {
-        // SAFETY: `ptr` came from `self.memory.alloc(self.len, self.align)` in `Block::new` and is freed
-        // only here; no reference into the block can outlive `self`. (Raw pointers handed to programs
-        // must not be used after the map is dropped, as documented on `Map`.)
-        unsafe { self.memory.free(self.ptr, self.len, self.align) };
+        if let Owner::Memory(memory) = &self.owner {
+            // SAFETY: `ptr` came from `memory.alloc(self.len, self.align)` in `Block::new` and is
+            // freed only here; no reference into the block can outlive `self`. (Raw pointers handed
+            // to programs must not be used after the map is dropped, as documented on `Map`.)
+            unsafe { memory.free(self.ptr, self.len, self.align) };
+        }
     }
 }
 

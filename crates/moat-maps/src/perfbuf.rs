@@ -3,19 +3,23 @@
 //!
 //! In the kernel each slot holds a perf event whose ring buffer user space maps; a record goes to the
 //! slot of the CPU the program runs on (`BPF_F_CURRENT_CPU`) or to an explicit slot, and a full ring
-//! drops it (`-ENOSPC`) and counts it lost. Here every slot is a bounded queue of records
-//! ([`PERF_BUFFER_BYTES`] per slot, the size of libbpf's default 8-page buffers' payload order of
-//! magnitude); the values user space writes into slots (perf event descriptors, in the kernel) are
-//! kept and read back as written, so loaders that fill them work unchanged. Unlike the kernel, a
-//! slot with no value stored still takes records (moat's own tracer drains every slot).
+//! drops it (`-ENOSPC`) and counts it lost. Here every slot is a ring buffer of this crate
+//! ([`RingBuf`], [`PERF_BUFFER_BYTES`] of data, records with the ring's 8-byte headers) in the map's
+//! memory, made when the slot gets its first record (so a map in shared memory grows by one
+//! segment per slot used, each labelled with its slot number for readers). The values user space
+//! writes into slots (perf event descriptors, in the kernel) are kept and read back as written, so
+//! loaders that fill them work unchanged. Unlike the kernel, a slot with no value stored still takes
+//! records (moat's own tracer drains every slot).
 
 use crate::def::MapDef;
 use crate::error::MapError;
-use std::collections::VecDeque;
+use crate::mem::MapMemory;
+use crate::ringbuf::RingBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-/// Bytes of records one slot holds before new ones are dropped (counted in [`PerfEventArray::lost`]).
+/// Bytes of record data (headers included) one slot's ring holds; records that do not fit are
+/// dropped (counted in [`PerfEventArray::lost`]).
 pub const PERF_BUFFER_BYTES: usize = 256 * 1024;
 
 /// `bpf_perf_event_output`'s flag: the record goes to the current CPU's slot.
@@ -23,33 +27,62 @@ pub const BPF_F_CURRENT_CPU: u64 = 0xffff_ffff;
 /// `bpf_perf_event_output`'s flags: the slot index (or [`BPF_F_CURRENT_CPU`]).
 pub const BPF_F_INDEX_MASK: u64 = 0xffff_ffff;
 
-#[derive(Debug, Default)]
-struct Slot {
-    /// The value user space stored (a perf event descriptor, in the kernel).
-    value: Option<u32>,
-    records: VecDeque<Vec<u8>>,
-    bytes: usize,
-}
-
 /// A perf event array.
-#[derive(Debug)]
 pub(crate) struct PerfEventArray {
-    slots: Box<[Mutex<Slot>]>,
+    /// The value user space stored in each slot (a perf event descriptor, in the kernel).
+    values: Box<[Mutex<Option<u32>>]>,
+    /// Each slot's ring, made at its first record.
+    rings: Box<[OnceLock<RingBuf>]>,
+    /// Serialises the making of rings.
+    making: Mutex<()>,
+    memory: Arc<dyn MapMemory>,
     lost: AtomicU64,
 }
 
+impl std::fmt::Debug for PerfEventArray {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PerfEventArray")
+            .field("slots", &self.values.len())
+            .field("lost", &self.lost)
+            .finish()
+    }
+}
+
+/// The ring definition of one slot.
+pub(crate) fn slot_ring_def() -> MapDef {
+    MapDef::new(crate::MapType::RingBuf, 0, 0, PERF_BUFFER_BYTES as u32)
+}
+
 impl PerfEventArray {
-    pub(crate) fn new(def: &MapDef) -> PerfEventArray {
+    pub(crate) fn new(def: &MapDef, memory: &Arc<dyn MapMemory>) -> PerfEventArray {
         PerfEventArray {
-            slots: (0..def.max_entries).map(|_| Mutex::default()).collect(),
+            values: (0..def.max_entries).map(|_| Mutex::default()).collect(),
+            rings: (0..def.max_entries).map(|_| OnceLock::new()).collect(),
+            making: Mutex::new(()),
+            memory: Arc::clone(memory),
             lost: AtomicU64::new(0),
         }
     }
 
-    fn slot(&self, index: u32) -> Option<MutexGuard<'_, Slot>> {
-        self.slots
+    fn value(&self, index: u32) -> Option<MutexGuard<'_, Option<u32>>> {
+        self.values
             .get(index as usize)
             .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Slot `index`'s ring, made now if it has none; `None` if the memory cannot be had.
+    fn ring(&self, index: u32) -> Option<&RingBuf> {
+        let cell = self.rings.get(index as usize)?;
+        if let Some(r) = cell.get() {
+            return Some(r);
+        }
+        let _making = self.making.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = cell.get() {
+            return Some(r);
+        }
+        let ring = RingBuf::new(&slot_ring_def(), &self.memory).ok()?;
+        ring.set_tag(u64::from(index) + 1);
+        Some(cell.get_or_init(|| ring))
     }
 
     /// `bpf_perf_event_output` from a program on `cpu`: appends `data` to the slot `flags` names.
@@ -61,35 +94,29 @@ impl PerfEventArray {
             BPF_F_CURRENT_CPU => u32::try_from(cpu).unwrap_or(u32::MAX),
             i => i as u32,
         };
-        let mut slot = self.slot(index).ok_or(MapError::IndexOutOfRange {
-            index,
-            max_entries: self.slots.len() as u32,
-        })?;
-        if slot.bytes + data.len() > PERF_BUFFER_BYTES {
-            drop(slot);
+        if index as usize >= self.rings.len() {
+            return Err(MapError::IndexOutOfRange {
+                index,
+                max_entries: self.rings.len() as u32,
+            });
+        }
+        let stored = self.ring(index).map(|r| r.output(data, 0));
+        if !matches!(stored, Some(Ok(()))) {
             self.lost.fetch_add(1, Ordering::Relaxed);
             return Err(MapError::NoSpace);
         }
-        slot.bytes += data.len();
-        slot.records.push_back(data.to_vec());
         Ok(())
     }
 
     /// Hands every record to `f` as `(slot, record)`, oldest first per slot; how many.
     pub(crate) fn consume(&self, f: &mut dyn FnMut(u32, &[u8])) -> usize {
         let mut n = 0;
-        for index in 0..self.slots.len() as u32 {
-            let records: Vec<Vec<u8>> = match self.slot(index) {
-                Some(mut s) => {
-                    s.bytes = 0;
-                    s.records.drain(..).collect()
-                }
-                None => continue,
-            };
-            for r in &records {
-                f(index, r);
+        for (index, cell) in self.rings.iter().enumerate() {
+            if let Some(ring) = cell.get() {
+                n += ring
+                    .consume(&mut |r| f(index as u32, r))
+                    .unwrap_or_default();
             }
-            n += records.len();
         }
         n
     }
@@ -101,45 +128,43 @@ impl PerfEventArray {
 
     /// Slots with a value stored.
     pub(crate) fn len(&self) -> usize {
-        (0..self.slots.len() as u32)
-            .filter(|&i| self.slot(i).is_some_and(|s| s.value.is_some()))
+        (0..self.values.len() as u32)
+            .filter(|&i| self.value(i).is_some_and(|s| s.is_some()))
             .count()
     }
 
     /// `BPF_MAP_UPDATE_ELEM` from user space: stores the slot's value.
     pub(crate) fn update(&self, index: u32, value: u32) -> Result<(), MapError> {
-        let mut slot = self.slot(index).ok_or(MapError::IndexOutOfRange {
+        let mut slot = self.value(index).ok_or(MapError::IndexOutOfRange {
             index,
-            max_entries: self.slots.len() as u32,
+            max_entries: self.values.len() as u32,
         })?;
-        slot.value = Some(value);
+        *slot = Some(value);
         Ok(())
     }
 
     /// `BPF_MAP_LOOKUP_ELEM`: the slot's value.
     pub(crate) fn lookup(&self, index: u32) -> Result<u32, MapError> {
-        self.slot(index)
-            .and_then(|s| s.value)
-            .ok_or(MapError::NotFound)
+        self.value(index).and_then(|s| *s).ok_or(MapError::NotFound)
     }
 
     /// `BPF_MAP_DELETE_ELEM`: forgets the slot's value.
     pub(crate) fn delete(&self, index: u32) -> Result<(), MapError> {
-        let mut slot = self.slot(index).ok_or(MapError::IndexOutOfRange {
+        let mut slot = self.value(index).ok_or(MapError::IndexOutOfRange {
             index,
-            max_entries: self.slots.len() as u32,
+            max_entries: self.values.len() as u32,
         })?;
-        slot.value.take().map(|_| ()).ok_or(MapError::NotFound)
+        slot.take().map(|_| ()).ok_or(MapError::NotFound)
     }
 
     /// The first slot with a value after `index`.
     pub(crate) fn next_key(&self, index: Option<u32>) -> Result<u32, MapError> {
         let start = match index {
-            Some(i) if (i as usize) < self.slots.len() => i + 1,
+            Some(i) if (i as usize) < self.values.len() => i + 1,
             _ => 0,
         };
-        (start..self.slots.len() as u32)
-            .find(|&i| self.slot(i).is_some_and(|s| s.value.is_some()))
+        (start..self.values.len() as u32)
+            .find(|&i| self.value(i).is_some_and(|s| s.is_some()))
             .ok_or(MapError::NotFound)
     }
 }
@@ -150,7 +175,10 @@ mod tests {
     use crate::def::MapType;
 
     fn array(n: u32) -> PerfEventArray {
-        PerfEventArray::new(&MapDef::new(MapType::PerfEventArray, 4, 4, n))
+        PerfEventArray::new(
+            &MapDef::new(MapType::PerfEventArray, 4, 4, n),
+            &crate::HeapMemory::shared(),
+        )
     }
 
     #[test]
@@ -175,12 +203,22 @@ mod tests {
     #[test]
     fn a_full_slot_drops_and_counts() {
         let a = array(1);
-        let big = vec![0u8; PERF_BUFFER_BYTES];
-        a.output(&big, 0, 0).unwrap();
+        // Records of 1 KiB take 1 KiB + 8 bytes of header: 255 fit in 256 KiB (8 bytes stay free).
+        let rec = vec![0u8; 1024];
+        let mut stored = 0;
+        while a.output(&rec, 0, 0).is_ok() {
+            stored += 1;
+        }
+        assert_eq!(stored, PERF_BUFFER_BYTES / 1032);
         assert!(matches!(a.output(b"more", 0, 0), Err(MapError::NoSpace)));
-        assert_eq!(a.lost(), 1);
-        a.consume(&mut |_, _| {});
+        assert_eq!(a.lost(), 2);
+        assert_eq!(a.consume(&mut |_, _| {}), stored);
         a.output(b"more", 0, 0).unwrap();
+        // A record larger than the ring never fits.
+        assert!(matches!(
+            a.output(&vec![0; PERF_BUFFER_BYTES], 0, 0),
+            Err(MapError::NoSpace)
+        ));
     }
 
     #[test]

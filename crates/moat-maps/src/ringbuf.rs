@@ -2,7 +2,8 @@
 //!
 //! The storage is one block laid out like the kernel's memory-mapped ring: a page holding the consumer
 //! position, a page holding the producer position (both `u64`, at the start of their page), then
-//! `max_entries` data bytes. Positions only grow; a position's offset in the data is `pos & (size - 1)`.
+//! `max_entries` data bytes (the word after the consumer position may hold a label, see
+//! `RingBuf::set_tag`). Positions only grow; a position's offset in the data is `pos & (size - 1)`.
 //!
 //! Each record starts with the kernel's 8-byte header: a `u32` length whose bit 31 (busy) is set while
 //! the record is reserved and bit 30 (discard) when it was discarded, then a `u32` that here holds the
@@ -48,8 +49,10 @@ pub const BPF_RB_PROD_POS: u64 = 3;
 
 const PAGE: usize = PAGE_SIZE as usize;
 const CONS_OFF: usize = 0;
+/// A word after the consumer position this crate uses to label rings ([`RingBuf::set_tag`]).
+const TAG_OFF: usize = 8;
 const PROD_OFF: usize = PAGE;
-const DATA_OFF: usize = 2 * PAGE;
+pub(crate) const DATA_OFF: usize = 2 * PAGE;
 const HDR: usize = BPF_RINGBUF_HDR_SZ as usize;
 
 /// A ring buffer.
@@ -73,6 +76,32 @@ impl RingBuf {
             producer: Mutex::new(()),
             consumer: Mutex::new(Vec::new()),
         })
+    }
+
+    /// A reader's view of another process's ring of `size` data bytes in `block`; `None` if the block
+    /// is too short or `size` not a power of two.
+    pub(crate) fn from_block(block: Block, size: u64) -> Option<RingBuf> {
+        let fits = usize::try_from(size)
+            .ok()
+            .and_then(|s| s.checked_add(DATA_OFF))
+            .is_some_and(|end| end <= block.len());
+        (size.is_power_of_two() && fits).then(|| RingBuf {
+            size,
+            block,
+            producer: Mutex::new(()),
+            consumer: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Stores `tag` in the consumer page after the position (a perf event array's slot number, so a
+    /// reader knows which ring a shared file holds).
+    pub(crate) fn set_tag(&self, tag: u64) {
+        self.block.atomic_u64(TAG_OFF).store(tag, Ordering::Release);
+    }
+
+    /// The tag stored by [`RingBuf::set_tag`] (0 before).
+    pub(crate) fn tag(&self) -> u64 {
+        self.block.atomic_u64(TAG_OFF).load(Ordering::Acquire)
     }
 
     fn mask(&self) -> u64 {

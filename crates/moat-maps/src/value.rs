@@ -64,6 +64,29 @@ impl Slots {
         })
     }
 
+    /// The slots of `count` values in `block`, a reader's view of another process's map; `None` if
+    /// the block is too short.
+    pub(crate) fn from_block(
+        block: Block,
+        count: u32,
+        value_size: u32,
+        percpu: bool,
+        cpus: usize,
+    ) -> Option<Slots> {
+        let value_size = value_size as usize;
+        let elem = round8(value_size as u64) as usize;
+        let cpus = if percpu { cpus } else { 1 };
+        let stride = elem.checked_mul(cpus)?;
+        (stride.checked_mul(count as usize)? <= block.len()).then_some(Slots {
+            value_size,
+            elem,
+            stride,
+            cpus,
+            percpu,
+            block,
+        })
+    }
+
     /// The length of a host-side value buffer.
     pub(crate) fn host_size(&self) -> usize {
         if self.percpu {

@@ -1,0 +1,535 @@
+//! Maps read from another process: the writer side [`publish`]es a map made in
+//! [`SharedMemory`](crate::SharedMemory); a reader opens it as a [`SharedMap`] and dumps its
+//! elements or consumes its records straight from the shared files, without the writer's help
+//! (also after the writer is gone).
+//!
+//! # The directory
+//!
+//! For each map with tag `TAG` (any file-name-safe string, unique in the directory):
+//!
+//! - `TAG.map`, the descriptor, written (via a temporary file and a rename, so never seen half
+//!   written) once the map exists: `key=value` lines `type` (the kernel's number), `key_size`,
+//!   `value_size`, `max_entries`, `flags`, `cpus`, and `name` last;
+//! - `TAG.0`, `TAG.1`, ...: the map's allocations in the order it makes them:
+//!   - array and per-CPU array: `TAG.0`, the value slots (`value.rs`: slot `i` at
+//!     `i * stride`, per-CPU copies each padded to 8 bytes);
+//!   - hash, per-CPU hash, LRU hash, LRU per-CPU hash: `TAG.0` the value slots as for arrays,
+//!     `TAG.1` the key table (`hash.rs`: per slot a state word, then the key), which says which
+//!     slots hold elements and under which key;
+//!   - ring buffer: `TAG.0`, the kernel's ring layout (`ringbuf.rs`: consumer page, producer page,
+//!     data); the reader is the consumer and moves the consumer position;
+//!   - perf event array: one ring like a ring buffer's per slot that got records, made at its
+//!     first record, so in no particular order; the word after the consumer position holds the
+//!     slot number plus one (0 while the ring is being made).
+//!
+//! Only one reader may consume a map's records at a time (ring buffers have a single consumer).
+
+use crate::def::{MapDef, MapType};
+use crate::error::MapError;
+use crate::hash::KeyTable;
+use crate::map::Map;
+use crate::perfbuf::PERF_BUFFER_BYTES;
+use crate::ringbuf::{RingBuf, DATA_OFF};
+use crate::shm::{Segment, SharedMemory};
+use crate::value::Slots;
+use std::path::{Path, PathBuf};
+
+/// Whether maps of type `t` can live in [`SharedMemory`] and be read as a [`SharedMap`].
+pub fn is_shareable(t: MapType) -> bool {
+    matches!(
+        t,
+        MapType::Array
+            | MapType::PercpuArray
+            | MapType::Hash
+            | MapType::PercpuHash
+            | MapType::LruHash
+            | MapType::LruPercpuHash
+            | MapType::RingBuf
+            | MapType::PerfEventArray
+    )
+}
+
+fn io_error(path: &Path, e: impl ToString) -> MapError {
+    MapError::Shared {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// Writes the descriptor `dir/TAG.map` of `map`, which was created in
+/// `SharedMemory::new(dir, tag, ..)`: from now on readers may open it.
+pub fn publish(map: &Map, dir: &Path, tag: &str) -> Result<(), MapError> {
+    let def = map.def();
+    if !is_shareable(def.map_type) {
+        return Err(MapError::NotSupported {
+            map_type: def.map_type,
+            op: "shared storage",
+        });
+    }
+    let text = format!(
+        "type={}\nkey_size={}\nvalue_size={}\nmax_entries={}\nflags={}\ncpus={}\nname={}\n",
+        def.map_type.as_u32(),
+        def.key_size,
+        def.value_size,
+        def.max_entries,
+        def.flags,
+        map.cpus(),
+        def.name.replace('\n', " ")
+    );
+    let path = dir.join(format!("{tag}.map"));
+    let tmp = dir.join(format!(".{tag}.map.tmp"));
+    std::fs::write(&tmp, text).map_err(|e| io_error(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| io_error(&path, e))
+}
+
+/// What a reader holds of one map.
+#[derive(Debug)]
+enum View {
+    Array(Slots),
+    Hash(Slots, KeyTable),
+    Ring(RingBuf),
+    /// Rings found so far as `(slot, ring)`, and the next allocation number to look for.
+    Perf(Vec<(u32, RingBuf)>, u32),
+}
+
+/// A map another process made in [`SharedMemory`] and [`publish`]ed, read through its files.
+#[derive(Debug)]
+pub struct SharedMap {
+    def: MapDef,
+    cpus: usize,
+    dir: PathBuf,
+    tag: String,
+    view: View,
+}
+
+/// Parses a descriptor.
+fn parse_descriptor(text: &str, path: &Path) -> Result<(MapDef, usize), MapError> {
+    let field = |key: &str| -> Result<&str, MapError> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .ok_or_else(|| io_error(path, format!("no `{key}` in the descriptor")))
+    };
+    let num = |key: &str| -> Result<u32, MapError> {
+        field(key)?
+            .parse::<u32>()
+            .map_err(|e| io_error(path, format!("`{key}`: {e}")))
+    };
+    let raw = num("type")?;
+    let map_type = MapType::from_u32(raw).ok_or(MapError::UnknownType(raw))?;
+    let def = MapDef::new(
+        map_type,
+        num("key_size")?,
+        num("value_size")?,
+        num("max_entries")?,
+    )
+    .with_flags(num("flags")?)
+    .with_name(field("name")?);
+    let cpus = num("cpus")? as usize;
+    def.check(cpus)?;
+    if !is_shareable(map_type) {
+        return Err(MapError::NotSupported {
+            map_type,
+            op: "shared storage",
+        });
+    }
+    Ok((def, cpus))
+}
+
+impl SharedMap {
+    /// The tags of the maps published in `dir`, sorted.
+    pub fn list(dir: &Path) -> Vec<String> {
+        let mut tags: Vec<String> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                (!name.starts_with('.'))
+                    .then(|| name.strip_suffix(".map").map(str::to_string))
+                    .flatten()
+            })
+            .collect();
+        tags.sort();
+        tags
+    }
+
+    /// Opens map `tag` published in `dir`. [`MapError::Shared`] if a file is missing or too
+    /// short, [`MapError::InvalidDef`] (and the other creation errors) for an impossible
+    /// descriptor.
+    pub fn open(dir: &Path, tag: &str) -> Result<SharedMap, MapError> {
+        let path = dir.join(format!("{tag}.map"));
+        let text = std::fs::read_to_string(&path).map_err(|e| io_error(&path, e))?;
+        let (def, cpus) = parse_descriptor(&text, &path)?;
+        let segment = |n: u32, len: usize| {
+            let file = SharedMemory::file(dir, tag, n);
+            Segment::open(&file, len)?
+                .block(len)
+                .ok_or_else(|| io_error(&file, "too short"))
+        };
+        let percpu = def.map_type.is_percpu();
+        let short = |n: u32| io_error(&SharedMemory::file(dir, tag, n), "too short for the map");
+        let slots_len = |def: &MapDef| {
+            let elem = crate::def::round8(u64::from(def.value_size)) as usize;
+            elem * if percpu { cpus } else { 1 } * def.max_entries as usize
+        };
+        let view = match def.map_type {
+            MapType::Array | MapType::PercpuArray => View::Array(
+                Slots::from_block(
+                    segment(0, slots_len(&def))?,
+                    def.max_entries,
+                    def.value_size,
+                    percpu,
+                    cpus,
+                )
+                .ok_or_else(|| short(0))?,
+            ),
+            MapType::RingBuf => {
+                let size = u64::from(def.max_entries);
+                let block = segment(0, DATA_OFF + def.max_entries as usize)?;
+                View::Ring(RingBuf::from_block(block, size).ok_or_else(|| short(0))?)
+            }
+            MapType::PerfEventArray => View::Perf(Vec::new(), 0),
+            _ => {
+                let slots = Slots::from_block(
+                    segment(0, slots_len(&def))?,
+                    def.max_entries,
+                    def.value_size,
+                    percpu,
+                    cpus,
+                )
+                .ok_or_else(|| short(0))?;
+                let key_len = (8 + crate::def::round8(u64::from(def.key_size)) as usize)
+                    * def.max_entries as usize;
+                let table =
+                    KeyTable::from_block(segment(1, key_len)?, def.max_entries, def.key_size)
+                        .ok_or_else(|| short(1))?;
+                View::Hash(slots, table)
+            }
+        };
+        Ok(SharedMap {
+            def,
+            cpus,
+            dir: dir.to_path_buf(),
+            tag: tag.to_string(),
+            view,
+        })
+    }
+
+    /// The map's definition.
+    pub fn def(&self) -> &MapDef {
+        &self.def
+    }
+
+    /// The map's name.
+    pub fn name(&self) -> &str {
+        &self.def.name
+    }
+
+    /// The number of CPUs the map was made for.
+    pub fn cpus(&self) -> usize {
+        self.cpus
+    }
+
+    /// Every element as `(key, host-side value)`, in slot order (the order of
+    /// [`Map::keys`](crate::Map::keys)): each index of an array, each element of a hash map
+    /// (skipping a slot that is being written and stays so through many retries). Nothing for ring
+    /// buffers and perf event arrays.
+    pub fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::new();
+        match &self.view {
+            View::Array(slots) => {
+                for i in 0..self.def.max_entries {
+                    let mut value = vec![0; slots.host_size()];
+                    slots.read(i as usize, &mut value);
+                    out.push((i.to_ne_bytes().to_vec(), value));
+                }
+            }
+            View::Hash(slots, table) => {
+                let mut key = vec![0; self.def.key_size as usize];
+                let mut value = vec![0; slots.host_size()];
+                for i in 0..self.def.max_entries as usize {
+                    if table.read_entry(i, &mut key, || slots.read(i, &mut value)) {
+                        out.push((key.clone(), value.clone()));
+                    }
+                }
+            }
+            View::Ring(_) | View::Perf(..) => {}
+        }
+        out
+    }
+
+    /// Consumes the committed records of a ring buffer (slot 0) or of every slot of a perf event
+    /// array, passing each to `f` as `(slot, record)`, in order per slot; how many. 0 for other
+    /// maps. [`MapError::CorruptRecord`] if a ring holds an impossible header.
+    pub fn consume(&mut self, f: &mut dyn FnMut(u32, &[u8])) -> Result<usize, MapError> {
+        match &mut self.view {
+            View::Ring(ring) => ring.consume(&mut |r| f(0, r)),
+            View::Perf(rings, next) => {
+                // Rings made since the last call.
+                loop {
+                    let file = SharedMemory::file(&self.dir, &self.tag, *next);
+                    let len = DATA_OFF + PERF_BUFFER_BYTES;
+                    let Ok(segment) = Segment::open(&file, len) else {
+                        break;
+                    };
+                    let ring = segment
+                        .block(len)
+                        .and_then(|b| RingBuf::from_block(b, PERF_BUFFER_BYTES as u64));
+                    let Some(ring) = ring else { break };
+                    let Some(slot) = ring.tag().checked_sub(1) else {
+                        // Still being made: looked at again next time.
+                        break;
+                    };
+                    rings.push((u32::try_from(slot).unwrap_or(u32::MAX), ring));
+                    rings.sort_by_key(|(slot, _)| *slot);
+                    *next += 1;
+                }
+                let mut n = 0;
+                for (slot, ring) in rings.iter() {
+                    n += ring.consume(&mut |r| f(*slot, r))?;
+                }
+                Ok(n)
+            }
+            View::Array(_) | View::Hash(..) => Ok(0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{MapMemory, BPF_ANY, BPF_F_CURRENT_CPU};
+    use std::sync::Arc;
+
+    /// A fresh directory under `/dev/shm` (or the temporary directory), removed on drop.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(name: &str) -> Dir {
+            let base = Path::new("/dev/shm");
+            let base = if base.is_dir() {
+                base.to_path_buf()
+            } else {
+                std::env::temp_dir()
+            };
+            let dir = base.join(format!("moat-maps-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir(&dir).expect("directory");
+            Dir(dir)
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn shared_map(dir: &Dir, tag: &str, def: MapDef) -> Map {
+        let memory: Arc<dyn MapMemory> = SharedMemory::new(&dir.0, tag, None);
+        let map = Map::create_with(def, memory, 2).expect("map");
+        publish(&map, &dir.0, tag).expect("published");
+        map
+    }
+
+    /// What the writer's own host-side view holds, for comparison with the reader's.
+    fn model(map: &Map) -> Vec<(Vec<u8>, Vec<u8>)> {
+        map.keys()
+            .map(|k| {
+                let v = map.lookup(&k).expect("present");
+                (k, v)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn readers_see_what_writers_stored_for_every_shareable_type() {
+        let dir = Dir::new("types");
+        for (i, t) in [
+            MapType::Array,
+            MapType::PercpuArray,
+            MapType::Hash,
+            MapType::PercpuHash,
+            MapType::LruHash,
+            MapType::LruPercpuHash,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let tag = format!("m{i}");
+            let map = shared_map(&dir, &tag, MapDef::new(t, 4, 12, 8).with_name(t.name()));
+            for k in [1u32, 5, 7, 3] {
+                let mut v = [0u8; 12];
+                v[..4].copy_from_slice(&(k * 10).to_ne_bytes());
+                map.update_on_cpu(&k.to_ne_bytes(), &v, BPF_ANY, 1)
+                    .expect("update");
+            }
+            if !matches!(t, MapType::Array | MapType::PercpuArray) {
+                map.delete(&5u32.to_ne_bytes()).expect("delete");
+            }
+            let reader = SharedMap::open(&dir.0, &tag).expect("opens");
+            assert_eq!(reader.name(), t.name());
+            assert_eq!(reader.cpus(), 2);
+            assert_eq!(reader.entries(), model(&map), "{t}");
+        }
+        let mut tags = SharedMap::list(&dir.0);
+        tags.sort();
+        assert_eq!(tags, ["m0", "m1", "m2", "m3", "m4", "m5"]);
+    }
+
+    #[test]
+    fn ring_and_perf_records_are_consumed_by_the_reader() {
+        let dir = Dir::new("rings");
+        let ring = shared_map(&dir, "r", MapDef::new(MapType::RingBuf, 0, 0, 4096));
+        let perf = shared_map(&dir, "p", MapDef::new(MapType::PerfEventArray, 4, 4, 2));
+        let mut ring_reader = SharedMap::open(&dir.0, "r").expect("ring");
+        let mut perf_reader = SharedMap::open(&dir.0, "p").expect("perf");
+        let mut got = Vec::new();
+        assert_eq!(perf_reader.consume(&mut |_, _| {}), Ok(0));
+        for round in 0..50u8 {
+            ring.ringbuf_output(&[round; 100], 0).expect("fits");
+            perf.perf_output(&[round; 3], BPF_F_CURRENT_CPU, usize::from(round % 2))
+                .expect("fits");
+            ring_reader
+                .consume(&mut |slot, r| got.push((9, slot, r.to_vec())))
+                .expect("consumes");
+            perf_reader
+                .consume(&mut |slot, r| got.push((1, slot, r.to_vec())))
+                .expect("consumes");
+        }
+        let want: Vec<_> = (0..50u8)
+            .flat_map(|r| [(9, 0, vec![r; 100]), (1, u32::from(r % 2), vec![r; 3])])
+            .collect();
+        assert_eq!(got, want);
+        // The writer sees the reader's consumer position.
+        assert_eq!(ring.ringbuf_query(crate::BPF_RB_AVAIL_DATA), 0);
+        assert_eq!(perf.perf_consume(&mut |_, _| {}), 0);
+    }
+
+    #[test]
+    fn maps_grow_a_segment_each_and_remove_their_files() {
+        let dir = Dir::new("files");
+        let map = shared_map(&dir, "h", MapDef::new(MapType::Hash, 8, 8, 1000));
+        let files = |d: &Dir| {
+            let mut f: Vec<String> = std::fs::read_dir(&d.0)
+                .expect("dir")
+                .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+                .collect();
+            f.sort();
+            f
+        };
+        assert_eq!(files(&dir), ["h.0", "h.1", "h.map"]);
+        let len = std::fs::metadata(dir.0.join("h.0")).expect("file").len();
+        assert_eq!(len, 8192, "1000 values of 8 bytes, in whole pages");
+        let perf = shared_map(&dir, "p", MapDef::new(MapType::PerfEventArray, 4, 4, 4));
+        assert_eq!(files(&dir).len(), 4, "no ring before the first record");
+        perf.perf_output(b"x", 3, 0).expect("fits");
+        assert!(files(&dir).contains(&"p.0".to_string()));
+        drop(map);
+        drop(perf);
+        assert_eq!(files(&dir), ["h.map", "p.map"]);
+        assert!(matches!(
+            SharedMap::open(&dir.0, "h"),
+            Err(MapError::Shared { .. })
+        ));
+        assert!(matches!(
+            SharedMap::open(&dir.0, "none"),
+            Err(MapError::Shared { .. })
+        ));
+    }
+
+    #[test]
+    fn a_reader_scanning_while_a_writer_updates_never_sees_torn_keys() {
+        let dir = Dir::new("torn");
+        // 24-byte keys and values: every key is one byte repeated, its value the same byte, so a
+        // torn key (or a key with another key's value) shows as mixed bytes.
+        let map = shared_map(&dir, "t", MapDef::new(MapType::Hash, 24, 24, 16));
+        let reader = SharedMap::open(&dir.0, "t").expect("opens");
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut x = 7u64;
+                for _ in 0..200_000 {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let b = (x >> 40) as u8 % 40;
+                    if (x >> 20).is_multiple_of(3) {
+                        let _ = map.delete(&[b; 24]);
+                    } else {
+                        let _ = map.update(&[b; 24], &[b; 24], BPF_ANY);
+                    }
+                }
+                stop.store(true, std::sync::atomic::Ordering::Release);
+            });
+            let mut scans = 0;
+            let mut seen = 0;
+            while !stop.load(std::sync::atomic::Ordering::Acquire) || scans == 0 {
+                for (k, v) in reader.entries() {
+                    assert!(k.iter().all(|&b| b == k[0]), "torn key {k:?}");
+                    assert_eq!(v, k, "a value that is not its key's");
+                    assert!(k[0] < 40);
+                    seen += 1;
+                }
+                scans += 1;
+            }
+            assert!(seen > 0);
+        });
+        assert_eq!(reader.entries(), model(&map));
+    }
+
+    #[test]
+    fn maps_over_an_inner_memory_keep_its_addresses() {
+        let dir = Dir::new("inner");
+        // Whole-page heap allocations stand in for a domain's arena.
+        let memory: Arc<dyn MapMemory> =
+            SharedMemory::new(&dir.0, "a", Some(crate::HeapMemory::shared()));
+        let map = Map::create_with(MapDef::new(MapType::Array, 4, 8, 600), memory, 1).expect("map");
+        publish(&map, &dir.0, "a").expect("published");
+        let reader = SharedMap::open(&dir.0, "a").expect("opens");
+        let p = map.lookup_ptr(&599u32.to_ne_bytes(), 0).expect("in range");
+        assert!(map.value_regions()[0].contains(p.as_ptr() as usize, 8));
+        map.update(&599u32.to_ne_bytes(), &77u64.to_ne_bytes(), BPF_ANY)
+            .expect("update");
+        assert_eq!(
+            reader.entries().last(),
+            Some(&(599u32.to_ne_bytes().to_vec(), 77u64.to_ne_bytes().to_vec()))
+        );
+        drop(map);
+        // The range went back to the heap as anonymous memory: the heap can use it again.
+        let again = vec![1u8; 8192];
+        assert!(again.iter().all(|&b| b == 1));
+    }
+
+    #[test]
+    fn bad_descriptors_are_errors() {
+        let dir = Dir::new("bad");
+        let write = |text: &str| std::fs::write(dir.0.join("x.map"), text).expect("written");
+        write("type=1\nkey_size=4\n");
+        assert!(matches!(
+            SharedMap::open(&dir.0, "x"),
+            Err(MapError::Shared { .. })
+        ));
+        write("type=999\nkey_size=4\nvalue_size=4\nmax_entries=1\nflags=0\ncpus=1\nname=x\n");
+        assert_eq!(
+            SharedMap::open(&dir.0, "x").map(|_| ()),
+            Err(MapError::UnknownType(999))
+        );
+        write("type=2\nkey_size=8\nvalue_size=4\nmax_entries=1\nflags=0\ncpus=1\nname=x\n");
+        assert!(matches!(
+            SharedMap::open(&dir.0, "x"),
+            Err(MapError::InvalidDef { .. })
+        ));
+        // A valid descriptor whose files are missing.
+        write("type=2\nkey_size=4\nvalue_size=4\nmax_entries=1\nflags=0\ncpus=1\nname=x\n");
+        assert!(matches!(
+            SharedMap::open(&dir.0, "x"),
+            Err(MapError::Shared { .. })
+        ));
+        let stack = Map::create(MapDef::new(MapType::Queue, 0, 4, 4)).expect("queue");
+        assert!(matches!(
+            publish(&stack, &dir.0, "q"),
+            Err(MapError::NotSupported { .. })
+        ));
+    }
+}

@@ -1,0 +1,285 @@
+//! Map storage another process can map: [`SharedMemory`], a [`MapMemory`] whose every allocation is
+//! a file of its own in a directory on a `tmpfs` (`/dev/shm/...`), and `Segment`, a reader's mapping
+//! of such a file.
+//!
+//! # Files
+//!
+//! A map created in `SharedMemory::new(dir, tag, ..)` puts its `n`-th allocation (counting from 0,
+//! in the order the map makes them, see [`SharedMap`](crate::SharedMap)) in file `dir/TAG.n`,
+//! created empty, sized to the allocation rounded up to whole pages and mapped `MAP_SHARED`. The
+//! files are sparse: `tmpfs` gives a page memory when it is first written, so storage grows as a map
+//! fills, and every map has segments of its own sized by its `max_entries` (no common segment to
+//! outgrow). Files outlive the process that made them (a crash leaves them for the reader); a map
+//! that is dropped removes its files, and whoever made the directory removes it.
+//!
+//! When the map would otherwise live in an isolation domain (`inner`, whose allocations are whole
+//! pages no one else uses, such as a domain's arena), each allocation is first taken from `inner` and
+//! the file is mapped over it (`MAP_FIXED`), so the value keeps the address the domain's programs
+//! may reach; freeing maps anonymous zero pages back before returning the range to `inner`.
+//!
+//! This module and `mem` are the crate's only `unsafe` code.
+#![expect(unsafe_code, reason = "mmap of shared map storage")]
+
+use crate::error::MapError;
+use crate::mem::MapMemory;
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The page size shared segments are rounded to.
+const PAGE: usize = crate::def::PAGE_SIZE as usize;
+
+fn shared_error(path: &Path, reason: impl ToString) -> MapError {
+    MapError::Shared {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// One live allocation: its file and whether its range came from `inner`.
+#[derive(Debug)]
+struct Live {
+    path: PathBuf,
+    len: usize,
+    from_inner: bool,
+}
+
+/// [`MapMemory`] in files another process maps too (see the module docs).
+pub struct SharedMemory {
+    dir: PathBuf,
+    tag: String,
+    next: AtomicU32,
+    inner: Option<Arc<dyn MapMemory>>,
+    live: Mutex<HashMap<usize, Live>>,
+}
+
+impl std::fmt::Debug for SharedMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedMemory")
+            .field("dir", &self.dir)
+            .field("tag", &self.tag)
+            .finish()
+    }
+}
+
+impl SharedMemory {
+    /// Storage for one map in files `dir/TAG.0`, `dir/TAG.1`, ... (`dir` must exist). With `inner`,
+    /// every allocation also takes its address range from `inner` (see the module docs); `inner`
+    /// must hand out ranges of whole pages that nothing else touches.
+    pub fn new(
+        dir: impl Into<PathBuf>,
+        tag: impl Into<String>,
+        inner: Option<Arc<dyn MapMemory>>,
+    ) -> Arc<SharedMemory> {
+        Arc::new(SharedMemory {
+            dir: dir.into(),
+            tag: tag.into(),
+            next: AtomicU32::new(0),
+            inner,
+            live: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The file of allocation `n` of map `tag` in `dir`.
+    pub(crate) fn file(dir: &Path, tag: &str, n: u32) -> PathBuf {
+        dir.join(format!("{tag}.{n}"))
+    }
+
+    fn map_file(&self, file: &File, path: &Path, len: usize) -> Result<NonNull<u8>, MapError> {
+        let inner = match &self.inner {
+            Some(inner) => Some(inner.alloc(len, PAGE)?),
+            None => None,
+        };
+        let (addr, flags) = match inner {
+            Some(p) => (p.as_ptr().cast(), libc::MAP_SHARED | libc::MAP_FIXED),
+            None => (std::ptr::null_mut(), libc::MAP_SHARED),
+        };
+        // SAFETY: a shared mapping of our own file. With `MAP_FIXED` the range is a whole-page
+        // allocation from `inner` that we own exclusively (the contract of `SharedMemory::new`), so
+        // replacing its pages affects no other object; without it the kernel picks a free range.
+        let got = unsafe {
+            libc::mmap(
+                addr,
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if got == libc::MAP_FAILED {
+            let err = std::io::Error::last_os_error();
+            if let (Some(inner), Some(p)) = (&self.inner, inner) {
+                // SAFETY: `p` came from `inner.alloc(len, PAGE)` just above and was not mapped over.
+                unsafe { inner.free(p, len, PAGE) };
+            }
+            return Err(shared_error(path, format!("mmap: {err}")));
+        }
+        NonNull::new(got.cast()).ok_or_else(|| shared_error(path, "mmap returned null"))
+    }
+}
+
+// SAFETY: `alloc` returns a fresh `MAP_SHARED` mapping (or one placed over an allocation of `inner`
+// that no one else uses) of a new file of at least `size` bytes, zero-filled because the file is
+// new, page-aligned (every `align` this crate asks for is at most a page; larger ones are refused),
+// and mapped until `free` unmaps it; mappings may be used from any thread.
+unsafe impl MapMemory for SharedMemory {
+    fn alloc(&self, size: usize, align: usize) -> Result<NonNull<u8>, MapError> {
+        if size == 0 || align > PAGE || !align.is_power_of_two() {
+            return Err(MapError::OutOfMemory { size });
+        }
+        let len = size
+            .checked_next_multiple_of(PAGE)
+            .ok_or(MapError::OutOfMemory { size })?;
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let path = SharedMemory::file(&self.dir, &self.tag, n);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| shared_error(&path, e))?;
+        if let Err(e) = file.set_len(len as u64) {
+            let _ = std::fs::remove_file(&path);
+            return Err(shared_error(&path, e));
+        }
+        let ptr = match self.map_file(&file, &path, len) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
+            }
+        };
+        let live = Live {
+            path,
+            len,
+            from_inner: self.inner.is_some(),
+        };
+        self.live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(ptr.as_ptr() as usize, live);
+        Ok(ptr)
+    }
+
+    unsafe fn free(&self, ptr: NonNull<u8>, _size: usize, _align: usize) {
+        let addr = ptr.as_ptr() as usize;
+        let Some(live) = self
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&addr)
+        else {
+            return;
+        };
+        let _ = std::fs::remove_file(&live.path);
+        match (&self.inner, live.from_inner) {
+            (Some(inner), true) => {
+                // SAFETY: the range is our mapping over `inner`'s allocation, no longer used (the
+                // caller's contract); anonymous zero pages take the place of the file's pages, as
+                // `inner` had them before.
+                let got = unsafe {
+                    libc::mmap(
+                        ptr.as_ptr().cast(),
+                        live.len,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                        -1,
+                        0,
+                    )
+                };
+                if got != libc::MAP_FAILED {
+                    // SAFETY: `ptr` came from `inner.alloc(live.len, PAGE)` in `map_file`, freed once
+                    // (its `live` entry is gone).
+                    unsafe { inner.free(ptr, live.len, PAGE) };
+                }
+                // (If the range could not be restored it stays mapped and is not reused: leaked.)
+            }
+            _ => {
+                // SAFETY: our own mapping of `live.len` bytes, no longer used (the caller's contract).
+                unsafe { libc::munmap(ptr.as_ptr().cast(), live.len) };
+            }
+        }
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+}
+
+/// A reader's mapping of one shared file (read and write: a ring buffer's reader moves its
+/// consumer position), unmapped on drop.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory owned by this value; this crate accesses it through
+// atomics only (`Block`).
+unsafe impl Send for Segment {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for Segment {}
+
+impl Segment {
+    /// Maps the whole of file `path`, which must hold at least `min_len` bytes.
+    pub(crate) fn open(path: &Path, min_len: usize) -> Result<Arc<Segment>, MapError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| shared_error(path, e))?;
+        let len = file.metadata().map_err(|e| shared_error(path, e))?.len();
+        let len = usize::try_from(len).map_err(|e| shared_error(path, e))?;
+        if len < min_len || len == 0 {
+            return Err(shared_error(
+                path,
+                format!("{len} bytes, expected at least {min_len}"),
+            ));
+        }
+        // SAFETY: a new shared mapping of a file we opened read-write; the kernel picks the range.
+        // Files of shared maps never shrink while they exist (they are only removed), so the
+        // mapping never reaches past the end of its file.
+        let got = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if got == libc::MAP_FAILED {
+            return Err(shared_error(
+                path,
+                format!("mmap: {}", std::io::Error::last_os_error()),
+            ));
+        }
+        let ptr = NonNull::new(got.cast()).ok_or_else(|| shared_error(path, "mmap: null"))?;
+        Ok(Arc::new(Segment { ptr, len }))
+    }
+
+    /// A block over the first `len` bytes of the mapping (at most its length).
+    pub(crate) fn block(self: &Arc<Segment>, len: usize) -> Option<crate::mem::Block> {
+        if len == 0 || len > self.len {
+            return None;
+        }
+        let owner: Arc<dyn Send + Sync> = self.clone();
+        // SAFETY: the range is inside our mapping (checked), page-aligned, read-write, and stays
+        // mapped while `owner` (this segment) lives; `Block` accesses it through atomics only.
+        Some(unsafe { crate::mem::Block::view(self.ptr, len, owner) })
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping; every block over it holds an `Arc` of this segment, so none is
+        // left when it is dropped.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
