@@ -30,7 +30,7 @@
 //! ```
 //!
 //! Maps can also live in memory another process maps: [`SharedMemory`] puts each allocation of a map
-//! in a file of its own (under `/dev/shm`), [`publish`] describes the map there, and a reader in
+//! in a file of its own (under `/dev/shm`), [`SharedMap::publish`] describes the map there, and a reader in
 //! another process opens it as a [`SharedMap`] to dump its elements or consume its records while the
 //! writer runs, and after it is gone (see the `shared` module for the files' layout).
 //!
@@ -77,5 +77,5 @@ pub use ringbuf::{
     BPF_RB_RING_SIZE, BPF_RINGBUF_BUSY_BIT, BPF_RINGBUF_DISCARD_BIT, BPF_RINGBUF_HDR_SZ,
     RINGBUF_MAX_RECORD_SZ,
 };
-pub use shared::{is_shareable, publish, SharedMap};
+pub use shared::SharedMap;
 pub use shm::SharedMemory;

@@ -1,5 +1,5 @@
-//! Maps read from another process: the writer side [`publish`]es a map made in
-//! [`SharedMemory`](crate::SharedMemory); a reader opens it as a [`SharedMap`] and dumps its
+//! Maps read from another process: the writer side publishes a map made in
+//! [`SharedMemory`](crate::SharedMemory) ([`SharedMap::publish`]); a reader opens it as a [`SharedMap`] and dumps its
 //! elements or consumes its records straight from the shared files, without the writer's help
 //! (also after the writer is gone).
 //!
@@ -34,52 +34,11 @@ use crate::shm::{Segment, SharedMemory};
 use crate::value::Slots;
 use std::path::{Path, PathBuf};
 
-/// Whether maps of type `t` can live in [`SharedMemory`] and be read as a [`SharedMap`].
-pub fn is_shareable(t: MapType) -> bool {
-    matches!(
-        t,
-        MapType::Array
-            | MapType::PercpuArray
-            | MapType::Hash
-            | MapType::PercpuHash
-            | MapType::LruHash
-            | MapType::LruPercpuHash
-            | MapType::RingBuf
-            | MapType::PerfEventArray
-    )
-}
-
 fn io_error(path: &Path, e: impl ToString) -> MapError {
     MapError::Shared {
         path: path.display().to_string(),
         reason: e.to_string(),
     }
-}
-
-/// Writes the descriptor `dir/TAG.map` of `map`, which was created in
-/// `SharedMemory::new(dir, tag, ..)`: from now on readers may open it.
-pub fn publish(map: &Map, dir: &Path, tag: &str) -> Result<(), MapError> {
-    let def = map.def();
-    if !is_shareable(def.map_type) {
-        return Err(MapError::NotSupported {
-            map_type: def.map_type,
-            op: "shared storage",
-        });
-    }
-    let text = format!(
-        "type={}\nkey_size={}\nvalue_size={}\nmax_entries={}\nflags={}\ncpus={}\nname={}\n",
-        def.map_type.as_u32(),
-        def.key_size,
-        def.value_size,
-        def.max_entries,
-        def.flags,
-        map.cpus(),
-        def.name.replace('\n', " ")
-    );
-    let path = dir.join(format!("{tag}.map"));
-    let tmp = dir.join(format!(".{tag}.map.tmp"));
-    std::fs::write(&tmp, text).map_err(|e| io_error(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| io_error(&path, e))
 }
 
 /// What a reader holds of one map.
@@ -92,7 +51,7 @@ enum View {
     Perf(Vec<(u32, RingBuf)>, u32),
 }
 
-/// A map another process made in [`SharedMemory`] and [`publish`]ed, read through its files.
+/// A map another process made in [`SharedMemory`] and published ([`SharedMap::publish`]), read through its files.
 #[derive(Debug)]
 pub struct SharedMap {
     def: MapDef,
@@ -126,7 +85,7 @@ fn parse_descriptor(text: &str, path: &Path) -> Result<(MapDef, usize), MapError
     .with_name(field("name")?);
     let cpus = num("cpus")? as usize;
     def.check(cpus)?;
-    if !is_shareable(map_type) {
+    if !SharedMap::supports(map_type) {
         return Err(MapError::NotSupported {
             map_type,
             op: "shared storage",
@@ -136,6 +95,47 @@ fn parse_descriptor(text: &str, path: &Path) -> Result<(MapDef, usize), MapError
 }
 
 impl SharedMap {
+    /// Whether maps of type `t` can live in [`SharedMemory`] and be read as a [`SharedMap`].
+    pub fn supports(t: MapType) -> bool {
+        matches!(
+            t,
+            MapType::Array
+                | MapType::PercpuArray
+                | MapType::Hash
+                | MapType::PercpuHash
+                | MapType::LruHash
+                | MapType::LruPercpuHash
+                | MapType::RingBuf
+                | MapType::PerfEventArray
+        )
+    }
+
+    /// Writes the descriptor `dir/TAG.map` of `map`, which was created in
+    /// `SharedMemory::new(dir, tag, ..)`: from now on readers may open it.
+    pub fn publish(map: &Map, dir: &Path, tag: &str) -> Result<(), MapError> {
+        let def = map.def();
+        if !SharedMap::supports(def.map_type) {
+            return Err(MapError::NotSupported {
+                map_type: def.map_type,
+                op: "shared storage",
+            });
+        }
+        let text = format!(
+            "type={}\nkey_size={}\nvalue_size={}\nmax_entries={}\nflags={}\ncpus={}\nname={}\n",
+            def.map_type.as_u32(),
+            def.key_size,
+            def.value_size,
+            def.max_entries,
+            def.flags,
+            map.cpus(),
+            def.name.replace('\n', " ")
+        );
+        let path = dir.join(format!("{tag}.map"));
+        let tmp = dir.join(format!(".{tag}.map.tmp"));
+        std::fs::write(&tmp, text).map_err(|e| io_error(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| io_error(&path, e))
+    }
+
     /// The tags of the maps published in `dir`, sorted.
     pub fn list(dir: &Path) -> Vec<String> {
         let mut tags: Vec<String> = std::fs::read_dir(dir)
@@ -328,7 +328,7 @@ mod tests {
     fn shared_map(dir: &Dir, tag: &str, def: MapDef) -> Map {
         let memory: Arc<dyn MapMemory> = SharedMemory::new(&dir.0, tag, None);
         let map = Map::create_with(def, memory, 2).expect("map");
-        publish(&map, &dir.0, tag).expect("published");
+        SharedMap::publish(&map, &dir.0, tag).expect("published");
         map
     }
 
@@ -485,7 +485,7 @@ mod tests {
         let memory: Arc<dyn MapMemory> =
             SharedMemory::new(&dir.0, "a", Some(crate::HeapMemory::shared()));
         let map = Map::create_with(MapDef::new(MapType::Array, 4, 8, 600), memory, 1).expect("map");
-        publish(&map, &dir.0, "a").expect("published");
+        SharedMap::publish(&map, &dir.0, "a").expect("published");
         let reader = SharedMap::open(&dir.0, "a").expect("opens");
         let p = map.lookup_ptr(&599u32.to_ne_bytes(), 0).expect("in range");
         assert!(map.value_regions()[0].contains(p.as_ptr() as usize, 8));
@@ -528,7 +528,7 @@ mod tests {
         ));
         let stack = Map::create(MapDef::new(MapType::Queue, 0, 4, 4)).expect("queue");
         assert!(matches!(
-            publish(&stack, &dir.0, "q"),
+            SharedMap::publish(&stack, &dir.0, "q"),
             Err(MapError::NotSupported { .. })
         ));
     }

@@ -6,7 +6,7 @@
 //!
 //! A map created in `SharedMemory::new(dir, tag, ..)` puts its `n`-th allocation (counting from 0,
 //! in the order the map makes them, see [`SharedMap`](crate::SharedMap)) in file `dir/TAG.n`,
-//! created empty, sized to the allocation rounded up to whole pages and mapped `MAP_SHARED`. The
+//! created empty (readable by its owner only), sized to the allocation rounded up to whole pages and mapped `MAP_SHARED`. The
 //! files are sparse: `tmpfs` gives a page memory when it is first written, so storage grows as a map
 //! fills, and every map has segments of its own sized by its `max_entries` (no common segment to
 //! outgrow). Files outlive the process that made them (a crash leaves them for the reader); a map
@@ -25,6 +25,7 @@ use crate::mem::MapMemory;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -141,6 +142,7 @@ unsafe impl MapMemory for SharedMemory {
             .read(true)
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&path)
             .map_err(|e| shared_error(&path, e))?;
         if let Err(e) = file.set_len(len as u64) {

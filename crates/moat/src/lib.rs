@@ -40,12 +40,13 @@ pub use moat_exec::{HelperCtx, HelperError, Locus, RunError, RunErrorKind};
 pub use moat_isa::datafile::DataFile;
 pub use moat_isolate::{mpk, Domain, IsolateError, Isolation, UnknownIsolation};
 pub use moat_maps::{
-    Map, MapDef, MapError, MapType, BPF_ANY, BPF_EXIST, BPF_F_RDONLY_PROG, BPF_NOEXIST,
+    Map, MapDef, MapError, MapMemory, MapType, SharedMap, SharedMemory, BPF_ANY, BPF_EXIST,
+    BPF_F_RDONLY_PROG, BPF_NOEXIST,
 };
 pub use moat_obj::{CMember, CType, GlobalVar, ObjError, Object, ParseValueError};
 pub use moat_pool as pool;
 pub use moat_verify::{Arg, Callback, HelperProto, MapClass, Rejection, Ret, VerifiedProgram};
-pub use object::{LoadedObject, ObjectOptions, OpenObject};
+pub use object::{LoadedObject, MapMemoryHook, ObjectOptions, OpenObject};
 pub use pooled::{program_tag, PoolBackend, PoolMapError, LIBBPF_PIN_BY_NAME};
 pub use program::{is_violation, JitInsn, JitPart, LoadedProgram, DEFAULT_VIOLATION_LIMIT};
 pub use runtime::{Engine, Runtime};

@@ -2,7 +2,7 @@
 //! program arrays preset from the object, each program's type taken from its section name.
 
 use crate::{Error, LoadedProgram, ProgType, Runtime};
-use moat_maps::{Map, MapDef, MapError, MapType};
+use moat_maps::{Map, MapDef, MapError, MapMemory, MapType};
 use moat_obj::{GlobalVar, MapSpec, Object};
 use std::sync::Arc;
 
@@ -155,6 +155,7 @@ impl Runtime {
             options: ObjectOptions::default(),
             updates: Vec::new(),
             slots: Vec::new(),
+            map_memory: None,
         })
     }
 }
@@ -171,6 +172,25 @@ pub struct OpenObject {
     updates: Vec<(usize, Vec<u8>, Vec<u8>)>,
     /// Program array slots to fill once the programs are loaded: (map index, slot, program).
     slots: Vec<(usize, u32, String)>,
+    /// Where maps get their storage instead of the domain ([`OpenObject::set_map_memory`]).
+    map_memory: Option<HookSlot>,
+}
+
+/// Chooses a map's storage ([`OpenObject::set_map_memory`]): called with the map's index in the
+/// object, its definition and the memory it would get otherwise (its domain's, `None` for the
+/// heap); returns the memory to use, or `None` to keep the default.
+pub type MapMemoryHook = Arc<
+    dyn Fn(usize, &MapDef, Option<Arc<dyn MapMemory>>) -> Option<Arc<dyn MapMemory>> + Send + Sync,
+>;
+
+/// A [`MapMemoryHook`] in a field of a `Debug` struct.
+#[derive(Clone)]
+struct HookSlot(MapMemoryHook);
+
+impl std::fmt::Debug for HookSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MapMemoryHook")
+    }
 }
 
 impl OpenObject {
@@ -325,6 +345,15 @@ impl OpenObject {
         Ok(self)
     }
 
+    /// Lets `hook` choose the storage of every map this load creates (maps from a pool excepted):
+    /// shared memory another process reads, say (`moat trace`). The memory it returns must be
+    /// reachable by the object's programs like the domain's (the domain's own ranges, mapped
+    /// differently, or `None` to keep them).
+    pub fn set_map_memory(&mut self, hook: MapMemoryHook) -> &mut Self {
+        self.map_memory = Some(HookSlot(hook));
+        self
+    }
+
     /// Creates the maps (with the globals and entries set), verifies and loads every program.
     pub fn load(self) -> Result<LoadedObject, Error> {
         self.load_each(|_, _| {})
@@ -342,6 +371,7 @@ impl OpenObject {
             options,
             updates,
             slots,
+            map_memory,
         } = self;
         // One domain per object: its programs share its maps, which live in the domain.
         let domain = rt.new_domain()?;
@@ -356,8 +386,12 @@ impl OpenObject {
                 maps.push(rt.pool_map(def)?);
                 continue;
             }
-            let map = match &domain {
-                Some(d) => Map::create_in(def, d.memory()),
+            let default = domain.as_ref().map(|d| d.memory());
+            let chosen = map_memory
+                .as_ref()
+                .and_then(|hook| (hook.0)(maps.len(), &def, default.clone()));
+            let map = match chosen.or(default) {
+                Some(memory) => Map::create_in(def, memory),
                 None => Map::create(def),
             }
             .map_err(map_error)?;

@@ -164,3 +164,54 @@ fn verifying_alone_refuses_program_types_moat_does_not_support() {
         ]
     );
 }
+
+/// `set_map_memory`: the counter example's hash map in shared memory, over its domain's range, is
+/// updated by the program and read by a `SharedMap` as the program's host-side view shows it.
+#[test]
+fn maps_in_memory_of_the_embedders_choice_are_read_from_their_files() {
+    use moat::{MapMemory, SharedMap, SharedMemory};
+    use std::sync::Arc;
+    let dir = std::env::temp_dir().join(format!("moat-open-object-shm-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).expect("directory");
+    let rt = Runtime::new();
+    let mut open = rt.open_object(&example("counter.o")).expect("opens");
+    let hook_dir = dir.clone();
+    let hook_calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let calls = hook_calls.clone();
+    open.set_map_memory(Arc::new(move |index, def, inner| {
+        calls
+            .lock()
+            .expect("lock")
+            .push((index, def.name.clone(), inner.is_some()));
+        let memory: Arc<dyn MapMemory> = SharedMemory::new(&hook_dir, format!("m{index}"), inner);
+        Some(memory)
+    }));
+    let obj = open.load().expect("loads");
+    assert_eq!(
+        *hook_calls.lock().expect("lock"),
+        [(
+            0,
+            "counters".to_string(),
+            rt.isolation() != moat::Isolation::None
+        )]
+    );
+    let prog = obj.program("count_packets").expect("program");
+    for name in ["tcp.bin", "udp.bin", "tcp.bin"] {
+        assert_eq!(prog.run(&mut packet(name)).expect("runs"), 2);
+    }
+    let map = obj.map("counters").expect("map");
+    SharedMap::publish(map, &dir, "m0").expect("published");
+    let reader = SharedMap::open(&dir, "m0").expect("opens");
+    let want: Vec<(Vec<u8>, Vec<u8>)> = map
+        .keys()
+        .map(|k| {
+            let v = map.lookup(&k).expect("present");
+            (k, v)
+        })
+        .collect();
+    assert_eq!(want.len(), 2, "TCP and UDP");
+    assert_eq!(reader.entries(), want);
+    drop(obj);
+    let _ = std::fs::remove_dir_all(&dir);
+}
