@@ -1,6 +1,7 @@
 //! The agent inside the traced process: loads, verifies and JIT-compiles the object's programs
-//! (each object in its own domain), attaches them, streams ring-buffer records and map dumps to
-//! the controller's file, and on exit writes the last dump and the probes' counters.
+//! (each object in its own domain), puts the maps the controller can read in its shared directory
+//! ([`env::SHM_DIR`]), attaches the programs, streams the other maps' records and dumps to the
+//! controller's file, and on exit writes their last dump and the probes' counters.
 //!
 //! It fails open: any error (a refused program, a missing symbol, a failed patch, a file that
 //! cannot be written) is reported if possible and otherwise ignored; the process runs on.
@@ -37,6 +38,10 @@ pub mod env {
     pub const GLOBALS_SEPARATOR: char = '\u{1f}';
     /// Comma-separated names of the maps dumped (all when unset).
     pub const DUMP_MAPS: &str = "MOAT_TRACE_DUMP_MAPS";
+    /// A directory (on a `tmpfs`, made by the controller) the maps that can be shared are put in,
+    /// one file per allocation ([`moat::SharedMemory`]); the controller reads them there and the
+    /// agent reports only the others. Unset: every map is reported through the report file.
+    pub const SHM_DIR: &str = "MOAT_TRACE_SHM";
 }
 
 /// What the agent keeps for the life of the process.
@@ -52,6 +57,9 @@ struct State {
     done: std::sync::atomic::AtomicBool,
     /// The maps dumped (`None`: all).
     dump_maps: Option<Vec<String>>,
+    /// By map index: whether the map lives in the controller's shared directory (and is read
+    /// there, not reported here).
+    shared: Vec<bool>,
 }
 
 /// Every object the agent runs, each reporting to its own file (an injected agent may be given
@@ -72,9 +80,18 @@ impl State {
         }
     }
 
+    /// The object's maps that are not in shared memory (reported through the file).
+    fn private_maps(&self) -> impl Iterator<Item = (&str, &std::sync::Arc<moat::Map>)> {
+        self.object
+            .maps()
+            .enumerate()
+            .filter(|(i, _)| !self.shared.get(*i).copied().unwrap_or(false))
+            .map(|(_, m)| m)
+    }
+
     fn drain_events(&self) {
         let mut records = Vec::new();
-        for (name, map) in self.object.maps() {
+        for (name, map) in self.private_maps() {
             match map.map_type() {
                 MapType::RingBuf => {
                     let _ = map.ringbuf_consume(&mut |r| {
@@ -107,7 +124,7 @@ impl State {
             *d
         };
         let mut records = vec![Record::DumpBegin(seq)];
-        for (name, map) in self.object.maps() {
+        for (name, map) in self.private_maps() {
             let unwanted = self
                 .dump_maps
                 .as_ref()
@@ -291,9 +308,12 @@ fn start_with(orders: &dyn Fn(&str) -> Option<String>, from_env: bool) {
         .filter_map(|e| e.split_once('='))
         .map(|(n, v)| (n.to_string(), v.to_string()))
         .collect();
+    let shm_dir = orders(env::SHM_DIR).filter(|d| std::path::Path::new(d).is_dir());
     if from_env {
         crate::sys::forget_environment();
     }
+    // Indices of the maps given shared memory.
+    let shared: std::sync::Arc<Mutex<Vec<usize>>> = std::sync::Arc::default();
     let mut early = Vec::new();
     let loaded = (|| {
         let bytes = std::fs::read(&object)
@@ -307,13 +327,33 @@ fn start_with(orders: &dyn Fn(&str) -> Option<String>, from_env: bool) {
             .map_err(|e| format!("time budget: no watchdog thread: {e}"))?;
         let mut open = rt.open_object(&bytes).map_err(|e| e.to_string())?;
         open.set_prog_type(ProgType::Tracing);
+        if let Some(dir) = &shm_dir {
+            // Under mpk a file mapped over the domain's range would lose its protection key, so
+            // that programs could no longer reach their maps: maps stay private there.
+            if rt.isolation() != moat::Isolation::Mpk {
+                open.set_map_memory(share_maps(dir, &shared));
+            }
+        }
         for (name, value) in &globals {
             open.set_global_text(name, value)
                 .map_err(|e| format!("--global {name}={value}: {e}"))?;
         }
-        open.load().map_err(|e| e.to_string())
+        let loaded = open.load().map_err(|e| e.to_string())?;
+        // Maps become readable once described; one that cannot be is reported here instead.
+        let chosen = shared.lock().map(|s| s.clone()).unwrap_or_default();
+        let dir = shm_dir.clone().unwrap_or_default();
+        let published = loaded
+            .maps()
+            .enumerate()
+            .map(|(i, (_, map))| {
+                chosen.contains(&i)
+                    && moat::SharedMap::publish(map, std::path::Path::new(&dir), &map_tag(i))
+                        .is_ok()
+            })
+            .collect::<Vec<bool>>();
+        Ok((loaded, published))
     })();
-    let object = match loaded {
+    let (object, shared) = match loaded {
         Ok(o) => o,
         Err(message) => {
             if let Some(mut f) = out {
@@ -337,6 +377,7 @@ fn start_with(orders: &dyn Fn(&str) -> Option<String>, from_env: bool) {
         report,
         done: std::sync::atomic::AtomicBool::new(false),
         dump_maps,
+        shared,
     };
     state.send(&early);
     let state: &'static State = Box::leak(Box::new(state));
@@ -353,6 +394,29 @@ fn start_with(orders: &dyn Fn(&str) -> Option<String>, from_env: bool) {
     let _ = std::thread::Builder::new()
         .name("moat-agent".into())
         .spawn(move || poll(state, interval));
+}
+
+/// The tag (file-name prefix) of map `index` in the shared directory.
+pub fn map_tag(index: usize) -> String {
+    format!("map{index}")
+}
+
+/// The hook giving every map the controller can read its own files in `dir`, over the range the
+/// domain would have given it; notes which maps got them in `shared`.
+fn share_maps(dir: &str, shared: &std::sync::Arc<Mutex<Vec<usize>>>) -> moat::MapMemoryHook {
+    let dir = std::path::PathBuf::from(dir);
+    let shared = std::sync::Arc::clone(shared);
+    std::sync::Arc::new(move |index, def, inner| {
+        if !moat::SharedMap::supports(def.map_type) {
+            return None;
+        }
+        if let Ok(mut s) = shared.lock() {
+            s.push(index);
+        }
+        let memory: std::sync::Arc<dyn moat::MapMemory> =
+            moat::SharedMemory::new(&dir, map_tag(index), inner);
+        Some(memory)
+    })
 }
 
 /// Streams ring-buffer records every few milliseconds and dumps maps every `interval`.

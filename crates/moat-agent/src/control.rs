@@ -1,7 +1,9 @@
 //! The controller side of `moat trace`: starts a command with the agent preloaded, follows what the
-//! agent reports while the command runs (ring-buffer records as they arrive, map dumps), and
-//! returns the command's exit status. Works when the command crashes: everything the agent wrote
-//! before is printed, and the last dump with it.
+//! agent reports while the command runs, reads the maps the agent keeps in shared memory
+//! ([`live`](crate::live): ring-buffer and perf records as they are committed, map dumps every
+//! `--interval` and at the end), and returns the command's exit status. Works when the command
+//! crashes or is killed: everything the agent wrote before is printed, and a last dump read from
+//! the shared maps, which outlive the process.
 
 use crate::agent::env;
 use crate::protocol::Record;
@@ -228,7 +230,11 @@ pub fn launch_spawned(
         preload.push(":");
         preload.push(old);
     }
+    let live = crate::live::LiveMaps::create().ok();
     let mut cmd = Command::new(program);
+    if let Some(live) = &live {
+        cmd.env(env::SHM_DIR, live.dir());
+    }
     cmd.args(args)
         .env("LD_PRELOAD", preload)
         .env(env::OBJECT, &object)
@@ -265,7 +271,7 @@ pub fn launch_spawned(
             buf
         })
     });
-    let mut follower = Follower::new(&report, options, observe).map_err(report_err)?;
+    let mut follower = Follower::new(&report, options, observe, live).map_err(report_err)?;
     let status = loop {
         follower.poll(out);
         match child.try_wait() {
@@ -291,13 +297,30 @@ fn dump_every(options: &Options) -> u128 {
     options.interval.map_or(1000, |i| i.as_millis().max(1))
 }
 
-/// Reads the agent's records as they are appended and prints them.
+/// Reads the agent's records as they are appended and prints them; with shared maps
+/// ([`LiveMaps`](crate::live::LiveMaps)), also consumes their records as they are committed and
+/// dumps them (with the entries of the maps the agent still reports) every `--interval` and at the
+/// end, also when the process died without a word.
 struct Follower<'a> {
     reader: BufReader<std::fs::File>,
     printer: Printer,
     partial: String,
     outcome: Outcome,
     observe: &'a mut dyn FnMut(&Record),
+    /// The maps in shared memory (`None`: the agent reports every map itself).
+    live: Option<crate::live::LiveMaps>,
+    /// The maps dumped (all when `None`).
+    dump_maps: Option<Vec<String>>,
+    /// Entries (and mappings) of the agent's dump being read (maps not in shared memory).
+    private: Vec<Record>,
+    /// Entries of the agent's last complete dump.
+    private_last: Vec<Record>,
+    /// Dumps made so far.
+    dumps: u64,
+    /// Whether the final dump was made.
+    final_done: bool,
+    interval: Option<Duration>,
+    last_dump: std::time::Instant,
 }
 
 impl<'a> Follower<'a> {
@@ -305,6 +328,7 @@ impl<'a> Follower<'a> {
         report: &Path,
         options: &Options,
         observe: &'a mut dyn FnMut(&Record),
+        live: Option<crate::live::LiveMaps>,
     ) -> std::io::Result<Follower<'a>> {
         Ok(Follower {
             reader: BufReader::new(std::fs::File::open(report)?),
@@ -312,10 +336,61 @@ impl<'a> Follower<'a> {
             partial: String::new(),
             outcome: Outcome::default(),
             observe,
+            live,
+            dump_maps: options.dump_maps.clone(),
+            private: Vec::new(),
+            private_last: Vec::new(),
+            dumps: 0,
+            final_done: false,
+            interval: options.interval,
+            last_dump: std::time::Instant::now(),
         })
     }
 
-    /// Prints every complete line written since the last call.
+    /// Prints, observes and keeps one record.
+    fn emit(&mut self, r: Record, out: &mut dyn Write) {
+        self.printer.print(&r, out);
+        (self.observe)(&r);
+        self.outcome.records.push(r);
+    }
+
+    /// The records committed to shared rings since the last call.
+    fn live_events(&mut self, out: &mut dyn Write) {
+        let events = self.live.as_mut().map(|l| l.events()).unwrap_or_default();
+        for r in events {
+            self.emit(r, out);
+        }
+    }
+
+    /// A dump: the shared maps as they are now, and the agent's last report of the others.
+    fn live_dump(&mut self, out: &mut dyn Write) {
+        let Some(live) = self.live.as_mut() else {
+            return;
+        };
+        let mut entries = live.entries(self.dump_maps.as_deref());
+        entries.extend(self.private_last.iter().cloned());
+        self.dumps += 1;
+        let seq = self.dumps;
+        self.emit(Record::DumpBegin(seq), out);
+        for r in entries {
+            self.emit(r, out);
+        }
+        self.emit(Record::DumpEnd(seq), out);
+        self.last_dump = std::time::Instant::now();
+    }
+
+    /// The last events and the last dump, once.
+    fn final_dump(&mut self, out: &mut dyn Write) {
+        if self.live.is_none() || self.final_done {
+            return;
+        }
+        self.final_done = true;
+        self.live_events(out);
+        self.live_dump(out);
+    }
+
+    /// Prints every complete line written since the last call, the shared rings' new records, and
+    /// a dump when `--interval` has passed.
     fn poll(&mut self, out: &mut dyn Write) {
         loop {
             let mut line = String::new();
@@ -328,17 +403,46 @@ impl<'a> Follower<'a> {
                 break;
             }
             let text = std::mem::take(&mut self.partial);
-            if let Some(r) = Record::parse(text.trim_end_matches('\n')) {
-                self.printer.print(&r, out);
-                (self.observe)(&r);
-                self.outcome.records.push(r);
+            let Some(r) = Record::parse(text.trim_end_matches('\n')) else {
+                continue;
+            };
+            if self.live.is_some() {
+                // The agent's dumps hold the maps it still reports; they join the controller's.
+                match r {
+                    Record::DumpBegin(_) => {
+                        self.private.clear();
+                        continue;
+                    }
+                    // Mappings come with the dumps of objects that record stacks.
+                    Record::Entry { .. } | Record::Mapping { .. } => {
+                        self.private.push(r);
+                        continue;
+                    }
+                    Record::DumpEnd(_) => {
+                        self.private_last = std::mem::take(&mut self.private);
+                        continue;
+                    }
+                    // The agent's counters follow its final dump.
+                    Record::Stats { .. } | Record::Detached => self.final_dump(out),
+                    _ => {}
+                }
             }
+            self.emit(r, out);
+        }
+        if self.final_done {
+            return;
+        }
+        self.live_events(out);
+        if self.interval.is_some_and(|i| self.last_dump.elapsed() >= i) {
+            self.live_dump(out);
         }
     }
 
     /// After the process ended: the last dump, if the agent could not write its final one.
     fn finish(&mut self, out: &mut dyn Write) {
         if !self.detached() {
+            // The shared maps are still there after a crash: read one last time.
+            self.final_dump(out);
             self.printer.flush_pending(out, true);
         }
     }
@@ -420,11 +524,15 @@ pub fn attach_running_observed(
     if let Some(maps) = &options.dump_maps {
         orders += &format!("{}={}\n", env::DUMP_MAPS, maps.join(","));
     }
+    let live = crate::live::LiveMaps::create().ok();
+    if let Some(live) = &live {
+        orders += &format!("{}={}\n", env::SHM_DIR, live.dir().display());
+    }
     std::fs::write(&config, orders).map_err(|source| ControlError::Report {
         path: config.clone(),
         source,
     })?;
-    let mut follower = Follower::new(&report, options, observe).map_err(report_err)?;
+    let mut follower = Follower::new(&report, options, observe, live).map_err(report_err)?;
     let injected = crate::inject::inject(pid, &agent, &config);
     let _ = std::fs::remove_file(&config);
     if let Err(e) = injected {

@@ -3,7 +3,8 @@
 //! The library is built twice: as `libmoat_agent.so`, the agent that `moat trace` loads into the
 //! traced process (`LD_PRELOAD`), whose constructor loads, verifies and JIT-compiles the object's
 //! programs and attaches them (`agent`); and as a Rust library, the controller side (`control`):
-//! start a command with the agent, read what it reports (`protocol`), print it.
+//! start a command with the agent, read what it reports (`protocol`) and the maps it shares
+//! (`live`), print it.
 
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
@@ -12,6 +13,7 @@ pub mod agent;
 pub mod control;
 #[expect(unsafe_code, reason = "ptrace, waitpid")]
 pub mod inject;
+pub mod live;
 pub mod protocol;
 #[expect(
     unsafe_code,

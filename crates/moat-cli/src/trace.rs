@@ -92,6 +92,11 @@ faults the process), bpf_get_func_ip, bpf_get_attach_cookie, bpf_get_stackid and
 
 Printed: what each program attached to and how; ring-buffer and perf event records as they arrive
 (hex); the maps at exit (and every --interval); each probe's runs, failed runs and skipped hits.
+Arrays, hash maps (per-CPU, LRU), ring buffers and perf event arrays live in shared memory that
+moat trace maps too (files under /dev/shm/moat-trace-PID-N, one per map allocation, sized by
+max_entries and filled as the map fills; removed at the end): it reads records and map contents
+there directly, while CMD runs and after it exits, crashes or is killed (kill -9 included: the last
+dump is read from the shared maps). Probes still access their maps as plain memory.
 Everything that goes wrong inside the traced process (a refused program, a missing symbol, a
 failing probe) is reported and the command keeps its own behaviour: moat trace exits with CMD's
 exit status and passes CMD's output through unchanged. CMD's children are not traced.

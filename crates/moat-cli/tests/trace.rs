@@ -24,6 +24,8 @@ fn help_explains_sections_methods_and_failing_open() {
         "int3",
         "exit status",
         "--interval",
+        "/dev/shm",
+        "kill -9",
     ] {
         assert!(text.contains(needle), "{needle} in:\n{text}");
     }

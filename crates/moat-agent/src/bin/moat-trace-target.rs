@@ -100,19 +100,33 @@ fn churn(threads: u64) -> ! {
     std::process::exit(3);
 }
 
-/// `crash N`: N calls of `target_add`, a pause of 1.5 s, then death by `SIGSEGV`.
+/// `crash N`: N calls of `target_add` and N / 10 of `target_work`, a pause of 1.5 s, then death
+/// by `SIGSEGV`.
 fn crash(n: u64) {
-    for i in 0..n {
-        black_box(target_add(i % 7, i));
-    }
+    black_box(run(n));
     std::thread::sleep(std::time::Duration::from_millis(1500));
     moat_agent::test_support::crash();
+}
+
+/// `killed N`: N calls of `target_add` and N / 10 of `target_work`, then death by `SIGKILL`
+/// (sent by `kill -9`) at once: nothing in the process gets to run after the calls.
+fn killed(n: u64) {
+    black_box(run(n));
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &std::process::id().to_string()])
+        .status();
+    // `kill` returned only once the signal was sent; it is delivered before this ends.
+    std::thread::sleep(std::time::Duration::from_secs(10));
+    std::process::exit(1);
 }
 
 fn main() {
     let mut args = std::env::args().skip(1).peekable();
     if args.peek().map(String::as_str) == Some("crash") {
         crash(args.nth(1).and_then(|a| a.parse().ok()).unwrap_or(100));
+    }
+    if args.peek().map(String::as_str) == Some("killed") {
+        killed(args.nth(1).and_then(|a| a.parse().ok()).unwrap_or(100));
     }
     if args.peek().map(String::as_str) == Some("serve") {
         serve(args.nth(1).and_then(|a| a.parse().ok()).unwrap_or(1000));
