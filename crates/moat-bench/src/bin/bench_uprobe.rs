@@ -2,9 +2,13 @@
 //! fallback, the Linux kernel's uprobe (the same object loaded into the kernel and attached through
 //! the uprobe PMU with `perf_event_open`), and no probe, for an empty entry program and an empty
 //! entry + return pair on a function called in a tight loop; a probe doing 1 000 hash-map lookups
-//! and updates per hit. Prints a markdown table for BENCHMARKS.md.
+//! and updates per hit. Prints a markdown table for BENCHMARKS.md. Then the map operations from a
+//! probe with the object's maps private (the heap or the isolation domain, as before `moat trace`
+//! shared them) and in shared memory (`/dev/shm` files mapped over the domain's range, as
+//! `moat trace`'s agent makes them), the two loads measured in turns.
 //!
-//! `cargo run --release -p moat-bench --bin bench_uprobe` (as root for the kernel's columns).
+//! `cargo run --release -p moat-bench --bin bench_uprobe` (as root for the kernel's columns);
+//! `... --bin bench_uprobe -- --maps` for the private/shared comparison only.
 
 use moat::{LoadedProgram, ObjectOptions, ProgType, Runtime};
 use moat_attach::{Choice, Hook, Located, Target};
@@ -291,6 +295,76 @@ fn malloc_probed(choice: Option<Choice>) -> Result<f64, String> {
     }
 }
 
+/// The object loaded with its maps in shared memory under `dir`, as `moat trace`'s agent loads it.
+fn load_shared(rt: &Runtime, bytes: &[u8], dir: &std::path::Path) -> moat::LoadedObject {
+    let mut open = rt.open_object(bytes).expect("the object parses");
+    open.set_prog_type(ProgType::Tracing);
+    let dir = dir.to_path_buf();
+    open.set_map_memory(std::sync::Arc::new(move |index, _, inner| {
+        let memory: std::sync::Arc<dyn moat::MapMemory> =
+            moat::SharedMemory::new(&dir, format!("map{index}"), inner);
+        Some(memory)
+    }));
+    open.load().expect("the object loads with shared maps")
+}
+
+/// Map operations from a probe, private maps against shared ones: each measured `ROUNDS` times in
+/// turns, the median kept.
+fn maps_private_vs_shared(rt: &Runtime, bytes: &[u8], private: &moat::LoadedObject) {
+    const ROUNDS: usize = 3;
+    let dir = std::env::temp_dir().join(format!("moat-bench-shm-{}", std::process::id()));
+    let dir = if std::path::Path::new("/dev/shm").is_dir() {
+        std::path::Path::new("/dev/shm").join(dir.file_name().unwrap_or_default())
+    } else {
+        dir
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).expect("a directory for the shared maps");
+    let shared = load_shared(rt, bytes, &dir);
+    let files = std::fs::read_dir(&dir).map_or(0, |d| d.count());
+    let base = per_call();
+    let measure = |obj: &moat::LoadedObject| {
+        let p = |n: &str| obj.program(n).expect("program").clone();
+        let entry = moat_probe(&[&p("empty")], &[], Choice::Auto);
+        let update = moat_probe(&[&p("hash_update_100")], &[], Choice::Auto);
+        let lookup = moat_probe(&[&p("hash_lookup_100")], &[], Choice::Auto);
+        let both = moat_probe(&[&p("hash_1000")], &[], Choice::Auto);
+        [
+            (lookup - entry) / 100.0,
+            (update - entry) / 100.0,
+            (both - entry) / 1000.0,
+            entry - base,
+        ]
+    };
+    let mut runs = [Vec::new(), Vec::new()];
+    for _ in 0..ROUNDS {
+        runs[0].push(measure(private));
+        runs[1].push(measure(&shared));
+    }
+    let median = |v: &[[f64; 4]], i: usize| {
+        let mut x: Vec<f64> = v.iter().map(|r| r[i]).collect();
+        x.sort_by(f64::total_cmp);
+        x[x.len() / 2]
+    };
+    println!("maps in shared memory: {files} files in {}", dir.display());
+    println!("| from a probe (ns) | private maps | shared maps | shared / private |");
+    println!("|---|---:|---:|---:|");
+    for (i, what) in [
+        "one hash lookup (100 per hit)",
+        "one hash update (100 per hit)",
+        "one hash lookup + update (1 000 per hit, bpf_loop)",
+        "the empty probe itself (over no probe)",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (a, b) = (median(&runs[0], i), median(&runs[1], i));
+        println!("| {what} | {a:.1} | {b:.1} | {:.2}× |", b / a.max(0.01));
+    }
+    drop(shared);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn main() {
     let bytes = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -334,6 +408,10 @@ fn main() {
             black_box(moat_bench_probed(black_box(i)));
         }
         println!("{} hits", a.hits());
+        return;
+    }
+    if std::env::args().any(|a| a == "--maps") {
+        maps_private_vs_shared(&rt, &bytes, &loaded);
         return;
     }
     let base = per_call();
@@ -443,4 +521,5 @@ fn main() {
             .zip(k_entry.as_ref().ok())
             .map_or("n/a".into(), |(h, e)| format!("{:.1} ns", (h - e) / 1000.0))
     );
+    maps_private_vs_shared(&rt, &bytes, &loaded);
 }
