@@ -315,7 +315,9 @@ fn start_with(orders: &dyn Fn(&str) -> Option<String>, from_env: bool) {
     // Indices of the maps given shared memory.
     let shared: std::sync::Arc<Mutex<Vec<usize>>> = std::sync::Arc::default();
     let mut early = Vec::new();
-    let loaded = (|| {
+    // `share`: the maps that can be shared get files in the shared directory.
+    let load = |share: bool| -> Result<(LoadedObject, Vec<bool>), String> {
+        shared.lock().map(|mut s| s.clear()).ok();
         let bytes = std::fs::read(&object)
             .map_err(|e| format!("{}: {e}", std::path::Path::new(&object).display()))?;
         let mut rt = Runtime::new();
@@ -327,7 +329,7 @@ fn start_with(orders: &dyn Fn(&str) -> Option<String>, from_env: bool) {
             .map_err(|e| format!("time budget: no watchdog thread: {e}"))?;
         let mut open = rt.open_object(&bytes).map_err(|e| e.to_string())?;
         open.set_prog_type(ProgType::Tracing);
-        if let Some(dir) = &shm_dir {
+        if let (Some(dir), true) = (&shm_dir, share) {
             // Under mpk a file mapped over the domain's range would lose its protection key, so
             // that programs could no longer reach their maps: maps stay private there.
             if rt.isolation() != moat::Isolation::Mpk {
@@ -352,7 +354,20 @@ fn start_with(orders: &dyn Fn(&str) -> Option<String>, from_env: bool) {
             })
             .collect::<Vec<bool>>();
         Ok((loaded, published))
-    })();
+    };
+    // Fails open: maps that cannot have shared memory (a full or missing /dev/shm) are reported
+    // through the file, as before there was any.
+    let loaded = match load(true) {
+        Err(shared_error) if shm_dir.is_some() => load(false).inspect(|_| {
+            early.push(Record::Error {
+                program: String::new(),
+                message: format!(
+                    "maps not shared ({shared_error}); reported through the report file"
+                ),
+            })
+        }),
+        other => other,
+    };
     let (object, shared) = match loaded {
         Ok(o) => o,
         Err(message) => {

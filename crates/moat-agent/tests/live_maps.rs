@@ -150,3 +150,39 @@ fn a_process_killed_by_sigkill_leaves_its_last_maps_and_records() {
         .sum();
     assert_eq!(hist, 70);
 }
+
+#[test]
+fn maps_fall_back_to_the_report_file_when_they_cannot_be_shared() {
+    // A directory no file can be made in: the agent loads the object again with private maps and
+    // reports them through its file, as before maps were shared.
+    let agent = moat_agent::control::find_agent().expect("the agent library");
+    let report =
+        std::env::temp_dir().join(format!("moat-live-fallback-{}.log", std::process::id()));
+    std::fs::write(&report, b"").expect("report file");
+    let status = std::process::Command::new(TARGET)
+        .arg("700")
+        .env("LD_PRELOAD", &agent)
+        .env(moat_agent::agent::env::OBJECT, example("uprobe_count.o"))
+        .env(moat_agent::agent::env::OUT, &report)
+        .env(moat_agent::agent::env::SHM_DIR, "/proc/self")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("target runs");
+    assert_eq!(status.code(), Some(3));
+    let text = std::fs::read_to_string(&report).expect("report");
+    let _ = std::fs::remove_file(&report);
+    let records: Vec<Record> = text.lines().filter_map(Record::parse).collect();
+    assert!(
+        records.iter().any(
+            |r| matches!(r, Record::Error { message, .. } if message.starts_with("maps not shared"))
+        ),
+        "{text}"
+    );
+    let outcome = Outcome {
+        records,
+        stdout: Vec::new(),
+    };
+    for arg in 0..7 {
+        assert_eq!(outcome.value("calls", arg), Some(100), "calls[{arg}]");
+    }
+}
