@@ -50,6 +50,15 @@ impl ArrayMap {
         })
     }
 
+    /// An array over `slots` (a reader's view of another process's array).
+    pub(crate) fn from_slots(def: &MapDef, slots: Slots) -> ArrayMap {
+        ArrayMap {
+            max_entries: def.max_entries,
+            percpu: def.map_type.is_percpu(),
+            slots,
+        }
+    }
+
     /// The program-side lookup: the value's address (this CPU's copy for per-CPU arrays).
     pub(crate) fn lookup_ptr(&self, index: u32, cpu: usize) -> Option<NonNull<u8>> {
         if index >= self.max_entries {

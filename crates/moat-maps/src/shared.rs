@@ -23,7 +23,11 @@
 //!     slot number plus one (0 while the ring is being made).
 //!
 //! Only one reader may consume a map's records at a time (ring buffers have a single consumer).
+//! Readers may look elements up and iterate keys (`bpf(2)`'s lookup and get-next-key, for a
+//! loader that serves them to a tool) and update arrays in place; hash maps gain and lose elements
+//! only in the writer, whose index is private.
 
+use crate::array::ArrayMap;
 use crate::def::{MapDef, MapType};
 use crate::error::MapError;
 use crate::hash::KeyTable;
@@ -44,7 +48,7 @@ fn io_error(path: &Path, e: impl ToString) -> MapError {
 /// What a reader holds of one map.
 #[derive(Debug)]
 enum View {
-    Array(Slots),
+    Array(ArrayMap),
     Hash(Slots, KeyTable),
     Ring(RingBuf),
     /// Rings found so far as `(slot, ring)`, and the next allocation number to look for.
@@ -173,7 +177,8 @@ impl SharedMap {
             elem * if percpu { cpus } else { 1 } * def.max_entries as usize
         };
         let view = match def.map_type {
-            MapType::Array | MapType::PercpuArray => View::Array(
+            MapType::Array | MapType::PercpuArray => View::Array(ArrayMap::from_slots(
+                &def,
                 Slots::from_block(
                     segment(0, slots_len(&def))?,
                     def.max_entries,
@@ -182,7 +187,7 @@ impl SharedMap {
                     cpus,
                 )
                 .ok_or_else(|| short(0))?,
-            ),
+            )),
             MapType::RingBuf => {
                 let size = u64::from(def.max_entries);
                 let block = segment(0, DATA_OFF + def.max_entries as usize)?;
@@ -230,6 +235,108 @@ impl SharedMap {
         self.cpus
     }
 
+    /// The length of a host-side value (all CPUs' copies for per-CPU maps; 0 for rings).
+    pub fn host_value_size(&self) -> usize {
+        match &self.view {
+            View::Array(a) => a.slots.host_size(),
+            View::Hash(slots, _) => slots.host_size(),
+            View::Ring(_) | View::Perf(..) => 0,
+        }
+    }
+
+    fn check_key(&self, key: &[u8]) -> Result<(), MapError> {
+        let expected = self.def.key_size as usize;
+        if key.len() != expected {
+            return Err(MapError::KeySize {
+                expected,
+                got: key.len(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The slot holding `key` and its value, or `None`.
+    fn find(&self, key: &[u8]) -> Option<(usize, Vec<u8>)> {
+        match &self.view {
+            View::Array(a) => {
+                let index = u32::from_ne_bytes(key.try_into().ok()?);
+                let mut value = vec![0; a.slots.host_size()];
+                a.lookup_into(index, &mut value).ok()?;
+                Some((index as usize, value))
+            }
+            View::Hash(slots, table) => {
+                let mut found = vec![0; key.len()];
+                let mut value = vec![0; slots.host_size()];
+                (0..self.def.max_entries as usize).find_map(|i| {
+                    (table.read_entry(i, &mut found, || slots.read(i, &mut value)) && found == key)
+                        .then(|| (i, value.clone()))
+                })
+            }
+            View::Ring(_) | View::Perf(..) => None,
+        }
+    }
+
+    /// `BPF_MAP_LOOKUP_ELEM` from the reader's side: a copy of the value of `key`
+    /// ([`host_value_size`](SharedMap::host_value_size) bytes). [`MapError::NotFound`] if absent,
+    /// [`MapError::KeySize`] for a key of the wrong length, [`MapError::NotSupported`] on rings.
+    /// A hash map is scanned (the index is the writer's).
+    pub fn lookup(&self, key: &[u8]) -> Result<Vec<u8>, MapError> {
+        if matches!(self.view, View::Ring(_) | View::Perf(..)) {
+            return Err(MapError::NotSupported {
+                map_type: self.def.map_type,
+                op: "lookup",
+            });
+        }
+        self.check_key(key)?;
+        self.find(key).map(|(_, v)| v).ok_or(MapError::NotFound)
+    }
+
+    /// `BPF_MAP_GET_NEXT_KEY` from the reader's side, in the writer's order (slot order): the key
+    /// after `key`, or the first one when `key` is `None` or absent; [`MapError::NotFound`] after
+    /// the last.
+    pub fn next_key(&self, key: Option<&[u8]>) -> Result<Vec<u8>, MapError> {
+        if let Some(k) = key {
+            self.check_key(k)?;
+        }
+        match &self.view {
+            View::Array(a) => {
+                let index = key.and_then(|k| k.try_into().ok()).map(u32::from_ne_bytes);
+                a.next_key(index).map(|i| i.to_ne_bytes().to_vec())
+            }
+            View::Hash(slots, table) => {
+                let start = key
+                    .and_then(|k| self.find(k))
+                    .map_or(0, |(slot, _)| slot + 1);
+                let mut found = vec![0; self.def.key_size as usize];
+                let mut value = vec![0; slots.host_size()];
+                (start..self.def.max_entries as usize)
+                    .find(|&i| table.read_entry(i, &mut found, || slots.read(i, &mut value)))
+                    .map(|_| found)
+                    .ok_or(MapError::NotFound)
+            }
+            View::Ring(_) | View::Perf(..) => Err(MapError::NotSupported {
+                map_type: self.def.map_type,
+                op: "next_key",
+            }),
+        }
+    }
+
+    /// `BPF_MAP_UPDATE_ELEM` from the reader's side, for arrays (and per-CPU arrays, all CPUs'
+    /// copies in `value`): the value is copied into the slot in place, as the writer's own
+    /// host-side update does (`BPF_ANY` / `BPF_EXIST`). Hash maps refuse ([`MapError::NotSupported`]):
+    /// their index is private to the writer, the one process that may add or remove elements.
+    pub fn update(&self, key: &[u8], value: &[u8], flags: u64) -> Result<(), MapError> {
+        let View::Array(a) = &self.view else {
+            return Err(MapError::NotSupported {
+                map_type: self.def.map_type,
+                op: "update from another process",
+            });
+        };
+        self.check_key(key)?;
+        let index = u32::from_ne_bytes(key.try_into().map_err(|_| MapError::NotFound)?);
+        a.update(index, crate::value::ValueSrc::Host(value), flags)
+    }
+
     /// Every element as `(key, host-side value)`, in slot order (the order of
     /// [`Map::keys`](crate::Map::keys)): each index of an array, each element of a hash map
     /// (skipping a slot that is being written and stays so through many retries). Nothing for ring
@@ -237,10 +344,10 @@ impl SharedMap {
     pub fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut out = Vec::new();
         match &self.view {
-            View::Array(slots) => {
+            View::Array(a) => {
                 for i in 0..self.def.max_entries {
-                    let mut value = vec![0; slots.host_size()];
-                    slots.read(i as usize, &mut value);
+                    let mut value = vec![0; a.slots.host_size()];
+                    a.slots.read(i as usize, &mut value);
                     out.push((i.to_ne_bytes().to_vec(), value));
                 }
             }
@@ -499,6 +606,60 @@ mod tests {
         // The range went back to the heap as anonymous memory: the heap can use it again.
         let again = vec![1u8; 8192];
         assert!(again.iter().all(|&b| b == 1));
+    }
+
+    #[test]
+    fn readers_look_up_iterate_and_update_arrays_like_the_writer() {
+        let dir = Dir::new("ops");
+        let hash = shared_map(&dir, "h", MapDef::new(MapType::Hash, 4, 8, 8));
+        let array = shared_map(&dir, "a", MapDef::new(MapType::PercpuArray, 4, 4, 3));
+        for k in [9u32, 4, 6] {
+            hash.update(&k.to_ne_bytes(), &u64::from(k).to_ne_bytes(), BPF_ANY)
+                .expect("update");
+        }
+        let h = SharedMap::open(&dir.0, "h").expect("hash");
+        let a = SharedMap::open(&dir.0, "a").expect("array");
+        // Every key, in the writer's order, with its value; the same errors as the writer's.
+        let mut keys = Vec::new();
+        let mut at = None;
+        while let Ok(k) = h.next_key(at.as_deref()) {
+            assert_eq!(h.lookup(&k), hash.lookup(&k));
+            keys.push(k.clone());
+            at = Some(k);
+        }
+        assert_eq!(keys, hash.keys().collect::<Vec<_>>());
+        assert_eq!(h.next_key(Some(&77u32.to_ne_bytes())), hash.next_key(None));
+        assert_eq!(h.lookup(&5u32.to_ne_bytes()), Err(MapError::NotFound));
+        assert!(matches!(h.lookup(&[0; 2]), Err(MapError::KeySize { .. })));
+        assert!(matches!(
+            h.update(&9u32.to_ne_bytes(), &[0; 8], BPF_ANY),
+            Err(MapError::NotSupported { .. })
+        ));
+        // Arrays: updates from the reader are seen by the writer, with the writer's rules.
+        assert_eq!(a.host_value_size(), array.host_value_size());
+        let all: Vec<u8> = (0..16).collect();
+        assert_eq!(a.update(&1u32.to_ne_bytes(), &all, BPF_ANY), Ok(()));
+        assert_eq!(array.lookup(&1u32.to_ne_bytes()), Ok(all.clone()));
+        assert_eq!(a.lookup(&1u32.to_ne_bytes()), Ok(all.clone()));
+        for (key, flags, value) in [
+            (1u32, crate::BPF_NOEXIST, all.clone()),
+            (3, BPF_ANY, all.clone()),
+            (1, 9, all.clone()),
+            (1, BPF_ANY, vec![0; 4]),
+            (7, crate::BPF_F_LOCK, all.clone()),
+            (1, crate::BPF_F_LOCK, all.clone()),
+        ] {
+            assert_eq!(
+                a.update(&key.to_ne_bytes(), &value, flags),
+                array.update(&key.to_ne_bytes(), &value, flags),
+                "key {key} flags {flags}"
+            );
+        }
+        assert_eq!(a.next_key(None), array.next_key(None));
+        assert_eq!(
+            a.next_key(Some(&2u32.to_ne_bytes())),
+            Err(MapError::NotFound)
+        );
     }
 
     #[test]
