@@ -272,8 +272,25 @@ pub fn launch_spawned(
         })
     });
     let mut follower = Follower::new(&report, options, observe, live).map_err(report_err)?;
+    // While the command runs, a `SIGTERM` to the controller is passed on to the command, and a
+    // `SIGINT` too if the command has not ended a second later (`Ctrl-C` reaches it directly, from
+    // the terminal); the trace then ends as when the command exits, with its last dump, and the
+    // shared maps are removed. (Blocked only now: a child inherits its parent's mask.)
+    let _blocked = crate::inject::block_interrupts_for_now();
+    let mut sigint_at = None::<std::time::Instant>;
     let status = loop {
         follower.poll(out);
+        match crate::inject::take_interrupt() {
+            Some(libc::SIGINT) => {
+                sigint_at.get_or_insert_with(std::time::Instant::now);
+            }
+            Some(sig) => crate::inject::send_signal(child.id(), sig),
+            None => {}
+        }
+        if sigint_at.is_some_and(|t| t.elapsed() >= Duration::from_secs(1)) {
+            crate::inject::send_signal(child.id(), libc::SIGINT);
+            sigint_at = None;
+        }
         match child.try_wait() {
             Ok(Some(status)) => break status,
             Ok(None) => std::thread::sleep(Duration::from_millis(10)),

@@ -407,6 +407,63 @@ pub fn block_interrupts() {
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
 }
 
+/// `SIGINT` and `SIGTERM` blocked in the calling thread until dropped, which restores the thread's
+/// signal mask as it was ([`block_interrupts_for_now`]).
+#[derive(Debug)]
+pub struct InterruptsBlocked {
+    old: libc::sigset_t,
+    /// Not `Send`: the mask is the blocking thread's.
+    _thread: std::marker::PhantomData<*const ()>,
+}
+
+/// Blocks `SIGINT` and `SIGTERM` in the calling thread until the guard is dropped: the controller
+/// notices them with [`take_interrupt`] and passes them on to the command it started (after
+/// starting it, since a blocked mask is inherited).
+pub fn block_interrupts_for_now() -> InterruptsBlocked {
+    let set = interrupt_set();
+    // SAFETY: all-zero is a valid `sigset_t` value, filled by `pthread_sigmask` below.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is initialised and `old` is writable.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old) };
+    InterruptsBlocked {
+        old,
+        _thread: std::marker::PhantomData,
+    }
+}
+
+impl Drop for InterruptsBlocked {
+    fn drop(&mut self) {
+        // SAFETY: `self.old` is the mask `pthread_sigmask` returned, restored in the thread that
+        // blocked (the guard is not `Send`).
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
+    }
+}
+
+/// The `SIGINT` or `SIGTERM` that arrived (and was blocked by [`block_interrupts`]), if any;
+/// consumes it.
+pub fn take_interrupt() -> Option<i32> {
+    let set = interrupt_set();
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `set` and `zero` are initialised; no siginfo is wanted.
+    let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &zero) };
+    (sig > 0).then_some(sig)
+}
+
+/// Sends signal `sig` to process `pid` (a command the controller started); errors are ignored
+/// (the process may be gone).
+pub fn send_signal(pid: u32, sig: i32) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    if pid > 0 {
+        // SAFETY: `kill` has no memory effects; `pid` is a positive process id, never a group.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
 /// Whether `SIGINT` or `SIGTERM` arrived (and was blocked by [`block_interrupts`]); consumes it.
 pub fn interrupted() -> bool {
     let set = interrupt_set();

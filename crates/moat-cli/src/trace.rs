@@ -96,7 +96,9 @@ Arrays, hash maps (per-CPU, LRU), ring buffers and perf event arrays live in sha
 moat trace maps too (files under /dev/shm/moat-trace-PID-N, one per map allocation, sized by
 max_entries and filled as the map fills; removed at the end): it reads records and map contents
 there directly, while CMD runs and after it exits, crashes or is killed (kill -9 included: the last
-dump is read from the shared maps). Probes still access their maps as plain memory.
+dump is read from the shared maps). Probes still access their maps as plain memory. A SIGTERM to
+moat trace is passed on to CMD (and Ctrl-C, if CMD is still running a second later): the trace ends
+as when CMD exits, with the last dump, and the shared memory is removed.
 Everything that goes wrong inside the traced process (a refused program, a missing symbol, a
 failing probe) is reported and the command keeps its own behaviour: moat trace exits with CMD's
 exit status and passes CMD's output through unchanged. CMD's children are not traced.

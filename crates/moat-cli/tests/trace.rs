@@ -118,3 +118,48 @@ fn program_choice_and_json_output() {
     assert!(!text.contains("\"attached\":\"on_free\""), "{text}");
     assert!(text.contains("\"map\":\"counts\""), "{text}");
 }
+
+#[test]
+fn sigterm_ends_the_command_with_a_last_dump_and_no_shared_memory_left() {
+    let child = moat()
+        .arg("trace")
+        .arg(example("malloc_free.o"))
+        .args(["--", "/bin/sleep", "10"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("moat trace starts");
+    let pid = child.id();
+    let leftovers = || {
+        std::fs::read_dir("/dev/shm")
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .starts_with(&format!("moat-trace-{pid}-"))
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    if std::path::Path::new("/dev/shm").is_dir() {
+        assert_eq!(leftovers(), 1, "the maps' directory while tracing");
+    }
+    let start = std::time::Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let out = child.wait_with_output().expect("moat trace ends");
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(5),
+        "sleep was ended"
+    );
+    // The command's status: killed by SIGTERM.
+    assert_eq!(out.status.code(), Some(128 + 15));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("counts[0] = "), "{text}");
+    assert_eq!(leftovers(), 0, "shared memory removed");
+}

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// Bytes of record data (headers included) one slot's ring holds; records that do not fit are
-/// dropped (counted in [`PerfEventArray::lost`]).
+/// dropped (counted in [`Map::perf_lost`](crate::Map::perf_lost)).
 pub const PERF_BUFFER_BYTES: usize = 256 * 1024;
 
 /// `bpf_perf_event_output`'s flag: the record goes to the current CPU's slot.
