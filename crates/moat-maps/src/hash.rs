@@ -106,7 +106,7 @@ pub(crate) struct KeyTable {
 }
 
 impl KeyTable {
-    fn stride(key_size: usize) -> usize {
+    pub(crate) fn stride(key_size: usize) -> usize {
         8 + round8(key_size as u64) as usize
     }
 

@@ -22,6 +22,10 @@
 //!     first record, so in no particular order; the word after the consumer position holds the
 //!     slot number plus one (0 while the ring is being made).
 //!
+//! Readers skip the parts of the files never written (`SEEK_DATA`/`SEEK_HOLE`): reading a hole of a
+//! `tmpfs` file through a shared mapping gives it memory, so a reader scanning a sparse map would
+//! otherwise grow it to its `max_entries`.
+//!
 //! Only one reader may consume a map's records at a time (ring buffers have a single consumer).
 //! Readers may look elements up and iterate keys (`bpf(2)`'s lookup and get-next-key, for a
 //! loader that serves them to a tool) and update arrays in place; hash maps gain and lose elements
@@ -37,6 +41,7 @@ use crate::ringbuf::{RingBuf, DATA_OFF};
 use crate::shm::{Segment, SharedMemory};
 use crate::value::Slots;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 fn io_error(path: &Path, e: impl ToString) -> MapError {
     MapError::Shared {
@@ -48,8 +53,10 @@ fn io_error(path: &Path, e: impl ToString) -> MapError {
 /// What a reader holds of one map.
 #[derive(Debug)]
 enum View {
-    Array(ArrayMap),
-    Hash(Slots, KeyTable),
+    /// The array and the segment of its values.
+    Array(ArrayMap, Arc<Segment>),
+    /// The values, the key table and the key table's segment.
+    Hash(Slots, KeyTable, Arc<Segment>),
     Ring(RingBuf),
     /// Rings found so far as `(slot, ring)`, and the next allocation number to look for.
     Perf(Vec<(u32, RingBuf)>, u32),
@@ -164,12 +171,15 @@ impl SharedMap {
         let path = dir.join(format!("{tag}.map"));
         let text = std::fs::read_to_string(&path).map_err(|e| io_error(&path, e))?;
         let (def, cpus) = parse_descriptor(&text, &path)?;
-        let segment = |n: u32, len: usize| {
+        let mapped = |n: u32, len: usize| {
             let file = SharedMemory::file(dir, tag, n);
-            Segment::open(&file, len)?
+            let segment = Segment::open(&file, len)?;
+            let block = segment
                 .block(len)
-                .ok_or_else(|| io_error(&file, "too short"))
+                .ok_or_else(|| io_error(&file, "too short"))?;
+            Ok::<_, MapError>((segment, block))
         };
+        let segment = |n: u32, len: usize| mapped(n, len).map(|(_, block)| block);
         let percpu = def.map_type.is_percpu();
         let short = |n: u32| io_error(&SharedMemory::file(dir, tag, n), "too short for the map");
         let slots_len = |def: &MapDef| {
@@ -177,17 +187,12 @@ impl SharedMap {
             elem * if percpu { cpus } else { 1 } * def.max_entries as usize
         };
         let view = match def.map_type {
-            MapType::Array | MapType::PercpuArray => View::Array(ArrayMap::from_slots(
-                &def,
-                Slots::from_block(
-                    segment(0, slots_len(&def))?,
-                    def.max_entries,
-                    def.value_size,
-                    percpu,
-                    cpus,
-                )
-                .ok_or_else(|| short(0))?,
-            )),
+            MapType::Array | MapType::PercpuArray => {
+                let (values, block) = mapped(0, slots_len(&def))?;
+                let slots = Slots::from_block(block, def.max_entries, def.value_size, percpu, cpus)
+                    .ok_or_else(|| short(0))?;
+                View::Array(ArrayMap::from_slots(&def, slots), values)
+            }
             MapType::RingBuf => {
                 let size = u64::from(def.max_entries);
                 let block = segment(0, DATA_OFF + def.max_entries as usize)?;
@@ -203,12 +208,11 @@ impl SharedMap {
                     cpus,
                 )
                 .ok_or_else(|| short(0))?;
-                let key_len = (8 + crate::def::round8(u64::from(def.key_size)) as usize)
-                    * def.max_entries as usize;
-                let table =
-                    KeyTable::from_block(segment(1, key_len)?, def.max_entries, def.key_size)
-                        .ok_or_else(|| short(1))?;
-                View::Hash(slots, table)
+                let key_len = KeyTable::stride(def.key_size as usize) * def.max_entries as usize;
+                let (keys, block) = mapped(1, key_len)?;
+                let table = KeyTable::from_block(block, def.max_entries, def.key_size)
+                    .ok_or_else(|| short(1))?;
+                View::Hash(slots, table, keys)
             }
         };
         Ok(SharedMap {
@@ -238,8 +242,8 @@ impl SharedMap {
     /// The length of a host-side value (all CPUs' copies for per-CPU maps; 0 for rings).
     pub fn host_value_size(&self) -> usize {
         match &self.view {
-            View::Array(a) => a.slots.host_size(),
-            View::Hash(slots, _) => slots.host_size(),
+            View::Array(a, _) => a.slots.host_size(),
+            View::Hash(slots, ..) => slots.host_size(),
             View::Ring(_) | View::Perf(..) => 0,
         }
     }
@@ -255,19 +259,32 @@ impl SharedMap {
         Ok(())
     }
 
+    /// The hash slots from `from` on whose state word lies in a written part of the key table
+    /// (`keys`): the others never held an element, and are not read (reading a hole of a `tmpfs`
+    /// file through the mapping would give it memory).
+    fn written_slots(&self, keys: &Segment, from: usize) -> impl Iterator<Item = usize> {
+        let stride = KeyTable::stride(self.def.key_size as usize);
+        let max = self.def.max_entries as usize;
+        keys.data_ranges().into_iter().flat_map(move |r| {
+            let first = r.start.div_ceil(stride).max(from);
+            let end = r.end.div_ceil(stride).min(max);
+            first..end.max(first)
+        })
+    }
+
     /// The slot holding `key` and its value, or `None`.
     fn find(&self, key: &[u8]) -> Option<(usize, Vec<u8>)> {
         match &self.view {
-            View::Array(a) => {
+            View::Array(a, _) => {
                 let index = u32::from_ne_bytes(key.try_into().ok()?);
                 let mut value = vec![0; a.slots.host_size()];
                 a.lookup_into(index, &mut value).ok()?;
                 Some((index as usize, value))
             }
-            View::Hash(slots, table) => {
+            View::Hash(slots, table, keys) => {
                 let mut found = vec![0; key.len()];
                 let mut value = vec![0; slots.host_size()];
-                (0..self.def.max_entries as usize).find_map(|i| {
+                self.written_slots(keys, 0).find_map(|i| {
                     (table.read_entry(i, &mut found, || slots.read(i, &mut value)) && found == key)
                         .then(|| (i, value.clone()))
                 })
@@ -299,17 +316,17 @@ impl SharedMap {
             self.check_key(k)?;
         }
         match &self.view {
-            View::Array(a) => {
+            View::Array(a, _) => {
                 let index = key.and_then(|k| k.try_into().ok()).map(u32::from_ne_bytes);
                 a.next_key(index).map(|i| i.to_ne_bytes().to_vec())
             }
-            View::Hash(slots, table) => {
+            View::Hash(slots, table, keys) => {
                 let start = key
                     .and_then(|k| self.find(k))
                     .map_or(0, |(slot, _)| slot + 1);
                 let mut found = vec![0; self.def.key_size as usize];
                 let mut value = vec![0; slots.host_size()];
-                (start..self.def.max_entries as usize)
+                self.written_slots(keys, start)
                     .find(|&i| table.read_entry(i, &mut found, || slots.read(i, &mut value)))
                     .map(|_| found)
                     .ok_or(MapError::NotFound)
@@ -326,7 +343,7 @@ impl SharedMap {
     /// host-side update does (`BPF_ANY` / `BPF_EXIST`). Hash maps refuse ([`MapError::NotSupported`]):
     /// their index is private to the writer, the one process that may add or remove elements.
     pub fn update(&self, key: &[u8], value: &[u8], flags: u64) -> Result<(), MapError> {
-        let View::Array(a) = &self.view else {
+        let View::Array(a, _) = &self.view else {
             return Err(MapError::NotSupported {
                 map_type: self.def.map_type,
                 op: "update from another process",
@@ -344,17 +361,26 @@ impl SharedMap {
     pub fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut out = Vec::new();
         match &self.view {
-            View::Array(a) => {
+            View::Array(a, values) => {
+                // Slots never written read as zeroes, without touching (and so growing) them.
+                let written = values.data_ranges();
+                let stride = a.slots.stride;
                 for i in 0..self.def.max_entries {
                     let mut value = vec![0; a.slots.host_size()];
-                    a.slots.read(i as usize, &mut value);
+                    let start = i as usize * stride;
+                    if written
+                        .iter()
+                        .any(|r| r.start < start + stride && start < r.end)
+                    {
+                        a.slots.read(i as usize, &mut value);
+                    }
                     out.push((i.to_ne_bytes().to_vec(), value));
                 }
             }
-            View::Hash(slots, table) => {
+            View::Hash(slots, table, keys) => {
                 let mut key = vec![0; self.def.key_size as usize];
                 let mut value = vec![0; slots.host_size()];
-                for i in 0..self.def.max_entries as usize {
+                for i in self.written_slots(keys, 0) {
                     if table.read_entry(i, &mut key, || slots.read(i, &mut value)) {
                         out.push((key.clone(), value.clone()));
                     }
@@ -397,7 +423,7 @@ impl SharedMap {
                 }
                 Ok(n)
             }
-            View::Array(_) | View::Hash(..) => Ok(0),
+            View::Array(..) | View::Hash(..) => Ok(0),
         }
     }
 }
@@ -660,6 +686,42 @@ mod tests {
             a.next_key(Some(&2u32.to_ne_bytes())),
             Err(MapError::NotFound)
         );
+    }
+
+    #[test]
+    fn reading_a_sparse_map_does_not_grow_it() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = Dir::new("sparse");
+        let used = |files: &[&str]| -> u64 {
+            files
+                .iter()
+                .map(|f| std::fs::metadata(dir.0.join(f)).expect("file").blocks() * 512)
+                .sum()
+        };
+        // 100 000 slots each: 1.6 MB of key table, 800 KB of values.
+        let hash = shared_map(&dir, "h", MapDef::new(MapType::Hash, 8, 8, 100_000));
+        let array = shared_map(&dir, "a", MapDef::new(MapType::Array, 4, 8, 100_000));
+        for k in [3u64, 70_000, 99_999] {
+            hash.update(&k.to_ne_bytes(), &k.to_ne_bytes(), BPF_ANY)
+                .expect("update");
+        }
+        array
+            .update(&50_000u32.to_ne_bytes(), &7u64.to_ne_bytes(), BPF_ANY)
+            .expect("update");
+        let before = used(&["h.0", "h.1", "a.0"]);
+        assert!(before <= 6 * 4096, "{before} bytes after 4 writes");
+        let h = SharedMap::open(&dir.0, "h").expect("hash");
+        let a = SharedMap::open(&dir.0, "a").expect("array");
+        let (hash_entries, array_entries) = (h.entries(), a.entries());
+        assert_eq!(h.next_key(None), hash.next_key(None));
+        assert_eq!(h.lookup(&1u64.to_ne_bytes()), Err(MapError::NotFound));
+        let after = used(&["h.0", "h.1", "a.0"]);
+        assert_eq!(after, before, "the reader grew the files");
+        // (The writer's own host-side reads of every array index do touch every page.)
+        assert_eq!(hash_entries, model(&hash));
+        assert_eq!(array_entries.len(), 100_000);
+        assert_eq!(array_entries[50_000].1, 7u64.to_ne_bytes());
+        assert_eq!(array_entries, model(&array));
     }
 
     #[test]

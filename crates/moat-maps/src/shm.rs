@@ -219,6 +219,8 @@ unsafe impl MapMemory for SharedMemory {
 pub(crate) struct Segment {
     ptr: NonNull<u8>,
     len: usize,
+    /// The file, to find which parts were ever written ([`Segment::data_ranges`]).
+    file: File,
 }
 
 // SAFETY: the mapping is plain shared memory owned by this value; this crate accesses it through
@@ -263,7 +265,45 @@ impl Segment {
             ));
         }
         let ptr = NonNull::new(got.cast()).ok_or_else(|| shared_error(path, "mmap: null"))?;
-        Ok(Arc::new(Segment { ptr, len }))
+        Ok(Arc::new(Segment { ptr, len, file }))
+    }
+
+    /// The byte ranges of the file that hold data, in order: everything else is a hole, never
+    /// written, so it reads as zeroes. Readers skip holes rather than read them, since reading a
+    /// hole of a `tmpfs` file through a shared mapping gives it memory: a scan of a sparse map would
+    /// otherwise make it as large as its `max_entries`. (Page-granular; the whole file when the
+    /// file system cannot tell.)
+    pub(crate) fn data_ranges(&self) -> Vec<std::ops::Range<usize>> {
+        let fd = self.file.as_raw_fd();
+        let mut ranges = Vec::new();
+        let mut off: usize = 0;
+        while off < self.len {
+            let Ok(at) = libc::off_t::try_from(off) else {
+                break;
+            };
+            // SAFETY: `lseek` on our own descriptor has no memory effects; it moves the file's
+            // offset, which nothing else uses.
+            let data = unsafe { libc::lseek(fd, at, libc::SEEK_DATA) };
+            if data < 0 {
+                if std::io::Error::last_os_error().raw_os_error() != Some(libc::ENXIO) {
+                    // SEEK_DATA unsupported: all of it.
+                    return std::iter::once(0..self.len).collect();
+                }
+                break;
+            }
+            // SAFETY: as above.
+            let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
+            let (Ok(start), Ok(end)) = (usize::try_from(data), usize::try_from(hole)) else {
+                return std::iter::once(0..self.len).collect();
+            };
+            let end = end.min(self.len);
+            if end <= start {
+                break;
+            }
+            ranges.push(start..end);
+            off = end;
+        }
+        ranges
     }
 
     /// A block over the first `len` bytes of the mapping (at most its length).
