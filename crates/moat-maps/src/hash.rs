@@ -116,7 +116,8 @@ impl KeyTable {
             .checked_mul(n)
             .ok_or(MapError::OutOfMemory { size: usize::MAX })?;
         Ok(KeyTable {
-            block: Block::new(memory, len, 8)?,
+            // Outside the region programs may address: they never see keys.
+            block: Block::beside(memory, len, 8)?,
             stride,
             key_size,
         })

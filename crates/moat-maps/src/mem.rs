@@ -32,7 +32,9 @@ use std::sync::Arc;
 /// - returns a pointer to `size` bytes that are readable and writable, zero-filled, aligned to at least
 ///   `align`, and not part of any other live allocation;
 /// - keeps that memory valid and at the same address until [`free`](MapMemory::free) is called for it;
-/// - is safe to use from any thread (hence the `Send + Sync` bound).
+/// - is safe to use from any thread (hence the `Send + Sync` bound);
+///
+/// and so must a successful [`alloc_beside`](MapMemory::alloc_beside).
 pub unsafe trait MapMemory: Send + Sync {
     /// Allocates `size` zeroed bytes aligned to `align` (a power of two). `size` is never zero.
     ///
@@ -46,6 +48,14 @@ pub unsafe trait MapMemory: Send + Sync {
     /// `ptr` must come from a call `self.alloc(size, align)` with the same `size` and `align`, and must
     /// not have been freed already. No reference or pointer into the memory may be used afterwards.
     unsafe fn free(&self, ptr: NonNull<u8>, size: usize, align: usize);
+
+    /// Allocates memory for what a map keeps beside its values and programs never address (a
+    /// shared hash map's key table), with the same guarantees as [`alloc`](MapMemory::alloc), and
+    /// freed with [`free`](MapMemory::free) likewise. By default the same as `alloc`; memory that
+    /// confines programs to a region may place it outside.
+    fn alloc_beside(&self, size: usize, align: usize) -> Result<NonNull<u8>, MapError> {
+        self.alloc(size, align)
+    }
 
     /// Whether other processes read this memory while the map lives (as
     /// [`SharedMemory`](crate::SharedMemory) does). Hash maps then also keep a table of their keys in
@@ -140,11 +150,33 @@ impl Block {
         len: usize,
         align: usize,
     ) -> Result<Block, MapError> {
+        Block::alloc(memory, len, align, false)
+    }
+
+    /// [`Block::new`] through [`MapMemory::alloc_beside`]: storage programs never address.
+    pub(crate) fn beside(
+        memory: &Arc<dyn MapMemory>,
+        len: usize,
+        align: usize,
+    ) -> Result<Block, MapError> {
+        Block::alloc(memory, len, align, true)
+    }
+
+    fn alloc(
+        memory: &Arc<dyn MapMemory>,
+        len: usize,
+        align: usize,
+        beside: bool,
+    ) -> Result<Block, MapError> {
         let align = align.max(MIN_ALIGN);
         if len == 0 || !align.is_power_of_two() {
             return Err(MapError::OutOfMemory { size: len });
         }
-        let ptr = memory.alloc(len, align)?;
+        let ptr = if beside {
+            memory.alloc_beside(len, align)?
+        } else {
+            memory.alloc(len, align)?
+        };
         let block = Block {
             ptr,
             len,

@@ -15,7 +15,9 @@
 //! When the map would otherwise live in an isolation domain (`inner`, whose allocations are whole
 //! pages no one else uses, such as a domain's arena), each allocation is first taken from `inner` and
 //! the file is mapped over it (`MAP_FIXED`), so the value keeps the address the domain's programs
-//! may reach; freeing maps anonymous zero pages back before returning the range to `inner`.
+//! may reach; freeing maps anonymous zero pages back before returning the range to `inner`. What
+//! programs never address ([`MapMemory::alloc_beside`]: a hash map's key table) is mapped wherever
+//! the kernel likes instead, taking no room in the domain.
 //!
 //! This module and `mem` are the crate's only `unsafe` code.
 #![expect(unsafe_code, reason = "mmap of shared map storage")]
@@ -90,10 +92,17 @@ impl SharedMemory {
         dir.join(format!("{tag}.{n}"))
     }
 
-    fn map_file(&self, file: &File, path: &Path, len: usize) -> Result<NonNull<u8>, MapError> {
-        let inner = match &self.inner {
-            Some(inner) => Some(inner.alloc(len, PAGE)?),
-            None => None,
+    /// Maps `file` (`len` bytes), over an allocation of `inner` when `over_inner`.
+    fn map_file(
+        &self,
+        file: &File,
+        path: &Path,
+        len: usize,
+        over_inner: bool,
+    ) -> Result<NonNull<u8>, MapError> {
+        let inner = match (&self.inner, over_inner) {
+            (Some(inner), true) => Some(inner.alloc(len, PAGE)?),
+            _ => None,
         };
         let (addr, flags) = match inner {
             Some(p) => (p.as_ptr().cast(), libc::MAP_SHARED | libc::MAP_FIXED),
@@ -124,12 +133,14 @@ impl SharedMemory {
     }
 }
 
-// SAFETY: `alloc` returns a fresh `MAP_SHARED` mapping (or one placed over an allocation of `inner`
-// that no one else uses) of a new file of at least `size` bytes, zero-filled because the file is
-// new, page-aligned (every `align` this crate asks for is at most a page; larger ones are refused),
-// and mapped until `free` unmaps it; mappings may be used from any thread.
-unsafe impl MapMemory for SharedMemory {
-    fn alloc(&self, size: usize, align: usize) -> Result<NonNull<u8>, MapError> {
+impl SharedMemory {
+    /// A new file of at least `size` bytes, mapped (over `inner`'s range when `over_inner`).
+    fn alloc_file(
+        &self,
+        size: usize,
+        align: usize,
+        over_inner: bool,
+    ) -> Result<NonNull<u8>, MapError> {
         if size == 0 || align > PAGE || !align.is_power_of_two() {
             return Err(MapError::OutOfMemory { size });
         }
@@ -149,7 +160,7 @@ unsafe impl MapMemory for SharedMemory {
             let _ = std::fs::remove_file(&path);
             return Err(shared_error(&path, e));
         }
-        let ptr = match self.map_file(&file, &path, len) {
+        let ptr = match self.map_file(&file, &path, len, over_inner) {
             Ok(p) => p,
             Err(e) => {
                 let _ = std::fs::remove_file(&path);
@@ -159,13 +170,29 @@ unsafe impl MapMemory for SharedMemory {
         let live = Live {
             path,
             len,
-            from_inner: self.inner.is_some(),
+            from_inner: over_inner && self.inner.is_some(),
         };
         self.live
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(ptr.as_ptr() as usize, live);
         Ok(ptr)
+    }
+}
+
+// SAFETY: `alloc` and `alloc_beside` return a fresh `MAP_SHARED` mapping (`alloc`'s placed over an
+// allocation of `inner` that no one else uses, when there is an `inner`) of a new file of at least
+// `size` bytes, zero-filled because the file is new, page-aligned (every `align` this crate asks
+// for is at most a page; larger ones are refused), and mapped until `free` unmaps it; mappings may
+// be used from any thread.
+unsafe impl MapMemory for SharedMemory {
+    fn alloc(&self, size: usize, align: usize) -> Result<NonNull<u8>, MapError> {
+        self.alloc_file(size, align, true)
+    }
+
+    /// Outside `inner`'s range: what programs never address does not take room in it.
+    fn alloc_beside(&self, size: usize, align: usize) -> Result<NonNull<u8>, MapError> {
+        self.alloc_file(size, align, false)
     }
 
     unsafe fn free(&self, ptr: NonNull<u8>, _size: usize, _align: usize) {
@@ -323,5 +350,56 @@ impl Drop for Segment {
         // SAFETY: our own mapping; every block over it holds an `Arc` of this segment, so none is
         // left when it is dropped.
         unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{HeapMemory, Map, MapDef, MapType, BPF_ANY};
+    use std::sync::atomic::AtomicUsize;
+
+    /// Heap memory that counts the bytes it hands out.
+    #[derive(Default)]
+    struct Counting(AtomicUsize);
+
+    // SAFETY: every call is `HeapMemory`'s, which meets the contract.
+    unsafe impl MapMemory for Counting {
+        fn alloc(&self, size: usize, align: usize) -> Result<NonNull<u8>, MapError> {
+            self.0.fetch_add(size, Ordering::Relaxed);
+            HeapMemory.alloc(size, align)
+        }
+
+        unsafe fn free(&self, ptr: NonNull<u8>, size: usize, align: usize) {
+            self.0.fetch_sub(size, Ordering::Relaxed);
+            // SAFETY: the caller's contract, passed on to the allocator that made `ptr`.
+            unsafe { HeapMemory.free(ptr, size, align) };
+        }
+    }
+
+    #[test]
+    fn values_take_inner_ranges_and_key_tables_do_not() {
+        let dir = std::env::temp_dir().join(format!("moat-maps-shm-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).expect("directory");
+        let inner = Arc::new(Counting::default());
+        let memory: Arc<dyn MapMemory> =
+            SharedMemory::new(&dir, "h", Some(inner.clone() as Arc<dyn MapMemory>));
+        // 1 000 values of 8 bytes (two pages) and 1 000 keys of 16 (four pages of table).
+        let map = Map::create_with(MapDef::new(MapType::Hash, 8, 8, 1000), memory, 1).expect("map");
+        assert_eq!(inner.0.load(Ordering::Relaxed), 2 * PAGE, "only the values");
+        map.update(&[1; 8], &[2; 8], BPF_ANY).expect("update");
+        let p = map.lookup_ptr(&[1; 8], 0).expect("present");
+        assert!(map.value_regions()[0].contains(p.as_ptr() as usize, 8));
+        let table = std::fs::metadata(dir.join("h.1")).expect("key table").len();
+        assert_eq!(table, 4 * PAGE as u64);
+        drop(map);
+        assert_eq!(inner.0.load(Ordering::Relaxed), 0, "returned");
+        assert_eq!(
+            std::fs::read_dir(&dir).expect("dir").count(),
+            0,
+            "files removed"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
