@@ -19,6 +19,11 @@
 //! programs never address ([`MapMemory::alloc_beside`]: a hash map's key table) is mapped wherever
 //! the kernel likes instead, taking no room in the domain.
 //!
+//! A limit of sparse files: if the `tmpfs` is full when a page of a map is first written, the
+//! writing thread gets `SIGBUS`, as with any shared memory on `/dev/shm` (the kernel reserves no
+//! room ahead). Reserving every segment whole (`fallocate`) would avoid it at the price of the
+//! growth above; this module does not.
+//!
 //! This module and `mem` are the crate's only `unsafe` code.
 #![expect(unsafe_code, reason = "mmap of shared map storage")]
 
