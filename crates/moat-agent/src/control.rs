@@ -93,7 +93,7 @@ pub enum ControlError {
 }
 
 /// Where the agent library is: `MOAT_AGENT`, else beside the running executable (or in its
-/// `deps/`, where cargo puts it for a dependency).
+/// `deps/`, where cargo puts it for a dependency), the newest of those.
 pub fn find_agent() -> Result<PathBuf, ControlError> {
     if let Some(p) = std::env::var_os("MOAT_AGENT") {
         return Ok(PathBuf::from(p));
@@ -105,9 +105,12 @@ pub fn find_agent() -> Result<PathBuf, ControlError> {
         dir.join("deps/libmoat_agent.so"),
         dir.join("../libmoat_agent.so"),
     ];
+    // The newest: `cargo test` rebuilds `deps/` without refreshing a copy an earlier
+    // `cargo build` left beside the executable, which would then be a stale agent.
     candidates
         .iter()
-        .find(|p| p.is_file())
+        .filter(|p| p.is_file())
+        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
         .and_then(|p| p.canonicalize().ok())
         .ok_or_else(|| {
             ControlError::NoAgent(
