@@ -82,7 +82,7 @@ pub struct CxlsimArgs {
     #[arg(long)]
     no_inject: bool,
     /// Calibration working set (local DRAM latency and bandwidth are measured at start), MiB.
-    #[arg(long, value_name = "MIB", default_value_t = 128)]
+    #[arg(long, value_name = "MIB", default_value_t = 256)]
     calibrate_mib: usize,
     /// Use these local DRAM figures instead of measuring: NS,GB_PER_S.
     #[arg(long, value_name = "NS,GB_PER_S")]

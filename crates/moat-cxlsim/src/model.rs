@@ -5,10 +5,12 @@
 //!   path's extra latency in proportion, `wait × extra / local_latency` — the latency of one local
 //!   miss comes from [`Calibration`], so overlapping misses (memory-level parallelism) scale the
 //!   same way they overlap;
-//! - **bandwidth-bound** (a stream the prefetchers cover): no latency is exposed, but the bytes,
-//!   `wait × local_bandwidth`, must cross every link on the path; a link slower than local DRAM
-//!   stretches the transfer to `bytes / link_bandwidth`, and links shared by several devices
-//!   (switches) carry their sum: that is congestion.
+//! - **bandwidth-bound** (a stream the prefetchers cover): no latency is exposed, but the bytes
+//!   must cross every link on the path. The bytes are measured, not assumed: between two samples
+//!   of a thread streaming through a tier, the stream advanced from one address to the other in
+//!   the time between them. A link slower than that stretches the transfer to
+//!   `bytes / link_bandwidth`, and links shared by several devices (switches) carry their sum:
+//!   that is congestion.
 //!
 //! A sample is bandwidth-bound when its thread's previous sample on the same tier was at a
 //! lower address no farther than the local bandwidth could have streamed in between (plus a page),
@@ -63,13 +65,17 @@ impl Calibration {
     }
 }
 
-/// Wait measured on one tier in one epoch (sample counts).
+/// Wait measured on one tier in one epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TierWait {
     /// Samples at latency-bound accesses.
     pub latency: u64,
     /// Samples at bandwidth-bound accesses.
     pub stream: u64,
+    /// Bytes the streams moved: how far each thread's stream advanced between its samples.
+    pub stream_bytes: u64,
+    /// The time those bytes took (between the same samples), ns.
+    pub stream_ns: u64,
 }
 
 /// The delay of one epoch, by cause.
@@ -105,12 +111,12 @@ pub fn delay(
         let tier = i + 1;
         let extra = topology.extra_latency(tier).as_secs_f64();
         let lat_wait = w.latency as f64 * p;
-        let stream_wait = w.stream as f64 * p;
         latency += lat_wait * extra / local;
-        let bytes = stream_wait * calibration.bandwidth + lat_wait / local * 64.0;
+        // Misses move a line each; streams what they were seen to move.
+        let bytes = lat_wait / local * 64.0 + w.stream_bytes as f64;
         for node in topology.path(tier) {
             link_bytes[node] += bytes;
-            link_wait[node] += lat_wait + stream_wait;
+            link_wait[node] += lat_wait + w.stream_ns as f64 * 1e-9;
         }
     }
     let bandwidth = topology
@@ -145,7 +151,7 @@ mod tests {
             Duration::from_micros(10),
             &[TierWait {
                 latency: 1000,
-                stream: 0,
+                ..TierWait::default()
             }],
         );
         assert_eq!(d.latency, Duration::from_millis(20));
@@ -158,11 +164,13 @@ mod tests {
 
     #[test]
     fn streams_pay_only_where_a_link_is_narrower_than_local_dram() {
-        // 10 ms streaming at 10 GB/s = 100 MB; through a 5 GB/s link that takes 20 ms.
+        // 100 MB streamed in 10 ms (10 GB/s); through a 5 GB/s link that takes 20 ms.
         let narrow = topology::direct(Duration::from_nanos(200), 5e9);
         let w = [TierWait {
-            latency: 0,
             stream: 1000,
+            stream_bytes: 100_000_000,
+            stream_ns: 10_000_000,
+            ..TierWait::default()
         }];
         let d = delay(&narrow, &CAL, Duration::from_micros(10), &w);
         assert_eq!(d.latency, Duration::ZERO);
@@ -176,9 +184,8 @@ mod tests {
 
     #[test]
     fn a_shared_switch_link_congests() {
-        // Two devices of 10 GB/s each behind one 10 GB/s switch link: each streams 10 ms at the
-        // local 10 GB/s, 200 MB through the switch link in 20 ms of waits... which it carries in
-        // 20 ms: no delay. Make the switch link 5 GB/s: 40 ms, 20 ms late.
+        // Two devices behind one 5 GB/s switch link, each streaming 100 MB in 10 ms: 200 MB
+        // through the switch link take 40 ms against the 20 ms of streaming: 20 ms late.
         let t = Topology::parse(
             "switch s parent=root latency=0ns bandwidth=5GB/s\n\
              device a parent=s latency=100ns bandwidth=10GB/s\n\
@@ -186,8 +193,10 @@ mod tests {
         )
         .expect("parses");
         let w = [TierWait {
-            latency: 0,
             stream: 1000,
+            stream_bytes: 100_000_000,
+            stream_ns: 10_000_000,
+            ..TierWait::default()
         }; 2];
         let d = delay(&t, &CAL, Duration::from_micros(10), &w);
         assert_eq!(d.bandwidth, Duration::from_millis(20));
