@@ -76,7 +76,7 @@ pub struct CxlsimArgs {
     #[arg(long, value_name = "MS", default_value_t = 20)]
     epoch: u64,
     /// CPU time between two samples of a thread.
-    #[arg(long, value_name = "US", default_value_t = 100)]
+    #[arg(long, value_name = "US", default_value_t = 200)]
     period: u64,
     /// Only predict: measure and report the delay, inject none.
     #[arg(long)]
@@ -232,7 +232,11 @@ fn simulate(args: &CxlsimArgs) -> Result<ExitCode> {
                     args.calibrate_mib
                 );
             }
-            Calibration::measure(args.calibrate_mib.max(1) << 20)
+            // Sampled as the workload will be (see `Calibration::measure`).
+            let own = Sampler::open(0, Duration::from_micros(args.period.max(1))).ok();
+            let c = Calibration::measure(args.calibrate_mib.max(1) << 20);
+            drop(own);
+            c
         }
     };
     if !args.json {

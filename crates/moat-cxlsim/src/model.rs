@@ -30,8 +30,10 @@ pub struct Calibration {
 }
 
 impl Calibration {
-    /// Measures both on `bytes` of memory (say 128 MiB; at least 64 KiB): a random cyclic
-    /// pointer chase and a summing pass, each the best of three.
+    /// Measures both on `bytes` of memory (say 256 MiB; at least 64 KiB): a random cyclic
+    /// pointer chase and a summing pass, each the median of five. Measure under the same
+    /// sampling as the workload will run under: its interrupts cost a chase TLB and cache state,
+    /// and the misses an epoch's waits stand for are counted in that currency.
     pub fn measure(bytes: usize) -> Calibration {
         let n = (bytes / 8).max(8192);
         // Sattolo's shuffle: one cycle through every slot, in a random order.
@@ -45,23 +47,28 @@ impl Calibration {
             next.swap(i, j);
         }
         let steps = n.min(2_000_000);
-        let mut latency = Duration::MAX;
-        let mut bandwidth: f64 = 0.0;
-        for _ in 0..3 {
+        let mut latencies = Vec::new();
+        let mut bandwidths = Vec::new();
+        for _ in 0..5 {
             let mut p = 0usize;
             let start = Instant::now();
             for _ in 0..steps {
                 p = next[p] as usize;
             }
             black_box(p);
-            latency = latency.min(start.elapsed() / steps as u32);
+            latencies.push(start.elapsed() / steps as u32);
             let start = Instant::now();
             let sum: u64 = next.iter().fold(0u64, |a, &v| a.wrapping_add(v));
             black_box(sum);
             let secs = start.elapsed().as_secs_f64().max(1e-9);
-            bandwidth = bandwidth.max((n * 8) as f64 / secs);
+            bandwidths.push((n * 8) as f64 / secs);
         }
-        Calibration { latency, bandwidth }
+        latencies.sort();
+        bandwidths.sort_by(f64::total_cmp);
+        Calibration {
+            latency: latencies[2],
+            bandwidth: bandwidths[2],
+        }
     }
 }
 
