@@ -668,7 +668,10 @@ impl Report<'_> {
                 "samples": r.epoch.samples,
                 "local": r.epoch.local,
                 "cxl": r.epoch.tiers.iter().map(|w| serde_json::json!({
-                    "latency": w.latency, "stream": w.stream,
+                    "latency": w.latency,
+                    "stream": w.stream,
+                    "stream_bytes": w.stream_bytes,
+                    "stream_ns": w.stream_ns,
                 })).collect::<Vec<_>>(),
                 "delay_ns": ns(r.epoch.delay.total()),
                 "injected_ns": ns(r.injected),

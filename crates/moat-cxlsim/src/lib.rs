@@ -173,13 +173,17 @@ impl Simulator {
             * self.calibration.bandwidth
             * 2.0) as u64
             + placement::PAGE;
-        let streaming = self.last.get(&s.tid).is_some_and(|&(t, addr, _)| {
-            t == tier && access.address >= addr && access.address - addr <= reach
+        let streaming = self.last.get(&s.tid).and_then(|&(t, addr, at)| {
+            (t == tier && access.address >= addr && access.address - addr <= reach)
+                .then(|| (access.address - addr, s.time.saturating_sub(at)))
         });
-        if streaming {
-            wait.stream += 1;
-        } else {
-            wait.latency += 1;
+        match streaming {
+            Some((bytes, ns)) => {
+                wait.stream += 1;
+                wait.stream_bytes += bytes;
+                wait.stream_ns += ns;
+            }
+            None => wait.latency += 1,
         }
         self.last.insert(s.tid, (tier, access.address, s.time));
         if let Some(site) = site {
