@@ -52,6 +52,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("moat-interp", &["moat-isa", "moat-exec"][..]),
         ("moat-maps", &["moat-abi"][..]),
         ("moat-verify", &["moat-isa", "moat-abi"][..]),
+        ("moat-raise", &["moat-isa", "moat-verify"][..]),
         (
             "moat-jit",
             &["moat-isa", "moat-exec", "moat-verify", "moat-signal"][..],
