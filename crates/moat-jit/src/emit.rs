@@ -54,6 +54,8 @@ pub(crate) struct Thunks {
     /// `jit_poll`: a polling point found the interrupt flag set (the thread's poll hook decides
     /// whether the run goes on).
     pub poll: u64,
+    /// `jit_raise`: a raised loop's header ([`crate::raise`]).
+    pub raise: u64,
     /// Code for confined runs ([`crate::confine`]): the trampoline switches to the run's native
     /// stack and PKRU on entry and back to the host's on exit, and every call into Rust switches to
     /// the host's stack and PKRU and back.
@@ -149,6 +151,9 @@ struct Emitter<'a> {
     ldabs_zero: DynamicLabel,
     unwind: DynamicLabel,
     landing: DynamicLabel,
+    /// Raised loops: the latch's slot and the label of the header's own code (after the call to
+    /// the plan), where the back-edge goes so that only entries from outside run the plan.
+    back_edges: Vec<(usize, DynamicLabel)>,
 }
 
 /// Basic blocks: leaders are the entry, every branch or call target, code addresses and the
@@ -207,7 +212,12 @@ fn blocks(program: &Program) -> (Vec<Option<u32>>, Vec<Vec<usize>>) {
 /// `sfi` such loads and stores carry no run-time check (atomics keep theirs, for alignment),
 /// with it they are checked against the zones of the program's domain inline and, failing that,
 /// completely (see [`crate::Sfi`]). `table` is the address the slot table will live at (filled by
-/// the caller once the code is placed).
+/// the caller once the code is placed). `raised` are the (header, latch) slots of raised loops,
+/// by index ([`crate::raise`]).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the parts of one compilation, passed once"
+)]
 pub(crate) fn compile(
     linked: &Linked,
     proofs: &ProvenAccesses,
@@ -216,6 +226,7 @@ pub(crate) fn compile(
     polling: bool,
     thunks: Thunks,
     table: u64,
+    raised: &[(usize, usize)],
 ) -> Result<Compiled, LinkError> {
     let program = linked.program();
     let insns = program.insns();
@@ -247,6 +258,7 @@ pub(crate) fn compile(
         ldabs_zero,
         unwind,
         landing,
+        back_edges: Vec::new(),
     };
     e.trampoline();
     let body_start = e.asm.offset().0 as u32;
@@ -254,6 +266,12 @@ pub(crate) fn compile(
     for (i, &(pc, insn)) in insns.iter().enumerate() {
         let label = e.labels[i];
         dynasm!(e.asm ; .arch x64 ; =>label);
+        if let Some(index) = raised.iter().position(|&(header, _)| header == pc) {
+            let body = e.asm.new_dynamic_label();
+            e.raise_hook(pc, index, body);
+            dynasm!(e.asm ; .arch x64 ; =>body);
+            e.back_edges.push((raised[index].1, body));
+        }
         if let Some(b) = block_of[i] {
             e.zone_checked = [None; 11];
             if count_budget {
@@ -545,7 +563,10 @@ impl Emitter<'_> {
             Insn::LoadInd { size, src, imm } => self.ldabs(size, Some(x(src)), imm),
             Insn::Ja { .. } => {
                 let target = insn.branch_target(pc);
-                let t = target.and_then(label_at).ok_or(bad.clone())?;
+                let t = self
+                    .back_edge(pc)
+                    .or_else(|| target.and_then(label_at))
+                    .ok_or(bad.clone())?;
                 if target.is_some_and(|t| t <= pc as i64) {
                     self.poll(pc);
                 }
@@ -559,7 +580,10 @@ impl Emitter<'_> {
                 ..
             } => {
                 let target = insn.branch_target(pc);
-                let t = target.and_then(label_at).ok_or(bad.clone())?;
+                let t = self
+                    .back_edge(pc)
+                    .or_else(|| target.and_then(label_at))
+                    .ok_or(bad.clone())?;
                 if target.is_some_and(|t| t <= pc as i64) {
                     self.poll(pc);
                 }
@@ -585,6 +609,51 @@ impl Emitter<'_> {
             Insn::Exit => dynasm!(self.asm ; .arch x64 ; ret),
         }
         Ok(())
+    }
+
+    /// The header's own code for the back-edge of a raised loop whose latch is at `pc`.
+    fn back_edge(&self, pc: usize) -> Option<DynamicLabel> {
+        self.back_edges
+            .iter()
+            .find(|&&(latch, _)| latch == pc)
+            .map(|&(_, l)| l)
+    }
+
+    /// The call to a raised loop's plan at its header (`crate::raise`): `r0`-`r10` into the
+    /// context, `jit_raise` called with the loop's index, the registers (and the budget) reloaded;
+    /// then on to the exit it returns, or to `body` (the loop's own code) when it returns 0.
+    fn raise_hook(&mut self, pc: usize, index: usize, body: DynamicLabel) {
+        self.ctx_r11();
+        if self.count_budget {
+            dynasm!(self.asm ; .arch x64 ; mov [r11 + off::BUDGET], r12);
+        }
+        for (r, &reg) in MAP.iter().enumerate() {
+            let at = off::RAISE_REGS + 8 * r as i32;
+            dynasm!(self.asm ; .arch x64 ; mov [r11 + at], Rq(reg));
+        }
+        dynasm!(self.asm
+            ; .arch x64
+            ; mov DWORD [r11 + off::CALL_PC], pc as i32
+            ; mov DWORD [r11 + off::CALL_INDEX], index as i32
+            ; mov [r11 + off::CALL_FP], rbp
+            ; mov r9, r11
+        );
+        self.call_thunk(self.thunks.raise, true);
+        dynasm!(self.asm ; .arch x64 ; mov r10, rax);
+        self.ctx_r11();
+        if self.count_budget {
+            dynasm!(self.asm ; .arch x64 ; mov r12, [r11 + off::BUDGET]);
+        }
+        for (r, &reg) in MAP.iter().enumerate().take(10) {
+            let at = off::RAISE_REGS + 8 * r as i32;
+            dynasm!(self.asm ; .arch x64 ; mov Rq(reg), [r11 + at]);
+        }
+        dynasm!(self.asm
+            ; .arch x64
+            ; test r10, r10
+            ; jz =>body
+            ; jmp r10
+        );
     }
 
     fn mov_imm64(&mut self, d: u8, value: u64) {

@@ -37,6 +37,7 @@ mod emit;
     reason = "the SIGSEGV handler that resumes generated code at its fault landing"
 )]
 mod fault;
+pub mod raise;
 #[expect(
     unsafe_code,
     reason = "entering generated code and the Rust functions it calls"
@@ -178,6 +179,10 @@ pub struct JitProgram {
     sfi: Option<Sfi>,
     /// Unique among the process's programs (never reused): whose residue a run area's stack holds.
     run_id: u64,
+    /// The loops whose headers call their plans ([`raise`]), by the index the code passes.
+    raised: Vec<moat_raise::RaisedLoop>,
+    /// Whether the code counts an instruction budget.
+    counts_budget: bool,
 }
 
 /// The next [`JitProgram::run_id`].
@@ -204,6 +209,23 @@ impl JitProgram {
         proofs: &ProvenAccesses,
         options: &CodeOptions,
     ) -> Result<JitProgram, JitError> {
+        JitProgram::new_raised(linked, fallback, proofs, options, Vec::new())
+    }
+
+    /// As [`JitProgram::new`], with `raised` loops (from [`raise::raise_loops`] on the verified
+    /// form of the same program): each one's header calls its plan, with the loop's own code as
+    /// the fallback wherever the plan does not apply ([`raise`]). Loops that do not fit the
+    /// program are left as they are.
+    pub fn new_raised(
+        linked: Arc<Linked>,
+        fallback: Arc<dyn ProgramRunner>,
+        proofs: &ProvenAccesses,
+        options: &CodeOptions,
+        raised: Vec<moat_raise::RaisedLoop>,
+    ) -> Result<JitProgram, JitError> {
+        let raised = raise::fitting(linked.program(), raised);
+        let loops: Vec<(usize, usize)> = raised.iter().map(|l| (l.header, l.latch)).collect();
+        let counts_budget = !(proofs.terminates() || options.time_bounded && options.polling);
         let confinement = options.confinement;
         let confined = confinement == Confinement::Mpk;
         if confined && !protection_keys_available() {
@@ -219,10 +241,11 @@ impl JitProgram {
             &linked,
             proofs,
             sfi.as_ref(),
-            !(proofs.terminates() || options.time_bounded && options.polling),
+            counts_budget,
             options.polling,
             run::thunks(confined),
             table.as_ptr() as u64,
+            &loops,
         )?;
         let code = codemem::CodePiece::new(&compiled.code).map_err(JitError::Memory)?;
         for (entry, off) in table.iter_mut().zip(&compiled.slot_offsets) {
@@ -243,7 +266,22 @@ impl JitProgram {
             confined,
             sfi,
             run_id: NEXT_RUN_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            raised,
+            counts_budget,
         })
+    }
+
+    /// The loops whose headers call their plans.
+    pub fn raised_loops(&self) -> &[moat_raise::RaisedLoop] {
+        &self.raised
+    }
+
+    pub(crate) fn raised_loop(&self, index: usize) -> Option<&moat_raise::RaisedLoop> {
+        self.raised.get(index)
+    }
+
+    pub(crate) fn counts_budget(&self) -> bool {
+        self.counts_budget
     }
 
     /// The program's identity for run areas (unique, never reused).

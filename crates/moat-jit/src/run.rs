@@ -67,6 +67,9 @@ pub(crate) struct JitCtx {
     /// code without a budget checks proven accesses (`moat_jit::Sfi`). Not reachable by the
     /// program: the context is not in its domain and no check admits it.
     sfi_arena: u64,
+    /// A raised loop's entry: `r0`-`r10` stored by generated code before it calls
+    /// [`jit_raise`], and the live-out values it reloads afterwards.
+    raise_regs: [u64; 11],
 }
 
 /// The page right above the context: what the runtime relies on during a run. Generated code only
@@ -259,6 +262,7 @@ pub(crate) mod off {
     pub const ERR_AUX: i32 = offset_of!(JitCtx, err_aux) as i32;
     pub const FAULT_RIP: i32 = offset_of!(JitCtx, fault_rip) as i32;
     pub const SFI_ARENA: i32 = offset_of!(JitCtx, sfi_arena) as i32;
+    pub const RAISE_REGS: i32 = offset_of!(JitCtx, raise_regs) as i32;
     /// Anchor fields, from the context (the anchor is the next page).
     const ANCHOR: i32 = std::mem::size_of::<JitCtx>() as i32;
     pub const HOST_RSP: i32 = ANCHOR + offset_of!(RunAnchor, host_rsp) as i32;
@@ -314,6 +318,7 @@ impl JitCtx {
             err_aux: 0,
             fault_rip: 0,
             sfi_arena: 0,
+            raise_regs: [0; 11],
         }
     }
 }
@@ -324,6 +329,7 @@ pub(crate) fn thunks(confined: bool) -> crate::emit::Thunks {
         call: jit_call as *const () as u64,
         check: jit_check as *const () as u64,
         poll: jit_poll as *const () as u64,
+        raise: jit_raise as *const () as u64,
         confined,
     }
 }
@@ -1023,5 +1029,98 @@ extern "sysv64" fn jit_check(ctx: *mut JitCtx, addr: u64, info: u64, fp: u64) ->
         };
         (*anchor).pending = Some(RunError { pc, kind });
         0
+    }
+}
+
+/// Called by generated code at the header of a raised loop ([`crate::raise`]), with `r0`-`r10`
+/// stored in the context's `raise_regs`, the loop's index in `call_index`, `r10` in `call_fp` and,
+/// where the code counts one, the budget in `budget`. Runs the loop's plan over the run's memory
+/// (every range checked whole against the memory map first, as the loop's own accesses would be);
+/// returns the native address of the loop's exit with the live-out registers and the budget
+/// updated, or 0 when the plan does not apply: the loop's own code then runs.
+extern "sysv64" fn jit_raise(
+    _a1: u64,
+    _a2: u64,
+    _a3: u64,
+    _a4: u64,
+    _a5: u64,
+    ctx: *mut JitCtx,
+) -> u64 {
+    // SAFETY: as in `jit_call`: generated code passes the live context of its run; the program,
+    // memory map and state its anchor points to are live and unused by anything else meanwhile.
+    unsafe {
+        let anchor = anchor(ctx);
+        let prog = &*(*anchor).prog;
+        let mem = &mut *(*anchor).mem;
+        let state = &*(*anchor).state;
+        let Some(raised) = prog.raised_loop((*ctx).call_index as usize) else {
+            return 0;
+        };
+        mem.enter_frame((*ctx).call_fp, state);
+        let budget = if prog.counts_budget() {
+            (*ctx).budget
+        } else {
+            u64::MAX
+        };
+        let mut regs = (*ctx).raise_regs;
+        let Some(done) = raised.plan.run(&mut regs, &mut RunMemory(mem), budget) else {
+            return 0;
+        };
+        // Exits were checked to be instructions when the program was compiled.
+        let Some(native) = prog.native(done.exit) else {
+            return 0;
+        };
+        (*ctx).raise_regs = regs;
+        if prog.counts_budget() {
+            (*ctx).budget = budget - done.insns;
+        }
+        native
+    }
+}
+
+/// The run's memory as a raised loop's plan sees it: ranges checked against the memory map (its
+/// regions and the current frame's stack window), then used in place.
+struct RunMemory<'a>(&'a MemoryMap);
+
+impl moat_raise::Memory for RunMemory<'_> {
+    fn read(&self, addr: u64, len: u64) -> Option<&[u8]> {
+        let n = usize::try_from(len).ok()?;
+        if n == 0 {
+            return Some(&[]);
+        }
+        if !self.0.check(addr, len, false) {
+            return None;
+        }
+        // SAFETY: the memory map says the `len` bytes at `addr` are readable memory of this run
+        // (a region or the stack window), which outlives this call into Rust; generated code is
+        // suspended meanwhile, so nothing of this run writes them while the slice lives.
+        Some(unsafe { std::slice::from_raw_parts(addr as *const u8, n) })
+    }
+
+    fn write(&mut self, addr: u64, len: u64) -> Option<&mut [u8]> {
+        let n = usize::try_from(len).ok()?;
+        if n == 0 {
+            return Some(&mut []);
+        }
+        if !self.0.check(addr, len, true) {
+            return None;
+        }
+        // SAFETY: as in `read`, and the memory map says the bytes are writable; the slice is the
+        // only reference to them while it lives (`&mut self`).
+        Some(unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, n) })
+    }
+
+    fn copy(&mut self, dst: u64, src: u64, len: u64) -> Option<()> {
+        let n = usize::try_from(len).ok()?;
+        if n == 0 {
+            return Some(());
+        }
+        if !self.0.check(src, len, false) || !self.0.check(dst, len, true) {
+            return None;
+        }
+        // SAFETY: both ranges are memory of this run, readable and writable as checked above;
+        // `copy` handles overlap (the plan never asks for one, but memory is not trusted here).
+        unsafe { std::ptr::copy(src as *const u8, dst as *mut u8, n) };
+        Some(())
     }
 }

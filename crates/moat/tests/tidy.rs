@@ -55,7 +55,13 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("moat-raise", &["moat-isa", "moat-verify"][..]),
         (
             "moat-jit",
-            &["moat-isa", "moat-exec", "moat-verify", "moat-signal"][..],
+            &[
+                "moat-isa",
+                "moat-exec",
+                "moat-verify",
+                "moat-raise",
+                "moat-signal",
+            ][..],
         ),
         ("moat-signal", &[][..]),
         ("moat-pool", &["moat-abi"][..]),
