@@ -34,12 +34,17 @@ pub struct JitDumpArgs {
     /// else sfi).
     #[arg(long, value_parser = crate::parse_isolation)]
     isolation: Option<moat::Isolation>,
+    /// Compile as `run --no-raise` does: no loop raised.
+    #[arg(long)]
+    no_raise: bool,
     /// Compile as `run --time-budget` does (polling points, no instruction budget).
     #[arg(long, value_name = "TIME", value_parser = crate::parse_duration)]
     time_budget: Option<std::time::Duration>,
     /// Print one JSON object instead of text: `file`, `program`, `verified`, `entry` (the entry
     /// trampoline), `insns` (each eBPF instruction's `pc`, `ebpf` text and `native` code) and
-    /// `stubs` (cold stubs and shared routines); native instructions are `offset` (into the code),
+    /// `stubs` (cold stubs and shared routines), `loops` (each loop's `header` and `latch` slots,
+    /// `raised`: the operation it runs as, or `reason`: why not, and `report` with the synthesis
+    /// counts and time); native instructions are `offset` (into the code),
     /// `bytes` (hex) and `text` (Intel syntax, branch targets as `pc N` or `stub(pc N)` labels), and
     /// a stub's first instruction has `stub_for`, the pc whose code branches to it.
     #[arg(long)]
@@ -94,6 +99,7 @@ pub fn run(args: &JitDumpArgs) -> Result<()> {
         args.unprivileged,
         args.isolation,
         args.time_budget,
+        args.no_raise,
     )?;
     let buffer_size = args.mem_size.or_else(|| {
         let mem = input.default_mem();
@@ -138,6 +144,7 @@ pub fn run(args: &JitDumpArgs) -> Result<()> {
         }
     }
     let verified = prog.verified().is_some();
+    let loops = prog.jit_loops().unwrap_or_default();
     if args.json {
         let v = serde_json::json!({
             "file": input.path(),
@@ -150,6 +157,13 @@ pub fn run(args: &JitDumpArgs) -> Result<()> {
                 "native": i.native.iter().map(native_json).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
             "stubs": stubs.iter().map(native_json).collect::<Vec<_>>(),
+            "loops": loops.iter().map(|l| serde_json::json!({
+                "header": l.header,
+                "latch": l.latch,
+                "raised": l.raised,
+                "reason": l.reason,
+                "report": l.report,
+            })).collect::<Vec<_>>(),
         });
         out!("{v}");
         return Ok(());
@@ -164,9 +178,33 @@ pub fn run(args: &JitDumpArgs) -> Result<()> {
             "not verified: every check and the instruction budget kept"
         }
     );
+    if loops.is_empty() {
+        out!(
+            "; loops: none raised ({})",
+            if args.no_raise {
+                "--no-raise"
+            } else if !verified {
+                "not verified"
+            } else {
+                "none found"
+            }
+        );
+    }
+    for l in &loops {
+        out!("; {}", l.report);
+    }
     out!("; entry trampoline");
     entry.iter().for_each(|n| out!("{}", native_line(n)));
     for insn in &insns {
+        for l in loops.iter().filter(|l| l.header == insn.pc) {
+            if let Some(plan) = &l.raised {
+                out!(
+                    "; raised loop {}..={}: the call to `{plan}` first",
+                    l.header,
+                    l.latch
+                );
+            }
+        }
         out!("; pc {}: {}", insn.pc, insn.ebpf);
         insn.native.iter().for_each(|n| out!("{}", native_line(n)));
     }

@@ -242,6 +242,11 @@ struct RunArgs {
     /// Run without verifying first (the engines' run-time checks still apply).
     #[arg(long)]
     no_verify: bool,
+    /// Do not raise loops: the JIT compiles every loop instruction by instruction instead of
+    /// running loops it recognises (copy, fill, search, compare, reductions) as one native
+    /// operation. Results are the same either way.
+    #[arg(long)]
+    no_raise: bool,
     /// Verify with the rules of an unprivileged loader.
     #[arg(long)]
     unprivileged: bool,
@@ -287,15 +292,17 @@ fn parse_duration(text: &str) -> Result<std::time::Duration> {
         .with_context(|| format!("`{text}` is not a valid duration"))
 }
 
-/// What `run` and `jit-dump` set alike: verification, isolation and the time budget, which decide
-/// the code the JIT generates.
+/// What `run` and `jit-dump` set alike: verification, isolation, the time budget and loop raising,
+/// which decide the code the JIT generates.
 fn configure(
     rt: &mut Runtime,
     no_verify: bool,
     unprivileged: bool,
     isolation: Option<moat::Isolation>,
     time_budget: Option<std::time::Duration>,
+    no_raise: bool,
 ) -> Result<()> {
+    rt.set_raise(!no_raise);
     rt.set_time_budget(time_budget)
         .context("cannot start the time-budget watchdog")?;
     rt.set_verification(match (no_verify, unprivileged) {
@@ -345,6 +352,7 @@ fn run(args: RunArgs) -> Result<()> {
         args.unprivileged,
         args.isolation,
         args.time_budget,
+        args.no_raise,
     )?;
     if let Some(path) = &args.pool {
         pool::open_for_run(&mut rt, path, args.pool_maps.clone())?;

@@ -183,6 +183,8 @@ pub struct JitProgram {
     raised: Vec<moat_raise::RaisedLoop>,
     /// Whether the code counts an instruction budget.
     counts_budget: bool,
+    /// What raising found of every loop, raised or not.
+    loop_reports: Vec<raise::LoopReport>,
 }
 
 /// The next [`JitProgram::run_id`].
@@ -209,21 +211,23 @@ impl JitProgram {
         proofs: &ProvenAccesses,
         options: &CodeOptions,
     ) -> Result<JitProgram, JitError> {
-        JitProgram::new_raised(linked, fallback, proofs, options, Vec::new())
+        JitProgram::new_raised(linked, fallback, proofs, options, raise::Raising::default())
     }
 
-    /// As [`JitProgram::new`], with `raised` loops (from [`raise::raise_loops`] on the verified
-    /// form of the same program): each one's header calls its plan, with the loop's own code as
-    /// the fallback wherever the plan does not apply ([`raise`]). Loops that do not fit the
-    /// program are left as they are.
+    /// As [`JitProgram::new`], with the loops `raising` raised (from [`raise::raise_loops`] on
+    /// the verified form of the same program): each one's header calls its plan, with the loop's
+    /// own code as the fallback wherever the plan does not apply ([`raise`]). Loops that do not
+    /// fit the program are left as they are. The reports on every loop are kept
+    /// ([`JitProgram::loop_reports`]).
     pub fn new_raised(
         linked: Arc<Linked>,
         fallback: Arc<dyn ProgramRunner>,
         proofs: &ProvenAccesses,
         options: &CodeOptions,
-        raised: Vec<moat_raise::RaisedLoop>,
+        raising: raise::Raising,
     ) -> Result<JitProgram, JitError> {
-        let raised = raise::fitting(linked.program(), raised);
+        let raised = raise::fitting(linked.program(), raising.loops);
+        let loop_reports = raising.reports;
         let loops: Vec<(usize, usize)> = raised.iter().map(|l| (l.header, l.latch)).collect();
         let counts_budget = !(proofs.terminates() || options.time_bounded && options.polling);
         let confinement = options.confinement;
@@ -268,12 +272,19 @@ impl JitProgram {
             run_id: NEXT_RUN_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             raised,
             counts_budget,
+            loop_reports,
         })
     }
 
     /// The loops whose headers call their plans.
     pub fn raised_loops(&self) -> &[moat_raise::RaisedLoop] {
         &self.raised
+    }
+
+    /// What raising found of every loop of the program (empty when it was compiled without
+    /// raising): raised into what, or why not, with the synthesis counts and time.
+    pub fn loop_reports(&self) -> &[raise::LoopReport] {
+        &self.loop_reports
     }
 
     pub(crate) fn raised_loop(&self, index: usize) -> Option<&moat_raise::RaisedLoop> {

@@ -62,7 +62,7 @@ fn forms(program: &Program, verified: Option<&VerifiedProgram>, budget: Option<u
         Arc::new(interp.clone()),
         &proofs,
         &options,
-        raising.loops,
+        raising,
     )
     .expect("compiles");
     let plain =

@@ -48,7 +48,9 @@ pub use moat_pool as pool;
 pub use moat_verify::{Arg, Callback, HelperProto, MapClass, Rejection, Ret, VerifiedProgram};
 pub use object::{LoadedObject, MapMemoryHook, ObjectOptions, OpenObject};
 pub use pooled::{program_tag, PoolBackend, PoolMapError, LIBBPF_PIN_BY_NAME};
-pub use program::{is_violation, JitInsn, JitPart, LoadedProgram, DEFAULT_VIOLATION_LIMIT};
+pub use program::{
+    is_violation, JitInsn, JitLoop, JitPart, LoadedProgram, DEFAULT_VIOLATION_LIMIT,
+};
 pub use runtime::{Engine, Runtime};
 pub use stacks::StackSource;
 pub use trace::TraceLog;

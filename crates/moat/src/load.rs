@@ -275,7 +275,15 @@ impl Runtime {
                 time_bounded: self.time_budget.is_some(),
                 ..moat_jit::CodeOptions::new(confinement)
             };
-            let jit = moat_jit::JitProgram::new(linked, prepared, &proofs, &options)?;
+            // Loops are raised only in verified programs: their facts are what raising reads.
+            let raising = match verified {
+                Some(v) if self.raise && self.simulated_verifier_bug.is_empty() => {
+                    moat_jit::raise::raise_loops(v)
+                }
+                _ => moat_jit::raise::Raising::default(),
+            };
+            let jit =
+                moat_jit::JitProgram::new_raised(linked, prepared, &proofs, &options, raising)?;
             return Ok(Exec::Jit(Arc::new(jit)));
         }
         Ok(Exec::Interp(prepared))

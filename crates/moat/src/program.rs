@@ -46,6 +46,22 @@ pub enum JitPart {
     Stubs,
 }
 
+/// A loop of a JIT-compiled program and what raising made of it ([`LoadedProgram::jit_loops`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JitLoop {
+    /// Slot of the loop's header, where the raised operation is called.
+    pub header: usize,
+    /// Slot of its latch (the back-edge).
+    pub latch: usize,
+    /// The operation it was raised into, with operands and each exit's live-out values.
+    pub raised: Option<String>,
+    /// Why it was not raised.
+    pub reason: Option<String>,
+    /// The whole report: the above and the synthesis counts (candidates enumerated, pruned per
+    /// stage) and time.
+    pub report: String,
+}
+
 /// One native instruction of a JIT-compiled program ([`LoadedProgram::jit_code`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JitInsn {
@@ -390,6 +406,27 @@ impl LoadedProgram {
                         bytes: n.bytes,
                         text: n.text,
                         stub_for: n.stub_for,
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The loops of a JIT-compiled program and what raising made of each (`None` for the
+    /// interpreter; empty when raising was off or the program not verified).
+    pub fn jit_loops(&self) -> Option<Vec<JitLoop>> {
+        match &self.exec {
+            Exec::Interp(_) => None,
+            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+            Exec::Jit(p) => Some(
+                p.loop_reports()
+                    .iter()
+                    .map(|r| JitLoop {
+                        header: r.header,
+                        latch: r.latch,
+                        raised: r.raised.clone(),
+                        reason: r.reason.clone(),
+                        report: r.to_string(),
                     })
                     .collect(),
             ),

@@ -65,6 +65,8 @@ pub struct Runtime {
     pub(crate) time_budget: Option<TimeBudget>,
     /// Where `bpf_get_stackid`/`bpf_get_stack` get user stacks ([`Runtime::set_stack_source`]).
     pub(crate) stacks: Arc<dyn crate::StackSource>,
+    /// Whether the JIT raises the loops of verified programs ([`Runtime::set_raise`]).
+    pub(crate) raise: bool,
 }
 
 impl Default for Runtime {
@@ -95,6 +97,7 @@ impl Runtime {
             simulated_verifier_bug: Vec::new(),
             time_budget: None,
             stacks: crate::stacks::default_source(),
+            raise: true,
         }
     }
 
@@ -172,6 +175,19 @@ impl Runtime {
     /// The engine programs are loaded for.
     pub fn engine(&self) -> Engine {
         self.engine
+    }
+
+    /// Sets whether the JIT raises the loops of verified programs loaded from now on (on by
+    /// default): loops it recognises as a copy, fill, search, comparison or reduction run as one
+    /// native operation, with the loop's own code wherever that does not apply at run time
+    /// (`moat_jit::raise`). Results, memory and errors are the same either way.
+    pub fn set_raise(&mut self, on: bool) {
+        self.raise = on;
+    }
+
+    /// Whether the JIT raises the loops of verified programs.
+    pub fn raise(&self) -> bool {
+        self.raise
     }
 
     /// Registers an embedder's helper with its prototype, so the verifier checks its arguments (kinds,
