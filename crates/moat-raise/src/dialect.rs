@@ -217,7 +217,7 @@ impl Op {
                 let found = if w == 1 && eq {
                     memchr::memchr(v as u8, s)
                 } else if w == 1 {
-                    s.iter().position(|&b| b != v as u8)
+                    skip_byte(s, v as u8)
                 } else {
                     let v = v & mask(w);
                     s.chunks_exact(w).position(|c| (elem(c) == v) == eq)
@@ -307,6 +307,20 @@ fn mask(w: usize) -> u64 {
     }
 }
 
+/// The first byte of `s` other than `v`, eight at a time.
+fn skip_byte(s: &[u8], v: u8) -> Option<usize> {
+    let splat = u64::from_le_bytes([v; 8]);
+    let mut start = 0;
+    for c in s.chunks_exact(8) {
+        let x = u64::from_le_bytes(c.try_into().unwrap_or([0; 8])) ^ splat;
+        if x != 0 {
+            return Some(start + x.trailing_zeros() as usize / 8);
+        }
+        start += 8;
+    }
+    s[start..].iter().position(|&b| b != v).map(|k| start + k)
+}
+
 /// The little-endian value of a chunk of at most 8 bytes.
 fn elem(c: &[u8]) -> u64 {
     let mut b = [0u8; 8];
@@ -321,17 +335,42 @@ fn first_diff(a: &[u8], b: &[u8], w: usize, nul: Nul) -> Option<Outcome> {
         idx: idx as u64,
         acc: 0,
     };
-    // Skip 64-byte blocks that are equal and (for strings) hold no zero element: memcmp and
-    // memchr run vectorised.
-    const BLOCK: usize = 64;
     let mut start = 0;
     if w == 1 {
-        while start + BLOCK <= a.len() {
-            let (x, y) = (&a[start..start + BLOCK], &b[start..start + BLOCK]);
-            if x != y || (nul != Nul::None && memchr::memchr(0, x).is_some()) {
-                break;
+        // Eight bytes at a time: the first differing byte is the lowest set byte of `x ^ y`, the
+        // first zero byte of `x` the lowest flagged by the zero-byte test (which may also flag
+        // bytes above a zero, never below one).
+        const LO: u64 = 0x0101_0101_0101_0101;
+        const HI: u64 = 0x8080_8080_8080_8080;
+        for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+            let x = u64::from_le_bytes(x.try_into().unwrap_or([0; 8]));
+            let y = u64::from_le_bytes(y.try_into().unwrap_or([0; 8]));
+            let diff = x ^ y;
+            let zero = if nul == Nul::None {
+                0
+            } else {
+                x.wrapping_sub(LO) & !x & HI
+            };
+            if diff | zero != 0 {
+                let d = if diff == 0 {
+                    8
+                } else {
+                    diff.trailing_zeros() / 8
+                };
+                let z = if zero == 0 {
+                    8
+                } else {
+                    zero.trailing_zeros() / 8
+                };
+                let (class, k) = match nul {
+                    Nul::None => (1, d),
+                    Nul::After if d <= z => (1, d),
+                    Nul::Before if d < z => (1, d),
+                    _ => (2, z),
+                };
+                return Some(hit(class, start + k as usize));
             }
-            start += BLOCK;
+            start += 8;
         }
     }
     for (k, (x, y)) in a[start..]
@@ -341,9 +380,8 @@ fn first_diff(a: &[u8], b: &[u8], w: usize, nul: Nul) -> Option<Outcome> {
     {
         let k = start / w + k;
         let (x, y) = (elem(x), elem(y));
-        match nul {
-            Nul::Before if x == 0 => return Some(hit(2, k)),
-            _ => {}
+        if nul == Nul::Before && x == 0 {
+            return Some(hit(2, k));
         }
         if x != y {
             return Some(hit(1, k));
@@ -355,49 +393,115 @@ fn first_diff(a: &[u8], b: &[u8], w: usize, nul: Nul) -> Option<Outcome> {
     None
 }
 
-fn reduce(s: &[u8], kind: ReduceKind, w: usize, be: bool, narrow: bool, init: u64) -> u64 {
-    let step = |acc: u64, x: u64| -> u64 {
-        let r = match kind {
-            ReduceKind::Add => acc.wrapping_add(x),
-            ReduceKind::Xor => acc ^ x,
-            ReduceKind::Or => acc | x,
-            ReduceKind::And => acc & x,
-            ReduceKind::Min => acc.min(x),
-            ReduceKind::Max => acc.max(x),
-        };
-        if narrow {
-            r & 0xffff_ffff
-        } else {
-            r
+/// Element `c` (`W` bytes) as a number, in either byte order.
+#[inline(always)]
+fn load<const W: usize, const BE: bool>(c: &[u8]) -> u64 {
+    match W {
+        1 => u64::from(c[0]),
+        2 => {
+            let b = [c[0], c[1]];
+            u64::from(if BE {
+                u16::from_be_bytes(b)
+            } else {
+                u16::from_le_bytes(b)
+            })
         }
-    };
-    let init = if narrow { init & 0xffff_ffff } else { init };
-    // The common cases in forms the compiler vectorises; wrapping addition is associative, so
-    // the order of the sum does not matter (nor does it for the bitwise kinds, min and max).
-    match (kind, w, be) {
-        (ReduceKind::Add, 1, _) => {
-            let sum = s.iter().fold(0u64, |a, &b| a.wrapping_add(u64::from(b)));
-            step(init, sum)
+        4 => {
+            let b = [c[0], c[1], c[2], c[3]];
+            u64::from(if BE {
+                u32::from_be_bytes(b)
+            } else {
+                u32::from_le_bytes(b)
+            })
         }
-        (ReduceKind::Add, 2, false) => {
-            let sum = s.chunks_exact(2).fold(0u64, |a, c| {
-                a.wrapping_add(u64::from(u16::from_le_bytes([c[0], c[1]])))
-            });
-            step(init, sum)
-        }
-        (ReduceKind::Add, 2, true) => {
-            let sum = s.chunks_exact(2).fold(0u64, |a, c| {
-                a.wrapping_add(u64::from(u16::from_be_bytes([c[0], c[1]])))
-            });
-            step(init, sum)
-        }
-        _ => s.chunks_exact(w).fold(init, |acc, c| {
-            let mut x = elem(c);
-            if be {
-                x = x.swap_bytes() >> (64 - 8 * w);
+        _ => {
+            let b = [c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]];
+            if BE {
+                u64::from_be_bytes(b)
+            } else {
+                u64::from_le_bytes(b)
             }
-            step(acc, x)
-        }),
+        }
+    }
+}
+
+/// `e0 ∘ e1 ∘ …` over the `W`-byte elements of `s` for an associative and commutative `f` with
+/// identity `id`: eight independent accumulators, which the compiler keeps in vector registers.
+#[inline(always)]
+fn fold_lanes<const W: usize, const BE: bool>(
+    s: &[u8],
+    id: u64,
+    f: impl Fn(u64, u64) -> u64,
+) -> u64 {
+    let mut acc = [id; 8];
+    let mut blocks = s.chunks_exact(8 * W);
+    for block in &mut blocks {
+        for (l, c) in acc.iter_mut().zip(block.chunks_exact(W)) {
+            *l = f(*l, load::<W, BE>(c));
+        }
+    }
+    let mut r = acc.into_iter().fold(id, &f);
+    for c in blocks.remainder().chunks_exact(W) {
+        r = f(r, load::<W, BE>(c));
+    }
+    r
+}
+
+/// The sum of the 1- or 2-byte elements of `s`: sixteen 32-bit accumulators over blocks of 64 KiB
+/// (which cannot overflow them: 4 096 elements of at most 65 535 each), widened per block.
+#[inline(always)]
+fn sum_narrow<const W: usize, const BE: bool>(s: &[u8]) -> u64 {
+    let mut total = 0u64;
+    for chunk in s.chunks(1 << 16) {
+        let mut acc = [0u32; 16];
+        let mut blocks = chunk.chunks_exact(16 * W);
+        for block in &mut blocks {
+            for (l, c) in acc.iter_mut().zip(block.chunks_exact(W)) {
+                *l = l.wrapping_add(load::<W, BE>(c) as u32);
+            }
+        }
+        total = total.wrapping_add(acc.iter().map(|&x| u64::from(x)).sum::<u64>());
+        for c in blocks.remainder().chunks_exact(W) {
+            total = total.wrapping_add(load::<W, BE>(c));
+        }
+    }
+    total
+}
+
+fn reduce_w<const W: usize, const BE: bool>(
+    s: &[u8],
+    kind: ReduceKind,
+    narrow: bool,
+    init: u64,
+) -> u64 {
+    let cut = |v: u64| if narrow { v & 0xffff_ffff } else { v };
+    let init = cut(init);
+    // Wrapping addition and the bitwise kinds are associative and commutative, and commute with
+    // cutting to 32 bits at the end; minimum and maximum run in order, cut at each step.
+    match kind {
+        ReduceKind::Add if W <= 2 => cut(init.wrapping_add(sum_narrow::<W, BE>(s))),
+        ReduceKind::Add => cut(init.wrapping_add(fold_lanes::<W, BE>(s, 0, u64::wrapping_add))),
+        ReduceKind::Xor => cut(init ^ fold_lanes::<W, BE>(s, 0, |a, x| a ^ x)),
+        ReduceKind::Or => cut(init | fold_lanes::<W, BE>(s, 0, |a, x| a | x)),
+        ReduceKind::And => cut(init & fold_lanes::<W, BE>(s, u64::MAX, |a, x| a & x)),
+        ReduceKind::Min => s
+            .chunks_exact(W)
+            .fold(init, |a, c| cut(a.min(load::<W, BE>(c)))),
+        ReduceKind::Max => s
+            .chunks_exact(W)
+            .fold(init, |a, c| cut(a.max(load::<W, BE>(c)))),
+    }
+}
+
+fn reduce(s: &[u8], kind: ReduceKind, w: usize, be: bool, narrow: bool, init: u64) -> u64 {
+    match (w, be) {
+        (1, _) => reduce_w::<1, false>(s, kind, narrow, init),
+        (2, false) => reduce_w::<2, false>(s, kind, narrow, init),
+        (2, true) => reduce_w::<2, true>(s, kind, narrow, init),
+        (4, false) => reduce_w::<4, false>(s, kind, narrow, init),
+        (4, true) => reduce_w::<4, true>(s, kind, narrow, init),
+        (_, false) => reduce_w::<8, false>(s, kind, narrow, init),
+        (_, true) => reduce_w::<8, true>(s, kind, narrow, init),
     }
 }
 

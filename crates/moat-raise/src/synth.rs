@@ -173,49 +173,56 @@ impl Plan {
     /// are at most [`MAX_ELEMENTS`].
     pub fn elements(&self, regs: &[u64; REGS]) -> Option<u64> {
         let c = &self.counted;
-        let s = i128::from(u64::try_from(self.step).ok().filter(|&s| s > 0)?);
-        let a = regs[c.iv].wrapping_add(c.off as u64);
-        let b = match c.bound {
+        let s = u64::try_from(self.step).ok().filter(|&s| s > 0)?;
+        let mut a = regs[c.iv].wrapping_add(c.off as u64);
+        let mut b = match c.bound {
             Bound::Imm(i) => i as u64,
             Bound::Reg(r) => regs[r],
         };
-        let signed = matches!(c.cond, JmpCond::Slt | JmpCond::Sle);
-        let (a, b, max) = if signed {
-            (
-                i128::from(a as i64),
-                i128::from(b as i64),
-                i128::from(i64::MAX),
-            )
-        } else {
-            (i128::from(a), i128::from(b), i128::from(u64::MAX))
-        };
-        // The loop goes on while cond(a + s*k, b): `first_false` is the first k where it does not,
-        // `past` how far beyond the bound the compared value then is.
-        let (first_false, past) = match c.cond {
+        // Signed comparisons become unsigned ones with the sign bit flipped (same order; the
+        // compared value then must not pass `u64::MAX`, that is `i64::MAX`).
+        if matches!(c.cond, JmpCond::Slt | JmpCond::Sle) {
+            a ^= 1 << 63;
+            b ^= 1 << 63;
+        }
+        // The loop goes on while cond(a + s*k, b): `k` is the first k where it does not, `fin` the
+        // compared value then (no division of 128-bit numbers: this runs at every raised entry).
+        let k = match c.cond {
             JmpCond::Lt | JmpCond::Slt => {
-                let k = if a >= b { 0 } else { (b - a + s - 1) / s };
-                (k, a + s * k - b)
+                if a >= b {
+                    0
+                } else {
+                    (b - a).div_ceil(s)
+                }
             }
             JmpCond::Le | JmpCond::Sle => {
-                let k = if a > b { 0 } else { (b - a) / s + 1 };
-                (k, a + s * k - b - 1)
+                if a > b {
+                    0
+                } else {
+                    (b - a) / s + 1
+                }
             }
             JmpCond::Ne => {
-                if a > b || (b - a) % s != 0 {
+                if a > b || !(b - a).is_multiple_of(s) {
                     return None;
                 }
-                ((b - a) / s, 0)
+                (b - a) / s
             }
             _ => return None,
         };
-        if past < 0 || past >= s || a + s * first_false > max {
+        let fin = u128::from(a) + u128::from(s) * u128::from(k);
+        // How far past the bound the compared value leaves the loop.
+        let past = match c.cond {
+            JmpCond::Le | JmpCond::Sle => fin.checked_sub(u128::from(b) + 1)?,
+            _ => fin.checked_sub(u128::from(b))?,
+        };
+        if past >= u128::from(s) || fin > u128::from(u64::MAX) {
             return None;
         }
-        let first_false = u64::try_from(first_false).ok()?;
         let n = if self.top_tested {
-            first_false
+            k
         } else {
-            first_false.checked_add(1)?
+            k.checked_add(1)?
         };
         (n <= MAX_ELEMENTS).then_some(n)
     }
@@ -234,12 +241,16 @@ impl Plan {
     /// non-overlapping copy or fill) when the operation does not apply — the loop itself must then
     /// run. Registers the loop writes but no exit reads keep their entry values.
     pub fn run(&self, regs: &mut [u64; REGS], mem: &mut dyn Memory, budget: u64) -> Option<Raised> {
-        if self.max_insns(regs)? > budget {
+        let n = self.elements(regs)?;
+        if n.checked_add(1)?.checked_mul(self.body_len)? > budget {
             return None;
         }
-        let n = self.elements(regs)?;
-        let args: Vec<u64> = self.args.iter().map(|s| s.eval(regs)).collect();
-        let out = self.op.run(&args, n, mem)?;
+        // At most three operands (`Op::operands`): no allocation on the way.
+        let mut args = [0u64; 3];
+        for (a, s) in args.iter_mut().zip(&self.args) {
+            *a = s.eval(regs);
+        }
+        let out = self.op.run(&args[..self.args.len().min(3)], n, mem)?;
         let exit = self.exits.get(usize::from(out.class))?.as_ref()?;
         let insns = out
             .idx
