@@ -35,7 +35,7 @@ pub struct Access {
     pub write: bool,
     /// Bytes accessed.
     pub size: usize,
-    /// The loop-invariant base register.
+    /// The loop-invariant base register (the induction variable itself where the pointer is).
     pub base: usize,
     /// The induction variable indexing it.
     pub iv: usize,
@@ -308,22 +308,25 @@ fn express(verified: &VerifiedProgram, live: &[u16], h: usize, l: usize) -> Resu
     if exits.is_empty() {
         return Err("no exit".into());
     }
-    // Induction variables: written once, by `add reg, imm` (64-bit), and read first.
+    // Induction variables: written once, by `add reg, imm` or `sub reg, imm` (64-bit), and read
+    // first.
     let mut ivs = Vec::new();
     for &(_, insn) in &body {
         if let Insn::Alu {
             width: Width::W64,
-            op: AluOp::Add,
+            op: op @ (AluOp::Add | AluOp::Sub),
             dst,
             src: Operand::Imm(step),
         } = insn
         {
             let r = dst.index();
+            let step = if op == AluOp::Sub {
+                -i64::from(step)
+            } else {
+                i64::from(step)
+            };
             if writes[r] == 1 && read_first & (1 << r) != 0 && step != 0 {
-                ivs.push(Induction {
-                    reg: r,
-                    step: i64::from(step),
-                });
+                ivs.push(Induction { reg: r, step });
             }
         }
     }
@@ -375,8 +378,9 @@ fn express(verified: &VerifiedProgram, live: &[u16], h: usize, l: usize) -> Resu
                 ..
             } => {
                 let write = matches!(insn, Insn::Store { .. });
+                // A pointer that is itself the induction variable is its own base.
                 let Sym::Affine {
-                    base: Some(base),
+                    base,
                     iv: Some(iv),
                     off: o,
                 } = add_off(sym[src.index()], i64::from(off))
@@ -390,7 +394,7 @@ fn express(verified: &VerifiedProgram, live: &[u16], h: usize, l: usize) -> Resu
                     slot: pc,
                     write,
                     size: size.bytes(),
-                    base,
+                    base: base.unwrap_or(iv),
                     iv,
                     off: o,
                     stride: step,

@@ -123,7 +123,7 @@ impl std::fmt::Display for Term {
             Term::Idx => write!(f, "idx"),
             Term::Acc => write!(f, "acc"),
             Term::Add(a, b) => write!(f, "({a} + {b})"),
-            Term::Mul(a, c) => write!(f, "{a}*{c}"),
+            Term::Mul(a, c) => write!(f, "{a}*{}", *c as i64),
             Term::Load(a, size, _) => write!(f, "*u{}({a})", size.bytes() * 8),
         }
     }
@@ -173,29 +173,46 @@ impl Plan {
     /// are at most [`MAX_ELEMENTS`].
     pub fn elements(&self, regs: &[u64; REGS]) -> Option<u64> {
         let c = &self.counted;
-        let s = u64::try_from(self.step).ok().filter(|&s| s > 0)?;
+        let s = self.step.unsigned_abs();
+        let down = self.step < 0;
         let mut a = regs[c.iv].wrapping_add(c.off as u64);
         let mut b = match c.bound {
             Bound::Imm(i) => i as u64,
             Bound::Reg(r) => regs[r],
         };
         // Signed comparisons become unsigned ones with the sign bit flipped (same order; the
-        // compared value then must not pass `u64::MAX`, that is `i64::MAX`).
-        if matches!(c.cond, JmpCond::Slt | JmpCond::Sle) {
+        // compared value then must not pass `u64::MAX`, that is `i64::MAX`); a loop counting
+        // down while `a >= b` is one counting up while `!a <= !b` (`!` reverses the order).
+        let (signed, cond) = match (down, c.cond) {
+            (false, JmpCond::Lt) | (true, JmpCond::Gt) => (false, JmpCond::Lt),
+            (false, JmpCond::Le) | (true, JmpCond::Ge) => (false, JmpCond::Le),
+            (false, JmpCond::Slt) | (true, JmpCond::Sgt) => (true, JmpCond::Lt),
+            (false, JmpCond::Sle) | (true, JmpCond::Sge) => (true, JmpCond::Le),
+            (_, JmpCond::Ne) => (false, JmpCond::Ne),
+            _ => return None,
+        };
+        if s == 0 {
+            return None;
+        }
+        if signed {
             a ^= 1 << 63;
             b ^= 1 << 63;
         }
+        if down {
+            a = !a;
+            b = !b;
+        }
         // The loop goes on while cond(a + s*k, b): `k` is the first k where it does not, `fin` the
         // compared value then (no division of 128-bit numbers: this runs at every raised entry).
-        let k = match c.cond {
-            JmpCond::Lt | JmpCond::Slt => {
+        let k = match cond {
+            JmpCond::Lt => {
                 if a >= b {
                     0
                 } else {
                     (b - a).div_ceil(s)
                 }
             }
-            JmpCond::Le | JmpCond::Sle => {
+            JmpCond::Le => {
                 if a > b {
                     0
                 } else {
@@ -212,8 +229,8 @@ impl Plan {
         };
         let fin = u128::from(a) + u128::from(s) * u128::from(k);
         // How far past the bound the compared value leaves the loop.
-        let past = match c.cond {
-            JmpCond::Le | JmpCond::Sle => fin.checked_sub(u128::from(b) + 1)?,
+        let past = match cond {
+            JmpCond::Le => fin.checked_sub(u128::from(b) + 1)?,
             _ => fin.checked_sub(u128::from(b))?,
         };
         if past >= u128::from(s) || fin > u128::from(u64::MAX) {
@@ -440,7 +457,8 @@ fn groups(ir: &LoopIr) -> Vec<(Option<usize>, usize, i64, i64, i64)> {
 pub fn make_case(ir: &LoopIr, rng: &mut Rng, trips: u64, fill: Fill, align: u64) -> Option<Case> {
     let c = ir.counted;
     let step = ir.ivs.iter().find(|v| v.reg == c.iv)?.step;
-    let s = u64::try_from(step).ok()?;
+    let s = step.unsigned_abs();
+    let down = step < 0;
     let mut regs = [0u64; REGS];
     let mut set = [false; REGS];
     let groups = groups(ir);
@@ -461,20 +479,30 @@ pub fn make_case(ir: &LoopIr, rng: &mut Rng, trips: u64, fill: Fill, align: u64)
         starts[gi].wrapping_sub(groups[gi].2 as u64)
     } else {
         match c.bound {
+            Bound::Imm(b) if down => (b as u64)
+                .wrapping_sub(c.off as u64)
+                .wrapping_add(s * trips)
+                .wrapping_sub(jitter),
             Bound::Imm(b) => (b as u64)
                 .wrapping_sub(c.off as u64)
                 .wrapping_sub(s * trips)
                 .wrapping_add(jitter),
+            Bound::Reg(_) if down => rng.below(16) + s * (trips + 1),
             Bound::Reg(_) => rng.below(16),
         }
     };
     regs[c.iv] = i0;
     set[c.iv] = true;
     if let Bound::Reg(r) = c.bound {
-        regs[r] = i0
-            .wrapping_add(c.off as u64)
-            .wrapping_add(s * trips)
-            .wrapping_sub(jitter);
+        regs[r] = if down {
+            i0.wrapping_add(c.off as u64)
+                .wrapping_sub(s * trips)
+                .wrapping_add(jitter)
+        } else {
+            i0.wrapping_add(c.off as u64)
+                .wrapping_add(s * trips)
+                .wrapping_sub(jitter)
+        };
         set[r] = true;
     }
     for (gi, g) in groups.iter().enumerate() {
@@ -668,9 +696,6 @@ pub fn synthesize(ir: &LoopIr) -> Synthesis {
             "the counted exit's register is no induction variable".into(),
         );
     };
-    if iv.step <= 0 {
-        return fail(stats, "the induction variable does not count up".into());
-    }
     let top_tested = ir.counted.at == 0 && ir.counted.at + 1 != ir.body.len();
     if ir.accesses.is_empty() {
         return fail(stats, "the loop touches no memory".into());

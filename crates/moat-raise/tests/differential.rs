@@ -175,6 +175,7 @@ fn input(ir: &LoopIr, rng: &mut Rng, data_addr: u64) -> ([u64; REGS], Vec<u8>) {
         .iter()
         .find(|v| v.reg == c.iv)
         .map_or(1, |v| v.step.unsigned_abs());
+    let down = ir.ivs.iter().any(|v| v.reg == c.iv && v.step < 0);
     let palette = [0u64, 1, 0x2f, u64::from(b'a'), 0xff, 0x5a];
     for &r in &ir.live_in {
         if r < 10 {
@@ -186,7 +187,7 @@ fn input(ir: &LoopIr, rng: &mut Rng, data_addr: u64) -> ([u64; REGS], Vec<u8>) {
     }
     // Pointers: into the data, sometimes near or past its end.
     for a in &ir.accesses {
-        if a.base != a.iv && a.base < 10 {
+        if a.base < 10 {
             let off = match rng.below(16) {
                 0 => rng.below(DATA as u64 * 2),
                 _ => rng.below(64),
@@ -201,23 +202,31 @@ fn input(ir: &LoopIr, rng: &mut Rng, data_addr: u64) -> ([u64; REGS], Vec<u8>) {
         _ => rng.below(1600 / step + 2),
     };
     let jitter = rng.below(step);
+    // A pointer that is its own induction variable is into the data (above); another counts.
+    let pointer = ir.accesses.iter().any(|a| a.base == c.iv);
+    let (sign, start) = if down {
+        (step.wrapping_neg(), rng.below(32) + step * (trips + 1))
+    } else {
+        (step, rng.below(32))
+    };
     let i0 = match c.bound {
         Bound::Imm(b) => (b as u64)
             .wrapping_sub(c.off as u64)
-            .wrapping_sub(step * trips)
-            .wrapping_add(jitter),
-        Bound::Reg(_) => rng.below(32),
+            .wrapping_sub(sign.wrapping_mul(trips))
+            .wrapping_add(if down { jitter.wrapping_neg() } else { jitter }),
+        Bound::Reg(_) if pointer => regs[c.iv],
+        Bound::Reg(_) => start,
     };
     regs[c.iv] = match rng.below(12) {
         0 => rng.next_u64(),
-        1 => i0.wrapping_add(step * rng.below(3000)),
+        1 => i0.wrapping_add(sign.wrapping_mul(rng.below(3000))),
         _ => i0,
     };
     if let Bound::Reg(r) = c.bound {
         regs[r] = i0
             .wrapping_add(c.off as u64)
-            .wrapping_add(step * trips)
-            .wrapping_sub(jitter);
+            .wrapping_add(sign.wrapping_mul(trips))
+            .wrapping_sub(if down { jitter.wrapping_neg() } else { jitter });
     }
     // Bytes: random, or repeating with the period of two read accesses' distance (so that
     // compared elements are mostly equal), with planted differences, zeros and the loop's
