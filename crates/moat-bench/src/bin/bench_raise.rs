@@ -43,6 +43,11 @@ fn programs() -> Vec<BenchProgram> {
     memchr[1400] = b'/';
     vec![
         program(
+            "no loop (`mov r0, 0; exit`)",
+            "mov %r0, 0\nexit\n",
+            packet(),
+        ),
+        program(
             "copy (8 bytes a step)",
             include_str!("../../programs/memcpy.asm"),
             packet(),
@@ -74,6 +79,11 @@ fn programs() -> Vec<BenchProgram> {
             packet(),
         ),
         program(
+            "sum of be16, pointer form",
+            include_str!("../../programs/raise/sum_be16_ptr.asm"),
+            packet(),
+        ),
+        program(
             "xor of u32",
             include_str!("../../programs/raise/xor32.asm"),
             packet(),
@@ -100,6 +110,7 @@ fn programs() -> Vec<BenchProgram> {
 fn native(name: &str, input: &mut [u8]) -> u64 {
     let input = black_box(input);
     match name {
+        "no loop (`mov r0, 0; exit`)" => 0,
         "copy (8 bytes a step)" => {
             let (src, dst) = input.split_at_mut(752);
             for i in (0..744).step_by(8) {
@@ -148,7 +159,7 @@ fn native(name: &str, input: &mut [u8]) -> u64 {
             i as u64
         }
         "checksum" => internet_checksum(input),
-        "sum of be16" => {
+        "sum of be16" | "sum of be16, pointer form" => {
             let mut sum = 0u64;
             for c in input.chunks_exact(2) {
                 sum += u64::from(u16::from_be_bytes([c[0], c[1]]));
@@ -249,6 +260,9 @@ fn raising(program: &BenchProgram) -> (String, f64) {
         })
         .collect::<Vec<_>>()
         .join(", ");
+    if loops.is_empty() {
+        return ("no loop".into(), 0.0);
+    }
     let verified = m.prog.verified().expect("verified");
     let mut best = f64::INFINITY;
     for _ in 0..5 {
@@ -374,6 +388,98 @@ fn search_cost() -> String {
     )
 }
 
+/// Time per byte against length: `fill`, `memchr` (no match) and the big-endian word sum over
+/// `len` bytes (the loop bound is `len`), on moat raised, unraised and native.
+fn sweep(batch: Duration) -> String {
+    let mut out = String::from(
+        "| loop | bytes | moat raised ns/byte | moat unraised ns/byte | native ns/byte | unraised / raised | raised / native |\n|---|--:|--:|--:|--:|--:|--:|\n",
+    );
+    for len in [64usize, 256, 1024, 4096] {
+        let loops: [(&str, String); 3] = [
+            (
+                "fill",
+                format!("mov %r3, 0\nloop:\nmov %r4, %r1\nadd %r4, %r3\nstb [%r4], 0x5a\nadd %r3, 1\njlt %r3, {len}, loop\nmov %r0, 0\nexit\n"),
+            ),
+            (
+                "memchr",
+                format!("mov %r3, 0\nloop:\nmov %r4, %r1\nadd %r4, %r3\nldxb %r5, [%r4]\njeq %r5, 0x2f, done\nadd %r3, 1\njlt %r3, {len}, loop\ndone:\nmov %r0, %r3\nexit\n"),
+            ),
+            (
+                "sum of be16",
+                format!("mov %r0, 0\nmov %r3, 0\nloop:\nmov %r4, %r1\nadd %r4, %r3\nldxh %r5, [%r4]\nbe16 %r5\nadd %r0, %r5\nadd %r3, 2\njlt %r3, {len}, loop\nexit\n"),
+            ),
+        ];
+        for (name, source) in loops {
+            let program = BenchProgram {
+                name,
+                source: "",
+                bytecode: moat_isa::assemble_bytes(&source).expect("assembles"),
+                input: letters().into_iter().cycle().take(len).collect(),
+                expected: 0,
+            };
+            let mut raised = Moat::new(&program, moat::Engine::Jit, true);
+            let mut plain = Moat::new(&program, moat::Engine::Jit, false);
+            let mut native_input = program.input.clone();
+            let native_run = |input: &mut [u8]| -> u64 {
+                match name {
+                    "fill" => {
+                        for b in input.iter_mut() {
+                            *b = 0x5a;
+                        }
+                        0
+                    }
+                    "memchr" => {
+                        let mut i = 0;
+                        while i < input.len() && input[i] != b'/' {
+                            i += 1;
+                        }
+                        i as u64
+                    }
+                    _ => input
+                        .chunks_exact(2)
+                        .map(|c| u64::from(u16::from_be_bytes([c[0], c[1]])))
+                        .sum(),
+                }
+            };
+            let want = raised.run();
+            assert_eq!(plain.run(), want, "{name} {len}");
+            assert_eq!(native_run(&mut native_input.clone()), want, "{name} {len}");
+            type Runner<'r> = Box<dyn FnMut() + 'r>;
+            let mut engines: Vec<Runner<'_>> = vec![
+                Box::new(|| {
+                    black_box(raised.run());
+                }),
+                Box::new(|| {
+                    black_box(plain.run());
+                }),
+                Box::new(|| {
+                    black_box(native_run(black_box(&mut native_input)));
+                }),
+            ];
+            let iters: Vec<u128> = engines
+                .iter_mut()
+                .map(|r| calibrate(batch / 4, r.as_mut()))
+                .collect();
+            let mut best = [f64::INFINITY; 3];
+            for _ in 0..ROUNDS {
+                for (i, run) in engines.iter_mut().enumerate() {
+                    best[i] = best[i].min(time_batch(iters[i], run.as_mut()));
+                }
+            }
+            let per = |ns: f64| ns / len as f64;
+            out += &format!(
+                "| {name} | {len} | {:.3} | {:.3} | {:.3} | {} | {} |\n",
+                per(best[0]),
+                per(best[1]),
+                per(best[2]),
+                ratio(best[1], best[0]),
+                ratio(best[0], best[2]),
+            );
+        }
+    }
+    out
+}
+
 fn main() {
     let millis: u64 = std::env::args()
         .nth(1)
@@ -396,5 +502,6 @@ fn main() {
         println!("{}", row(program, batch, kernel_ok));
     }
     println!();
+    println!("{}", sweep(batch));
     println!("{}", search_cost());
 }
