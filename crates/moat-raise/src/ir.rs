@@ -111,7 +111,8 @@ pub struct Unexpressed {
 /// Finds the natural loops of `verified` and expresses those the IR can.
 pub fn find_loops(verified: &VerifiedProgram) -> (Vec<LoopIr>, Vec<Unexpressed>) {
     let program = verified.program();
-    let live = liveness(program);
+    // Liveness only once a back-edge is found: a program without loops costs one pass.
+    let mut live: Option<Vec<u16>> = None;
     let insns = program.insns();
     let mut found = Vec::new();
     let mut left = Vec::new();
@@ -126,7 +127,8 @@ pub fn find_loops(verified: &VerifiedProgram) -> (Vec<LoopIr>, Vec<Unexpressed>)
             continue;
         };
         let header = target as usize;
-        match express(verified, &live, h, l) {
+        let live = live.get_or_insert_with(|| liveness(program));
+        match express(verified, live, h, l) {
             Ok(ir) => found.push(ir),
             Err(reason) => left.push(Unexpressed {
                 header,
