@@ -92,6 +92,9 @@ pub struct Raising {
     pub reports: Vec<LoopReport>,
 }
 
+/// The most loops of one program synthesis is tried on (in program order).
+pub const MAX_SYNTHESIZED: usize = 32;
+
 /// Finds, expresses and raises the loops of `verified`.
 pub fn raise(verified: &VerifiedProgram) -> Raising {
     let mut out = Raising::default();
@@ -109,7 +112,20 @@ pub fn raise(verified: &VerifiedProgram) -> Raising {
             stats: synth::Stats::default(),
         });
     }
-    for ir in loops {
+    for (i, ir) in loops.into_iter().enumerate() {
+        // Synthesis takes a millisecond or two per loop: a program's load time stays bounded.
+        if i >= MAX_SYNTHESIZED {
+            out.reports.push(LoopReport {
+                header: ir.header,
+                latch: ir.latch,
+                raised: None,
+                reason: Some(format!(
+                    "not tried: the program has more than {MAX_SYNTHESIZED} loops"
+                )),
+                stats: synth::Stats::default(),
+            });
+            continue;
+        }
         let s = synth::synthesize(&ir);
         out.reports.push(LoopReport {
             header: ir.header,

@@ -209,21 +209,21 @@ impl Plan {
                 if a >= b {
                     0
                 } else {
-                    (b - a).div_ceil(s)
+                    div_ceil(b - a, s)
                 }
             }
             JmpCond::Le => {
                 if a > b {
                     0
                 } else {
-                    (b - a) / s + 1
+                    div(b - a, s) + 1
                 }
             }
             JmpCond::Ne => {
                 if a > b || !(b - a).is_multiple_of(s) {
                     return None;
                 }
-                (b - a) / s
+                div(b - a, s)
             }
             _ => return None,
         };
@@ -304,6 +304,24 @@ impl std::fmt::Display for Plan {
             }
         }
         Ok(())
+    }
+}
+
+/// `x / s`, by a shift for the usual power-of-two steps (this runs at every raised entry).
+fn div(x: u64, s: u64) -> u64 {
+    if s.is_power_of_two() {
+        x >> s.trailing_zeros()
+    } else {
+        x / s
+    }
+}
+
+/// `x / s` rounded up, likewise.
+fn div_ceil(x: u64, s: u64) -> u64 {
+    if s.is_power_of_two() {
+        (x >> s.trailing_zeros()) + u64::from(x & (s - 1) != 0)
+    } else {
+        x.div_ceil(s)
     }
 }
 
