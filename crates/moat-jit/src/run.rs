@@ -1072,7 +1072,8 @@ extern "sysv64" fn jit_raise(
         };
         (*ctx).raise_regs = regs;
         if prog.counts_budget() {
-            (*ctx).budget = budget - done.insns;
+            // A plan runs only if the loop's count fits (`Plan::run`); no panic here regardless.
+            (*ctx).budget = budget.saturating_sub(done.insns);
         }
         native
     }
