@@ -1,7 +1,7 @@
 //! Loop raising through the CLI (issue 16): on by default for verified programs, `--no-raise` turns
 //! it off, `moat jit-dump` shows which loops were raised and into what (text and `--json`), and
 //! `moat run` gives the same result raised, unraised and interpreted, for every loop program of
-//! `moat-raise/tests/loops`.
+//! `moat-raise/tests/loops` and for the bundled example `examples/asm/checksum.s`.
 
 use serde_json::Value;
 use std::path::Path;
@@ -110,4 +110,40 @@ fn run_results_agree_raised_unraised_and_interpreted() {
         assert_eq!(raised, r0(&["--no-raise"]), "{file}");
         assert_eq!(raised, r0(&["--engine", "interp"]), "{file}");
     }
+}
+
+/// The bundled example's checksum loop (a pointer that advances, a length that counts down) is
+/// raised, and gives the RFC 1071 result on the sample IPv4 header raised, unraised and
+/// interpreted.
+#[test]
+fn the_example_checksum_is_raised_and_agrees() {
+    if !JIT {
+        return;
+    }
+    let file = "examples/asm/checksum.s";
+    let loops = loops_json(&[file]);
+    assert!(
+        loops.iter().any(|l| l["raised"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("reduce.add.2.be r1, r0"))),
+        "{loops:?}"
+    );
+    let r0 = |extra: &[&str]| -> String {
+        let mut args = vec![
+            "run",
+            "--json",
+            "--mem-file",
+            "examples/asm/ipv4-header.bin",
+            file,
+        ];
+        args.extend_from_slice(extra);
+        let out = moat(&args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        v["r0"].to_string()
+    };
+    let raised = r0(&[]);
+    assert_eq!(raised, "0", "a correct header's checksum");
+    assert_eq!(raised, r0(&["--no-raise"]));
+    assert_eq!(raised, r0(&["--engine", "interp"]));
 }
