@@ -726,7 +726,9 @@ pub fn synthesize(ir: &LoopIr) -> Synthesis {
             iv: a.iv,
             off: a.off,
         };
-        if !ptrs.iter().any(|p| p.0 == s && p.1 == a.write) {
+        // Accesses at one address of other sizes or strides stay apart: no operand then covers
+        // them all, and the static check refuses every candidate.
+        if !ptrs.contains(&(s, a.write, a.size, a.stride)) {
             ptrs.push((s, a.write, a.size, a.stride));
         }
     }
@@ -787,7 +789,7 @@ pub fn synthesize(ir: &LoopIr) -> Synthesis {
         loop {
             stats.enumerated += 1;
             let args: Vec<Seed> = idx.iter().map(|&i| pool[i]).collect();
-            match check_static(ir, &op, kinds, &args, &ptrs) {
+            match check_static(&op, kinds, &args, &ptrs) {
                 Err(true) => stats.pruned_types += 1,
                 Err(false) => stats.pruned_static += 1,
                 Ok(()) => {
@@ -975,7 +977,6 @@ pub fn synthesize(ir: &LoopIr) -> Synthesis {
 
 /// Static checks: `Err(true)` for a type error, `Err(false)` for widths, strides or memory.
 fn check_static(
-    ir: &LoopIr,
     op: &Op,
     kinds: &[Kind],
     args: &[Seed],
@@ -1002,21 +1003,20 @@ fn check_static(
         if p.2 != w || p.3 != w as i64 {
             return Err(false);
         }
-        used.push((*a, write));
+        used.push(*p);
     }
     // Every access of the loop is one of the operation's.
     for p in ptrs {
-        if !used.contains(&(p.0, p.1)) {
+        if !used.contains(p) {
             return Err(false);
         }
     }
     // Two operands for one access would read it twice.
-    let mut dedup = used.clone();
-    dedup.dedup();
-    if dedup.len() != used.len() {
-        return Err(false);
+    for (i, u) in used.iter().enumerate() {
+        if used[..i].contains(u) {
+            return Err(false);
+        }
     }
-    let _ = ir;
     Ok(())
 }
 
