@@ -940,7 +940,7 @@ pub fn synthesize(ir: &LoopIr) -> Synthesis {
                 if pass + 1 == TERM_SIZES.len() {
                     stats.pruned_outs += 1;
                 }
-                reason = format!("{op}: no term found for a live-out value");
+                reason = format!("no term found for a live-out value (the last candidate: {op})");
                 continue;
             }
             let plan = Plan {
