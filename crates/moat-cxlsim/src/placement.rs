@@ -83,18 +83,25 @@ impl Placement {
         self.ranges.is_empty()
     }
 
-    /// Bytes placed on CXL tiers (interleaved ranges count half).
+    /// Bytes placed on CXL tiers, each byte once where ranges nest (a large `malloc` inside the
+    /// `mmap` it made); interleaved ranges count half.
     pub fn cxl_bytes(&self) -> u64 {
-        self.ranges
-            .values()
-            .map(|p| {
-                if p.flags & INTERLEAVE != 0 {
-                    p.size / 2
+        let mut total = 0;
+        let mut covered_to = 0u64;
+        for (&start, p) in &self.ranges {
+            let end = start.saturating_add(p.size);
+            let from = start.max(covered_to);
+            if end > from {
+                let fresh = end - from;
+                total += if p.flags & INTERLEAVE != 0 {
+                    fresh / 2
                 } else {
-                    p.size
-                }
-            })
-            .sum()
+                    fresh
+                };
+                covered_to = end;
+            }
+        }
+        total
     }
 
     /// The tier of `address` (0: local DRAM) and, on a CXL tier, the allocation's call site.
@@ -152,5 +159,21 @@ mod tests {
         );
         assert_eq!(p.classify(0x10000 + 2 * PAGE), (2, Some(0xbb)));
         assert_eq!(p.cxl_bytes(), 0x100 + 2 * PAGE);
+        // A malloc'd block inside the mmap that holds it counts once.
+        p.insert(
+            0x10010,
+            Placed {
+                size: PAGE,
+                site: 0xcc,
+                tier: 2,
+                flags: 0,
+            },
+        );
+        assert_eq!(p.cxl_bytes(), 0x100 + 2 * PAGE);
+        assert_eq!(
+            p.classify(0x10010),
+            (2, Some(0xcc)),
+            "the inner range names the site"
+        );
     }
 }
