@@ -191,8 +191,11 @@ impl Simulator {
         }
     }
 
-    /// Closes the current epoch: its measurements and the delay to inject.
+    /// Closes the current epoch: its measurements and the delay to inject. Streams are measured
+    /// within an epoch only: the time between two samples across an epoch's end would include the
+    /// pause that injects its delay.
     pub fn end_epoch(&mut self) -> Epoch {
+        self.last.clear();
         let tiers = self.topology.tiers();
         let mut epoch = std::mem::replace(
             &mut self.current,
