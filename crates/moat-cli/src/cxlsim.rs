@@ -114,6 +114,9 @@ streaming waits by how much narrower than local DRAM the links are (shared switc
 the process is stopped for that long (SIGSTOP/SIGCONT). The report gives the run time, the
 predicted slowdown, the CXL share of memory time per allocation site, and per-epoch delay.
 
+With -p, memory the process allocated before moat attached was never seen by the policy and
+stays local; only later allocations are placed.
+
 Topology file (one line per switch or device; each names its parent and the link to it):
   switch sw0  parent=root latency=70ns  bandwidth=64GB/s
   device mem0 parent=sw0  latency=100ns bandwidth=16GB/s   # tier 1: +170 ns
