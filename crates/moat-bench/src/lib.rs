@@ -33,6 +33,28 @@
 
 pub mod timing;
 
+/// The workspace's root directory.
+pub fn workspace() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The `moat` command built beside the running benchmark binary (with its agent library), for
+/// benchmarks that run it: `cargo build --release -p moat-cli -p moat-agent` first.
+pub fn moat_command() -> Result<std::path::PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let moat = exe.with_file_name("moat");
+    let agent = exe.with_file_name("libmoat_agent.so");
+    if moat.is_file() && agent.is_file() {
+        Ok(moat)
+    } else {
+        Err(format!(
+            "{} or {} missing: cargo build --release -p moat-cli -p moat-agent",
+            moat.display(),
+            agent.display()
+        ))
+    }
+}
+
 use moat_kernel::{KernelError, LoadOptions, ProgType, TestRunResult};
 
 /// Length of the checksum program's packet (fixed in `programs/checksum.asm`).

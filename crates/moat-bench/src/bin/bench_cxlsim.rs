@@ -28,24 +28,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn moat() -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let moat = exe.with_file_name("moat");
-    let agent = exe.with_file_name("libmoat_agent.so");
-    if moat.is_file() && agent.is_file() {
-        Ok(moat)
-    } else {
-        Err(format!(
-            "{} or {} missing: cargo build --release -p moat-cli -p moat-agent",
-            moat.display(),
-            agent.display()
-        ))
-    }
-}
+use moat_bench::{moat_command as moat, workspace};
 
 fn membench() -> Result<PathBuf, String> {
     let bin = std::env::temp_dir().join(format!("moat-membench-{}", std::process::id()));

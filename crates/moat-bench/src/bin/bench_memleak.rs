@@ -35,25 +35,7 @@ dt = time.perf_counter() - t
 print('ns_per_alloc %.1f' % (dt / n * 1e9))
 ";
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// `moat`, built beside this benchmark.
-fn moat() -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let moat = exe.with_file_name("moat");
-    let agent = exe.with_file_name("libmoat_agent.so");
-    if moat.is_file() && agent.is_file() {
-        Ok(moat)
-    } else {
-        Err(format!(
-            "{} or {} missing: cargo build --release -p moat-cli -p moat-agent",
-            moat.display(),
-            agent.display()
-        ))
-    }
-}
+use moat_bench::{moat_command as moat, workspace};
 
 /// The workload, built with frame pointers.
 fn mallocbench() -> Result<PathBuf, String> {
