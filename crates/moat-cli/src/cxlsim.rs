@@ -436,7 +436,6 @@ fn epochs(
             if next > now {
                 std::thread::sleep(next - now);
             }
-            next += epoch_len;
         }
         if let Some(p) = shared
             .lock()
@@ -460,6 +459,8 @@ fn epochs(
             Duration::ZERO
         };
         injected_total += injected;
+        // An epoch is `epoch_len` of the process running: the next starts after the pause.
+        next = Instant::now() + epoch_len;
         if last_maps.elapsed() >= Duration::from_secs(1) && !finished {
             let m = mappings(pid);
             if !m.is_empty() {
