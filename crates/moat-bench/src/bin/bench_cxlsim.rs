@@ -22,7 +22,7 @@
 //!
 //! ```text
 //! cargo build --release -p moat-cli -p moat-agent
-//! cargo run --release -p moat-bench --bin bench_cxlsim [-- --rounds 3 --plot docs/bench/cxlsim.png]
+//! cargo run --release -p moat-bench --bin bench_cxlsim [-- --rounds 3 --plot docs/bench/cxlsim.png --only stream,chase]
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -96,6 +96,12 @@ fn main() -> Result<(), String> {
         .and_then(|i| args.get(i + 1))
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
+    // `--only NAME[,NAME]`: just these workloads (and no real programs).
+    let only: Option<Vec<String>> = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(|s| s.split(',').map(str::to_string).collect());
     let plot = args
         .iter()
         .position(|a| a == "--plot")
@@ -123,14 +129,19 @@ fn main() -> Result<(), String> {
         ("chase", vec!["chase", "256", "3000000"]),
         ("random", vec!["random", "256", "30000000"]),
         ("mixed", vec!["mixed", "256", "2000000"]),
-        ("stream", vec!["stream", "256", "12"]),
+        // 48 passes: ~20 epochs, so that the delay of the last (injected after it ends) is small.
+        ("stream", vec!["stream", "256", "48"]),
     ];
     println!();
     println!("| workload | extra latency | native ns/step | sampled, not injected | injected | measured slowdown | analytic | error | whole-run prediction |");
     println!("|---|--:|--:|--:|--:|--:|--:|--:|--:|");
     // The chase's native time per step is the miss cost the analytic values use.
     let mut chase_native = 0.0;
+    let chosen = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|n| n == name));
     for (name, cmd) in &workloads {
+        if !chosen(name) {
+            continue;
+        }
         let mut cmd_full = vec![b.as_str()];
         cmd_full.extend(cmd.iter().copied());
         for extra in [100u32, 200, 300] {
@@ -179,6 +190,9 @@ fn main() -> Result<(), String> {
     println!("| workload | native ns/step | under `moat cxlsim --no-inject` | overhead |");
     println!("|---|--:|--:|--:|");
     for (name, cmd) in &workloads {
+        if !chosen(name) {
+            continue;
+        }
         let mut cmd_full = vec![b.as_str()];
         cmd_full.extend(cmd.iter().copied());
         let (mut native, mut sampled) = (Vec::new(), Vec::new());
@@ -198,7 +212,7 @@ fn main() -> Result<(), String> {
         .ok()
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    if let Some(py) = python {
+    if let Some(py) = python.filter(|_| only.is_none()) {
         println!();
         println!("| program | policy | extra latency | run time native (s) | predicted (s) | slowdown | CXL samples |");
         println!("|---|---|--:|--:|--:|--:|--:|");
