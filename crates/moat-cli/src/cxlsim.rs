@@ -81,6 +81,11 @@ pub struct CxlsimArgs {
     /// Only predict: measure and report the delay, inject none.
     #[arg(long)]
     no_inject: bool,
+    /// Also predict, from the same samples, the run on one expander of each of these extra
+    /// latencies (ns, `:GB_PER_S` for its bandwidth; default the --bandwidth), e.g.
+    /// `--compare 100,200,300:16`: a table of tier configurations side by side.
+    #[arg(long, value_name = "NS[:GB_PER_S],...", value_delimiter = ',')]
+    compare: Vec<String>,
     /// Calibration working set (local DRAM latency and bandwidth are measured at start), MiB.
     #[arg(long, value_name = "MIB", default_value_t = 256)]
     calibrate_mib: usize,
@@ -127,7 +132,8 @@ Examples:
   moat cxlsim -- ./membench chase 256 20000000
   moat cxlsim --latency 300 --policy all -- python3 script.py
   moat cxlsim --topology two-level.topo --policy interleave --plot delay.png -- ./app
-  moat cxlsim --no-inject --json -p 1234 --duration 10";
+  moat cxlsim --no-inject --json -p 1234 --duration 10
+  moat cxlsim --no-inject --compare 100,200,300,200:8 -- ./app   # configurations side by side";
 
 /// One epoch's row of the report.
 #[derive(Debug, Clone)]
@@ -157,6 +163,32 @@ fn parse_local(s: &str) -> Result<Calibration> {
         latency: Duration::from_secs_f64(ns * 1e-9),
         bandwidth: gbps * 1e9,
     })
+}
+
+/// The --compare list as single-expander topologies.
+fn compare_topologies(list: &[String], default_gbps: f64) -> Result<Vec<(String, Topology)>> {
+    list.iter()
+        .map(|item| {
+            let (ns, gbps) = match item.split_once(':') {
+                Some((ns, bw)) => (ns, bw.parse::<f64>().ok()),
+                None => (item.as_str(), Some(default_gbps)),
+            };
+            let ns: f64 = ns
+                .trim()
+                .parse()
+                .map_err(|_| anyhow!("--compare {item}: expected NS[:GB_PER_S]"))?;
+            let gbps = gbps
+                .filter(|g| *g > 0.0)
+                .ok_or_else(|| anyhow!("--compare {item}: bandwidth must be a positive number"))?;
+            if ns.is_nan() || ns < 0.0 {
+                return Err(anyhow!("--compare {item}: latency must be >= 0"));
+            }
+            Ok((
+                format!("one expander, +{ns} ns, {gbps} GB/s"),
+                topology::direct(Duration::from_secs_f64(ns * 1e-9), gbps * 1e9),
+            ))
+        })
+        .collect()
 }
 
 fn policy_object(name: &str) -> Result<(PathBuf, Option<RemoveOnDrop>)> {
@@ -223,6 +255,7 @@ fn simulate(args: &CxlsimArgs) -> Result<ExitCode> {
             )
         }
     };
+    let compare = compare_topologies(&args.compare, args.bandwidth)?;
     if args.epoch == 0 || args.period == 0 {
         return Err(anyhow!("--epoch and --period must be positive"));
     }
@@ -356,6 +389,7 @@ fn simulate(args: &CxlsimArgs) -> Result<ExitCode> {
         return Err(anyhow!("sampling the process: {e}"));
     }
     let report = Report {
+        compare: &compare,
         args,
         calibration: &calibration,
         topology: &topology,
@@ -493,6 +527,8 @@ fn epochs(
 }
 
 struct Report<'a> {
+    /// The --compare configurations: (label, topology).
+    compare: &'a [(String, Topology)],
     args: &'a CxlsimArgs,
     calibration: &'a Calibration,
     topology: &'a Topology,
@@ -552,6 +588,32 @@ impl Report<'_> {
         } else {
             (self.wall, self.wall + t.delay)
         }
+    }
+
+    /// Run time without CXL and predicted on each --compare configuration (every CXL tier's
+    /// waits taken as that single expander's), with the measured configuration first.
+    fn configurations(&self, t: &Totals) -> Vec<(String, Duration, Duration)> {
+        let (native, simulated) = self.times(t);
+        let mut out = vec![("this run's topology".to_string(), native, simulated)];
+        for (label, topo) in self.compare {
+            let delay: Duration = self
+                .rows
+                .iter()
+                .map(|r| {
+                    let mut all = moat_cxlsim::model::TierWait::default();
+                    for w in &r.epoch.tiers {
+                        all.latency += w.latency;
+                        all.stream += w.stream;
+                        all.stream_bytes += w.stream_bytes;
+                        all.stream_ns += w.stream_ns;
+                    }
+                    let period = Duration::from_micros(self.args.period);
+                    moat_cxlsim::model::delay(topo, self.calibration, period, &[all]).total()
+                })
+                .sum();
+            out.push((label.clone(), native, native + delay));
+        }
+        out
     }
 
     fn sites(&self) -> Vec<(u64, u64, String)> {
@@ -618,6 +680,19 @@ impl Report<'_> {
             secs(simulated),
             secs(simulated) / secs(native).max(1e-9)
         )?;
+        if !self.compare.is_empty() {
+            writeln!(out, "| configuration | run time | slowdown |")?;
+            writeln!(out, "|---|--:|--:|")?;
+            writeln!(out, "| local DRAM only | {:.3} s | 1.00x |", secs(native))?;
+            for (label, n, s) in self.configurations(&t) {
+                writeln!(
+                    out,
+                    "| {label} | {:.3} s | {:.2}x |",
+                    secs(s),
+                    secs(s) / secs(n).max(1e-9)
+                )?;
+            }
+        }
         let sites = self.sites();
         if !sites.is_empty() && cxl > 0 {
             writeln!(out, "CXL memory time by allocation site:")?;
@@ -659,6 +734,11 @@ impl Report<'_> {
             "native_ns": ns(native),
             "simulated_ns": ns(simulated),
             "slowdown": simulated.as_secs_f64() / native.as_secs_f64().max(1e-9),
+            "configurations": self.configurations(&t).into_iter().map(|(label, n, s)| serde_json::json!({
+                "configuration": label,
+                "simulated_ns": ns(s),
+                "slowdown": s.as_secs_f64() / n.as_secs_f64().max(1e-9),
+            })).collect::<Vec<_>>(),
             "placed_ranges": self.sim.placement().len(),
             "placed_bytes": self.sim.placement().cxl_bytes(),
             "sites": self.sites().into_iter().map(|(site, n, name)| serde_json::json!({

@@ -96,7 +96,7 @@ fn a_chase_on_cxl_slows_by_the_extra_latency_and_local_memory_by_nothing() {
         c.args(["cxlsim", "--json", "--latency", extra, "--policy", policy]);
         c.args(["--calibrate-mib", "128"]);
         if !inject {
-            c.arg("--no-inject");
+            c.args(["--no-inject", "--compare", "100,300"]);
         }
         let o = c.arg("--").args(chase).output().expect("moat cxlsim runs");
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -117,6 +117,19 @@ fn a_chase_on_cxl_slows_by_the_extra_latency_and_local_memory_by_nothing() {
     let p = predicted["slowdown"].as_f64().expect("slowdown");
     assert!(p > 1.2, "predicted {p:.2}x");
     assert!(predicted["injected_ns"].as_u64() == Some(0));
+    // --compare: the same samples on +100 and +300 ns expanders, side by side.
+    let configs = predicted["configurations"]
+        .as_array()
+        .expect("configurations");
+    let slowdowns: Vec<f64> = configs
+        .iter()
+        .filter_map(|c| c["slowdown"].as_f64())
+        .collect();
+    assert_eq!(slowdowns.len(), 3, "{configs:?}");
+    assert!(
+        slowdowns[1] < slowdowns[0] && slowdowns[0] < slowdowns[2],
+        "+100 < +200 (this run) < +300: {slowdowns:?}"
+    );
     assert!(r["injected_ns"].as_u64().unwrap_or(0) > 0);
     // The big buffer's call site (in membench's `cycle`) takes the CXL time.
     let sites = r["sites"].as_array().expect("sites");
