@@ -12,7 +12,7 @@ use clap::Args;
 use moat_agent::control::{attach_running_observed, launch_spawned, Options};
 use moat_agent::protocol::Record;
 use moat_cxlsim::model::Calibration;
-use moat_cxlsim::placement::Placement;
+use moat_cxlsim::placement::{Placed, Placement};
 use moat_cxlsim::topology::{self, Topology};
 use moat_cxlsim::{Epoch, Simulator};
 use moat_kernel::sampling::{pause, Sampler};
@@ -55,6 +55,14 @@ pub struct CxlsimArgs {
     /// With -p: stop after SECONDS.
     #[arg(long, value_name = "SECONDS", requires = "pid")]
     duration: Option<f64>,
+    /// With -p: place the process's existing anonymous mappings (heap, anonymous mmaps; not
+    /// stacks) of at least --existing-min bytes on TIER — memory allocated before moat attached,
+    /// which the policy never saw (without it, that memory is local).
+    #[arg(long, value_name = "TIER", requires = "pid")]
+    existing: Option<u32>,
+    /// With --existing: the smallest mapping placed, bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    existing_min: u64,
     /// The memory system (see --help for the format). Without it: one expander on the root
     /// port, --latency and --bandwidth away.
     #[arg(long, value_name = "FILE")]
@@ -120,7 +128,7 @@ the process is stopped for that long (SIGSTOP/SIGCONT). The report gives the run
 predicted slowdown, the CXL share of memory time per allocation site, and per-epoch delay.
 
 With -p, memory the process allocated before moat attached was never seen by the policy and
-stays local; only later allocations are placed.
+stays local, unless --existing TIER places its anonymous mappings (>= --existing-min) on a tier.
 
 Topology file (one line per switch or device; each names its parent and the link to it):
   switch sw0  parent=root latency=70ns  bandwidth=64GB/s
@@ -148,6 +156,38 @@ struct Row {
 struct Shared {
     placement: Option<Placement>,
     dump: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Ranges placed before the policy ran (`--existing`), kept under every dump's.
+    existing: Vec<(u64, Placed)>,
+}
+
+/// With -p: the process's anonymous mappings (heap and anonymous `mmap`s, not stacks) of at
+/// least `min` bytes, placed on `tier` (call site 0: before moat attached).
+fn existing_ranges(pid: i32, tier: u32, min: u64) -> Vec<(u64, Placed)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (range, perms) = (f.next()?, f.next()?);
+            let name = f.nth(3).unwrap_or("");
+            if !perms.starts_with("rw") || !(name.is_empty() || name == "[heap]") {
+                return None;
+            }
+            let (a, b) = range.split_once('-')?;
+            let (a, b) = (
+                u64::from_str_radix(a, 16).ok()?,
+                u64::from_str_radix(b, 16).ok()?,
+            );
+            (b - a >= min).then_some((
+                a,
+                Placed {
+                    size: b - a,
+                    site: 0,
+                    tier,
+                    flags: 0,
+                },
+            ))
+        })
+        .collect()
 }
 
 fn parse_local(s: &str) -> Result<Calibration> {
@@ -306,6 +346,29 @@ fn simulate(args: &CxlsimArgs) -> Result<ExitCode> {
     };
 
     let shared = Arc::new(Mutex::new(Shared::default()));
+    if let (Some(pid), Some(tier)) = (args.pid, args.existing) {
+        if tier == 0 || tier as usize > topology.tiers() {
+            return Err(anyhow!(
+                "--existing {tier}: the topology has tiers 1..={}",
+                topology.tiers()
+            ));
+        }
+        let ranges = existing_ranges(pid, tier, args.existing_min);
+        if !args.json {
+            eprintln!(
+                "moat cxlsim: {} existing anonymous mappings ({:.1} MiB) placed on tier {tier}",
+                ranges.len(),
+                ranges.iter().map(|r| r.1.size).sum::<u64>() as f64 / (1u64 << 20) as f64
+            );
+        }
+        let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
+        let mut p = Placement::default();
+        for (start, placed) in &ranges {
+            p.insert(*start, *placed);
+        }
+        s.placement = Some(p);
+        s.existing = ranges;
+    }
     let done = Arc::new(AtomicBool::new(false));
     let target = Arc::new(AtomicI32::new(args.pid.unwrap_or(0)));
     let inject = !args.no_inject;
@@ -338,6 +401,9 @@ fn simulate(args: &CxlsimArgs) -> Result<ExitCode> {
             Record::DumpEnd(_) => {
                 let mut p = Placement::default();
                 p.replace(s.dump.iter().map(|(k, v)| (&k[..], &v[..])));
+                for (start, placed) in &s.existing {
+                    p.insert(*start, *placed);
+                }
                 s.placement = Some(p);
             }
             Record::Error { program, message } => {
@@ -624,6 +690,13 @@ impl Report<'_> {
             .into_iter()
             .take(self.args.top)
             .map(|(site, n)| {
+                if site == 0 {
+                    return (
+                        site,
+                        n,
+                        "(allocated before moat attached: --existing)".to_string(),
+                    );
+                }
                 let f = symbols.frame(self.mappings, site, true);
                 let name = match (&f.function, &f.file, f.line) {
                     (Some(func), Some(file), Some(line)) => {

@@ -189,3 +189,62 @@ fn bad_topologies_and_policies_are_named() {
         "{v}"
     );
 }
+
+#[test]
+fn attaching_places_existing_memory_with_existing() {
+    let Some(bench) = membench() else {
+        println!("skipped: no C compiler");
+        return;
+    };
+    if !can_sample() {
+        return;
+    }
+    // A chase long enough to attach to after its 64 MiB array exists.
+    let mut child = Command::new(&bench)
+        .args(["chase", "64", "40000000"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("membench starts");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let pid = child.id().to_string();
+    let run = |existing: bool| {
+        let mut c = moat();
+        c.args([
+            "cxlsim",
+            "--json",
+            "--no-inject",
+            "--local",
+            "150,20",
+            "-p",
+            &pid,
+        ]);
+        c.args(["--duration", "1"]);
+        if existing {
+            c.args(["--existing", "1"]);
+        }
+        let o = c.output().expect("moat cxlsim runs");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        report(&o)
+    };
+    let without = run(false);
+    let with = run(true);
+    let _ = child.kill();
+    let _ = child.wait();
+    // The array was allocated before moat attached: the policy never saw it.
+    assert_eq!(
+        without["cxl_latency_samples"].as_u64(),
+        Some(0),
+        "{without}"
+    );
+    assert!(
+        with["cxl_latency_samples"].as_u64().unwrap_or(0) > 50,
+        "{with}"
+    );
+    assert!(with["slowdown"].as_f64().unwrap_or(0.0) > 1.3, "{with}");
+    assert!(
+        with["sites"][0]["name"]
+            .as_str()
+            .is_some_and(|n| n.contains("before moat attached")),
+        "{with}"
+    );
+}
