@@ -54,7 +54,16 @@ pub use symbols::{locate, Located, SymbolError};
 use codegen::{DisplaceError, JMP_LEN, MAX_TRAMPOLINE};
 use probe::{Probe, SyscallProbe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
 use thiserror::Error;
+
+/// The windows of attached probes: `(address, window length)`, the bytes each probe's trampoline
+/// runs in place of the original code (its patch, a `jmp` or an `int3`, lies at its start).
+static WINDOWS: Mutex<Vec<(u64, u64)>> = Mutex::new(Vec::new());
+
+fn windows() -> std::sync::MutexGuard<'static, Vec<(u64, u64)>> {
+    WINDOWS.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// How a probe was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,14 +167,34 @@ pub fn attach(
             DisplaceError::TooShort => "the code ends there".into(),
         },
     };
+    // Another probe's trampoline runs the instructions at this address in place of the code (it
+    // displaced them): a patch here would be missed by every thread that comes through that
+    // probe, or would break its `jmp`.
+    if let Some(&(other, _)) = windows()
+        .iter()
+        .find(|&&(a, len)| a < address && address < a + len)
+    {
+        return Err(AttachError::Undisplaceable {
+            address,
+            reason: format!(
+                "inside the instructions displaced by the probe at {other:#x} (attach there, or \
+                 detach it first)"
+            ),
+        });
+    }
     // The instructions a `jmp` at the address would cover.
     let window = codegen::displace(address, &code, JMP_LEN).ok();
-    // The rewrite, where the function is long enough and nothing branches into the window.
+    // The rewrite, where the function is long enough, nothing branches into the window, and no
+    // other probe's patch starts inside it (a `jmp` here would overwrite it; an `int3` leaves it
+    // alone, and the trampoline's relocated copy of that `jmp` still reaches the other probe).
     let rewrite = match choice {
         Choice::Trap => None,
-        Choice::Auto => window
-            .clone()
-            .filter(|d| !branches_into(located, address, d.len)),
+        Choice::Auto => window.clone().filter(|d| {
+            !branches_into(located, address, d.len)
+                && !windows()
+                    .iter()
+                    .any(|&(a, _)| address < a && a < address + d.len as u64)
+        }),
     };
     let (displaced, method) = match rewrite {
         Some(d) => {
@@ -271,6 +300,7 @@ pub fn attach(
         });
     }
     let original = original[..patch_len].to_vec();
+    windows().push((address, displaced.len as u64));
     Ok(Attachment {
         probe,
         method,
@@ -326,6 +356,10 @@ impl Attachment {
         }
         let ok = mem::patch_code(self.probe.address, &self.original);
         self.probe.enabled.store(false, Ordering::Release);
+        let mut w = windows();
+        if let Some(i) = w.iter().position(|&(a, _)| a == self.probe.address) {
+            w.remove(i);
+        }
         ok
     }
 }
