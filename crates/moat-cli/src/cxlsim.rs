@@ -123,12 +123,14 @@ allocations it places on CXL devices. The process's CPU time is sampled with the
 CPU clock (perf_event_open; no hardware counters needed, so it works in a VM): a sample whose
 thread was at a load or store into CXL-placed memory counts as time waiting on CXL. Each epoch,
 latency-bound waits grow by the device path's extra latency over local DRAM's (measured at start),
-streaming waits by how much narrower than local DRAM the links are (shared switch links add up);
+streams by how much narrower than their measured rate the links are (shared switch links add up);
 the process is stopped for that long (SIGSTOP/SIGCONT). The report gives the run time, the
 predicted slowdown, the CXL share of memory time per allocation site, and per-epoch delay.
 
-With -p, memory the process allocated before moat attached was never seen by the policy and
-stays local, unless --existing TIER places its anonymous mappings (>= --existing-min) on a tier.
+The policy runs in CMD's own process: give the program itself, not a launcher script that execs
+it (children and exec'd images run without moat's agent). With -p, memory the process allocated
+before moat attached was never seen by the policy and stays local, unless --existing TIER places
+its anonymous mappings (>= --existing-min) on a tier.
 
 Topology file (one line per switch or device; each names its parent and the link to it):
   switch sw0  parent=root latency=70ns  bandwidth=64GB/s
