@@ -248,6 +248,15 @@ fn policy_object(name: &str) -> Result<(PathBuf, Option<RemoveOnDrop>)> {
             names.join(", ")
         ));
     }
+    // A policy reports its placements in `cxl_placed`; without it nothing would ever be placed.
+    let bytes = std::fs::read(&path).with_context(|| path.display().to_string())?;
+    let object = moat::Object::parse(&bytes).with_context(|| path.display().to_string())?;
+    if !object.maps.iter().any(|m| m.name == PLACED_MAP) {
+        return Err(anyhow!(
+            "--policy {name}: the object has no `{PLACED_MAP}` map; build policies on \
+             examples/c/cxlsim.h"
+        ));
+    }
     Ok((path, None))
 }
 

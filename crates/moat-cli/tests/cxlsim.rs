@@ -188,6 +188,17 @@ fn bad_topologies_and_policies_are_named() {
             .is_some_and(|e| e.contains("nonesuch") && e.contains("threshold")),
         "{v}"
     );
+    // An object that is no policy (no `cxl_placed` map) is refused before anything runs.
+    let counter = workspace().join("examples/c/counter.o");
+    let o = moat()
+        .args(["cxlsim", "--local", "100,10", "--policy"])
+        .arg(&counter)
+        .args(["--", "/bin/true"])
+        .output()
+        .expect("runs");
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("no `cxl_placed` map"), "{err}");
 }
 
 #[test]
