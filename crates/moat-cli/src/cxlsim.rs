@@ -260,25 +260,11 @@ fn policy_object(name: &str) -> Result<(PathBuf, Option<RemoveOnDrop>)> {
     Ok((path, None))
 }
 
-/// The executable file mappings of `pid` (for naming allocation sites).
+/// The executable file mappings of `pid` (for naming allocation sites), as memleak reads them.
 fn mappings(pid: i32) -> Vec<Mapping> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let (range, perms, offset) = (f.next()?, f.next()?, f.next()?);
-            let path = f.nth(2)?;
-            if !perms.contains('x') || !path.starts_with('/') {
-                return None;
-            }
-            let (a, b) = range.split_once('-')?;
-            Some(Mapping {
-                start: u64::from_str_radix(a, 16).ok()?,
-                end: u64::from_str_radix(b, 16).ok()?,
-                offset: u64::from_str_radix(offset, 16).ok()?,
-                path: PathBuf::from(path),
-            })
-        })
+    crate::memleak_kernel::mappings(pid)
+        .iter()
+        .filter_map(Mapping::from_record)
         .collect()
 }
 

@@ -151,10 +151,10 @@ impl Simulator {
         let Some(regs) = s.regs.filter(|_| s.user) else {
             return;
         };
-        let Some(window) = self.window(s.ip).cloned() else {
-            return;
-        };
-        let Some(access) = decode::access(&window, s.ip, &regs) else {
+        let Some(access) = self
+            .window(s.ip)
+            .and_then(|w| decode::access(w, s.ip, &regs))
+        else {
             return;
         };
         let (tier, site) = self.placement.classify(access.address);

@@ -186,8 +186,10 @@ impl Ring {
         let head = head_ptr.load(Ordering::Acquire);
         let mut tail = tail_ptr.load(Ordering::Relaxed);
         let mut lost = 0;
+        let mut header = [0u8; 8];
+        let mut record = Vec::new();
         while tail < head {
-            let header = self.copy(tail, 8, data_len, page);
+            self.copy(tail, data_len, page, &mut header);
             let kind = u32::from_ne_bytes(header[0..4].try_into().unwrap_or_default());
             let misc = u16::from_ne_bytes(header[4..6].try_into().unwrap_or_default());
             let size = u64::from(u16::from_ne_bytes(
@@ -196,7 +198,8 @@ impl Ring {
             if size < 8 {
                 break;
             }
-            let record = self.copy(tail, size as usize, data_len, page);
+            record.resize(size as usize, 0);
+            self.copy(tail, data_len, page, &mut record);
             match kind {
                 PERF_RECORD_SAMPLE => {
                     if let Some(s) = parse_sample(&record[8..], misc) {
@@ -213,16 +216,14 @@ impl Ring {
         lost
     }
 
-    /// Copies `n` bytes of the data area from ring position `at` (wrapping).
-    fn copy(&self, at: u64, n: usize, data_len: u64, page: usize) -> Vec<u8> {
-        (0..n as u64)
-            .map(|i| {
-                let off = page + ((at + i) % data_len) as usize;
-                // SAFETY: `off` lies in the data area of our mapping; the kernel wrote these bytes
-                // before publishing `data_head` (read with acquire ordering).
-                unsafe { self.base.add(off).read_volatile() }
-            })
-            .collect()
+    /// Fills `out` with the data area's bytes from ring position `at` (wrapping).
+    fn copy(&self, at: u64, data_len: u64, page: usize, out: &mut [u8]) {
+        for (i, byte) in out.iter_mut().enumerate() {
+            let off = page + ((at + i as u64) % data_len) as usize;
+            // SAFETY: `off` lies in the data area of our mapping; the kernel wrote these bytes
+            // before publishing `data_head` (read with acquire ordering).
+            *byte = unsafe { self.base.add(off).read_volatile() };
+        }
     }
 }
 
