@@ -188,6 +188,29 @@ fn bad_topologies_and_policies_are_named() {
             .is_some_and(|e| e.contains("nonesuch") && e.contains("threshold")),
         "{v}"
     );
+    // Malformed --compare and --local values are named, before anything runs.
+    for (args, needle) in [
+        (
+            ["--compare", "fast"],
+            "--compare fast: expected NS[:GB_PER_S]",
+        ),
+        (
+            ["--compare", "200:0"],
+            "--compare 200:0: bandwidth must be a positive number",
+        ),
+        (["--local", "100"], "--local 100: expected NS,GB_PER_S"),
+        (["--local", "0,10"], "--local 0,10: both must be positive"),
+    ] {
+        let mut c = moat();
+        c.arg("cxlsim").args(args);
+        if args[0] == "--compare" {
+            c.args(["--local", "100,10"]);
+        }
+        let o = c.args(["--", "/bin/true"]).output().expect("runs");
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
     // An object that is no policy (no `cxl_placed` map) is refused before anything runs.
     let counter = workspace().join("examples/c/counter.o");
     let o = moat()
