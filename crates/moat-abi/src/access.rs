@@ -275,6 +275,30 @@ impl HelperId {
 }
 
 impl HelperId {
+    /// Whether the kernel offers the helper only to a loader with `CAP_PERFMON` (the part of
+    /// `bpf_base_func_proto` in `kernel/bpf/helpers.c` after its `CAP_PERFMON` check): a loader
+    /// with `CAP_BPF` alone (moat's unprivileged rules) gets "unknown func" for these, whatever
+    /// [`HelperId::access`] says for root.
+    pub fn needs_perfmon(self) -> bool {
+        use HelperId as H;
+        matches!(
+            self,
+            H::TracePrintk
+                | H::GetCurrentTask
+                | H::GetCurrentTaskBtf
+                | H::ProbeReadUser
+                | H::ProbeReadKernel
+                | H::ProbeReadUserStr
+                | H::ProbeReadKernelStr
+                | H::SnprintfBtf
+                | H::Snprintf
+                | H::TaskPtRegs
+                | H::TraceVprintk
+        )
+    }
+}
+
+impl HelperId {
     /// Whether a call may move or resize the packet, so that every packet pointer the program
     /// holds is invalid afterwards (`bpf_helper_changes_pkt_data` of the kernel's
     /// `net/core/filter.c`). A tail call that falls through does not count: the kernel (6.18)

@@ -5,7 +5,8 @@
 //! up, any other comment is prose:
 //!
 //! * `# rule: SENTENCE` (required): which rule the program shows.
-//! * `# context: buffer N | xdp | tc | socket | cgroup-skb | tracing [N]`: what `r1` points to (the
+//! * `# context: buffer N | xdp | tc | socket | cgroup-skb | tracing [N] | …` (the other program
+//!   types as [`RuleContext`] names them: `sock-ops`, `perf-event`, …): what `r1` points to (the
 //!   generic buffer, `struct xdp_md`, `struct __sk_buff` with a writable packet for tc or a
 //!   read-only one for socket filters and cgroup skb programs, or a read-only tracing context of `N`
 //!   bytes, default 168, x86-64's `struct pt_regs`). Default: `buffer 64`.
@@ -85,6 +86,8 @@ pub enum RuleContext {
     CgroupSysctl,
     /// `sk-msg`: `struct sk_msg_md` of an `sk_msg` program.
     SkMsg,
+    /// `perf-event`: `struct bpf_perf_event_data` of a `perf_event` program.
+    PerfEvent,
 }
 
 impl RuleContext {
@@ -106,6 +109,7 @@ impl RuleContext {
             Self::CgroupDevice => Some(ProgType::CgroupDevice),
             Self::CgroupSysctl => Some(ProgType::CgroupSysctl),
             Self::SkMsg => Some(ProgType::SkMsg),
+            Self::PerfEvent => Some(ProgType::PerfEvent),
         }
     }
 }
@@ -137,6 +141,7 @@ impl RuleContext {
             Self::CgroupDevice => Context::cgroup_dev(),
             Self::CgroupSysctl => Context::sysctl(),
             Self::SkMsg => Context::sk_msg(),
+            Self::PerfEvent => Context::perf_event(),
         }
     }
 
@@ -158,6 +163,7 @@ impl RuleContext {
             Some("cgroup-device") => Self::CgroupDevice,
             Some("cgroup-sysctl") => Self::CgroupSysctl,
             Some("sk-msg") => Self::SkMsg,
+            Some("perf-event") => Self::PerfEvent,
             Some("lwt-in") => Self::Lwt(ProgType::LwtIn),
             Some("lwt-out") => Self::Lwt(ProgType::LwtOut),
             Some("lwt-xmit") => Self::Lwt(ProgType::LwtXmit),

@@ -129,6 +129,8 @@ pub(crate) struct Checker<'p, 'e> {
     pkt_ids: std::cell::Cell<u32>,
     /// Which registers can still matter at each instruction (pruning ignores the others).
     reg_use: crate::reguse::RegUse,
+    /// The program array each `bpf_tail_call` site was first reached with.
+    tail_call_maps: HashMap<usize, usize>,
 }
 
 type R<T> = Result<T, Box<VerifyError>>;
@@ -166,6 +168,7 @@ impl<'p, 'e> Checker<'p, 'e> {
                 &crate::cfg::functions(prog),
                 env.return_range.is_some(),
             ),
+            tail_call_maps: HashMap::new(),
         }
     }
 
@@ -521,6 +524,9 @@ impl<'p, 'e> Checker<'p, 'e> {
                 } else {
                     self.read_reg(pc, st, dst)?
                 };
+                if matches!(src, Operand::Reg(_)) {
+                    self.check_speculative_alu(pc, st, op, &d, &s)?;
+                }
                 // Shifts by an immediate outside 0..width are masked like any other shift (RFC 9669);
                 // the kernel refuses them, moat accepts them as the safe operations they are.
                 let v = self.alu(pc, st, width, op, d, s)?;
@@ -581,6 +587,10 @@ impl<'p, 'e> Checker<'p, 'e> {
                 let base = self.read_reg(pc, st, src)?;
                 let v = self.mem_access(pc, st, base, i64::from(off), size, Access::Read)?;
                 let v = match v {
+                    // A narrow fill of a spilled number comes back zero-extended.
+                    Some(Reg::Scalar(v)) if signed && size.bytes() < 8 => {
+                        Reg::Scalar(v.sign_extend(size.bytes() as u32 * 8))
+                    }
                     Some(r) => r,
                     None => Reg::Scalar(loaded(size, signed)),
                 };
@@ -818,6 +828,34 @@ impl<'p, 'e> Checker<'p, 'e> {
             .unwrap_or(pc)
     }
 
+    /// The kernel's Spectre v1 hardening of pointer arithmetic with a register (`sanitize_ptr_alu`),
+    /// for an unprivileged loader of a kernel program type: only stack and map value pointers may
+    /// move by a register, and only by one whose sign is known. (Moat's own buffer programs keep
+    /// moat's rules: their bounds are proven, speculation aside.)
+    fn check_speculative_alu(&self, pc: usize, st: &State, op: AluOp, d: &Reg, s: &Reg) -> R<()> {
+        if self.env.privileged
+            || self.env.kernel_type.is_none()
+            || !matches!(op, AluOp::Add | AluOp::Sub)
+        {
+            return Ok(());
+        }
+        let (ptr, off) = match (d, s) {
+            (Reg::Ptr { region, .. }, Reg::Scalar(v))
+            | (Reg::Scalar(v), Reg::Ptr { region, .. }) => (region, v),
+            _ => return Ok(()),
+        };
+        let what = match ptr {
+            Region::Stack { .. } | Region::MapValue { .. } => {
+                if off.as_const().is_some() || (off.smin < 0) == (off.smax < 0) {
+                    return Ok(());
+                }
+                "a register with mixed signed bounds".to_string()
+            }
+            other => format!("a register added to a {other} pointer"),
+        };
+        Err(self.err(pc, st, Reason::SpeculativePointerArithmetic { what }))
+    }
+
     fn alu(&mut self, pc: usize, st: &State, width: Width, op: AluOp, d: Reg, s: Reg) -> R<Reg> {
         let priv_ = self.env.privileged;
         match (d, s) {
@@ -844,6 +882,14 @@ impl<'p, 'e> Checker<'p, 'e> {
                 }))
             }
             (Reg::Scalar(a), Reg::Scalar(b)) => Ok(Reg::Scalar(a.alu(op, &b, width))),
+            // A 32-bit subtraction with a pointer on one side and a number on the other: a
+            // meaningless number the kernel lets only a privileged loader make (its
+            // `adjust_ptr_min_max_vals` checks this before anything else about the pointer).
+            (Reg::Ptr { .. }, Reg::Scalar(_)) | (Reg::Scalar(_), Reg::Ptr { .. })
+                if width == Width::W32 && op == AluOp::Sub && priv_ =>
+            {
+                Ok(Reg::Scalar(Scalar::any_u32()))
+            }
             (
                 Reg::Ptr {
                     null_id: Some(_), ..
@@ -913,11 +959,9 @@ impl<'p, 'e> Checker<'p, 'e> {
                     ..
                 },
             ) if op == AluOp::Sub && (r1 == r2 || is_pkt(&d) && is_pkt(&s)) => {
-                let packet = is_pkt(&d) && is_pkt(&s);
-                // The kernel lets only a privileged loader (`allow_ptr_leaks`) subtract pointers;
-                // moat also lets an unprivileged one measure packets (`data_end - data`), which
-                // reveals no address.
-                if !packet && !priv_ {
+                // The kernel lets only a privileged loader (`allow_ptr_leaks`) subtract pointers,
+                // even `data_end - data`.
+                if !priv_ {
                     return Err(self.err(
                         pc,
                         st,
@@ -1361,8 +1405,23 @@ impl<'p, 'e> Checker<'p, 'e> {
         let Some(f) = st.frames.get(frame) else {
             return Ok(None);
         };
-        let spill = if whole_slot {
-            f.stack.slot(start / 8).spill
+        // A fill from the start of a spill of at least as many bytes reads the spilled register
+        // back: whole, or a number's low bytes (the kernel's `bpf_stack_narrow_access_ok`).
+        let spill = if start.is_multiple_of(8) && n <= 8 {
+            let slot = f.stack.slot(start / 8);
+            let spilled = slot.bytes.iter().take_while(|b| **b == Byte::Spill).count();
+            match slot.spill {
+                Some(r) if whole_slot && spilled == 8 => Some(r),
+                Some(Reg::Scalar(v)) if !whole_slot && n as usize <= spilled => {
+                    let mask = (1u64 << (8 * n)) - 1;
+                    Some(Reg::Scalar(v.alu(
+                        AluOp::And,
+                        &Scalar::constant(mask),
+                        Width::W64,
+                    )))
+                }
+                _ => None,
+            }
         } else {
             None
         };
@@ -1765,6 +1824,31 @@ impl<'p, 'e> Checker<'p, 'e> {
                     fall: Some((next, fall)),
                 })
             }
+            // A pointer that cannot be null against 0: the outcome is known (the kernel's
+            // `is_branch_taken` with `reg_not_null`), so only one side is followed, and comparing
+            // leaks nothing even for an unprivileged loader.
+            (
+                Reg::Ptr {
+                    region: Region::MapValue { .. } | Region::Mem { .. } | Region::Ringbuf { .. },
+                    null_id: None,
+                    ..
+                },
+                Reg::Scalar(z),
+            )
+            | (
+                Reg::Scalar(z),
+                Reg::Ptr {
+                    region: Region::MapValue { .. } | Region::Mem { .. } | Region::Ringbuf { .. },
+                    null_id: None,
+                    ..
+                },
+            ) if z.as_const() == Some(0) && matches!(cond, JmpCond::Eq | JmpCond::Ne) => {
+                let to = if cond == JmpCond::Ne { target } else { next };
+                Ok(Step::Branch {
+                    taken: (to, st.clone()),
+                    fall: None,
+                })
+            }
             (a, b) => {
                 if !(self.env.privileged || is_pkt(&a) && is_pkt(&b)) {
                     return Err(self.err(pc, st, Reason::PointerComparison));
@@ -1878,6 +1962,12 @@ impl<'p, 'e> Checker<'p, 'e> {
         let proto: Option<HelperProto> = u32::try_from(id).ok().and_then(|i| (self.env.helpers)(i));
         let kernel_helper = u32::try_from(id).ok().and_then(HelperId::from_u32);
         if let (Some(helper), Some(prog_type)) = (kernel_helper, self.env.kernel_type) {
+            if !self.env.privileged && helper.needs_perfmon() {
+                let reason = Reason::HelperNeedsPerfmon {
+                    helper: helper.name(),
+                };
+                return Err(self.err(pc, st, reason));
+            }
             match helper.access(prog_type) {
                 Some(HelperAccess::Unavailable) => {
                     let reason = Reason::HelperUnavailable {
@@ -1900,6 +1990,15 @@ impl<'p, 'e> Checker<'p, 'e> {
                 .as_ref()
                 .map_or_else(|| format!("#{id}"), |p| p.name.clone());
             return Err(self.err(pc, st, Reason::CallWhileLocked { helper }));
+        }
+        if kernel_helper == Some(HelperId::TailCall) && !self.env.privileged {
+            // The kernel's Spectre v1 hardening: one tail call site, one program array, for a
+            // loader without CAP_PERFMON ("tail_call abusing map_ptr").
+            if let Reg::Map { map } = st.reg(2) {
+                if *self.tail_call_maps.entry(pc).or_insert(map) != map {
+                    return Err(self.err(pc, st, Reason::TailCallMapsDiffer));
+                }
+            }
         }
         if kernel_helper == Some(HelperId::TailCall) && !st.refs.is_empty() {
             // A tail call never returns: a held reservation would leak.

@@ -33,6 +33,9 @@ pub struct CtxField {
     pub narrow_loads: bool,
 }
 
+/// Bytes of the kernel's x86-64 `struct pt_regs`, the context of kprobes and uprobes.
+pub const PT_REGS_BYTES: u32 = 168;
+
 /// What `r1` points to at entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Context {
@@ -398,6 +401,29 @@ impl Context {
         }
     }
 
+    /// The kernel's `struct bpf_perf_event_data` (`perf_event` programs): the sampled `pt_regs`
+    /// (168 bytes, each register read whole, as `pe_prog_is_valid_access` allows), then
+    /// `sample_period` and `addr` (8 bytes each, narrow loads allowed); read-only.
+    pub fn perf_event() -> Context {
+        let field = |off, narrow_loads| CtxField {
+            off,
+            size: 8,
+            kind: FieldKind::Scalar,
+            writable: false,
+            narrow_loads,
+        };
+        let regs = (0..PT_REGS_BYTES / 8).map(|i| field(i * 8, false));
+        Context::Struct {
+            name: "struct bpf_perf_event_data",
+            size: PT_REGS_BYTES + 16,
+            fields: regs
+                .chain([field(PT_REGS_BYTES, true), field(PT_REGS_BYTES + 8, true)])
+                .collect(),
+            legacy_packet_loads: false,
+            packet_writable: false,
+        }
+    }
+
     /// A read-only buffer of `size` bytes for tracing programs (registers or a tracepoint record).
     pub fn tracing(size: u32) -> Context {
         Context::Struct {
@@ -635,6 +661,7 @@ impl HelperProto {
             H::ProbeReadUserStr => p(&[MemOut, SizeOrZero, AnyAddr], Ret::Integer),
             H::ProbeReadKernelStr => p(&[MemOut, SizeOrZero, AnyAddr], Ret::Integer),
             H::KtimeGetBootNs => p(&[], Ret::Integer),
+            H::Jiffies64 => p(&[], Ret::Integer),
             H::RingbufOutput => p(
                 &[Map(MapClass::RingBuf), MemIn, SizeOrZero, Scalar],
                 Ret::Integer,
@@ -692,6 +719,7 @@ impl HelperProto {
             H::SkbGetTunnelKey => p(&[Ctx, MemOut, Size, Scalar], Ret::Integer),
             H::SkbSetTunnelKey => p(&[Ctx, MemIn, Size, Scalar], Ret::Integer),
             H::PerfEventRead => p(&[Map(MapClass::PerfEventArray), Scalar], Ret::Integer),
+            H::PerfProgReadValue => p(&[Ctx, MemOut, Size], Ret::Integer),
             H::Redirect => p(&[Scalar, Scalar], Ret::Integer),
             H::GetRouteRealm => p(&[Ctx], Ret::Integer),
             H::SkbLoadBytes => p(&[Ctx, Scalar, MemOut, Size], Ret::Integer),

@@ -178,6 +178,25 @@ pub enum Reason {
         /// The kernel program type.
         prog_type: &'static str,
     },
+    /// A helper the kernel offers only to a loader with `CAP_PERFMON`, called under the rules of an
+    /// unprivileged loader.
+    #[error("{helper} needs CAP_PERFMON: an unprivileged loader may not call it")]
+    HelperNeedsPerfmon {
+        /// The helper's name.
+        helper: &'static str,
+    },
+    /// Pointer arithmetic the kernel refuses an unprivileged loader as Spectre v1 hardening (its
+    /// `sanitize_ptr_alu`): a register added to a pointer other than a stack or map value pointer,
+    /// or a variable offset whose sign is unknown.
+    #[error("{what}: pointer arithmetic with it prohibited for !root (Spectre v1 hardening)")]
+    SpeculativePointerArithmetic {
+        /// What made it refused.
+        what: String,
+    },
+    /// One `bpf_tail_call` site reached with different program arrays, under the rules of an
+    /// unprivileged loader (the kernel's Spectre v1 hardening).
+    #[error("tail_call abusing map_ptr: this bpf_tail_call is reached with different program arrays, which an unprivileged loader may not do")]
+    TailCallMapsDiffer,
     /// A GPL-only helper called by a program whose license is not GPL-compatible.
     #[error("{helper} is GPL-only: the program's license is not GPL-compatible (the kernel accepts \"GPL\", \"GPL v2\", \"GPL and additional rights\", \"Dual BSD/GPL\", \"Dual MIT/GPL\", \"Dual MPL/GPL\")")]
     GplOnlyHelper {

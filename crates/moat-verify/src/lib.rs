@@ -42,6 +42,7 @@ pub mod tnum;
 pub use check::{Stats, MAX_COMPARE_WORK, MAX_PENDING_BRANCHES, MAX_STATE_BYTES};
 pub use env::{
     Arg, Callback, Context, CtxField, Env, FieldKind, HelperProto, MapClass, MapInfo, Ret,
+    PT_REGS_BYTES,
 };
 pub use error::{Reason, VerifyError};
 pub use facts::{Facts, MemAccess};

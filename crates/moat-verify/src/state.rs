@@ -119,8 +119,9 @@ impl Reg {
     }
 
     /// Whether `self` (an earlier state's register) covers every value `new` may hold, so that
-    /// everything proven from `self` holds for `new`.
-    pub fn covers(&self, new: &Reg) -> bool {
+    /// everything proven from `self` holds for `new`. Ids (a nullable pointer's, a packet pointer's
+    /// variable offset, a reference) need not be equal, only consistently paired through `ids`.
+    pub fn covers(&self, new: &Reg, ids: &mut IdMap) -> bool {
         match (self, new) {
             (Reg::NotInit, _) => true,
             (Reg::Scalar(a), Reg::Scalar(b)) => a.contains(b),
@@ -137,7 +138,99 @@ impl Reg {
                     var: v2,
                     null_id: n2,
                 },
-            ) => r1 == r2 && o1 == o2 && n1 == n2 && v1.contains(v2),
+            ) => {
+                o1 == o2
+                    && v1.contains(v2)
+                    && r1.covers(r2, ids)
+                    && ids.pair(IdKind::Object, n1.unwrap_or(0), n2.unwrap_or(0))
+            }
+            (a, b) => a == b,
+        }
+    }
+
+    /// Whether the register carries an id ([`IdMap`]).
+    fn has_id(&self) -> bool {
+        matches!(
+            self,
+            Reg::Ptr {
+                null_id: Some(_),
+                ..
+            } | Reg::Ptr {
+                region: Region::Packet { id: 1.. } | Region::Ringbuf { .. },
+                ..
+            }
+        )
+    }
+}
+
+/// Which id space an id belongs to: packet pointers' variable offsets are numbered apart from the
+/// other ids (nullable pointers and references share theirs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdKind {
+    /// A nullable pointer's or an acquired reference's id.
+    Object,
+    /// A packet pointer's variable-offset id.
+    Packet,
+}
+
+/// The pairs of ids of an earlier state and a new one found to stand for the same thing while the
+/// two are compared (the kernel's `bpf_idmap` and `check_ids`). Ids are handed out in the order
+/// paths reach the instructions that make them, so two paths through the same code give their
+/// pointers different ids: a state covers another when its ids map one to one onto the other's.
+#[derive(Debug, Default)]
+pub struct IdMap {
+    pairs: Vec<(IdKind, u32, u32)>,
+}
+
+impl IdMap {
+    /// Pairs `old` with `new` (0 is no id and pairs only with 0): false when either is already
+    /// paired with another.
+    pub fn pair(&mut self, kind: IdKind, old: u32, new: u32) -> bool {
+        if old == 0 || new == 0 {
+            return old == new;
+        }
+        for &(k, o, n) in &self.pairs {
+            if k != kind {
+                continue;
+            }
+            if o == old {
+                return n == new;
+            }
+            if n == new {
+                return false;
+            }
+        }
+        self.pairs.push((kind, old, new));
+        true
+    }
+
+    /// The new id `old` was paired with.
+    pub fn paired(&self, kind: IdKind, old: u32) -> Option<u32> {
+        self.pairs
+            .iter()
+            .find(|&&(k, o, _)| k == kind && o == old)
+            .map(|&(_, _, n)| n)
+    }
+}
+
+impl Region {
+    /// Whether pointers into `self` (an earlier state's) and into `new` are the same kind of
+    /// pointer, ids paired through `ids`.
+    fn covers(&self, new: &Region, ids: &mut IdMap) -> bool {
+        match (self, new) {
+            (Region::Packet { id: a }, Region::Packet { id: b }) => {
+                ids.pair(IdKind::Packet, *a, *b)
+            }
+            (
+                Region::Ringbuf {
+                    size: s1,
+                    ref_id: a,
+                },
+                Region::Ringbuf {
+                    size: s2,
+                    ref_id: b,
+                },
+            ) => s1 == s2 && ids.pair(IdKind::Object, *a, *b),
             (a, b) => a == b,
         }
     }
@@ -225,7 +318,7 @@ impl Slot {
     /// Whether everything proven with `self` (an earlier state's slot) holds with `new`. Written data
     /// covers bytes never written only for a privileged loader, who may read them; an unprivileged
     /// read of them is refused, so an earlier state with data there proves nothing about it.
-    fn covers(&self, new: &Slot, privileged: bool) -> bool {
+    fn covers(&self, new: &Slot, privileged: bool, ids: &mut IdMap) -> bool {
         for (o, n) in self.bytes.iter().zip(&new.bytes) {
             let ok = match (o, n) {
                 (Byte::Uninit, _) | (Byte::Data, Byte::Data) => true,
@@ -240,7 +333,7 @@ impl Slot {
             }
         }
         match (&self.spill, &new.spill) {
-            (Some(o), Some(n)) => o.covers(n),
+            (Some(o), Some(n)) => o.covers(n, ids),
             _ => true,
         }
     }
@@ -336,6 +429,7 @@ impl Stack {
         work: &mut u64,
         live: u64,
         precise: u64,
+        ids: &mut IdMap,
     ) -> bool {
         let n = self.top_down.len().max(new.top_down.len());
         (0..n).all(|j| {
@@ -356,7 +450,7 @@ impl Stack {
             {
                 return true;
             }
-            o.covers(nw, privileged)
+            o.covers(nw, privileged, ids)
         })
     }
 }
@@ -427,14 +521,31 @@ impl Frame {
         }
     }
 
-    fn covers(&self, new: &Frame, privileged: bool, work: &mut u64) -> bool {
-        self.covers_relaxed(new, privileged, work, &Relax::NONE)
+    fn covers(&self, new: &Frame, privileged: bool, work: &mut u64, ids: &mut IdMap) -> bool {
+        self.covers_relaxed(new, privileged, work, &Relax::NONE, ids)
+    }
+
+    /// Whether a register or spilled register of the frame carries an id ([`IdMap`]).
+    fn has_ids(&self) -> bool {
+        self.regs.iter().any(Reg::has_id)
+            || self
+                .stack
+                .top_down
+                .iter()
+                .any(|slot| slot.spill.as_ref().is_some_and(Reg::has_id))
     }
 
     /// [`Frame::covers`] ignoring registers and stack slots `relax` says are dead (no path reads
     /// them before writing them) and comparing scalars it says are imprecise by type only (their
     /// values decide nothing).
-    fn covers_relaxed(&self, new: &Frame, privileged: bool, work: &mut u64, relax: &Relax) -> bool {
+    fn covers_relaxed(
+        &self,
+        new: &Frame,
+        privileged: bool,
+        work: &mut u64,
+        relax: &Relax,
+        ids: &mut IdMap,
+    ) -> bool {
         let (live, precise) = (relax.regs_live, relax.regs_precise);
         self.return_to == new.return_to
             && self.callback == new.callback
@@ -452,7 +563,7 @@ impl Frame {
                     if precise & bit == 0 && matches!((o, n), (Reg::Scalar(_), Reg::Scalar(_))) {
                         return true;
                     }
-                    o.covers(n)
+                    o.covers(n, ids)
                 })
             && (Rc::ptr_eq(&self.stack, &new.stack)
                 || self.stack.covers_relaxed(
@@ -461,6 +572,7 @@ impl Frame {
                     work,
                     relax.slots_live,
                     relax.slots_precise,
+                    ids,
                 ))
     }
 }
@@ -602,7 +714,7 @@ impl State {
 
     /// [`State::covers_counting`] leaving out of the innermost frame's comparison what `relax`
     /// says cannot matter at the instruction (the verifier's register-use analysis); outer frames
-    /// are compared whole.
+    /// are compared whole. Ids are paired, not compared ([`IdMap`]).
     pub fn covers_relaxed(
         &self,
         new: &State,
@@ -611,15 +723,17 @@ impl State {
         relax: &Relax,
     ) -> bool {
         *work += 1;
+        let mut ids = IdMap::default();
         self.frames.len() == new.frames.len()
-            && self.refs == new.refs
+            && self.refs.len() == new.refs.len()
+            && self
+                .refs
+                .iter()
+                .zip(&new.refs)
+                .all(|(o, n)| ids.pair(IdKind::Object, *o, *n))
             && self.lock == new.lock
             && self.meta_len <= new.meta_len
             && self.packet_len <= new.packet_len
-            && self
-                .packet_ranges
-                .iter()
-                .all(|(id, r)| new.packet_range(*id) >= *r)
             && self
                 .frames
                 .iter()
@@ -627,13 +741,23 @@ impl State {
                 .rev()
                 .enumerate()
                 .all(|(depth, (o, n))| {
-                    Rc::ptr_eq(o, n)
-                        || if depth == 0 {
-                            o.covers_relaxed(n, privileged, work, relax)
-                        } else {
-                            o.covers(n, privileged, work)
-                        }
+                    // A shared frame is equal to itself, but its ids must still pair with
+                    // themselves against the other frames'.
+                    if Rc::ptr_eq(o, n) && !o.has_ids() {
+                        return true;
+                    }
+                    if depth == 0 {
+                        o.covers_relaxed(n, privileged, work, relax, &mut ids)
+                    } else {
+                        o.covers(n, privileged, work, &mut ids)
+                    }
                 })
+            // A bound proven for a variable packet offset matters where a compared pointer
+            // carries it; an id no live pointer carries was not paired and proves nothing.
+            && self.packet_ranges.iter().all(|(id, r)| {
+                ids.paired(IdKind::Packet, *id)
+                    .is_none_or(|n| new.packet_range(n) >= *r)
+            })
     }
 
     /// Bytes known to exist from the variable start of packet pointers with `id`.

@@ -108,9 +108,14 @@ fn branch_sequence(branches: u32) -> String {
 
 /// Verifies `source`: its statistics, and why it was refused (`None`: accepted).
 fn check(name: &str, source: &str) -> (Stats, Option<Reason>) {
+    check_in(name, source, Context::Buffer { size: 8 })
+}
+
+/// [`check`] with the program's context.
+fn check_in(name: &str, source: &str, context: Context) -> (Stats, Option<Reason>) {
     let program =
         Program::new(&moat_isa::assemble_bytes(source).expect("assembles")).expect("valid");
-    let env = Env::new(Context::Buffer { size: 8 });
+    let env = Env::new(context);
     let start = Instant::now();
     let result = verify(&program, &env);
     let elapsed = start.elapsed();
@@ -204,6 +209,35 @@ fn diamonds_whose_values_decide_nothing_prune() {
     assert!(reason.is_none(), "{reason:?}");
     assert!(stats.pruned >= 8, "{stats:?}");
     assert!(stats.insns_processed < 20_000, "{stats:?}");
+}
+
+#[test]
+fn pointers_with_different_ids_prune_when_their_ids_pair() {
+    // XDP: 10 diamonds whose two sides each move a packet pointer by a variable amount (r5 gets a
+    // new id on every path: ids are handed out as paths reach the `add`), bounds-checked and read
+    // after all of them. Paths joining after a diamond differ only in r5's id; pairing ids (the
+    // kernel's `check_ids`) prunes the second side, where comparing ids for equality followed all
+    // 2^10 paths.
+    let mut s = String::from(
+        "ldxw %r2, [%r1+0]\nldxw %r3, [%r1+4]\nldxw %r6, [%r1+12]\nmov %r4, %r6\nand %r4, 15\n\
+         mov %r5, %r2\n",
+    );
+    for i in 0..10 {
+        let bit = 1u32 << i;
+        let _ = writeln!(
+            s,
+            "mov %r7, %r6\nand %r7, {bit}\njeq %r7, 0, +2\nadd %r5, %r4\nja +1\nadd %r5, %r4"
+        );
+    }
+    s.push_str("mov %r0, 0\nmov %r8, %r5\nadd %r8, 1\njgt %r8, %r3, +1\nldxb %r0, [%r5+0]\nexit\n");
+    let (stats, reason) = check_in(
+        "pointers_with_different_ids_prune_when_their_ids_pair",
+        &s,
+        Context::xdp(),
+    );
+    assert!(reason.is_none(), "{reason:?}");
+    assert!(stats.pruned >= 10, "{stats:?}");
+    assert!(stats.insns_processed < 1_000, "{stats:?}");
 }
 
 #[test]

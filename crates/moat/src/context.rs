@@ -25,9 +25,12 @@ pub enum ProgType {
     SocketFilter,
     /// cgroup skb: `r1` = `struct __sk_buff`.
     CgroupSkb,
-    /// Tracing kinds (kprobe, tracepoint, raw tracepoint, perf event): `r1` = the input as the
-    /// probe's context (registers or tracepoint record).
+    /// Tracing kinds (kprobe, tracepoint, raw tracepoint): `r1` = the input as the probe's context
+    /// (registers or tracepoint record).
     Tracing,
+    /// `perf_event`: `r1` = `struct bpf_perf_event_data` (the sampled registers, `sample_period`,
+    /// `addr`). Verify-only, as [`ProgType::SockOps`]: moat runs no perf event samples.
+    PerfEvent,
     /// `sock_ops`: `r1` = `struct bpf_sock_ops`. Verify-only: moat verifies these programs as the
     /// kernel would but has no socket to build the context from, so running one fails with
     /// [`ContextError::VerifyOnly`].
@@ -96,14 +99,8 @@ impl ProgType {
             (K::CgroupDevice, _) => ProgType::CgroupDevice,
             (K::CgroupSysctl, _) => ProgType::CgroupSysctl,
             (K::SkMsg, _) => ProgType::SkMsg,
-            (
-                K::Kprobe
-                | K::Tracepoint
-                | K::RawTracepoint
-                | K::RawTracepointWritable
-                | K::PerfEvent,
-                _,
-            )
+            (K::PerfEvent, _) => ProgType::PerfEvent,
+            (K::Kprobe | K::Tracepoint | K::RawTracepoint | K::RawTracepointWritable, _)
             | (K::Tracing, Some(A::TraceRawTp | A::TraceFentry | A::TraceFexit)) => {
                 ProgType::Tracing
             }
@@ -128,9 +125,8 @@ impl ProgType {
             "cgroup_device" => ProgType::CgroupDevice,
             "cgroup_sysctl" => ProgType::CgroupSysctl,
             "sk_msg" => ProgType::SkMsg,
-            "kprobe" | "tracepoint" | "tracing" | "raw_tracepoint" | "perf_event" => {
-                ProgType::Tracing
-            }
+            "kprobe" | "tracepoint" | "tracing" | "raw_tracepoint" => ProgType::Tracing,
+            "perf_event" => ProgType::PerfEvent,
             other => return Err(UnknownProgType(other.to_string())),
         })
     }
@@ -153,6 +149,7 @@ impl ProgType {
             ProgType::CgroupDevice => K::CgroupDevice,
             ProgType::CgroupSysctl => K::CgroupSysctl,
             ProgType::SkMsg => K::SkMsg,
+            ProgType::PerfEvent => K::PerfEvent,
         }
         .as_u32()
     }
@@ -249,6 +246,7 @@ pub(crate) fn run_in(
         ProgType::CgroupDevice => Err(ContextError::VerifyOnly("cgroup_device")),
         ProgType::CgroupSysctl => Err(ContextError::VerifyOnly("cgroup_sysctl")),
         ProgType::SkMsg => Err(ContextError::VerifyOnly("sk_msg")),
+        ProgType::PerfEvent => Err(ContextError::VerifyOnly("perf_event")),
         ProgType::Buffer | ProgType::Tracing => {
             let args = [input.as_mut_ptr() as u64, input.len() as u64, 0, 0, 0];
             Ok(prog.run_with(
@@ -371,7 +369,7 @@ mod tests {
             ("tp_btf/sched_switch", Some(ProgType::Tracing)),
             ("raw_tracepoint/x", Some(ProgType::Tracing)),
             ("raw_tp.w/x", Some(ProgType::Tracing)),
-            ("perf_event", Some(ProgType::Tracing)),
+            ("perf_event", Some(ProgType::PerfEvent)),
             ("fentry/x", Some(ProgType::Tracing)),
             ("fexit.s/x", Some(ProgType::Tracing)),
             // Verify-only types.

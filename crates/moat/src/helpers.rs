@@ -46,6 +46,16 @@ fn monotonic_ns() -> u64 {
     u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// Ticks of the kernel's timer interrupt (`HZ`) moat's `bpf_jiffies64` counts: Debian's kernels
+/// are built with `CONFIG_HZ=250`, and programs (Cilium's connection tracking) compare jiffies with
+/// their own `HZ`-based timeouts, so moat ticks at that rate too.
+pub const JIFFIES_HZ: u64 = 250;
+
+/// `bpf_jiffies64`: [`JIFFIES_HZ`] ticks of the same clock as `bpf_ktime_get_ns`.
+fn jiffies64() -> u64 {
+    monotonic_ns() / (1_000_000_000 / JIFFIES_HZ)
+}
+
 /// A xorshift generator shared by all programs; `bpf_get_prandom_u32` is not cryptographic either.
 fn prandom_u32() -> u32 {
     static STATE: AtomicU64 = AtomicU64::new(0x9e37_79b9_7f4a_7c15);
@@ -348,6 +358,7 @@ pub(crate) fn register(
 pub(crate) fn register_standard(registry: &mut HelperRegistry, trace: TraceLog) {
     register(registry, H::KtimeGetNs, |_, _| Ok(monotonic_ns()));
     register(registry, H::KtimeGetBootNs, |_, _| Ok(monotonic_ns()));
+    register(registry, H::Jiffies64, |_, _| Ok(jiffies64()));
     register(registry, H::GetPrandomU32, |_, _| {
         Ok(u64::from(prandom_u32()))
     });

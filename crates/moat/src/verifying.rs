@@ -21,7 +21,7 @@ pub enum Verification {
 }
 
 /// The size of `struct pt_regs` on x86-64: the context of kprobes.
-pub(crate) const PT_REGS_SIZE: u32 = 168;
+pub(crate) const PT_REGS_SIZE: u32 = moat_verify::PT_REGS_BYTES;
 
 /// The verifier's context for a program type; buffer programs need the buffer's size, cgroup sock
 /// programs the attach type their section names (`None`: the kernel's default).
@@ -32,6 +32,7 @@ pub(crate) fn context(prog_type: ProgType, buffer_size: u64, section: Option<&st
         ProgType::SchedCls => Context::sk_buff(true),
         ProgType::SocketFilter | ProgType::CgroupSkb => Context::sk_buff(false),
         ProgType::Tracing => Context::tracing(PT_REGS_SIZE),
+        ProgType::PerfEvent => Context::perf_event(),
         ProgType::SockOps => Context::sock_ops(),
         ProgType::CgroupSock => Context::sock(attach_type(section)),
         ProgType::CgroupSockAddr => Context::sock_addr(attach_type(section)),
@@ -90,6 +91,7 @@ pub(crate) fn kernel_type(prog_type: ProgType) -> Option<moat_abi::ProgType> {
         ProgType::SocketFilter => Some(K::SocketFilter),
         ProgType::CgroupSkb => Some(K::CgroupSkb),
         ProgType::Tracing => Some(K::Kprobe),
+        ProgType::PerfEvent => Some(K::PerfEvent),
         // moat_abi's helper table has no column for it: no per-type helper rule applies.
         ProgType::SockOps => Some(K::SockOps),
         ProgType::CgroupSock => Some(K::CgroupSock),
