@@ -10,9 +10,10 @@
 //!   generic buffer, `struct xdp_md`, `struct __sk_buff` with a writable packet for tc or a
 //!   read-only one for socket filters and cgroup skb programs, or a read-only tracing context of `N`
 //!   bytes, default 168, x86-64's `struct pt_regs`). Default: `buffer 64`.
-//! * `# map: NAME TYPE KEY VALUE ENTRIES [ro]` (repeatable): the maps, in `map_idx` order. `TYPE` is
-//!   a kernel map type number or a libbpf name without its prefix (`hash`, `array`, `prog_array`,
-//!   `ringbuf`, …); `ro` sets `BPF_F_RDONLY_PROG` (read-only for programs).
+//! * `# map: NAME TYPE KEY VALUE ENTRIES [ro] [inner=K]` (repeatable): the maps, in `map_idx` order.
+//!   `TYPE` is a kernel map type number or a libbpf name without its prefix (`hash`, `array`,
+//!   `prog_array`, `ringbuf`, `array_of_maps`, …); `ro` sets `BPF_F_RDONLY_PROG` (read-only for
+//!   programs); `inner=K` makes a map of maps hold maps like map `K`.
 //! * `# license: STRING`: the program's license (default `GPL`); GPL-only helpers need a
 //!   GPL-compatible one.
 //! * `# unprivileged`: the rules of an unprivileged loader ([`Env::privileged`] = false).
@@ -340,22 +341,29 @@ fn parse_map(value: &str) -> Result<MapInfo, String> {
             .map(MapType::as_u32)
             .ok_or_else(|| format!("unknown map type `{ty}`"))?,
     };
-    // `ro`: BPF_F_RDONLY_PROG; `pool`: read-only values whose atomics apply in place.
-    let (read_only, atomic_in_place) = match rest {
-        [] => (false, false),
-        ["ro"] => (true, false),
-        ["pool"] => (true, true),
-        _ => return Err(format!("unexpected map flags {rest:?}")),
-    };
-    Ok(MapInfo {
+    // `ro`: BPF_F_RDONLY_PROG; `pool`: read-only values whose atomics apply in place;
+    // `inner=K`: a map of maps whose values are like map K (by `map_idx`).
+    let mut info = MapInfo {
         name: (*name).to_string(),
         map_type,
         key_size: number(key)?,
         value_size: number(val)?,
         max_entries: number(entries)?,
-        read_only,
-        atomic_in_place,
-    })
+        read_only: false,
+        atomic_in_place: false,
+        inner: None,
+    };
+    for word in rest {
+        match *word {
+            "ro" => info.read_only = true,
+            "pool" => (info.read_only, info.atomic_in_place) = (true, true),
+            w => match w.strip_prefix("inner=") {
+                Some(k) => info.inner = Some(number(k)? as usize),
+                None => return Err(format!("unexpected map flag `{w}`")),
+            },
+        }
+    }
+    Ok(info)
 }
 
 fn parse_reject(value: &str) -> Result<Expect, String> {

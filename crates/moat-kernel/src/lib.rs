@@ -39,7 +39,7 @@ use std::io;
 use std::sync::OnceLock;
 use thiserror::Error;
 
-pub use map::{create_map, Map, MapOp};
+pub use map::{create_map, create_map_of_maps, Map, MapOp};
 pub use moat_abi::{MapType, ProgType, BPF_ANY, BPF_EXIST, BPF_NOEXIST};
 pub use prog::{load_program, LoadOptions, Program, TestRunResult};
 

@@ -66,9 +66,53 @@ pub fn create_map(
     max_entries: u32,
     flags: u32,
 ) -> Result<Map, KernelError> {
-    let map_type = map_type.into();
-    let inner = sys::MapFd::create(map_type, key_size, value_size, max_entries, flags)
-        .map_err(|e| unavailable(errno_of(&e)).unwrap_or_else(|| map_err(MapOp::Create, &e)))?;
+    create(
+        map_type.into(),
+        key_size,
+        value_size,
+        max_entries,
+        flags,
+        None,
+    )
+}
+
+/// Creates a map of maps (`BPF_MAP_TYPE_ARRAY_OF_MAPS`, `BPF_MAP_TYPE_HASH_OF_MAPS`): its values
+/// are maps like `inner` (the kernel takes the inner maps' type and sizes from it); user space
+/// stores map descriptors as 4-byte values.
+pub fn create_map_of_maps(
+    map_type: impl Into<u32>,
+    key_size: u32,
+    max_entries: u32,
+    flags: u32,
+    inner: &Map,
+) -> Result<Map, KernelError> {
+    create(
+        map_type.into(),
+        key_size,
+        4,
+        max_entries,
+        flags,
+        Some(inner.inner.fd()),
+    )
+}
+
+fn create(
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    flags: u32,
+    inner_map: Option<std::os::fd::BorrowedFd<'_>>,
+) -> Result<Map, KernelError> {
+    let inner = sys::MapFd::create(
+        map_type,
+        key_size,
+        value_size,
+        max_entries,
+        flags,
+        inner_map,
+    )
+    .map_err(|e| unavailable(errno_of(&e)).unwrap_or_else(|| map_err(MapOp::Create, &e)))?;
     Ok(Map {
         inner,
         map_type,

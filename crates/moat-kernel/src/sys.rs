@@ -27,6 +27,8 @@ struct MapCreateAttr {
     value_size: u32,
     max_entries: u32,
     map_flags: u32,
+    /// The inner map's descriptor, for map-in-map types (the kernel reads it for no other type).
+    inner_map_fd: u32,
 }
 
 /// `BPF_MAP_*_ELEM` (`value` doubles as `next_key`).
@@ -76,7 +78,7 @@ struct TestRunAttr {
     ctx_out: u64,
 }
 
-const _: () = assert!(size_of::<MapCreateAttr>() == 20);
+const _: () = assert!(size_of::<MapCreateAttr>() == 24);
 const _: () = assert!(size_of::<MapElemAttr>() == 32);
 const _: () = assert!(size_of::<ProgLoadAttr>() == 72);
 const _: () = assert!(size_of::<TestRunAttr>() == 64);
@@ -247,6 +249,7 @@ impl MapFd {
         value_size: u32,
         max_entries: u32,
         flags: u32,
+        inner: Option<BorrowedFd<'_>>,
     ) -> io::Result<MapFd> {
         let value_buf = if crate::map::is_per_cpu(map_type) {
             (value_size as usize).next_multiple_of(8) * crate::possible_cpus()?
@@ -259,6 +262,7 @@ impl MapFd {
             value_size,
             max_entries,
             map_flags: flags,
+            inner_map_fd: inner.map_or(0, |fd| fd.as_raw_fd().cast_unsigned()),
         };
         // SAFETY: the attribute holds no pointers, and BPF_MAP_CREATE returns a new descriptor.
         let fd = unsafe { bpf_fd(BPF_MAP_CREATE, &mut attr) }?;

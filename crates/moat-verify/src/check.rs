@@ -10,7 +10,7 @@ use crate::error::{Reason, VerifyError};
 use crate::facts::{Facts, MemAccess};
 use crate::scalar::Scalar;
 use crate::state::{Byte, Frame, Reg, Region, State, STACK_SIZE};
-use moat_abi::{HelperAccess, HelperId};
+use moat_abi::{HelperAccess, HelperId, MapType};
 use moat_isa::{
     AluOp, AtomicOp, CallTarget, Endian, Insn, JmpCond, LddwKind, Operand, Program, Size, Width,
 };
@@ -1289,7 +1289,7 @@ impl<'p, 'e> Checker<'p, 'e> {
                 }
                 None
             }
-            Region::PacketEnd => return Err(bad(self, st, 0)),
+            Region::PacketEnd | Region::MapHandle { .. } => return Err(bad(self, st, 0)),
             Region::Ringbuf { size: limit, .. } => {
                 if !inside(limit) {
                     return Err(bad(self, st, limit));
@@ -1680,6 +1680,12 @@ impl<'p, 'e> Checker<'p, 'e> {
                     null.refs.retain(|r| *r != id);
                 }
                 non_null.update_regs(|r| match *r {
+                    // A map a map of maps held: a map handle from here on.
+                    Reg::Ptr {
+                        region: Region::MapHandle { map },
+                        null_id: Some(i),
+                        ..
+                    } if i == id => Some(Reg::Map { map }),
                     Reg::Ptr {
                         region,
                         off,
@@ -2052,7 +2058,18 @@ impl<'p, 'e> Checker<'p, 'e> {
                     let Reg::Map { map: m } = v else {
                         return Err(bad(self, st, "a map"));
                     };
-                    if !class.accepts(self.env.maps[m].map_type) {
+                    let t = self.env.maps[m].map_type;
+                    if is_map_of_maps(t) {
+                        // Programs may only look maps up in a map of maps (the kernel's
+                        // check_map_func_compatibility).
+                        if kernel_helper != Some(HelperId::MapLookupElem) {
+                            return Err(bad(
+                                self,
+                                st,
+                                "a map other than a map of maps (programs only look up in those)",
+                            ));
+                        }
+                    } else if !class.accepts(t) {
                         return Err(bad(self, st, map_class_name(*class)));
                     }
                     map = Some(m);
@@ -2265,6 +2282,26 @@ impl<'p, 'e> Checker<'p, 'e> {
         let r0 = match proto.ret {
             Ret::Integer => Reg::unknown(),
             Ret::Void => Reg::NotInit,
+            Ret::MapValueOrNull
+                if self
+                    .env
+                    .maps
+                    .get(map.unwrap_or(0))
+                    .is_some_and(|i| is_map_of_maps(i.map_type)) =>
+            {
+                let outer = &self.env.maps[map.unwrap_or(0)];
+                let Some(inner) = outer.inner.filter(|&i| i < self.env.maps.len()) else {
+                    let map = outer.name.clone();
+                    return Err(self.err(pc, st, Reason::NoInnerMap { map }));
+                };
+                let id = self.fresh_id();
+                Reg::Ptr {
+                    region: Region::MapHandle { map: inner },
+                    off: 0,
+                    var: Scalar::constant(0),
+                    null_id: Some(id),
+                }
+            }
             Ret::MapValueOrNull => {
                 let m = map.unwrap_or(0);
                 let id = self.fresh_id();
@@ -2332,7 +2369,10 @@ impl<'p, 'e> Checker<'p, 'e> {
                 },
             ));
         }
-        if matches!(region, Region::Ctx | Region::PacketEnd | Region::PacketMeta) {
+        if matches!(
+            region,
+            Region::Ctx | Region::PacketEnd | Region::PacketMeta | Region::MapHandle { .. }
+        ) {
             return Err(self.err(
                 pc,
                 st,
@@ -2474,7 +2514,7 @@ impl<'p, 'e> Checker<'p, 'e> {
                 }
             }
             Region::Ringbuf { size, .. } => check(self, st, limit_of(size), region.to_string())?,
-            Region::Ctx | Region::PacketEnd | Region::PacketMeta => {}
+            Region::Ctx | Region::PacketEnd | Region::PacketMeta | Region::MapHandle { .. } => {}
         }
         Ok(())
     }
@@ -2488,6 +2528,14 @@ enum Access {
     /// An atomic read-modify-write: a read of the old value, then a store of unknown data. Returns
     /// the old value where it is known (a whole spilled register).
     Atomic,
+}
+
+/// Whether `t` (a `BPF_MAP_TYPE_*` number) is a map of maps.
+fn is_map_of_maps(t: u32) -> bool {
+    matches!(
+        MapType::from_u32(t),
+        Some(MapType::ArrayOfMaps | MapType::HashOfMaps)
+    )
 }
 
 fn is_pkt(r: &Reg) -> bool {
@@ -2697,6 +2745,7 @@ mod tests {
             max_entries: 1,
             read_only: false,
             atomic_in_place: false,
+            inner: None,
         }];
         env.privileged = privileged;
         env

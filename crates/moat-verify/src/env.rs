@@ -462,6 +462,10 @@ pub struct MapInfo {
     /// Whether atomic read-modify-writes still apply in place to its read-only values (the
     /// counters of a persistent pool's map).
     pub atomic_in_place: bool,
+    /// For a map of maps (`ARRAY_OF_MAPS`, `HASH_OF_MAPS`): the index, among the environment's
+    /// maps, of the map its values are like (an inner map of the object, or a template the
+    /// caller appends after the object's maps). A lookup returns a map like it, or null.
+    pub inner: Option<usize>,
 }
 
 /// `BPF_MAP_TYPE_ARRAY`'s number, as [`MapInfo::map_type`] holds it. Kept for the checker's uses

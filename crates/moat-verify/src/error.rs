@@ -197,6 +197,12 @@ pub enum Reason {
     /// unprivileged loader (the kernel's Spectre v1 hardening).
     #[error("tail_call abusing map_ptr: this bpf_tail_call is reached with different program arrays, which an unprivileged loader may not do")]
     TailCallMapsDiffer,
+    /// A map of maps whose inner map is not known, so a lookup in it cannot be typed.
+    #[error("map of maps `{map}` names no inner map (BTF `__array(values, ...)` or a legacy inner map index)")]
+    NoInnerMap {
+        /// The outer map's name.
+        map: String,
+    },
     /// A GPL-only helper called by a program whose license is not GPL-compatible.
     #[error("{helper} is GPL-only: the program's license is not GPL-compatible (the kernel accepts \"GPL\", \"GPL v2\", \"GPL and additional rights\", \"Dual BSD/GPL\", \"Dual MIT/GPL\", \"Dual MPL/GPL\")")]
     GplOnlyHelper {

@@ -41,6 +41,12 @@ pub enum Region {
     PacketEnd,
     /// The packet metadata.
     PacketMeta,
+    /// A map held in a map of maps (`bpf_map_lookup_elem` on one returns it, or null); a map
+    /// handle once checked against null, never dereferenced.
+    MapHandle {
+        /// Index into the environment's maps of the map it is like.
+        map: usize,
+    },
     /// A ring buffer reservation.
     Ringbuf {
         /// Reserved size.
@@ -61,6 +67,7 @@ impl fmt::Display for Region {
             Region::Packet { id } => write!(f, "pkt#{id}"),
             Region::PacketEnd => write!(f, "pkt_end"),
             Region::PacketMeta => write!(f, "pkt_meta"),
+            Region::MapHandle { map } => write!(f, "map_ptr(map#{map})"),
             Region::Ringbuf { size, ref_id } => write!(f, "ringbuf_mem({size}, ref {ref_id})"),
         }
     }
@@ -936,6 +943,7 @@ fn kernel_reg(r: &Reg, state: &State, maps: &[crate::env::MapInfo]) -> String {
                 Region::Packet { .. } => format!("pkt{null}({a})"),
                 Region::PacketEnd => format!("pkt_end({a})"),
                 Region::PacketMeta => format!("pkt_meta({a})"),
+                Region::MapHandle { map: m } => format!("map_ptr{null}({}{}{a})", map(*m), sep(&a)),
                 Region::Ringbuf { size, ref_id } => {
                     format!(
                         "ringbuf_mem{null}(ref_obj_id={ref_id},sz={size}{}{a})",

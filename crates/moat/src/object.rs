@@ -58,7 +58,7 @@ impl Runtime {
         mut progress: impl FnMut(&str, &Verdict),
     ) -> Result<Vec<(String, Verdict)>, Error> {
         let object = Object::parse(bytes)?;
-        let maps: Vec<moat_verify::MapInfo> = object
+        let mut maps: Vec<moat_verify::MapInfo> = object
             .maps
             .iter()
             .map(|spec| {
@@ -70,6 +70,7 @@ impl Runtime {
                 info
             })
             .collect();
+        crate::verifying::add_inner_maps(&mut maps, &object.maps);
         let mode = self.verification;
         Ok(object
             .programs

@@ -61,6 +61,26 @@ pub(crate) fn spec_info(spec: &moat_obj::MapSpec) -> MapInfo {
         max_entries: spec.max_entries,
         read_only: spec.flags & moat_abi::BPF_F_RDONLY_PROG != 0,
         atomic_in_place: false,
+        inner: None,
+    }
+}
+
+/// Points each map of maps among `specs` (whose descriptions are `infos`, in the same order) at
+/// the map its values are like: another map of the object (a legacy inner map index), or its
+/// BTF template, appended after the object's maps.
+pub(crate) fn add_inner_maps(infos: &mut Vec<MapInfo>, specs: &[moat_obj::MapSpec]) {
+    for (i, spec) in specs.iter().enumerate() {
+        let inner = match &spec.inner_map {
+            Some(moat_obj::InnerMap::Map(k)) => Some(*k),
+            Some(moat_obj::InnerMap::Template(t)) => {
+                infos.push(spec_info(t));
+                Some(infos.len() - 1)
+            }
+            None => None,
+        };
+        if let Some(info) = infos.get_mut(i) {
+            info.inner = inner;
+        }
     }
 }
 
@@ -75,6 +95,7 @@ pub(crate) fn map_info(map: &Map) -> MapInfo {
         max_entries: def.max_entries,
         read_only: def.flags & moat_abi::BPF_F_RDONLY_PROG != 0,
         atomic_in_place: !map.atomic_windows().is_empty(),
+        inner: None,
     }
 }
 
