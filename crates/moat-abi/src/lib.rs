@@ -2,7 +2,7 @@
 //! bpf_map_type`) with the map update and creation flags (`BPF_ANY`, `BPF_F_NO_PREALLOC`, ...),
 //! helper ids ([`HelperId`], `enum bpf_func_id`, the whole `__BPF_FUNC_MAPPER` list), program and
 //! attach types ([`ProgType`], [`AttachType`]) with libbpf's section names ([`section_def`]), and the
-//! verifier's call and frame limits ([`MAX_CALL_FRAMES`], [`STACK_FRAME_SIZE`], ...).
+//! `bpf(2)` commands ([`Cmd`]), the verifier's call and frame limits ([`MAX_CALL_FRAMES`], [`STACK_FRAME_SIZE`], ...).
 //!
 //! Every enum is numbered as `include/uapi/linux/bpf.h` numbers it and named as libbpf names it
 //! (`"hash"`, `"bpf_map_lookup_elem"`, `"sched_cls"`); each has `as_u32` / `from_u32` and `name` /
@@ -94,6 +94,7 @@ macro_rules! kernel_enum {
 }
 
 mod access;
+mod cmd;
 mod helper;
 mod limits;
 mod map;
@@ -101,6 +102,10 @@ mod prog;
 
 pub use access::{
     license_is_gpl_compatible, HelperAccess, HELPER_TABLE_KERNEL, HELPER_TABLE_TYPES,
+};
+pub use cmd::{
+    Cmd, BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_IDX, BPF_PSEUDO_MAP_IDX_VALUE, BPF_PSEUDO_MAP_VALUE,
+    PERF_EVENT_IOC_DISABLE, PERF_EVENT_IOC_ENABLE, PERF_EVENT_IOC_SET_BPF,
 };
 pub use helper::HelperId;
 pub use limits::{
