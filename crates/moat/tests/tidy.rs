@@ -114,6 +114,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("moat-omb", &["moat-pool"][..]),
         ("moat-attach", &["moat", "moat-signal"][..]),
         ("moat-agent", &["moat", "moat-attach"][..]),
+        ("moat-interpose", &["moat", "moat-abi"][..]),
         ("moat-cxlsim", &["moat-kernel"][..]),
     ])
 }
