@@ -26,6 +26,7 @@ macro_rules! out_raw {
 mod cxlsim;
 mod input;
 mod jitdump;
+mod load;
 mod memleak;
 mod memleak_kernel;
 mod omb;
@@ -120,6 +121,9 @@ enum Command {
     /// Attach an object's uprobes and uretprobes to a command and print what they report
     /// (`moat trace OBJ.o -- CMD ARGS`; see --help).
     Trace(trace::TraceArgs),
+    /// Run an unmodified libbpf tool with its bpf() calls served by moat
+    /// (`moat load -- TOOL ARGS`; see --help).
+    Load(load::LoadArgs),
     /// Outstanding allocations per call stack of a command or process, like BCC's memleak
     /// (`moat memleak -- CMD ARGS`, `moat memleak -p PID`; see --help).
     Memleak(memleak::MemleakArgs),
@@ -540,6 +544,7 @@ fn main() -> ExitCode {
         Command::Omb { command } => omb::run(command),
         Command::SchedBench(args) => sched::run_bench(args),
         Command::Trace(args) => return trace::run(args),
+        Command::Load(args) => return load::run(args),
         Command::Memleak(args) => return memleak::run(args),
         Command::Cxlsim(args) => return cxlsim::run(args),
         Command::Inspect { file, json } => json_errors(

@@ -1,0 +1,194 @@
+//! `moat load -- TOOL ARGS` on Debian's compiled libbpf tools (`libbpf-tools`, installed by
+//! `scripts/libbpf-tools-deps.sh` when missing): the tool starts on moat, its maps are created and
+//! its programs verified and loaded by moat (a program moat's verifier rejects fails with moat's
+//! log in the tool's own output), and attaching fails with one clear line, since running the
+//! programs in the traced process is not done yet. Skipped, with the reason printed, when not root
+//! or when the package cannot be installed.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+const MOAT: &str = env!("CARGO_BIN_EXE_moat");
+
+/// Why these tests cannot run here, if they cannot.
+fn unavailable() -> Option<String> {
+    if !is_root() {
+        return Some("not root (libbpf tools check for it)".into());
+    }
+    if Path::new("/usr/sbin/funclatency").is_file() {
+        return None;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/libbpf-tools-deps.sh");
+    match Command::new("bash").arg(&script).output() {
+        Ok(o) if o.status.success() => None,
+        Ok(o) => Some(format!(
+            "{} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&o.stderr)
+        )),
+        Err(e) => Some(format!("{}: {e}", script.display())),
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(2))
+            == Some("0")
+    })
+}
+
+macro_rules! skip_unless_available {
+    () => {
+        if let Some(why) = unavailable() {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+}
+
+/// A process to trace: `sleep`, killed when dropped.
+struct Target(Child);
+
+impl Target {
+    fn new() -> Target {
+        Target(
+            Command::new("sleep")
+                .arg("60")
+                .spawn()
+                .expect("start sleep"),
+        )
+    }
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `moat load -- ARGS` (the tool's output captured), at most `secs` seconds.
+fn load(args: &[&str], secs: u32) -> Output {
+    Command::new("timeout")
+        .arg(secs.to_string())
+        .arg(MOAT)
+        .arg("load")
+        .arg("--")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run moat load")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn funclatency_loads_on_moat_and_names_the_uprobe_it_cannot_run_yet() {
+    skip_unless_available!();
+    let target = Target::new();
+    let pid = target.pid().to_string();
+    let out = load(
+        &["funclatency", "-v", "-p", &pid, "c:nanosleep", "-d", "1"],
+        30,
+    );
+    let err = stderr(&out);
+    // Every map was created by moat, and both programs loaded (the attach step comes after).
+    for map in ["cgroup_map", "starts", "funclate.rodata", "funclate.bss"] {
+        assert!(
+            err.contains(&format!("map '{map}': created successfully")),
+            "{map}:\n{err}"
+        );
+    }
+    assert!(!err.contains("failed to load"), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("moat: program `dummy_kprobe` (kprobe) on uprobe "))
+        .unwrap_or_else(|| panic!("no attach line:\n{err}"));
+    assert!(line.contains("libc.so.6+0x"), "{line}");
+    assert!(line.contains(&format!("(pid {pid})")), "{line}");
+    assert!(!out.status.success(), "the tool cannot attach yet");
+    // The tool was not killed by a signal and did not hang (timeout's 124).
+    assert_eq!(out.status.code(), Some(1), "{err}");
+}
+
+#[test]
+fn a_program_moat_rejects_fails_with_moats_verifier_log() {
+    skip_unless_available!();
+    let target = Target::new();
+    let pid = target.pid().to_string();
+    let out = load(&["syscount", "-p", &pid, "-d", "1"], 30);
+    let err = stderr(&out);
+    // libbpf prints the log buffer moat filled, between its markers.
+    let log = err
+        .split("-- BEGIN PROG LOAD LOG --")
+        .nth(1)
+        .and_then(|rest| rest.split("-- END PROG LOAD LOG --").next())
+        .unwrap_or_else(|| panic!("no program load log:\n{err}"));
+    assert!(log.contains("moat: "), "{log}");
+    assert!(log.contains("helper"), "{log}");
+    // And the errno the kernel gives a helper it does not know: EINVAL.
+    assert!(err.contains("failed to load: -22"), "{err}");
+}
+
+#[test]
+fn kernel_tracepoints_are_refused_in_one_line() {
+    skip_unless_available!();
+    let target = Target::new();
+    let pid = target.pid().to_string();
+    let out = load(&["opensnoop", "-p", &pid], 30);
+    let err = stderr(&out);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("moat: program "))
+        .collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains("(tracepoint)"), "{}", lines[0]);
+    assert!(
+        lines[0].contains("moat runs programs in user space only"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(out.status.code(), Some(1), "{err}");
+}
+
+#[test]
+fn a_missing_tool_is_one_line() {
+    let out = load(&["/nonexistent/moat-no-such-tool"], 10);
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("cannot run `/nonexistent/moat-no-such-tool`"),
+        "{err}"
+    );
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn shared_memory_is_removed_when_the_tool_exits() {
+    skip_unless_available!();
+    let target = Target::new();
+    let pid = target.pid().to_string();
+    let before: Vec<_> = shm_dirs();
+    let _ = load(&["funclatency", "-p", &pid, "c:nanosleep", "-d", "1"], 30);
+    let after: Vec<_> = shm_dirs();
+    let new: Vec<_> = after.iter().filter(|d| !before.contains(d)).collect();
+    assert!(new.is_empty(), "left behind: {new:?}");
+}
+
+fn shm_dirs() -> Vec<String> {
+    std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("moat-load-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
