@@ -192,3 +192,40 @@ fn shm_dirs() -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+#[test]
+fn a_bare_preload_removes_its_shared_memory_too() {
+    skip_unless_available!();
+    let lib = Path::new(MOAT)
+        .parent()
+        .map(|d| d.join("deps/libmoat_interpose.so"))
+        .filter(|p| p.is_file());
+    let Some(lib) = lib else {
+        eprintln!("skipped: libmoat_interpose.so not built beside moat");
+        return;
+    };
+    let target = Target::new();
+    let pid = target.pid().to_string();
+    let tool = Command::new("funclatency")
+        .args(["-p", &pid, "c:nanosleep", "-d", "1"])
+        .env("LD_PRELOAD", &lib)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run funclatency");
+    let err = stderr(&tool);
+    assert!(err.contains("moat: program `dummy_kprobe`"), "{err}");
+    // Only live processes may still have map storage: the tool's own directory is gone.
+    let stale = stale_shm_dirs();
+    assert!(stale.is_empty(), "left behind: {stale:?}");
+}
+
+/// `moat-load-PID` directories whose process is gone.
+fn stale_shm_dirs() -> Vec<String> {
+    shm_dirs()
+        .into_iter()
+        .filter(|d| {
+            d.strip_prefix("moat-load-")
+                .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+        })
+        .collect()
+}

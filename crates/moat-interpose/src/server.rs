@@ -187,6 +187,10 @@ impl Server {
     fn new() -> Server {
         let dir = shm_dir(sys::pid());
         let shm_dir = std::fs::create_dir_all(&dir).ok().map(|()| dir);
+        if shm_dir.is_some() {
+            // A tool run without `moat load` (a bare `LD_PRELOAD`) removes its maps' files too.
+            sys::at_exit(remove_shm_dir);
+        }
         let uprobe_type = std::fs::read_to_string("/sys/bus/event_source/devices/uprobe/type")
             .ok()
             .and_then(|s| s.trim().parse().ok());
@@ -852,6 +856,11 @@ impl Server {
             }),
         )
     }
+}
+
+/// Removes this process's map storage at exit (after `main`, when the maps are no longer used).
+extern "C" fn remove_shm_dir() {
+    let _ = std::panic::catch_unwind(|| std::fs::remove_dir_all(shm_dir(sys::pid())));
 }
 
 /// A name as the kernel's 16-byte, NUL-terminated name fields hold it.

@@ -1,7 +1,8 @@
 //! The interposer's contact with the C library and the kernel: the exported `syscall`, `close`
 //! and `ioctl` that take the tool's calls before libc does, the raw system call that forwards
 //! what moat does not serve, copies to and from the tool's memory (`process_vm_readv`, so a bad
-//! pointer is `EFAULT`, never a crash), and the real descriptors moat hands out (memfd, eventfd).
+//! pointer is `EFAULT`, never a crash), the real descriptors moat hands out (memfd, eventfd), and
+//! `atexit`.
 
 use crate::server;
 use std::cell::Cell;
@@ -237,6 +238,12 @@ pub(crate) fn say(line: &str) {
     // SAFETY: a readable buffer of the given length; descriptor 2 may be closed, then the write
     // fails harmlessly.
     unsafe { libc::write(2, text.as_ptr().cast(), text.len()) };
+}
+
+/// Runs `f` when the process exits normally (`exit`, return from `main`).
+pub(crate) fn at_exit(f: extern "C" fn()) {
+    // SAFETY: `f` is a plain function that catches its own panics.
+    unsafe { libc::atexit(f) };
 }
 
 /// This process's id.
