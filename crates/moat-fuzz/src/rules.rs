@@ -89,6 +89,8 @@ pub enum RuleContext {
     SkMsg,
     /// `perf-event`: `struct bpf_perf_event_data` of a `perf_event` program.
     PerfEvent,
+    /// `sk-skb`: `struct __sk_buff` of an `sk_skb` program.
+    SkSkb,
 }
 
 impl RuleContext {
@@ -111,6 +113,7 @@ impl RuleContext {
             Self::CgroupSysctl => Some(ProgType::CgroupSysctl),
             Self::SkMsg => Some(ProgType::SkMsg),
             Self::PerfEvent => Some(ProgType::PerfEvent),
+            Self::SkSkb => Some(ProgType::SkSkb),
         }
     }
 }
@@ -143,6 +146,7 @@ impl RuleContext {
             Self::CgroupSysctl => Context::sysctl(),
             Self::SkMsg => Context::sk_msg(),
             Self::PerfEvent => Context::perf_event(),
+            Self::SkSkb => Context::sk_skb(),
         }
     }
 
@@ -165,6 +169,7 @@ impl RuleContext {
             Some("cgroup-sysctl") => Self::CgroupSysctl,
             Some("sk-msg") => Self::SkMsg,
             Some("perf-event") => Self::PerfEvent,
+            Some("sk-skb") => Self::SkSkb,
             Some("lwt-in") => Self::Lwt(ProgType::LwtIn),
             Some("lwt-out") => Self::Lwt(ProgType::LwtOut),
             Some("lwt-xmit") => Self::Lwt(ProgType::LwtXmit),

@@ -168,6 +168,48 @@ impl Context {
         }
     }
 
+    /// The kernel's `struct __sk_buff` as `sk_skb` programs (stream parsers and verdicts of a
+    /// sockmap) see it, with the rules of `sk_skb_is_valid_access`: no `mark`, `tc_classid` or
+    /// `data_meta`; only `priority` and `tc_index` written; the socket's addresses and ports
+    /// readable (addresses whole, ports narrowly too); direct packet reads and writes.
+    pub fn sk_skb() -> Context {
+        let mut fields: Vec<CtxField> = Context::sk_buff_fields(false)
+            .into_iter()
+            .filter(|f| f.off != 8 && f.off != 72)
+            .map(|f| CtxField {
+                writable: f.off == 32 || f.off == 44,
+                ..f
+            })
+            .collect();
+        // remote_ip4, local_ip4, remote_ip6[4], local_ip6[4]: whole words only.
+        for off in (92..132).step_by(4) {
+            fields.push(CtxField {
+                off,
+                size: 4,
+                kind: FieldKind::Scalar,
+                writable: false,
+                narrow_loads: false,
+            });
+        }
+        // remote_port, local_port.
+        for off in [132, 136] {
+            fields.push(CtxField {
+                off,
+                size: 4,
+                kind: FieldKind::Scalar,
+                writable: false,
+                narrow_loads: true,
+            });
+        }
+        Context::Struct {
+            name: "__sk_buff",
+            size: 192,
+            fields,
+            legacy_packet_loads: false,
+            packet_writable: true,
+        }
+    }
+
     /// The kernel's `struct bpf_cgroup_dev_ctx` (12 bytes: `access_type`, `major`, `minor`) of
     /// `cgroup_device` programs, with the rules of `cgroup_dev_is_valid_access`: read-only,
     /// aligned, 4-byte loads, and narrow loads of `access_type`.

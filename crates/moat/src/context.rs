@@ -57,6 +57,9 @@ pub enum ProgType {
     /// `sk_msg`: `r1` = `struct sk_msg_md` over a message sent on a socket in a sockmap.
     /// Verify-only, as [`ProgType::SockOps`].
     SkMsg,
+    /// `sk_skb`: `r1` = `struct __sk_buff` over a message of a socket in a sockmap (stream parser
+    /// or verdict). Verify-only, as [`ProgType::SockOps`].
+    SkSkb,
 }
 
 /// An unknown `--type` name.
@@ -99,6 +102,7 @@ impl ProgType {
             (K::CgroupDevice, _) => ProgType::CgroupDevice,
             (K::CgroupSysctl, _) => ProgType::CgroupSysctl,
             (K::SkMsg, _) => ProgType::SkMsg,
+            (K::SkSkb, _) => ProgType::SkSkb,
             (K::PerfEvent, _) => ProgType::PerfEvent,
             (K::Kprobe | K::Tracepoint | K::RawTracepoint | K::RawTracepointWritable, _)
             | (K::Tracing, Some(A::TraceRawTp | A::TraceFentry | A::TraceFexit)) => {
@@ -125,6 +129,7 @@ impl ProgType {
             "cgroup_device" => ProgType::CgroupDevice,
             "cgroup_sysctl" => ProgType::CgroupSysctl,
             "sk_msg" => ProgType::SkMsg,
+            "sk_skb" => ProgType::SkSkb,
             "kprobe" | "tracepoint" | "tracing" | "raw_tracepoint" => ProgType::Tracing,
             "perf_event" => ProgType::PerfEvent,
             other => return Err(UnknownProgType(other.to_string())),
@@ -149,6 +154,7 @@ impl ProgType {
             ProgType::CgroupDevice => K::CgroupDevice,
             ProgType::CgroupSysctl => K::CgroupSysctl,
             ProgType::SkMsg => K::SkMsg,
+            ProgType::SkSkb => K::SkSkb,
             ProgType::PerfEvent => K::PerfEvent,
         }
         .as_u32()
@@ -246,6 +252,7 @@ pub(crate) fn run_in(
         ProgType::CgroupDevice => Err(ContextError::VerifyOnly("cgroup_device")),
         ProgType::CgroupSysctl => Err(ContextError::VerifyOnly("cgroup_sysctl")),
         ProgType::SkMsg => Err(ContextError::VerifyOnly("sk_msg")),
+        ProgType::SkSkb => Err(ContextError::VerifyOnly("sk_skb")),
         ProgType::PerfEvent => Err(ContextError::VerifyOnly("perf_event")),
         ProgType::Buffer | ProgType::Tracing => {
             let args = [input.as_mut_ptr() as u64, input.len() as u64, 0, 0, 0];
@@ -386,7 +393,8 @@ mod tests {
             ("cgroup/dev", Some(ProgType::CgroupDevice)),
             ("cgroup/sysctl", Some(ProgType::CgroupSysctl)),
             ("sk_msg", Some(ProgType::SkMsg)),
-            ("sk_skb/stream_parser", None),
+            ("sk_skb/stream_parser", Some(ProgType::SkSkb)),
+            ("sk_skb/stream_verdict", Some(ProgType::SkSkb)),
             // Names that say nothing.
             ("2/7", None),
             ("tail-3", None),

@@ -41,6 +41,7 @@ pub(crate) fn context(prog_type: ProgType, buffer_size: u64, section: Option<&st
         ProgType::CgroupDevice => Context::cgroup_dev(),
         ProgType::CgroupSysctl => Context::sysctl(),
         ProgType::SkMsg => Context::sk_msg(),
+        ProgType::SkSkb => Context::sk_skb(),
     }
 }
 
@@ -123,6 +124,7 @@ pub(crate) fn kernel_type(prog_type: ProgType) -> Option<moat_abi::ProgType> {
         ProgType::CgroupDevice => Some(K::CgroupDevice),
         ProgType::CgroupSysctl => Some(K::CgroupSysctl),
         ProgType::SkMsg => Some(K::SkMsg),
+        ProgType::SkSkb => Some(K::SkSkb),
     }
 }
 

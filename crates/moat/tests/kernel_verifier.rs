@@ -344,6 +344,8 @@ fn target(corpus: &str, origin: &str, section: &str) -> Result<Target, String> {
         t(M::CgroupSysctl, K::CgroupSysctl)
     } else if prefixed(&["sk_msg"]) {
         t(M::SkMsg, K::SkMsg)
+    } else if prefixed(&["sk_skb"]) {
+        t(M::SkSkb, K::SkSkb)
     } else if prefixed(&["lwt_in"]) {
         t(M::LwtIn, K::LwtIn)
     } else if prefixed(&["lwt_out"]) {
