@@ -35,7 +35,10 @@ thread_local! {
     static BOUNDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
 }
 
-/// Runs `f` (a probe's programs) with walks starting at `start`.
+/// Runs `f` (a probe's programs) with walks starting at `start`. Inlined, so that `start` goes
+/// straight from the probe's registers into the thread-local slot (a copy through memory right
+/// after its fields were stored one by one stalls the load on every hit).
+#[inline(always)]
 pub(crate) fn from<R>(start: Start, f: impl FnOnce() -> R) -> R {
     let old = START.with(|s| s.replace(Some(start)));
     let r = f();

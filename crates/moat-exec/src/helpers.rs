@@ -245,7 +245,35 @@ pub struct Helper {
     pub name: String,
     /// The implementation.
     pub func: Arc<HelperFn>,
+    /// The helper's direct form for call sites the verifier proved enough about
+    /// ([`DirectFn`]), if it has one.
+    pub direct: Option<Arc<DirectFn>>,
 }
+
+/// A helper call that generated code makes without the helper context: `func(data, r2)` returns
+/// `r0`. Made by a helper's [`DirectFn`] for one call site; nothing checks its arguments at run
+/// time, so it exists only where the verifier proved what the helper would check.
+#[derive(Clone)]
+pub struct DirectCall {
+    /// The function called (it must not unwind).
+    pub func: extern "sysv64" fn(u64, u64) -> u64,
+    /// Its first argument.
+    pub data: u64,
+    /// Keeps what `data` refers to alive as long as the code that calls `func`.
+    pub keep: Arc<dyn std::any::Any + Send + Sync>,
+}
+
+impl fmt::Debug for DirectCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DirectCall").finish_non_exhaustive()
+    }
+}
+
+/// A helper's direct form for a call site where the verifier proved `r1` to be the program's map
+/// number `map` (the index of its `lddw map_idx`) on every path, and every memory argument of the
+/// helper's prototype (a map key, a map value) in bounds of the stack: the [`DirectCall`] that
+/// replaces the helper there, or `None` where the helper's own checks are still needed.
+pub type DirectFn = dyn Fn(usize) -> Option<DirectCall> + Send + Sync;
 
 impl fmt::Debug for Helper {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -277,8 +305,25 @@ impl HelperRegistry {
             Helper {
                 name: name.into(),
                 func: Arc::new(func),
+                direct: None,
             },
         );
+    }
+
+    /// Gives helper `id` (registered, and not replaced since) its direct form for call sites
+    /// the verifier proved enough about; `false` if there is no such helper.
+    pub fn set_direct(
+        &mut self,
+        id: u32,
+        direct: impl Fn(usize) -> Option<DirectCall> + Send + Sync + 'static,
+    ) -> bool {
+        match self.helpers.get_mut(&id) {
+            Some(h) => {
+                h.direct = Some(Arc::new(direct));
+                true
+            }
+            None => false,
+        }
     }
 
     /// The helper with id `id`.

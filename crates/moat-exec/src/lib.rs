@@ -39,7 +39,8 @@ mod mem;
 
 pub use error::{LinkError, RunError, RunErrorKind};
 pub use helpers::{
-    Helper, HelperCtx, HelperError, HelperFn, HelperRegistry, ProgramRunner, TailCall,
+    DirectCall, DirectFn, Helper, HelperCtx, HelperError, HelperFn, HelperRegistry, ProgramRunner,
+    TailCall,
 };
 pub use link::{Buffer, LddwResolver, Linked, LinkedHelper, NoMaps};
 pub use lowmem::LowBuffer;
@@ -49,6 +50,8 @@ pub use mem::{with_stack, AtomicAlias, Locus, MemoryMap, Region, RunState, ORDER
 pub use moat_abi::MAX_CALL_FRAMES as MAX_CALL_DEPTH;
 /// Maximum number of tail calls in one run.
 pub use moat_abi::MAX_TAIL_CALLS;
+/// The id of `bpf_tail_call`, which runs another program on the caller's stack.
+pub const TAIL_CALL_HELPER: u32 = moat_abi::HelperId::TailCall.as_u32();
 /// Bytes of stack per frame.
 pub use moat_abi::STACK_FRAME_SIZE;
 /// The default instruction budget of one run.

@@ -34,6 +34,8 @@ pub struct LinkedHelper {
     pub name: String,
     /// The implementation.
     pub func: Arc<HelperFn>,
+    /// Its direct form for call sites the verifier proved enough about, if any.
+    pub direct: Option<Arc<crate::helpers::DirectFn>>,
 }
 
 impl std::fmt::Debug for LinkedHelper {
@@ -103,6 +105,7 @@ impl Linked {
                                 id,
                                 name: helper.name.clone(),
                                 func: helper.func.clone(),
+                                direct: helper.direct.clone(),
                             });
                             helpers.len() - 1
                         }

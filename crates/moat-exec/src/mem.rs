@@ -251,6 +251,26 @@ impl MemoryMap {
         self.regions.push(region);
     }
 
+    /// Replaces region number `index` (in the order they were added); `false` if there is none.
+    /// What a runtime that keeps a map across runs uses to give the next run its own buffers.
+    ///
+    /// # Safety
+    /// As [`MemoryMap::add_raw`], for the new region.
+    pub unsafe fn set_raw(&mut self, index: usize, region: Region) -> bool {
+        match self.regions.get_mut(index) {
+            Some(r) => {
+                *r = region;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Keeps the first `n` regions only (those a run added after them are dropped).
+    pub fn truncate(&mut self, n: usize) {
+        self.regions.truncate(n);
+    }
+
     /// Sets the read-only memory in which atomics act in place through writable aliases.
     ///
     /// # Safety

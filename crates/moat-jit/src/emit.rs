@@ -81,6 +81,8 @@ pub(crate) struct Compiled {
     /// Offset of the fault landing: where the fault handler resumes generated code that the
     /// hardware stopped ([`crate::fault`]).
     pub landing: u32,
+    /// What the code's direct helper calls ([`moat_exec::DirectCall`]) need kept alive.
+    pub keep: Vec<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 /// A stub in the cold section.
@@ -154,6 +156,8 @@ struct Emitter<'a> {
     /// Raised loops: the latch's slot and the label of the header's own code (after the call to
     /// the plan), where the back-edge goes so that only entries from outside run the plan.
     back_edges: Vec<(usize, DynamicLabel)>,
+    /// What direct helper calls need kept alive.
+    keep: Vec<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 /// Basic blocks: leaders are the entry, every branch or call target, code addresses and the
@@ -259,6 +263,7 @@ pub(crate) fn compile(
         unwind,
         landing,
         back_edges: Vec::new(),
+        keep: Vec::new(),
     };
     e.trampoline();
     let body_start = e.asm.offset().0 as u32;
@@ -296,6 +301,7 @@ pub(crate) fn compile(
         asm,
         labels,
         landing,
+        keep,
         ..
     } = e;
     let landing = asm
@@ -323,6 +329,7 @@ pub(crate) fn compile(
         body_end,
         body_start,
         landing,
+        keep,
     })
 }
 
@@ -593,7 +600,16 @@ impl Emitter<'_> {
                 let index = linked
                     .helper_index(pc)
                     .ok_or(LinkError::UnknownHelper { pc, id })?;
-                self.call_rust(pc as u32, index);
+                match self.direct_call(linked, pc, index) {
+                    Some(call) => {
+                        // `r1` is the map the helper's direct form was made for and `r2` (the
+                        // key) stays in place as its second argument.
+                        dynasm!(self.asm ; .arch x64 ; mov rdi, QWORD call.data as i64);
+                        self.call_thunk(call.func as usize as u64, true);
+                        self.keep.push(call.keep);
+                    }
+                    None => self.call_rust(pc as u32, index),
+                }
             }
             Insn::Call(CallTarget::Local(_)) => {
                 let t = insn
@@ -1276,6 +1292,19 @@ impl Emitter<'_> {
             ; cmp BYTE [r11 + off::CALL_STATUS], 0
             ; jne =>status
         );
+    }
+
+    /// The direct form of the call to helper `index` at `pc` ([`moat_exec::DirectCall`]), where
+    /// the verifier proved what the helper would check there: its map (`r1`) and that its memory
+    /// arguments are in bounds of the stack. Not for confined code, whose calls into Rust go
+    /// through the context.
+    fn direct_call(&self, linked: &Linked, pc: usize, index: u32) -> Option<moat_exec::DirectCall> {
+        if self.thunks.confined {
+            return None;
+        }
+        let map = self.proofs.map_call(pc)?;
+        let helper = linked.helpers().get(index as usize)?;
+        (helper.direct.as_ref()?)(map)
     }
 
     /// Calls the Rust function at `thunk`, its arguments in place and `r9` = the run context. Confined

@@ -185,6 +185,12 @@ pub struct JitProgram {
     counts_budget: bool,
     /// What raising found of every loop, raised or not.
     loop_reports: Vec<raise::LoopReport>,
+    /// Bytes below the stack top a run may leave data in: the verifier's proven extent, or the
+    /// whole stack where none was proven or another program may run on the same stack (a tail
+    /// call, a `callx` to a helper id).
+    stack_extent: u32,
+    /// What the code's direct helper calls refer to (maps), kept alive with the code.
+    _direct: Vec<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 /// The next [`JitProgram::run_id`].
@@ -257,7 +263,22 @@ impl JitProgram {
                 *entry = code.addr() + u64::from(*off);
             }
         }
+        let tail_call = linked
+            .helpers()
+            .iter()
+            .any(|h| h.id == moat_exec::TAIL_CALL_HELPER)
+            || linked
+                .program()
+                .insns()
+                .iter()
+                .any(|(_, i)| matches!(i, moat_isa::Insn::CallX { .. }));
+        let stack_extent = match proofs.stack_extent() {
+            Some(e) if !tail_call => e.min(run::STACK_SIZE as u32),
+            _ => run::STACK_SIZE as u32,
+        };
         Ok(JitProgram {
+            stack_extent,
+            _direct: compiled.keep,
             linked,
             fallback,
             code,
@@ -300,6 +321,11 @@ impl JitProgram {
         self.run_id
     }
 
+    /// Bytes below the stack top a run of the program may leave data in.
+    pub(crate) fn stack_extent(&self) -> u32 {
+        self.stack_extent
+    }
+
     /// Runs the program on a context buffer: `r1` = its address, `r2` = its length.
     pub fn run(&self, ctx: &mut [u8]) -> Result<u64, RunError> {
         let args = [ctx.as_mut_ptr() as u64, ctx.len() as u64, 0, 0, 0];
@@ -315,6 +341,17 @@ impl JitProgram {
     /// Runs the program with `buffers` accessible (the first is the packet of legacy `ldabs`/`ldind`
     /// loads) and `r1`-`r5` = `args`.
     pub fn run_with(&self, buffers: &mut [Buffer<'_>], args: [u64; 5]) -> Result<u64, RunError> {
+        run::run_fresh(self, buffers, args).map_err(|e| *e)
+    }
+
+    /// As [`JitProgram::run_with`], the error boxed: the result then comes back in registers,
+    /// which saves callers that run a program millions of times (probes) copying an error-sized
+    /// value through every layer on the way back.
+    pub fn run_with_boxed(
+        &self,
+        buffers: &mut [Buffer<'_>],
+        args: [u64; 5],
+    ) -> Result<u64, Box<RunError>> {
         run::run_fresh(self, buffers, args)
     }
 

@@ -497,7 +497,7 @@ pub(crate) unsafe fn enter(
     native: u64,
     args: [u64; 5],
     frame_top: u64,
-) -> Result<u64, RunError> {
+) -> Outcome {
     mem.enter_frame(frame_top, state);
     let anchor = anchor(ctx);
     // SAFETY: per the contract, `ctx` is the live context of this run and `anchor` the page above
@@ -577,6 +577,21 @@ pub(crate) unsafe fn enter(
     if status == 0 {
         return Ok(ret);
     }
+    failure(prog, mem, state, (err_code, err_aux, fault_rip), pending)
+}
+
+/// The outcome of a run whose generated code returned a non-zero status, from the error code, its
+/// auxiliary value and the faulting address the code left in the context, and the error a call
+/// into Rust left pending.
+#[cold]
+#[inline(never)]
+fn failure(
+    prog: &JitProgram,
+    mem: &MemoryMap,
+    state: &mut RunState,
+    (err_code, err_aux, fault_rip): (u64, u64, u64),
+    pending: Option<RunError>,
+) -> Outcome {
     let pc = (err_code & 0xffff_ffff) as usize;
     let kind = match err_code >> 32 {
         ERR_BUDGET => {
@@ -585,35 +600,35 @@ pub(crate) unsafe fn enter(
                 .block_slots(pc)
                 .and_then(|b| b.get(err_aux as usize).copied())
                 .unwrap_or(usize::MAX);
-            return Err(RunError {
+            return Err(Box::new(RunError {
                 pc: slot,
                 kind: RunErrorKind::Budget {
                     budget: prog.budget(),
                 },
-            });
+            }));
         }
         ERR_CALL_DEPTH => RunErrorKind::CallDepth,
         ERR_INTERRUPTED => RunErrorKind::Interrupted,
         ERR_BAD_TARGET => RunErrorKind::BadCallTarget { target: err_aux },
         ERR_LDABS_ZERO => return Ok(0),
         ERR_FAULT => {
-            return Err(RunError {
+            return Err(Box::new(RunError {
                 pc: prog.slot_at(fault_rip).unwrap_or(usize::MAX),
                 kind: RunErrorKind::MemoryFault {
                     addr: err_aux,
                     at: mem.locate(err_aux),
                     protection_key: err_code & 0xffff_ffff == SEGV_PKUERR,
                 },
-            })
-        }
-        _ => {
-            return Err(pending.unwrap_or(RunError {
-                pc: usize::MAX,
-                kind: RunErrorKind::FellOffEnd,
             }))
         }
+        _ => {
+            return Err(Box::new(pending.unwrap_or(RunError {
+                pc: usize::MAX,
+                kind: RunErrorKind::FellOffEnd,
+            })))
+        }
     };
-    Err(RunError { pc, kind })
+    Err(Box::new(RunError { pc, kind }))
 }
 
 /// Runs `prog`'s instruction at `slot` in the frame whose `r10` is `frame_top`, nested in the JIT
@@ -647,8 +662,12 @@ pub(crate) fn enter_nested(
     // SAFETY: `jit_ctx` found the context of a JIT run at the stack top of `state`, `frame_top` is a
     // frame of that stack and `native` the code of an instruction of `prog` (from its slot table);
     // `mem`'s regions are valid for the run by `MemoryMap`'s own contract.
-    Some(unsafe { enter(prog, ctx, mem, state, native, args, frame_top) })
+    Some(unsafe { enter(prog, ctx, mem, state, native, args, frame_top) }.map_err(|e| *e))
 }
+
+/// What a run returns: `r0`, or the error, boxed so that the outcome fits in two registers (a
+/// run's way back through its callers then never copies a large error-sized value).
+pub(crate) type Outcome = Result<u64, Box<RunError>>;
 
 /// Runs `prog` from its first instruction on a fresh run: `buffers` as regions (the first is the
 /// packet of legacy loads) plus the static ones, `r1`-`r5` = `args`.
@@ -656,17 +675,166 @@ pub(crate) fn run_fresh(
     prog: &JitProgram,
     buffers: &mut [moat_exec::Buffer<'_>],
     args: [u64; 5],
-) -> Result<u64, RunError> {
+) -> Outcome {
+    if prog.is_confined() {
+        return run_fresh_confined(prog, buffers, args);
+    }
+    // The thread's run state is kept across runs (a nested run, from a helper, finds it in use
+    // and makes its own): the run area, and the memory maps of the programs that ran last, with
+    // their static regions listed, so that a run only writes its buffers into them.
+    RUNS.with(|c| match c.try_borrow_mut() {
+        Ok(mut kept) => kept
+            .get_or_insert_with(RunCache::new)
+            .run(prog, buffers, args),
+        Err(_) => RunCache::new().run(prog, buffers, args),
+    })
+}
+
+/// How many programs' memory maps a thread keeps ready.
+const KEPT_MAPS: usize = 4;
+
+/// What a thread keeps across the JIT runs it starts (outside confinement).
+struct RunCache {
+    area: Box<RunArea>,
+    /// The [`JitProgram::run_id`] of the program whose data the stack may hold (0: none).
+    owner: u64,
+    /// Bytes below the stack top that may be non-zero; the rest of the stack is zero.
+    dirty: u32,
+    /// Memory maps of the programs that ran last (most recent last): the program's `run_id`,
+    /// the number of buffer regions at the front, and the map with its static regions after them.
+    maps: Vec<(u64, usize, MemoryMap)>,
+}
+
+impl RunCache {
+    #[cold]
+    #[inline(never)]
+    fn new() -> RunCache {
+        RunCache {
+            area: Box::new(RunArea::new()),
+            owner: 0,
+            dirty: 0,
+            maps: Vec::with_capacity(KEPT_MAPS),
+        }
+    }
+
+    /// Runs `prog` on `buffers` with the thread's run area.
+    fn run(
+        &mut self,
+        prog: &JitProgram,
+        buffers: &mut [moat_exec::Buffer<'_>],
+        args: [u64; 5],
+    ) -> Outcome {
+        let index = self.map_for(prog, buffers);
+        // What a run leaves on the stack is seen again only by later runs of the same program
+        // (and its tail calls, which share its domain), so nothing crosses from one program to
+        // another: before another program runs, the bytes the stack's last programs may have
+        // written (their proven extent, the whole stack where none was proven) are zeroed, and
+        // nothing else.
+        self.claim_stack(prog);
+        let Some((_, _, mem)) = self.maps.get_mut(index) else {
+            return Err(Box::new(RunError {
+                pc: 0,
+                kind: RunErrorKind::FellOffEnd,
+            }));
+        };
+        let result = run_on(prog, mem, &mut self.area, args);
+        self.settle(index, prog, buffers.len());
+        result
+    }
+
+    /// Zeroes what other programs may have left on the stack before a run of `prog`.
+    fn claim_stack(&mut self, prog: &JitProgram) {
+        if self.owner != prog.run_id() {
+            let dirty = (self.dirty as usize).min(self.area.stack.len());
+            let from = self.area.stack.len() - dirty;
+            if let Some(bytes) = self.area.stack.get_mut(from..) {
+                bytes.fill(0);
+            }
+            self.owner = prog.run_id();
+            self.dirty = 0;
+        }
+        self.dirty = self.dirty.max(prog.stack_extent());
+    }
+
+    /// The index in `maps` of the memory map of a run of `prog` on `buffers`: a kept one with
+    /// the buffers written in, or a new one.
+    fn map_for(&mut self, prog: &JitProgram, buffers: &mut [moat_exec::Buffer<'_>]) -> usize {
+        let kept = self
+            .maps
+            .iter()
+            .position(|(id, n, _)| *id == prog.run_id() && *n == buffers.len());
+        if let Some(i) = kept {
+            if let Some((_, _, mem)) = self.maps.get_mut(i) {
+                for (index, b) in buffers.iter_mut().enumerate() {
+                    // SAFETY: the buffer is mutably borrowed for this whole call, which outlives
+                    // the run; the region it replaces (the same buffer of an earlier run, long
+                    // over) is no longer used. The map has `buffers.len()` buffer regions first.
+                    unsafe { mem.set_raw(index, buffer_region(b)) };
+                }
+            }
+            return i;
+        }
+        // Room for helpers' temporary regions (`with_region`) too.
+        let mut mem = MemoryMap::with_capacity(buffers.len() + prog.static_regions().len() + 4);
+        for b in buffers.iter_mut() {
+            // SAFETY: the buffer is mutably borrowed for this whole call, which outlives the run.
+            unsafe { mem.add_raw(buffer_region(b)) };
+        }
+        for r in prog.static_regions() {
+            // SAFETY: static regions live as long as the program (its keep-alive values), which is
+            // borrowed for the run; a kept map is used again only for runs of the same program
+            // (`run_id`s are never reused).
+            unsafe { mem.add_raw(*r) };
+        }
+        // SAFETY: as for the static regions: the aliases' mappings are kept by the program.
+        unsafe { mem.set_atomic_aliases(prog.atomic_aliases()) };
+        if self.maps.len() >= KEPT_MAPS {
+            self.maps.remove(0);
+        }
+        self.maps.push((prog.run_id(), buffers.len(), mem));
+        self.maps.len() - 1
+    }
+
+    /// After a run of `prog` with `buffers` buffer regions on the map at `index`: drops what
+    /// helpers added during the run, or the whole map if its static regions are no longer those of
+    /// the program (a helper removed one).
+    fn settle(&mut self, index: usize, prog: &JitProgram, buffers: usize) {
+        let statics = prog.static_regions();
+        let end = buffers + statics.len();
+        let Some((_, _, mem)) = self.maps.get_mut(index) else {
+            return;
+        };
+        if mem.regions().len() == end {
+            return;
+        }
+        if mem.regions().get(buffers..end) == Some(statics) {
+            mem.truncate(end);
+        } else {
+            self.maps.remove(index);
+        }
+    }
+}
+
+/// The region of a run's buffer.
+fn buffer_region(b: &mut moat_exec::Buffer<'_>) -> Region {
+    Region {
+        start: b.bytes.as_mut_ptr() as u64,
+        len: b.bytes.len() as u64,
+        writable: b.writable,
+    }
+}
+
+/// [`run_fresh`] for confined code: on the offered area, or on a host-memory one.
+fn run_fresh_confined(
+    prog: &JitProgram,
+    buffers: &mut [moat_exec::Buffer<'_>],
+    args: [u64; 5],
+) -> Outcome {
     // Room for helpers' temporary regions (`with_region`) too.
     let mut mem = MemoryMap::with_capacity(buffers.len() + prog.static_regions().len() + 4);
     for b in buffers.iter_mut() {
-        let region = Region {
-            start: b.bytes.as_mut_ptr() as u64,
-            len: b.bytes.len() as u64,
-            writable: b.writable,
-        };
         // SAFETY: the buffer is mutably borrowed for this whole call, which outlives the run.
-        unsafe { mem.add_raw(region) };
+        unsafe { mem.add_raw(buffer_region(b)) };
     }
     for r in prog.static_regions() {
         // SAFETY: static regions live as long as the program (its keep-alive values), which is
@@ -675,41 +843,25 @@ pub(crate) fn run_fresh(
     }
     // SAFETY: as for the static regions: the aliases' mappings are kept by the program.
     unsafe { mem.set_atomic_aliases(prog.atomic_aliases()) };
-    if prog.is_confined() {
-        // The offer serves the outermost confined run; runs nested in it (from a helper) and runs
-        // without an offer get a host-memory area and keep the caller's PKRU.
-        let offered = OFFERED.take();
-        let result = match offered {
-            Some((start, len, pkru)) => run_confined(prog, mem, (start, len), pkru, args),
-            None => {
-                let mut spare = FALLBACK
-                    .with(|f| f.borrow_mut().take())
-                    .unwrap_or_else(|| vec![0u8; FALLBACK_BYTES + STACK_SIZE as usize]);
-                let start = spare.as_mut_ptr() as u64;
-                let end = (start + spare.len() as u64) & !(STACK_SIZE - 1);
-                // SAFETY: confined code exists only where protection keys do.
-                let current = unsafe { pkru::read() };
-                let result = run_confined(prog, mem, (start, end - start), current, args);
-                FALLBACK.with(|f| *f.borrow_mut() = Some(spare));
-                result
-            }
-        };
-        OFFERED.set(offered);
-        return result;
-    }
-    // A run area per thread is reused (a nested run, from a helper, gets its own). Its stack is
-    // zeroed when it last served another program: what a run leaves on the stack is seen again
-    // only by later runs of the same program (and its tail calls, which share its domain), so
-    // nothing crosses from one program to another, and a probe that runs one program millions of
-    // times does not zero 4 KiB per run.
-    let (mut area, owner) = AREA
-        .with(|a| a.borrow_mut().take())
-        .unwrap_or_else(|| (Box::new(RunArea::new()), 0));
-    if owner != prog.run_id() {
-        area.stack.fill(0);
-    }
-    let result = run_on(prog, &mut mem, &mut area, args);
-    AREA.with(|a| *a.borrow_mut() = Some((area, prog.run_id())));
+    // The offer serves the outermost confined run; runs nested in it (from a helper) and runs
+    // without an offer get a host-memory area and keep the caller's PKRU.
+    let offered = OFFERED.take();
+    let result = match offered {
+        Some((start, len, pkru)) => run_confined(prog, mem, (start, len), pkru, args),
+        None => {
+            let mut spare = FALLBACK
+                .with(|f| f.borrow_mut().take())
+                .unwrap_or_else(|| vec![0u8; FALLBACK_BYTES + STACK_SIZE as usize]);
+            let start = spare.as_mut_ptr() as u64;
+            let end = (start + spare.len() as u64) & !(STACK_SIZE - 1);
+            // SAFETY: confined code exists only where protection keys do.
+            let current = unsafe { pkru::read() };
+            let result = run_confined(prog, mem, (start, end - start), current, args);
+            FALLBACK.with(|f| *f.borrow_mut() = Some(spare));
+            result
+        }
+    };
+    OFFERED.set(offered);
     result
 }
 
@@ -721,7 +873,7 @@ fn run_confined(
     area: (u64, u64),
     pkru: u32,
     args: [u64; 5],
-) -> Result<u64, RunError> {
+) -> Outcome {
     let size = std::mem::size_of::<RunArea>() as u64;
     let end = area.0.saturating_add(area.1);
     let run_area = end.saturating_sub(size);
@@ -733,7 +885,7 @@ fn run_confined(
         pkru & !0b11
     };
     if area.1 < MIN_CONFINEMENT as u64 || !end.is_multiple_of(STACK_SIZE) {
-        return Err(RunError {
+        return Err(Box::new(RunError {
             pc: 0,
             kind: RunErrorKind::OutOfBounds {
                 addr: area.0,
@@ -741,7 +893,7 @@ fn run_confined(
                 len: area.1,
                 write: true,
             },
-        });
+        }));
     }
     // SAFETY: `run_area` is 4096-aligned (the area's end is) and its `size` bytes are the top of
     // the offered area, which `offer`'s caller lent exclusively to the runs of this thread for the
@@ -766,12 +918,7 @@ fn run_confined(
 }
 
 /// Runs `prog` from its first instruction on `area`, with the regions of `mem`.
-fn run_on(
-    prog: &JitProgram,
-    mem: &mut MemoryMap,
-    area: &mut RunArea,
-    args: [u64; 5],
-) -> Result<u64, RunError> {
+fn run_on(prog: &JitProgram, mem: &mut MemoryMap, area: &mut RunArea, args: [u64; 5]) -> Outcome {
     let ctx: *mut JitCtx = &mut area.ctx;
     let top = ctx as u64;
     // SAFETY: the stack is the STACK_BYTES below `top` inside `area`, which lives until the end of
@@ -791,9 +938,8 @@ fn run_on(
 const FALLBACK_BYTES: usize = 128 * 1024;
 
 thread_local! {
-    /// The thread's run area and the [`JitProgram::run_id`] of the program that last ran in it.
-    static AREA: std::cell::RefCell<Option<(Box<RunArea>, u64)>> =
-        const { std::cell::RefCell::new(None) };
+    /// What the thread keeps across runs: its run area and recent programs' memory maps.
+    static RUNS: std::cell::RefCell<Option<RunCache>> = const { std::cell::RefCell::new(None) };
     static FALLBACK: std::cell::RefCell<Option<Vec<u8>>> = const { std::cell::RefCell::new(None) };
 }
 
@@ -875,6 +1021,7 @@ fn call_helper(
             id,
             name: h.name.clone(),
             func: h.func.clone(),
+            direct: None,
         };
         &looked_up
     } else {

@@ -1173,6 +1173,7 @@ impl<'p, 'e> Checker<'p, 'e> {
                 }
                 let depth = lo.unsigned_abs() as u32;
                 let depth = depth.div_ceil(8) * 8;
+                self.facts.record_stack(frame, depth);
                 if st.frames.get(frame).is_some_and(|f| f.stack_depth < depth) {
                     if let Some(f) = st.frame_at_mut(frame) {
                         f.stack_depth = depth;
@@ -2435,6 +2436,7 @@ impl<'p, 'e> Checker<'p, 'e> {
                     ));
                 }
                 let privileged = self.env.privileged;
+                self.facts.record_stack(frame, lo.unsigned_abs() as u32);
                 // For an unprivileged loader the helper may read neither uninitialised bytes nor
                 // the bytes of a spilled pointer (which it would copy out: a leak), as the
                 // kernel's check_stack_range_initialized; spilled numbers are fine.

@@ -28,6 +28,9 @@ pub struct Facts {
     /// Set when a helper callback (`bpf_loop`, `bpf_for_each_map_elem`) was verified for one
     /// invocation only: then no access counts as proven, since later invocations may see other types.
     pub approximate: bool,
+    /// Bytes below the main frame's `r10` that any path may touch, through every frame (frame `k`
+    /// lies `k * 512` bytes below the main one): what a run of the program can leave on its stack.
+    pub stack_extent: u32,
 }
 
 impl Facts {
@@ -43,6 +46,15 @@ impl Facts {
         if !v.contains(&reg) && v.len() < 16 {
             v.push(reg);
         }
+    }
+
+    /// Notes that frame `frame` uses `depth` bytes below its frame pointer.
+    pub(crate) fn record_stack(&mut self, frame: usize, depth: u32) {
+        let frame = u32::try_from(frame).unwrap_or(u32::MAX);
+        let extent = frame
+            .saturating_mul(crate::state::STACK_SIZE as u32)
+            .saturating_add(depth);
+        self.stack_extent = self.stack_extent.max(extent);
     }
 
     pub(crate) fn record_call(&mut self, pc: usize, target: usize) {

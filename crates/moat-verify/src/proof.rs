@@ -4,7 +4,7 @@
 //! anything else that claims proofs is `unsafe` ([`ProvenAccesses::assume`]).
 
 use crate::facts::Facts;
-use crate::state::Region;
+use crate::state::{Reg, Region};
 
 /// The kind of memory a proven access touches, on every path that reaches it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +22,12 @@ pub enum ProvenMemory {
 pub struct ProvenAccesses {
     by_slot: Vec<Option<ProvenMemory>>,
     terminates: bool,
+    /// Bytes below the main frame's `r10` every path stays within, through all frames (`None`:
+    /// not proven; the whole stack may be touched).
+    stack_extent: Option<u32>,
+    /// Helper calls whose `r1` is one map on every path and whose pointer arguments all point
+    /// into the stack, checked against the helper's prototype: (slot, map index), by slot.
+    map_calls: Vec<(usize, usize)>,
 }
 
 impl ProvenAccesses {
@@ -59,6 +65,12 @@ impl ProvenAccesses {
             by_slot,
             // Callbacks verified for one invocation make every fact approximate, termination too.
             terminates: !facts.approximate,
+            stack_extent: (!facts.approximate).then_some(facts.stack_extent),
+            map_calls: if facts.approximate {
+                Vec::new()
+            } else {
+                map_calls(facts)
+            },
         }
     }
 
@@ -88,6 +100,8 @@ impl ProvenAccesses {
         ProvenAccesses {
             by_slot,
             terminates,
+            stack_extent: None,
+            map_calls: Vec::new(),
         }
     }
 
@@ -97,7 +111,27 @@ impl ProvenAccesses {
         ProvenAccesses {
             by_slot: Vec::new(),
             terminates: self.terminates,
+            stack_extent: self.stack_extent,
+            map_calls: self.map_calls.clone(),
         }
+    }
+
+    /// The map of the helper call at `slot`, if the verifier proved its `r1` to be that map (the
+    /// index of its `lddw map_idx`) on every path, and every pointer argument of the call to point
+    /// into the stack, in bounds for the helper's prototype (a map key: the map's key size).
+    pub fn map_call(&self, slot: usize) -> Option<usize> {
+        self.map_calls
+            .binary_search_by_key(&slot, |&(s, _)| s)
+            .ok()
+            .and_then(|i| self.map_calls.get(i))
+            .map(|&(_, map)| map)
+    }
+
+    /// How many bytes below the main frame's `r10` the program's runs may read or write (its
+    /// own code and its helpers' stack arguments, through every frame), if proven: all a run can
+    /// leave on its stack.
+    pub fn stack_extent(&self) -> Option<u32> {
+        self.stack_extent
     }
 
     /// The memory the access at `slot` was proven to stay in, if it was.
@@ -109,4 +143,35 @@ impl ProvenAccesses {
     pub fn terminates(&self) -> bool {
         self.terminates
     }
+}
+
+/// The helper calls of [`ProvenAccesses::map_call`], by slot.
+fn map_calls(facts: &Facts) -> Vec<(usize, usize)> {
+    let mut calls: Vec<(usize, usize)> = facts
+        .helper_args
+        .iter()
+        .filter(|((_, arg), _)| *arg == 1)
+        .filter_map(|(&(slot, _), regs)| {
+            let map = match regs.first() {
+                Some(Reg::Map { map }) => *map,
+                _ => return None,
+            };
+            if !regs.iter().all(|r| *r == Reg::Map { map }) {
+                return None;
+            }
+            let on_stack = (2..=5u8).all(|arg| {
+                facts.helper_args.get(&(slot, arg)).is_none_or(|regs| {
+                    regs.iter().all(|r| match r {
+                        Reg::Ptr {
+                            region, null_id, ..
+                        } => matches!(region, Region::Stack { .. }) && null_id.is_none(),
+                        _ => true,
+                    })
+                })
+            });
+            on_stack.then_some((slot, map))
+        })
+        .collect();
+    calls.sort_unstable();
+    calls
 }

@@ -254,16 +254,7 @@ pub(crate) fn run_in(
         ProgType::SkMsg => Err(ContextError::VerifyOnly("sk_msg")),
         ProgType::SkSkb => Err(ContextError::VerifyOnly("sk_skb")),
         ProgType::PerfEvent => Err(ContextError::VerifyOnly("perf_event")),
-        ProgType::Buffer | ProgType::Tracing => {
-            let args = [input.as_mut_ptr() as u64, input.len() as u64, 0, 0, 0];
-            Ok(prog.run_with(
-                &mut [Buffer {
-                    bytes: input,
-                    writable: true,
-                }],
-                args,
-            ))
-        }
+        ProgType::Buffer | ProgType::Tracing => Ok(run_buffer(prog, input).map_err(|e| *e)),
         ProgType::Xdp | ProgType::SchedCls | ProgType::SocketFilter | ProgType::CgroupSkb => {
             if input.len() > MAX_PACKET {
                 return Err(ContextError::PacketTooLarge {
@@ -288,6 +279,19 @@ pub(crate) fn run_in(
             })
         }
     }
+}
+
+/// Runs a buffer or tracing program on `input` where it lies: `r1` = its address, `r2` = its
+/// length. The error is boxed, so that the result comes back in registers.
+pub(crate) fn run_buffer(prog: &Exec, input: &mut [u8]) -> Result<u64, Box<RunError>> {
+    let args = [input.as_mut_ptr() as u64, input.len() as u64, 0, 0, 0];
+    prog.run_boxed(
+        &mut [Buffer {
+            bytes: input,
+            writable: true,
+        }],
+        args,
+    )
 }
 
 fn run_packet(

@@ -34,6 +34,19 @@ impl Exec {
         }
     }
 
+    /// As [`Exec::run_with`], the error boxed (the result comes back in registers).
+    pub(crate) fn run_boxed(
+        &self,
+        buffers: &mut [moat_exec::Buffer<'_>],
+        args: [u64; 5],
+    ) -> Result<u64, Box<RunError>> {
+        match self {
+            Exec::Interp(p) => p.run_with(buffers, args).map_err(Box::new),
+            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+            Exec::Jit(p) => p.run_with_boxed(buffers, args),
+        }
+    }
+
     /// Whether the JIT runs the program (a time budget applies).
     fn runner_is_jit(&self) -> bool {
         match self {

@@ -145,8 +145,10 @@ impl LoadedProgram {
     /// runtime's time budget ([`crate::Runtime::set_time_budget`]) is stopped with
     /// [`Error::TimeBudget`] and counted the same way.
     pub fn run(&self, input: &mut [u8]) -> Result<u64, Error> {
-        self.run_guarded(input.len(), || Ok((self.run_isolated(input)?, ())))
-            .map(|(r0, ())| r0)
+        self.run_guarded(input.len(), || {
+            Ok((self.run_isolated(input)?.map_err(Box::new), ()))
+        })
+        .map(|(r0, ())| r0)
     }
 
     /// Runs a buffer or tracing program on a `len`-byte context that `fill` writes straight into
@@ -173,7 +175,7 @@ impl LoadedProgram {
                 }
                 _ => self.run_isolated(buf)?,
             };
-            Ok((result, inspect(buf)))
+            Ok((result.map_err(Box::new), inspect(buf)))
         };
         // On a copy where the domain's context area cannot serve: no domain, a packet program, or
         // the area is too small or busy.
@@ -201,7 +203,10 @@ impl LoadedProgram {
         }
         let len = ctx.len();
         self.run_guarded(len, || {
-            Ok((context::run_in(&self.exec, self.prog_type, ctx, None)?, ()))
+            // A pool transaction the program opened and did not commit is rolled back when the
+            // run ends.
+            let _run = crate::pooled::RunScope::enter();
+            Ok((context::run_buffer(&self.exec, ctx), ()))
         })
         .map(|(r0, ())| r0)
     }
@@ -212,7 +217,7 @@ impl LoadedProgram {
     fn run_guarded<T>(
         &self,
         len: usize,
-        run: impl FnOnce() -> Result<(Result<u64, RunError>, T), Error>,
+        run: impl FnOnce() -> Result<(Result<u64, Box<RunError>>, T), Error>,
     ) -> Result<(u64, T), Error> {
         let seen = self.guard.violations.load(Ordering::Relaxed);
         if self.guard.limit > 0 && seen >= self.guard.limit {
@@ -256,7 +261,7 @@ impl LoadedProgram {
                 });
             }
         }
-        Ok((result?, extra))
+        Ok((result.map_err(|e| Error::from(*e))?, extra))
     }
 
     /// `run` under the time budget, if there is one: the watchdog armed for its length. Returns
