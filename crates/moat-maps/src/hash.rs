@@ -6,7 +6,9 @@
 //! Updates of an existing key copy the new value into the same slot.
 //!
 //! The index (a `hashbrown` table from key to slot number, the keys, a free list) is on the Rust heap
-//! behind one `RwLock`: lookups share it, updates and deletes take it exclusively.
+//! behind one `RwLock`: host lookups share it, updates and deletes take it exclusively. Programs'
+//! lookups take no lock: they read a second index of atomics kept beside it under a sequence lock
+//! ([`ReadIndex`]), and take the read lock only while writers keep changing the index.
 //!
 //! In [shared](crate::MapMemory::is_shared) memory the map also keeps a key table beside the values:
 //! per slot a state word and the key ([`KeyTable`]), written under the index lock like a sequence
@@ -24,6 +26,7 @@
 use crate::def::{round8, MapDef, MapType};
 use crate::error::MapError;
 use crate::mem::{Block, MapMemory};
+use crate::readidx::ReadIndex;
 use crate::value::{Slots, ValueSrc};
 use hashbrown::{DefaultHashBuilder, HashTable};
 use moat_abi::{BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST};
@@ -195,6 +198,9 @@ pub(crate) struct HashMap {
     table: Option<KeyTable>,
     lru: Option<Lru>,
     hasher: DefaultHashBuilder,
+    /// What programs' lookups read without the lock ([`ReadIndex`]): the same elements as the
+    /// table in `state`, linked once their value is written, unlinked before their slot is freed.
+    index: ReadIndex,
     state: RwLock<State>,
 }
 
@@ -228,6 +234,7 @@ impl HashMap {
                 last_used: (0..n).map(|_| AtomicU64::new(0)).collect(),
             }),
             hasher: DefaultHashBuilder::default(),
+            index: ReadIndex::new(n, key_size),
             state: RwLock::new(State {
                 table: HashTable::with_capacity(n),
                 keys: vec![0; n * key_size],
@@ -256,11 +263,18 @@ impl HashMap {
             .copied()
     }
 
-    /// The program-side lookup; counts as a use for LRU maps.
+    /// The program-side lookup; counts as a use for LRU maps. Without the lock, through the
+    /// [`ReadIndex`], unless writers keep changing the index.
+    #[inline]
     pub(crate) fn lookup_ptr(&self, key: &[u8], cpu: usize) -> Option<NonNull<u8>> {
         let hash = self.hasher.hash_one(key);
-        let st = self.read();
-        let slot = self.find(&st, hash, key)? as usize;
+        let slot = match self.index.find(hash, key) {
+            Some(found) => found? as usize,
+            None => {
+                let st = self.read();
+                self.find(&st, hash, key)? as usize
+            }
+        };
         if let Some(lru) = &self.lru {
             lru.touch(slot);
         }
@@ -330,6 +344,8 @@ impl HashMap {
         if let (Some(t), Some(before)) = (&self.table, before) {
             t.end(slot as usize, before, true);
         }
+        // Lock-free readers find the element only now, with its value written.
+        self.index.link(slot, hash, key);
         if let Some(lru) = &self.lru {
             let stamp = lru.touch(slot as usize);
             st.queue.insert(stamp, slot);
@@ -343,6 +359,8 @@ impl HashMap {
     /// Unlinks `slot` from the table, the used set and the LRU queue (not from the free list).
     fn unlink(&self, st: &mut State, slot: u32) {
         let hash = self.hasher.hash_one(st.key(slot, self.key_size));
+        // Lock-free readers stop finding the element before its slot can be reused.
+        self.index.unlink(slot, hash);
         if let Ok(entry) = st.table.find_entry(hash, |&s| s == slot) {
             entry.remove();
         }

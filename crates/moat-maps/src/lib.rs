@@ -52,6 +52,7 @@ mod map;
 mod mem;
 mod perfbuf;
 mod queue;
+mod readidx;
 mod ringbuf;
 mod shared;
 mod shm;

@@ -863,6 +863,78 @@ mod tests {
         stress(MapType::LruHash, 50);
     }
 
+    /// Programs' lookups take no lock (`ReadIndex`): while two threads insert, overwrite and
+    /// delete their own keys (sharing buckets with everyone's), two readers look up keys nobody
+    /// writes and must find every one, every time; each writer's own lookups see its last insert
+    /// or delete; and no lookup returns a pointer outside the values.
+    fn lookups_racing_writers(map_type: MapType) {
+        let m = test_map(MapDef::new(map_type, 4, 8, 256));
+        let stable: Vec<u32> = (0..32).map(|k| k * 7 + 1000).collect();
+        for &k in &stable {
+            m.update(&k.to_ne_bytes(), &u64::from(k).to_ne_bytes(), BPF_ANY)
+                .unwrap();
+        }
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for t in 0..2u32 {
+                let m = &m;
+                s.spawn(move || {
+                    let mut x = u64::from(t) + 7;
+                    for i in 0..40_000u64 {
+                        x = x
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        // At most 2 * 96 churned keys: the map never fills, nothing is evicted.
+                        let k = ((x >> 33) % 96) as u32 * 2 + t;
+                        let key = k.to_ne_bytes();
+                        if (x >> 20) % 3 == 0 {
+                            let _ = m.delete(&key);
+                            assert!(m.lookup_ptr(&key, 0).is_none(), "{k} deleted");
+                        } else {
+                            m.update(&key, &i.to_ne_bytes(), BPF_ANY).unwrap();
+                            let p = m.lookup_ptr(&key, 0).expect("own insert found");
+                            assert!(m.value_regions()[0].contains(p.as_ptr() as usize, 8));
+                        }
+                    }
+                });
+            }
+            for _ in 0..2 {
+                let (m, stable, done) = (&m, &stable, &done);
+                s.spawn(move || {
+                    let mut rounds = 0u64;
+                    while !done.load(std::sync::atomic::Ordering::Relaxed) || rounds < 100 {
+                        for &k in stable {
+                            let p = m.lookup_ptr(&k.to_ne_bytes(), 0);
+                            assert!(p.is_some(), "stable key {k} missed");
+                        }
+                        rounds += 1;
+                    }
+                });
+            }
+            // The writers end first (their threads are joined by the scope after this closure);
+            // readers keep going until told.
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        for &k in &stable {
+            assert_eq!(
+                m.lookup(&k.to_ne_bytes()),
+                Ok(u64::from(k).to_ne_bytes().to_vec())
+            );
+        }
+        assert_eq!(m.keys().count(), m.len());
+    }
+
+    #[test]
+    fn lock_free_hash_lookups_race_updates_and_deletes() {
+        lookups_racing_writers(MapType::Hash);
+    }
+
+    #[test]
+    fn lock_free_lru_lookups_race_updates_and_deletes() {
+        lookups_racing_writers(MapType::LruHash);
+    }
+
     /// One hash map operation for the model test.
     #[derive(Debug, Clone)]
     enum Op {
