@@ -402,6 +402,10 @@ fn main() {
         };
         // `--profile NAME ret`: the same program as a return probe too.
         let ret = std::env::args().any(|a| a == "ret");
+        if which == "hash_lookup_100" {
+            // The lookups find their keys, as in the table's row.
+            moat_probe(&[&prog("hash_update_100")], &[], Choice::Auto);
+        }
         let rets = if ret { vec![hook.clone()] } else { vec![] };
         let a = moat_attach::attach(&located(), vec![hook], rets, Choice::Auto).expect("attach");
         for i in 0..20_000_000u64 {
