@@ -227,7 +227,7 @@ pub fn attach(
         entry,
         ret,
         enabled: AtomicBool::new(true),
-        hits: AtomicU64::new(0),
+        hits: probe::HitCounter::new(),
         errors: AtomicU64::new(0),
         missed: AtomicU64::new(0),
     }));
@@ -334,7 +334,7 @@ impl Attachment {
 
     /// Program runs so far.
     pub fn hits(&self) -> u64 {
-        self.probe.hits.load(Ordering::Relaxed)
+        self.probe.hits.get()
     }
 
     /// Runs that failed (the program refused at run time, faulted, or was disabled).
@@ -432,7 +432,7 @@ pub fn attach_syscalls(
                     raw_enter: hooks.raw_enter.clone(),
                     raw_exit: hooks.raw_exit.clone(),
                     enabled: AtomicBool::new(true),
-                    hits: AtomicU64::new(0),
+                    hits: probe::HitCounter::new(),
                     errors: AtomicU64::new(0),
                 }));
                 let resume = address + site.displaced.len as u64;
@@ -495,10 +495,7 @@ impl SyscallAttachment {
 
     /// Program runs so far.
     pub fn hits(&self) -> u64 {
-        self.sites
-            .iter()
-            .map(|(p, _)| p.hits.load(Ordering::Relaxed))
-            .sum()
+        self.sites.iter().map(|(p, _)| p.hits.get()).sum()
     }
 
     /// Failed runs so far.

@@ -60,11 +60,76 @@ pub(crate) struct Probe {
     /// Whether programs run (cleared at detach).
     pub enabled: AtomicBool,
     /// Program runs.
-    pub hits: AtomicU64,
+    pub hits: HitCounter,
     /// Runs that failed (refused or faulting programs, disabled programs).
     pub errors: AtomicU64,
     /// Hits whose return programs were skipped: too deep for the shadow stack.
     pub missed: AtomicU64,
+}
+
+/// Cells of a [`HitCounter`]: one per thread for the first `STRIPES - 1` threads that count, the
+/// last one shared by the others.
+const STRIPES: usize = 64;
+
+/// A count of program runs that a thread adds to without a `lock`-prefixed instruction (which
+/// waits for the stores of the trampoline's register frame to drain, on every hit): each of the
+/// first `STRIPES - 1` threads to count owns a cell and adds with a load and a store; other
+/// threads, and every thread of an injected agent (whose thread-local storage probes must not
+/// touch, [`tls_free_guard`]), share the last cell and add atomically. Exact: a cell with one
+/// writer never loses an add, and a thread counts only while it holds the probe guard, so a hit
+/// nested in its own count (a signal) never reaches the counter.
+#[derive(Debug)]
+pub(crate) struct HitCounter {
+    cells: [AtomicU64; STRIPES],
+}
+
+/// `STRIPE`: not yet assigned.
+const NO_STRIPE: u8 = u8::MAX;
+
+/// The stripes threads own so far.
+static STRIPES_TAKEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+thread_local! {
+    /// This thread's cell of every [`HitCounter`] (`STRIPES - 1`: the shared one).
+    static STRIPE: Cell<u8> = const { Cell::new(NO_STRIPE) };
+}
+
+impl HitCounter {
+    pub(crate) fn new() -> HitCounter {
+        HitCounter {
+            cells: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    /// Counts one run; only while the thread holds the probe guard.
+    #[inline]
+    pub(crate) fn add(&self) {
+        let stripe = if guard::TABLE_GUARD.load(Ordering::Relaxed) {
+            STRIPES - 1
+        } else {
+            STRIPE.with(|s| {
+                if s.get() == NO_STRIPE {
+                    let taken = STRIPES_TAKEN.fetch_add(1, Ordering::Relaxed);
+                    s.set(taken.min(STRIPES - 1) as u8);
+                }
+                usize::from(s.get())
+            })
+        };
+        let Some(cell) = self.cells.get(stripe) else {
+            return;
+        };
+        if stripe == STRIPES - 1 {
+            cell.fetch_add(1, Ordering::Relaxed);
+        } else {
+            // The thread's own cell: no other thread writes it.
+            cell.store(cell.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// The runs counted so far.
+    pub(crate) fn get(&self) -> u64 {
+        self.cells.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
 }
 
 /// How deep the shadow stack of hijacked returns goes per thread (the kernel's
@@ -258,11 +323,11 @@ fn run_hooks(
     hooks: &[Hook],
     words: &[u64; 21],
     function: u64,
-    hits: &AtomicU64,
+    hits: &HitCounter,
     errors: &AtomicU64,
 ) {
     for hook in hooks {
-        hits.fetch_add(1, Ordering::Relaxed);
+        hits.add();
         if !run(hook, words, function) {
             errors.fetch_add(1, Ordering::Relaxed);
         }
@@ -299,7 +364,7 @@ pub(crate) struct SyscallProbe {
     /// Whether programs run (cleared at detach).
     pub enabled: AtomicBool,
     /// Program runs.
-    pub hits: AtomicU64,
+    pub hits: HitCounter,
     /// Failed runs.
     pub errors: AtomicU64,
 }
@@ -509,4 +574,27 @@ pub(crate) unsafe extern "C" fn on_return(_: u64, regs: *mut PtRegs) -> u64 {
         guarded(|| crate::stack::from(start, || run_all(probe, &probe.ret, regs)));
     }
     frame.ret
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{HitCounter, STRIPES};
+
+    /// More threads than the counter has cells: those with a cell of their own and those sharing
+    /// the last one together count every add.
+    #[test]
+    fn hit_counts_are_exact_across_many_threads() {
+        let counter = HitCounter::new();
+        let threads = STRIPES + 16;
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    for _ in 0..2_000 {
+                        counter.add();
+                    }
+                });
+            }
+        });
+        assert_eq!(counter.get(), threads as u64 * 2_000);
+    }
 }
