@@ -804,9 +804,8 @@ impl RunCache {
         let Some((_, _, mem)) = self.maps.get_mut(index) else {
             return;
         };
-        if mem.regions().len() == end {
-            return;
-        }
+        // Compared even when the count is right: a helper may have removed a region and added
+        // another (a ring buffer reservation), which the next run must not inherit.
         if mem.regions().get(buffers..end) == Some(statics) {
             mem.truncate(end);
         } else {
