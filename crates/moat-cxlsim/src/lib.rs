@@ -10,8 +10,14 @@
 //! The crate knows nothing of how the process was started or how the policy runs: `moat cxlsim`
 //! (in `moat-cli`) starts the command with moat's agent and a placement program, feeds
 //! [`Simulator::set_placement`] from the program's map, and injects the delays.
+//!
+//! The exact reference mode ([`exact`]) replaces the samples by every data access of the program
+//! (from valgrind's `lackey`) through an LLC model ([`cache`]); its misses to CXL-placed memory feed
+//! the same delay model, for validating the sampling mode.
 
+pub mod cache;
 pub mod decode;
+pub mod exact;
 pub mod model;
 pub mod placement;
 pub mod topology;
