@@ -3,6 +3,9 @@
  *   membench chase  MIB STEPS    dependent loads over a random cycle of MIB MiB: every load misses
  *   membench random MIB STEPS    independent loads at random slots (misses that overlap)
  *   membench stream MIB PASSES   sequential sums over MIB MiB (prefetched: bandwidth-bound)
+ *   membench sweep  MIB PASSES   sequential passes over a fresh array and nothing else: the first
+ *                                writes it, the others sum it (no shuffle, so that an exact
+ *                                reference knows its misses: one per line per pass)
  *   membench mixed  MIB STEPS    a chase alternating between a small local array (MIB/64 MiB,
  *                                below cxl_threshold.o's 1 MiB default when MIB <= 64) and a large one
  *
@@ -56,7 +59,7 @@ static double now(void)
 int main(int argc, char **argv)
 {
 	if (argc != 4) {
-		fprintf(stderr, "usage: membench chase|random|stream|mixed MIB STEPS\n");
+		fprintf(stderr, "usage: membench chase|random|stream|sweep|mixed MIB STEPS\n");
 		return 2;
 	}
 	const char *mode = argv[1];
@@ -93,6 +96,23 @@ int main(int argc, char **argv)
 		for (uint64_t pass = 0; pass < steps; pass++)
 			for (size_t i = 0; i < n; i++)
 				sum += a[i];
+		elapsed = now() - start;
+		count = steps * n;
+	} else if (!strcmp(mode, "sweep")) {
+		uint64_t *a = malloc(n * sizeof *a);
+
+		if (!a) {
+			perror("malloc");
+			return 1;
+		}
+		start = now();
+		for (uint64_t pass = 0; pass < steps; pass++)
+			for (size_t i = 0; i < n; i++) {
+				if (pass == 0)
+					a[i] = i;
+				else
+					sum += a[i];
+			}
 		elapsed = now() - start;
 		count = steps * n;
 	} else if (!strcmp(mode, "mixed")) {

@@ -4,6 +4,9 @@
 //! CXL device, samples the process's CPU time with the software clock (no hardware counters:
 //! it works in a VM), turns the time spent waiting on CXL-placed memory into delay over the
 //! topology's links, and injects it by stopping the process at each epoch's end.
+//!
+//! `--mode exact` ([`crate::cxlsim_exact`]) is the reference the sampling mode is validated
+//! against: every access of the program through an LLC model, under valgrind.
 
 use crate::memleak::RemoveOnDrop;
 use crate::symbolize::{Mapping, Symbolizer};
@@ -16,6 +19,7 @@ use moat_cxlsim::placement::{Placed, Placement};
 use moat_cxlsim::topology::{self, Topology};
 use moat_cxlsim::{Epoch, Simulator};
 use moat_kernel::sampling::{pause, Sampler};
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -43,7 +47,16 @@ const POLICIES: [(&str, &[u8]); 5] = [
 ];
 
 /// The policy's map of placed ranges.
-const PLACED_MAP: &str = "cxl_placed";
+pub(crate) const PLACED_MAP: &str = "cxl_placed";
+
+/// How the accesses that reach CXL memory are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Sample the process's CPU time (software clock) and inject the delay as it runs.
+    Sampling,
+    /// Every access through an LLC model, under valgrind: slow, exact, predicted only.
+    Exact,
+}
 
 /// `moat cxlsim [--topology FILE] [--policy NAME|OBJ] [--epoch MS] -- CMD ARGS`.
 #[derive(Debug, Args)]
@@ -80,6 +93,20 @@ pub struct CxlsimArgs {
     /// Set a policy global before it loads, e.g. `--global min_size=65536`, `--global tier=2`.
     #[arg(long = "global", value_name = "NAME=VALUE")]
     globals: Vec<String>,
+    /// How CXL accesses are found: `sampling` (fast, injects delay as the program runs) or
+    /// `exact` (every access of the program through an LLC model under valgrind's lackey, about
+    /// 100x slower; predicts without injecting: the reference for validating sampling).
+    #[arg(long, value_enum, default_value = "sampling")]
+    mode: Mode,
+    /// With --mode exact: the LLC's size (e.g. `32M`; default: this machine's LLC, from sysfs).
+    #[arg(long, value_name = "BYTES")]
+    llc_size: Option<String>,
+    /// With --mode exact: the LLC's associativity (default: this machine's LLC's).
+    #[arg(long, value_name = "WAYS")]
+    llc_ways: Option<u32>,
+    /// With --mode exact: the LLC's line size in bytes (default: this machine's, else 64).
+    #[arg(long, value_name = "BYTES")]
+    llc_line: Option<u64>,
     /// Epoch length: delay is computed and injected this often.
     #[arg(long, value_name = "MS", default_value_t = 20)]
     epoch: u64,
@@ -132,6 +159,15 @@ it (children and exec'd images run without moat's agent). With -p, memory the pr
 before moat attached was never seen by the policy and stays local, unless --existing TIER places
 its anonymous mappings (>= --existing-min) on a tier.
 
+Exact mode (--mode exact): the reference for validating the sampling mode. CMD runs first
+natively (output discarded: its run time is the baseline), then under valgrind's lackey tool
+(Debian package valgrind; scripts/cxlsim-deps.sh) with the same agent and policy: every load and
+store of the program, in order, goes through an LLC model (--llc-size, --llc-ways, --llc-line;
+default this machine's LLC from sysfs) with LRU sets, and each miss to CXL-placed memory costs
+the tier's extra latency (or, continuing a sequential stream, its bytes' transfer over the links,
+as in sampling mode). Nothing is injected: the report predicts. Expect ~100x the native run time,
+plus a few seconds for the agent's start under valgrind; scale the workload down.
+
 Topology file (one line per switch or device; each names its parent and the link to it):
   switch sw0  parent=root latency=70ns  bandwidth=64GB/s
   device mem0 parent=sw0  latency=100ns bandwidth=16GB/s   # tier 1: +170 ns
@@ -143,14 +179,15 @@ Examples:
   moat cxlsim --latency 300 --policy all -- python3 script.py
   moat cxlsim --topology two-level.topo --policy interleave --plot delay.png -- ./app
   moat cxlsim --no-inject --json -p 1234 --duration 10
-  moat cxlsim --no-inject --compare 100,200,300,200:8 -- ./app   # configurations side by side";
+  moat cxlsim --no-inject --compare 100,200,300,200:8 -- ./app   # configurations side by side
+  moat cxlsim --mode exact --llc-size 4M --llc-ways 16 --compare 100,300 -- ./membench chase 64 100000";
 
 /// One epoch's row of the report.
 #[derive(Debug, Clone)]
-struct Row {
-    at: Duration,
-    epoch: Epoch,
-    injected: Duration,
+pub(crate) struct Row {
+    pub(crate) at: Duration,
+    pub(crate) epoch: Epoch,
+    pub(crate) injected: Duration,
 }
 
 /// What the sampling thread and the controller share.
@@ -261,7 +298,7 @@ fn policy_object(name: &str) -> Result<(PathBuf, Option<RemoveOnDrop>)> {
 }
 
 /// The executable file mappings of `pid` (for naming allocation sites), as memleak reads them.
-fn mappings(pid: i32) -> Vec<Mapping> {
+pub(crate) fn mappings(pid: i32) -> Vec<Mapping> {
     crate::memleak_kernel::mappings(pid)
         .iter()
         .filter_map(Mapping::from_record)
@@ -293,6 +330,11 @@ fn simulate(args: &CxlsimArgs) -> Result<ExitCode> {
         }
     };
     let compare = compare_topologies(&args.compare, args.bandwidth)?;
+    if args.mode == Mode::Exact && args.pid.is_some() {
+        return Err(anyhow!(
+            "--mode exact runs a command under valgrind; it cannot attach (-p)"
+        ));
+    }
     if args.epoch == 0 || args.period == 0 {
         return Err(anyhow!("--epoch and --period must be positive"));
     }
@@ -341,6 +383,10 @@ fn simulate(args: &CxlsimArgs) -> Result<ExitCode> {
         dump_maps: Some(vec![PLACED_MAP.to_string()]),
         ..Options::default()
     };
+
+    if args.mode == Mode::Exact {
+        return exact(args, &options, topology, calibration, &compare, epoch_len);
+    }
 
     let shared = Arc::new(Mutex::new(Shared::default()));
     if let (Some(pid), Some(tier)) = (args.pid, args.existing) {
@@ -457,23 +503,125 @@ fn simulate(args: &CxlsimArgs) -> Result<ExitCode> {
         calibration: &calibration,
         topology: &topology,
         rows: &rows,
-        sim: &sim,
+        placement: sim.placement(),
+        sites: sim.sites(),
         mappings: &maps,
         wall,
         inject,
+        period,
+        exact: None,
     };
-    if args.json {
-        println!("{}", report.json());
-    } else {
-        report.text(&mut std::io::stdout())?;
-    }
-    if let Some(path) = &args.plot {
-        plot(path, &rows, &args.policy).with_context(|| path.display().to_string())?;
-        if !args.json {
-            eprintln!("moat cxlsim: wrote {}", path.display());
-        }
-    }
+    report.emit(&rows)?;
     Ok(code)
+}
+
+/// `--mode exact`: the command natively (for its run time), then under valgrind's lackey with
+/// every access through the LLC model.
+fn exact(
+    args: &CxlsimArgs,
+    options: &Options,
+    topology: Topology,
+    calibration: Calibration,
+    compare: &[(String, Topology)],
+    epoch_len: Duration,
+) -> Result<ExitCode> {
+    let geometry =
+        crate::cxlsim_exact::geometry(args.llc_size.as_deref(), args.llc_ways, args.llc_line)?;
+    let (tool, lib) = crate::cxlsim_exact::lackey()?;
+    if !args.json {
+        eprintln!(
+            "moat cxlsim: exact mode: LLC {} KiB, {}-way, {}-byte lines; timing the command natively first",
+            geometry.size >> 10,
+            geometry.ways,
+            geometry.line
+        );
+    }
+    let native = crate::cxlsim_exact::native_time(&args.command)?;
+    // What the `valgrind` launcher would set for its tool (see `cxlsim_exact` for why the tool
+    // runs without it). No other thread runs yet.
+    std::env::set_var("VALGRIND_LIB", &lib);
+    let launcher = Path::new("/usr/bin/valgrind");
+    std::env::set_var(
+        "VALGRIND_LAUNCHER",
+        if launcher.is_file() { launcher } else { &tool },
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("a socket for the trace")?;
+    let port = listener.local_addr()?.port();
+    let command = crate::cxlsim_exact::traced_command(&tool, port, &args.command);
+    let done = Arc::new(AtomicBool::new(false));
+    let target = Arc::new(AtomicI32::new(0));
+    let progress = !args.json && std::io::stderr().is_terminal();
+    let reader = {
+        let (done, target) = (done.clone(), target.clone());
+        let topology = topology.clone();
+        std::thread::spawn(move || {
+            crate::cxlsim_exact::follow(
+                listener,
+                geometry,
+                topology,
+                calibration,
+                epoch_len,
+                progress,
+                &done,
+                &target,
+            )
+        })
+    };
+    let mut observe = |r: &Record| {
+        if let Record::Error { program, message } = r {
+            eprintln!("moat cxlsim: policy {program}: {message}");
+        }
+    };
+    let started = Instant::now();
+    let mut sink = std::io::sink();
+    let mut spawned = |pid: u32| target.store(pid as i32, Ordering::SeqCst);
+    let code = launch_spawned(options, &command, &mut sink, &mut observe, &mut spawned)
+        .map(|(status, _)| crate::trace::exit_code(status));
+    let wall = started.elapsed();
+    done.store(true, Ordering::SeqCst);
+    let outcome = reader
+        .join()
+        .map_err(|_| anyhow!("the trace reader panicked"))?;
+    let code = code.map_err(|e| anyhow!("{e}"))?;
+    if progress {
+        eprint!("\r\x1b[K");
+    }
+    let outcome = outcome?;
+    if outcome.counts.accesses == 0 {
+        return Err(anyhow!(
+            "valgrind traced no accesses; its messages:\n{}",
+            outcome.messages.join("\n")
+        ));
+    }
+    let info = ExactInfo {
+        geometry,
+        counts: outcome.counts,
+        native,
+    };
+    let report = Report {
+        compare,
+        args,
+        calibration: &calibration,
+        topology: &topology,
+        rows: &outcome.rows,
+        placement: &outcome.placement,
+        sites: &outcome.sites,
+        mappings: &outcome.mappings,
+        wall,
+        inject: false,
+        period: calibration.latency,
+        exact: Some(&info),
+    };
+    report.emit(&outcome.rows)?;
+    Ok(code)
+}
+
+/// What the exact mode adds to the report.
+struct ExactInfo {
+    geometry: moat_cxlsim::cache::Geometry,
+    counts: moat_cxlsim::exact::Counts,
+    /// The command's native run time: the baseline of the slowdown.
+    native: Duration,
 }
 
 type EpochOutcome = (Vec<Row>, Simulator, Vec<Mapping>, Option<String>);
@@ -596,10 +744,15 @@ struct Report<'a> {
     calibration: &'a Calibration,
     topology: &'a Topology,
     rows: &'a [Row],
-    sim: &'a Simulator,
+    placement: &'a Placement,
+    sites: &'a HashMap<u64, u64>,
     mappings: &'a [Mapping],
     wall: Duration,
     inject: bool,
+    /// What one epoch count stands for in the delay model: a sample's CPU time, or (exact mode)
+    /// one local miss latency.
+    period: Duration,
+    exact: Option<&'a ExactInfo>,
 }
 
 /// Totals over the run.
@@ -644,8 +797,27 @@ impl Report<'_> {
         t
     }
 
+    /// Prints the report (text or JSON) and draws the plot.
+    fn emit(&self, rows: &[Row]) -> Result<()> {
+        if self.args.json {
+            println!("{}", self.json());
+        } else {
+            self.text(&mut std::io::stdout())?;
+        }
+        if let Some(path) = &self.args.plot {
+            plot(path, rows, &self.args.policy).with_context(|| path.display().to_string())?;
+            if !self.args.json {
+                eprintln!("moat cxlsim: wrote {}", path.display());
+            }
+        }
+        Ok(())
+    }
+
     /// Run time without the simulated delay, and with it.
     fn times(&self, t: &Totals) -> (Duration, Duration) {
+        if let Some(e) = self.exact {
+            return (e.native, e.native + t.delay);
+        }
         if self.inject {
             (self.wall.saturating_sub(t.injected), self.wall)
         } else {
@@ -670,8 +842,7 @@ impl Report<'_> {
                         all.stream_bytes += w.stream_bytes;
                         all.stream_ns += w.stream_ns;
                     }
-                    let period = Duration::from_micros(self.args.period);
-                    moat_cxlsim::model::delay(topo, self.calibration, period, &[all]).total()
+                    moat_cxlsim::model::delay(topo, self.calibration, self.period, &[all]).total()
                 })
                 .sum();
             out.push((label.clone(), native, native + delay));
@@ -680,7 +851,7 @@ impl Report<'_> {
     }
 
     fn sites(&self) -> Vec<(u64, u64, String)> {
-        let mut sites: Vec<(u64, u64)> = self.sim.sites().iter().map(|(&s, &n)| (s, n)).collect();
+        let mut sites: Vec<(u64, u64)> = self.sites.iter().map(|(&s, &n)| (s, n)).collect();
         sites.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         let mut symbols = Symbolizer::default();
         sites
@@ -716,10 +887,26 @@ impl Report<'_> {
             out,
             "moat cxlsim: policy {} ({} ranges on CXL, {:.1} MiB, at the last epoch)",
             self.args.policy,
-            self.sim.placement().len(),
-            self.sim.placement().cxl_bytes() as f64 / (1u64 << 20) as f64
+            self.placement.len(),
+            self.placement.cxl_bytes() as f64 / (1u64 << 20) as f64
         )?;
-        writeln!(
+        if let Some(e) = self.exact {
+            let g = e.geometry;
+            writeln!(
+                out,
+                "exact: {} accesses through a {} KiB {}-way LLC ({}-byte lines): {} misses local, {} CXL ({} latency-bound, {} streaming); {:.3} s under valgrind",
+                e.counts.accesses,
+                g.size >> 10,
+                g.ways,
+                g.line,
+                e.counts.local_misses,
+                e.counts.cxl_misses,
+                t.latency,
+                t.stream,
+                secs(self.wall)
+            )?;
+        } else {
+            writeln!(
             out,
             "epochs: {} x {} ms; samples: {} ({} lost), at memory: {} local, {} CXL ({} latency-bound, {} streaming)",
             self.rows.len(),
@@ -731,6 +918,7 @@ impl Report<'_> {
             t.latency,
             t.stream
         )?;
+        }
         writeln!(
             out,
             "delay: {:.3} s (latency {:.3} s, bandwidth {:.3} s){}",
@@ -739,14 +927,21 @@ impl Report<'_> {
             secs(t.delay_bandwidth),
             if self.inject {
                 format!(", injected {:.3} s", secs(t.injected))
+            } else if self.exact.is_some() {
+                " (predicted from the misses)".to_string()
             } else {
                 " (predicted only, not injected)".to_string()
             }
         )?;
         writeln!(
             out,
-            "run time: {:.3} s without CXL, {:.3} s on this topology: slowdown {:.2}x",
+            "run time: {:.3} s without CXL{}, {:.3} s on this topology: slowdown {:.2}x",
             secs(native),
+            if self.exact.is_some() {
+                " (native run)"
+            } else {
+                ""
+            },
             secs(simulated),
             secs(simulated) / secs(native).max(1e-9)
         )?;
@@ -765,7 +960,15 @@ impl Report<'_> {
         }
         let sites = self.sites();
         if !sites.is_empty() && cxl > 0 {
-            writeln!(out, "CXL memory time by allocation site:")?;
+            writeln!(
+                out,
+                "{} by allocation site:",
+                if self.exact.is_some() {
+                    "CXL misses"
+                } else {
+                    "CXL memory time"
+                }
+            )?;
             for (_, n, name) in sites {
                 writeln!(out, "  {:5.1} %  {name}", 100.0 * n as f64 / cxl as f64)?;
             }
@@ -778,7 +981,24 @@ impl Report<'_> {
         let (native, simulated) = self.times(&t);
         let ns = |d: Duration| d.as_nanos() as u64;
         let cxl = t.latency + t.stream;
+        let exact = self.exact.map(|e| {
+            serde_json::json!({
+                "llc": {
+                    "size_bytes": e.geometry.size,
+                    "ways": e.geometry.ways,
+                    "line_bytes": e.geometry.line,
+                },
+                "accesses": e.counts.accesses,
+                "local_misses": e.counts.local_misses,
+                "cxl_misses": e.counts.cxl_misses,
+                "cxl_latency_misses": t.latency,
+                "cxl_stream_misses": t.stream,
+                "valgrind_ns": ns(self.wall),
+            })
+        });
         serde_json::json!({
+            "mode": if exact.is_some() { "exact" } else { "sampling" },
+            "exact": exact,
             "policy": self.args.policy,
             "local_dram": {
                 "latency_ns": self.calibration.latency.as_secs_f64() * 1e9,
@@ -809,8 +1029,8 @@ impl Report<'_> {
                 "simulated_ns": ns(s),
                 "slowdown": s.as_secs_f64() / n.as_secs_f64().max(1e-9),
             })).collect::<Vec<_>>(),
-            "placed_ranges": self.sim.placement().len(),
-            "placed_bytes": self.sim.placement().cxl_bytes(),
+            "placed_ranges": self.placement.len(),
+            "placed_bytes": self.placement.cxl_bytes(),
             "sites": self.sites().into_iter().map(|(site, n, name)| serde_json::json!({
                 "site": site,
                 "samples": n,

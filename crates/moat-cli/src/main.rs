@@ -24,6 +24,7 @@ macro_rules! out_raw {
 }
 
 mod cxlsim;
+mod cxlsim_exact;
 mod input;
 mod jitdump;
 mod load;

@@ -3,6 +3,11 @@
 //! about `1 + extra / miss`; with everything local nothing is injected; the JSON report parses and
 //! names the allocation site; bad topologies and policies fail naming what is wrong. Needs
 //! `perf_event_open` (root, or `perf_event_paranoid` ≤ 1) and a C compiler; skips saying so.
+//!
+//! The exact mode (`--mode exact`, under valgrind's lackey) counts the CXL misses of membench's
+//! `sweep`, known by construction: one per line per pass. Needs valgrind (`scripts/cxlsim-deps.sh`,
+//! run here when it is missing); skips saying so. It takes ~a minute, most of it the agent's start
+//! under valgrind.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -147,6 +152,81 @@ fn a_chase_on_cxl_slows_by_the_extra_latency_and_local_memory_by_nothing() {
     assert_eq!(local["injected_ns"].as_u64(), Some(0), "{local}");
 }
 
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// valgrind and a C compiler, installed when missing; `Err` says why they cannot be.
+fn exact_tools() -> Result<(), String> {
+    if have("cc") && have("valgrind") {
+        return Ok(());
+    }
+    let script = workspace().join("scripts/cxlsim-deps.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+#[test]
+fn the_exact_mode_counts_one_cxl_miss_per_line_per_pass_of_a_sweep() {
+    if let Err(why) = exact_tools() {
+        println!("skipped: {why}");
+        return;
+    }
+    let Some(bench) = membench() else {
+        println!("skipped: no C compiler");
+        return;
+    };
+    // 2 MiB swept 3 times through a 128 KiB LLC: every line misses on every pass. The array is
+    // one malloc above the threshold policy's 1 MiB, so on CXL; it starts 16 bytes into a page
+    // (malloc's header), so a pass touches 32768 or 32769 lines.
+    let (mib, passes) = (2u64, 3u64);
+    let o = moat()
+        .args(["cxlsim", "--mode", "exact", "--json", "--local", "100,10"])
+        .args(["--llc-size", "128K", "--llc-ways", "16", "--latency", "200"])
+        .args(["--compare", "100,300", "--"])
+        .arg(&bench)
+        .args(["sweep", &mib.to_string(), &passes.to_string()])
+        .output()
+        .expect("moat cxlsim runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = report(&o);
+    assert_eq!(r["mode"], "exact", "{r}");
+    let e = &r["exact"];
+    let lines = mib * (1 << 20) / 64;
+    let cxl = e["cxl_misses"].as_u64().expect("cxl_misses");
+    assert!(
+        (passes * lines..=passes * (lines + 1)).contains(&cxl),
+        "{cxl} CXL misses; by construction {passes} x {lines} (+1 per pass): {e}"
+    );
+    assert_eq!(e["llc"]["size_bytes"].as_u64(), Some(128 << 10));
+    // Each pass is one stream: a latency-bound miss where it starts, streaming after.
+    let latency = e["cxl_latency_misses"].as_u64().expect("latency misses");
+    assert!(latency <= 2 * passes, "{e}");
+    assert_eq!(latency + e["cxl_stream_misses"].as_u64().unwrap_or(0), cxl);
+    // Latency-bound misses cost +200 ns each; 10 GB/s of streaming fits the 32 GB/s link.
+    assert_eq!(r["delay_latency_ns"].as_u64(), Some(latency * 200), "{r}");
+    assert_eq!(r["delay_bandwidth_ns"].as_u64(), Some(0), "{r}");
+    assert_eq!(r["injected_ns"].as_u64(), Some(0));
+    // The site is membench's main, which made the array.
+    assert_eq!(r["placed_ranges"].as_u64(), Some(1), "{r}");
+    let site = r["sites"][0]["samples"].as_u64();
+    assert_eq!(site, Some(cxl), "{r}");
+}
+
 #[test]
 fn bad_topologies_and_policies_are_named() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
@@ -200,17 +280,33 @@ fn bad_topologies_and_policies_are_named() {
         ),
         (["--local", "100"], "--local 100: expected NS,GB_PER_S"),
         (["--local", "0,10"], "--local 0,10: both must be positive"),
+        (
+            ["--llc-size", "big"],
+            "--llc-size big: expected bytes, e.g. 32M or 491520K",
+        ),
+        (["--llc-ways", "0"], "associativity 0 must be 1..=64"),
     ] {
         let mut c = moat();
         c.arg("cxlsim").args(args);
         if args[0] == "--compare" {
             c.args(["--local", "100,10"]);
         }
+        if args[0].starts_with("--llc") {
+            c.args(["--local", "100,10", "--mode", "exact"]);
+        }
         let o = c.args(["--", "/bin/true"]).output().expect("runs");
         assert_eq!(o.status.code(), Some(1), "{args:?}");
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains(needle), "{args:?}: {err}");
     }
+    // The exact mode runs a command; it cannot attach.
+    let o = moat()
+        .args(["cxlsim", "--local", "100,10", "--mode", "exact", "-p", "1"])
+        .output()
+        .expect("runs");
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--mode exact runs a command"), "{err}");
     // An object that is no policy (no `cxl_placed` map) is refused before anything runs.
     let counter = workspace().join("examples/c/counter.o");
     let o = moat()
