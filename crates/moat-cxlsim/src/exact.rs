@@ -16,8 +16,8 @@
 //! access to a block allocated just before is tiered. Frees become visible at the next placement
 //! or at the caller's periodic refresh ([`Exact::set_placement`]).
 //!
-//! Misses are latency-bound unless they continue a stream: a miss to the line just above one of
-//! the tier's last few misses is bandwidth-bound (prefetchers would have covered it), its 64 bytes
+//! Misses are latency-bound unless they continue a stream: a miss to the line just above or below
+//! one of the tier's last few misses is bandwidth-bound (prefetchers would have covered it), its 64 bytes
 //! costing their transfer time at the local bandwidth; the links then stretch it as in sampling
 //! mode. A latency-bound miss waits one local miss latency on local DRAM and `extra` more on CXL.
 
@@ -247,7 +247,7 @@ impl Exact {
             return;
         };
         self.counts.cxl_misses += 1;
-        if recent.contains(&line.wrapping_sub(1)) {
+        if recent.contains(&line.wrapping_sub(1)) || recent.contains(&line.wrapping_add(1)) {
             let bytes = self.cache.geometry().line;
             wait.stream += 1;
             wait.stream_bytes += bytes;
@@ -417,6 +417,13 @@ mod tests {
         assert_eq!(epoch.tiers[0].latency, 2);
         assert_eq!(epoch.tiers[0].stream, 2 * 4095);
         assert_eq!(e.sites().get(&0x77), Some(&(2 * 4096)));
+        // Downwards, interleaved with random misses (a shuffle's two hands): still a stream.
+        for i in (0..1000u64).rev() {
+            e.access(0x100_0000 + 0x8_0000 + i * 64, 8);
+            e.access(0x100_0000 + 0x10_0000 + ((i * 7919) % 1000) * 4096, 8);
+        }
+        let epoch = e.end_epoch();
+        assert_eq!(epoch.tiers[0].stream, 999, "{epoch:?}");
     }
 
     #[test]
