@@ -536,7 +536,7 @@ fn exact(
             geometry.line
         );
     }
-    let native = crate::cxlsim_exact::native_time(&args.command)?;
+    let native = crate::cxlsim_exact::native_time(options, &args.command)?;
     // What the `valgrind` launcher would set for its tool (see `cxlsim_exact` for why the tool
     // runs without it). No other thread runs yet.
     std::env::set_var("VALGRIND_LIB", &lib);
@@ -586,17 +586,25 @@ fn exact(
     if progress {
         eprint!("\r\x1b[K");
     }
-    let outcome = outcome?;
+    let mut outcome = outcome?;
     if outcome.counts.accesses == 0 {
         return Err(anyhow!(
             "valgrind traced no accesses; its messages:\n{}",
             outcome.messages.join("\n")
         ));
     }
+    // Overlapped misses expose a fraction of the extra latency each (see `Counts::parallelism`).
+    let parallelism = outcome.counts.parallelism(calibration.latency, native);
+    let period = Duration::from_secs_f64(calibration.latency.as_secs_f64() / parallelism);
+    for row in &mut outcome.rows {
+        row.epoch.delay =
+            moat_cxlsim::model::delay(&topology, &calibration, period, &row.epoch.tiers);
+    }
     let info = ExactInfo {
         geometry,
         counts: outcome.counts,
         native,
+        parallelism,
     };
     let report = Report {
         compare,
@@ -609,7 +617,7 @@ fn exact(
         mappings: &outcome.mappings,
         wall,
         inject: false,
-        period: calibration.latency,
+        period,
         exact: Some(&info),
     };
     report.emit(&outcome.rows)?;
@@ -622,6 +630,8 @@ struct ExactInfo {
     counts: moat_cxlsim::exact::Counts,
     /// The command's native run time: the baseline of the slowdown.
     native: Duration,
+    /// The memory-level parallelism of its latency-bound misses.
+    parallelism: f64,
 }
 
 type EpochOutcome = (Vec<Row>, Simulator, Vec<Mapping>, Option<String>);
@@ -894,7 +904,7 @@ impl Report<'_> {
             let g = e.geometry;
             writeln!(
                 out,
-                "exact: {} accesses through a {} KiB {}-way LLC ({}-byte lines): {} misses local, {} CXL ({} latency-bound, {} streaming); {:.3} s under valgrind",
+                "exact: {} accesses through a {} KiB {}-way LLC ({}-byte lines): {} misses local, {} CXL ({} latency-bound, {} streaming; memory-level parallelism {:.1}); {:.3} s under valgrind",
                 e.counts.accesses,
                 g.size >> 10,
                 g.ways,
@@ -903,6 +913,7 @@ impl Report<'_> {
                 e.counts.cxl_misses,
                 t.latency,
                 t.stream,
+                e.parallelism,
                 secs(self.wall)
             )?;
         } else {
@@ -993,6 +1004,7 @@ impl Report<'_> {
                 "cxl_misses": e.counts.cxl_misses,
                 "cxl_latency_misses": t.latency,
                 "cxl_stream_misses": t.stream,
+                "parallelism": e.parallelism,
                 "valgrind_ns": ns(self.wall),
             })
         });

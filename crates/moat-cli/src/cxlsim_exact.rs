@@ -19,11 +19,15 @@
 //! (which brings frees in).
 //!
 //! The predicted slowdown needs the program's native run time: the command is first run once
-//! natively (its output discarded), then under valgrind.
+//! natively with the agent and policy (its output discarded), then under valgrind. Latency-bound
+//! misses the native run time cannot have waited for one by one overlapped: each exposes the
+//! tier's extra latency divided by that parallelism
+//! ([`Counts::parallelism`](moat_cxlsim::exact::Counts::parallelism)).
 
 use crate::cxlsim::{Row, PLACED_MAP};
 use anyhow::{anyhow, Context, Result};
 use moat::SharedMap;
+use moat_agent::control::{launch_spawned, Options};
 use moat_cxlsim::cache::{Cache, Geometry};
 use moat_cxlsim::exact::{Counts, Exact, PlacementSource};
 use moat_cxlsim::model::Calibration;
@@ -286,21 +290,26 @@ pub fn follow(
     })
 }
 
-/// The command's native run time (output discarded).
-pub fn native_time(command: &[OsString]) -> Result<Duration> {
-    let (program, args) = command.split_first().ok_or_else(|| anyhow!("no command"))?;
+/// The command's native run time with the agent and policy (as the traced run has them, and as
+/// the sampling mode's baseline has them); its standard output is discarded.
+pub fn native_time(options: &Options, command: &[OsString]) -> Result<Duration> {
+    let options = Options {
+        capture: true,
+        ..options.clone()
+    };
     let start = Instant::now();
-    let status = std::process::Command::new(program)
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .with_context(|| format!("running {} natively", program.to_string_lossy()))?;
+    let (status, _) = launch_spawned(
+        &options,
+        command,
+        &mut std::io::sink(),
+        &mut |_| {},
+        &mut |_| {},
+    )
+    .map_err(|e| anyhow!("running the command natively: {e}"))?;
     let t = start.elapsed();
     if !status.success() {
         return Err(anyhow!(
-            "{} failed natively ({status}); the exact mode predicts a run that succeeds",
-            program.to_string_lossy()
+            "the command failed natively ({status}); the exact mode predicts a run that succeeds"
         ));
     }
     Ok(t)

@@ -107,14 +107,45 @@ pub struct Counts {
     pub accesses: u64,
     /// LLC misses to local DRAM.
     pub local_misses: u64,
+    /// Of them, continuing a sequential stream.
+    pub local_stream_misses: u64,
     /// LLC misses to CXL tiers (all tiers).
     pub cxl_misses: u64,
+    /// Of them, continuing a sequential stream.
+    pub cxl_stream_misses: u64,
     /// Trace lines that were neither accesses nor valgrind's messages.
     pub unparsed: u64,
 }
 
 /// How many recent miss lines per tier a stream may continue.
 const STREAMS: usize = 4;
+
+/// Whether a miss to `line` continues a stream of `recent` misses (the line just above or below
+/// one of them); `line` joins them.
+fn streams(recent: &mut [u64; STREAMS], line: u64) -> bool {
+    let continues =
+        recent.contains(&line.wrapping_sub(1)) || recent.contains(&line.wrapping_add(1));
+    recent.rotate_right(1);
+    recent[0] = line;
+    continues
+}
+
+impl Counts {
+    /// Latency-bound misses, local and CXL.
+    pub fn latency_misses(&self) -> u64 {
+        (self.local_misses - self.local_stream_misses) + (self.cxl_misses - self.cxl_stream_misses)
+    }
+
+    /// The memory-level parallelism the run's latency-bound misses must have had to fit in its
+    /// native run time: `max(1, misses × local miss latency / native)`. Misses one after another
+    /// (a pointer chase) give 1; independent misses that the core overlapped (random loads) more,
+    /// and each then exposes only `extra / parallelism` of a CXL tier's extra latency — the
+    /// assumption the sampling mode makes by scaling measured waits.
+    pub fn parallelism(&self, local: Duration, native: Duration) -> f64 {
+        let waited = self.latency_misses() as f64 * local.as_secs_f64();
+        (waited / native.as_secs_f64().max(1e-9)).max(1.0)
+    }
+}
 
 /// The exact mode's state.
 pub struct Exact {
@@ -124,6 +155,7 @@ pub struct Exact {
     placement: Placement,
     source: Box<dyn PlacementSource + Send>,
     recent: Vec<[u64; STREAMS]>,
+    local_recent: [u64; STREAMS],
     sites: HashMap<u64, u64>,
     counts: Counts,
     current: Epoch,
@@ -157,6 +189,7 @@ impl Exact {
             placement: Placement::default(),
             source,
             recent: vec![[u64::MAX; STREAMS]; tiers],
+            local_recent: [u64::MAX; STREAMS],
             sites: HashMap::new(),
             counts: Counts::default(),
             current: Epoch {
@@ -169,7 +202,7 @@ impl Exact {
     }
 
     /// The period that makes [`model::delay`] read an epoch's miss counts: one latency-bound
-    /// miss waits one local miss latency.
+    /// miss waits one local miss latency (before [`Counts::parallelism`] divides it).
     pub fn period(&self) -> Duration {
         self.calibration.latency
     }
@@ -236,6 +269,9 @@ impl Exact {
         if tier == 0 {
             self.counts.local_misses += 1;
             self.current.local += 1;
+            if streams(&mut self.local_recent, line) {
+                self.counts.local_stream_misses += 1;
+            }
             return;
         }
         let t = tier as usize - 1;
@@ -247,16 +283,15 @@ impl Exact {
             return;
         };
         self.counts.cxl_misses += 1;
-        if recent.contains(&line.wrapping_sub(1)) || recent.contains(&line.wrapping_add(1)) {
+        if streams(recent, line) {
             let bytes = self.cache.geometry().line;
             wait.stream += 1;
             wait.stream_bytes += bytes;
             wait.stream_ns += (bytes as f64 / self.calibration.bandwidth.max(1.0) * 1e9) as u64;
+            self.counts.cxl_stream_misses += 1;
         } else {
             wait.latency += 1;
         }
-        recent.rotate_right(1);
-        recent[0] = line;
         if let Some(site) = site {
             *self.sites.entry(site).or_default() += 1;
         }
@@ -424,6 +459,23 @@ mod tests {
         }
         let epoch = e.end_epoch();
         assert_eq!(epoch.tiers[0].stream, 999, "{epoch:?}");
+    }
+
+    #[test]
+    fn parallelism_is_what_the_native_time_allows() {
+        let c = Counts {
+            local_misses: 1000,
+            local_stream_misses: 500,
+            cxl_misses: 1500,
+            cxl_stream_misses: 0,
+            ..Counts::default()
+        };
+        assert_eq!(c.latency_misses(), 2000);
+        // 2000 misses of 100 ns (200 µs) in 400 µs: one after another, with time to spare; in
+        // 2 µs: a hundred at a time.
+        let local = Duration::from_nanos(100);
+        assert_eq!(c.parallelism(local, Duration::from_micros(400)), 1.0);
+        assert!((c.parallelism(local, Duration::from_micros(2)) - 100.0).abs() < 1e-9);
     }
 
     #[test]
