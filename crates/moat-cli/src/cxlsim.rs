@@ -587,6 +587,12 @@ fn exact(
         eprint!("\r\x1b[K");
     }
     let mut outcome = outcome?;
+    if !outcome.shared_maps && !args.json {
+        eprintln!(
+            "moat cxlsim: warning: the policy's maps ({PLACED_MAP}) were not found in shared \
+             memory; nothing was placed on CXL"
+        );
+    }
     if outcome.counts.accesses == 0 {
         return Err(anyhow!(
             "valgrind traced no accesses; its messages:\n{}",

@@ -96,24 +96,28 @@ struct SharedPlacement {
     pid: i32,
     maps: Option<(SharedMap, SharedMap)>,
     looks: u64,
+    /// Look for the maps on every `every`th call until found.
+    every: u64,
     placed_bytes: u64,
 }
 
 impl SharedPlacement {
-    fn new(pid: i32) -> SharedPlacement {
+    fn new(pid: i32, every: u64) -> SharedPlacement {
         SharedPlacement {
             pid,
             maps: None,
             looks: 0,
+            every: every.max(1),
             placed_bytes: 0,
         }
     }
 
-    /// Opens the maps once the agent has made them (looked for on every 4096th call until then).
+    /// Opens the maps once the agent has made them (looked for on every `every`th call until
+    /// then).
     fn open(&mut self) -> Option<&(SharedMap, SharedMap)> {
         if self.maps.is_none() {
             self.looks += 1;
-            if self.looks % 4096 != 1 {
+            if !(self.looks - 1).is_multiple_of(self.every) {
                 return None;
             }
             let environ = std::fs::read(format!("/proc/{}/environ", self.pid)).ok()?;
@@ -177,6 +181,8 @@ pub struct Outcome {
     pub messages: Vec<String>,
     /// The program's executable mappings (for naming allocation sites).
     pub mappings: Vec<crate::symbolize::Mapping>,
+    /// Whether the policy's maps were found in shared memory (without them nothing is placed).
+    pub shared_maps: bool,
 }
 
 /// The command line of the traced run: the lackey tool on the command, its log to `port`.
@@ -227,9 +233,10 @@ pub fn follow(
         cache,
         topology,
         calibration,
-        Box::new(SharedPlacement::new(pid)),
+        // Asked on local misses: look for the maps on every 4096th until the agent made them.
+        Box::new(SharedPlacement::new(pid, 4096)),
     );
-    let mut periodic = SharedPlacement::new(pid);
+    let mut periodic = SharedPlacement::new(pid, 1);
     let start = Instant::now();
     let mut next = start + epoch_len;
     let mut rows = Vec::new();
@@ -287,6 +294,7 @@ pub fn follow(
         sites: exact.sites().clone(),
         messages: exact.messages().to_vec(),
         mappings,
+        shared_maps: periodic.maps.is_some(),
     })
 }
 
