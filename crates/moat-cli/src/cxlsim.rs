@@ -166,7 +166,8 @@ store of the program, in order, goes through an LLC model (--llc-size, --llc-way
 default this machine's LLC from sysfs) with LRU sets, and each miss to CXL-placed memory costs
 the tier's extra latency (or, continuing a sequential stream, its bytes' transfer over the links,
 as in sampling mode). Nothing is injected: the report predicts. Expect ~100x the native run time,
-plus a few seconds for the agent's start under valgrind; scale the workload down.
+plus a few seconds for the agent's start under valgrind; scale the workload down. valgrind does
+not follow exec: a launcher script (a pyenv shim) is traced, the program it execs is not.
 
 Topology file (one line per switch or device; each names its parent and the link to it):
   switch sw0  parent=root latency=70ns  bandwidth=64GB/s
