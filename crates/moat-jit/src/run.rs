@@ -693,6 +693,13 @@ pub(crate) fn run_fresh(
 /// How many programs' memory maps a thread keeps ready.
 const KEPT_MAPS: usize = 4;
 
+/// Regions each kept memory map holds without growing (a run's buffers, the program's static
+/// regions, helpers' temporary ones). Runs may start inside the allocator's lock (a probe on `mmap`,
+/// which `malloc` calls with its arena locked), so once a thread's run state exists a run neither
+/// allocates nor frees: a new program reuses the least recently used map's storage. Only a
+/// program with more regions than this grows it, once.
+const KEPT_MAP_REGIONS: usize = 32;
+
 /// What a thread keeps across the JIT runs it starts (outside confinement).
 struct RunCache {
     area: Box<RunArea>,
@@ -700,9 +707,13 @@ struct RunCache {
     owner: u64,
     /// Bytes below the stack top that may be non-zero; the rest of the stack is zero.
     dirty: u32,
-    /// Memory maps of the programs that ran last (most recent last): the program's `run_id`,
-    /// the number of buffer regions at the front, and the map with its static regions after them.
-    maps: Vec<(u64, usize, MemoryMap)>,
+    /// Memory maps of the programs that ran last: the program's `run_id` (0: none), the number
+    /// of buffer regions at the front, and the map with its static regions after them.
+    maps: [(u64, usize, MemoryMap); KEPT_MAPS],
+    /// When each map was last used (a count of runs), to reuse the least recent one.
+    used: [u64; KEPT_MAPS],
+    /// Runs so far, for `used`.
+    clock: u64,
 }
 
 impl RunCache {
@@ -713,7 +724,9 @@ impl RunCache {
             area: Box::new(RunArea::new()),
             owner: 0,
             dirty: 0,
-            maps: Vec::with_capacity(KEPT_MAPS),
+            maps: std::array::from_fn(|_| (0, 0, MemoryMap::with_capacity(KEPT_MAP_REGIONS))),
+            used: [0; KEPT_MAPS],
+            clock: 0,
         }
     }
 
@@ -757,8 +770,10 @@ impl RunCache {
     }
 
     /// The index in `maps` of the memory map of a run of `prog` on `buffers`: a kept one with
-    /// the buffers written in, or a new one.
+    /// the buffers written in, or the least recently used one refilled (never a new one: see
+    /// [`KEPT_MAP_REGIONS`]).
     fn map_for(&mut self, prog: &JitProgram, buffers: &mut [moat_exec::Buffer<'_>]) -> usize {
+        self.clock += 1;
         let kept = self
             .maps
             .iter()
@@ -772,10 +787,14 @@ impl RunCache {
                     unsafe { mem.set_raw(index, buffer_region(b)) };
                 }
             }
+            if let Some(u) = self.used.get_mut(i) {
+                *u = self.clock;
+            }
             return i;
         }
-        // Room for helpers' temporary regions (`with_region`) too.
-        let mut mem = MemoryMap::with_capacity(buffers.len() + prog.static_regions().len() + 4);
+        let i = (0..KEPT_MAPS).min_by_key(|&i| self.used[i]).unwrap_or(0);
+        let (id, n, mem) = &mut self.maps[i];
+        mem.truncate(0);
         for b in buffers.iter_mut() {
             // SAFETY: the buffer is mutably borrowed for this whole call, which outlives the run.
             unsafe { mem.add_raw(buffer_region(b)) };
@@ -788,11 +807,9 @@ impl RunCache {
         }
         // SAFETY: as for the static regions: the aliases' mappings are kept by the program.
         unsafe { mem.set_atomic_aliases(prog.atomic_aliases()) };
-        if self.maps.len() >= KEPT_MAPS {
-            self.maps.remove(0);
-        }
-        self.maps.push((prog.run_id(), buffers.len(), mem));
-        self.maps.len() - 1
+        (*id, *n) = (prog.run_id(), buffers.len());
+        self.used[i] = self.clock;
+        i
     }
 
     /// After a run of `prog` with `buffers` buffer regions on the map at `index`: drops what
@@ -808,8 +825,10 @@ impl RunCache {
         // another (a ring buffer reservation), which the next run must not inherit.
         if mem.regions().get(buffers..end) == Some(statics) {
             mem.truncate(end);
-        } else {
-            self.maps.remove(index);
+        } else if let Some((id, _, mem)) = self.maps.get_mut(index) {
+            // Not kept for the program, but its storage is (no free inside a probe).
+            mem.truncate(0);
+            *id = 0;
         }
     }
 }
