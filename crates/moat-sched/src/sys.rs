@@ -13,7 +13,7 @@
 //! *injects a call*: it writes the interrupted instruction pointer 144 bytes below the interrupted
 //! stack pointer (below the 128-byte red zone, which leaf code may be using) and resumes the thread
 //! at the trampoline with the stack pointer there. The trampoline saves the flags, every general
-//! register and the whole extended state (`xsave`: x87, SSE, AVX, AVX-512), clears the direction
+//! register and the whole extended state (`xsave`: x87, SSE, AVX, AVX-512, AMX), clears the direction
 //! flag, calls [`preempt_yield`] — an ordinary function call, outside the signal handler — which
 //! suspends the task's coroutine back to its worker. When the worker resumes the task, the
 //! trampoline restores everything and returns with `ret 136`: that pops the interrupted
@@ -26,8 +26,9 @@ use std::sync::atomic::{compiler_fence, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 /// Bytes of the trampoline's extended-state area (64-byte aligned). Enough for everything up to
-/// AVX-512 (2 696 bytes); [`signal_support`] refuses CPUs whose state is larger (AMX).
-const XSAVE_AREA: u64 = 4096;
+/// AMX (AVX-512 takes 2 696 bytes; with AMX's tile data, 11 008 on Sapphire Rapids, which these
+/// machines can be); [`signal_support`] refuses CPUs whose state is larger.
+const XSAVE_AREA: u64 = 12 * 1024;
 /// Bytes below the interrupted stack pointer where the handler puts the return address.
 const FRAME: u64 = 144;
 /// Stack the preemption path needs below the interrupted stack pointer: the frame, the saved
