@@ -178,7 +178,26 @@ fn shared_memory_is_removed_when_the_tool_exits() {
     let before: Vec<_> = shm_dirs();
     let _ = load(&["funclatency", "-p", &pid, "c:nanosleep", "-d", "1"], 30);
     let after: Vec<_> = shm_dirs();
-    let new: Vec<_> = after.iter().filter(|d| !before.contains(d)).collect();
+    // Tests run in parallel: a directory whose tool still runs belongs to another test; one whose
+    // tool has exited was left behind.
+    let exited = |d: &String| {
+        d.rsplit('-')
+            .next()
+            .is_some_and(|pid| !std::path::Path::new("/proc").join(pid).exists())
+    };
+    let mut new: Vec<String> = after
+        .into_iter()
+        .filter(|d| !before.contains(d) && exited(d))
+        .collect();
+    // A directory whose tool exited an instant ago may still be on its way out.
+    for _ in 0..20 {
+        if new.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let now = shm_dirs();
+        new.retain(|d| now.contains(d));
+    }
     assert!(new.is_empty(), "left behind: {new:?}");
 }
 
