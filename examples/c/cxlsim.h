@@ -119,16 +119,18 @@ static __always_inline int cxlsim_exit(__u32 slot, __u64 address)
 	a.cxl_bytes = cxlsim_total(1);
 	tier = choose_tier(&a);
 	i = (tier & 0xff) ? 1 : 0;
+	if (i) {
+		placed.size = a.size;
+		placed.site = a.site;
+		placed.tier = tier & 0xff;
+		placed.flags = (tier & 0x100) ? 1 : 0;
+		bpf_map_update_elem(&cxl_placed, &address, &placed, BPF_ANY);
+	}
+	/* The total moves after the range is in the map: a reader that sees the new total
+	 * (moat cxlsim --mode exact asks on every miss) then finds the range too. */
 	total = bpf_map_lookup_elem(&cxl_totals, &i);
 	if (total)
 		__sync_fetch_and_add(total, a.size);
-	if (!(tier & 0xff))
-		return 0;
-	placed.size = a.size;
-	placed.site = a.site;
-	placed.tier = tier & 0xff;
-	placed.flags = (tier & 0x100) ? 1 : 0;
-	bpf_map_update_elem(&cxl_placed, &address, &placed, BPF_ANY);
 	return 0;
 }
 
