@@ -11,7 +11,7 @@
 //! under valgrind with it), so when this side reads access `n` the program has already executed
 //! it — the program is never behind its own trace. A placement made before access `n` is
 //! therefore in the policy's shared map when access `n` is classified. The caller's
-//! [`PlacementSource`] is asked on every miss that classifies as local whether the policy placed
+//! [`PlacementSource`] is asked on every miss whether the policy placed
 //! anything since the last look (a cheap counter read) and, if so, for the new placement: an
 //! access to a block allocated just before is tiered. Frees become visible at the next placement
 //! or at the caller's periodic refresh ([`Exact::set_placement`]).
@@ -259,13 +259,13 @@ impl Exact {
     }
 
     fn miss(&mut self, address: u64, line: u64) {
-        let (mut tier, mut site) = self.placement.classify(address);
-        if tier == 0 {
-            if let Some(p) = self.source.changed() {
-                self.placement = p;
-                (tier, site) = self.placement.classify(address);
-            }
+        // Every miss asks whether the policy placed anything since (a counter read): a block
+        // allocated just before this access is tiered, and a block placed inside a range already
+        // known (a `malloc` inside the `mmap` that holds it) names its own site.
+        if let Some(p) = self.source.changed() {
+            self.placement = p;
         }
+        let (tier, site) = self.placement.classify(address);
         if tier == 0 {
             self.counts.local_misses += 1;
             self.current.local += 1;

@@ -106,19 +106,28 @@ impl Placement {
 
     /// The tier of `address` (0: local DRAM) and, on a CXL tier, the allocation's call site.
     pub fn classify(&self, address: u64) -> (u32, Option<u64>) {
-        let Some((&start, p)) = self.ranges.range(..=address).next_back() else {
+        // The innermost range holding the address: the nearest start at or below it, or, past
+        // that range's end, an enclosing one (a `malloc`'d block inside the `mmap` that holds
+        // it). Nesting is shallow, so a few ranges back suffice.
+        let Some((start, p)) = self
+            .ranges
+            .range(..=address)
+            .rev()
+            .take(NESTING)
+            .find(|(&start, p)| address - start < p.size)
+        else {
             return (0, None);
         };
         let off = address - start;
-        if off >= p.size {
-            return (0, None);
-        }
         if p.flags & INTERLEAVE != 0 && (off / PAGE) % 2 == 1 {
             return (0, None);
         }
         (p.tier, Some(p.site))
     }
 }
+
+/// How many ranges below an address [`Placement::classify`] looks at for one that holds it.
+const NESTING: usize = 8;
 
 #[cfg(test)]
 mod tests {
@@ -174,6 +183,11 @@ mod tests {
             p.classify(0x10010),
             (2, Some(0xcc)),
             "the inner range names the site"
+        );
+        assert_eq!(
+            p.classify(0x10010 + 2 * PAGE),
+            (2, Some(0xbb)),
+            "past the inner range, the enclosing one holds the address"
         );
     }
 }
