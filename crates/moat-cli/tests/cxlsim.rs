@@ -344,13 +344,28 @@ fn attaching_places_existing_memory_with_existing() {
     if !can_sample() {
         return;
     }
-    // A chase long enough to attach to after its 64 MiB array exists.
+    // A chase that outlives both attaches however loaded the machine (it is killed below),
+    // attached to once its 64 MiB array exists: the policy must not see the allocation.
     let mut child = Command::new(&bench)
-        .args(["chase", "64", "40000000"])
+        .args(["chase", "64", "2000000000"])
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("membench starts");
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let statm = format!("/proc/{}/statm", child.id());
+    let resident = || {
+        std::fs::read_to_string(&statm)
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .map_or(0, |pages| pages * 4096)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while resident() < 64 << 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "membench did not fill its array in 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let pid = child.id().to_string();
     let run = |existing: bool| {
         let mut c = moat();
