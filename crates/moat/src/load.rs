@@ -72,8 +72,27 @@ pub(crate) struct ProgramTable {
     programs: RwLock<Vec<TableEntry>>,
 }
 
-/// A program of the table and the identities of its maps.
-type TableEntry = (Weak<dyn ProgramRunner>, Vec<usize>);
+/// A program of the table, the identities of its maps and its context.
+type TableEntry = (Weak<dyn ProgramRunner>, Vec<usize>, TailClass);
+
+/// What a program's runs guarantee of their context, and what a tail-call target needs: the
+/// kernel's rule (a `prog_array` holds programs of one type) plus, for buffer programs, the input
+/// size each was verified for. A target runs on its caller's context with the accesses its
+/// verification proved unchecked, so it must need no more than every run of the caller has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TailClass {
+    /// The program type.
+    pub(crate) prog_type: ProgType,
+    /// Bytes of input every run has (buffer programs verified for a size; 0 otherwise).
+    pub(crate) input_bytes: u64,
+}
+
+impl TailClass {
+    /// Whether a program of class `self` may run on the context of a caller of class `caller`.
+    fn fits(self, caller: TailClass) -> bool {
+        self.prog_type == caller.prog_type && self.input_bytes <= caller.input_bytes
+    }
+}
 
 impl std::fmt::Debug for ProgramTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -85,28 +104,54 @@ impl std::fmt::Debug for ProgramTable {
 }
 
 impl ProgramTable {
-    fn add(&self, prog: &Arc<dyn ProgramRunner>, maps: &MapTable) -> u32 {
+    fn add(&self, prog: &Arc<dyn ProgramRunner>, maps: &MapTable, class: TailClass) -> u32 {
         let mut programs = self.programs.write().unwrap_or_else(|e| e.into_inner());
-        programs.push((Arc::downgrade(prog), maphelpers::identities(maps.maps())));
+        programs.push((
+            Arc::downgrade(prog),
+            maphelpers::identities(maps.maps()),
+            class,
+        ));
         (programs.len() - 1) as u32
     }
 
-    /// Program `id` as a tail-call target of a program whose maps are `caller`: `Ok(None)` if there
-    /// is no such program, an error if it may reach a map the caller may not (another domain's).
+    /// Program `id` as a tail-call target of a program whose maps are `caller` and whose context
+    /// is of class `class`: `Ok(None)` if there is no such program, an error if it may reach a map
+    /// the caller may not (another domain's) or needs another context.
     pub(crate) fn get_within(
         &self,
         id: u32,
         caller: &[usize],
-    ) -> Result<Option<Arc<dyn ProgramRunner>>, ()> {
+        class: TailClass,
+    ) -> Result<Option<Arc<dyn ProgramRunner>>, TailRefusal> {
         let programs = self.programs.read().unwrap_or_else(|e| e.into_inner());
-        let Some((prog, maps)) = programs.get(id as usize) else {
+        let Some((prog, maps, target)) = programs.get(id as usize) else {
             return Ok(None);
         };
         if !maps.iter().all(|m| caller.contains(m)) {
-            return Err(());
+            return Err(TailRefusal::OtherDomain);
+        }
+        if !target.fits(class) {
+            return Err(TailRefusal::OtherContext {
+                target: *target,
+                caller: class,
+            });
         }
         Ok(prog.upgrade())
     }
+}
+
+/// Why a tail call may not go to a program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TailRefusal {
+    /// The target may reach a map the caller may not.
+    OtherDomain,
+    /// The target needs a context the caller's runs do not have.
+    OtherContext {
+        /// The target's class.
+        target: TailClass,
+        /// The caller's.
+        caller: TailClass,
+    },
 }
 
 impl Runtime {
@@ -156,11 +201,19 @@ impl Runtime {
         };
         let program_maps = pooled::program_maps(maps, bytes)?;
         let table = Arc::new(MapTable::new(program_maps.clone()));
+        let verified_size = match (prog_type, &verified) {
+            (ProgType::Buffer, Some(_)) => self.buffer_size,
+            _ => None,
+        };
+        let class = TailClass {
+            prog_type,
+            input_bytes: verified_size.unwrap_or(0),
+        };
         let mut registry = self.helpers.clone();
         maphelpers::register(
             &mut registry,
             &table,
-            Arc::downgrade(&self.programs),
+            (Arc::downgrade(&self.programs), class),
             &self.stacks,
         );
         let mut linked = Linked::new(&program, &registry, &*table)?;
@@ -206,11 +259,7 @@ impl Runtime {
             verified.as_ref(),
             domain.as_ref(),
         )?;
-        let id = self.programs.add(&exec.runner(), &table);
-        let verified_size = match (prog_type, &verified) {
-            (ProgType::Buffer, Some(_)) => self.buffer_size,
-            _ => None,
-        };
+        let id = self.programs.add(&exec.runner(), &table, class);
         let time_budget = self.time_budget.clone().filter(|_| exec.runner_is_jit());
         Ok(LoadedProgram {
             program,
@@ -254,12 +303,17 @@ impl Runtime {
         if self.engine == Engine::Jit {
             use moat_jit::{Confinement, ProvenAccesses, ProvenMemory};
             // Accesses count as proven only where the verified memory cannot shrink at run time:
-            // packet programs (packet bounds are checked against `data_end` in the program itself)
-            // and buffer programs, whose runs refuse inputs shorter than the size they were verified
-            // for. A verified program terminates on every path (the verifier explored them all), so
-            // its code counts no budget, like the kernel's; unverified programs keep the budget.
+            // packet programs (packet bounds are checked against `data_end` in the program itself),
+            // buffer programs, whose runs refuse inputs shorter than the size they were verified
+            // for, and tracing programs, whose runs refuse contexts shorter than the `pt_regs`
+            // they were verified for (`LoadedProgram::run_guarded`). A verified program terminates
+            // on every path (the verifier explored them all), so its code counts no budget, like
+            // the kernel's; unverified programs keep the budget.
             let mut proofs = match verified {
-                Some(v) if prog_type.is_packet() || prog_type == ProgType::Buffer => {
+                Some(v)
+                    if prog_type.is_packet()
+                        || matches!(prog_type, ProgType::Buffer | ProgType::Tracing) =>
+                {
                     v.proven_accesses()
                 }
                 Some(v) => v.proven_accesses().without_accesses(),

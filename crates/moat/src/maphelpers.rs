@@ -8,6 +8,7 @@
 //! program's runs may access ([`moat_exec::Linked::add_static_region`]).
 
 use crate::helpers::{current_cpu, neg_errno, register as register_helper, E2BIG, EINVAL};
+use crate::load::{TailClass, TailRefusal};
 use crate::stacks::StackSource;
 use crate::ProgramTable;
 use moat_abi::HelperId as H;
@@ -220,11 +221,12 @@ extern "sysv64" fn lookup_direct(map: u64, key: u64) -> u64 {
 }
 
 /// Registers the map helpers of a program whose maps are `table`; `programs` resolves tail-call
-/// targets; `stacks` gives `bpf_get_stackid` and `bpf_get_stack` their stacks.
+/// targets, which must fit the program's context class; `stacks` gives `bpf_get_stackid` and
+/// `bpf_get_stack` their stacks.
 pub(crate) fn register(
     registry: &mut HelperRegistry,
     table: &Arc<MapTable>,
-    programs: Weak<ProgramTable>,
+    (programs, class): (Weak<ProgramTable>, TailClass),
     stacks: &Arc<dyn StackSource>,
 ) {
     crate::pooled::register(registry, table.maps());
@@ -339,16 +341,30 @@ pub(crate) fn register(
         let map = t.of_type(2, a[1], &[MapType::ProgArray], H::TailCall)?;
         let index = u32::try_from(a[2]).unwrap_or(u32::MAX);
         // A tail call runs the target with the caller's memory, so it may only reach a program whose
-        // maps are all the caller's too: never a program of another object (another domain).
+        // maps are all the caller's too (never a program of another object, another domain), and
+        // on the caller's context, so only a program of the caller's type that needs no more of it.
         let target = match map.get_prog(index).map(|prog| {
             let table = programs.upgrade();
-            (prog, table.map(|p| p.get_within(prog, &own)))
+            (prog, table.map(|p| p.get_within(prog, &own, class)))
         }) {
             Some((_, Some(Ok(Some(target))))) => target,
-            Some((prog, Some(Err(())))) => {
+            Some((prog, Some(Err(TailRefusal::OtherDomain)))) => {
                 return Err(HelperError::BadArgument {
                     arg: 3,
                     reason: format!("program {prog} belongs to another domain"),
+                })
+            }
+            Some((prog, Some(Err(TailRefusal::OtherContext { target, caller })))) => {
+                return Err(HelperError::BadArgument {
+                    arg: 3,
+                    reason: format!(
+                        "program {prog} is a {:?} program{}, the caller a {:?} program{}: a \
+                         tail call runs its target on the caller's context",
+                        target.prog_type,
+                        verified_for(target.input_bytes),
+                        caller.prog_type,
+                        verified_for(caller.input_bytes),
+                    ),
                 })
             }
             _ => return Ok(neg_errno(moat_maps::errno::ENOENT)),
@@ -421,4 +437,13 @@ pub(crate) fn register(
         }
         Ok(0)
     });
+}
+
+/// How a tail-call refusal names a buffer program's verified input size.
+fn verified_for(bytes: u64) -> String {
+    if bytes == 0 {
+        String::new()
+    } else {
+        format!(" verified for {bytes}-byte inputs")
+    }
 }

@@ -510,7 +510,16 @@ impl Runtime {
     pub(crate) fn implemented_helpers(&self) -> moat_exec::HelperRegistry {
         let mut registry = self.helpers.clone();
         let table = Arc::new(crate::MapTable::new(Vec::new()));
-        crate::maphelpers::register(&mut registry, &table, std::sync::Weak::new(), &self.stacks);
+        let class = crate::load::TailClass {
+            prog_type: crate::ProgType::Buffer,
+            input_bytes: 0,
+        };
+        crate::maphelpers::register(
+            &mut registry,
+            &table,
+            (std::sync::Weak::new(), class),
+            &self.stacks,
+        );
         registry
     }
 

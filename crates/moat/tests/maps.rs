@@ -185,3 +185,54 @@ fn tail_calls_go_through_a_prog_array() {
         "an empty slot falls through"
     );
 }
+
+#[test]
+fn tail_calls_go_only_to_programs_the_callers_context_fits() {
+    // A tail call runs its target on the caller's context, with the target's proven accesses
+    // unchecked where there is no isolation: a target of another type (a tracing program reading
+    // `pt_regs` from an XDP program's 24-byte `xdp_md`) is refused, as the kernel's prog_array
+    // keeps one program type.
+    for engine in [moat::Engine::Interp, moat::Engine::Jit] {
+        let mut rt = Runtime::new();
+        rt.set_engine(engine);
+        rt.set_isolation(moat::Isolation::None);
+        let progs = rt
+            .create_map(MapDef::new(MapType::ProgArray, 4, 4, 4))
+            .expect("prog array");
+        let load_as = |src: &str, ty: ProgType, maps: &[Arc<Map>]| {
+            let bytes = moat_isa::assemble_bytes(src).expect("assembles");
+            rt.load_with_maps(&bytes, ty, maps).expect("loads")
+        };
+        // Reads the last register of `pt_regs`: verified, so unchecked by the JIT.
+        let regs = load_as("ldxdw %r0, [%r1+160]\nexit", ProgType::Tracing, &[]);
+        let xdp = load_as("mov %r0, 3\nexit", ProgType::Xdp, &[]);
+        let call = "lddw %r2, map_idx(0)\nmov %r3, 0\ncall 12\nmov %r0, 7\nexit";
+        let from_xdp = load_as(call, ProgType::Xdp, std::slice::from_ref(&progs));
+        let from_tracing = load_as(call, ProgType::Tracing, std::slice::from_ref(&progs));
+        let set = |target: &moat::LoadedProgram| {
+            progs
+                .update(&0u32.to_ne_bytes(), &target.id().to_ne_bytes(), BPF_ANY)
+                .expect("set");
+        };
+        let mut packet = [0u8; 64];
+        let mut pt_regs = [0u8; 168];
+        pt_regs[160..].copy_from_slice(&5u64.to_le_bytes());
+        set(&xdp);
+        assert_eq!(from_xdp.run(&mut packet).expect("xdp to xdp"), 3);
+        set(&regs);
+        assert_eq!(from_tracing.run(&mut pt_regs).expect("tracing"), 5);
+        match from_xdp.run(&mut packet) {
+            Err(Error::Run(e)) => match &e.kind {
+                RunErrorKind::Helper {
+                    source: HelperError::BadArgument { arg: 3, reason },
+                    ..
+                } => assert!(
+                    reason.contains("Tracing program") && reason.contains("Xdp program"),
+                    "{engine:?}: {reason}"
+                ),
+                other => panic!("{engine:?}: {other:?}"),
+            },
+            other => panic!("{engine:?}: expected a refused tail call, got {other:?}"),
+        }
+    }
+}
