@@ -127,41 +127,65 @@ impl LddwResolver for MapTable {
     }
 }
 
-/// Bytes copied out of program memory (a key or a value): on the stack up to [`INLINE`] bytes,
-/// so that the map helpers of probes that run millions of times a second allocate nothing.
-enum Copied {
-    Inline([u8; INLINE], usize),
-    Heap(Vec<u8>),
+/// Room for bytes copied out of program memory (a key or a value): on the stack up to
+/// [`INLINE`] bytes, so that the map helpers of probes that run millions of times a second
+/// allocate nothing. The copy stays where it is made and is lent out as a slice: moving a
+/// buffer-sized result back through the helper's `?`s reloaded each freshly written key in
+/// 16-byte pieces, a store-forwarding stall per piece that was half an update's cost.
+struct Scratch {
+    inline: [u8; INLINE],
+    heap: Vec<u8>,
 }
 
 const INLINE: usize = 64;
 
-impl std::ops::Deref for Copied {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        match self {
-            Copied::Inline(b, n) => &b[..*n],
-            Copied::Heap(v) => v,
+impl Scratch {
+    fn new() -> Scratch {
+        Scratch {
+            inline: [0; INLINE],
+            heap: Vec::new(),
         }
     }
-}
 
-fn copy_of(ctx: &HelperCtx<'_>, arg: u8, addr: u64, len: u32) -> Result<Copied, HelperError> {
-    let len = len as usize;
-    if len <= INLINE {
-        let mut b = [0u8; INLINE];
-        ctx.read_into(arg, addr, &mut b[..len])?;
-        return Ok(Copied::Inline(b, len));
+    /// Copies `len` bytes at `addr` (argument `arg`) out of program memory.
+    fn copy(
+        &mut self,
+        ctx: &HelperCtx<'_>,
+        arg: u8,
+        addr: u64,
+        len: u32,
+    ) -> Result<&[u8], HelperError> {
+        let len = len as usize;
+        if len <= INLINE {
+            let out = &mut self.inline[..len];
+            ctx.read_into(arg, addr, out)?;
+            return Ok(out);
+        }
+        self.heap = ctx.read(arg, addr, len as u64)?;
+        Ok(&self.heap)
     }
-    ctx.read(arg, addr, len as u64).map(Copied::Heap)
-}
 
-fn key_of(ctx: &HelperCtx<'_>, map: &Map, arg: u8, addr: u64) -> Result<Copied, HelperError> {
-    copy_of(ctx, arg, addr, map.def().key_size)
-}
+    /// The key of `map` at `addr`.
+    fn key(
+        &mut self,
+        ctx: &HelperCtx<'_>,
+        map: &Map,
+        arg: u8,
+        addr: u64,
+    ) -> Result<&[u8], HelperError> {
+        self.copy(ctx, arg, addr, map.def().key_size)
+    }
 
-fn value_of(ctx: &HelperCtx<'_>, map: &Map, arg: u8, addr: u64) -> Result<Copied, HelperError> {
-    copy_of(ctx, arg, addr, map.def().value_size)
+    /// A value of `map` at `addr`.
+    fn value(
+        &mut self,
+        ctx: &HelperCtx<'_>,
+        map: &Map,
+        arg: u8,
+        addr: u64,
+    ) -> Result<&[u8], HelperError> {
+        self.copy(ctx, arg, addr, map.def().value_size)
+    }
 }
 
 fn status(result: Result<(), moat_maps::MapError>) -> u64 {
@@ -238,8 +262,9 @@ pub(crate) fn register(
     let t = table.clone();
     register_helper(registry, H::PerfEventOutput, move |ctx, a| {
         let map = t.of_type(2, a[1], &[MapType::PerfEventArray], H::PerfEventOutput)?;
-        let data = copy_of(ctx, 4, a[3], u32::try_from(a[4]).unwrap_or(u32::MAX))?;
-        Ok(status(map.perf_output(&data, a[2], current_cpu())))
+        let mut room = Scratch::new();
+        let data = room.copy(ctx, 4, a[3], u32::try_from(a[4]).unwrap_or(u32::MAX))?;
+        Ok(status(map.perf_output(data, a[2], current_cpu())))
     });
     let source = stacks.clone();
     register_helper(registry, H::GetStack, move |ctx, a| {
@@ -248,9 +273,10 @@ pub(crate) fn register(
     let t = table.clone();
     register_helper(registry, H::MapLookupElem, move |ctx, a| {
         let map = t.of_type(1, a[0], KEYED, H::MapLookupElem)?;
-        let key = key_of(ctx, map, 2, a[1])?;
+        let mut room = Scratch::new();
+        let key = room.key(ctx, map, 2, a[1])?;
         Ok(map
-            .lookup_ptr(&key, cpu_of(map))
+            .lookup_ptr(key, cpu_of(map))
             .map_or(0, |p| p.as_ptr() as u64))
     });
     let t = table.clone();
@@ -260,21 +286,24 @@ pub(crate) fn register(
     let t = table.clone();
     register_helper(registry, H::MapUpdateElem, move |ctx, a| {
         let map = t.of_type(1, a[0], KEYED, H::MapUpdateElem)?;
-        let key = key_of(ctx, map, 2, a[1])?;
-        let value = value_of(ctx, map, 3, a[2])?;
-        Ok(status(map.update_on_cpu(&key, &value, a[3], cpu_of(map))))
+        let (mut key_room, mut value_room) = (Scratch::new(), Scratch::new());
+        let key = key_room.key(ctx, map, 2, a[1])?;
+        let value = value_room.value(ctx, map, 3, a[2])?;
+        Ok(status(map.update_on_cpu(key, value, a[3], cpu_of(map))))
     });
     let t = table.clone();
     register_helper(registry, H::MapDeleteElem, move |ctx, a| {
         let map = t.of_type(1, a[0], KEYED, H::MapDeleteElem)?;
-        let key = key_of(ctx, map, 2, a[1])?;
-        Ok(status(map.delete(&key)))
+        let mut room = Scratch::new();
+        let key = room.key(ctx, map, 2, a[1])?;
+        Ok(status(map.delete(key)))
     });
     let t = table.clone();
     register_helper(registry, H::MapPushElem, move |ctx, a| {
         let map = t.of_type(1, a[0], QUEUES, H::MapPushElem)?;
-        let value = value_of(ctx, map, 2, a[1])?;
-        Ok(status(map.push(&value, a[2])))
+        let mut room = Scratch::new();
+        let value = room.value(ctx, map, 2, a[1])?;
+        Ok(status(map.push(value, a[2])))
     });
     for (helper, pop) in [(H::MapPopElem, true), (H::MapPeekElem, false)] {
         let t = table.clone();
