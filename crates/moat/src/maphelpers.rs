@@ -164,28 +164,6 @@ impl Scratch {
         self.heap = ctx.read(arg, addr, len as u64)?;
         Ok(&self.heap)
     }
-
-    /// The key of `map` at `addr`.
-    fn key(
-        &mut self,
-        ctx: &HelperCtx<'_>,
-        map: &Map,
-        arg: u8,
-        addr: u64,
-    ) -> Result<&[u8], HelperError> {
-        self.copy(ctx, arg, addr, map.def().key_size)
-    }
-
-    /// A value of `map` at `addr`.
-    fn value(
-        &mut self,
-        ctx: &HelperCtx<'_>,
-        map: &Map,
-        arg: u8,
-        addr: u64,
-    ) -> Result<&[u8], HelperError> {
-        self.copy(ctx, arg, addr, map.def().value_size)
-    }
 }
 
 fn status(result: Result<(), moat_maps::MapError>) -> u64 {
@@ -274,7 +252,7 @@ pub(crate) fn register(
     register_helper(registry, H::MapLookupElem, move |ctx, a| {
         let map = t.of_type(1, a[0], KEYED, H::MapLookupElem)?;
         let mut room = Scratch::new();
-        let key = room.key(ctx, map, 2, a[1])?;
+        let key = room.copy(ctx, 2, a[1], map.def().key_size)?;
         Ok(map
             .lookup_ptr(key, cpu_of(map))
             .map_or(0, |p| p.as_ptr() as u64))
@@ -287,22 +265,22 @@ pub(crate) fn register(
     register_helper(registry, H::MapUpdateElem, move |ctx, a| {
         let map = t.of_type(1, a[0], KEYED, H::MapUpdateElem)?;
         let (mut key_room, mut value_room) = (Scratch::new(), Scratch::new());
-        let key = key_room.key(ctx, map, 2, a[1])?;
-        let value = value_room.value(ctx, map, 3, a[2])?;
+        let key = key_room.copy(ctx, 2, a[1], map.def().key_size)?;
+        let value = value_room.copy(ctx, 3, a[2], map.def().value_size)?;
         Ok(status(map.update_on_cpu(key, value, a[3], cpu_of(map))))
     });
     let t = table.clone();
     register_helper(registry, H::MapDeleteElem, move |ctx, a| {
         let map = t.of_type(1, a[0], KEYED, H::MapDeleteElem)?;
         let mut room = Scratch::new();
-        let key = room.key(ctx, map, 2, a[1])?;
+        let key = room.copy(ctx, 2, a[1], map.def().key_size)?;
         Ok(status(map.delete(key)))
     });
     let t = table.clone();
     register_helper(registry, H::MapPushElem, move |ctx, a| {
         let map = t.of_type(1, a[0], QUEUES, H::MapPushElem)?;
         let mut room = Scratch::new();
-        let value = room.value(ctx, map, 2, a[1])?;
+        let value = room.copy(ctx, 2, a[1], map.def().value_size)?;
         Ok(status(map.push(value, a[2])))
     });
     for (helper, pop) in [(H::MapPopElem, true), (H::MapPeekElem, false)] {
