@@ -9,15 +9,14 @@
 //! run here when it is missing); skips saying so. It takes ~a minute, most of it the agent's start
 //! under valgrind.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::PathBuf;
 use std::process::{Command, Output};
+use support::workspace;
 
 fn moat() -> Command {
     Command::new(env!("CARGO_BIN_EXE_moat"))
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// membench, built once per test process.
@@ -152,32 +151,9 @@ fn a_chase_on_cxl_slows_by_the_extra_latency_and_local_memory_by_nothing() {
     assert_eq!(local["injected_ns"].as_u64(), Some(0), "{local}");
 }
 
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 /// valgrind and a C compiler, installed when missing; `Err` says why they cannot be.
 fn exact_tools() -> Result<(), String> {
-    if have("cc") && have("valgrind") {
-        return Ok(());
-    }
-    let script = workspace().join("scripts/cxlsim-deps.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .output()
-        .map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{} failed: {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
+    support::ensure_tools(&["cc", "valgrind"], "cxlsim-deps.sh")
 }
 
 #[test]

@@ -6,8 +6,11 @@
 //! `scripts/memleak-deps.sh`, run here when one is missing.
 
 use std::collections::BTreeMap;
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use support::workspace;
 
 const MOAT: &str = env!("CARGO_BIN_EXE_moat");
 
@@ -25,36 +28,9 @@ fn expected() -> BTreeMap<String, (u64, u64)> {
     .collect()
 }
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 /// The tools, installed when missing; `Err` says why they cannot be.
 fn tools() -> Result<(), String> {
-    if have("cc") && have("valgrind") && have("heaptrack_print") {
-        return Ok(());
-    }
-    let script = workspace().join("scripts/memleak-deps.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .output()
-        .map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{} failed: {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
+    support::ensure_tools(&["cc", "valgrind", "heaptrack_print"], "memleak-deps.sh")
 }
 
 /// `leaky`, built with frame pointers into a fresh directory named after `tag`.
