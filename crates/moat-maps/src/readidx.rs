@@ -123,6 +123,10 @@ impl ReadIndex {
         if key.len().div_ceil(8) != self.words {
             return None;
         }
+        // Keys of one word (`u32`, `u64`: most maps' keys) skip the word buffer.
+        if self.words == 1 {
+            return self.find_words(hash, &[word(key)]);
+        }
         let mut inline = [0u64; INLINE_WORDS];
         let mut heap = Vec::new();
         let words: &mut [u64] = if self.words <= INLINE_WORDS {
