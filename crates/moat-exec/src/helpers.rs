@@ -250,13 +250,13 @@ pub struct Helper {
     pub direct: Option<Arc<DirectFn>>,
 }
 
-/// A helper call that generated code makes without the helper context: `func(data, r2)` returns
-/// `r0`. Made by a helper's [`DirectFn`] for one call site; nothing checks its arguments at run
-/// time, so it exists only where the verifier proved what the helper would check.
+/// A helper call that generated code makes without the helper context: `func(data, r2, r3, r4,
+/// r5)` returns `r0`. Made by a helper's [`DirectFn`] for one call site; nothing checks its
+/// arguments at run time, so it exists only where the verifier proved what the helper would check.
 #[derive(Clone)]
 pub struct DirectCall {
     /// The function called (it must not unwind).
-    pub func: extern "sysv64" fn(u64, u64) -> u64,
+    pub func: extern "sysv64" fn(u64, u64, u64, u64, u64) -> u64,
     /// Its first argument.
     pub data: u64,
     /// Keeps what `data` refers to alive as long as the code that calls `func`.

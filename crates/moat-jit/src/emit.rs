@@ -602,8 +602,8 @@ impl Emitter<'_> {
                     .ok_or(LinkError::UnknownHelper { pc, id })?;
                 match self.direct_call(linked, pc, index) {
                     Some(call) => {
-                        // `r1` is the map the helper's direct form was made for and `r2` (the
-                        // key) stays in place as its second argument.
+                        // `r1` is the map the helper's direct form was made for; `r2`-`r5`
+                        // (key, value, flags) stay in place as its other arguments.
                         dynasm!(self.asm ; .arch x64 ; mov rdi, QWORD call.data as i64);
                         self.call_thunk(call.func as usize as u64, true);
                         self.keep.push(call.keep);

@@ -193,11 +193,26 @@ const QUEUES: &[MapType] = &[MapType::Queue, MapType::Stack];
 /// in place, with none of the helper's checks (map handle and type, key in the program's memory)
 /// and no copy of the key. Only for maps whose elements are not per CPU.
 fn direct_lookup(map: &Arc<Map>) -> Option<DirectCall> {
+    direct(map, lookup_direct)
+}
+
+/// `bpf_map_update_elem`'s direct form on `map`, as [`direct_lookup`]: the verifier proved the key
+/// (`r2`) and the value (`r3`) to be `key_size` and `value_size` bytes of the stack; the map's
+/// own update reads them in place and checks the flags (`r4`) as the helper would.
+fn direct_update(map: &Arc<Map>) -> Option<DirectCall> {
+    direct(map, update_direct)
+}
+
+/// `func` called with `map` for maps whose elements are not per CPU.
+fn direct(
+    map: &Arc<Map>,
+    func: extern "sysv64" fn(u64, u64, u64, u64, u64) -> u64,
+) -> Option<DirectCall> {
     if map.map_type().is_percpu() || !KEYED.contains(&map.map_type()) {
         return None;
     }
     Some(DirectCall {
-        func: lookup_direct,
+        func,
         data: Arc::as_ptr(map) as u64,
         keep: map.clone(),
     })
@@ -209,7 +224,7 @@ fn direct_lookup(map: &Arc<Map>) -> Option<DirectCall> {
     unsafe_code,
     reason = "dereferences the map and key pointers generated code passes"
 )]
-extern "sysv64" fn lookup_direct(map: u64, key: u64) -> u64 {
+extern "sysv64" fn lookup_direct(map: u64, key: u64, _: u64, _: u64, _: u64) -> u64 {
     // SAFETY: `map` is the address of a `Map` that the calling code keeps alive (its
     // `DirectCall::keep`); `key` points to `key_size` bytes of the running program's stack, in
     // bounds as the verifier proved for this call site, and nothing writes them during the call
@@ -220,6 +235,28 @@ extern "sysv64" fn lookup_direct(map: u64, key: u64) -> u64 {
         (map, std::slice::from_raw_parts(key as *const u8, len))
     };
     map.lookup_ptr(key, 0).map_or(0, |p| p.as_ptr() as u64)
+}
+
+/// The function [`direct_update`]'s calls run: `map` is the address of the [`Map`], `key` and
+/// `value` those of its key and value, `flags` the update's flags. Returns 0 or `-errno`.
+#[expect(
+    unsafe_code,
+    reason = "dereferences the map, key and value pointers generated code passes"
+)]
+extern "sysv64" fn update_direct(map: u64, key: u64, value: u64, flags: u64, _: u64) -> u64 {
+    // SAFETY: as in `lookup_direct`; `value` points to `value_size` bytes of the running
+    // program's stack, in bounds as the verifier proved for this call site. Key and value may
+    // overlap (both are only read).
+    let (map, key, value) = unsafe {
+        let map = &*(map as *const Map);
+        let def = map.def();
+        (
+            map,
+            std::slice::from_raw_parts(key as *const u8, def.key_size as usize),
+            std::slice::from_raw_parts(value as *const u8, def.value_size as usize),
+        )
+    };
+    status(map.update_on_cpu(key, value, flags, 0))
 }
 
 /// Registers the map helpers of a program whose maps are `table`; `programs` resolves tail-call
@@ -268,6 +305,10 @@ pub(crate) fn register(
         let key = key_room.copy(ctx, 2, a[1], map.def().key_size)?;
         let value = value_room.copy(ctx, 3, a[2], map.def().value_size)?;
         Ok(status(map.update_on_cpu(key, value, a[3], cpu_of(map))))
+    });
+    let t = table.clone();
+    registry.set_direct(H::MapUpdateElem.as_u32(), move |index| {
+        t.maps().get(index).and_then(direct_update)
     });
     let t = table.clone();
     register_helper(registry, H::MapDeleteElem, move |ctx, a| {
