@@ -241,41 +241,20 @@ fn tail_calls_go_only_to_programs_the_callers_context_fits() {
 fn proven_map_updates_keep_the_helpers_semantics_on_every_engine() {
     // A verified program's update with its map, key and value proven becomes a direct call into
     // the map under the JIT: flags, errors and the stored value must stay the helper's.
-    let src = "
-        stw [%r10-4], 1
-        stdw [%r10-16], 77
-        lddw %r1, map_idx(0)
-        mov %r2, %r10
-        add %r2, -4
-        mov %r3, %r10
-        add %r3, -16
-        mov %r4, 1
-        call 2
-        mov %r6, %r0
-        lddw %r1, map_idx(0)
-        mov %r2, %r10
-        add %r2, -4
-        mov %r3, %r10
-        add %r3, -16
-        mov %r4, 1
-        call 2
-        mov %r7, %r0
-        stw [%r10-4], 2
-        lddw %r1, map_idx(0)
-        mov %r2, %r10
-        add %r2, -4
-        mov %r3, %r10
-        add %r3, -16
-        mov %r4, 2
-        call 2
-        mov %r8, %r0
-        lddw %r1, map_idx(0)
-        mov %r2, %r10
-        add %r2, -4
-        mov %r3, %r10
-        add %r3, -16
-        mov %r4, 9
-        call 2
+    // `bpf_map_update_elem(map, &key (fp-4), &value (fp-16), flags)`, its result kept in `save`.
+    let update = |flags: u32, save: &str| {
+        format!(
+            "lddw %r1, map_idx(0)\nmov %r2, %r10\nadd %r2, -4\nmov %r3, %r10\nadd %r3, -16\n\
+             mov %r4, {flags}\ncall 2\nmov {save}, %r0\n"
+        )
+    };
+    let src = format!(
+        "stw [%r10-4], 1\nstdw [%r10-16], 77\n{}{}stw [%r10-4], 2\n{}{}{}",
+        update(1, "%r6"),
+        update(1, "%r7"),
+        update(2, "%r8"),
+        update(9, "%r0"),
+        "
         and %r0, 0xff
         and %r6, 0xff
         lsh %r6, 24
@@ -286,7 +265,8 @@ fn proven_map_updates_keep_the_helpers_semantics_on_every_engine() {
         and %r8, 0xff
         lsh %r8, 8
         or %r0, %r8
-        exit";
+        exit"
+    );
     let mut results = Vec::new();
     for engine in [moat::Engine::Interp, moat::Engine::Jit] {
         for isolation in [moat::Isolation::None, moat::Isolation::Sfi] {
@@ -297,7 +277,7 @@ fn proven_map_updates_keep_the_helpers_semantics_on_every_engine() {
             let map = rt
                 .create_map(MapDef::new(MapType::Hash, 4, 8, 4))
                 .expect("hash");
-            let prog = load(&rt, src, std::slice::from_ref(&map));
+            let prog = load(&rt, &src, std::slice::from_ref(&map));
             let r0 = prog.run(&mut []).expect("runs");
             assert_eq!(
                 map.lookup(&1u32.to_ne_bytes()).expect("key 1 stored"),
