@@ -5,9 +5,9 @@
 //! blocks per call site. valgrind, heaptrack and the C compiler come from
 //! `scripts/memleak-deps.sh`, run here when one is missing.
 
-use std::collections::BTreeMap;
 mod support;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use support::workspace;

@@ -186,12 +186,7 @@ fn exact_table(
     }
     // A real program: python3's dictionary key-value workload, small enough for valgrind, every
     // allocation on CXL (the interpreter itself, not a launcher script valgrind would not follow).
-    let python = Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let python = python3();
     let Some(py) = python.filter(|_| only.is_none()) else {
         return Ok(());
     };
@@ -371,12 +366,7 @@ fn main() -> Result<(), String> {
         println!("| {name} | {n:.2} | {s:.2} | {:.2}× |", s / n);
     }
     // Real programs: predicted slowdowns (no analytic value).
-    let python = Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let python = python3();
     if let Some(py) = python.filter(|_| only.is_none()) {
         println!();
         println!("| program | policy | extra latency | run time native (s) | predicted (s) | slowdown | CXL samples |");
@@ -422,4 +412,15 @@ fn main() -> Result<(), String> {
     }
     let _ = std::fs::remove_file(&bench);
     Ok(())
+}
+
+/// The python3 interpreter's own path (not a launcher script, which valgrind would not follow),
+/// if there is one.
+fn python3() -> Option<String> {
+    Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
 }
