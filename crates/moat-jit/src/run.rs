@@ -818,14 +818,14 @@ impl RunCache {
     fn settle(&mut self, index: usize, prog: &JitProgram, buffers: usize) {
         let statics = prog.static_regions();
         let end = buffers + statics.len();
-        let Some((_, _, mem)) = self.maps.get_mut(index) else {
+        let Some((id, _, mem)) = self.maps.get_mut(index) else {
             return;
         };
         // Compared even when the count is right: a helper may have removed a region and added
         // another (a ring buffer reservation), which the next run must not inherit.
         if mem.regions().get(buffers..end) == Some(statics) {
             mem.truncate(end);
-        } else if let Some((id, _, mem)) = self.maps.get_mut(index) {
+        } else {
             // Not kept for the program, but its storage is (no free inside a probe).
             mem.truncate(0);
             *id = 0;
