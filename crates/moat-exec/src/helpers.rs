@@ -6,6 +6,7 @@
 
 use crate::mem::{MemoryMap, RunState};
 use crate::{RunError, MAX_CALL_DEPTH, MAX_TAIL_CALLS, STACK_FRAME_SIZE};
+use moat_isa::Reg;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -251,14 +252,19 @@ pub struct Helper {
 }
 
 /// A helper call that generated code makes without the helper context: `func(data, r2, r3, r4,
-/// r5)` returns `r0`. Made by a helper's [`DirectFn`] for one call site; nothing checks its
-/// arguments at run time, so it exists only where the verifier proved what the helper would check.
+/// r5)` returns `r0`. Made by a helper's [`DirectFn`] for one call site; it exists only where the
+/// verifier proved what the helper would check. Code without isolation trusts that proof; code
+/// confined by software fault isolation checks each of `stack_args` against the stack and makes
+/// the helper's own call where one is out of bounds (the verifier may be wrong).
 #[derive(Clone)]
 pub struct DirectCall {
     /// The function called (it must not unwind).
     pub func: extern "sysv64" fn(u64, u64, u64, u64, u64) -> u64,
     /// Its first argument.
     pub data: u64,
+    /// The memory `func` reads: the argument register (`r2`-`r5`) and the number of bytes it
+    /// points to, proven in bounds of the stack.
+    pub stack_args: Vec<(Reg, u32)>,
     /// Keeps what `data` refers to alive as long as the code that calls `func`.
     pub keep: Arc<dyn std::any::Any + Send + Sync>,
 }

@@ -22,6 +22,8 @@ impl Reg {
     pub const R1: Reg = Reg(1);
     /// Second argument; at entry (generic buffer context), the input length.
     pub const R2: Reg = Reg(2);
+    /// Third argument.
+    pub const R3: Reg = Reg(3);
     /// Read-only frame pointer.
     pub const R10: Reg = Reg(10);
 

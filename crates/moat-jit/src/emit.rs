@@ -602,11 +602,29 @@ impl Emitter<'_> {
                     .ok_or(LinkError::UnknownHelper { pc, id })?;
                 match self.direct_call(linked, pc, index) {
                     Some(call) => {
+                        // Confined code does not trust the proof of the call's stack arguments:
+                        // one out of the stack window makes the helper's own call, which audits
+                        // it.
+                        let checked = self.sfi.is_some() && !call.stack_args.is_empty();
+                        let helper = self.asm.new_dynamic_label();
+                        if checked {
+                            for &(reg, len) in &call.stack_args {
+                                let len = i32::try_from(len.max(1)).map_err(|_| bad.clone())?;
+                                dynasm!(self.asm ; .arch x64 ; mov r11, Rq(x(reg)));
+                                self.inline_stack_check(len, helper);
+                            }
+                        }
                         // `r1` is the map the helper's direct form was made for; `r2`-`r5`
                         // (key, value, flags) stay in place as its other arguments.
                         dynasm!(self.asm ; .arch x64 ; mov rdi, QWORD call.data as i64);
                         self.call_thunk(call.func as usize as u64, true);
                         self.keep.push(call.keep);
+                        if checked {
+                            let done = self.asm.new_dynamic_label();
+                            dynasm!(self.asm ; .arch x64 ; jmp =>done ; =>helper);
+                            self.call_rust(pc as u32, index);
+                            dynasm!(self.asm ; .arch x64 ; =>done);
+                        }
                     }
                     None => self.call_rust(pc as u32, index),
                 }

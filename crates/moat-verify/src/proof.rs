@@ -105,6 +105,27 @@ impl ProvenAccesses {
         }
     }
 
+    /// These claims, plus the claim that the helper call at each `(slot, map)` of `calls` has `r1`
+    /// = the program's map number `map` and its memory arguments in bounds of the stack (what
+    /// [`ProvenAccesses::map_call`] answers): for fault injection in isolation tests.
+    ///
+    /// # Safety
+    /// As for [`ProvenAccesses::assume`]: an engine without isolation makes such a call with no
+    /// check of its arguments.
+    #[expect(
+        unsafe_code,
+        reason = "a claim of proof made outside the verifier has the verifier's responsibility"
+    )]
+    pub unsafe fn assume_map_calls(
+        mut self,
+        calls: impl IntoIterator<Item = (usize, usize)>,
+    ) -> ProvenAccesses {
+        self.map_calls.extend(calls);
+        self.map_calls.sort_unstable();
+        self.map_calls.dedup_by_key(|&mut (slot, _)| slot);
+        self
+    }
+
     /// The same termination proof, no access proven: for engines that must keep every check
     /// (memory that can shrink at run time).
     pub fn without_accesses(&self) -> ProvenAccesses {

@@ -324,10 +324,15 @@ impl Runtime {
                 let claimed = (0..slots).filter(|&s| {
                     proofs.at(s).is_some() || self.simulated_verifier_bug.contains(&s)
                 });
-                // SAFETY: `simulate_verifier_bug`'s caller accepted that these accesses run as if
-                // proven (its own `# Safety`); it is fault injection for isolation tests.
+                let map_calls = simulated_map_calls(&linked, &self.simulated_verifier_bug)
+                    .chain((0..slots).filter_map(|s| Some((s, proofs.map_call(s)?))))
+                    .collect::<Vec<_>>();
+                // SAFETY: `simulate_verifier_bug`'s caller accepted that these accesses and
+                // helper calls run as if proven (its own `# Safety`); it is fault injection for
+                // isolation tests.
                 proofs = unsafe {
                     ProvenAccesses::assume(claimed, ProvenMemory::Other, proofs.terminates())
+                        .assume_map_calls(map_calls)
                 };
             }
             let confinement = match domain.map(Domain::isolation) {
@@ -355,4 +360,35 @@ impl Runtime {
         }
         Ok(Exec::Interp(prepared))
     }
+}
+
+/// The helper calls at `slots` that `simulate_verifier_bug` claims proven, with their map: each
+/// call whose `r1` was last loaded, in program order, by `lddw r1, map_idx(N)` — what a verifier
+/// wrong about that call's other arguments would hand the JIT.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn simulated_map_calls<'a>(
+    linked: &'a Linked,
+    slots: &'a [usize],
+) -> impl Iterator<Item = (usize, usize)> + 'a {
+    use moat_isa::{CallTarget, Insn, LddwKind, Reg};
+    let mut map = None;
+    linked
+        .program()
+        .insns()
+        .iter()
+        .filter_map(move |&(slot, ref insn)| match *insn {
+            Insn::LoadImm64 {
+                dst: Reg::R1,
+                kind,
+                imm,
+                ..
+            } => {
+                map = (kind == LddwKind::MapIdx)
+                    .then(|| usize::try_from(imm).ok())
+                    .flatten();
+                None
+            }
+            Insn::Call(CallTarget::Helper(_)) if slots.contains(&slot) => Some((slot, map?)),
+            _ => None,
+        })
 }

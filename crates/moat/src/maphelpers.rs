@@ -13,7 +13,7 @@ use crate::stacks::StackSource;
 use crate::ProgramTable;
 use moat_abi::HelperId as H;
 use moat_exec::{DirectCall, HelperCtx, HelperError, HelperRegistry, LddwResolver};
-use moat_isa::LddwKind;
+use moat_isa::{LddwKind, Reg};
 use moat_maps::{Map, MapType};
 use std::sync::{Arc, Weak};
 
@@ -193,20 +193,25 @@ const QUEUES: &[MapType] = &[MapType::Queue, MapType::Stack];
 /// in place, with none of the helper's checks (map handle and type, key in the program's memory)
 /// and no copy of the key. Only for maps whose elements are not per CPU.
 fn direct_lookup(map: &Arc<Map>) -> Option<DirectCall> {
-    direct(map, lookup_direct)
+    let key = (Reg::R2, map.def().key_size);
+    direct(map, lookup_direct, vec![key])
 }
 
 /// `bpf_map_update_elem`'s direct form on `map`, as [`direct_lookup`]: the verifier proved the key
 /// (`r2`) and the value (`r3`) to be `key_size` and `value_size` bytes of the stack; the map's
 /// own update reads them in place and checks the flags (`r4`) as the helper would.
 fn direct_update(map: &Arc<Map>) -> Option<DirectCall> {
-    direct(map, update_direct)
+    let def = map.def();
+    let args = vec![(Reg::R2, def.key_size), (Reg::R3, def.value_size)];
+    direct(map, update_direct, args)
 }
 
-/// `func` called with `map` for maps whose elements are not per CPU.
+/// `func` called with `map` and the stack arguments `stack_args`, for maps whose elements are not
+/// per CPU.
 fn direct(
     map: &Arc<Map>,
     func: extern "sysv64" fn(u64, u64, u64, u64, u64) -> u64,
+    stack_args: Vec<(Reg, u32)>,
 ) -> Option<DirectCall> {
     if map.map_type().is_percpu() || !KEYED.contains(&map.map_type()) {
         return None;
@@ -214,6 +219,7 @@ fn direct(
     Some(DirectCall {
         func,
         data: Arc::as_ptr(map) as u64,
+        stack_args,
         keep: map.clone(),
     })
 }
