@@ -225,7 +225,7 @@ impl HashMap {
         } else {
             None
         };
-        Ok(HashMap {
+        let map = HashMap {
             key_size,
             slots,
             table,
@@ -244,7 +244,53 @@ impl HashMap {
                 queue: BTreeMap::new(),
                 queued_at: if lru { vec![0; n] } else { Vec::new() },
             }),
-        })
+        };
+        if memory.adopts() {
+            map.read_back();
+        }
+        Ok(map)
+    }
+
+    /// Takes the elements of an adopted map ([`MapMemory::adopts`]) from its key table: each
+    /// slot that holds one joins the index (and, for LRU maps, the queue, in slot order) and
+    /// leaves the free list. A slot left half written by a writer that died stays free.
+    fn read_back(&self) {
+        let Some(table) = &self.table else {
+            return;
+        };
+        let mut guard = self.write();
+        let st = &mut *guard;
+        let key_size = self.key_size;
+        let mut key = vec![0u8; key_size];
+        for slot in 0..st.used.len() {
+            if !table.read_entry(slot, &mut key, || {}) {
+                continue;
+            }
+            let hash = self.hasher.hash_one(&key);
+            if self.find(st, hash, &key).is_some() {
+                continue;
+            }
+            let start = slot * key_size;
+            if let Some(k) = st.keys.get_mut(start..start + key_size) {
+                k.copy_from_slice(&key);
+            }
+            st.used[slot] = true;
+            let (index, keys) = (&mut st.table, &st.keys);
+            index.insert_unique(hash, slot as u32, |&s| {
+                let start = s as usize * key_size;
+                self.hasher
+                    .hash_one(keys.get(start..start + key_size).unwrap_or(&[]))
+            });
+            st.len += 1;
+            self.index.link(slot as u32, hash, &key);
+            if let Some(lru) = &self.lru {
+                let stamp = lru.touch(slot);
+                st.queue.insert(stamp, slot as u32);
+                st.queued_at[slot] = stamp;
+            }
+        }
+        let State { free, used, .. } = st;
+        free.retain(|&s| !used[s as usize]);
     }
 
     fn read(&self) -> RwLockReadGuard<'_, State> {

@@ -29,8 +29,9 @@ use std::sync::Arc;
 /// Maps dereference the memory this trait returns, so an implementation must guarantee that a
 /// successful [`alloc`](MapMemory::alloc):
 ///
-/// - returns a pointer to `size` bytes that are readable and writable, zero-filled, aligned to at least
-///   `align`, and not part of any other live allocation;
+/// - returns a pointer to `size` bytes that are readable and writable, zero-filled (or, where
+///   [`adopts`](MapMemory::adopts) says so, holding another process's map state), aligned to at
+///   least `align`, and not part of any other live allocation;
 /// - keeps that memory valid and at the same address until [`free`](MapMemory::free) is called for it;
 /// - is safe to use from any thread (hence the `Send + Sync` bound);
 ///
@@ -61,6 +62,13 @@ pub unsafe trait MapMemory: Send + Sync {
     /// [`SharedMemory`](crate::SharedMemory) does). Hash maps then also keep a table of their keys in
     /// it, which a reader scans without the private index ([`SharedMap`](crate::SharedMap)).
     fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// Whether allocations hold the state of a map another process made (a shared map taken over
+    /// by a second writer, [`SharedMemory::adopting`](crate::SharedMemory::adopting)) instead of
+    /// zeroes, in the order that map made them: a map made here reads its elements back.
+    fn adopts(&self) -> bool {
         false
     }
 }

@@ -29,7 +29,9 @@
 //! Only one reader may consume a map's records at a time (ring buffers have a single consumer).
 //! Readers may look elements up and iterate keys (`bpf(2)`'s lookup and get-next-key, for a
 //! loader that serves them to a tool) and update arrays in place; hash maps gain and lose elements
-//! only in the writer, whose index is private.
+//! only in the writer, whose index is private. A second process may take the writer's place
+//! ([`Map::adopt`](crate::Map::adopt): a map over the same files, its index read back from the key
+//! table), the maker going on as a reader.
 
 use crate::array::ArrayMap;
 use crate::def::{MapDef, MapType};
@@ -103,6 +105,42 @@ fn parse_descriptor(text: &str, path: &Path) -> Result<(MapDef, usize), MapError
         });
     }
     Ok((def, cpus))
+}
+
+impl crate::Map {
+    /// Takes over map `tag`, which another process made in [`SharedMemory`] and published in `dir`
+    /// ([`SharedMap::publish`]): a map of this process over the same files (over `inner`'s range,
+    /// as [`SharedMemory::new`] places them), holding the elements they hold. The values keep
+    /// being shared: what this map's programs write, the maker and its readers see.
+    ///
+    /// Arrays (per-CPU too) may be written by both; a hash map (per-CPU and LRU kinds too) has one
+    /// writer, whose index is private, so the maker must stop changing it and go on as a reader
+    /// ([`SharedMap`]). Other types: [`MapError::NotSupported`]. A missing or short file:
+    /// [`MapError::Shared`].
+    pub fn adopt(
+        dir: &Path,
+        tag: &str,
+        inner: Option<std::sync::Arc<dyn crate::MapMemory>>,
+    ) -> Result<crate::Map, MapError> {
+        let path = dir.join(format!("{tag}.map"));
+        let text = std::fs::read_to_string(&path).map_err(|e| io_error(&path, e))?;
+        let (def, cpus) = parse_descriptor(&text, &path)?;
+        if !matches!(
+            def.map_type,
+            MapType::Array
+                | MapType::PercpuArray
+                | MapType::Hash
+                | MapType::PercpuHash
+                | MapType::LruHash
+                | MapType::LruPercpuHash
+        ) {
+            return Err(MapError::NotSupported {
+                map_type: def.map_type,
+                op: "adoption by a second process",
+            });
+        }
+        crate::Map::create_with(def, SharedMemory::adopting(dir, tag, inner), cpus)
+    }
 }
 
 impl SharedMap {
@@ -753,6 +791,83 @@ mod tests {
         assert!(matches!(
             SharedMap::publish(&stack, &dir.0, "q"),
             Err(MapError::NotSupported { .. })
+        ));
+    }
+
+    #[test]
+    fn an_adopted_map_holds_the_makers_elements_and_shares_its_writes() {
+        let dir = Dir::new("adopt");
+        for map_type in [
+            MapType::Hash,
+            MapType::LruHash,
+            MapType::PercpuHash,
+            MapType::Array,
+        ] {
+            let tag = format!("{map_type:?}");
+            let maker = shared_map(&dir, &tag, MapDef::new(map_type, 4, 8, 16));
+            // A hole in the slots: the adopted map must keep slot numbers and free lists right.
+            let copies = maker.host_value_size() / 8;
+            let val = |v: u64| v.to_ne_bytes().repeat(copies);
+            for k in 0..5u32 {
+                let v = u64::from(k) * 10;
+                maker
+                    .update(&k.to_ne_bytes(), &val(v), BPF_ANY)
+                    .expect("update");
+            }
+            if map_type != MapType::Array {
+                maker.delete(&2u32.to_ne_bytes()).expect("delete");
+            }
+            let before = model(&maker);
+            let adopted = Map::adopt(&dir.0, &tag, None).expect("adopted");
+            assert_eq!(model(&adopted), before, "{map_type:?}: adopted elements");
+            // Programs' lookups (the lock-free index) find them too.
+            assert!(adopted.lookup_ptr(&4u32.to_ne_bytes(), 0).is_some());
+            assert_eq!(
+                adopted.lookup_ptr(&2u32.to_ne_bytes(), 0).is_some(),
+                map_type == MapType::Array
+            );
+            // The adopted map's writes reach the maker's readers.
+            adopted
+                .update(&7u32.to_ne_bytes(), &val(70), BPF_ANY)
+                .expect("adopted update");
+            let reader = SharedMap::open(&dir.0, &tag).expect("reader");
+            assert_eq!(
+                reader.lookup(&7u32.to_ne_bytes()).expect("new element"),
+                val(70)
+            );
+            let len = if map_type == MapType::Array { 16 } else { 5 };
+            assert_eq!(adopted.len(), len, "{map_type:?}: one added");
+            if map_type != MapType::Array {
+                // Freed slots are reused, used ones not: the map fills to its size exactly.
+                for k in 100..111u32 {
+                    adopted
+                        .update(&k.to_ne_bytes(), &val(1), BPF_ANY)
+                        .expect("room");
+                }
+                assert_eq!(adopted.len(), 16);
+                let full = adopted.update(&200u32.to_ne_bytes(), &val(1), BPF_ANY);
+                assert_eq!(full.is_err(), map_type != MapType::LruHash, "{map_type:?}");
+            }
+            // Dropping the adopted map leaves the maker's files.
+            drop(adopted);
+            assert!(
+                SharedMap::open(&dir.0, &tag).is_ok(),
+                "{map_type:?}: files kept"
+            );
+        }
+    }
+
+    #[test]
+    fn only_arrays_and_hash_maps_are_adopted() {
+        let dir = Dir::new("adopt-kinds");
+        let _ring = shared_map(&dir, "ring", MapDef::new(MapType::RingBuf, 0, 0, 4096));
+        assert!(matches!(
+            Map::adopt(&dir.0, "ring", None),
+            Err(MapError::NotSupported { .. })
+        ));
+        assert!(matches!(
+            Map::adopt(&dir.0, "missing", None),
+            Err(MapError::Shared { .. })
         ));
     }
 }

@@ -48,12 +48,14 @@ fn shared_error(path: &Path, reason: impl ToString) -> MapError {
     }
 }
 
-/// One live allocation: its file and whether its range came from `inner`.
+/// One live allocation: its file, whether its range came from `inner`, and whether this memory made
+/// the file (and removes it when freed) or adopted another process's.
 #[derive(Debug)]
 struct Live {
     path: PathBuf,
     len: usize,
     from_inner: bool,
+    made: bool,
 }
 
 /// [`MapMemory`] in files another process maps too (see the module docs).
@@ -63,6 +65,8 @@ pub struct SharedMemory {
     next: AtomicU32,
     inner: Option<Arc<dyn MapMemory>>,
     live: Mutex<HashMap<usize, Live>>,
+    /// Allocations open the files another process made instead of making new ones.
+    adopting: bool,
 }
 
 impl std::fmt::Debug for SharedMemory {
@@ -89,6 +93,27 @@ impl SharedMemory {
             next: AtomicU32::new(0),
             inner,
             live: Mutex::new(HashMap::new()),
+            adopting: false,
+        })
+    }
+
+    /// The storage of map `tag` that another process made in `dir` (with [`SharedMemory::new`]),
+    /// for a second writer of it ([`Map::adopt`](crate::Map::adopt)): allocation `n` maps the
+    /// existing file `dir/TAG.n` with its contents (over `inner`'s range as for `new`), and freeing
+    /// it leaves the file to its maker. The files must exist, each at least as long as the
+    /// allocation ([`MapError::Shared`] otherwise).
+    pub fn adopting(
+        dir: impl Into<PathBuf>,
+        tag: impl Into<String>,
+        inner: Option<Arc<dyn MapMemory>>,
+    ) -> Arc<SharedMemory> {
+        Arc::new(SharedMemory {
+            dir: dir.into(),
+            tag: tag.into(),
+            next: AtomicU32::new(0),
+            inner,
+            live: Mutex::new(HashMap::new()),
+            adopting: true,
         })
     }
 
@@ -154,21 +179,37 @@ impl SharedMemory {
             .ok_or(MapError::OutOfMemory { size })?;
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let path = SharedMemory::file(&self.dir, &self.tag, n);
+        let made = !self.adopting;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .create_new(true)
+            .create_new(made)
             .mode(0o600)
             .open(&path)
             .map_err(|e| shared_error(&path, e))?;
-        if let Err(e) = file.set_len(len as u64) {
-            let _ = std::fs::remove_file(&path);
-            return Err(shared_error(&path, e));
+        let remove = |path: &Path| {
+            if made {
+                let _ = std::fs::remove_file(path);
+            }
+        };
+        if made {
+            if let Err(e) = file.set_len(len as u64) {
+                remove(&path);
+                return Err(shared_error(&path, e));
+            }
+        } else {
+            let have = file.metadata().map_err(|e| shared_error(&path, e))?.len();
+            if have < len as u64 {
+                return Err(shared_error(
+                    &path,
+                    format!("{have} bytes, the map needs {len}"),
+                ));
+            }
         }
         let ptr = match self.map_file(&file, &path, len, over_inner) {
             Ok(p) => p,
             Err(e) => {
-                let _ = std::fs::remove_file(&path);
+                remove(&path);
                 return Err(e);
             }
         };
@@ -176,6 +217,7 @@ impl SharedMemory {
             path,
             len,
             from_inner: over_inner && self.inner.is_some(),
+            made,
         };
         self.live
             .lock()
@@ -186,8 +228,10 @@ impl SharedMemory {
 }
 
 // SAFETY: `alloc` and `alloc_beside` return a fresh `MAP_SHARED` mapping (`alloc`'s placed over an
-// allocation of `inner` that no one else uses, when there is an `inner`) of a new file of at least
-// `size` bytes, zero-filled because the file is new, page-aligned (every `align` this crate asks
+// allocation of `inner` that no one else uses, when there is an `inner`) of a file of at least
+// `size` bytes: a new file, zero-filled, or when adopting another process's map, that map's own
+// file, whose contents are what the map's code wrote there (the contract `MapMemory` allows an
+// adopted map: it reads its state back instead of assuming zeroes), page-aligned (every `align` this crate asks
 // for is at most a page; larger ones are refused), and mapped until `free` unmaps it; mappings may
 // be used from any thread.
 unsafe impl MapMemory for SharedMemory {
@@ -210,7 +254,9 @@ unsafe impl MapMemory for SharedMemory {
         else {
             return;
         };
-        let _ = std::fs::remove_file(&live.path);
+        if live.made {
+            let _ = std::fs::remove_file(&live.path);
+        }
         match (&self.inner, live.from_inner) {
             (Some(inner), true) => {
                 // SAFETY: the range is our mapping over `inner`'s allocation, no longer used (the
@@ -242,6 +288,10 @@ unsafe impl MapMemory for SharedMemory {
 
     fn is_shared(&self) -> bool {
         true
+    }
+
+    fn adopts(&self) -> bool {
+        self.adopting
     }
 }
 
