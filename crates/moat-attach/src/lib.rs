@@ -49,7 +49,7 @@ pub use mem::read_user;
 pub use probe::{tls_free_guard, untraced, Hook, PtRegs};
 pub use spec::{AttachPoint, SpecError, Syscall, Target};
 pub use stack::ThreadStacks;
-pub use symbols::{locate, Located, SymbolError};
+pub use symbols::{locate, locate_file_offset, Located, SymbolError};
 
 use codegen::{DisplaceError, JMP_LEN, MAX_TRAMPOLINE};
 use probe::{Probe, SyscallProbe};

@@ -210,9 +210,29 @@ pub fn locate(target: &Target, pid: u32) -> Result<Located, SymbolError> {
             (vaddr >= start && vaddr < start.saturating_add(len)).then(|| vaddr - start + off)
         })
         .ok_or_else(|| bad(format!("`{}` lies in no segment", target.symbol)))?;
+    placed(
+        &maps,
+        file,
+        &target.symbol,
+        file_offset,
+        target.offset,
+        size,
+    )
+}
+
+/// The function that starts at `file_offset` in `file` (`size` bytes, 0 if unknown), probed
+/// `offset` bytes in, where process `maps` map it; `symbol` names it in errors.
+fn placed(
+    maps: &[Mapping],
+    file: PathBuf,
+    symbol: &str,
+    file_offset: u64,
+    offset: u64,
+    size: u64,
+) -> Result<Located, SymbolError> {
     let not_exec = || SymbolError::NotExecutable {
         file: file.clone(),
-        symbol: target.symbol.clone(),
+        symbol: symbol.to_string(),
         file_offset,
     };
     let mapping = maps
@@ -225,12 +245,58 @@ pub fn locate(target: &Target, pid: u32) -> Result<Located, SymbolError> {
     }
     let function = mapping.start + (file_offset - mapping.offset);
     Ok(Located {
-        address: function + target.offset,
+        address: function + offset,
         function,
         size,
         file,
-        file_offset: file_offset + target.offset,
+        file_offset: file_offset + offset,
     })
+}
+
+/// Finds the code at `file_offset` of the file `path` names (as [`Target::path`]) in process
+/// `pid`: what the kernel's uprobe PMU is given (libbpf resolves symbols to file offsets itself).
+/// The function is the text symbol that holds the offset, where there is one (its size then
+/// bounds what a probe may displace); otherwise the probed address itself, of unknown size.
+pub fn locate_file_offset(path: &str, file_offset: u64, pid: u32) -> Result<Located, SymbolError> {
+    let maps = mappings(pid);
+    let file = maps
+        .iter()
+        .find(|m| matches(&m.path, path))
+        .map(|m| PathBuf::from(&m.path))
+        .ok_or_else(|| SymbolError::NotMapped {
+            path: path.to_string(),
+            pid,
+        })?;
+    let bad = |reason: String| SymbolError::BadFile {
+        file: file.clone(),
+        reason,
+    };
+    let bytes = std::fs::read(format!("/proc/{pid}/root{}", file.display()))
+        .or_else(|_| std::fs::read(&file))
+        .map_err(|e| bad(e.to_string()))?;
+    let elf = object::File::parse(&*bytes).map_err(|e| bad(e.to_string()))?;
+    let label = format!("offset {file_offset:#x}");
+    // The segment's addresses: where the symbols are.
+    let Some((seg_addr, seg_off)) = elf.segments().find_map(|seg| {
+        let (off, len) = seg.file_range();
+        (file_offset >= off && file_offset - off < len).then_some((seg.address(), off))
+    }) else {
+        return placed(&maps, file, &label, file_offset, 0, 0);
+    };
+    let vaddr = file_offset - seg_off + seg_addr;
+    let holder = elf
+        .symbols()
+        .chain(elf.dynamic_symbols())
+        .filter(|s| s.kind() == SymbolKind::Text && s.address() != 0)
+        .find(|s| vaddr >= s.address() && vaddr - s.address() < s.size());
+    match holder {
+        Some(sym) => {
+            let into = vaddr - sym.address();
+            let name = sym.name().map_or(label, str::to_string);
+            placed(&maps, file, &name, file_offset - into, into, sym.size())
+        }
+        None => placed(&maps, file, &label, file_offset, 0, 0),
+    }
 }
 
 #[cfg(test)]
@@ -251,6 +317,21 @@ mod tests {
         let found = locate(&target("libc.so.6", "getpid"), pid).unwrap();
         let real = libc::getpid as *const () as u64;
         assert_eq!(found.function, real);
+    }
+
+    #[test]
+    fn a_file_offset_finds_the_function_that_holds_it() {
+        let pid = std::process::id();
+        let by_name = locate(&target("libc.so.6", "getpid"), pid).unwrap();
+        let at = locate_file_offset("libc.so.6", by_name.file_offset, pid).unwrap();
+        assert_eq!(
+            (at.address, at.function),
+            (by_name.address, by_name.function)
+        );
+        let inside = locate_file_offset("libc.so.6", by_name.file_offset + 4, pid).unwrap();
+        assert_eq!(inside.address, by_name.address + 4);
+        assert_eq!(inside.function, by_name.function);
+        assert_eq!(inside.file_offset, by_name.file_offset + 4);
     }
 
     #[test]
