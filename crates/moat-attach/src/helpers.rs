@@ -172,4 +172,12 @@ pub fn register(rt: &mut Runtime) {
         proto(H::GetAttachCookie, &[Ctx], Ret::Integer),
         |_, _| Ok(crate::probe::current().1),
     );
+    // libbpf tools test the task's cgroup against a cgroup array only when asked to (`-c`);
+    // moat's loader refuses to fill one (`moat load`), so the helper exists for the programs that
+    // carry the test and answers that it cannot tell, as the tool's loader does.
+    if let Some(p) = moat::HelperProto::kernel(H::CurrentTaskUnderCgroup.as_u32()) {
+        rt.register_helper_with_proto(H::CurrentTaskUnderCgroup.as_u32(), p, |_, _| {
+            Ok(-i64::from(libc::EOPNOTSUPP) as u64)
+        });
+    }
 }
