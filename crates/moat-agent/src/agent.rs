@@ -42,6 +42,19 @@ pub mod env {
     /// one file per allocation ([`moat::SharedMemory`]); the controller reads them there and the
     /// agent reports only the others. Unset: every map is reported through the report file.
     pub const SHM_DIR: &str = "MOAT_TRACE_SHM";
+    /// Instead of an object, one program a tool loaded through `moat load`: the file of its
+    /// bytecode, whose `lddw map_idx(N)` name the N-th of [`PROG_MAPS`] (`crate::interposed`).
+    pub const PROG_CODE: &str = "MOAT_TRACE_PROG_CODE";
+    /// The interposed program's name.
+    pub const PROG_NAME: &str = "MOAT_TRACE_PROG_NAME";
+    /// Comma-separated tags of the interposed program's maps in [`SHM_DIR`], made by the tool.
+    pub const PROG_MAPS: &str = "MOAT_TRACE_PROG_MAPS";
+    /// The file the interposed program probes (a path, or a file name of the process's mappings).
+    pub const PROG_PATH: &str = "MOAT_TRACE_PROG_PATH";
+    /// The probed offset in [`PROG_PATH`]'s file, in decimal (as the uprobe PMU takes it).
+    pub const PROG_OFFSET: &str = "MOAT_TRACE_PROG_OFFSET";
+    /// `1`: the interposed program runs at the function's return (a uretprobe).
+    pub const PROG_RETURN: &str = "MOAT_TRACE_PROG_RETURN";
 }
 
 /// What the agent keeps for the life of the process.
@@ -230,14 +243,18 @@ pub fn start_from_file(config: &std::path::Path) -> bool {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    if !map.contains_key(env::OBJECT) {
+    let orders = |key: &str| map.get(key).cloned();
+    let interposed = crate::interposed::wanted(&orders);
+    if !map.contains_key(env::OBJECT) && !interposed {
         return false;
     }
     let before = states().len();
-    let orders = |key: &str| map.get(key).cloned();
     // Loaded with dlopen: this library's thread-local storage is allocated lazily, with malloc.
     moat_attach::tls_free_guard();
     quiet_panics();
+    if interposed {
+        return moat_attach::untraced(|| crate::interposed::start(&orders));
+    }
     moat_attach::untraced(|| start_with(&orders, false));
     states().len() > before
 }
@@ -246,7 +263,7 @@ pub fn start_from_file(config: &std::path::Path) -> bool {
 /// gets its bytes back, the last records are written and reporting stops; the library stays
 /// loaded. `false` if no such object runs.
 pub fn stop(report: Option<&str>) -> bool {
-    let mut found = false;
+    let mut found = moat_attach::untraced(|| crate::interposed::stop(report));
     for state in states() {
         if report.is_some_and(|r| r != state.report) {
             continue;

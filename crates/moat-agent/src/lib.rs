@@ -13,6 +13,7 @@ pub mod agent;
 pub mod control;
 #[expect(unsafe_code, reason = "ptrace, waitpid")]
 pub mod inject;
+mod interposed;
 pub mod live;
 pub mod protocol;
 #[expect(
