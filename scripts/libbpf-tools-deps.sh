@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # What `moat load`'s tests need: Debian's compiled libbpf tools (package `libbpf-tools`: funclatency,
 # bashreadline, opensnoop, ..., each with its BPF object embedded and libbpf linked statically) and,
-# for the runs of the same tools on the kernel, tracefs mounted at /sys/kernel/tracing. Its tests run
-# this when a tool is missing.
+# for the runs of the same tools on the kernel, tracefs mounted at /sys/kernel/tracing; a C compiler
+# for the bundled workload (examples/libbpf-tools) and stdbuf. Its tests run this when a tool is
+# missing.
 set -euo pipefail
 sudo=""
 if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
@@ -14,4 +15,5 @@ fi
 if [ -d /sys/kernel/tracing ] && [ ! -e /sys/kernel/tracing/events ]; then
   $sudo mount -t tracefs tracefs /sys/kernel/tracing
 fi
+bash "$(dirname "$0")/need.sh" cc=gcc,libc6-dev stdbuf=coreutils
 [ -x /usr/sbin/funclatency ] || command -v funclatency >/dev/null

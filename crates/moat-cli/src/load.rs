@@ -1,11 +1,14 @@
 //! `moat load -- TOOL ARGS`: runs an unmodified libbpf tool with moat's `bpf(2)` interposer
-//! (`libmoat_interpose.so`) preloaded, so its maps, programs and BTF are moat's.
+//! (`libmoat_interpose.so`) preloaded, so its maps, programs and BTF are moat's, and serves the
+//! interposer's requests to run the tool's programs in the traced process (`load_control`).
 
 use clap::Args;
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+
+use crate::load_control::Controller;
 
 /// `moat load -- TOOL ARGS`.
 #[derive(Debug, Args)]
@@ -26,14 +29,19 @@ holds moat's verifier log, with the errno the kernel would return) and compiled,
 the feature probes libbpf makes at start get moat's truthful answers. Descriptors moat hands out
 are real (memfd, eventfd); everything else goes to the kernel untouched.
 
-Attaching is not served yet: a program attached to a uprobe or uretprobe fails with one line naming
-it and the probe, and one attached to a kernel event (kprobe, kernel tracepoint) fails with one line
-saying moat runs programs in user space only. Running the programs in the traced process (the
-tool's -p PID) is still to come.
+A program the tool attaches to a uprobe or uretprobe of process PID (the tool's -p PID) runs inside
+that process: moat injects its agent there (as `moat trace -p` does), the agent takes over the
+tool's arrays and hash maps through their shared files, verifies and compiles the program and
+patches the probed function; the tool reads the maps with its ordinary bpf() calls (a hash map the
+traced process writes can no longer be changed by the tool: EBUSY). Probes are removed, latest first,
+when the tool closes its links or ends; Ctrl-C and SIGTERM are passed on to the tool. What moat
+cannot run fails with one line naming the program and why: programs on kernel events (kprobes,
+kernel tracepoints), on every process (no -p), or using maps it cannot share yet (perf event
+arrays, ring buffers, stack traces).
 
 Examples:
   moat load -- funclatency -p 1234 c:nanosleep
-  moat load -- bashreadline";
+  moat load -- funclatency -p 1234 -d 5 mylib:my_function";
 
 /// Where the interposer is: `MOAT_INTERPOSE`, else beside the running executable (or in its
 /// `deps/`, where cargo puts it for a dependency), the newest of those.
@@ -75,9 +83,14 @@ pub fn run(args: LoadArgs) -> ExitCode {
         }
         _ => lib.clone().into_os_string(),
     };
+    let controller = match Controller::start() {
+        Ok(c) => c,
+        Err(e) => return crate::fail(false, format!("moat load: control socket: {e}")),
+    };
     let mut child = match Command::new(tool)
         .args(rest)
         .env("LD_PRELOAD", preload)
+        .env(crate::load_control::CONTROL_ENV, controller.socket())
         .spawn()
     {
         Ok(c) => c,
@@ -88,7 +101,22 @@ pub fn run(args: LoadArgs) -> ExitCode {
             )
         }
     };
-    let status = child.wait();
+    // Ctrl-C and SIGTERM go to the tool, which ends its own way (printing what it gathered);
+    // this process outlives it to detach what runs in the traced process.
+    let _blocked = moat_agent::inject::block_interrupts_for_now();
+    let status = loop {
+        if let Some(sig) = moat_agent::inject::take_interrupt() {
+            moat_agent::inject::send_signal(child.id(), sig);
+        }
+        match child.try_wait() {
+            Ok(Some(s)) => break Ok(s),
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            Err(e) => break Err(e),
+        }
+    };
+    for e in controller.finish() {
+        eprintln!("moat load: {e}");
+    }
     // The tool's maps kept their storage here; a tool that exits normally or dies leaves it.
     let _ = std::fs::remove_dir_all(format!("/dev/shm/moat-load-{}", child.id()));
     match status {

@@ -28,6 +28,7 @@ mod cxlsim_exact;
 mod input;
 mod jitdump;
 mod load;
+mod load_control;
 mod memleak;
 mod memleak_kernel;
 mod omb;

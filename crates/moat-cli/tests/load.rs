@@ -1,11 +1,16 @@
 //! `moat load -- TOOL ARGS` on Debian's compiled libbpf tools (`libbpf-tools`, installed by
 //! `scripts/libbpf-tools-deps.sh` when missing): the tool starts on moat, its maps are created and
 //! its programs verified and loaded by moat (a program moat's verifier rejects fails with moat's
-//! log in the tool's own output), and attaching fails with one clear line, since running the
-//! programs in the traced process is not done yet. Skipped, with the reason printed, when not root
-//! or when the package cannot be installed.
+//! log in the tool's own output), and its uprobe programs run inside the traced process. Parity:
+//! the same tool, on the kernel and on moat, traces the same deterministic workload
+//! (`examples/libbpf-tools/workload.c`) and must count the same calls, exactly, with histograms of
+//! the same shape. What moat cannot run fails with one clear line. Skipped, with the reason
+//! printed, when not root or when the package cannot be installed.
 
-use std::path::Path;
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 const MOAT: &str = env!("CARGO_BIN_EXE_moat");
@@ -15,19 +20,8 @@ fn unavailable() -> Option<String> {
     if !is_root() {
         return Some("not root (libbpf tools check for it)".into());
     }
-    if Path::new("/usr/sbin/funclatency").is_file() {
-        return None;
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/libbpf-tools-deps.sh");
-    match Command::new("bash").arg(&script).output() {
-        Ok(o) if o.status.success() => None,
-        Ok(o) => Some(format!(
-            "{} failed: {}",
-            script.display(),
-            String::from_utf8_lossy(&o.stderr)
-        )),
-        Err(e) => Some(format!("{}: {e}", script.display())),
-    }
+    // The tools are in /usr/sbin, on root's PATH.
+    support::ensure_tools(&["funclatency", "cc", "stdbuf"], "libbpf-tools-deps.sh").err()
 }
 
 fn is_root() -> bool {
@@ -89,31 +83,198 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-#[test]
-fn funclatency_loads_on_moat_and_names_the_uprobe_it_cannot_run_yet() {
-    skip_unless_available!();
-    let target = Target::new();
-    let pid = target.pid().to_string();
-    let out = load(
-        &["funclatency", "-v", "-p", &pid, "c:nanosleep", "-d", "1"],
-        30,
-    );
-    let err = stderr(&out);
-    // Every map was created by moat, and both programs loaded (the attach step comes after).
-    for map in ["cgroup_map", "starts", "funclate.rodata", "funclate.bss"] {
-        assert!(
-            err.contains(&format!("map '{map}': created successfully")),
-            "{map}:\n{err}"
-        );
+/// `examples/libbpf-tools/workload.c` and its library `libmoatwork.so`, built once per test
+/// process.
+fn workload_bin() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("libbpf-tools-workload");
+            std::fs::create_dir_all(&dir).expect("workload directory");
+            let src = support::workspace().join("examples/libbpf-tools");
+            let cc = |args: &[&std::ffi::OsStr]| {
+                let ok = Command::new("cc").args(args).status().expect("run cc");
+                assert!(ok.success(), "cc {args:?}");
+            };
+            let lib = dir.join("libmoatwork.so");
+            let bin = dir.join("workload");
+            cc(&[
+                "-O2".as_ref(),
+                "-shared".as_ref(),
+                "-fPIC".as_ref(),
+                "-o".as_ref(),
+                lib.as_os_str(),
+                src.join("moatwork.c").as_os_str(),
+            ]);
+            let rpath = format!("-Wl,-rpath,{}", dir.display());
+            let libdir = format!("-L{}", dir.display());
+            cc(&[
+                "-O2".as_ref(),
+                "-o".as_ref(),
+                bin.as_os_str(),
+                src.join("workload.c").as_os_str(),
+                libdir.as_ref(),
+                "-lmoatwork".as_ref(),
+                rpath.as_ref(),
+            ]);
+            bin
+        })
+        .clone()
+}
+
+/// The workload, started and waiting for its go.
+struct Workload {
+    child: Child,
+    out: BufReader<std::process::ChildStdout>,
+    pid: u32,
+}
+
+impl Workload {
+    fn start() -> Workload {
+        let mut child = Command::new(workload_bin())
+            .arg(ROUNDS.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the workload");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        out.read_line(&mut line).expect("ready line");
+        let pid = line
+            .trim()
+            .strip_prefix("ready ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("workload said `{line}`"));
+        Workload { child, out, pid }
     }
-    assert!(!err.contains("failed to load"), "{err}");
-    let line = err
+
+    /// Makes the workload's rounds and waits until they are done.
+    fn run(&mut self) {
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        stdin.write_all(b"go\n").expect("go");
+        stdin.flush().expect("flush");
+        let mut line = String::new();
+        self.out.read_line(&mut line).expect("done line");
+        assert_eq!(line.trim(), format!("done {ROUNDS}"));
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// Rounds of the workload: each calls the traced functions once.
+const ROUNDS: u64 = 200;
+
+/// Runs `tool ARGS` (with `-p PID` of a fresh workload) on the kernel or, `on_moat`, through
+/// `moat load`; once the tool has attached (its first line of output), runs the workload, then
+/// interrupts the tool as Ctrl-C would and returns what it printed (stdout, stderr).
+fn traced_run(on_moat: bool, tool: &str, args: &[&str]) -> (String, String) {
+    let mut workload = Workload::start();
+    let pid = workload.pid.to_string();
+    let mut cmd = Command::new("stdbuf");
+    cmd.arg("-oL");
+    if on_moat {
+        cmd.args([MOAT, "load", "--"]);
+    }
+    let mut child = cmd
+        .arg(tool)
+        .args(["-p", &pid])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the tool");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    let attached = out.read_line(&mut first).is_ok_and(|n| n > 0);
+    if attached {
+        workload.run();
+    }
+    // SIGINT ends the tool the way Ctrl-C does (`moat load` passes it on).
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let mut rest = String::new();
+    let _ = out.read_to_string(&mut rest);
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    let status = child.wait().expect("wait for the tool");
+    assert!(
+        attached,
+        "{tool} on {}: nothing printed; status {status}; stderr:\n{err}",
+        if on_moat { "moat" } else { "the kernel" }
+    );
+    (first + &rest, err)
+}
+
+/// A log2 histogram as funclatency prints it: (bucket's low end, count) for every line.
+fn histogram(out: &str) -> Vec<(u64, u64)> {
+    out.lines()
+        .filter_map(|l| {
+            let (range, rest) = l.split_once(':')?;
+            let (low, _) = range.split_once("->")?;
+            let count = rest.split('|').next()?.trim().parse().ok()?;
+            Some((low.trim().parse().ok()?, count))
+        })
+        .collect()
+}
+
+/// The bucket holding the most calls.
+fn mode(h: &[(u64, u64)]) -> u64 {
+    h.iter().max_by_key(|&&(_, c)| c).map_or(0, |&(b, _)| b)
+}
+
+/// `funclatency -p PID FUNCTION` on the kernel and on moat: the same calls counted, exactly, and
+/// the same shape (the fullest bucket one and the same).
+fn funclatency_agrees(function: &str) {
+    let (kernel, _) = traced_run(false, "funclatency", &[function]);
+    let (moat, moat_err) = traced_run(true, "funclatency", &[function]);
+    let (k, m) = (histogram(&kernel), histogram(&moat));
+    let total = |h: &[(u64, u64)]| h.iter().map(|&(_, c)| c).sum::<u64>();
+    assert_eq!(total(&k), ROUNDS, "kernel:\n{kernel}");
+    assert_eq!(total(&m), ROUNDS, "moat:\n{moat}\n{moat_err}");
+    assert_eq!(mode(&k), mode(&m), "kernel:\n{kernel}\nmoat:\n{moat}");
+    println!(
+        "{function}: kernel and moat both counted {ROUNDS} calls, most at {} ns",
+        mode(&m)
+    );
+}
+
+#[test]
+fn funclatency_on_a_libc_function_matches_the_kernel() {
+    skip_unless_available!();
+    funclatency_agrees("c:usleep");
+}
+
+#[test]
+fn funclatency_on_a_function_of_the_program_matches_the_kernel() {
+    skip_unless_available!();
+    funclatency_agrees("moatwork:bundled_sleep");
+}
+
+#[test]
+fn a_tool_tracing_every_process_is_refused_in_one_line() {
+    skip_unless_available!();
+    // Without `-p`, a library is named by its path.
+    let lib = workload_bin().with_file_name("libmoatwork.so");
+    let function = format!("{}:bundled_sleep", lib.display());
+    let out = load(&["funclatency", &function, "-d", "1"], 30);
+    let err = stderr(&out);
+    let lines: Vec<&str> = err
         .lines()
-        .find(|l| l.starts_with("moat: program `dummy_kprobe` (kprobe) on uprobe "))
-        .unwrap_or_else(|| panic!("no attach line:\n{err}"));
-    assert!(line.contains("libc.so.6+0x"), "{line}");
-    assert!(line.contains(&format!("(pid {pid})")), "{line}");
-    assert!(!out.status.success(), "the tool cannot attach yet");
+        .filter(|l| l.starts_with("moat: program "))
+        .collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains("(kprobe) on uprobe "), "{}", lines[0]);
+    assert!(lines[0].contains("of every process"), "{}", lines[0]);
+    assert!(lines[0].contains("(-p PID)"), "{}", lines[0]);
     // The tool was not killed by a signal and did not hang (timeout's 124).
     assert_eq!(out.status.code(), Some(1), "{err}");
 }
@@ -247,4 +408,34 @@ fn stale_shm_dirs() -> Vec<String> {
                 .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
         })
         .collect()
+}
+
+/// The interposer (inside the tool), the agent (inside the traced process) and `moat load` spell
+/// the orders and the socket's variable each on their own (none links another): the same.
+#[test]
+fn the_interposer_the_agent_and_moat_load_use_the_same_names() {
+    use moat_agent::agent::env;
+    use moat_interpose::traced::orders;
+    assert_eq!(moat_interpose::traced::CONTROL_ENV, "MOAT_LOAD_CONTROL");
+    let src =
+        std::fs::read_to_string(support::workspace().join("crates/moat-cli/src/load_control.rs"))
+            .expect("load_control.rs");
+    assert!(src.contains("pub const CONTROL_ENV: &str = \"MOAT_LOAD_CONTROL\";"));
+    assert!(
+        src.contains("MOAT_TRACE_OUT="),
+        "the report is found by the agent's key"
+    );
+    for (a, b) in [
+        (orders::CODE, env::PROG_CODE),
+        (orders::NAME, env::PROG_NAME),
+        (orders::MAPS, env::PROG_MAPS),
+        (orders::PATH, env::PROG_PATH),
+        (orders::OFFSET, env::PROG_OFFSET),
+        (orders::RETURN, env::PROG_RETURN),
+        (orders::SHM_DIR, env::SHM_DIR),
+        (orders::OUT, env::OUT),
+    ] {
+        assert_eq!(a, b);
+    }
+    assert_eq!(env::OUT, "MOAT_TRACE_OUT");
 }

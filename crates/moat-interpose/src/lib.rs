@@ -7,7 +7,8 @@
 //! being its value file, so the tool's `mmap` of it works natively), programs are verified and
 //! compiled by moat (the verifier's log in the tool's log buffer on rejection), BTF is kept, and
 //! the uprobe PMU's events are moat's. Every descriptor handed out is a real one (memfd, eventfd,
-//! the map's file); what moat does not own goes to the kernel untouched.
+//! the map's file); what moat does not own goes to the kernel untouched. Attaching a program to a
+//! uprobe of the traced process runs it there, through `moat load` and moat's agent (`traced`).
 
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
@@ -19,3 +20,4 @@ pub mod server;
     reason = "the exported syscall/close/ioctl, raw system calls, process_vm_readv"
 )]
 mod sys;
+pub mod traced;

@@ -8,8 +8,8 @@
 //! never taken for moat's.
 
 use crate::attr::{self, Attr};
-use crate::sys;
-use moat::{Map, MapDef, MapError, ProgType, Runtime, SharedMemory};
+use crate::{sys, traced};
+use moat::{Map, MapDef, MapError, MapType, ProgType, Runtime, SharedMap, SharedMemory};
 use moat_abi::Cmd;
 use std::collections::HashMap;
 use std::os::fd::RawFd;
@@ -97,9 +97,20 @@ fn fault(what: &'static str, addr: u64) -> impl FnOnce(std::io::Error) -> ServeE
     move |_| ServeError::Fault { what, addr }
 }
 
+/// A traced process whose programs write a hash map now: its index is that process's, so the tool
+/// reads the elements from the shared files and may no longer change them.
+struct Owner {
+    pid: i32,
+    view: SharedMap,
+}
+
 /// A map moat serves.
 struct MapObj {
     map: Arc<Map>,
+    /// Its tag in the shared directory, where it is published (`None`: a private map).
+    tag: Option<String>,
+    /// Set once a traced process runs programs that write this hash map.
+    owner: Option<Arc<Owner>>,
     /// The kernel's type the tool asked for (a cgroup array is kept as an array).
     kernel_type: u32,
     frozen: bool,
@@ -108,18 +119,73 @@ struct MapObj {
     btf_id: u32,
 }
 
-/// A program moat verified and loaded.
+impl MapObj {
+    /// The elements as the tool's commands reach them ([`Owner`]).
+    fn elements(&self) -> Elements {
+        Elements {
+            map: self.map.clone(),
+            owner: self.owner.clone(),
+        }
+    }
+}
+
+/// A map's elements as the tool reaches them: its own map, or once a traced process owns a hash
+/// map, that process's elements read from the shared files, and no changes.
+struct Elements {
+    map: Arc<Map>,
+    owner: Option<Arc<Owner>>,
+}
+
+impl Elements {
+    fn lookup(&self, key: &[u8]) -> Result<Vec<u8>, MapError> {
+        match &self.owner {
+            Some(o) => o.view.lookup(key),
+            None => self.map.lookup(key),
+        }
+    }
+
+    fn next_key(&self, key: Option<&[u8]>) -> Result<Vec<u8>, MapError> {
+        match &self.owner {
+            Some(o) => o.view.next_key(key),
+            None => self.map.next_key(key),
+        }
+    }
+
+    fn unchanged(&self) -> Result<(), MapError> {
+        match &self.owner {
+            Some(o) => Err(MapError::External {
+                errno: libc::EBUSY,
+                message: format!(
+                    "process {} runs the programs that write this map now; the tool may read \
+                     it but no longer change it",
+                    o.pid
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn update(&self, key: &[u8], value: &[u8], flags: u64) -> Result<(), MapError> {
+        self.unchanged()?;
+        self.map.update(key, value, flags)
+    }
+
+    fn delete(&self, key: &[u8]) -> Result<(), MapError> {
+        self.unchanged()?;
+        self.map.delete(key)
+    }
+}
+
+/// A program moat verified.
 struct ProgObj {
     name: String,
     kernel_type: u32,
     insn_cnt: u32,
     gpl: bool,
-    /// Kept for the attach step: what runs in the target.
-    #[expect(
-        dead_code,
-        reason = "held for attaching; running it in the target is to come"
-    )]
-    loaded: moat::LoadedProgram,
+    /// What runs in the traced process: the bytecode, its map references rewritten to indices
+    /// into `maps` (as verified).
+    code: Vec<u8>,
+    maps: Vec<Arc<Map>>,
 }
 
 /// A uprobe perf event the tool opened.
@@ -128,14 +194,20 @@ struct EventObj {
     offset: u64,
     retprobe: bool,
     pid: i32,
+    /// The program running there, once attached through `PERF_EVENT_IOC_SET_BPF`.
+    running: Option<traced::Running>,
 }
 
 /// One object behind a descriptor moat handed out.
 enum Object {
     Map(MapObj),
     Prog(Box<ProgObj>),
-    Btf { size: u32 },
+    Btf {
+        size: u32,
+    },
     Event(EventObj),
+    /// A `BPF_LINK_CREATE` link: the program running in a traced process.
+    Link(traced::Running),
 }
 
 impl Object {
@@ -145,6 +217,7 @@ impl Object {
             Object::Prog(_) => "program",
             Object::Btf { .. } => "BTF object",
             Object::Event(_) => "perf event",
+            Object::Link(_) => "link",
         }
     }
 }
@@ -279,9 +352,11 @@ impl Server {
             Cmd::ProgBindMap if ours_at(attr::link::PROG_FD) => {
                 self.map(a.fd(attr::link::BIND_MAP_FD)).map(|_| 0)
             }
-            Cmd::LinkCreate if ours_at(attr::link::PROG_FD) => {
-                self.link_create(a.fd(attr::link::PROG_FD), a.fd(attr::link::TARGET_FD))
-            }
+            Cmd::LinkCreate if ours_at(attr::link::PROG_FD) => self.link_create(
+                a.fd(attr::link::PROG_FD),
+                a.fd(attr::link::TARGET_FD),
+                false,
+            ),
             Cmd::ObjPin | Cmd::ProgTestRun | Cmd::ProgAttach
                 if ours_at(0) || ours_at(attr::link::TARGET_FD) =>
             {
@@ -332,10 +407,15 @@ impl Server {
             name: name.clone(),
             source,
         };
-        let (map, fd) = match &self.shm_dir {
+        let (map, fd, tag) = match &self.shm_dir {
             Some(dir) => {
                 let map =
                     Map::create_in(def, SharedMemory::new(dir, &tag, None)).map_err(map_err)?;
+                // Described for the traced process's agent, which adopts it there; maps that
+                // cannot be (perf event arrays, tries, ...) stay the tool's alone.
+                let published = SharedMap::publish(&map, dir, &tag)
+                    .is_ok()
+                    .then(|| tag.clone());
                 // An mmapable array's values are its first allocation, laid out as the kernel
                 // maps them (`round_up(value_size, 8)` apart from offset 0): the tool maps that
                 // file itself.
@@ -344,7 +424,7 @@ impl Server {
                 } else {
                     sys::memfd(&format!("moat-map:{name}"), &[])
                 };
-                (map, fd)
+                (map, fd, published)
             }
             None if mmapable => {
                 return Err(ServeError::Unsupported(format!(
@@ -354,6 +434,7 @@ impl Server {
             None => (
                 Map::create(def).map_err(map_err)?,
                 sys::memfd(&format!("moat-map:{name}"), &[]),
+                None,
             ),
         };
         let fd = fd.map_err(|source| ServeError::Io {
@@ -373,6 +454,8 @@ impl Server {
             fd,
             Object::Map(MapObj {
                 map: Arc::new(map),
+                tag,
+                owner: None,
                 kernel_type: raw_type,
                 frozen: false,
                 btf_key_type_id: a.u32(f::BTF_KEY_TYPE_ID),
@@ -443,7 +526,7 @@ impl Server {
         let want_log = log_level != 0 && log_buf != 0 && log_size > 0;
         self.rt.set_verifier_log(want_log);
         match self.rt.load_with_maps(&code, prog_type, &maps) {
-            Ok(loaded) => {
+            Ok(_verified) => {
                 let fd = sys::memfd(&format!("moat-prog:{name}"), &code).map_err(|source| {
                     ServeError::Io {
                         what: "program descriptor",
@@ -457,7 +540,8 @@ impl Server {
                         kernel_type,
                         insn_cnt,
                         gpl: moat_abi::license_is_gpl_compatible(&license),
-                        loaded,
+                        code,
+                        maps,
                     })),
                 )
             }
@@ -560,6 +644,7 @@ impl Server {
         let fd = a.fd(f::MAP_FD);
         let obj = self.map(fd)?;
         let map = &obj.map;
+        let elements = obj.elements();
         let def = map.def();
         let name = map.name().to_string();
         let map_err = |source| ServeError::Map {
@@ -575,7 +660,7 @@ impl Server {
                 let value = if def.key_size == 0 {
                     map.peek().map_err(map_err)?
                 } else {
-                    map.lookup(&key).map_err(map_err)?
+                    elements.lookup(&key).map_err(map_err)?
                 };
                 sys::write(val_at, &value).map_err(fault("value", val_at))?;
             }
@@ -584,8 +669,8 @@ impl Server {
                     map.pop().map_err(map_err)?
                 } else {
                     let key = read_key()?;
-                    let v = map.lookup(&key).map_err(map_err)?;
-                    map.delete(&key).map_err(map_err)?;
+                    let v = elements.lookup(&key).map_err(map_err)?;
+                    elements.delete(&key).map_err(map_err)?;
                     v
                 };
                 sys::write(val_at, &value).map_err(fault("value", val_at))?;
@@ -605,17 +690,19 @@ impl Server {
                 let key = read_key()?;
                 let value =
                     sys::read(val_at, map.host_value_size()).map_err(fault("value", val_at))?;
-                map.update(&key, &value, a.u64(f::FLAGS)).map_err(map_err)?;
+                elements
+                    .update(&key, &value, a.u64(f::FLAGS))
+                    .map_err(map_err)?;
             }
             Cmd::MapDeleteElem => {
                 if obj.frozen {
                     return Err(ServeError::Frozen(name));
                 }
-                map.delete(&read_key()?).map_err(map_err)?;
+                elements.delete(&read_key()?).map_err(map_err)?;
             }
             Cmd::MapGetNextKey => {
                 let key = if key_at == 0 { None } else { Some(read_key()?) };
-                let next = map.next_key(key.as_deref()).map_err(map_err)?;
+                let next = elements.next_key(key.as_deref()).map_err(map_err)?;
                 sys::write(val_at, &next).map_err(fault("next_key", val_at))?;
             }
             Cmd::MapFreeze => {
@@ -647,6 +734,7 @@ impl Server {
             return Err(ServeError::Frozen(obj.map.name().to_string()));
         }
         let map = obj.map.clone();
+        let elements = obj.elements();
         let ks = map.def().key_size as usize;
         let vs = map.host_value_size();
         let count = a.u32(f::COUNT) as usize;
@@ -667,9 +755,9 @@ impl Server {
                     let step = if cmd == Cmd::MapUpdateBatch {
                         let v_at = values_at + (done * vs) as u64;
                         let value = sys::read(v_at, vs).map_err(fault("values", v_at))?;
-                        map.update(&key, &value, flags)
+                        elements.update(&key, &value, flags)
                     } else {
-                        map.delete(&key)
+                        elements.delete(&key)
                     };
                     if let Err(e) = step {
                         r = Err(map_err(e));
@@ -689,9 +777,9 @@ impl Server {
                 let mut keys = Vec::new();
                 let mut r = Ok(());
                 while done < count {
-                    match map.next_key(prev.as_deref()) {
+                    match elements.next_key(prev.as_deref()) {
                         Ok(k) => {
-                            let v = map.lookup(&k).map_err(map_err)?;
+                            let v = elements.lookup(&k).map_err(map_err)?;
                             let k_at = keys_at + (done * ks) as u64;
                             let v_at = values_at + (done * vs) as u64;
                             sys::write(k_at, &k).map_err(fault("keys", k_at))?;
@@ -716,7 +804,7 @@ impl Server {
                 }
                 if cmd == Cmd::MapLookupAndDeleteBatch {
                     for k in &keys {
-                        map.delete(k).map_err(map_err)?;
+                        elements.delete(k).map_err(map_err)?;
                     }
                 }
                 r
@@ -768,7 +856,7 @@ impl Server {
                 o.set_u32(i::ID, entry.id);
                 o
             }
-            Object::Event(_) => {
+            Object::Event(_) | Object::Link(_) => {
                 return Err(ServeError::BadFd {
                     fd,
                     kind: "bpf object",
@@ -782,7 +870,15 @@ impl Server {
         Ok(0)
     }
 
-    fn link_create(&mut self, prog_fd: RawFd, target_fd: RawFd) -> Result<i64, ServeError> {
+    /// Attaches program `prog_fd` to `target_fd` (`BPF_LINK_CREATE`, or with `ioctl` the perf
+    /// event's `PERF_EVENT_IOC_SET_BPF`): a uprobe event of a traced process runs the program
+    /// there ([`traced`]); anything else fails with one line saying why.
+    fn link_create(
+        &mut self,
+        prog_fd: RawFd,
+        target_fd: RawFd,
+        via_ioctl: bool,
+    ) -> Result<i64, ServeError> {
         let Some(Entry {
             object: Object::Prog(prog),
             ..
@@ -794,15 +890,13 @@ impl Server {
             });
         };
         let kind = moat_abi::ProgType::from_u32(prog.kernel_type).map_or("unknown", |t| t.name());
-        let why = match self.get(target_fd).map(|e| &e.object) {
-            Some(Object::Event(ev)) => format!(
-                "on {} {}+{:#x} (pid {}): running programs in the traced process through \
-                 `moat load` is not implemented yet",
-                if ev.retprobe { "uretprobe" } else { "uprobe" },
-                ev.path,
-                ev.offset,
-                ev.pid
-            ),
+        let refused = |why: String| {
+            let line = format!("program `{}` ({kind}) {why}", prog.name);
+            sys::say(&line);
+            ServeError::Unsupported(line)
+        };
+        let event = match self.get(target_fd).map(|e| &e.object) {
+            Some(Object::Event(ev)) => ev,
             Some(other) => {
                 return Err(ServeError::Invalid(format!(
                     "cannot attach a program to a {}",
@@ -816,13 +910,153 @@ impl Server {
                     kind: "perf event",
                 })
             }
-            None => "on a kernel event (kprobe, kernel tracepoint or other perf event): moat \
+            None => {
+                return Err(refused(
+                    "on a kernel event (kprobe, kernel tracepoint or other perf event): moat \
                      runs programs in user space only, on uprobes"
-                .to_string(),
+                        .to_string(),
+                ))
+            }
         };
-        let line = format!("program `{}` ({kind}) {why}", prog.name);
-        sys::say(&line);
-        Err(ServeError::Unsupported(line))
+        let probe = format!(
+            "{} {}+{:#x}",
+            if event.retprobe {
+                "uretprobe"
+            } else {
+                "uprobe"
+            },
+            event.path,
+            event.offset
+        );
+        if event.running.is_some() {
+            return Err(ServeError::Invalid(format!(
+                "{probe}: a program is attached to this event already"
+            )));
+        }
+        let pid = event.pid;
+        if pid <= 0 || pid.unsigned_abs() == sys::pid() {
+            return Err(refused(format!(
+                "on {probe} of {}: moat runs a tool's programs inside one traced process; give \
+                 the tool its process (-p PID)",
+                if pid <= 0 {
+                    "every process".to_string()
+                } else {
+                    "the tool itself".to_string()
+                }
+            )));
+        }
+        let Some(dir) = self.shm_dir.clone() else {
+            return Err(refused(format!(
+                "on {probe}: sharing maps with process {pid} needs /dev/shm"
+            )));
+        };
+        // Each map goes to the traced process by its tag; hash maps become that process's.
+        let mut tags = Vec::new();
+        let mut owned = Vec::new();
+        for map in &prog.maps {
+            let Some((fd, obj)) = self.objects.iter().find_map(|(fd, e)| match &e.object {
+                Object::Map(m) if Arc::ptr_eq(&m.map, map) => Some((*fd, m)),
+                _ => None,
+            }) else {
+                return Err(refused(format!(
+                    "on {probe}: map `{}` was closed before the program was attached",
+                    map.name()
+                )));
+            };
+            let t = map.map_type();
+            let adoptable = matches!(t, MapType::Array | MapType::PercpuArray) || is_hash(t);
+            let tag = match (&obj.tag, adoptable) {
+                (Some(tag), true) => tag.clone(),
+                _ => {
+                    let kernel = moat_abi::MapType::from_u32(obj.kernel_type)
+                        .map_or("unknown", |t| t.name());
+                    return Err(refused(format!(
+                        "on {probe}: its map `{}` ({kernel}) cannot be shared with process {pid} \
+                         yet (moat shares arrays and hash maps)",
+                        map.name()
+                    )));
+                }
+            };
+            if let Some(o) = obj.owner.as_ref().filter(|o| o.pid != pid) {
+                return Err(refused(format!(
+                    "on {probe}: its map `{}` is written by process {} already; moat runs a \
+                     tool's programs in one process",
+                    map.name(),
+                    o.pid
+                )));
+            }
+            if is_hash(t) && obj.owner.is_none() {
+                owned.push((fd, tag.clone()));
+            }
+            tags.push(tag);
+        }
+        let name = prog.name.clone();
+        let orders = traced::Orders {
+            name: &prog.name,
+            code: &prog.code,
+            map_tags: &tags,
+            path: &event.path,
+            offset: event.offset,
+            retprobe: event.retprobe,
+            pid,
+        };
+        // The tool stops writing the hash maps before the traced process takes them over.
+        let set_owner = |s: &mut Server, owner: Option<Arc<Owner>>, fd: RawFd| {
+            if let Some(Entry {
+                object: Object::Map(m),
+                ..
+            }) = s.objects.get_mut(&fd)
+            {
+                m.owner = owner;
+            }
+        };
+        let n = self.next_id;
+        let result = {
+            let mut views = Vec::new();
+            for (fd, tag) in &owned {
+                match SharedMap::open(&dir, tag) {
+                    Ok(view) => views.push((*fd, Arc::new(Owner { pid, view }))),
+                    Err(e) => return Err(refused(format!("on {probe}: map {tag}: {e}"))),
+                }
+            }
+            let attached = traced::attach(&dir, n, &orders);
+            if attached.is_ok() {
+                for (fd, owner) in views {
+                    set_owner(self, Some(owner), fd);
+                }
+            }
+            attached
+        };
+        self.next_id += 1;
+        let running = match result {
+            Ok((running, _method)) => running,
+            Err(why) => {
+                let line = format!("program `{name}` ({kind}) on {probe} of process {pid}: {why}");
+                sys::say(&line);
+                return Err(ServeError::Unsupported(line));
+            }
+        };
+        if via_ioctl {
+            if let Some(Entry {
+                object: Object::Event(ev),
+                ..
+            }) = self.objects.get_mut(&target_fd)
+            {
+                ev.running = Some(running);
+            }
+            return Ok(0);
+        }
+        let fd = match sys::eventfd() {
+            Ok(fd) => fd,
+            Err(source) => {
+                let _ = traced::detach(&running);
+                return Err(ServeError::Io {
+                    what: "link descriptor",
+                    source,
+                });
+            }
+        };
+        self.insert(fd, Object::Link(running))
     }
 
     /// `perf_event_open` of the uprobe PMU: moat's own event (an eventfd).
@@ -853,9 +1087,18 @@ impl Server {
                 offset: a.u64(f::CONFIG2),
                 retprobe: a.u64(f::CONFIG) & 1 != 0,
                 pid,
+                running: None,
             }),
         )
     }
+}
+
+/// Whether maps of type `t` are hash maps (one writer: the traced process once it runs programs).
+fn is_hash(t: MapType) -> bool {
+    matches!(
+        t,
+        MapType::Hash | MapType::PercpuHash | MapType::LruHash | MapType::LruPercpuHash
+    )
 }
 
 /// Removes this process's map storage at exit (after `main`, when the maps are no longer used).
@@ -905,7 +1148,7 @@ pub fn ioctl(fd: RawFd, req: u64, arg: u64) -> Option<i64> {
         }
         Some(match req {
             moat_abi::PERF_EVENT_IOC_ENABLE | moat_abi::PERF_EVENT_IOC_DISABLE => Ok(0),
-            moat_abi::PERF_EVENT_IOC_SET_BPF => s.link_create(arg as RawFd, fd),
+            moat_abi::PERF_EVENT_IOC_SET_BPF => s.link_create(arg as RawFd, fd, true),
             _ => Err(ServeError::Invalid(format!(
                 "ioctl {req:#x} on a perf event"
             ))),
@@ -920,7 +1163,16 @@ pub fn closed(fd: RawFd) {
         let mut guard = SERVER.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = guard.as_mut() {
             if s.get(fd).is_some() {
-                s.objects.remove(&fd);
+                let running = match s.objects.remove(&fd).map(|e| e.object) {
+                    Some(Object::Link(r)) => Some(r),
+                    Some(Object::Event(ev)) => ev.running,
+                    _ => None,
+                };
+                if let Some(r) = running {
+                    if let Err(why) = traced::detach(&r) {
+                        sys::say(&format!("moat: detaching from process {}: {why}", r.pid));
+                    }
+                }
             }
         }
     });
