@@ -115,8 +115,10 @@ impl crate::Map {
     ///
     /// Arrays (per-CPU too) may be written by both; a hash map (per-CPU and LRU kinds too) has one
     /// writer, whose index is private, so the maker must stop changing it and go on as a reader
-    /// ([`SharedMap`]). Other types: [`MapError::NotSupported`]. A missing or short file:
-    /// [`MapError::Shared`].
+    /// ([`SharedMap`]). A perf event array's rings are made by the process that writes records
+    /// (each at its first record, as [`SharedMemory::new`] makes them): adopting one gives a map
+    /// that makes them in `dir`, where the maker consumes them as a reader. Other types:
+    /// [`MapError::NotSupported`]. A missing or short file: [`MapError::Shared`].
     pub fn adopt(
         dir: &Path,
         tag: &str,
@@ -125,6 +127,9 @@ impl crate::Map {
         let path = dir.join(format!("{tag}.map"));
         let text = std::fs::read_to_string(&path).map_err(|e| io_error(&path, e))?;
         let (def, cpus) = parse_descriptor(&text, &path)?;
+        if def.map_type == MapType::PerfEventArray {
+            return crate::Map::create_with(def, SharedMemory::new(dir, tag, inner), cpus);
+        }
         if !matches!(
             def.map_type,
             MapType::Array
@@ -858,7 +863,25 @@ mod tests {
     }
 
     #[test]
-    fn only_arrays_and_hash_maps_are_adopted() {
+    fn an_adopted_perf_event_array_writes_records_its_maker_consumes() {
+        let dir = Dir::new("adopt-perf");
+        let _maker = shared_map(&dir, "perf", MapDef::new(MapType::PerfEventArray, 4, 4, 4));
+        let adopted = Map::adopt(&dir.0, "perf", None).expect("adopted");
+        adopted.perf_output(b"one", 2, 0).expect("slot 2");
+        adopted
+            .perf_output(b"two", BPF_F_CURRENT_CPU, 1)
+            .expect("current CPU");
+        let mut reader = SharedMap::open(&dir.0, "perf").expect("reader");
+        let mut got = Vec::new();
+        reader
+            .consume(&mut |slot, r| got.push((slot, r.to_vec())))
+            .expect("consumed");
+        got.sort();
+        assert_eq!(got, vec![(1, b"two".to_vec()), (2, b"one".to_vec())]);
+    }
+
+    #[test]
+    fn only_arrays_hash_maps_and_perf_event_arrays_are_adopted() {
         let dir = Dir::new("adopt-kinds");
         let _ring = shared_map(&dir, "ring", MapDef::new(MapType::RingBuf, 0, 0, 4096));
         assert!(matches!(
