@@ -6,6 +6,7 @@
 //     sleeps 100 microseconds, for `funclatency moatwork:bundled_sleep`;
 //   - one `usleep(1500)` of the C library, for `funclatency c:usleep`;
 //   - one `getppid()` system call, for `syscount`;
+//   - one `getaddrinfo("localhost")`, for `gethostlatency`;
 //
 // prints `done N` and waits for standard input to end, in `poll` (where moat may inject its agent).
 // Nothing else of it calls those.
@@ -13,6 +14,7 @@
 // Built by the tests with `cc` (the library with `-shared -fPIC`, this program linked to it with
 // an rpath); no clang needed.
 #define _GNU_SOURCE
+#include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +44,8 @@ int main(int argc, char **argv) {
         sum += bundled_sleep((int)i);
         usleep(1500);
         sum += getppid() > 0;
+        struct addrinfo *res = NULL;
+        if (getaddrinfo("localhost", NULL, NULL, &res) == 0) freeaddrinfo(res);
     }
     printf("done %ld\n", n);
     while (next_line(line, sizeof line)) {

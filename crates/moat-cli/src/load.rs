@@ -14,6 +14,10 @@ use crate::load_control::Controller;
 #[derive(Debug, Args)]
 #[command(after_long_help = LOAD_HELP)]
 pub struct LoadArgs {
+    /// The process a tool's programs run in when the tool attaches them to every process (tools
+    /// without a process option of their own, such as bashreadline)
+    #[arg(long, value_name = "PID")]
+    pid: Option<u32>,
     /// The tool to run and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "TOOL")]
     command: Vec<OsString>,
@@ -36,12 +40,16 @@ patches the probed function; the tool reads the maps with its ordinary bpf() cal
 traced process writes can no longer be changed by the tool: EBUSY). Probes are removed, latest first,
 when the tool closes its links or ends; Ctrl-C and SIGTERM are passed on to the tool. What moat
 cannot run fails with one line naming the program and why: programs on kernel events (kprobes,
-kernel tracepoints), on every process (no -p), or using maps it cannot share yet (perf event
-arrays, ring buffers, stack traces).
+kernel tracepoints), on every process (no -p; `moat load --pid PID` names the process such
+programs run in, for tools without a process option), or using maps it cannot share yet (ring
+buffers, stack traces, tries, queues). Perf buffers work: the traced process's records reach the
+tool's perf_buffer through its epoll, as from the kernel.
 
 Examples:
   moat load -- funclatency -p 1234 c:nanosleep
-  moat load -- funclatency -p 1234 -d 5 mylib:my_function";
+  moat load -- funclatency -p 1234 -d 5 mylib:my_function
+  moat load -- gethostlatency -p 1234
+  moat load --pid $(pgrep -n bash) -- bashreadline";
 
 /// Where the interposer is: `MOAT_INTERPOSE`, else beside the running executable (or in its
 /// `deps/`, where cargo puts it for a dependency), the newest of those.
@@ -91,6 +99,10 @@ pub fn run(args: LoadArgs) -> ExitCode {
         .args(rest)
         .env("LD_PRELOAD", preload)
         .env(crate::load_control::CONTROL_ENV, controller.socket())
+        .env(
+            crate::load_control::PID_ENV,
+            args.pid.map(|p| p.to_string()).unwrap_or_default(),
+        )
         .spawn()
     {
         Ok(c) => c,

@@ -17,6 +17,10 @@ use std::sync::{Arc, Mutex};
 /// the two agree).
 pub const CONTROL_ENV: &str = "MOAT_LOAD_CONTROL";
 
+/// The environment variable naming the process events on every process run in (the
+/// interposer's `traced::PID_ENV`).
+pub const PID_ENV: &str = "MOAT_LOAD_PID";
+
 /// A program attached in a traced process: its report file, and whether its link was closed.
 struct Attached {
     report: PathBuf,

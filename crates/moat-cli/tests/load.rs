@@ -259,6 +259,158 @@ fn funclatency_on_a_function_of_the_program_matches_the_kernel() {
     funclatency_agrees("moatwork:bundled_sleep");
 }
 
+/// `gethostlatency -p PID`: one line per `getaddrinfo` of the workload on both, with latencies of
+/// the same order (the fullest power-of-two bucket of microseconds one and the same, or next to it:
+/// the kernel's trap adds microseconds to a call of some tens).
+#[test]
+fn gethostlatency_matches_the_kernel() {
+    skip_unless_available!();
+    let lookups = |out: &str| -> Vec<f64> {
+        out.lines()
+            .filter(|l| l.split_whitespace().nth(4) == Some("localhost"))
+            .filter_map(|l| l.split_whitespace().nth(3)?.parse().ok())
+            .collect()
+    };
+    let (kernel, _) = traced_run(false, "gethostlatency", &[]);
+    let (moat, moat_err) = traced_run(true, "gethostlatency", &[]);
+    let (k, m) = (lookups(&kernel), lookups(&moat));
+    assert_eq!(k.len() as u64, ROUNDS, "kernel:\n{kernel}");
+    assert_eq!(m.len() as u64, ROUNDS, "moat:\n{moat}\n{moat_err}");
+    let mode = |ms: &[f64]| {
+        let buckets: Vec<(u64, u64)> = (0..24)
+            .map(|b| {
+                let n = ms
+                    .iter()
+                    .filter(|&&x| ((x * 1000.0).max(1.0).log2() as u64) == b)
+                    .count();
+                (b, n as u64)
+            })
+            .collect();
+        mode(&buckets)
+    };
+    assert!(
+        mode(&k).abs_diff(mode(&m)) <= 1,
+        "kernel:\n{kernel}\nmoat:\n{moat}"
+    );
+    println!("gethostlatency: kernel and moat both saw {ROUNDS} lookups");
+}
+
+/// An interactive bash reading commands from a pipe through readline, waiting (in `sleep`, where
+/// moat may inject its agent) until the tool is ready.
+struct Bash {
+    child: Child,
+    go: PathBuf,
+}
+
+impl Bash {
+    fn start(tag: &str) -> Bash {
+        let go = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("bash-go-{tag}"));
+        let _ = std::fs::remove_file(&go);
+        let mut child = Command::new("bash")
+            .args(["--norc", "--noprofile", "-i"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start bash");
+        let wait = format!("while [ ! -e {} ]; do sleep 0.05; done\n", go.display());
+        let stdin = child.stdin.as_mut().expect("stdin");
+        stdin.write_all(wait.as_bytes()).expect("wait command");
+        Bash { child, go }
+    }
+
+    /// Lets bash go on to `commands`, one line each, and waits until it has read them all.
+    fn run(&mut self, commands: &[String]) {
+        let done = self.go.with_extension("done");
+        let _ = std::fs::remove_file(&done);
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        for c in commands {
+            stdin
+                .write_all(format!("{c}\n").as_bytes())
+                .expect("command");
+        }
+        stdin
+            .write_all(format!("touch {}\n", done.display()).as_bytes())
+            .expect("last command");
+        stdin.flush().expect("flush");
+        std::fs::write(&self.go, b"").expect("go");
+        for _ in 0..200 {
+            if done.exists() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("bash did not run its commands");
+    }
+}
+
+impl Drop for Bash {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `bashreadline` (no process option: on moat, `moat load --pid` names the bash) on the kernel and
+/// on moat: every command line the bash read, in order.
+#[test]
+fn bashreadline_matches_the_kernel() {
+    skip_unless_available!();
+    let commands: Vec<String> = (0..ROUNDS / 4).map(|i| format!(": moat-cmd-{i}")).collect();
+    let lines = |on_moat: bool| -> (Vec<String>, String) {
+        let mut bash = Bash::start(if on_moat { "moat" } else { "kernel" });
+        let pid = bash.child.id().to_string();
+        let mut cmd = Command::new("stdbuf");
+        cmd.arg("-oL");
+        if on_moat {
+            cmd.args([MOAT, "load", "--pid", &pid, "--"]);
+        }
+        let mut tool = cmd
+            .arg("bashreadline")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start bashreadline");
+        let mut out = BufReader::new(tool.stdout.take().expect("stdout"));
+        let mut header = String::new();
+        let attached = out.read_line(&mut header).is_ok_and(|n| n > 0);
+        if attached {
+            bash.run(&commands);
+            // The last command's line reaches the tool's output in a moment.
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+        let _ = Command::new("kill")
+            .args(["-INT", &tool.id().to_string()])
+            .status();
+        let mut rest = String::new();
+        let _ = out.read_to_string(&mut rest);
+        let mut err = String::new();
+        if let Some(mut e) = tool.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        let _ = tool.wait();
+        assert!(attached, "bashreadline printed nothing:\n{err}");
+        // Other shells of the machine show up on the kernel: only this bash's lines count.
+        let mine = rest
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some(pid.as_str()))
+            .filter_map(|l| l.split_once(&pid).map(|(_, c)| c.trim().to_string()))
+            .filter(|c| c.starts_with(": moat-cmd-"))
+            .collect();
+        (mine, err)
+    };
+    let (kernel, _) = lines(false);
+    let (moat, moat_err) = lines(true);
+    assert_eq!(kernel, commands, "kernel");
+    assert_eq!(moat, commands, "moat:\n{moat_err}");
+    println!(
+        "bashreadline: kernel and moat both saw {} commands",
+        commands.len()
+    );
+}
+
 #[test]
 fn a_tool_tracing_every_process_is_refused_in_one_line() {
     skip_unless_available!();
@@ -417,10 +569,12 @@ fn the_interposer_the_agent_and_moat_load_use_the_same_names() {
     use moat_agent::agent::env;
     use moat_interpose::traced::orders;
     assert_eq!(moat_interpose::traced::CONTROL_ENV, "MOAT_LOAD_CONTROL");
+    assert_eq!(moat_interpose::traced::PID_ENV, "MOAT_LOAD_PID");
     let src =
         std::fs::read_to_string(support::workspace().join("crates/moat-cli/src/load_control.rs"))
             .expect("load_control.rs");
     assert!(src.contains("pub const CONTROL_ENV: &str = \"MOAT_LOAD_CONTROL\";"));
+    assert!(src.contains("pub const PID_ENV: &str = \"MOAT_LOAD_PID\";"));
     assert!(
         src.contains("MOAT_TRACE_OUT="),
         "the report is found by the agent's key"

@@ -14,6 +14,11 @@
 #![deny(unsafe_code)]
 
 mod attr;
+#[expect(
+    unsafe_code,
+    reason = "the shared mapping of a perf buffer event's ring"
+)]
+mod ring;
 pub mod server;
 #[expect(
     unsafe_code,

@@ -8,6 +8,7 @@
 //! never taken for moat's.
 
 use crate::attr::{self, Attr};
+use crate::ring::KernelRing;
 use crate::{sys, traced};
 use moat::{Map, MapDef, MapError, MapType, ProgType, Runtime, SharedMap, SharedMemory};
 use moat_abi::Cmd;
@@ -198,6 +199,19 @@ struct EventObj {
     running: Option<traced::Running>,
 }
 
+/// A perf event of the tool's perf buffer (`PERF_COUNT_SW_BPF_OUTPUT`): a file in the kernel's
+/// ring layout ([`KernelRing`]) that the tool maps, filled with the records the traced process's
+/// programs wrote to the perf event array slot the event was stored in.
+struct OutputObj {
+    /// The CPU the tool opened it for (the `cpu` of `PERF_RECORD_LOST`).
+    cpu: i32,
+    file: std::fs::File,
+    /// Made when the tool maps the file (its size is the ring's).
+    ring: Option<KernelRing>,
+    /// The perf event array (by tag) and slot it was stored in.
+    bound: Option<(String, u32)>,
+}
+
 /// One object behind a descriptor moat handed out.
 enum Object {
     Map(MapObj),
@@ -208,6 +222,7 @@ enum Object {
     Event(EventObj),
     /// A `BPF_LINK_CREATE` link: the program running in a traced process.
     Link(traced::Running),
+    Output(OutputObj),
 }
 
 impl Object {
@@ -218,6 +233,7 @@ impl Object {
             Object::Btf { .. } => "BTF object",
             Object::Event(_) => "perf event",
             Object::Link(_) => "link",
+            Object::Output(_) => "perf buffer event",
         }
     }
 }
@@ -236,6 +252,10 @@ pub struct Server {
     next_tag: u32,
     shm_dir: Option<PathBuf>,
     uprobe_type: Option<u32>,
+    /// Perf buffer events registered with each epoll descriptor: `(event, events, data)`.
+    epolls: HashMap<RawFd, Vec<(RawFd, u32, u64)>>,
+    /// Readers of the perf event arrays the traced process writes, by tag.
+    perf_readers: HashMap<String, SharedMap>,
 }
 
 // The runtime is only touched under the global lock.
@@ -247,6 +267,16 @@ fn with_server<T>(f: impl FnOnce(&mut Server) -> Option<T>) -> Option<T> {
     sys::enter(|| {
         let mut guard = SERVER.lock().unwrap_or_else(|e| e.into_inner());
         f(guard.get_or_insert_with(Server::new))
+    })
+    .flatten()
+}
+
+/// As [`with_server`], but `None` until the tool made its first `bpf(2)` or `perf_event_open(2)`
+/// call: the calls that only look for moat's descriptors (`mmap`, `epoll_*`) make no server.
+fn with_existing_server<T>(f: impl FnOnce(&mut Server) -> Option<T>) -> Option<T> {
+    sys::enter(|| {
+        let mut guard = SERVER.lock().unwrap_or_else(|e| e.into_inner());
+        guard.as_mut().and_then(f)
     })
     .flatten()
 }
@@ -286,6 +316,8 @@ impl Server {
             next_tag: 0,
             shm_dir,
             uprobe_type,
+            epolls: HashMap::new(),
+            perf_readers: HashMap::new(),
         }
     }
 
@@ -693,6 +725,18 @@ impl Server {
                 elements
                     .update(&key, &value, a.u64(f::FLAGS))
                     .map_err(map_err)?;
+                // A perf event array's slot given one of the tool's perf buffer events: records
+                // of that slot go to the event's ring.
+                if map.map_type() == MapType::PerfEventArray {
+                    if let (Some(tag), Ok(k), Ok(v)) = (
+                        obj.tag.clone(),
+                        <[u8; 4]>::try_from(key.as_slice()),
+                        <[u8; 4]>::try_from(value.as_slice()),
+                    ) {
+                        let (slot, event) = (u32::from_ne_bytes(k), i32::from_ne_bytes(v));
+                        self.bind_output(event, tag, slot);
+                    }
+                }
             }
             Cmd::MapDeleteElem => {
                 if obj.frozen {
@@ -856,7 +900,7 @@ impl Server {
                 o.set_u32(i::ID, entry.id);
                 o
             }
-            Object::Event(_) | Object::Link(_) => {
+            Object::Event(_) | Object::Link(_) | Object::Output(_) => {
                 return Err(ServeError::BadFd {
                     fd,
                     kind: "bpf object",
@@ -933,11 +977,15 @@ impl Server {
                 "{probe}: a program is attached to this event already"
             )));
         }
-        let pid = event.pid;
+        // An event on every process runs in the one `moat load --pid` names, if it names one.
+        let pid = match event.pid {
+            p if p > 0 => p,
+            _ => traced::chosen_pid().unwrap_or(event.pid),
+        };
         if pid <= 0 || pid.unsigned_abs() == sys::pid() {
             return Err(refused(format!(
                 "on {probe} of {}: moat runs a tool's programs inside one traced process; give \
-                 the tool its process (-p PID)",
+                 the tool its process (-p PID) or name one with `moat load --pid PID`",
                 if pid <= 0 {
                     "every process".to_string()
                 } else {
@@ -964,7 +1012,10 @@ impl Server {
                 )));
             };
             let t = map.map_type();
-            let adoptable = matches!(t, MapType::Array | MapType::PercpuArray) || is_hash(t);
+            let adoptable = matches!(
+                t,
+                MapType::Array | MapType::PercpuArray | MapType::PerfEventArray
+            ) || is_hash(t);
             let tag = match (&obj.tag, adoptable) {
                 (Some(tag), true) => tag.clone(),
                 _ => {
@@ -972,7 +1023,7 @@ impl Server {
                         .map_or("unknown", |t| t.name());
                     return Err(refused(format!(
                         "on {probe}: its map `{}` ({kernel}) cannot be shared with process {pid} \
-                         yet (moat shares arrays and hash maps)",
+                         yet (moat shares arrays, hash maps and perf event arrays)",
                         map.name()
                     )));
                 }
@@ -1060,15 +1111,207 @@ impl Server {
     }
 
     /// `perf_event_open` of the uprobe PMU: moat's own event (an eventfd).
-    fn perf_event_open(&mut self, attr_at: u64, pid: i32) -> Option<Result<i64, ServeError>> {
+    fn perf_event_open(
+        &mut self,
+        attr_at: u64,
+        pid: i32,
+        cpu: i32,
+    ) -> Option<Result<i64, ServeError>> {
         use attr::perf as f;
+        let head = Attr(sys::read(attr_at, 16).ok()?);
+        if head.u32(f::TYPE) == PERF_TYPE_SOFTWARE
+            && head.u64(f::CONFIG) == PERF_COUNT_SW_BPF_OUTPUT
+            && self.shm_dir.is_some()
+        {
+            return Some(self.open_output(cpu));
+        }
         let uprobe_type = self.uprobe_type?;
-        let head = sys::read(attr_at, 8).ok()?;
-        let head = Attr(head);
         if head.u32(f::TYPE) != uprobe_type || (head.u32(f::SIZE) as usize) < f::MIN_SIZE {
             return None;
         }
         Some(self.open_uprobe(attr_at, pid))
+    }
+
+    /// A perf buffer event: a ring file of its own beside the maps.
+    fn open_output(&mut self, cpu: i32) -> Result<i64, ServeError> {
+        let io = |source| ServeError::Io {
+            what: "perf buffer event",
+            source,
+        };
+        let dir = self
+            .shm_dir
+            .clone()
+            .ok_or_else(|| io(std::io::Error::other("no /dev/shm")))?;
+        let path = dir.join(format!("pe{}.ring", self.next_id));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io)?;
+        let fd = sys::open_rw(&path).map_err(io)?;
+        self.insert(
+            fd,
+            Object::Output(OutputObj {
+                cpu,
+                file,
+                ring: None,
+                bound: None,
+            }),
+        )
+    }
+
+    /// Records slot `slot` of perf event array `tag` as going to perf buffer event `event`.
+    fn bind_output(&mut self, event: RawFd, tag: String, slot: u32) {
+        let inode = sys::inode(event);
+        if let Some(Entry {
+            inode: known,
+            object: Object::Output(o),
+            ..
+        }) = self.objects.get_mut(&event)
+        {
+            if Some(*known) == inode {
+                o.bound = Some((tag, slot));
+            }
+        }
+    }
+
+    /// The tool maps `len` bytes of descriptor `fd`: for a perf buffer event, its ring is made
+    /// that size first. `None` for other descriptors.
+    fn mapping(&mut self, fd: RawFd, len: usize) -> Option<Result<(), i32>> {
+        let Some(Entry {
+            object: Object::Output(o),
+            ..
+        }) = self.get(fd)
+        else {
+            return None;
+        };
+        if o.ring.is_some() {
+            return Some(Ok(()));
+        }
+        let ring = KernelRing::map(&o.file, len);
+        if let Some(Entry {
+            object: Object::Output(o),
+            ..
+        }) = self.objects.get_mut(&fd)
+        {
+            match ring {
+                Ok(r) => o.ring = Some(r),
+                Err(e) => return Some(Err(e.raw_os_error().unwrap_or(libc::EINVAL))),
+            }
+        }
+        Some(Ok(()))
+    }
+
+    /// `epoll_ctl` with a perf buffer event: kept here (the kernel cannot poll a file); `None`
+    /// for other descriptors.
+    fn epoll_ctl(&mut self, epfd: RawFd, op: i32, fd: RawFd, event: u64) -> Option<i64> {
+        if !matches!(self.get(fd).map(|e| &e.object), Some(Object::Output(_))) {
+            return None;
+        }
+        let list = self.epolls.entry(epfd).or_default();
+        let at = list.iter().position(|&(f, _, _)| f == fd);
+        let read_event = || {
+            let b = sys::read(event, 12).ok()?;
+            let events = u32::from_ne_bytes(b[0..4].try_into().ok()?);
+            let data = u64::from_ne_bytes(b[4..12].try_into().ok()?);
+            Some((events, data))
+        };
+        Some(match (op, at) {
+            (libc::EPOLL_CTL_ADD, Some(_)) => -i64::from(libc::EEXIST),
+            (libc::EPOLL_CTL_ADD, None) => match read_event() {
+                Some((events, data)) => {
+                    list.push((fd, events, data));
+                    0
+                }
+                None => -i64::from(libc::EFAULT),
+            },
+            (libc::EPOLL_CTL_MOD, Some(i)) => match read_event() {
+                Some((events, data)) => {
+                    list[i] = (fd, events, data);
+                    0
+                }
+                None => -i64::from(libc::EFAULT),
+            },
+            (libc::EPOLL_CTL_DEL, Some(i)) => {
+                list.remove(i);
+                0
+            }
+            (libc::EPOLL_CTL_MOD | libc::EPOLL_CTL_DEL, None) => -i64::from(libc::ENOENT),
+            _ => -i64::from(libc::EINVAL),
+        })
+    }
+
+    /// For `epoll_wait` on `epfd`: `None` if it holds no perf buffer event; else moves the
+    /// records the traced process wrote since into the events' rings and returns the events
+    /// (`events`, `data`) of those with records to read.
+    fn ready_outputs(&mut self, epfd: RawFd) -> Option<Vec<(u32, u64)>> {
+        let list = self.epolls.get(&epfd).filter(|l| !l.is_empty())?.clone();
+        self.pump();
+        Some(
+            list.iter()
+                .filter(|&&(fd, events, _)| {
+                    events & libc::EPOLLIN as u32 != 0
+                        && matches!(
+                            self.objects.get(&fd).map(|e| &e.object),
+                            Some(Object::Output(OutputObj { ring: Some(r), .. })) if r.has_data()
+                        )
+                })
+                .map(|&(_, _, data)| (libc::EPOLLIN as u32, data))
+                .collect(),
+        )
+    }
+
+    /// Copies the records of every bound perf event array into the rings of the events their
+    /// slots hold.
+    fn pump(&mut self) {
+        let Some(dir) = self.shm_dir.clone() else {
+            return;
+        };
+        let tags: Vec<String> = self
+            .objects
+            .values()
+            .filter_map(|e| match &e.object {
+                Object::Output(OutputObj {
+                    bound: Some((tag, _)),
+                    ring: Some(_),
+                    ..
+                }) => Some(tag.clone()),
+                _ => None,
+            })
+            .collect();
+        let Server {
+            objects,
+            perf_readers,
+            ..
+        } = self;
+        for tag in tags {
+            if !perf_readers.contains_key(&tag) {
+                match SharedMap::open(&dir, &tag) {
+                    Ok(r) => {
+                        perf_readers.insert(tag.clone(), r);
+                    }
+                    Err(_) => continue,
+                }
+            }
+            let Some(reader) = perf_readers.get_mut(&tag) else {
+                continue;
+            };
+            let _ = reader.consume(&mut |slot, data| {
+                let output = objects.values_mut().find_map(|e| match &mut e.object {
+                    Object::Output(o) if o.bound.as_ref() == Some(&(tag.clone(), slot)) => Some(o),
+                    _ => None,
+                });
+                if let Some(OutputObj {
+                    ring: Some(ring),
+                    cpu,
+                    ..
+                }) = output
+                {
+                    ring.push_sample(*cpu as u64, data);
+                }
+            });
+        }
     }
 
     fn open_uprobe(&mut self, attr_at: u64, pid: i32) -> Result<i64, ServeError> {
@@ -1092,6 +1335,11 @@ impl Server {
         )
     }
 }
+
+/// `PERF_TYPE_SOFTWARE`.
+const PERF_TYPE_SOFTWARE: u32 = 1;
+/// `PERF_COUNT_SW_BPF_OUTPUT`: the event a perf buffer's slot holds.
+const PERF_COUNT_SW_BPF_OUTPUT: u64 = 10;
 
 /// Whether maps of type `t` are hash maps (one writer: the traced process once it runs programs).
 fn is_hash(t: MapType) -> bool {
@@ -1136,14 +1384,35 @@ pub fn bpf(cmd: u32, attr: u64, size: u32) -> Option<i64> {
 }
 
 /// `perf_event_open(attr, pid, cpu, group_fd, flags)`: moat serves the uprobe PMU's events.
-pub fn perf_event_open(attr: u64, pid: i32, _cpu: i32, _group: i32, _flags: u64) -> Option<i64> {
-    with_server(|s| s.perf_event_open(attr, pid)).map(finish)
+pub fn perf_event_open(attr: u64, pid: i32, cpu: i32, _group: i32, _flags: u64) -> Option<i64> {
+    with_server(|s| s.perf_event_open(attr, pid, cpu)).map(finish)
+}
+
+/// Before `mmap` of `len` bytes of `fd`: `None` unless `fd` is a perf buffer event of moat's,
+/// then `Err(errno)` if its ring cannot be made.
+pub fn mapping(fd: RawFd, len: usize) -> Option<Result<(), i32>> {
+    with_existing_server(|s| s.mapping(fd, len))
+}
+
+/// `epoll_ctl(epfd, op, fd, event)` with one of moat's perf buffer events: the result or
+/// `-errno`; `None` for the kernel.
+pub fn epoll_ctl(epfd: RawFd, op: i32, fd: RawFd, event: u64) -> Option<i64> {
+    with_existing_server(|s| s.epoll_ctl(epfd, op, fd, event))
+}
+
+/// For `epoll_wait(epfd, ...)`: `None` if `epfd` holds none of moat's perf buffer events, else
+/// the `(events, data)` of those ready to be read.
+pub fn ready_outputs(epfd: RawFd) -> Option<Vec<(u32, u64)>> {
+    with_existing_server(|s| s.ready_outputs(epfd))
 }
 
 /// `ioctl(fd, req, arg)` on a perf event moat handed out.
 pub fn ioctl(fd: RawFd, req: u64, arg: u64) -> Option<i64> {
     with_server(|s| {
-        if !matches!(s.get(fd).map(|e| &e.object), Some(Object::Event(_))) {
+        if !matches!(
+            s.get(fd).map(|e| &e.object),
+            Some(Object::Event(_) | Object::Output(_))
+        ) {
             return None;
         }
         Some(match req {
@@ -1162,7 +1431,11 @@ pub fn closed(fd: RawFd) {
     let _ = sys::enter(|| {
         let mut guard = SERVER.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = guard.as_mut() {
+            s.epolls.remove(&fd);
             if s.get(fd).is_some() {
+                for list in s.epolls.values_mut() {
+                    list.retain(|&(f, _, _)| f != fd);
+                }
                 let running = match s.objects.remove(&fd).map(|e| e.object) {
                     Some(Object::Link(r)) => Some(r),
                     Some(Object::Event(ev)) => ev.running,

@@ -6,7 +6,7 @@
 
 use crate::server;
 use std::cell::Cell;
-use std::ffi::{c_int, c_long, c_ulong, CString};
+use std::ffi::{c_int, c_long, c_ulong, c_void, CString};
 use std::io;
 use std::os::fd::RawFd;
 
@@ -109,6 +109,180 @@ pub unsafe extern "C" fn ioctl(fd: c_int, req: c_ulong, arg: c_ulong) -> c_int {
         )
     });
     to_libc(ret) as c_int
+}
+
+/// libc's `mmap(2)`: a perf buffer event of moat's gets its ring made (sized to the mapping)
+/// before the kernel maps it. Anonymous mappings go straight to the kernel.
+///
+/// # Safety
+///
+/// As libc's.
+#[no_mangle]
+pub unsafe extern "C" fn mmap(
+    addr: *mut c_void,
+    len: libc::size_t,
+    prot: c_int,
+    flags: c_int,
+    fd: c_int,
+    off: libc::off_t,
+) -> *mut c_void {
+    if flags & libc::MAP_ANONYMOUS == 0 && fd >= 0 {
+        if let Some(Err(errno)) = server::mapping(fd, len) {
+            to_libc(-c_long::from(errno));
+            return libc::MAP_FAILED;
+        }
+    }
+    let args = [
+        addr as c_long,
+        len as c_long,
+        prot as c_long,
+        flags as c_long,
+        fd as c_long,
+        off as c_long,
+    ];
+    match to_libc(raw(libc::SYS_mmap, args)) {
+        -1 => libc::MAP_FAILED,
+        p => p as *mut c_void,
+    }
+}
+
+/// libc's `mmap64`, the same call on x86-64.
+///
+/// # Safety
+///
+/// As libc's.
+#[no_mangle]
+pub unsafe extern "C" fn mmap64(
+    addr: *mut c_void,
+    len: libc::size_t,
+    prot: c_int,
+    flags: c_int,
+    fd: c_int,
+    off: libc::off_t,
+) -> *mut c_void {
+    // SAFETY: the caller's contract, passed on.
+    unsafe { mmap(addr, len, prot, flags, fd, off) }
+}
+
+/// libc's `epoll_ctl(2)`: moat's perf buffer events are files, which the kernel cannot poll; the
+/// server keeps their registrations instead.
+///
+/// # Safety
+///
+/// As libc's.
+#[no_mangle]
+pub unsafe extern "C" fn epoll_ctl(
+    epfd: c_int,
+    op: c_int,
+    fd: c_int,
+    event: *mut libc::epoll_event,
+) -> c_int {
+    let served = server::epoll_ctl(epfd, op, fd, event as u64);
+    let ret = served.unwrap_or_else(|| {
+        raw(
+            libc::SYS_epoll_ctl,
+            [
+                epfd as c_long,
+                op as c_long,
+                fd as c_long,
+                event as c_long,
+                0,
+                0,
+            ],
+        )
+    });
+    to_libc(ret) as c_int
+}
+
+/// libc's `epoll_wait(2)`.
+///
+/// # Safety
+///
+/// As libc's.
+#[no_mangle]
+pub unsafe extern "C" fn epoll_wait(
+    epfd: c_int,
+    events: *mut libc::epoll_event,
+    max: c_int,
+    timeout: c_int,
+) -> c_int {
+    // SAFETY: the caller's contract, passed on.
+    unsafe { epoll_pwait(epfd, events, max, timeout, std::ptr::null()) }
+}
+
+/// libc's `epoll_pwait(2)`. Where `epfd` holds perf buffer events of moat's, waits in slices of
+/// at most [`POLL_SLICE_MS`] on the kernel's descriptors, moving the traced process's records into
+/// the events' rings between slices, and adds the events with records to read after the
+/// kernel's.
+///
+/// # Safety
+///
+/// As libc's.
+#[no_mangle]
+pub unsafe extern "C" fn epoll_pwait(
+    epfd: c_int,
+    events: *mut libc::epoll_event,
+    max: c_int,
+    timeout: c_int,
+    sigmask: *const libc::sigset_t,
+) -> c_int {
+    let wait = |ms: c_int| {
+        raw(
+            libc::SYS_epoll_pwait,
+            [
+                epfd as c_long,
+                events as c_long,
+                max as c_long,
+                ms as c_long,
+                sigmask as c_long,
+                8,
+            ],
+        )
+    };
+    let start = std::time::Instant::now();
+    loop {
+        let Some(ready) = server::ready_outputs(epfd) else {
+            return to_libc(wait(timeout)) as c_int;
+        };
+        let mut slice = POLL_SLICE_MS;
+        if timeout >= 0 {
+            let left = i128::from(timeout) - start.elapsed().as_millis() as i128;
+            slice = slice.min(left.max(0) as c_int);
+        }
+        // With records already waiting, the kernel's descriptors are only looked at.
+        let n = wait(if ready.is_empty() { slice } else { 0 });
+        if n < 0 {
+            return to_libc(n) as c_int;
+        }
+        let mut n = n as usize;
+        for (flags, data) in ready {
+            if n >= max.max(0) as usize {
+                break;
+            }
+            let event = libc::epoll_event {
+                events: flags,
+                u64: data,
+            };
+            // SAFETY: `events` holds `max` entries (the caller's contract) and `n < max`.
+            unsafe { events.add(n).write_unaligned(event) };
+            n += 1;
+        }
+        let expired = timeout >= 0 && start.elapsed().as_millis() >= timeout as u128;
+        if n > 0 || expired {
+            return n as c_int;
+        }
+    }
+}
+
+/// The longest a wait on an epoll descriptor holding moat's perf buffer events goes without
+/// looking for the traced process's records.
+const POLL_SLICE_MS: c_int = 5;
+
+/// The system's page size.
+pub(crate) fn page_size() -> usize {
+    // SAFETY: `sysconf` has no memory effects.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(p).unwrap_or(4096)
 }
 
 /// Copies `len` bytes of this process's memory at `addr` (`EFAULT` where not readable).

@@ -17,6 +17,19 @@ use std::sync::Mutex;
 /// The environment variable naming the controller's socket.
 pub const CONTROL_ENV: &str = "MOAT_LOAD_CONTROL";
 
+/// The environment variable naming the process that events on every process run in
+/// (`moat load --pid PID`): tools without a process option (bashreadline) trace it.
+pub const PID_ENV: &str = "MOAT_LOAD_PID";
+
+/// The process `moat load --pid` named, if it named one.
+pub(crate) fn chosen_pid() -> Option<i32> {
+    std::env::var(PID_ENV)
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|&p: &i32| p > 0)
+}
+
 /// The keys of the agent's orders (`moat_agent::agent::env`; the interposer does not link the
 /// agent, so they are spelt here too, and a test checks they agree).
 pub mod orders {
