@@ -7,6 +7,8 @@
 //   - one `usleep(1500)` of the C library, for `funclatency c:usleep`;
 //   - one `getppid()` system call, for `syscount`;
 //   - one `getaddrinfo("localhost")`, for `gethostlatency`;
+//   - one `open("/dev/null")` (an `openat` system call) and its `close`, for `opensnoop`;
+//   - one `kill(getpid(), 0)` (signal 0: a check that the process exists), for `sigsnoop -k`;
 //
 // prints `done N` and waits for standard input to end, in `poll` (where moat may inject its agent).
 // Nothing else of it calls those.
@@ -14,8 +16,10 @@
 // Built by the tests with `cc` (the library with `-shared -fPIC`, this program linked to it with
 // an rpath); no clang needed.
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -46,6 +50,9 @@ int main(int argc, char **argv) {
         sum += getppid() > 0;
         struct addrinfo *res = NULL;
         if (getaddrinfo("localhost", NULL, NULL, &res) == 0) freeaddrinfo(res);
+        int fd = open("/dev/null", O_RDONLY);
+        if (fd >= 0) close(fd);
+        sum += kill(getpid(), 0) == 0;
     }
     printf("done %ld\n", n);
     while (next_line(line, sizeof line)) {

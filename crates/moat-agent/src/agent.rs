@@ -55,6 +55,9 @@ pub mod env {
     pub const PROG_OFFSET: &str = "MOAT_TRACE_PROG_OFFSET";
     /// `1`: the interposed program runs at the function's return (a uretprobe).
     pub const PROG_RETURN: &str = "MOAT_TRACE_PROG_RETURN";
+    /// Instead of [`PROG_PATH`] and [`PROG_OFFSET`]: the `syscalls` tracepoint the interposed
+    /// program runs at (`sys_enter_openat`, `sys_exit_openat`).
+    pub const PROG_SYSCALL: &str = "MOAT_TRACE_PROG_SYSCALL";
 }
 
 /// What the agent keeps for the life of the process.

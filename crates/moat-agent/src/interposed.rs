@@ -11,11 +11,20 @@
 use crate::agent::env;
 use crate::protocol::Record;
 use moat::{LoadedProgram, Map, ProgType, Runtime};
-use moat_attach::{Attachment, Choice, Hook};
+use moat_attach::{Attachment, Choice, Hook, SyscallAttachment, SyscallHooks};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+
+/// How a running program is attached.
+enum Probe {
+    /// A uprobe or uretprobe of its own.
+    Function(Attachment),
+    /// A `syscalls` tracepoint (`sys_enter_NAME` or `sys_exit_NAME`), one of the [`SYSCALLS`]
+    /// group.
+    Syscall { nr: u32, exit: bool },
+}
 
 /// One attached program, until it is stopped.
 struct Running {
@@ -23,8 +32,12 @@ struct Running {
     name: String,
     /// Kept for the counters of runs stopped at the time budget.
     program: LoadedProgram,
-    attachment: Attachment,
+    probe: Probe,
 }
+
+/// The system call sites rewritten for every running tracepoint program: one attachment for them
+/// all (a site is rewritten once), made again when a program comes or goes.
+static SYSCALLS: Mutex<Option<SyscallAttachment>> = Mutex::new(None);
 
 /// The programs running, in the order they were attached.
 static RUNNING: Mutex<Vec<Running>> = Mutex::new(Vec::new());
@@ -55,19 +68,38 @@ pub(crate) fn start(orders: &dyn Fn(&str) -> Option<String>) -> bool {
     let report = orders(env::OUT).unwrap_or_default();
     let name = orders(env::PROG_NAME).unwrap_or_default();
     match attach(orders, &name) {
-        Ok((program, attachment, record)) => {
-            append(&report, &[record]);
-            if let Ok(mut running) = RUNNING.lock() {
-                running.push(Running {
-                    report,
-                    name,
-                    program,
-                    attachment,
-                });
-                return true;
+        Ok((program, probe, record)) => {
+            let Ok(mut running) = RUNNING.lock() else {
+                return false;
+            };
+            running.push(Running {
+                report: report.clone(),
+                name: name.clone(),
+                program,
+                probe,
+            });
+            if matches!(
+                running.last().map(|r| &r.probe),
+                Some(Probe::Syscall { .. })
+            ) {
+                if let Err(message) = attach_syscalls(&running) {
+                    running.pop();
+                    let _ = attach_syscalls(&running);
+                    append(
+                        &report,
+                        &[
+                            Record::Error {
+                                program: name,
+                                message,
+                            },
+                            Record::Detached,
+                        ],
+                    );
+                    return false;
+                }
             }
-            attachment.detach();
-            false
+            append(&report, &[record]);
+            true
         }
         Err(message) => {
             append(
@@ -102,10 +134,42 @@ fn adopted(dir: &Path, tag: &str) -> Result<Arc<Map>, String> {
     Ok(map)
 }
 
+/// Rewrites the system call sites again for the tracepoint programs of `running`.
+fn attach_syscalls(running: &[Running]) -> Result<(), String> {
+    let mut current = SYSCALLS.lock().map_err(|_| "poisoned".to_string())?;
+    if let Some(old) = current.take() {
+        old.detach();
+    }
+    let mut hooks = SyscallHooks::default();
+    for r in running {
+        if let Probe::Syscall { nr, exit } = r.probe {
+            let hook = Hook {
+                program: r.program.clone(),
+                cookie: 0,
+            };
+            if exit {
+                hooks.exit.push((nr, hook));
+            } else {
+                hooks.enter.push((nr, hook));
+            }
+        }
+    }
+    if hooks.enter.is_empty() && hooks.exit.is_empty() {
+        return Ok(());
+    }
+    let exe = std::fs::read_link("/proc/self/exe")
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let attachment =
+        moat_attach::attach_syscalls(hooks, &["libc.so.6", &exe]).map_err(|e| e.to_string())?;
+    *current = Some(attachment);
+    Ok(())
+}
+
 fn attach(
     orders: &dyn Fn(&str) -> Option<String>,
     name: &str,
-) -> Result<(LoadedProgram, Attachment, Record), String> {
+) -> Result<(LoadedProgram, Probe, Record), String> {
     let need = |key: &str| orders(key).ok_or_else(|| format!("no {key} in the orders"));
     let code_path = need(env::PROG_CODE)?;
     let code = std::fs::read(&code_path).map_err(|e| format!("{code_path}: {e}"))?;
@@ -116,17 +180,36 @@ fn attach(
         .filter(|t| !t.is_empty())
         .map(|tag| adopted(&dir, tag))
         .collect::<Result<Vec<_>, _>>()?;
+    let mut rt = Runtime::new();
+    moat_attach::helpers::register(&mut rt);
+    let program = rt
+        .load_with_maps(&code, ProgType::Tracing, &maps)
+        .map_err(|e| format!("not loaded: {e}"))?;
+    if let Some(tracepoint) = orders(env::PROG_SYSCALL).filter(|t| !t.is_empty()) {
+        let (exit, syscall) = match (
+            tracepoint.strip_prefix("sys_enter_"),
+            tracepoint.strip_prefix("sys_exit_"),
+        ) {
+            (Some(s), _) => (false, s),
+            (_, Some(s)) => (true, s),
+            _ => return Err(format!("{tracepoint}: not a system call's tracepoint")),
+        };
+        let nr = moat_attach::syscalls::number(syscall)
+            .ok_or_else(|| format!("{tracepoint}: no system call `{syscall}` on x86-64"))?;
+        let record = Record::Attached {
+            program: name.to_string(),
+            point: format!("tracepoint syscalls:{tracepoint}"),
+            address: 0,
+            method: "system call sites rewritten (libc and the program)".into(),
+        };
+        return Ok((program, Probe::Syscall { nr, exit }, record));
+    }
     let path = need(env::PROG_PATH)?;
     let offset = need(env::PROG_OFFSET)?;
     let offset = offset
         .parse::<u64>()
         .map_err(|e| format!("offset `{offset}`: {e}"))?;
     let ret = orders(env::PROG_RETURN).as_deref() == Some("1");
-    let mut rt = Runtime::new();
-    moat_attach::helpers::register(&mut rt);
-    let program = rt
-        .load_with_maps(&code, ProgType::Tracing, &maps)
-        .map_err(|e| format!("not loaded: {e}"))?;
     let located = moat_attach::locate_file_offset(&path, offset, std::process::id())
         .map_err(|e| e.to_string())?;
     let hook = Hook {
@@ -148,7 +231,7 @@ fn attach(
         address: attachment.address(),
         method: attachment.method().to_string(),
     };
-    Ok((program, attachment, record))
+    Ok((program, Probe::Function(attachment), record))
 }
 
 /// Detaches the programs reporting to `report` (all when `None`), the latest first, and writes
@@ -164,16 +247,32 @@ pub(crate) fn stop(report: Option<&str>) -> bool {
         }
         Err(_) => return false,
     };
+    // The tracepoint programs left get their sites again, without the stopped ones.
+    if stopped
+        .iter()
+        .any(|r| matches!(r.probe, Probe::Syscall { .. }))
+    {
+        if let Ok(running) = RUNNING.lock() {
+            let _ = attach_syscalls(&running);
+        }
+    }
     for r in stopped.iter().rev() {
-        r.attachment.detach();
+        let (hits, errors, missed) = match &r.probe {
+            Probe::Function(a) => {
+                a.detach();
+                (a.hits(), a.errors(), a.missed())
+            }
+            // Counted for the group (the sites are shared): the program's own runs are not.
+            Probe::Syscall { .. } => (0, 0, 0),
+        };
         append(
             &r.report,
             &[
                 Record::Stats {
                     program: r.name.clone(),
-                    hits: r.attachment.hits(),
-                    errors: r.attachment.errors(),
-                    missed: r.attachment.missed(),
+                    hits,
+                    errors,
+                    missed,
                     overruns: u64::from(r.program.overruns()),
                 },
                 Record::Detached,

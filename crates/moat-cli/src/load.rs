@@ -35,21 +35,23 @@ are real (memfd, eventfd); everything else goes to the kernel untouched.
 
 A program the tool attaches to a uprobe or uretprobe of process PID (the tool's -p PID) runs inside
 that process: moat injects its agent there (as `moat trace -p` does), the agent takes over the
-tool's arrays and hash maps through their shared files, verifies and compiles the program and
-patches the probed function; the tool reads the maps with its ordinary bpf() calls (a hash map the
-traced process writes can no longer be changed by the tool: EBUSY). Probes are removed, latest first,
-when the tool closes its links or ends; Ctrl-C and SIGTERM are passed on to the tool. What moat
-cannot run fails with one line naming the program and why: programs on kernel events (kprobes,
-kernel tracepoints), on every process (no -p; `moat load --pid PID` names the process such
-programs run in, for tools without a process option), or using maps it cannot share yet (ring
-buffers, stack traces, tries, queues). Perf buffers work: the traced process's records reach the
-tool's perf_buffer through its epoll, as from the kernel.
+tool's arrays, hash maps and perf event arrays through their shared files, verifies and compiles
+the program and patches the probed function; the tool reads the maps with its ordinary bpf()
+calls and its perf buffer with its own epoll (a hash map the traced process writes can no longer
+be changed by the tool: EBUSY). A program at a system call's tracepoint
+(syscalls:sys_enter_NAME, sys_exit_NAME) runs through system call site rewriting in the traced
+process. Events on every process (no -p, and those tracepoints) run in the process --pid names.
+Probes are removed, latest first, when the tool closes its links or ends; Ctrl-C and SIGTERM are
+passed on to the tool. What moat cannot run fails with one line naming the program and why:
+kprobes, other kernel tracepoints, raw tracepoints, events on every process without --pid, and
+maps moat cannot share yet (ring buffers, stack traces, tries, queues).
 
 Examples:
   moat load -- funclatency -p 1234 c:nanosleep
   moat load -- funclatency -p 1234 -d 5 mylib:my_function
   moat load -- gethostlatency -p 1234
-  moat load --pid $(pgrep -n bash) -- bashreadline";
+  moat load --pid $(pgrep -n bash) -- bashreadline
+  moat load --pid 1234 -- opensnoop -p 1234";
 
 /// Where the interposer is: `MOAT_INTERPOSE`, else beside the running executable (or in its
 /// `deps/`, where cargo puts it for a dependency), the newest of those.

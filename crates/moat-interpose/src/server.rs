@@ -189,8 +189,11 @@ struct ProgObj {
     maps: Vec<Arc<Map>>,
 }
 
-/// A uprobe perf event the tool opened.
+/// A uprobe perf event the tool opened, or a system call's tracepoint.
 struct EventObj {
+    /// For a tracepoint of the `syscalls` group: its name (`sys_enter_openat`); the probe fields
+    /// are then unused.
+    syscall: Option<String>,
     path: String,
     offset: u64,
     retprobe: bool,
@@ -256,6 +259,8 @@ pub struct Server {
     epolls: HashMap<RawFd, Vec<(RawFd, u32, u64)>>,
     /// Readers of the perf event arrays the traced process writes, by tag.
     perf_readers: HashMap<String, SharedMap>,
+    /// The ids of the `syscalls` tracepoints, read from tracefs at the first tracepoint event.
+    tracepoints: Option<HashMap<u64, String>>,
 }
 
 // The runtime is only touched under the global lock.
@@ -318,6 +323,7 @@ impl Server {
             uprobe_type,
             epolls: HashMap::new(),
             perf_readers: HashMap::new(),
+            tracepoints: None,
         }
     }
 
@@ -962,16 +968,19 @@ impl Server {
                 ))
             }
         };
-        let probe = format!(
-            "{} {}+{:#x}",
-            if event.retprobe {
-                "uretprobe"
-            } else {
-                "uprobe"
-            },
-            event.path,
-            event.offset
-        );
+        let probe = match &event.syscall {
+            Some(tracepoint) => format!("tracepoint syscalls:{tracepoint}"),
+            None => format!(
+                "{} {}+{:#x}",
+                if event.retprobe {
+                    "uretprobe"
+                } else {
+                    "uprobe"
+                },
+                event.path,
+                event.offset
+            ),
+        };
         if event.running.is_some() {
             return Err(ServeError::Invalid(format!(
                 "{probe}: a program is attached to this event already"
@@ -1049,6 +1058,7 @@ impl Server {
             path: &event.path,
             offset: event.offset,
             retprobe: event.retprobe,
+            syscall: event.syscall.as_deref(),
             pid,
         };
         // The tool stops writing the hash maps before the traced process takes them over.
@@ -1125,11 +1135,57 @@ impl Server {
         {
             return Some(self.open_output(cpu));
         }
+        if head.u32(f::TYPE) == PERF_TYPE_TRACEPOINT {
+            let name = self.syscall_tracepoint(head.u64(f::CONFIG))?;
+            return Some(self.open_tracepoint(name, pid));
+        }
         let uprobe_type = self.uprobe_type?;
         if head.u32(f::TYPE) != uprobe_type || (head.u32(f::SIZE) as usize) < f::MIN_SIZE {
             return None;
         }
         Some(self.open_uprobe(attr_at, pid))
+    }
+
+    /// The name of the `syscalls` tracepoint with id `id` (`sys_enter_openat`), as tracefs lists
+    /// them (read once); `None` for other tracepoints, which stay the kernel's.
+    fn syscall_tracepoint(&mut self, id: u64) -> Option<String> {
+        let ids = self.tracepoints.get_or_insert_with(|| {
+            ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+                .iter()
+                .find_map(|root| {
+                    let dir = std::fs::read_dir(format!("{root}/events/syscalls")).ok()?;
+                    Some(
+                        dir.filter_map(Result::ok)
+                            .filter_map(|e| {
+                                let id = std::fs::read_to_string(e.path().join("id")).ok()?;
+                                let name = e.file_name().to_string_lossy().into_owned();
+                                Some((id.trim().parse().ok()?, name))
+                            })
+                            .collect(),
+                    )
+                })
+                .unwrap_or_default()
+        });
+        ids.get(&id).cloned()
+    }
+
+    /// A system call's tracepoint: moat's own event (an eventfd).
+    fn open_tracepoint(&mut self, name: String, pid: i32) -> Result<i64, ServeError> {
+        let fd = sys::eventfd().map_err(|source| ServeError::Io {
+            what: "perf event descriptor",
+            source,
+        })?;
+        self.insert(
+            fd,
+            Object::Event(EventObj {
+                syscall: Some(name),
+                path: String::new(),
+                offset: 0,
+                retprobe: false,
+                pid,
+                running: None,
+            }),
+        )
     }
 
     /// A perf buffer event: a ring file of its own beside the maps.
@@ -1331,11 +1387,14 @@ impl Server {
                 retprobe: a.u64(f::CONFIG) & 1 != 0,
                 pid,
                 running: None,
+                syscall: None,
             }),
         )
     }
 }
 
+/// `PERF_TYPE_TRACEPOINT`.
+const PERF_TYPE_TRACEPOINT: u32 = 2;
 /// `PERF_TYPE_SOFTWARE`.
 const PERF_TYPE_SOFTWARE: u32 = 1;
 /// `PERF_COUNT_SW_BPF_OUTPUT`: the event a perf buffer's slot holds.

@@ -45,6 +45,8 @@ pub mod orders {
     pub const OFFSET: &str = "MOAT_TRACE_PROG_OFFSET";
     /// `1` for a uretprobe.
     pub const RETURN: &str = "MOAT_TRACE_PROG_RETURN";
+    /// A `syscalls` tracepoint instead of a probe.
+    pub const SYSCALL: &str = "MOAT_TRACE_PROG_SYSCALL";
     /// The maps' directory.
     pub const SHM_DIR: &str = "MOAT_TRACE_SHM";
     /// The report file.
@@ -66,6 +68,8 @@ pub(crate) struct Orders<'a> {
     pub(crate) path: &'a str,
     pub(crate) offset: u64,
     pub(crate) retprobe: bool,
+    /// A `syscalls` tracepoint (`sys_enter_openat`) instead of the probe.
+    pub(crate) syscall: Option<&'a str>,
     pub(crate) pid: i32,
 }
 
@@ -125,6 +129,7 @@ pub(crate) fn attach(dir: &Path, n: u32, o: &Orders<'_>) -> Result<(Running, Str
             orders::RETURN,
             if o.retprobe { "1" } else { "0" }.to_string(),
         ),
+        (orders::SYSCALL, o.syscall.unwrap_or_default().to_string()),
         (orders::SHM_DIR, dir.display().to_string()),
         (orders::OUT, report.display().to_string()),
     ]
