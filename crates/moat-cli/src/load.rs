@@ -44,7 +44,9 @@ process. Events on every process (no -p, and those tracepoints) run in the proce
 Probes are removed, latest first, when the tool closes its links or ends; Ctrl-C and SIGTERM are
 passed on to the tool. What moat cannot run fails with one line naming the program and why:
 kprobes, other kernel tracepoints, raw tracepoints, events on every process without --pid, and
-maps moat cannot share yet (ring buffers, stack traces, tries, queues).
+maps moat cannot share yet (ring buffers, stack traces, tries, queues). Arrays and hash maps the
+tool pins are kept in moat's own store (/dev/shm/moat-pins, one directory per path; remove one to
+unpin) and got back by any tool under `moat load`; programs and links are not pinned.
 
 Examples:
   moat load -- funclatency -p 1234 c:nanosleep

@@ -128,6 +128,12 @@ pub mod link {
     pub const BIND_MAP_FD: usize = 4;
 }
 
+/// Field offsets of `bpf_attr` for `BPF_OBJ_PIN` and `BPF_OBJ_GET`.
+pub mod obj {
+    pub const PATHNAME: usize = 0;
+    pub const BPF_FD: usize = 8;
+}
+
 /// Field offsets of `struct bpf_map_info` (88 bytes).
 pub mod map_info {
     pub const SIZE: usize = 88;

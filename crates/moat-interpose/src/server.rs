@@ -14,7 +14,7 @@ use moat::{Map, MapDef, MapError, MapType, ProgType, Runtime, SharedMap, SharedM
 use moat_abi::Cmd;
 use std::collections::HashMap;
 use std::os::fd::RawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use thiserror::Error;
 
@@ -61,6 +61,9 @@ pub enum ServeError {
     /// Something moat does not do (yet); the message names it.
     #[error("{0}")]
     Unsupported(String),
+    /// A pin exists at the path already.
+    #[error("{0}: pinned already")]
+    Pinned(String),
     /// The map is frozen (`BPF_MAP_FREEZE`) and the call would write it.
     #[error("map `{0}` is frozen")]
     Frozen(String),
@@ -89,6 +92,7 @@ impl ServeError {
             },
             ServeError::Unsupported(_) => libc::EOPNOTSUPP,
             ServeError::Frozen(_) => libc::EPERM,
+            ServeError::Pinned(_) => libc::EEXIST,
             ServeError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
         }
     }
@@ -98,8 +102,9 @@ fn fault(what: &'static str, addr: u64) -> impl FnOnce(std::io::Error) -> ServeE
     move |_| ServeError::Fault { what, addr }
 }
 
-/// A traced process whose programs write a hash map now: its index is that process's, so the tool
-/// reads the elements from the shared files and may no longer change them.
+/// A traced process whose programs write a hash map now (or, with `pid` 0, the process that pinned
+/// a hash map this one got from the pin): its index is that process's, so this one reads the
+/// elements from the shared files and may not change them.
 struct Owner {
     pid: i32,
     view: SharedMap,
@@ -154,6 +159,12 @@ impl Elements {
 
     fn unchanged(&self) -> Result<(), MapError> {
         match &self.owner {
+            Some(o) if o.pid == 0 => Err(MapError::External {
+                errno: libc::EBUSY,
+                message: "a hash map got from a pin is written by the process that pinned it \
+                          (its index is that process's); here it may be read, not changed"
+                    .into(),
+            }),
             Some(o) => Err(MapError::External {
                 errno: libc::EBUSY,
                 message: format!(
@@ -395,9 +406,9 @@ impl Server {
                 a.fd(attr::link::TARGET_FD),
                 false,
             ),
-            Cmd::ObjPin | Cmd::ProgTestRun | Cmd::ProgAttach
-                if ours_at(0) || ours_at(attr::link::TARGET_FD) =>
-            {
+            Cmd::ObjPin if ours_at(attr::obj::BPF_FD) => self.obj_pin(&a),
+            Cmd::ObjGet => return self.obj_get(&a),
+            Cmd::ProgTestRun | Cmd::ProgAttach if ours_at(0) || ours_at(attr::link::TARGET_FD) => {
                 Err(ServeError::Unsupported(format!(
                     "{} on moat's objects is not served",
                     cmd.name()
@@ -1259,6 +1270,118 @@ impl Server {
         Some(Ok(()))
     }
 
+    /// `BPF_OBJ_PIN` of one of moat's maps: its files are hard-linked into a directory of the pin
+    /// store named after the path ([`pin_dir`]), so they outlive this process, where `BPF_OBJ_GET`
+    /// finds them. Arrays and hash maps (per-CPU and LRU too); other objects are refused.
+    fn obj_pin(&mut self, a: &Attr) -> Result<i64, ServeError> {
+        let at = a.u64(attr::obj::PATHNAME);
+        let path = sys::read_cstr(at, 4096).map_err(fault("pathname", at))?;
+        let fd = a.fd(attr::obj::BPF_FD);
+        let obj = match self.get(fd).map(|e| &e.object) {
+            Some(Object::Map(m)) => m,
+            Some(other) => {
+                return Err(ServeError::Unsupported(format!(
+                    "{path}: moat pins maps only, not a {}",
+                    other.kind()
+                )))
+            }
+            None => return Err(ServeError::BadFd { fd, kind: "map" }),
+        };
+        let t = obj.map.map_type();
+        let (Some(tag), Some(dir), true) = (
+            &obj.tag,
+            &self.shm_dir,
+            matches!(t, MapType::Array | MapType::PercpuArray) || is_hash(t),
+        ) else {
+            return Err(ServeError::Unsupported(format!(
+                "{path}: map `{}` cannot be pinned (moat pins arrays and hash maps kept in \
+                 /dev/shm)",
+                obj.map.name()
+            )));
+        };
+        let io = |source| ServeError::Io {
+            what: "pin",
+            source,
+        };
+        let pin = pin_dir(&path);
+        if let Some(root) = pin.parent() {
+            std::fs::create_dir_all(root).map_err(io)?;
+        }
+        match std::fs::create_dir(&pin) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(ServeError::Pinned(path))
+            }
+            Err(e) => return Err(io(e)),
+        }
+        let prefix = format!("{tag}.");
+        let linked = std::fs::read_dir(dir).map_err(io).and_then(|entries| {
+            for e in entries.filter_map(Result::ok) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(rest) = name.strip_prefix(&prefix) {
+                    std::fs::hard_link(e.path(), pin.join(format!("{PIN_TAG}.{rest}")))
+                        .map_err(io)?;
+                }
+            }
+            std::fs::write(pin.join("path"), &path).map_err(io)
+        });
+        if let Err(e) = linked {
+            let _ = std::fs::remove_dir_all(&pin);
+            return Err(e);
+        }
+        Ok(0)
+    }
+
+    /// `BPF_OBJ_GET` of a path moat pinned: a map over the pin's files (`Map::adopt`); a hash map
+    /// is read through them and not changed here (its writer is the process that pinned it).
+    /// `None` for paths moat did not pin: the kernel's.
+    fn obj_get(&mut self, a: &Attr) -> Option<Result<i64, ServeError>> {
+        let at = a.u64(attr::obj::PATHNAME);
+        let path = sys::read_cstr(at, 4096).ok()?;
+        let pin = pin_dir(&path);
+        if !pin.join(format!("{PIN_TAG}.map")).is_file() {
+            return None;
+        }
+        let map_err = |source| ServeError::Map {
+            name: path.clone(),
+            source,
+        };
+        let got = (|| {
+            let map = Map::adopt(&pin, PIN_TAG, None).map_err(map_err)?;
+            let def = map.def().clone();
+            let owner = if is_hash(def.map_type) {
+                let view = SharedMap::open(&pin, PIN_TAG).map_err(map_err)?;
+                Some(Arc::new(Owner { pid: 0, view }))
+            } else {
+                None
+            };
+            let mmapable = def.flags & moat_abi::BPF_F_MMAPABLE != 0;
+            let fd = if mmapable && def.map_type == MapType::Array {
+                sys::open_rw(&pin.join(format!("{PIN_TAG}.0")))
+            } else {
+                sys::memfd(&format!("moat-map:{}", def.name), &[])
+            }
+            .map_err(|source| ServeError::Io {
+                what: "map descriptor",
+                source,
+            })?;
+            self.insert(
+                fd,
+                Object::Map(MapObj {
+                    map: Arc::new(map),
+                    tag: None,
+                    owner,
+                    kernel_type: def.map_type.as_u32(),
+                    frozen: false,
+                    btf_key_type_id: 0,
+                    btf_value_type_id: 0,
+                    btf_id: 0,
+                }),
+            )
+        })();
+        Some(got)
+    }
+
     /// `epoll_ctl` with a perf buffer event: kept here (the kernel cannot poll a file); `None`
     /// for other descriptors.
     fn epoll_ctl(&mut self, epfd: RawFd, op: i32, fd: RawFd, event: u64) -> Option<i64> {
@@ -1391,6 +1514,20 @@ impl Server {
             }),
         )
     }
+}
+
+/// Where pinned maps are kept: one directory per pinned path (see [`pin_dir`]), holding hard links
+/// to the map's files, so they outlive the process that pinned them. Removing a pin is removing
+/// its directory.
+pub const PIN_ROOT: &str = "/dev/shm/moat-pins";
+
+/// The tag of a pinned map's files in its pin directory.
+const PIN_TAG: &str = "pin";
+
+/// The directory of the pin at `path` (`/` and `%` escaped, so that every path is one name).
+pub fn pin_dir(path: &str) -> PathBuf {
+    let name = path.replace('%', "%25").replace('/', "%2F");
+    Path::new(PIN_ROOT).join(name)
 }
 
 /// `PERF_TYPE_TRACEPOINT`.

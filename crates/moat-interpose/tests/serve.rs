@@ -1,7 +1,7 @@
 //! The interposer's `bpf(2)` commands called as a libbpf tool calls them, with attributes laid
 //! out as `union bpf_attr` and pointers into this process: maps (elements, batches, an mmapable
 //! array read through its own descriptor), programs (accepted, and rejected with moat's verifier
-//! log in the caller's buffer), BTF, object info, and descriptors moat does not own.
+//! log in the caller's buffer), BTF, object info, pinning, and descriptors moat does not own.
 
 use moat_interpose::server::bpf;
 use std::os::fd::RawFd;
@@ -296,4 +296,78 @@ fn what_moat_does_not_own_goes_to_the_kernel() {
     assert_eq!(a.call(LOOKUP), None);
     // A command moat does not serve at all.
     assert_eq!(A::new().call(11), None); // BPF_PROG_GET_NEXT_ID
+}
+
+/// `BPF_OBJ_PIN` and `BPF_OBJ_GET` with `pathname` at offset 0 and `bpf_fd` at 8.
+fn pin(fd: i64, path: &std::ffi::CStr) -> i64 {
+    A::new()
+        .u64(0, path.as_ptr() as u64)
+        .u32(8, fd as u32)
+        .call(OBJ_PIN)
+        .expect("moat serves BPF_OBJ_PIN of its maps")
+}
+
+fn get(path: &std::ffi::CStr) -> Option<i64> {
+    A::new().u64(0, path.as_ptr() as u64).call(OBJ_GET)
+}
+
+const OBJ_PIN: u32 = 6;
+const OBJ_GET: u32 = 7;
+
+#[test]
+fn pinned_maps_are_got_back_with_their_elements() {
+    let tag = std::process::id();
+    let array_path = std::ffi::CString::new(format!("/sys/fs/bpf/moat-test-{tag}/array")).unwrap();
+    let hash_path = std::ffi::CString::new(format!("/sys/fs/bpf/moat-test-{tag}/hash")).unwrap();
+    let paths = [&array_path, &hash_path];
+    let pin_dirs: Vec<_> = paths
+        .iter()
+        .map(|p| moat_interpose::server::pin_dir(p.to_str().unwrap()))
+        .collect();
+    let array = create(2, 4, 8, 4, 0, "pinned_array");
+    let hash = create(1, 4, 8, 16, 0, "pinned_hash");
+    let mut v = 41u64.to_le_bytes();
+    assert_eq!(elem(UPDATE, array, &1u32.to_le_bytes(), &mut v, 0), 0);
+    assert_eq!(elem(UPDATE, hash, &7u32.to_le_bytes(), &mut v, 0), 0);
+    assert_eq!(pin(array, &array_path), 0);
+    assert_eq!(pin(hash, &hash_path), 0);
+    // A second pin at the same path: -EEXIST, as on the kernel.
+    assert_eq!(pin(array, &array_path), -i64::from(libc::EEXIST));
+    // Got back (here in the same process; another tool under `moat load` does the same).
+    let got_array = get(&array_path).expect("moat serves its own pin");
+    let got_hash = get(&hash_path).expect("moat serves its own pin");
+    assert!(got_array > 2 && got_hash > 2);
+    let mut out = [0u8; 8];
+    assert_eq!(elem(LOOKUP, got_array, &1u32.to_le_bytes(), &mut out, 0), 0);
+    assert_eq!(u64::from_le_bytes(out), 41);
+    assert_eq!(elem(LOOKUP, got_hash, &7u32.to_le_bytes(), &mut out, 0), 0);
+    assert_eq!(u64::from_le_bytes(out), 41);
+    // The array is one: written through either descriptor, read through the other.
+    let mut v = 42u64.to_le_bytes();
+    assert_eq!(elem(UPDATE, got_array, &2u32.to_le_bytes(), &mut v, 0), 0);
+    assert_eq!(elem(LOOKUP, array, &2u32.to_le_bytes(), &mut out, 0), 0);
+    assert_eq!(u64::from_le_bytes(out), 42);
+    // The hash map's writer is the pinning side; what it adds is seen through the pin.
+    let mut v = 43u64.to_le_bytes();
+    assert_eq!(elem(UPDATE, hash, &8u32.to_le_bytes(), &mut v, 0), 0);
+    assert_eq!(elem(LOOKUP, got_hash, &8u32.to_le_bytes(), &mut out, 0), 0);
+    assert_eq!(u64::from_le_bytes(out), 43);
+    assert_eq!(
+        elem(UPDATE, got_hash, &9u32.to_le_bytes(), &mut v, 0),
+        -i64::from(libc::EBUSY)
+    );
+    // The pins outlive the maps' descriptors (and the process: the files are linked).
+    for fd in [array, hash, got_array, got_hash] {
+        drop(unsafe_close(fd as RawFd));
+    }
+    let again = get(&array_path).expect("still pinned");
+    assert_eq!(elem(LOOKUP, again, &1u32.to_le_bytes(), &mut out, 0), 0);
+    assert_eq!(u64::from_le_bytes(out), 41);
+    drop(unsafe_close(again as RawFd));
+    // A path moat never pinned is the kernel's.
+    let unknown = std::ffi::CString::new(format!("/sys/fs/bpf/moat-test-{tag}/none")).unwrap();
+    assert_eq!(get(&unknown), None);
+    for d in pin_dirs {
+        let _ = std::fs::remove_dir_all(d);
+    }
 }
