@@ -212,11 +212,22 @@ fn blocks(program: &Program) -> (Vec<Option<u32>>, Vec<Vec<usize>>) {
     (ids, list)
 }
 
+/// A raised loop as the code at its header needs it.
+pub(crate) struct RaisedHeader {
+    /// Slot of the header.
+    pub header: usize,
+    /// Slot of the latch.
+    pub latch: usize,
+    /// The short-loop check: the loop's distance from its bound and the fewest elements worth
+    /// the plan's call ([`crate::CodeOptions::raise_min_elements`]); `None`: always call it.
+    pub short: Option<(moat_raise::Distance, u32)>,
+}
+
 /// Compiles `linked`. `proofs` say which memory accesses the verifier proved in bounds; without
 /// `sfi` such loads and stores carry no run-time check (atomics keep theirs, for alignment),
 /// with it they are checked against the zones of the program's domain inline and, failing that,
 /// completely (see [`crate::Sfi`]). `table` is the address the slot table will live at (filled by
-/// the caller once the code is placed). `raised` are the (header, latch) slots of raised loops,
+/// the caller once the code is placed). `raised` are the header and latch slots of raised loops,
 /// by index ([`crate::raise`]).
 #[expect(
     clippy::too_many_arguments,
@@ -230,7 +241,7 @@ pub(crate) fn compile(
     polling: bool,
     thunks: Thunks,
     table: u64,
-    raised: &[(usize, usize)],
+    raised: &[RaisedHeader],
 ) -> Result<Compiled, LinkError> {
     let program = linked.program();
     let insns = program.insns();
@@ -271,11 +282,14 @@ pub(crate) fn compile(
     for (i, &(pc, insn)) in insns.iter().enumerate() {
         let label = e.labels[i];
         dynasm!(e.asm ; .arch x64 ; =>label);
-        if let Some(index) = raised.iter().position(|&(header, _)| header == pc) {
+        if let Some(index) = raised.iter().position(|r| r.header == pc) {
             let body = e.asm.new_dynamic_label();
+            if let Some((distance, min)) = raised[index].short {
+                e.short_loop_check(distance, min, body);
+            }
             e.raise_hook(pc, index, body);
             dynasm!(e.asm ; .arch x64 ; =>body);
-            e.back_edges.push((raised[index].1, body));
+            e.back_edges.push((raised[index].latch, body));
         }
         if let Some(b) = block_of[i] {
             e.zone_checked = [None; 11];
@@ -651,6 +665,34 @@ impl Emitter<'_> {
             .iter()
             .find(|&&(latch, _)| latch == pc)
             .map(|&(_, l)| l)
+    }
+
+    /// Jumps to `body` (the loop's own code) when the raised loop's induction variable starts
+    /// less than `min` elements from its bound ([`moat_raise::Distance`], a signed difference:
+    /// a loop that runs once, not at all or wraps goes to its own code too). Emits nothing when
+    /// the offset or the limit does not fit an immediate: the plan is then always asked.
+    fn short_loop_check(&mut self, d: moat_raise::Distance, min: u32, body: DynamicLabel) {
+        let limit = i64::from(min)
+            .checked_mul(d.step.abs())
+            .and_then(|l| i32::try_from(l).ok());
+        let (Ok(off), Some(limit)) = (i32::try_from(d.off), limit) else {
+            return;
+        };
+        let iv = MAP[d.iv % 11];
+        dynasm!(self.asm ; .arch x64 ; lea r10, [Rq(iv) + off]);
+        match d.bound {
+            moat_raise::ir::Bound::Imm(i) => {
+                dynasm!(self.asm ; .arch x64 ; mov r11, QWORD i)
+            }
+            moat_raise::ir::Bound::Reg(r) => {
+                dynasm!(self.asm ; .arch x64 ; mov r11, Rq(MAP[r % 11]))
+            }
+        }
+        if d.step > 0 {
+            dynasm!(self.asm ; .arch x64 ; sub r11, r10 ; cmp r11, limit ; jl =>body);
+        } else {
+            dynasm!(self.asm ; .arch x64 ; sub r10, r11 ; cmp r10, limit ; jl =>body);
+        }
     }
 
     /// The call to a raised loop's plan at its header (`crate::raise`): `r0`-`r10` into the

@@ -149,7 +149,18 @@ pub struct CodeOptions {
     /// is counted even where the verifier did not prove termination (the watchdog stops a runaway
     /// loop at its back-edge instead). Off by default.
     pub time_bounded: bool,
+    /// A raised loop entered with fewer elements to go than this runs its own code: a few
+    /// instructions at the header compare its induction variable's distance from the bound
+    /// (`moat_raise::Distance`) first, since below it the call into the plan costs more than
+    /// the loop. 0: the plan is always asked. [`RAISE_MIN_ELEMENTS`] by default.
+    pub raise_min_elements: u32,
 }
+
+/// The default of [`CodeOptions::raise_min_elements`]: below about 128 elements the call into a
+/// plan (registers stored, the run's memory map checked for the whole range, the live-out values
+/// computed: ≈ 25 ns) cost more than the loop on every operation measured (BENCHMARKS.md, "Loop
+/// raising": `fill` breaks even near 128 bytes, 16-bit sums near 128 elements).
+pub const RAISE_MIN_ELEMENTS: u32 = 128;
 
 impl CodeOptions {
     /// `confinement`, with polling points.
@@ -158,6 +169,7 @@ impl CodeOptions {
             confinement,
             polling: true,
             time_bounded: false,
+            raise_min_elements: RAISE_MIN_ELEMENTS,
         }
     }
 }
@@ -234,7 +246,15 @@ impl JitProgram {
     ) -> Result<JitProgram, JitError> {
         let raised = raise::fitting(linked.program(), raising.loops);
         let loop_reports = raising.reports;
-        let loops: Vec<(usize, usize)> = raised.iter().map(|l| (l.header, l.latch)).collect();
+        let loops: Vec<emit::RaisedHeader> = raised
+            .iter()
+            .map(|l| emit::RaisedHeader {
+                header: l.header,
+                latch: l.latch,
+                short: (options.raise_min_elements > 0)
+                    .then(|| (l.plan.distance(), options.raise_min_elements)),
+            })
+            .collect();
         let counts_budget = !(proofs.terminates() || options.time_bounded && options.polling);
         let confinement = options.confinement;
         let confined = confinement == Confinement::Mpk;

@@ -34,10 +34,12 @@ impl Rng {
     }
 }
 
-/// One program in its three forms.
+/// One program in its forms: interpreted, raised (the plan asked at every entry), raised with the
+/// default short-loop check (short entries run the loop's own code), unraised.
 struct Forms {
     interp: Prepared,
     raised: JitProgram,
+    thresholded: JitProgram,
     plain: JitProgram,
 }
 
@@ -57,7 +59,19 @@ fn forms(program: &Program, verified: Option<&VerifiedProgram>, budget: Option<u
         .map(moat_jit::raise::raise_loops)
         .unwrap_or_default();
     let options = CodeOptions::new(Confinement::Unconfined);
+    let always = CodeOptions {
+        raise_min_elements: 0,
+        ..options
+    };
     let raised = JitProgram::new_raised(
+        linked.clone(),
+        Arc::new(interp.clone()),
+        &proofs,
+        &always,
+        raising.clone(),
+    )
+    .expect("compiles");
+    let thresholded = JitProgram::new_raised(
         linked.clone(),
         Arc::new(interp.clone()),
         &proofs,
@@ -70,6 +84,7 @@ fn forms(program: &Program, verified: Option<&VerifiedProgram>, budget: Option<u
     Forms {
         interp,
         raised,
+        thresholded,
         plain,
     }
 }
@@ -101,12 +116,14 @@ fn agree(what: &str, forms: &Forms, data: &[u8], len: u64) {
     let a = run(|b, x| forms.interp.run_with(b, x), data, len);
     let b = run(|b, x| forms.plain.run_with(b, x), data, len);
     let c = run(|b, x| forms.raised.run_with(b, x), data, len);
+    let d = run(|b, x| forms.thresholded.run_with(b, x), data, len);
     assert!(
-        same(&a.0, &b.0) && same(&a.0, &c.0),
-        "{what}: interp {:x?}, unraised JIT {:x?}, raised JIT {:x?}",
+        same(&a.0, &b.0) && same(&a.0, &c.0) && same(&a.0, &d.0),
+        "{what}: interp {:x?}, unraised JIT {:x?}, raised JIT {:x?}, with the short-loop check {:x?}",
         a.0,
         b.0,
-        c.0
+        c.0,
+        d.0
     );
     let budget = matches!(&a.0, Err(e) if matches!(e.kind, RunErrorKind::Budget { .. }));
     assert!(
@@ -116,6 +133,11 @@ fn agree(what: &str, forms: &Forms, data: &[u8], len: u64) {
     assert!(
         b.1 == c.1,
         "{what}: raised JIT's memory differs (result {:x?})",
+        a.0
+    );
+    assert!(
+        b.1 == d.1,
+        "{what}: raised JIT's memory with the short-loop check differs (result {:x?})",
         a.0
     );
 }

@@ -21,7 +21,7 @@ pub mod ir;
 pub mod synth;
 
 pub use ir::Memory;
-pub use synth::Plan;
+pub use synth::{Distance, Plan};
 
 use moat_verify::VerifiedProgram;
 

@@ -291,6 +291,35 @@ impl Plan {
     pub fn body_len(&self) -> u64 {
         self.body_len
     }
+
+    /// How far the counted induction variable starts from its bound, as code at the header can
+    /// work it out from the entry registers before deciding whether the plan is worth its call:
+    /// the loop processes about `distance / |step|` elements (see [`Distance`]).
+    pub fn distance(&self) -> Distance {
+        let c = &self.counted;
+        Distance {
+            iv: c.iv,
+            off: c.off,
+            bound: c.bound,
+            step: self.step,
+        }
+    }
+}
+
+/// The distance of a raised loop's counted induction variable from its bound at entry:
+/// `bound - (iv + off)` when `step` is positive, `(iv + off) - bound` when negative, as a signed
+/// 64-bit number. A negative or huge (past `i64::MAX`) distance means the loop runs once or not at
+/// all, or wraps: its own code handles those.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Distance {
+    /// The induction variable's register.
+    pub iv: usize,
+    /// Added to it before the comparison.
+    pub off: i64,
+    /// What it is compared with.
+    pub bound: Bound,
+    /// What each iteration adds to it.
+    pub step: i64,
 }
 
 impl std::fmt::Display for Plan {
