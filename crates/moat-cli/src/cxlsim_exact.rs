@@ -99,6 +99,8 @@ struct SharedPlacement {
     /// Look for the maps on every `every`th call until found.
     every: u64,
     placed_bytes: u64,
+    /// The buffer the totals' value is read into.
+    totals_value: Vec<u8>,
 }
 
 impl SharedPlacement {
@@ -109,6 +111,7 @@ impl SharedPlacement {
             looks: 0,
             every: every.max(1),
             placed_bytes: 0,
+            totals_value: Vec::new(),
         }
     }
 
@@ -153,12 +156,20 @@ impl SharedPlacement {
 
 impl PlacementSource for SharedPlacement {
     fn changed(&mut self) -> Option<Placement> {
-        let (_, totals) = self.open()?;
+        // Asked on every miss: the value is read into a buffer kept for it, not a fresh one.
+        let mut value = std::mem::take(&mut self.totals_value);
+        let Some((_, totals)) = self.open() else {
+            self.totals_value = value;
+            return None;
+        };
+        value.resize(totals.host_value_size(), 0);
         let bytes = totals
-            .lookup(&1u32.to_le_bytes())
+            .lookup_into(&1u32.to_le_bytes(), &mut value)
             .ok()
-            .and_then(|v| v.get(..8).and_then(|b| b.try_into().ok()))
-            .map(u64::from_le_bytes)?;
+            .and_then(|()| value.get(..8).and_then(|b| b.try_into().ok()))
+            .map(u64::from_le_bytes);
+        self.totals_value = value;
+        let bytes = bytes?;
         if bytes == self.placed_bytes {
             return None;
         }

@@ -351,6 +351,30 @@ impl SharedMap {
         self.find(key).map(|(_, v)| v).ok_or(MapError::NotFound)
     }
 
+    /// As [`lookup`](SharedMap::lookup), into `out` ([`host_value_size`](SharedMap::host_value_size)
+    /// bytes, else [`MapError::ValueSize`]): an array's value is copied with no allocation, for
+    /// readers that look one up often.
+    pub fn lookup_into(&self, key: &[u8], out: &mut [u8]) -> Result<(), MapError> {
+        if out.len() != self.host_value_size() {
+            return Err(MapError::ValueSize {
+                expected: self.host_value_size(),
+                got: out.len(),
+            });
+        }
+        match &self.view {
+            View::Array(a, _) => {
+                self.check_key(key)?;
+                let index = u32::from_ne_bytes(key.try_into().map_err(|_| MapError::NotFound)?);
+                a.lookup_into(index, out)
+            }
+            _ => {
+                let value = self.lookup(key)?;
+                out.copy_from_slice(&value);
+                Ok(())
+            }
+        }
+    }
+
     /// `BPF_MAP_GET_NEXT_KEY` from the reader's side, in the writer's order (slot order): the key
     /// after `key`, or the first one when `key` is `None` or absent; [`MapError::NotFound`] after
     /// the last.
@@ -878,6 +902,32 @@ mod tests {
             .expect("consumed");
         got.sort();
         assert_eq!(got, vec![(1, b"two".to_vec()), (2, b"one".to_vec())]);
+    }
+
+    #[test]
+    fn lookup_into_reads_what_lookup_reads() {
+        let dir = Dir::new("lookup-into");
+        let array = shared_map(&dir, "a", MapDef::new(MapType::Array, 4, 8, 4));
+        let hash = shared_map(&dir, "h", MapDef::new(MapType::Hash, 4, 8, 4));
+        for m in [&array, &hash] {
+            m.update(&1u32.to_ne_bytes(), &9u64.to_ne_bytes(), BPF_ANY)
+                .expect("update");
+        }
+        for tag in ["a", "h"] {
+            let r = SharedMap::open(&dir.0, tag).expect("reader");
+            let mut out = [0u8; 8];
+            r.lookup_into(&1u32.to_ne_bytes(), &mut out).expect("found");
+            assert_eq!(out.to_vec(), r.lookup(&1u32.to_ne_bytes()).expect("found"));
+            assert!(matches!(
+                r.lookup_into(&1u32.to_ne_bytes(), &mut [0u8; 4]),
+                Err(MapError::ValueSize { .. })
+            ));
+        }
+        let r = SharedMap::open(&dir.0, "h").expect("reader");
+        assert!(matches!(
+            r.lookup_into(&2u32.to_ne_bytes(), &mut [0u8; 8]),
+            Err(MapError::NotFound)
+        ));
     }
 
     #[test]
