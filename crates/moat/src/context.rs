@@ -223,59 +223,57 @@ fn put_u32(buf: &mut [u8], off: usize, v: u32) {
     }
 }
 
+/// What a run comes back with: `r0` or the run's error, or why its context could not be built.
+/// Both errors are boxed, so that the whole is two words, returned in registers (a larger result
+/// is copied through memory at every layer, each copy stalling on the one before).
+pub(crate) type Ran = Result<Result<u64, Box<RunError>>, Box<ContextError>>;
+
 /// Runs `prog` of type `ty` on `input`, copying a packet back after the run (programs may rewrite it).
-pub(crate) fn run(
-    prog: &Exec,
-    ty: ProgType,
-    input: &mut [u8],
-) -> Result<Result<u64, RunError>, ContextError> {
+pub(crate) fn run(prog: &Exec, ty: ProgType, input: &mut [u8]) -> Ran {
     run_in(prog, ty, input, None)
 }
 
 /// As [`run`], with packet contexts placed in `low` (memory below 4 GiB of at least
 /// `LOW_BUFFER_SIZE` bytes, e.g. the program's domain's low area) instead of the thread's buffer.
-pub(crate) fn run_in(
-    prog: &Exec,
-    ty: ProgType,
-    input: &mut [u8],
-    low: Option<&mut [u8]>,
-) -> Result<Result<u64, RunError>, ContextError> {
+pub(crate) fn run_in(prog: &Exec, ty: ProgType, input: &mut [u8], low: Option<&mut [u8]>) -> Ran {
     // A pool transaction the program opened and did not commit is rolled back when the run ends.
     let _run = crate::pooled::RunScope::enter();
     match ty {
-        ProgType::SockOps => Err(ContextError::VerifyOnly("sock_ops")),
-        ProgType::CgroupSock => Err(ContextError::VerifyOnly("cgroup_sock")),
-        ProgType::CgroupSockAddr => Err(ContextError::VerifyOnly("cgroup_sock_addr")),
+        ProgType::SockOps => Err(Box::new(ContextError::VerifyOnly("sock_ops"))),
+        ProgType::CgroupSock => Err(Box::new(ContextError::VerifyOnly("cgroup_sock"))),
+        ProgType::CgroupSockAddr => Err(Box::new(ContextError::VerifyOnly("cgroup_sock_addr"))),
         ProgType::LwtIn | ProgType::LwtOut | ProgType::LwtXmit => {
-            Err(ContextError::VerifyOnly("lwt"))
+            Err(Box::new(ContextError::VerifyOnly("lwt")))
         }
-        ProgType::CgroupDevice => Err(ContextError::VerifyOnly("cgroup_device")),
-        ProgType::CgroupSysctl => Err(ContextError::VerifyOnly("cgroup_sysctl")),
-        ProgType::SkMsg => Err(ContextError::VerifyOnly("sk_msg")),
-        ProgType::SkSkb => Err(ContextError::VerifyOnly("sk_skb")),
-        ProgType::PerfEvent => Err(ContextError::VerifyOnly("perf_event")),
-        ProgType::Buffer | ProgType::Tracing => Ok(run_buffer(prog, input).map_err(|e| *e)),
+        ProgType::CgroupDevice => Err(Box::new(ContextError::VerifyOnly("cgroup_device"))),
+        ProgType::CgroupSysctl => Err(Box::new(ContextError::VerifyOnly("cgroup_sysctl"))),
+        ProgType::SkMsg => Err(Box::new(ContextError::VerifyOnly("sk_msg"))),
+        ProgType::SkSkb => Err(Box::new(ContextError::VerifyOnly("sk_skb"))),
+        ProgType::PerfEvent => Err(Box::new(ContextError::VerifyOnly("perf_event"))),
+        ProgType::Buffer | ProgType::Tracing => Ok(run_buffer(prog, input)),
         ProgType::Xdp | ProgType::SchedCls | ProgType::SocketFilter | ProgType::CgroupSkb => {
             if input.len() > MAX_PACKET {
-                return Err(ContextError::PacketTooLarge {
+                return Err(Box::new(ContextError::PacketTooLarge {
                     len: input.len(),
                     max: MAX_PACKET,
-                });
+                }));
             }
             if let Some(low) = low.filter(|l| l.len() >= LOW_BUFFER_SIZE) {
-                return Ok(run_packet(prog, ty, &mut low[..LOW_BUFFER_SIZE], input));
+                return Ok(
+                    run_packet(prog, ty, &mut low[..LOW_BUFFER_SIZE], input).map_err(Box::new)
+                );
             }
             LOW.with(|cell| {
                 let mut slot = cell.borrow_mut();
                 if slot.is_none() {
                     let buffer = LowBuffer::new(LOW_BUFFER_SIZE)
-                        .map_err(|e| ContextError::LowMemory(e.to_string()))?;
+                        .map_err(|e| Box::new(ContextError::LowMemory(e.to_string())))?;
                     *slot = Some(buffer);
                 }
                 let Some(low) = slot.as_mut() else {
-                    return Err(ContextError::LowMemory("no buffer".into()));
+                    return Err(Box::new(ContextError::LowMemory("no buffer".into())));
                 };
-                Ok(run_packet(prog, ty, low.as_mut_slice(), input))
+                Ok(run_packet(prog, ty, low.as_mut_slice(), input).map_err(Box::new))
             })
         }
     }

@@ -145,10 +145,8 @@ impl LoadedProgram {
     /// runtime's time budget ([`crate::Runtime::set_time_budget`]) is stopped with
     /// [`Error::TimeBudget`] and counted the same way.
     pub fn run(&self, input: &mut [u8]) -> Result<u64, Error> {
-        self.run_guarded(input.len(), || {
-            Ok((self.run_isolated(input)?.map_err(Box::new), ()))
-        })
-        .map(|(r0, ())| r0)
+        self.run_guarded(input.len(), || Ok((self.run_isolated(input)?, ())))
+            .map(|(r0, ())| r0)
     }
 
     /// Runs a buffer or tracing program on a `len`-byte context that `fill` writes straight into
@@ -169,13 +167,14 @@ impl LoadedProgram {
             fill(buf);
             let result = match &self.domain {
                 Some(domain) if placed => {
-                    let lease = self.lease(domain)?;
+                    let lease = self.lease(domain).map_err(Box::new)?;
                     let in_domain = domain.contains(buf.as_ptr() as u64, len as u64);
-                    self.run_in_domain(domain, lease.as_ref(), buf, None, in_domain)?
+                    self.run_in_domain(domain, lease.as_ref(), buf, None, in_domain)
+                        .map_err(boxed_context)?
                 }
                 _ => self.run_isolated(buf)?,
             };
-            Ok((result.map_err(Box::new), inspect(buf)))
+            Ok((result, inspect(buf)))
         };
         // On a copy where the domain's context area cannot serve: no domain, a packet program, or
         // the area is too small or busy.
@@ -217,7 +216,7 @@ impl LoadedProgram {
     fn run_guarded<T>(
         &self,
         len: usize,
-        run: impl FnOnce() -> Result<(Result<u64, Box<RunError>>, T), Error>,
+        run: impl FnOnce() -> Result<(Result<u64, Box<RunError>>, T), Box<Error>>,
     ) -> Result<(u64, T), Error> {
         let seen = self.guard.violations.load(Ordering::Relaxed);
         if self.guard.limit > 0 && seen >= self.guard.limit {
@@ -243,7 +242,7 @@ impl LoadedProgram {
             }
         }
         let (fired, outcome) = self.timed(run);
-        let (result, extra) = outcome?;
+        let (result, extra) = outcome.map_err(|e| *e)?;
         if let Err(e) = &result {
             if is_violation(e) {
                 self.guard.violations.fetch_add(1, Ordering::Relaxed);
@@ -286,24 +285,25 @@ impl LoadedProgram {
 
     /// Runs in the program's domain: buffer and tracing inputs are copied into its context area,
     /// packet contexts are built in its low area.
-    fn run_isolated(&self, input: &mut [u8]) -> Result<Result<u64, RunError>, Error> {
+    fn run_isolated(&self, input: &mut [u8]) -> Result<Result<u64, Box<RunError>>, Box<Error>> {
         let Some(domain) = &self.domain else {
-            return Ok(context::run(&self.exec, self.prog_type, input)?);
+            return context::run(&self.exec, self.prog_type, input).map_err(boxed_context);
         };
-        let lease = self.lease(domain)?;
+        let lease = self.lease(domain).map_err(Box::new)?;
         let lease = lease.as_ref();
         if matches!(self.prog_type, ProgType::Buffer | ProgType::Tracing) {
             if let Some(result) = domain.with_context(input, |ctx| {
                 self.run_in_domain(domain, lease, ctx, None, true)
             }) {
-                return Ok(result?);
+                return result.map_err(boxed_context);
             }
         } else if let Some(result) =
             domain.with_low_area(|low| self.run_in_domain(domain, lease, input, Some(low), true))
         {
-            return Ok(result?);
+            return result.map_err(boxed_context);
         }
-        Ok(self.run_in_domain(domain, lease, input, None, false)?)
+        self.run_in_domain(domain, lease, input, None, false)
+            .map_err(boxed_context)
     }
 
     /// One run in `domain` on `ctx` (packet contexts built in `low` when given); `in_domain` says
@@ -317,7 +317,7 @@ impl LoadedProgram {
         ctx: &mut [u8],
         low: Option<&mut [u8]>,
         in_domain: bool,
-    ) -> Result<Result<u64, RunError>, ContextError> {
+    ) -> context::Ran {
         let Some(lease) = lease else {
             return context::run_in(&self.exec, self.prog_type, ctx, low);
         };
@@ -467,4 +467,13 @@ impl LoadedProgram {
     pub fn bytecode(&self) -> Vec<u8> {
         self.program.to_bytes()
     }
+}
+
+/// A context error as the facade's boxed error.
+#[expect(
+    clippy::boxed_local,
+    reason = "runs return their errors boxed (a two-word result); this only re-wraps one"
+)]
+fn boxed_context(e: Box<ContextError>) -> Box<Error> {
+    Box::new(Error::Context(*e))
 }
