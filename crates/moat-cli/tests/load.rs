@@ -266,8 +266,7 @@ fn funclatency_on_a_function_of_the_program_matches_the_kernel() {
 }
 
 /// `gethostlatency -p PID`: one line per `getaddrinfo` of the workload on both, with latencies of
-/// the same order (medians within a factor of two: the kernel's trap adds microseconds to a call
-/// of some tens).
+/// the same order (medians within a factor of four).
 #[test]
 fn gethostlatency_matches_the_kernel() {
     skip_unless_available!();
@@ -289,9 +288,11 @@ fn gethostlatency_matches_the_kernel() {
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied().unwrap_or(0.0)
     };
+    // The two runs follow each other on a shared machine whose load moves a lookup of tens of
+    // microseconds by as much again: the same order of magnitude is what the check can ask.
     let (mk, mm) = (median(&k), median(&m));
     assert!(
-        mm <= 2.0 * mk && mk <= 2.0 * mm,
+        mm <= 4.0 * mk && mk <= 4.0 * mm,
         "medians {mk} and {mm} ms:\nkernel:\n{kernel}\nmoat:\n{moat}"
     );
     println!("gethostlatency: kernel and moat both saw {ROUNDS} lookups, medians {mk} and {mm} ms");
@@ -299,8 +300,10 @@ fn gethostlatency_matches_the_kernel() {
 
 /// `opensnoop -p PID` (its programs at the `syscalls:sys_enter_openat`/`sys_exit_openat`
 /// tracepoints, which moat runs by rewriting the system call sites of the workload's libc; the
-/// tracepoints fire for every process, so `moat load --pid` names the one): the same opens, in the
-/// same order, with the same descriptors and errors.
+/// tracepoints fire for every process, so `moat load --pid` names the one): the same opens with
+/// the same descriptors and errors. Not necessarily in the same order: records go to the ring of
+/// the CPU the workload ran on, and the tool reads the rings one after another (the kernel's
+/// per-CPU rings give no order across CPUs either).
 #[test]
 fn opensnoop_matches_the_kernel() {
     skip_unless_available!();
@@ -316,10 +319,12 @@ fn opensnoop_matches_the_kernel() {
     };
     let (kernel, _) = traced_run(false, "opensnoop", &[]);
     let (moat, moat_err) = traced_run(true, "opensnoop", &[]);
-    let (k, m) = (opens(&kernel), opens(&moat));
+    let (mut k, mut m) = (opens(&kernel), opens(&moat));
     let devnull = |v: &[String]| v.iter().filter(|l| l.ends_with(" /dev/null")).count() as u64;
     assert_eq!(devnull(&k), ROUNDS, "kernel:\n{kernel}");
-    assert_eq!(k, m, "kernel:\n{kernel}\nmoat:\n{moat}\n{moat_err}");
+    k.sort();
+    m.sort();
+    assert!(k == m, "kernel:\n{kernel}\nmoat:\n{moat}\n{moat_err}");
     println!(
         "opensnoop: kernel and moat both saw the same {} opens",
         k.len()
@@ -409,7 +414,7 @@ impl Drop for Bash {
 }
 
 /// `bashreadline` (no process option: on moat, `moat load --pid` names the bash) on the kernel and
-/// on moat: every command line the bash read, in order.
+/// on moat: every command line the bash read.
 #[test]
 fn bashreadline_matches_the_kernel() {
     skip_unless_available!();
@@ -457,10 +462,18 @@ fn bashreadline_matches_the_kernel() {
             .collect();
         (mine, err)
     };
+    // Sorted: a record goes to the ring of the CPU bash ran on, and rings are read one after
+    // another (on the kernel as on moat), so lines of a bash that moved between CPUs may come
+    // out of order.
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
     let (kernel, _) = lines(false);
     let (moat, moat_err) = lines(true);
-    assert_eq!(kernel, commands, "kernel");
-    assert_eq!(moat, commands, "moat:\n{moat_err}");
+    let expected = sorted(commands.clone());
+    assert_eq!(sorted(kernel), expected, "kernel");
+    assert_eq!(sorted(moat), expected, "moat:\n{moat_err}");
     println!(
         "bashreadline: kernel and moat both saw {} commands",
         commands.len()
