@@ -8,7 +8,9 @@
 //! `moat trace`'s agent makes them), the two loads measured in turns.
 //!
 //! `cargo run --release -p moat-bench --bin bench_uprobe` (as root for the kernel's columns);
-//! `... --bin bench_uprobe -- --maps` for the private/shared comparison only.
+//! `... --bin bench_uprobe -- --maps` for the private/shared comparison only;
+//! `... -- --profile NAME [ret]` (a program of the object, or `syscall`: the empty program at
+//! `getppid`'s tracepoint) hits one probe for a few seconds, for `perf record`.
 
 use moat::{LoadedProgram, ObjectOptions, ProgType, Runtime};
 use moat_attach::{Choice, Hook, Located, Target};
@@ -394,6 +396,25 @@ fn main() {
     );
 
     if let Some(which) = std::env::args().skip_while(|a| a != "--profile").nth(1) {
+        if which == "syscall" {
+            // For `perf record`: the empty program at `getppid`'s sys_enter tracepoint.
+            let hooks = moat_attach::SyscallHooks {
+                enter: vec![(
+                    110,
+                    Hook {
+                        program: empty.clone(),
+                        cookie: 0,
+                    },
+                )],
+                ..Default::default()
+            };
+            let a = moat_attach::attach_syscalls(hooks, &["libc.so.6"]).expect("attach");
+            for _ in 0..20_000_000u64 {
+                black_box(kernel::getppid());
+            }
+            println!("{} hits", a.hits());
+            return;
+        }
         // For `perf record`: one rewritten probe (`ret`: and a return probe), hit for a few
         // seconds.
         let hook = Hook {
