@@ -85,36 +85,23 @@ pub(crate) fn start(orders: &dyn Fn(&str) -> Option<String>) -> bool {
                 if let Err(message) = attach_syscalls(&running) {
                     running.pop();
                     let _ = attach_syscalls(&running);
-                    append(
-                        &report,
-                        &[
-                            Record::Error {
-                                program: name,
-                                message,
-                            },
-                            Record::Detached,
-                        ],
-                    );
-                    return false;
+                    return failed(&report, name, message);
                 }
             }
             append(&report, &[record]);
             true
         }
-        Err(message) => {
-            append(
-                &report,
-                &[
-                    Record::Error {
-                        program: name,
-                        message,
-                    },
-                    Record::Detached,
-                ],
-            );
-            false
-        }
+        Err(message) => failed(&report, name, message),
     }
+}
+
+/// Reports that `program` could not be attached (and is not running): `false`.
+fn failed(report: &str, program: String, message: String) -> bool {
+    append(
+        report,
+        &[Record::Error { program, message }, Record::Detached],
+    );
+    false
 }
 
 /// The map `tag` of `dir`, adopted once for the process.

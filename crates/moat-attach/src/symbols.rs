@@ -157,25 +157,34 @@ fn matches(mapped: &str, wanted: &str) -> bool {
     }
 }
 
+/// The file of `maps` (process `pid`'s mappings) that `path` names, and its bytes, read through
+/// the process's root so that a process in another mount namespace works.
+fn mapped_file(maps: &[Mapping], path: &str, pid: u32) -> Result<(PathBuf, Vec<u8>), SymbolError> {
+    let file = maps
+        .iter()
+        .find(|m| matches(&m.path, path))
+        .map(|m| PathBuf::from(&m.path))
+        .ok_or_else(|| SymbolError::NotMapped {
+            path: path.to_string(),
+            pid,
+        })?;
+    let bytes = std::fs::read(format!("/proc/{pid}/root{}", file.display()))
+        .or_else(|_| std::fs::read(&file))
+        .map_err(|e| SymbolError::BadFile {
+            file: file.clone(),
+            reason: e.to_string(),
+        })?;
+    Ok((file, bytes))
+}
+
 /// Finds `target` in process `pid` (`std::process::id()` for this one).
 pub fn locate(target: &Target, pid: u32) -> Result<Located, SymbolError> {
     let maps = mappings(pid);
-    let file = maps
-        .iter()
-        .find(|m| matches(&m.path, &target.path))
-        .map(|m| PathBuf::from(&m.path))
-        .ok_or_else(|| SymbolError::NotMapped {
-            path: target.path.clone(),
-            pid,
-        })?;
+    let (file, bytes) = mapped_file(&maps, &target.path, pid)?;
     let bad = |reason: String| SymbolError::BadFile {
         file: file.clone(),
         reason,
     };
-    // Read the file through the process's root, so that a process in another mount namespace works.
-    let bytes = std::fs::read(format!("/proc/{pid}/root{}", file.display()))
-        .or_else(|_| std::fs::read(&file))
-        .map_err(|e| bad(e.to_string()))?;
     let elf = object::File::parse(&*bytes).map_err(|e| bad(e.to_string()))?;
     let symbol = elf
         .symbols()
@@ -259,22 +268,11 @@ fn placed(
 /// bounds what a probe may displace); otherwise the probed address itself, of unknown size.
 pub fn locate_file_offset(path: &str, file_offset: u64, pid: u32) -> Result<Located, SymbolError> {
     let maps = mappings(pid);
-    let file = maps
-        .iter()
-        .find(|m| matches(&m.path, path))
-        .map(|m| PathBuf::from(&m.path))
-        .ok_or_else(|| SymbolError::NotMapped {
-            path: path.to_string(),
-            pid,
-        })?;
-    let bad = |reason: String| SymbolError::BadFile {
+    let (file, bytes) = mapped_file(&maps, path, pid)?;
+    let elf = object::File::parse(&*bytes).map_err(|e| SymbolError::BadFile {
         file: file.clone(),
-        reason,
-    };
-    let bytes = std::fs::read(format!("/proc/{pid}/root{}", file.display()))
-        .or_else(|_| std::fs::read(&file))
-        .map_err(|e| bad(e.to_string()))?;
-    let elf = object::File::parse(&*bytes).map_err(|e| bad(e.to_string()))?;
+        reason: e.to_string(),
+    })?;
     let label = format!("offset {file_offset:#x}");
     // The segment's addresses: where the symbols are.
     let Some((seg_addr, seg_off)) = elf.segments().find_map(|seg| {

@@ -198,23 +198,32 @@ fn traced_run(on_moat: bool, tool: &str, args: &[&str]) -> (String, String) {
         // Records reach the tool's perf buffer within a few milliseconds (moat's epoll slice).
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    // SIGINT ends the tool the way Ctrl-C does (`moat load` passes it on).
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    let mut rest = String::new();
-    let _ = out.read_to_string(&mut rest);
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
-    let status = child.wait().expect("wait for the tool");
+    let (rest, err, status) = interrupt(child, out);
     assert!(
         attached,
         "{tool} on {}: nothing printed; status {status}; stderr:\n{err}",
         if on_moat { "moat" } else { "the kernel" }
     );
     (first + &rest, err)
+}
+
+/// Ends `tool` with SIGINT, the way Ctrl-C does (`moat load` passes it on), and returns the rest
+/// of its standard output (`out`), its standard error and its status.
+fn interrupt(
+    mut tool: Child,
+    mut out: BufReader<std::process::ChildStdout>,
+) -> (String, String, std::process::ExitStatus) {
+    let _ = Command::new("kill")
+        .args(["-INT", &tool.id().to_string()])
+        .status();
+    let mut rest = String::new();
+    let _ = out.read_to_string(&mut rest);
+    let mut err = String::new();
+    if let Some(mut e) = tool.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    let status = tool.wait().expect("wait for the tool");
+    (rest, err, status)
 }
 
 /// A log2 histogram as funclatency prints it: (bucket's low end, count) for every line.
@@ -442,16 +451,7 @@ fn bashreadline_matches_the_kernel() {
             // The last command's line reaches the tool's output in a moment.
             std::thread::sleep(std::time::Duration::from_millis(300));
         }
-        let _ = Command::new("kill")
-            .args(["-INT", &tool.id().to_string()])
-            .status();
-        let mut rest = String::new();
-        let _ = out.read_to_string(&mut rest);
-        let mut err = String::new();
-        if let Some(mut e) = tool.stderr.take() {
-            let _ = e.read_to_string(&mut err);
-        }
-        let _ = tool.wait();
+        let (rest, err, _) = interrupt(tool, out);
         assert!(attached, "bashreadline printed nothing:\n{err}");
         // Other shells of the machine show up on the kernel: only this bash's lines count.
         let mine = rest

@@ -1180,23 +1180,25 @@ impl Server {
         ids.get(&id).cloned()
     }
 
-    /// A system call's tracepoint: moat's own event (an eventfd).
+    /// A system call's tracepoint: moat's own event.
     fn open_tracepoint(&mut self, name: String, pid: i32) -> Result<i64, ServeError> {
+        self.new_event(EventObj {
+            syscall: Some(name),
+            path: String::new(),
+            offset: 0,
+            retprobe: false,
+            pid,
+            running: None,
+        })
+    }
+
+    /// A descriptor (an eventfd) for `event`.
+    fn new_event(&mut self, event: EventObj) -> Result<i64, ServeError> {
         let fd = sys::eventfd().map_err(|source| ServeError::Io {
             what: "perf event descriptor",
             source,
         })?;
-        self.insert(
-            fd,
-            Object::Event(EventObj {
-                syscall: Some(name),
-                path: String::new(),
-                offset: 0,
-                retprobe: false,
-                pid,
-                running: None,
-            }),
-        )
+        self.insert(fd, Object::Event(event))
     }
 
     /// A perf buffer event: a ring file of its own beside the maps.
@@ -1498,21 +1500,14 @@ impl Server {
         let a = Attr(sys::read(attr_at, f::MIN_SIZE).map_err(fault("perf_event_attr", attr_at))?);
         let path_at = a.u64(f::CONFIG1);
         let path = sys::read_cstr(path_at, 4096).map_err(fault("uprobe path", path_at))?;
-        let fd = sys::eventfd().map_err(|source| ServeError::Io {
-            what: "perf event descriptor",
-            source,
-        })?;
-        self.insert(
-            fd,
-            Object::Event(EventObj {
-                path,
-                offset: a.u64(f::CONFIG2),
-                retprobe: a.u64(f::CONFIG) & 1 != 0,
-                pid,
-                running: None,
-                syscall: None,
-            }),
-        )
+        self.new_event(EventObj {
+            path,
+            offset: a.u64(f::CONFIG2),
+            retprobe: a.u64(f::CONFIG) & 1 != 0,
+            pid,
+            running: None,
+            syscall: None,
+        })
     }
 }
 

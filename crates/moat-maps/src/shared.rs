@@ -74,6 +74,13 @@ pub struct SharedMap {
     view: View,
 }
 
+/// The definition and CPU count in map `tag`'s descriptor in `dir`.
+fn read_descriptor(dir: &Path, tag: &str) -> Result<(MapDef, usize), MapError> {
+    let path = dir.join(format!("{tag}.map"));
+    let text = std::fs::read_to_string(&path).map_err(|e| io_error(&path, e))?;
+    parse_descriptor(&text, &path)
+}
+
 /// Parses a descriptor.
 fn parse_descriptor(text: &str, path: &Path) -> Result<(MapDef, usize), MapError> {
     let field = |key: &str| -> Result<&str, MapError> {
@@ -124,9 +131,7 @@ impl crate::Map {
         tag: &str,
         inner: Option<std::sync::Arc<dyn crate::MapMemory>>,
     ) -> Result<crate::Map, MapError> {
-        let path = dir.join(format!("{tag}.map"));
-        let text = std::fs::read_to_string(&path).map_err(|e| io_error(&path, e))?;
-        let (def, cpus) = parse_descriptor(&text, &path)?;
+        let (def, cpus) = read_descriptor(dir, tag)?;
         if def.map_type == MapType::PerfEventArray {
             return crate::Map::create_with(def, SharedMemory::new(dir, tag, inner), cpus);
         }
@@ -211,9 +216,7 @@ impl SharedMap {
     /// short, [`MapError::InvalidDef`] (and the other creation errors) for an impossible
     /// descriptor.
     pub fn open(dir: &Path, tag: &str) -> Result<SharedMap, MapError> {
-        let path = dir.join(format!("{tag}.map"));
-        let text = std::fs::read_to_string(&path).map_err(|e| io_error(&path, e))?;
-        let (def, cpus) = parse_descriptor(&text, &path)?;
+        let (def, cpus) = read_descriptor(dir, tag)?;
         let mapped = |n: u32, len: usize| {
             let file = SharedMemory::file(dir, tag, n);
             let segment = Segment::open(&file, len)?;

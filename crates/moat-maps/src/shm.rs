@@ -87,14 +87,7 @@ impl SharedMemory {
         tag: impl Into<String>,
         inner: Option<Arc<dyn MapMemory>>,
     ) -> Arc<SharedMemory> {
-        Arc::new(SharedMemory {
-            dir: dir.into(),
-            tag: tag.into(),
-            next: AtomicU32::new(0),
-            inner,
-            live: Mutex::new(HashMap::new()),
-            adopting: false,
-        })
+        SharedMemory::made(dir.into(), tag.into(), inner, false)
     }
 
     /// The storage of map `tag` that another process made in `dir` (with [`SharedMemory::new`]),
@@ -107,13 +100,22 @@ impl SharedMemory {
         tag: impl Into<String>,
         inner: Option<Arc<dyn MapMemory>>,
     ) -> Arc<SharedMemory> {
+        SharedMemory::made(dir.into(), tag.into(), inner, true)
+    }
+
+    fn made(
+        dir: PathBuf,
+        tag: String,
+        inner: Option<Arc<dyn MapMemory>>,
+        adopting: bool,
+    ) -> Arc<SharedMemory> {
         Arc::new(SharedMemory {
-            dir: dir.into(),
-            tag: tag.into(),
+            dir,
+            tag,
             next: AtomicU32::new(0),
             inner,
             live: Mutex::new(HashMap::new()),
-            adopting: true,
+            adopting,
         })
     }
 

@@ -219,7 +219,8 @@ fn kernel_syscall(obj: &moat::Object) -> Result<f64, String> {
     Ok(per_syscall())
 }
 
-fn moat_syscall(prog: &LoadedProgram) -> f64 {
+/// `prog` at `getppid`'s (110) sys_enter tracepoint, on libc's system call sites.
+fn getppid_probe(prog: &LoadedProgram) -> moat_attach::SyscallAttachment {
     let hooks = moat_attach::SyscallHooks {
         enter: vec![(
             110,
@@ -230,7 +231,11 @@ fn moat_syscall(prog: &LoadedProgram) -> f64 {
         )],
         ..Default::default()
     };
-    let a = moat_attach::attach_syscalls(hooks, &["libc.so.6"]).expect("attach");
+    moat_attach::attach_syscalls(hooks, &["libc.so.6"]).expect("attach")
+}
+
+fn moat_syscall(prog: &LoadedProgram) -> f64 {
+    let a = getppid_probe(prog);
     assert!(!a.sites().is_empty(), "getppid's site found");
     let ns = per_syscall();
     assert!(a.hits() > 0, "the syscall probe fired");
@@ -398,17 +403,7 @@ fn main() {
     if let Some(which) = std::env::args().skip_while(|a| a != "--profile").nth(1) {
         if which == "syscall" {
             // For `perf record`: the empty program at `getppid`'s sys_enter tracepoint.
-            let hooks = moat_attach::SyscallHooks {
-                enter: vec![(
-                    110,
-                    Hook {
-                        program: empty.clone(),
-                        cookie: 0,
-                    },
-                )],
-                ..Default::default()
-            };
-            let a = moat_attach::attach_syscalls(hooks, &["libc.so.6"]).expect("attach");
+            let a = getppid_probe(&empty);
             for _ in 0..20_000_000u64 {
                 black_box(kernel::getppid());
             }
