@@ -175,55 +175,76 @@ const ROUNDS: u64 = 200;
 fn traced_run(on_moat: bool, tool: &str, args: &[&str]) -> (String, String) {
     let mut workload = Workload::start();
     let pid = workload.pid.to_string();
+    let command: Vec<&str> = [tool, "-p", &pid]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect();
+    // Records reach the tool's perf buffer within a few milliseconds (moat's epoll slice).
+    let run = run_tool(on_moat, &pid, &command, || workload.run(), 200);
+    assert!(
+        run.attached,
+        "{tool} on {}: nothing printed; status {}; stderr:\n{}",
+        if on_moat { "moat" } else { "the kernel" },
+        run.status,
+        run.stderr
+    );
+    (run.stdout, run.stderr)
+}
+
+/// What [`run_tool`] saw of a tool.
+struct ToolRun {
+    /// Whether it printed a first line (it prints one once attached).
+    attached: bool,
+    stdout: String,
+    stderr: String,
+    status: std::process::ExitStatus,
+}
+
+/// Runs `command` (a tool and its arguments) with line-buffered output, on the kernel or,
+/// `on_moat`, through `moat load --pid PID` (events on every process run in `pid`); once it has
+/// printed its first line, runs `work`, waits `settle_ms` for the last records to reach the tool
+/// and ends it with SIGINT, the way Ctrl-C does (`moat load` passes it on).
+fn run_tool(
+    on_moat: bool,
+    pid: &str,
+    command: &[&str],
+    work: impl FnOnce(),
+    settle_ms: u64,
+) -> ToolRun {
     let mut cmd = Command::new("stdbuf");
     cmd.arg("-oL");
     if on_moat {
-        // Tools whose events are on every process (system call tracepoints) run in the workload.
-        cmd.args([MOAT, "load", "--pid", &pid, "--"]);
+        cmd.args([MOAT, "load", "--pid", pid, "--"]);
     }
-    let mut child = cmd
-        .arg(tool)
-        .args(["-p", &pid])
-        .args(args)
+    let mut tool = cmd
+        .args(command)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the tool");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut first = String::new();
-    let attached = out.read_line(&mut first).is_ok_and(|n| n > 0);
+    let mut out = BufReader::new(tool.stdout.take().expect("stdout"));
+    let mut stdout = String::new();
+    let attached = out.read_line(&mut stdout).is_ok_and(|n| n > 0);
     if attached {
-        workload.run();
-        // Records reach the tool's perf buffer within a few milliseconds (moat's epoll slice).
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        work();
+        std::thread::sleep(std::time::Duration::from_millis(settle_ms));
     }
-    let (rest, err, status) = interrupt(child, out);
-    assert!(
-        attached,
-        "{tool} on {}: nothing printed; status {status}; stderr:\n{err}",
-        if on_moat { "moat" } else { "the kernel" }
-    );
-    (first + &rest, err)
-}
-
-/// Ends `tool` with SIGINT, the way Ctrl-C does (`moat load` passes it on), and returns the rest
-/// of its standard output (`out`), its standard error and its status.
-fn interrupt(
-    mut tool: Child,
-    mut out: BufReader<std::process::ChildStdout>,
-) -> (String, String, std::process::ExitStatus) {
     let _ = Command::new("kill")
         .args(["-INT", &tool.id().to_string()])
         .status();
-    let mut rest = String::new();
-    let _ = out.read_to_string(&mut rest);
-    let mut err = String::new();
+    let _ = out.read_to_string(&mut stdout);
+    let mut stderr = String::new();
     if let Some(mut e) = tool.stderr.take() {
-        let _ = e.read_to_string(&mut err);
+        let _ = e.read_to_string(&mut stderr);
     }
     let status = tool.wait().expect("wait for the tool");
-    (rest, err, status)
+    ToolRun {
+        attached,
+        stdout,
+        stderr,
+        status,
+    }
 }
 
 /// A log2 histogram as funclatency prints it: (bucket's low end, count) for every line.
@@ -431,28 +452,20 @@ fn bashreadline_matches_the_kernel() {
     let lines = |on_moat: bool| -> (Vec<String>, String) {
         let mut bash = Bash::start(if on_moat { "moat" } else { "kernel" });
         let pid = bash.child.id().to_string();
-        let mut cmd = Command::new("stdbuf");
-        cmd.arg("-oL");
-        if on_moat {
-            cmd.args([MOAT, "load", "--pid", &pid, "--"]);
-        }
-        let mut tool = cmd
-            .arg("bashreadline")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start bashreadline");
-        let mut out = BufReader::new(tool.stdout.take().expect("stdout"));
-        let mut header = String::new();
-        let attached = out.read_line(&mut header).is_ok_and(|n| n > 0);
-        if attached {
-            bash.run(&commands);
-            // The last command's line reaches the tool's output in a moment.
-            std::thread::sleep(std::time::Duration::from_millis(300));
-        }
-        let (rest, err, _) = interrupt(tool, out);
-        assert!(attached, "bashreadline printed nothing:\n{err}");
+        // The last command's line reaches the tool's output in a moment.
+        let run = run_tool(
+            on_moat,
+            &pid,
+            &["bashreadline"],
+            || bash.run(&commands),
+            300,
+        );
+        assert!(
+            run.attached,
+            "bashreadline printed nothing:\n{}",
+            run.stderr
+        );
+        let (rest, err) = (run.stdout, run.stderr);
         // Other shells of the machine show up on the kernel: only this bash's lines count.
         let mine = rest
             .lines()

@@ -1032,11 +1032,7 @@ impl Server {
                 )));
             };
             let t = map.map_type();
-            let adoptable = matches!(
-                t,
-                MapType::Array | MapType::PercpuArray | MapType::PerfEventArray
-            ) || is_hash(t);
-            let tag = match (&obj.tag, adoptable) {
+            let tag = match (&obj.tag, Map::adoptable(t)) {
                 (Some(tag), true) => tag.clone(),
                 _ => {
                     let kernel = moat_abi::MapType::from_u32(obj.kernel_type)
@@ -1056,7 +1052,7 @@ impl Server {
                     o.pid
                 )));
             }
-            if is_hash(t) && obj.owner.is_none() {
+            if t.is_hash() && obj.owner.is_none() {
                 owned.push((fd, tag.clone()));
             }
             tags.push(tag);
@@ -1293,7 +1289,7 @@ impl Server {
         let (Some(tag), Some(dir), true) = (
             &obj.tag,
             &self.shm_dir,
-            matches!(t, MapType::Array | MapType::PercpuArray) || is_hash(t),
+            matches!(t, MapType::Array | MapType::PercpuArray) || t.is_hash(),
         ) else {
             return Err(ServeError::Unsupported(format!(
                 "{path}: map `{}` cannot be pinned (moat pins arrays and hash maps kept in \
@@ -1351,7 +1347,7 @@ impl Server {
         let got = (|| {
             let map = Map::adopt(&pin, PIN_TAG, None).map_err(map_err)?;
             let def = map.def().clone();
-            let owner = if is_hash(def.map_type) {
+            let owner = if def.map_type.is_hash() {
                 let view = SharedMap::open(&pin, PIN_TAG).map_err(map_err)?;
                 Some(Arc::new(Owner { pid: 0, view }))
             } else {
@@ -1531,14 +1527,6 @@ const PERF_TYPE_TRACEPOINT: u32 = 2;
 const PERF_TYPE_SOFTWARE: u32 = 1;
 /// `PERF_COUNT_SW_BPF_OUTPUT`: the event a perf buffer's slot holds.
 const PERF_COUNT_SW_BPF_OUTPUT: u64 = 10;
-
-/// Whether maps of type `t` are hash maps (one writer: the traced process once it runs programs).
-fn is_hash(t: MapType) -> bool {
-    matches!(
-        t,
-        MapType::Hash | MapType::PercpuHash | MapType::LruHash | MapType::LruPercpuHash
-    )
-}
 
 /// Removes this process's map storage at exit (after `main`, when the maps are no longer used).
 extern "C" fn remove_shm_dir() {

@@ -132,6 +132,15 @@ impl MapType {
         self.abi().is_percpu()
     }
 
+    /// Whether this is a hash map (per-CPU and LRU kinds too): elements under arbitrary keys,
+    /// indexed by their one writer.
+    pub fn is_hash(self) -> bool {
+        matches!(
+            self,
+            MapType::Hash | MapType::PercpuHash | MapType::LruHash | MapType::LruPercpuHash
+        )
+    }
+
     /// The kernel's name for the type, as `bpftool` prints it (`"hash"`, `"lru_percpu_hash"`, ...).
     pub fn name(self) -> &'static str {
         self.abi().name()

@@ -132,41 +132,36 @@ impl crate::Map {
         inner: Option<std::sync::Arc<dyn crate::MapMemory>>,
     ) -> Result<crate::Map, MapError> {
         let (def, cpus) = read_descriptor(dir, tag)?;
-        if def.map_type == MapType::PerfEventArray {
-            return crate::Map::create_with(def, SharedMemory::new(dir, tag, inner), cpus);
-        }
-        if !matches!(
-            def.map_type,
-            MapType::Array
-                | MapType::PercpuArray
-                | MapType::Hash
-                | MapType::PercpuHash
-                | MapType::LruHash
-                | MapType::LruPercpuHash
-        ) {
+        if !crate::Map::adoptable(def.map_type) {
             return Err(MapError::NotSupported {
                 map_type: def.map_type,
                 op: "adoption by a second process",
             });
         }
+        if def.map_type == MapType::PerfEventArray {
+            return crate::Map::create_with(def, SharedMemory::new(dir, tag, inner), cpus);
+        }
         crate::Map::create_with(def, SharedMemory::adopting(dir, tag, inner), cpus)
+    }
+
+    /// Whether maps of type `t` can be taken over by a second process ([`Map::adopt`](crate::Map::adopt)):
+    /// arrays, hash maps and perf event arrays.
+    pub fn adoptable(t: MapType) -> bool {
+        matches!(
+            t,
+            MapType::Array | MapType::PercpuArray | MapType::PerfEventArray
+        ) || t.is_hash()
     }
 }
 
 impl SharedMap {
     /// Whether maps of type `t` can live in [`SharedMemory`] and be read as a [`SharedMap`].
     pub fn supports(t: MapType) -> bool {
-        matches!(
-            t,
-            MapType::Array
-                | MapType::PercpuArray
-                | MapType::Hash
-                | MapType::PercpuHash
-                | MapType::LruHash
-                | MapType::LruPercpuHash
-                | MapType::RingBuf
-                | MapType::PerfEventArray
-        )
+        t.is_hash()
+            || matches!(
+                t,
+                MapType::Array | MapType::PercpuArray | MapType::RingBuf | MapType::PerfEventArray
+            )
     }
 
     /// Writes the descriptor `dir/TAG.map` of `map`, which was created in
