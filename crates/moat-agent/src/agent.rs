@@ -489,6 +489,16 @@ type Named<T> = (String, T);
 /// The entry and return programs (with their names) of one probed function.
 type Group = (Vec<(String, Hook)>, Vec<(String, Hook)>);
 
+/// Attaches system call programs at the sites of this process's C library and program.
+pub(crate) fn attach_own_syscalls(
+    hooks: SyscallHooks,
+) -> Result<SyscallAttachment, moat_attach::AttachError> {
+    let exe = std::fs::read_link("/proc/self/exe")
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    moat_attach::attach_syscalls(hooks, &["libc.so.6", &exe])
+}
+
 /// Attaches every (chosen) program; records what each got.
 fn attach_all(
     object: &LoadedObject,
@@ -556,37 +566,31 @@ fn attach_all(
             }
         }
     }
-    let syscalls = (!sys_names.is_empty()).then(|| {
-        let exe = std::fs::read_link("/proc/self/exe")
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let a = moat_attach::attach_syscalls(sys, &["libc.so.6", &exe]);
-        match a {
-            Ok(a) => {
-                let sites = a.sites().len();
-                for (n, point) in &sys_names {
-                    records.push(Record::Attached {
-                        program: n.clone(),
-                        point: point.clone(),
-                        address: 0,
-                        method: format!(
-                            "system call sites rewritten ({sites} sites in libc and the program)"
-                        ),
-                    });
-                }
-                let label = sys_names
-                    .iter()
-                    .map(|(n, _)| n.as_str())
-                    .collect::<Vec<_>>()
-                    .join("+");
-                Some((label, a))
+    let syscalls = (!sys_names.is_empty()).then(|| match attach_own_syscalls(sys) {
+        Ok(a) => {
+            let sites = a.sites().len();
+            for (n, point) in &sys_names {
+                records.push(Record::Attached {
+                    program: n.clone(),
+                    point: point.clone(),
+                    address: 0,
+                    method: format!(
+                        "system call sites rewritten ({sites} sites in libc and the program)"
+                    ),
+                });
             }
-            Err(e) => {
-                for (n, _) in &sys_names {
-                    error(records, n, e.to_string());
-                }
-                None
+            let label = sys_names
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join("+");
+            Some((label, a))
+        }
+        Err(e) => {
+            for (n, _) in &sys_names {
+                error(records, n, e.to_string());
             }
+            None
         }
     });
     let mut out = Vec::new();

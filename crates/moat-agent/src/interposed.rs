@@ -144,11 +144,7 @@ fn attach_syscalls(running: &[Running]) -> Result<(), String> {
     if hooks.enter.is_empty() && hooks.exit.is_empty() {
         return Ok(());
     }
-    let exe = std::fs::read_link("/proc/self/exe")
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let attachment =
-        moat_attach::attach_syscalls(hooks, &["libc.so.6", &exe]).map_err(|e| e.to_string())?;
+    let attachment = crate::agent::attach_own_syscalls(hooks).map_err(|e| e.to_string())?;
     *current = Some(attachment);
     Ok(())
 }
