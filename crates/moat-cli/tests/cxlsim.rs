@@ -84,8 +84,18 @@ fn report(o: &Output) -> serde_json::Value {
     serde_json::from_str(json).expect("the report is JSON")
 }
 
+/// Held by the test that times a run and by the one that keeps both cores busy under valgrind:
+/// run side by side (cargo runs a file's tests in parallel), the second skews the first's timing.
+static CORES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The cores to this test alone, among this file's tests.
+fn cores() -> std::sync::MutexGuard<'static, ()> {
+    CORES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn a_chase_on_cxl_slows_by_the_extra_latency_and_local_memory_by_nothing() {
+    let _cores = cores();
     let Some(bench) = membench() else {
         println!("skipped: no C compiler");
         return;
@@ -158,6 +168,7 @@ fn exact_tools() -> Result<(), String> {
 
 #[test]
 fn the_exact_mode_counts_one_cxl_miss_per_line_per_pass_of_a_sweep() {
+    let _cores = cores();
     if let Err(why) = exact_tools() {
         println!("skipped: {why}");
         return;
